@@ -1,0 +1,400 @@
+"""Per-type codecs: msgpack maps <-> sample instances, compiled once per sample type.
+
+A :class:`Codec` holds, for every field, a small converter chosen from the field's
+:class:`~atdata.schema.FieldType` when the codec is built; encoding and decoding a sample never
+look at annotations again. Arrays use the compact layout of FORMAT.md §1 (and ``.npy`` on read).
+"""
+
+import io
+import struct
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import msgpack
+import numpy as np
+
+from .errors import SchemaError
+from .sample import DictSample
+from .schema import FieldType, Schema
+
+__all__ = [
+    "Codec",
+    "array_header",
+    "codec_for",
+    "decode_array",
+    "encode_array",
+    "parse_array_header",
+]
+
+T = TypeVar("T")
+Converter = Callable[[Any, str], Any]
+
+_NPY_MAGIC = b"\x93NUMPY"
+_HEADER_CACHE: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], int]] = {}
+_HEADER_CACHE_MAX = 4096
+
+
+# --------------------------------------------------------------------------- array layout
+def array_header(dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
+    """The compact-array prefix: dtype string length, dtype string, ndim, int64 shape."""
+    dstr = dtype.str.encode("ascii")
+    return bytes((len(dstr),)) + dstr + bytes((len(shape),)) + struct.pack(f"<{len(shape)}q", *shape)
+
+
+def encode_array(value: np.ndarray[Any, Any]) -> bytes:
+    """Serialize an array in the compact layout (C order, no padding)."""
+    if value.dtype.hasobject:
+        raise SchemaError("object arrays cannot be stored")
+    if value.ndim > 255:
+        raise SchemaError(f"arrays of {value.ndim} dimensions cannot be stored (max 255)")
+    return array_header(value.dtype, value.shape) + np.ascontiguousarray(value).tobytes()
+
+
+def parse_array_header(buf: bytes | memoryview) -> tuple[np.dtype[Any], tuple[int, ...], int]:
+    """Return (dtype, shape, header length) of a compact array, validating it against its size."""
+    n = len(buf)
+    if n < 2:
+        raise SchemaError(f"array value of {n} bytes is too short for a header")
+    dlen = buf[0]
+    ndim_at = 1 + dlen
+    if ndim_at >= n:
+        raise SchemaError("array header is truncated")
+    hlen = ndim_at + 1 + 8 * buf[ndim_at]
+    if hlen > n:
+        raise SchemaError("array header is truncated")
+    key = bytes(buf[:hlen])
+    hit = _HEADER_CACHE.get(key)
+    if hit is not None:
+        dtype, shape, _ = hit
+    else:
+        try:
+            dtype = np.dtype(key[1:ndim_at].decode("ascii"))
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"array header names an unknown dtype {key[1:ndim_at]!r}") from exc
+        if dtype.hasobject:
+            raise SchemaError("array header names an object dtype, which is never decoded")
+        shape = struct.unpack_from(f"<{key[ndim_at]}q", key, ndim_at + 1)
+        if any(d < 0 for d in shape):
+            raise SchemaError(f"array header has a negative dimension {shape}")
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[key] = (dtype, shape, hlen)
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize != n - hlen:
+        raise SchemaError(
+            f"array header says {dtype.str}{list(shape)} ({count * dtype.itemsize} bytes) "
+            f"but {n - hlen} bytes follow"
+        )
+    return dtype, shape, hlen
+
+
+def decode_array(buf: bytes | memoryview) -> np.ndarray[Any, Any]:
+    """Decode a compact array (zero copy; read-only) or a ``.npy`` payload (no pickles)."""
+    if buf[:6] == _NPY_MAGIC:
+        try:
+            out: np.ndarray[Any, Any] = np.load(io.BytesIO(buf), allow_pickle=False)
+        except ValueError as exc:
+            raise SchemaError(f"bad .npy payload: {exc}") from exc
+        return out
+    dtype, shape, hlen = parse_array_header(buf)
+    return np.frombuffer(buf, dtype=dtype, offset=hlen).reshape(shape)
+
+
+# --------------------------------------------------------------------------- converters
+def _type_error(path: str, expected: str, value: Any) -> SchemaError:
+    return SchemaError(f"{path}: expected {expected}, got {type(value).__name__}", path=path)
+
+
+def _check_array(ftype: FieldType, value: np.ndarray[Any, Any], path: str) -> None:
+    if ftype.dtype is not None and value.dtype.str != ftype.dtype:
+        if not (value.dtype.itemsize == 1 and value.dtype == np.dtype(ftype.dtype)):
+            raise SchemaError(f"{path}: expected dtype {ftype.dtype}, got {value.dtype.str}", path=path)
+    if ftype.shape is not None:
+        if value.ndim != len(ftype.shape) or any(
+            want is not None and want != got for want, got in zip(ftype.shape, value.shape, strict=True)
+        ):
+            raise SchemaError(
+                f"{path}: expected shape {_shape_text(ftype.shape)}, got {tuple(value.shape)}", path=path
+            )
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "bytes": (bytes,),
+}
+
+
+def _optional(conv: Converter) -> Converter:
+    def convert(value: Any, path: str) -> Any:
+        return None if value is None else conv(value, path)
+
+    return convert
+
+
+def _encoder(ftype: FieldType) -> Converter | None:
+    """Converter from a Python value to a msgpack-ready value; None when no work is needed."""
+    conv = _encoder_required(ftype)
+    if conv is None or not ftype.optional:
+        return conv
+    return _optional(conv)
+
+
+def _encoder_required(ftype: FieldType) -> Converter | None:
+    kind = ftype.kind
+    if kind == "any":
+        return None
+    if kind in _SCALAR_TYPES:
+        return _scalar_encoder(kind, ftype.optional)
+    if kind == "array":
+
+        def enc_array(value: Any, path: str) -> bytes:
+            if not isinstance(value, np.ndarray):
+                raise _type_error(path, "a numpy array", value)
+            _check_array(ftype, value, path)
+            try:
+                return encode_array(value)
+            except SchemaError as exc:
+                raise SchemaError(f"{path}: {exc}", path=path) from None
+
+        return enc_array
+    if kind == "sample":
+        assert ftype.schema is not None
+        nested = _nested_codec(ftype)
+        return lambda value, path: nested.to_map_at(value, path)
+    assert ftype.item is not None or kind in ("list", "dict")
+    item_conv = _encoder(ftype.item) if ftype.item is not None else None
+    return _container_converter(kind, item_conv)
+
+
+def _scalar_encoder(kind: str, optional: bool) -> Converter:
+    accepted = _SCALAR_TYPES[kind]
+
+    def enc_scalar(value: Any, path: str) -> Any:
+        if type(value) in accepted:
+            return value
+        if value is None and optional:
+            return None
+        if kind == "int" and isinstance(value, np.integer | int) and not isinstance(value, bool):
+            return int(value)
+        if kind == "float" and isinstance(value, np.floating | np.integer | int | float):
+            return float(value)
+        if kind == "bool" and isinstance(value, np.bool_):
+            return bool(value)
+        if kind == "bytes" and isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        if kind == "str" and isinstance(value, str):
+            return str(value)
+        raise _type_error(path, kind, value)
+
+    return enc_scalar
+
+
+def _container_converter(kind: str, item_conv: Converter | None) -> Converter:
+    if kind == "list":
+
+        def conv_list(value: Any, path: str) -> Any:
+            if not isinstance(value, list | tuple):
+                raise _type_error(path, "a list", value)
+            if item_conv is None:
+                return list(value)
+            return [item_conv(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+        return conv_list
+
+    def conv_dict(value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise _type_error(path, "a dict", value)
+        for k in value:
+            if not isinstance(k, str):
+                raise SchemaError(f"{path}: dict keys must be str, got {k!r}", path=path)
+        if item_conv is None:
+            return dict(value)
+        return {k: item_conv(v, f"{path}.{k}") for k, v in value.items()}
+
+    return conv_dict
+
+
+def _decoder(ftype: FieldType) -> Converter | None:
+    """Converter from a decoded msgpack value to the field's Python value."""
+    kind = ftype.kind
+    if kind == "any":
+        return None
+    if kind in _SCALAR_TYPES:
+        accepted = _SCALAR_TYPES[kind] + ((type(None),) if ftype.optional else ())
+
+        def dec_scalar(value: Any, path: str) -> Any:
+            if type(value) in accepted:
+                return value
+            raise _type_error(path, ftype.describe(), value)
+
+        return dec_scalar
+    if kind == "array":
+
+        def dec_array(value: Any, path: str) -> Any:
+            if type(value) is not bytes and not isinstance(value, memoryview):
+                if value is None and ftype.optional:
+                    return None
+                raise _type_error(path, "array bytes", value)
+            try:
+                arr = decode_array(value)
+            except SchemaError as exc:
+                raise SchemaError(f"{path}: {exc}", path=path) from None
+            _check_array(ftype, arr, path)
+            return arr
+
+        return dec_array
+    if kind == "sample":
+        assert ftype.schema is not None
+        nested = _nested_codec(ftype)
+        conv: Converter = lambda value, path: nested.from_map_at(value, path)  # noqa: E731
+    else:
+        item_conv = _decoder(ftype.item) if ftype.item is not None else None
+        conv = _container_converter(kind, item_conv)
+    return _optional(conv) if ftype.optional else conv
+
+
+# --------------------------------------------------------------------------- the codec
+class Codec(Generic[T]):
+    """Encoder and decoder of one sample type, built once (see :func:`codec_for`)."""
+
+    def __init__(self, sample_type: type[T], schema: Schema) -> None:
+        self.sample_type = sample_type
+        self.schema = schema
+        self.names = tuple(f.name for f in schema.fields)
+        self._name_set = frozenset(self.names)
+        self._encoders = [(f.name, _encoder(f.type)) for f in schema.fields]
+        self._decoders = [(f.name, c) for f in schema.fields if (c := _decoder(f.type)) is not None]
+        self._paths = {f.name: f"$.{f.name}" for f in schema.fields}
+        self._optional = {f.name for f in schema.fields if not f.required or f.type.optional}
+        self._defaults = _defaults_of(sample_type)
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    # -- encode -----------------------------------------------------------------------------
+    def to_map(self, sample: T) -> dict[str, Any]:
+        return self.to_map_at(sample, "$")
+
+    def to_map_at(self, sample: Any, path: str) -> dict[str, Any]:
+        if isinstance(sample, DictSample):
+            values: dict[str, Any] = sample.to_dict()
+        else:
+            try:
+                values = sample.__dict__
+            except AttributeError:
+                raise _type_error(path, self.schema.name, sample) from None
+        out: dict[str, Any] = {}
+        prefix = "$." if path == "$" else path + "."
+        for name, conv in self._encoders:
+            try:
+                value = values[name]
+            except KeyError:
+                raise SchemaError(f"{prefix}{name}: missing field", path=prefix + name) from None
+            out[name] = value if conv is None else conv(value, prefix + name)
+        return out
+
+    def encode(self, sample: T) -> bytes:
+        """The msgpack body for ``sample``."""
+        try:
+            body: bytes = self._packer.pack(self.to_map(sample))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(f"cannot serialize {self.schema.name} sample: {exc}") from exc
+        return body
+
+    # -- decode -----------------------------------------------------------------------------
+    def decode(self, body: bytes | memoryview) -> T:
+        """Decode one msgpack body into a sample."""
+        return self.from_map(unpack_map(body))
+
+    def from_map(self, data: dict[str, Any]) -> T:
+        """Build a sample from a freshly decoded map (the map is taken over, not copied)."""
+        return self.from_map_at(data, "$")
+
+    def from_map_at(self, data: Any, path: str) -> T:
+        if type(data) is not dict:
+            raise _type_error(path, f"a {self.schema.name} map", data)
+        if data.keys() != self._name_set:
+            data = self._normalise_keys(data, path)
+        if path == "$":
+            paths = self._paths
+            for name, conv in self._decoders:
+                data[name] = conv(data[name], paths[name])
+        else:
+            for name, conv in self._decoders:
+                data[name] = conv(data[name], f"{path}.{name}")
+        obj: T = object.__new__(self.sample_type)
+        obj.__dict__ = data
+        return obj
+
+    def _normalise_keys(self, data: dict[str, Any], path: str) -> dict[str, Any]:
+        prefix = "$." if path == "$" else path + "."
+        out: dict[str, Any] = {}
+        for name in self.names:
+            if name in data:
+                out[name] = data[name]
+            elif name in self._defaults:
+                out[name] = self._defaults[name]()
+            elif name in self._optional:
+                out[name] = None
+            else:
+                raise SchemaError(
+                    f"{prefix}{name}: missing field (sample has {sorted(data)})", path=prefix + name
+                )
+        return out
+
+
+def unpack_map(body: bytes | memoryview) -> dict[str, Any]:
+    """Decode a msgpack body that must be a map with str keys."""
+    try:
+        data = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise SchemaError(f"member body is not valid msgpack: {exc}") from None
+    if type(data) is not dict:
+        raise SchemaError(f"member body is a msgpack {type(data).__name__}, not a map")
+    return data
+
+
+def _defaults_of(sample_type: type) -> dict[str, Callable[[], Any]]:
+    import dataclasses
+
+    out: dict[str, Callable[[], Any]] = {}
+    if dataclasses.is_dataclass(sample_type):
+        for f in dataclasses.fields(sample_type):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = lambda v=f.default: v
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory
+    return out
+
+
+_SCHEMA_CODECS: dict[Schema, "Codec[Any]"] = {}
+
+
+def _nested_codec(ftype: FieldType) -> "Codec[Any]":
+    """Codec of a nested sample field: its Python type's, else one for a rebuilt type."""
+    if ftype.sample_type is not None:
+        return codec_for(ftype.sample_type)
+    schema = ftype.schema
+    assert schema is not None
+    codec = _SCHEMA_CODECS.get(schema)
+    if codec is None:
+        codec = Codec(schema.to_sample_type(), schema)
+        _SCHEMA_CODECS[schema] = codec
+    return codec
+
+
+def codec_for(sample_type: type[T]) -> Codec[T]:
+    """The codec of a packable type, built on first use and kept on the class."""
+    codec = sample_type.__dict__.get("__atdata_codec__")
+    if codec is None:
+        schema = Schema.from_type(sample_type)
+        codec = Codec(sample_type, schema)
+        type.__setattr__(sample_type, "__atdata_codec__", codec)
+    return codec  # type: ignore[no-any-return]

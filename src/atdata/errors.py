@@ -1,0 +1,106 @@
+"""The exceptions atdata raises.
+
+Every error a user can see derives from :class:`AtdataError`; errors from optional dependencies
+(redis, psycopg, botocore, httpx, atproto) are translated into one of these with ``raise ... from``.
+Messages name the thing that failed (shard URL and member offset, sample key, field path such as
+``$.image``, record URI) and, where there is one, what to do about it::
+
+    AtdataError
+    ├── SchemaError            a value does not match its declared type, dtype or shape
+    ├── ShardError             a shard is truncated, corrupt or not in the expected format
+    │   └── IntegrityError     bytes do not match their recorded checksum or CID
+    ├── LensError              no lens connects two types, or a lens failed
+    ├── SourceError            a shard location cannot be opened or read (bad scheme, HTTP, S3)
+    ├── AtdataIndexError       base of index problems
+    │   ├── NotFoundError      no dataset, version, schema or lens by that name
+    │   ├── ConflictError      a write would silently replace something different
+    │   └── IndexUnavailableError   the index backend cannot be reached right now
+    ├── StoreError             a data store could not write, read or delete shard bytes
+    └── AtmosphereError        an ATProto request failed or a record is malformed
+        └── AuthenticationError  login or token refresh failed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AtdataError",
+    "AtmosphereError",
+    "AuthenticationError",
+    "ConflictError",
+    "AtdataIndexError",
+    "IndexUnavailableError",
+    "IntegrityError",
+    "LensError",
+    "NotFoundError",
+    "SchemaError",
+    "ShardError",
+    "SourceError",
+    "StoreError",
+]
+
+
+class AtdataError(Exception):
+    """Base class of every exception raised by atdata."""
+
+
+class SchemaError(AtdataError, TypeError):
+    """A value does not match its sample type: wrong type, dtype, shape, missing field."""
+
+    def __init__(self, message: str, *, path: str = "$") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ShardError(AtdataError):
+    """A shard is truncated, corrupt, or holds something other than the expected tar layout."""
+
+    def __init__(self, message: str, *, shard: str | None = None, offset: int | None = None) -> None:
+        where = ""
+        if shard is not None:
+            where = f" [shard {shard}" + (f", member at byte {offset}" if offset is not None else "") + "]"
+        super().__init__(message + where)
+        self.shard = shard
+        self.offset = offset
+
+
+class IntegrityError(ShardError):
+    """Bytes do not match the checksum or CID recorded for them."""
+
+
+class LensError(AtdataError):
+    """No lens connects two sample types, or a lens raised while viewing a sample."""
+
+
+class SourceError(AtdataError):
+    """A shard URL cannot be opened: unknown or refused scheme, network or storage failure."""
+
+
+class AtdataIndexError(AtdataError):
+    """Base class of index errors."""
+
+
+class NotFoundError(AtdataIndexError, KeyError):
+    """No dataset, version, schema, label or lens exists under the given name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictError(AtdataIndexError):
+    """A write would silently replace or contradict something already recorded."""
+
+
+class IndexUnavailableError(AtdataIndexError):
+    """The index backend (Redis, PostgreSQL, SQLite file) cannot be reached; retry later."""
+
+
+class StoreError(AtdataError):
+    """A data store failed to write, read, verify or delete shard bytes."""
+
+
+class AtmosphereError(AtdataError):
+    """An ATProto request failed, or a record read from the network is malformed."""
+
+
+class AuthenticationError(AtmosphereError):
+    """Login, session restore or token refresh against a PDS failed."""

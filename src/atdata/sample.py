@@ -1,0 +1,173 @@
+"""Sample types: ``@packable`` dataclasses, the ``PackableSample`` base, and ``DictSample``.
+
+A packable type is an ordinary dataclass whose schema is derived once from its annotations and
+whose codec is compiled once (see :mod:`atdata.codec`). ``DictSample`` carries schema-free data.
+"""
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+from .errors import SchemaError
+from .schema import Schema
+
+__all__ = ["DictSample", "PackableSample", "is_packable", "packable", "rebuild_sample_type"]
+
+T = TypeVar("T")
+
+
+@dataclass_transform()
+class PackableSample:
+    """Base class of typed samples; subclasses become dataclasses automatically.
+
+    >>> class Point(PackableSample):
+    ...     x: int
+    ...     y: int
+    >>> Point.from_bytes(Point(1, 2).to_bytes())
+    Point(x=1, y=2)
+    """
+
+    __atdata_schema__: ClassVar[Schema]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__atdata_rebuilt__" in cls.__dict__:
+            return
+        dataclasses.dataclass(cls)
+        cls.__atdata_schema__ = Schema.from_type(cls)
+
+    def to_bytes(self) -> bytes:
+        """The msgpack body this sample is stored as (one tar member)."""
+        from .codec import codec_for
+
+        return codec_for(type(self)).encode(self)
+
+    @classmethod
+    def from_bytes(cls: type[T], body: bytes | memoryview) -> T:
+        """Decode a msgpack body written by :meth:`to_bytes` (or by atdata 0.7)."""
+        from .codec import codec_for
+
+        return codec_for(cls).decode(body)
+
+
+def packable(cls: type[T]) -> type[T]:
+    """Turn an annotated class into a packable dataclass sample type.
+
+    The returned class is a subclass of :class:`PackableSample` with the same name, module,
+    fields, methods and docstring, so it can be pickled by name like the original.
+    """
+    if isinstance(cls, type) and issubclass(cls, PackableSample):
+        return cls
+    namespace = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    bases = tuple(b for b in cls.__bases__ if b is not object) + (PackableSample,)
+    new_cls = type(cls.__name__, bases, namespace)
+    return new_cls  # type: ignore[return-value]
+
+
+def is_packable(obj: object) -> bool:
+    """True for packable sample types (and rebuilt ones)."""
+    return isinstance(obj, type) and isinstance(obj.__dict__.get("__atdata_schema__"), Schema) or (
+        isinstance(obj, type) and issubclass(obj, PackableSample)
+    )
+
+
+class DictSample(Mapping[str, Any]):
+    """A schema-free sample: the decoded msgpack map, with attribute and item access.
+
+    Values are exactly what msgpack decoded; ``bin`` values stay ``bytes`` unless a schema says
+    they are arrays. Members of the same key with other suffixes appear under their suffix.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        merged = dict(data or {})
+        merged.update(kwargs)
+        object.__setattr__(self, "_data", merged)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"DictSample has no field {name!r}; fields: {list(self._data)}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("DictSample is read-only; build a new one with DictSample({...})")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A shallow copy of the data as a plain dict."""
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"DictSample({self._data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DictSample):
+            return self._data == other._data
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _RebuiltSample(PackableSample):
+    """Base of sample types rebuilt from a stored schema: no generated code, keyword init."""
+
+    __atdata_rebuilt__ = True
+
+    def __init__(self, **values: Any) -> None:
+        schema = type(self).__atdata_schema__
+        names = {f.name for f in schema.fields}
+        unknown = set(values) - names
+        if unknown:
+            raise SchemaError(f"{schema.name} has no field(s) {sorted(unknown)}")
+        for f in schema.fields:
+            if f.name in values:
+                self.__dict__[f.name] = values[f.name]
+            elif not f.required or f.type.optional:
+                self.__dict__[f.name] = None
+            else:
+                raise SchemaError(f"{schema.name} needs field {f.name!r}", path=f"$.{f.name}")
+
+    def __repr__(self) -> str:
+        schema = type(self).__atdata_schema__
+        inner = ", ".join(f"{f.name}={self.__dict__.get(f.name)!r}" for f in schema.fields)
+        return f"{schema.name}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    import numpy as np
+
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
+
+
+def rebuild_sample_type(schema: Schema) -> type[PackableSample]:
+    """A packable type for ``schema`` whose instances take keyword arguments.
+
+    Field names were validated as identifiers when the schema was read; nothing is executed.
+    """
+    namespace: dict[str, Any] = {
+        "__atdata_rebuilt__": True,
+        "__atdata_schema__": schema,
+        "__doc__": schema.description or f"Sample type rebuilt from schema {schema.name}@{schema.version}",
+        "__module__": "atdata.rebuilt",
+        "__qualname__": schema.name,
+    }
+    return type(schema.name, (_RebuiltSample,), namespace)

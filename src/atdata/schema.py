@@ -1,0 +1,291 @@
+"""Schemas: the field model of a sample type, derived from annotations once per type.
+
+A :class:`Schema` is plain data (name, version and typed fields with dtype and shape for arrays).
+It is built from a class's annotations, stored as a record in an index or on the atmosphere, and
+turned back into a working sample type with :meth:`Schema.to_sample_type` without generating or
+executing any code.
+"""
+
+import dataclasses
+import keyword
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import SchemaError
+
+__all__ = ["Field", "FieldType", "Schema", "Shape", "validate_identifier"]
+
+Kind = Literal["str", "int", "float", "bool", "bytes", "array", "list", "dict", "sample", "any"]
+_SCALAR_KINDS: dict[type, Kind] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    bytes: "bytes",
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SCHEMA_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Declared array shape for ``Annotated[NDArray[...], Shape(224, 224, 3)]``; None is any size."""
+
+    dims: tuple[int | None, ...]
+
+    def __init__(self, *dims: int | None) -> None:
+        for d in dims:
+            if d is not None and (not isinstance(d, int) or d < 0):
+                raise ValueError(f"Shape dimensions must be non-negative ints or None, got {d!r}")
+        object.__setattr__(self, "dims", tuple(dims))
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """The type of one field: a kind plus what that kind needs (dtype/shape, item type, schema)."""
+
+    kind: Kind
+    optional: bool = False
+    dtype: str | None = None
+    shape: tuple[int | None, ...] | None = None
+    item: "FieldType | None" = None
+    schema: "Schema | None" = None
+    sample_type: type | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def describe(self) -> str:
+        """A short human-readable form, e.g. ``array[<f4, (64,)]`` or ``list[str] | None``."""
+        if self.kind == "array":
+            parts = [self.dtype or "any"]
+            if self.shape is not None:
+                parts.append("(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")")
+            text = f"array[{', '.join(parts)}]"
+        elif self.kind in ("list", "dict"):
+            inner = self.item.describe() if self.item else "any"
+            text = f"list[{inner}]" if self.kind == "list" else f"dict[str, {inner}]"
+        elif self.kind == "sample":
+            text = self.schema.name if self.schema else "sample"
+        else:
+            text = self.kind
+        return text + (" | None" if self.optional else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.optional:
+            out["optional"] = True
+        if self.dtype is not None:
+            out["dtype"] = self.dtype
+        if self.shape is not None:
+            out["shape"] = list(self.shape)
+        if self.item is not None:
+            out["item"] = self.item.to_dict()
+        if self.schema is not None:
+            out["schema"] = self.schema.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "$") -> "FieldType":
+        kind = data.get("kind")
+        if kind not in ("str", "int", "float", "bool", "bytes", "array", "list", "dict", "sample", "any"):
+            raise SchemaError(f"unknown field kind {kind!r} at {path}", path=path)
+        dtype = data.get("dtype")
+        if dtype is not None:
+            dtype = _checked_dtype(dtype, path).str
+        shape = data.get("shape")
+        if shape is not None:
+            if not isinstance(shape, list) or not all(
+                d is None or (isinstance(d, int) and d >= 0) for d in shape
+            ):
+                raise SchemaError(f"bad array shape {shape!r} at {path}", path=path)
+            shape = tuple(shape)
+        item = data.get("item")
+        schema = data.get("schema")
+        return cls(
+            kind=kind,
+            optional=bool(data.get("optional", False)),
+            dtype=dtype,
+            shape=shape,
+            item=cls.from_dict(item, path + "[]") if item is not None else None,
+            schema=Schema.from_dict(schema) if schema is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: FieldType
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The fields of a sample type. Equality is structural (name, fields)."""
+
+    name: str
+    fields: tuple[Field, ...]
+    version: str = "1.0.0"
+    description: str | None = None
+
+    # -- building -------------------------------------------------------------------------
+    @classmethod
+    def from_type(cls, sample_type: type) -> "Schema":
+        """Derive the schema of a dataclass-like sample type from its annotations."""
+        cached = sample_type.__dict__.get("__atdata_schema__")
+        if isinstance(cached, Schema):
+            return cached
+        try:
+            hints = typing.get_type_hints(sample_type, include_extras=True)
+        except Exception as exc:
+            raise SchemaError(f"cannot resolve annotations of {sample_type.__qualname__}: {exc}") from exc
+        if dataclasses.is_dataclass(sample_type):
+            members = [(f.name, _has_default(f)) for f in dataclasses.fields(sample_type)]
+        else:
+            members = [(n, hasattr(sample_type, n)) for n in hints if not n.startswith("_")]
+        fields = []
+        for name, has_default in members:
+            ftype = field_type_of(hints[name], f"$.{name}")
+            fields.append(Field(name, ftype, required=not has_default))
+        return cls(name=sample_type.__name__, fields=tuple(fields), description=sample_type.__doc__)
+
+    # -- records --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "fields": [
+                {"name": f.name, "type": f.type.to_dict(), "required": f.required} for f in self.fields
+            ],
+            "formatVersion": SCHEMA_FORMAT_VERSION,
+        }
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Schema":
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"a schema record must be a mapping, got {type(data).__name__}")
+        name = validate_identifier(data.get("name"), "schema name")
+        raw_fields = data.get("fields")
+        if not isinstance(raw_fields, list):
+            raise SchemaError(f"schema {name!r} has no 'fields' list")
+        fields = []
+        seen: set[str] = set()
+        for raw in raw_fields:
+            if not isinstance(raw, Mapping):
+                raise SchemaError(f"schema {name!r}: every field must be a mapping")
+            fname = validate_identifier(raw.get("name"), f"field name in schema {name!r}")
+            if fname in seen:
+                raise SchemaError(f"schema {name!r} declares field {fname!r} twice", path=f"$.{fname}")
+            seen.add(fname)
+            ftype = FieldType.from_dict(raw.get("type") or {}, f"$.{fname}")
+            fields.append(Field(fname, ftype, required=bool(raw.get("required", True))))
+        version = data.get("version", "1.0.0")
+        if not isinstance(version, str):
+            raise SchemaError(f"schema {name!r}: version must be a string")
+        desc = data.get("description")
+        return cls(name=name, fields=tuple(fields), version=version, description=desc if isinstance(desc, str) else None)
+
+    def same_fields(self, other: "Schema") -> bool:
+        """True when both schemas describe the same fields (names, types, requiredness, order)."""
+        return self.fields == other.fields
+
+    def with_version(self, version: str) -> "Schema":
+        return dataclasses.replace(self, version=version)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    # -- rebuilding ------------------------------------------------------------------------
+    def to_sample_type(self) -> type:
+        """A working packable sample type for this schema, built without generating code."""
+        from .sample import rebuild_sample_type
+
+        return rebuild_sample_type(self)
+
+
+def validate_identifier(value: object, what: str) -> str:
+    """Return ``value`` if it is a safe Python identifier (and not a keyword), else SchemaError."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value) or keyword.iskeyword(value):
+        raise SchemaError(f"{what} must be a plain identifier (letters, digits, _), got {value!r}")
+    return value
+
+
+def _has_default(f: "dataclasses.Field[Any]") -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _checked_dtype(value: object, path: str) -> np.dtype[Any]:
+    try:
+        dt = np.dtype(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"bad dtype {value!r} at {path}", path=path) from exc
+    if dt.hasobject:
+        raise SchemaError(f"object dtypes cannot be stored (at {path})", path=path)
+    return dt
+
+
+def field_type_of(annotation: Any, path: str) -> FieldType:
+    """Translate one annotation into a :class:`FieldType`; SchemaError names ``path``."""
+    shape: tuple[int | None, ...] | None = None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        args = typing.get_args(annotation)
+        annotation = args[0]
+        for meta in args[1:]:
+            if isinstance(meta, Shape):
+                shape = meta.dims
+        inner = field_type_of(annotation, path)
+        if shape is not None:
+            if inner.kind != "array":
+                raise SchemaError(f"Shape(...) annotates a non-array field at {path}", path=path)
+            inner = dataclasses.replace(inner, shape=shape)
+        return inner
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) != len(typing.get_args(annotation)) - 1 or len(args) != 1:
+            raise SchemaError(f"only 'X | None' unions are supported, got {annotation!r} at {path}", path=path)
+        return dataclasses.replace(field_type_of(args[0], path), optional=True)
+    if annotation is Any:
+        return FieldType("any")
+    if annotation in _SCALAR_KINDS:
+        return FieldType(_SCALAR_KINDS[annotation])
+    if annotation is np.ndarray or origin is np.ndarray:
+        return FieldType("array", dtype=_array_dtype(annotation, path))
+    if origin in (list, typing.List):  # noqa: UP006
+        (item,) = typing.get_args(annotation) or (Any,)
+        return FieldType("list", item=field_type_of(item, path + "[]"))
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        key, value = typing.get_args(annotation) or (str, Any)
+        if key is not str:
+            raise SchemaError(f"dict keys must be str at {path}", path=path)
+        return FieldType("dict", item=field_type_of(value, path + "{}"))
+    if isinstance(annotation, type) and (
+        dataclasses.is_dataclass(annotation) or hasattr(annotation, "__atdata_schema__")
+    ):
+        return FieldType("sample", schema=Schema.from_type(annotation), sample_type=annotation)
+    raise SchemaError(f"unsupported field type {annotation!r} at {path}", path=path)
+
+
+def _array_dtype(annotation: Any, path: str) -> str | None:
+    args = typing.get_args(annotation)
+    if len(args) != 2:
+        return None
+    dtype_arg = args[1]
+    scalar_args = typing.get_args(dtype_arg)
+    if not scalar_args:
+        return None
+    scalar = scalar_args[0]
+    if not isinstance(scalar, type) or not issubclass(scalar, np.generic):
+        return None  # NDArray[Any] or a TypeVar: any dtype
+    if scalar in (np.generic, np.number, np.integer, np.floating, np.signedinteger, np.unsignedinteger):
+        return None
+    return _checked_dtype(scalar, path).str

@@ -1,0 +1,219 @@
+"""The tar layout, read and written directly: 512-byte ustar headers, PAX and GNU long names.
+
+Writing builds each header from a precomputed template (only name, size and checksum vary), so
+that shards are byte-reproducible: mtime 0, uid/gid 0, mode 0644, empty user and group names.
+Reading parses headers straight out of a buffer (an mmap of a local file or a chunk of a stream)
+and verifies their checksums in bulk with numpy.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShardError
+
+__all__ = ["BLOCK", "Member", "ParsedChunk", "encode_header", "padding", "parse_members"]
+
+BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
+MAX_NAME = 100
+# Tar bodies of sizes above this are refused: no shard member here is legitimately that large, and
+# the bound keeps a corrupt size field from being trusted.
+MAX_MEMBER = 1 << 40
+
+
+def _template() -> bytearray:
+    h = bytearray(BLOCK)
+    h[100:108] = b"0000644\x00"
+    h[108:116] = b"0000000\x00"
+    h[116:124] = b"0000000\x00"
+    h[136:148] = b"00000000000\x00"  # mtime 0
+    h[148:156] = b"        "  # checksum counted as spaces
+    h[156:157] = b"0"
+    h[257:263] = b"ustar\x00"
+    h[263:265] = b"00"
+    return h
+
+
+_TEMPLATE = bytes(_template())
+_TEMPLATE_SUM = sum(_TEMPLATE)
+
+
+def encode_header(name: bytes, size: int) -> bytes:
+    """A ustar header for a regular file ``name`` of ``size`` bytes (name <= 100 bytes)."""
+    if len(name) > MAX_NAME:
+        raise ValueError(f"tar member name longer than {MAX_NAME} bytes: {name!r}")
+    size_field = b"%011o\x00" % size
+    if len(size_field) != 12:
+        raise ValueError(f"member of {size} bytes is too large for a ustar header")
+    checksum = _TEMPLATE_SUM + sum(name) + sum(size_field)  # name and size are zeros in the template
+    h = bytearray(_TEMPLATE)
+    h[0 : len(name)] = name
+    h[124:136] = size_field
+    h[148:156] = b"%06o\x00 " % checksum
+    return bytes(h)
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that pad a body of ``size`` bytes to a whole block."""
+    return _ZERO_BLOCK[: (-size) % BLOCK]
+
+
+@dataclass(slots=True)
+class Member:
+    """One regular tar member: its name, where its header starts and where its body lies."""
+
+    name: str
+    header_offset: int
+    body_offset: int
+    size: int
+
+    @property
+    def key(self) -> str:
+        """WebDataset key: the path up to the first '.' of the basename."""
+        return split_name(self.name)[0]
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(key, suffix) of a member name, WebDataset style: ``a/b.c.d`` -> (``a/b``, ``c.d``)."""
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :]
+
+
+@dataclass(slots=True)
+class ParsedChunk:
+    members: list[Member]
+    next_offset: int  # buffer position of the first header not consumed
+    at_end: bool  # an end-of-archive marker (zero block) was reached
+
+
+def _octal(field: bytes, what: str, where: Callable[[], str]) -> int:
+    if field[:1] in (b"\x80", b"\xff"):  # GNU base-256
+        value = int.from_bytes(field[1:], "big")
+        return -value if field[:1] == b"\xff" else value
+    text = field.split(b"\x00", 1)[0].strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ShardError(f"bad {what} field {field!r} in tar header{where()}") from None
+
+
+def _pax_records(body: bytes, shard: str, offset: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(body):
+        space = body.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(body[pos:space])
+        except ValueError:
+            raise ShardError("malformed PAX header record", shard=shard, offset=offset) from None
+        if length <= 0 or pos + length > len(body):
+            raise ShardError("malformed PAX header record length", shard=shard, offset=offset)
+        record = body[space + 1 : pos + length - 1]
+        key, _, value = record.partition(b"=")
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+        pos += length
+    return out
+
+
+def parse_members(
+    buf: Any, start: int, end: int, base: int, shard: str, *, max_members: int = 4096
+) -> ParsedChunk:
+    """Parse the complete members in ``buf[start:end]``; ``base`` is the shard offset of ``buf[0]``.
+
+    Stops before a member whose body does not fit in the buffer (the caller refills and calls
+    again), after ``max_members`` regular members, or at an end-of-archive block. Headers are
+    checksum-verified in bulk before returning. Raises ShardError naming ``shard`` and the
+    member's offset for anything malformed.
+    """
+    members: list[Member] = []
+    header_positions: list[int] = []
+    pos = start
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    at_end = False
+    while len(members) < max_members:
+        if pos + BLOCK > end:
+            break
+        header = buf[pos : pos + BLOCK]
+        if header == _ZERO_BLOCK:
+            at_end = True
+            break
+        off = base + pos
+        try:
+            size = int(header[124:135], 8)
+        except ValueError:
+            size = _octal(header[124:136], "size", lambda: f" [shard {shard}, member at byte {off}]")
+        if size < 0 or size > MAX_MEMBER:
+            raise ShardError(f"tar header gives an impossible size {size}", shard=shard, offset=off)
+        body_start = pos + BLOCK
+        body_end = body_start + size
+        if body_end > end:
+            break  # the caller supplies more bytes (or reports truncation)
+        header_positions.append(pos)
+        typeflag = header[156:157]
+        if typeflag in (b"0", b"\x00", b"7"):
+            if long_name is not None:
+                name = long_name
+            else:
+                name = header[0:100].split(b"\x00", 1)[0].decode("utf-8", "replace")
+                if header[345] != 0:
+                    prefix = header[345:500].split(b"\x00", 1)[0].decode("utf-8", "replace")
+                    name = prefix + "/" + name
+            if pax:
+                name = pax.get("path", name)
+                if "size" in pax:
+                    raise ShardError("PAX size overrides are not supported", shard=shard, offset=off)
+                pax = {}
+            long_name = None
+            members.append(Member(name, off, base + body_start, size))
+        elif typeflag == b"x":
+            pax = _pax_records(bytes(buf[body_start:body_end]), shard, off)
+        elif typeflag == b"L":
+            long_name = bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+        # 'g' global PAX, directories, links and anything else: skipped
+        pos = body_end + ((-size) % BLOCK)
+    _verify_checksums(buf, header_positions, base, shard)
+    return ParsedChunk(members, min(pos, end) if not at_end else pos, at_end)
+
+
+def _verify_checksums(buf: Any, positions: list[int], base: int, shard: str) -> None:
+    if not positions:
+        return
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    pos = np.asarray(positions, dtype=np.int64)
+    headers = raw[pos[:, None] + np.arange(BLOCK, dtype=np.int64)]
+    field = headers[:, 148:156].astype(np.int64)
+    actual = headers.sum(axis=1, dtype=np.int64) - field.sum(axis=1) + 8 * 32
+    recorded = _parse_octal_rows(field)
+    bad = np.nonzero(actual != recorded)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise ShardError(
+            f"tar header checksum mismatch (recorded {int(recorded[i])}, computed {int(actual[i])})",
+            shard=shard,
+            offset=base + positions[i],
+        )
+
+
+def _parse_octal_rows(field: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":
+    """Vectorised octal parse of checksum fields: leading spaces, digits, then NUL/space."""
+    is_digit = (field >= 48) & (field <= 55)
+    value = np.zeros(field.shape[0], dtype=np.int64)
+    started = np.zeros(field.shape[0], dtype=bool)
+    done = np.zeros(field.shape[0], dtype=bool)
+    for col in range(field.shape[1]):
+        digit = is_digit[:, col] & ~done
+        value = np.where(digit, value * 8 + (field[:, col] - 48), value)
+        done |= started & ~is_digit[:, col]
+        started |= digit
+    return np.where(started, value, -1)

@@ -1,0 +1,267 @@
+"""Writing samples into WebDataset tar shards, with rollover, checksums and offset indexes.
+
+Output is deterministic: keys come from a caller-chosen field or a zero-padded running index,
+and tar headers carry fixed metadata, so writing the same samples twice gives identical bytes.
+Each shard is written through a :class:`~atdata.shards.sink.ShardSink` (atomic: it appears
+whole or not at all), hashed with sha256 as it is written, and gets an offset-index sidecar.
+"""
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import msgpack
+import numpy as np
+
+from ..codec import Codec, codec_for, encode_array
+from ..errors import SchemaError
+from ..sample import DictSample
+from .offsets import OFFSETS_SUFFIX, OffsetIndex
+from .sink import LocalFileSink, ShardSink, SinkFactory
+from .tar import BLOCK, MAX_NAME, encode_header, padding
+
+__all__ = ["ShardInfo", "ShardWriter", "write_samples"]
+
+T = TypeVar("T")
+_SUFFIX = b".msgpack"
+_KEY_CHARS = re.compile(r"^[A-Za-z0-9_\-:@+=,~]+$")
+_END_OF_ARCHIVE = bytes(2 * BLOCK)
+_LARGE_BODY = 1 << 16
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A finished shard: where it is, how many samples it holds, its size and sha256."""
+
+    location: str
+    count: int
+    size: int
+    sha256: str
+
+    @property
+    def checksum(self) -> dict[str, str]:
+        """The checksum in record form: ``{"algorithm": "sha256", "digest": ...}``."""
+        return {"algorithm": "sha256", "digest": self.sha256}
+
+
+def _default_hook(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return encode_array(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+class ShardWriter(Generic[T]):
+    """Write samples to ``pattern % shard_number`` shards, rolling over by count and size.
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with ShardWriter(os.path.join(d, "x-%06d.tar"), maxcount=2) as w:
+    ...     for i in range(3):
+    ...         w.write(DictSample(i=i))
+    >>> [s.count for s in w.shards]
+    [2, 1]
+    """
+
+    def __init__(
+        self,
+        pattern: str,
+        *,
+        maxcount: int = 10_000,
+        maxsize: int | None = None,
+        key_field: str | None = None,
+        sink_factory: SinkFactory | None = None,
+        start_shard: int = 0,
+    ) -> None:
+        if maxcount < 1:
+            raise ValueError("maxcount must be at least 1")
+        if maxsize is not None and maxsize < BLOCK * 4:
+            raise ValueError("maxsize is too small to hold any sample")
+        try:
+            pattern % 0
+        except TypeError:
+            raise ValueError(f"shard pattern {pattern!r} needs one %d-style placeholder, e.g. 'x-%06d.tar'") from None
+        self.pattern = pattern
+        self.maxcount = maxcount
+        self.maxsize = maxsize
+        self.key_field = key_field
+        self._sink_factory: SinkFactory = sink_factory or LocalFileSink
+        self._shard_number = start_shard
+        self._sample_number = 0
+        self._codec: Codec[Any] | None = None
+        self._sample_type: type | None = None
+        self._packer = msgpack.Packer(use_bin_type=True, default=_default_hook)
+        self._sink: ShardSink | None = None
+        self._hash: Any = None
+        self._pos = 0
+        self._keys: list[str] = []
+        self._offsets: list[int] = []
+        self._sizes: list[int] = []
+        self._seen: set[str] = set()
+        self.shards: list[ShardInfo] = []
+        self._closed = False
+
+    # -- public -------------------------------------------------------------------------------
+    def write(self, sample: T) -> str:
+        """Append one sample; returns its key."""
+        if self._closed:
+            raise ValueError("this ShardWriter is closed")
+        body = self._encode(sample)
+        key = self._key_for(sample)
+        self._append(key, body)
+        return key
+
+    def write_all(self, samples: Iterable[T]) -> None:
+        for sample in samples:
+            self.write(sample)
+
+    def close(self) -> list[ShardInfo]:
+        """Finish the open shard; returns every shard written."""
+        if not self._closed:
+            self._closed = True
+            self._finish_shard()
+        return self.shards
+
+    def abort(self) -> None:
+        """Discard the open shard (finished shards stay)."""
+        self._closed = True
+        if self._sink is not None:
+            self._sink.abort()
+            self._sink = None
+
+    def __enter__(self) -> "ShardWriter[T]":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _encode(self, sample: Any) -> bytes:
+        cls = type(sample)
+        if cls is not self._sample_type:
+            if self._sample_type is not None:
+                raise SchemaError(
+                    f"one writer holds one sample type: got {cls.__name__} after {self._sample_type.__name__}"
+                )
+            self._sample_type = cls
+            if cls is DictSample or cls is dict:
+                self._codec = None
+            else:
+                self._codec = codec_for(cls)
+        if self._codec is None:
+            data = sample.to_dict() if isinstance(sample, DictSample) else sample
+            try:
+                body: bytes = self._packer.pack(data)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise SchemaError(f"cannot serialize sample {self._sample_number}: {exc}") from exc
+            return body
+        return self._codec.encode(sample)
+
+    def _key_for(self, sample: Any) -> str:
+        if self.key_field is None:
+            key = f"{self._sample_number:08d}"
+        else:
+            value = sample[self.key_field] if isinstance(sample, dict | DictSample) else getattr(sample, self.key_field)
+            key = str(value)
+            if not _KEY_CHARS.match(key) or len(key) + len(_SUFFIX) > MAX_NAME:
+                raise SchemaError(
+                    f"key field {self.key_field!r} value {key!r} cannot be a sample key: use letters, "
+                    f"digits and _-:@+=,~ only (no '.' or '/'), at most {MAX_NAME - len(_SUFFIX)} chars",
+                    path=f"$.{self.key_field}",
+                )
+            if key in self._seen:
+                raise SchemaError(f"duplicate sample key {key!r} in shard {self._shard_location()}")
+            self._seen.add(key)
+        self._sample_number += 1
+        return key
+
+    def _shard_location(self) -> str:
+        return self.pattern % self._shard_number
+
+    def _append(self, key: str, body: bytes) -> None:
+        member_size = BLOCK + len(body) + (-len(body)) % BLOCK
+        if self._sink is not None and (
+            len(self._keys) >= self.maxcount
+            or (self.maxsize is not None and self._pos + member_size + 2 * BLOCK > self.maxsize)
+        ):
+            self._finish_shard()
+        if self._sink is None:
+            self._open_shard()
+        sink = self._sink
+        assert sink is not None
+        header = encode_header(key.encode() + _SUFFIX, len(body))
+        pad = padding(len(body))
+        if len(body) < _LARGE_BODY:
+            chunk = b"".join((header, body, pad))
+            sink.write(chunk)
+            self._hash.update(chunk)
+        else:
+            for piece in (header, body, pad):
+                sink.write(piece)
+                self._hash.update(piece)
+        self._keys.append(key)
+        self._offsets.append(self._pos)
+        self._sizes.append(len(body))
+        self._pos += member_size
+
+    def _open_shard(self) -> None:
+        self._sink = self._sink_factory(self._shard_location())
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._keys, self._offsets, self._sizes = [], [], []
+        self._seen = set()
+
+    def _finish_shard(self) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            sink.write(_END_OF_ARCHIVE)
+            self._hash.update(_END_OF_ARCHIVE)
+            size = self._pos + len(_END_OF_ARCHIVE)
+            digest = self._hash.hexdigest()
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            self._sink = None
+            raise
+        self._sink = None
+        index = OffsetIndex(
+            self._keys, np.asarray(self._offsets, dtype=np.int64), np.asarray(self._sizes, dtype=np.int64),
+            shard_size=size, sha256=digest,
+        )
+        side = self._sink_factory(sink.location + OFFSETS_SUFFIX)
+        try:
+            side.write(index.to_bytes())
+            side.commit()
+        except BaseException:
+            side.abort()
+            raise
+        self.shards.append(ShardInfo(sink.location, len(self._keys), size, digest))
+        self._shard_number += 1
+
+
+def write_samples(
+    samples: Iterable[Any],
+    pattern: str,
+    *,
+    maxcount: int = 10_000,
+    maxsize: int | None = None,
+    key_field: str | None = None,
+) -> list[ShardInfo]:
+    """Write ``samples`` to shards named ``pattern % n``; returns the shards with their sha256.
+
+    Memory stays bounded by one sample: the input is consumed as a stream.
+    """
+    with ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field) as writer:
+        writer.write_all(samples)
+    return writer.shards

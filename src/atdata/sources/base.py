@@ -1,0 +1,74 @@
+"""The scheme registry: how a shard URL is opened.
+
+Every shard location goes through :func:`open_source`, which picks a :class:`ShardSource` by URL
+scheme. Plain paths and ``file://`` URLs are local files; ``http(s)``, ``s3`` and ``at`` register
+themselves here. ``pipe:`` and any unknown scheme are refused, whoever supplied the URL: nothing
+read from a record or a config is ever run as a command.
+"""
+
+import re
+from collections.abc import Callable
+from typing import BinaryIO, Protocol
+
+from ..errors import SourceError
+
+__all__ = ["ShardSource", "open_source", "register_scheme", "scheme_of", "registered_schemes"]
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+class ShardSource(Protocol):
+    """Read access to the bytes of one shard (and its offset-index sidecar, if any)."""
+
+    url: str
+
+    def local_path(self) -> str | None:
+        """A local filesystem path when the bytes are on disk (enables mmap), else None."""
+        ...
+
+    def open(self) -> BinaryIO:
+        """A binary stream of the whole shard, read sequentially."""
+        ...
+
+    def read_range(self, start: int, length: int) -> bytes:
+        """Exactly ``length`` bytes from ``start``."""
+        ...
+
+    def read_sidecar(self, suffix: str) -> bytes | None:
+        """The bytes of ``url + suffix`` (e.g. the offset index), or None if it does not exist."""
+        ...
+
+
+SourceFactory = Callable[[str], ShardSource]
+_REGISTRY: dict[str, SourceFactory] = {}
+
+
+def register_scheme(scheme: str, factory: SourceFactory) -> None:
+    """Make ``scheme://`` URLs open with ``factory`` (used by the http, s3 and at sources)."""
+    _REGISTRY[scheme.lower()] = factory
+
+
+def registered_schemes() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def scheme_of(url: str) -> str:
+    """The lower-cased URL scheme, or ``file`` for a plain path (Windows drive letters included)."""
+    m = _SCHEME.match(url)
+    if m is None or len(m.group(1)) == 1:
+        return "file"
+    return m.group(1).lower()
+
+
+def open_source(url: str) -> ShardSource:
+    """The source for ``url``; SourceError for refused or unknown schemes."""
+    scheme = scheme_of(url)
+    if scheme == "pipe":
+        raise SourceError(f"refusing {url!r}: pipe: URLs run shell commands and are never opened")
+    factory = _REGISTRY.get(scheme)
+    if factory is None:
+        raise SourceError(
+            f"no source handles {scheme}:// URLs ({url!r}); known schemes: {', '.join(registered_schemes())}"
+            + (" — install 'atdata[s3]'" if scheme == "s3" else "")
+        )
+    return factory(url)

@@ -1,0 +1,54 @@
+"""Local files: plain paths and ``file://`` URLs."""
+
+import os
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+from ..errors import SourceError
+from .base import register_scheme
+
+__all__ = ["FileSource"]
+
+
+class FileSource:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("file:"):
+            parsed = urlparse(url)
+            if parsed.netloc not in ("", "localhost"):
+                raise SourceError(f"file URL {url!r} names a remote host")
+            self.path = unquote(parsed.path)
+        else:
+            self.path = url
+
+    def local_path(self) -> str | None:
+        return self.path
+
+    def open(self) -> BinaryIO:
+        try:
+            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise SourceError(f"cannot open shard {self.url!r}: {exc.strerror}") from exc
+
+    def read_range(self, start: int, length: int) -> bytes:
+        with self.open() as f:
+            f.seek(start)
+            data = f.read(length)
+        if len(data) != length:
+            raise SourceError(f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}")
+        return data
+
+    def read_sidecar(self, suffix: str) -> bytes | None:
+        try:
+            with open(self.path + suffix, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.path + suffix!r}: {exc.strerror}") from exc
+
+    def size(self) -> int:
+        return os.path.getsize(self.path)
+
+
+register_scheme("file", FileSource)

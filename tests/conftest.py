@@ -1,0 +1,44 @@
+"""Shared test configuration. Service fixtures live in services.py (real servers on loopback)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+
+def _load_test_infra_env(path: Path) -> None:
+    """Export the ``export KEY=value`` lines of .test-infra.env; existing variables win."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            words = words[1:]
+        for word in words:
+            key, sep, value = word.partition("=")
+            if sep and key:
+                os.environ.setdefault(key, value)
+
+
+_load_test_infra_env(Path(__file__).resolve().parent.parent / ".test-infra.env")
+
+from services import (  # noqa: E402
+    http_server,
+    pds,
+    pds_account,
+    postgres_dsn,
+    redis_url,
+    s3_client,
+    s3_endpoint,
+)
+
+__all__ = [
+    "http_server",
+    "pds",
+    "pds_account",
+    "postgres_dsn",
+    "redis_url",
+    "s3_client",
+    "s3_endpoint",
+]

@@ -1,0 +1,358 @@
+"""Pytest fixtures that run REAL servers on loopback: Redis, PostgreSQL, S3 (moto), an ATProto
+PDS (+ in-memory PLC) and a fault-injecting HTTP file server.
+
+Every server binds 127.0.0.1 and nothing here sends traffic off the machine. Session-scoped
+servers start on first use and stop at the end of the session.
+
+Addresses may be given instead of starting a server:
+
+    ATDATA_TEST_REDIS_URL      e.g. redis://127.0.0.1:6379/0
+    ATDATA_TEST_POSTGRES_DSN   e.g. postgresql://postgres@127.0.0.1:5432/test
+    ATDATA_TEST_S3_ENDPOINT    e.g. http://127.0.0.1:9000
+
+When a service cannot be started or reached, its fixture skips with a message saying how to get
+it, or fails when ``ATDATA_REQUIRE_SERVICES=1`` (set by ``.ci/run``), so that a missing install
+step in CI cannot hide behind skips. ``bash scripts/provision-test-infra.sh`` installs
+everything (as root, on Debian).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from http_server import FileServer
+
+if TYPE_CHECKING:
+    from atproto import Client
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROVISION = "bash scripts/provision-test-infra.sh"
+PDS_TEST_PASSWORD = "test-password"
+POSTGRES_TEST_DB = "atdata_test"
+
+__all__ = [
+    "PDS_TEST_PASSWORD",
+    "POSTGRES_TEST_DB",
+    "http_server",
+    "pds",
+    "pds_account",
+    "postgres_dsn",
+    "redis_url",
+    "s3_client",
+    "s3_endpoint",
+]
+
+
+# --------------------------------------------------------------------------------- helpers
+def services_required() -> bool:
+    return os.environ.get("ATDATA_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test, or fail it when services are required."""
+    if services_required():
+        pytest.fail(f"{message} [ATDATA_REQUIRE_SERVICES=1]", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_tcp(port: int, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with status {proc.returncode}")
+        if _tcp_open("127.0.0.1", port, timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _override_reachable(var: str, default_port: int) -> str | None:
+    """The env override for a service, checked for reachability; None when unset."""
+    value = os.environ.get(var)
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    if not _tcp_open(host, port, timeout=3):
+        unavailable(f"{var}={value} is set but nothing answers on {host}:{port}")
+    return value
+
+
+# ----------------------------------------------------------------------------------- Redis
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``redis://127.0.0.1:<port>/0`` of a throwaway redis-server (no persistence)."""
+    override = _override_reachable("ATDATA_TEST_REDIS_URL", 6379)
+    if override:
+        yield override
+        return
+    exe = shutil.which("redis-server")
+    if exe is None:
+        unavailable(
+            "redis-server not found: run `sudo " + PROVISION + "` (or apt-get install "
+            "redis-server), or set ATDATA_TEST_REDIS_URL=redis://127.0.0.1:6379/0"
+        )
+    workdir = tempfile.mkdtemp(prefix="atdata-redis-")
+    port = free_port()
+    # fmt: off
+    argv = [
+        exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", workdir,
+        "--save", "", "--appendonly", "no", "--daemonize", "no",
+        "--logfile", os.path.join(workdir, "redis.log"),
+    ]
+    # fmt: on
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_tcp(port, 10, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+def _pg_bindir() -> Path | None:
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "postgres").exists():
+            return candidate
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).resolve().parent if pg_ctl else None
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of database ``atdata_test`` in a throwaway PostgreSQL cluster (trust auth)."""
+    override = _override_reachable("ATDATA_TEST_POSTGRES_DSN", 5432)
+    if override:
+        yield override
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        unavailable(
+            "PostgreSQL server not found: run `sudo " + PROVISION + "` (or apt-get install "
+            "postgresql), or set ATDATA_TEST_POSTGRES_DSN=postgresql://user@127.0.0.1:5432/db"
+        )
+    # initdb and postgres refuse to run as root: run them as the `postgres` system user, in a
+    # mkdtemp dir chowned to it (pytest's tmp_path_factory dirs are 0700 root, unreachable).
+    workdir = tempfile.mkdtemp(prefix="atdata-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            unavailable("running as root but there is no `postgres` user to run PostgreSQL as")
+        os.chown(workdir, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = os.path.join(workdir, "data"), free_port()
+    log = os.path.join(workdir, "server.log")
+    pg_ctl = str(bindir / "pg_ctl")
+
+    def run(*argv: str) -> None:
+        subprocess.run([*as_user, *argv], check=True, stdout=subprocess.DEVNULL)
+
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
+    started = False
+    try:
+        # fmt: off
+        run(str(bindir / "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        run(pg_ctl, "-D", data, "-l", log, "-w", "-t", "30", "-o", options, "start")
+        started = True
+        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+            POSTGRES_TEST_DB)
+        # fmt: on
+        yield f"postgresql://postgres@127.0.0.1:{port}/{POSTGRES_TEST_DB}"
+    finally:
+        if started:
+            subprocess.run(
+                [*as_user, pg_ctl, "-D", data, "-m", "immediate", "-w", "stop"],
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------- S3 (moto)
+_MOTO_ENDPOINTS: set[str] = set()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of an in-process moto S3 server (any credentials work)."""
+    override = _override_reachable("ATDATA_TEST_S3_ENDPOINT", 80)
+    if override:
+        yield override
+        return
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        unavailable(
+            "moto[server] is not installed: run `uv sync --all-extras`, "
+            "or set ATDATA_TEST_S3_ENDPOINT=http://127.0.0.1:<port>"
+        )
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    _MOTO_ENDPOINTS.add(endpoint)
+    try:
+        yield endpoint
+    finally:
+        _MOTO_ENDPOINTS.discard(endpoint)
+        server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str) -> Any:
+    """A boto3 S3 client for ``s3_endpoint``; a moto server's state is reset for each test."""
+    boto3 = pytest.importorskip("boto3", reason="boto3 missing: uv sync --all-extras")
+    if s3_endpoint in _MOTO_ENDPOINTS:
+        req = urllib.request.Request(f"{s3_endpoint}/moto-api/reset", method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=os.environ.get("ATDATA_TEST_S3_KEY", "testing"),
+        aws_secret_access_key=os.environ.get("ATDATA_TEST_S3_SECRET", "testing"),
+    )
+
+
+# -------------------------------------------------------------------------- ATProto PDS
+def _pds_launcher() -> tuple[str, Path]:
+    """(node executable, harness dir) from .test-infra.env, or a local fallback."""
+    harness = Path(os.environ.get("PDS_HARNESS_DIR", Path(__file__).parent / "pds_harness"))
+    node = os.environ.get("PDS_NODE") or shutil.which("node")
+    hint = f"run `sudo {PROVISION}` (it writes .test-infra.env with PDS_NODE / PDS_HARNESS_DIR)"
+    if not node or not Path(node).exists():
+        unavailable(f"Node 22 for the PDS harness not found: {hint}")
+    if not (harness / "node_modules" / "@atproto" / "pds").exists():
+        unavailable(f"PDS harness not installed in {harness}: {hint}")
+    probe = subprocess.run([node, "--version"], check=False, capture_output=True, text=True)
+    version = probe.stdout
+    if int(version.lstrip("v").split(".")[0] or 0) < 22:
+        unavailable(f"{node} is Node {version.strip()}, @atproto/pds needs >= 22: {hint}")
+    return node, harness
+
+
+@pytest.fixture(scope="session")
+def pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A local PDS with an in-memory PLC directory, started by tests/pds_harness/launch.mjs.
+
+    Yields the launcher's JSON: ``pds`` (base URL), ``pdsPublicUrl``, ``plc`` (PLC URL for
+    ``atproto.IdResolver(plc_url=...)``), ``adminPassword``, ``handleDomains``, ... plus
+    ``startup_s``. guard.mjs keeps every socket of the harness on loopback.
+    """
+    node, harness = _pds_launcher()
+    data = tmp_path_factory.mktemp("pds")
+    env = {**os.environ, "PDS_DATA_DIR": str(data), "LOG_ENABLED": "false"}
+    started = time.monotonic()
+    with open(data / "stderr.log", "wb") as stderr:
+        proc = subprocess.Popen(
+            [node, "--import", "./guard.mjs", "launch.mjs"],
+            cwd=harness,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        try:
+            line = lines.get(timeout=90)  # the launcher prints one JSON line when ready
+        except queue.Empty:
+            line = ""
+        if not line:
+            tail = (data / "stderr.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"PDS launcher did not start (exit {proc.poll()}):\n{tail}")
+        info: dict[str, Any] = json.loads(line)
+        info["startup_s"] = round(time.monotonic() - started, 2)
+        yield info
+    finally:
+        _stop(proc)
+        stdout.close()
+
+
+@pytest.fixture
+def pds_account(pds: dict[str, Any]) -> Client:
+    """A fresh account on the local PDS and an ``atproto.Client`` logged in as it.
+
+    Handle ``u<hex>.test``, password ``PDS_TEST_PASSWORD``; ``client.me.did`` is its DID.
+    """
+    atproto = pytest.importorskip("atproto", reason="atproto missing: uv sync --all-extras")
+    handle = f"u{os.urandom(5).hex()}.test"
+    anon = atproto.Client(base_url=pds["pds"])
+    anon.com.atproto.server.create_account(
+        atproto.models.ComAtprotoServerCreateAccount.Data(
+            handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
+        )
+    )
+    client = atproto.Client(base_url=pds["pds"])
+    client.login(handle, PDS_TEST_PASSWORD)  # getProfile is answered by the launcher's stub
+    return client
+
+
+# ---------------------------------------------------------------------------- HTTP files
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[FileServer]:
+    """A loopback HTTP server for a fresh directory (``http_server.root``); see http_server.py.
+
+    Write files under ``http_server.root``, fetch ``http_server.url_for(name)``; inspect
+    ``http_server.requests``; misbehave with ``set_latency`` / ``fail_next`` / ``drop_next``.
+    """
+    root = tmp_path / "http-root"
+    root.mkdir()
+    with FileServer(root) as server:
+        yield server
