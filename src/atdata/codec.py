@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import msgpack
 import numpy as np
 
+from ._msgpack_view import unpack_map_view
 from .errors import SchemaError
 from .sample import DictSample
 from .schema import FieldType, Schema
@@ -108,16 +109,18 @@ def _type_error(path: str, expected: str, value: Any) -> SchemaError:
 
 
 def _check_array(ftype: FieldType, value: np.ndarray[Any, Any], path: str) -> None:
-    if ftype.dtype is not None and value.dtype.str != ftype.dtype:
-        if not (value.dtype.itemsize == 1 and value.dtype == np.dtype(ftype.dtype)):
-            raise SchemaError(f"{path}: expected dtype {ftype.dtype}, got {value.dtype.str}", path=path)
-    if ftype.shape is not None:
-        if value.ndim != len(ftype.shape) or any(
-            want is not None and want != got for want, got in zip(ftype.shape, value.shape, strict=True)
-        ):
-            raise SchemaError(
-                f"{path}: expected shape {_shape_text(ftype.shape)}, got {tuple(value.shape)}", path=path
-            )
+    _check_dtype_shape(ftype, value.dtype, value.shape, path)
+
+
+def _check_dtype_shape(ftype: FieldType, dtype: np.dtype[Any], shape: tuple[int, ...], path: str) -> None:
+    if ftype.dtype is not None and dtype.str != ftype.dtype:
+        if not (dtype.itemsize == 1 and dtype == np.dtype(ftype.dtype)):
+            raise SchemaError(f"{path}: expected dtype {ftype.dtype}, got {dtype.str}", path=path)
+    want = ftype.shape
+    if want is not None and (
+        len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape, strict=True))
+    ):
+        raise SchemaError(f"{path}: expected shape {_shape_text(want)}, got {tuple(shape)}", path=path)
 
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:
@@ -262,6 +265,37 @@ def _decoder(ftype: FieldType) -> Converter | None:
     return _optional(conv) if ftype.optional else conv
 
 
+def _array_checker(ftype: FieldType) -> Converter:
+    """Validate array bytes against the field (dtype, shape, byte count) without decoding."""
+
+    last_header = b""
+    last_size = -1
+
+    def check_array(value: Any, path: str) -> Any:
+        nonlocal last_header, last_size
+        if type(value) is bytes or isinstance(value, memoryview):
+            if len(value) == last_size and value[: len(last_header)] == last_header:
+                return value  # same header and size as the previous valid value
+        elif value is None and ftype.optional:
+            return None
+        else:
+            raise _type_error(path, "array bytes", value)
+        try:
+            if value[:6] == _NPY_MAGIC:
+                _check_array(ftype, decode_array(value), path)
+                return value
+            dtype, shape, hlen = parse_array_header(value)
+        except SchemaError as exc:
+            if exc.path != "$":
+                raise
+            raise SchemaError(f"{path}: {exc}", path=path) from None
+        _check_dtype_shape(ftype, dtype, shape, path)
+        last_header, last_size = bytes(value[:hlen]), len(value)
+        return value
+
+    return check_array
+
+
 # --------------------------------------------------------------------------- the codec
 class Codec(Generic[T]):
     """Encoder and decoder of one sample type, built once (see :func:`codec_for`)."""
@@ -273,6 +307,12 @@ class Codec(Generic[T]):
         self._name_set = frozenset(self.names)
         self._encoders = [(f.name, _encoder(f.type)) for f in schema.fields]
         self._decoders = [(f.name, c) for f in schema.fields if (c := _decoder(f.type)) is not None]
+        self.array_fields = frozenset(f.name for f in schema.fields if f.type.kind == "array")
+        self._checkers = [
+            (f.name, _array_checker(f.type) if f.name in self.array_fields else c)
+            for f in schema.fields
+            if (c := _decoder(f.type)) is not None
+        ]
         self._paths = {f.name: f"$.{f.name}" for f in schema.fields}
         self._optional = {f.name for f in schema.fields if not f.required or f.type.optional}
         self._defaults = _defaults_of(sample_type)
@@ -318,20 +358,28 @@ class Codec(Generic[T]):
         return self.from_map_at(data, "$")
 
     def from_map_at(self, data: Any, path: str) -> T:
+        data = self._convert(data, path, self._decoders)
+        obj: T = object.__new__(self.sample_type)
+        obj.__dict__ = data
+        return obj
+
+    def check_map(self, data: Any) -> dict[str, Any]:
+        """Validate a decoded map for batching: every field checked, arrays left as bytes."""
+        return self._convert(data, "$", self._checkers)
+
+    def _convert(self, data: Any, path: str, converters: list[tuple[str, Converter]]) -> dict[str, Any]:
         if type(data) is not dict:
             raise _type_error(path, f"a {self.schema.name} map", data)
         if data.keys() != self._name_set:
             data = self._normalise_keys(data, path)
         if path == "$":
             paths = self._paths
-            for name, conv in self._decoders:
+            for name, conv in converters:
                 data[name] = conv(data[name], paths[name])
         else:
-            for name, conv in self._decoders:
+            for name, conv in converters:
                 data[name] = conv(data[name], f"{path}.{name}")
-        obj: T = object.__new__(self.sample_type)
-        obj.__dict__ = data
-        return obj
+        return data
 
     def _normalise_keys(self, data: dict[str, Any], path: str) -> dict[str, Any]:
         prefix = "$." if path == "$" else path + "."
@@ -350,10 +398,19 @@ class Codec(Generic[T]):
         return out
 
 
+_ZERO_COPY_MIN = 1 << 16
+
+
 def unpack_map(body: bytes | memoryview) -> dict[str, Any]:
-    """Decode a msgpack body that must be a map with str keys."""
+    """Decode a msgpack body that must be a map with str keys.
+
+    Large bodies are walked without copying their ``bin`` values (see ``_msgpack_view``).
+    """
     try:
-        data = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        if len(body) >= _ZERO_COPY_MIN:
+            data = unpack_map_view(memoryview(body))
+        else:
+            data = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise SchemaError(f"member body is not valid msgpack: {exc}") from None
     if type(data) is not dict:

@@ -28,6 +28,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "AtdataIndexError",
+    "AtdataWarning",
     "IndexUnavailableError",
     "IntegrityError",
     "LensError",
@@ -41,6 +42,10 @@ __all__ = [
 
 class AtdataError(Exception):
     """Base class of every exception raised by atdata."""
+
+
+class AtdataWarning(UserWarning):
+    """Warnings about data (skipped samples with ``on_error="warn"``, shards without an index)."""
 
 
 class SchemaError(AtdataError, TypeError):

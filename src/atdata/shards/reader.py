@@ -59,21 +59,18 @@ def _map_file(path: str, url: str) -> Any:
 def _iter_mapped(path: str, url: str, start: int) -> Iterator[tuple[Member, Body]]:
     mm = _map_file(path, url)
     end = len(mm)
-    view = memoryview(mm)
+    view = memoryview(mm)  # bodies are slices of it; arrays decoded from them share the mapping
     pos = start
-    try:
-        while True:
-            chunk = parse_members(mm, pos, end, 0, url)
-            for m in chunk.members:
-                yield m, view[m.body_offset : m.body_offset + m.size]
-            if chunk.at_end:
-                return
-            if chunk.next_offset == pos and not chunk.members:
-                _raise_truncated(mm, pos, end, url)
-                return
-            pos = chunk.next_offset
-    finally:
-        view.release()
+    while True:
+        chunk = parse_members(mm, pos, end, 0, url)
+        for m in chunk.members:
+            yield m, view[m.body_offset : m.body_offset + m.size]
+        if chunk.at_end:
+            return
+        if chunk.next_offset == pos and not chunk.members:
+            _raise_truncated(mm, pos, end, url)
+            return
+        pos = chunk.next_offset
 
 
 def _raise_truncated(buf: Any, pos: int, end: int, url: str) -> None:
@@ -122,7 +119,6 @@ def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member
         for m in chunk.members:
             start = m.body_offset - base
             yield m, view[start : start + m.size]
-        view.release()
         if chunk.at_end:
             return
         progressed = chunk.next_offset != pos or chunk.members

@@ -85,6 +85,27 @@ def split_name(name: str) -> tuple[str, str]:
     return name[:dot], name[dot + 1 :]
 
 
+_REGULAR = frozenset(b"0\x007")
+_PAX = ord("x")
+_GNU_LONGNAME = ord("L")
+
+
+def _special_name(buf: Any, pos: int, long_name: str | None, pax: dict[str, str], shard: str, base: int) -> str:
+    """The member name when a GNU long name, PAX record or ustar prefix is involved."""
+    if long_name is not None:
+        name = long_name
+    else:
+        name = bytes(buf[pos : pos + 100]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+        if buf[pos + 345] != 0:
+            prefix = bytes(buf[pos + 345 : pos + 500]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+            name = prefix + "/" + name
+    if pax:
+        if "size" in pax:
+            raise ShardError("PAX size overrides are not supported", shard=shard, offset=base + pos)
+        name = pax.get("path", name)
+    return name
+
+
 @dataclass(slots=True)
 class ParsedChunk:
     members: list[Member]
@@ -137,6 +158,8 @@ def parse_members(
     """
     members: list[Member] = []
     header_positions: list[int] = []
+    append_member = members.append
+    append_position = header_positions.append
     pos = start
     long_name: str | None = None
     pax: dict[str, str] = {}
@@ -144,41 +167,34 @@ def parse_members(
     while len(members) < max_members:
         if pos + BLOCK > end:
             break
-        header = buf[pos : pos + BLOCK]
-        if header == _ZERO_BLOCK:
+        if buf[pos] == 0 and buf[pos : pos + BLOCK] == _ZERO_BLOCK:
             at_end = True
             break
-        off = base + pos
         try:
-            size = int(header[124:135], 8)
+            size = int(buf[pos + 124 : pos + 135], 8)
         except ValueError:
-            size = _octal(header[124:136], "size", lambda: f" [shard {shard}, member at byte {off}]")
+            off = base + pos
+            size = _octal(buf[pos + 124 : pos + 136], "size", lambda: f" [shard {shard}, member at byte {off}]")
         if size < 0 or size > MAX_MEMBER:
-            raise ShardError(f"tar header gives an impossible size {size}", shard=shard, offset=off)
+            raise ShardError(f"tar header gives an impossible size {size}", shard=shard, offset=base + pos)
         body_start = pos + BLOCK
         body_end = body_start + size
         if body_end > end:
             break  # the caller supplies more bytes (or reports truncation)
-        header_positions.append(pos)
-        typeflag = header[156:157]
-        if typeflag in (b"0", b"\x00", b"7"):
-            if long_name is not None:
-                name = long_name
+        append_position(pos)
+        typeflag = buf[pos + 156]
+        if typeflag in _REGULAR:
+            if long_name is None and not pax and buf[pos + 345] == 0:
+                raw_name = buf[pos : pos + 100]
+                nul = raw_name.find(b"\x00")
+                name = (raw_name if nul < 0 else raw_name[:nul]).decode("utf-8", "replace")
             else:
-                name = header[0:100].split(b"\x00", 1)[0].decode("utf-8", "replace")
-                if header[345] != 0:
-                    prefix = header[345:500].split(b"\x00", 1)[0].decode("utf-8", "replace")
-                    name = prefix + "/" + name
-            if pax:
-                name = pax.get("path", name)
-                if "size" in pax:
-                    raise ShardError("PAX size overrides are not supported", shard=shard, offset=off)
-                pax = {}
-            long_name = None
-            members.append(Member(name, off, base + body_start, size))
-        elif typeflag == b"x":
-            pax = _pax_records(bytes(buf[body_start:body_end]), shard, off)
-        elif typeflag == b"L":
+                name = _special_name(buf, pos, long_name, pax, shard, base)
+                long_name, pax = None, {}
+            append_member(Member(name, base + pos, base + body_start, size))
+        elif typeflag == _PAX:
+            pax = _pax_records(bytes(buf[body_start:body_end]), shard, base + pos)
+        elif typeflag == _GNU_LONGNAME:
             long_name = bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")
         # 'g' global PAX, directories, links and anything else: skipped
         pos = body_end + ((-size) % BLOCK)
@@ -186,14 +202,30 @@ def parse_members(
     return ParsedChunk(members, min(pos, end) if not at_end else pos, at_end)
 
 
+_LANES = np.uint64(0x00FF00FF00FF00FF)
+_EIGHT = np.uint64(8)
+
+
 def _verify_checksums(buf: Any, positions: list[int], base: int, shard: str) -> None:
+    """Check every header's checksum at once (sum of its bytes, checksum field as spaces)."""
     if not positions:
         return
-    raw = np.frombuffer(buf, dtype=np.uint8)
     pos = np.asarray(positions, dtype=np.int64)
-    headers = raw[pos[:, None] + np.arange(BLOCK, dtype=np.int64)]
-    field = headers[:, 148:156].astype(np.int64)
-    actual = headers.sum(axis=1, dtype=np.int64) - field.sum(axis=1) + 8 * 32
+    if (base % 8 == 0) and not (pos % 8).any():
+        # gather headers as 64 words each, summing bytes in four 16-bit lanes per word
+        words = np.frombuffer(buf, dtype=np.uint64, count=len(buf) // 8)
+        headers64 = words[(pos // 8)[:, None] + np.arange(BLOCK // 8, dtype=np.int64)]
+        lanes = ((headers64 & _LANES) + ((headers64 >> _EIGHT) & _LANES)).sum(axis=1, dtype=np.uint64)
+        total = np.zeros(len(positions), dtype=np.int64)
+        for shift in (0, 16, 32, 48):
+            total += ((lanes >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
+        field = headers64.view(np.uint8).reshape(len(positions), BLOCK)[:, 148:156].astype(np.int64)
+    else:
+        raw = np.frombuffer(buf, dtype=np.uint8)
+        headers = raw[pos[:, None] + np.arange(BLOCK, dtype=np.int64)]
+        total = headers.sum(axis=1, dtype=np.int64)
+        field = headers[:, 148:156].astype(np.int64)
+    actual = total - field.sum(axis=1) + 8 * 32
     recorded = _parse_octal_rows(field)
     bad = np.nonzero(actual != recorded)[0]
     if bad.size:

@@ -1,0 +1,68 @@
+"""atdata: typed, distributed ML datasets in WebDataset shards.
+
+Define a sample type with ``@atdata.packable``, write shards with ``atdata.write_samples``, read
+them back with ``atdata.Dataset[T](...)`` as samples or stacked batches, and view them through
+lenses. The public API is exactly ``__all__`` (pinned by a test).
+"""
+
+from numpy.typing import NDArray
+
+from .batch import SampleBatch
+from .dataset import Dataset, Loader
+from .errors import (
+    AtdataError,
+    AtdataIndexError,
+    AtdataWarning,
+    AtmosphereError,
+    AuthenticationError,
+    ConflictError,
+    IndexUnavailableError,
+    IntegrityError,
+    LensError,
+    NotFoundError,
+    SchemaError,
+    ShardError,
+    SourceError,
+    StoreError,
+)
+from .lens import Lens, LensRegistry, current_registry, default_registry, lens
+from .sample import DictSample, PackableSample, packable
+from .schema import Schema, Shape
+from .shards.writer import ShardInfo, ShardWriter, write_samples
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AtdataError",
+    "AtdataIndexError",
+    "AtdataWarning",
+    "AtmosphereError",
+    "AuthenticationError",
+    "ConflictError",
+    "Dataset",
+    "DictSample",
+    "IndexUnavailableError",
+    "IntegrityError",
+    "Lens",
+    "LensError",
+    "LensRegistry",
+    "Loader",
+    "NDArray",
+    "NotFoundError",
+    "PackableSample",
+    "SampleBatch",
+    "Schema",
+    "SchemaError",
+    "ShardError",
+    "ShardInfo",
+    "ShardWriter",
+    "Shape",
+    "SourceError",
+    "StoreError",
+    "__version__",
+    "current_registry",
+    "default_registry",
+    "lens",
+    "packable",
+    "write_samples",
+]

@@ -1,0 +1,314 @@
+"""The SQLite provider: one file, WAL, one ``BEGIN IMMEDIATE`` transaction per logical operation.
+
+Records live in one table keyed by ``(kind, key)`` with the record as JSON text. Its tables are
+created and upgraded by numbered migrations recorded in ``atdata_migrations``, each applied once
+inside a write transaction, so several processes opening a fresh file at once agree. Write
+transactions take SQLite's write lock up front (``BEGIN IMMEDIATE``) and wait for it up to
+``timeout`` seconds, which makes them serializable across processes; reads outside a transaction
+use WAL snapshots and never block writers. A connection is opened per process and per thread.
+"""
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
+from .base import Provider, Record, Transaction, check_key, check_kind
+
+__all__ = ["MIGRATIONS", "SQLiteProvider"]
+
+#: Numbered migrations of this provider's tables; append only, never edit one that shipped.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE atdata_records (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (kind, key)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+)
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS atdata_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL
+)"""
+_MAX_CHAR = chr(0x10FFFF)
+
+
+class SQLiteProvider(Provider):
+    """Index records in a SQLite file.
+
+    >>> import tempfile, os
+    >>> p = SQLiteProvider(os.path.join(tempfile.mkdtemp(), "index.db"))
+    >>> with p.transaction() as tx:
+    ...     tx.put("note", "a", {"x": 1})
+    >>> p.get("note", "a")
+    {'x': 1}
+    >>> p.close()
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._closed = False
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if self.path != ":memory:":
+            try:
+                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise IndexUnavailableError(f"cannot create the directory of {self.path!r}: {exc}") from exc
+        self._connection()  # open now so a bad path fails here, and migrate
+
+    def __repr__(self) -> str:
+        return f"SQLiteProvider({self.path!r})"
+
+    @property
+    def schema_version(self) -> int:
+        """The highest migration applied to this file."""
+        with _translated(self.path):
+            row = self._connection().execute("SELECT MAX(version) FROM atdata_migrations").fetchone()
+        return int(row[0] or 0)
+
+    # -- Provider ----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._begin("IMMEDIATE") as conn:
+            yield _SQLiteTransaction(conn, self.path)
+
+    def get(self, kind: str, key: str) -> Record | None:
+        with self._begin("DEFERRED") as conn:
+            return _SQLiteTransaction(conn, self.path).get(kind, key)
+
+    def scan(
+        self, kind: str, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, Record]]:
+        with self._begin("DEFERRED") as conn:
+            return _SQLiteTransaction(conn, self.path).scan(
+                kind, prefix, start_after=start_after, limit=limit
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover - closing is best effort
+                    pass
+            self._connections.clear()
+
+    # -- internals ---------------------------------------------------------------------------
+    @contextmanager
+    def _begin(self, mode: str) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        if getattr(self._local, "depth", 0):
+            raise AtdataIndexError(f"{self!r}: transactions do not nest; finish the open one first")
+        with _translated(self.path):
+            conn.execute(f"BEGIN {mode}")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # pragma: no cover - the original error matters more
+                pass
+            raise
+        else:
+            with _translated(self.path):
+                conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise AtdataIndexError(f"{self!r} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        with _translated(self.path):
+            conn = sqlite3.connect(
+                os.path.expanduser(self.path),
+                timeout=self.timeout,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                _migrate(conn, self.path)
+            except BaseException:
+                conn.close()
+                raise
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+
+class _SQLiteTransaction(Transaction):
+    def __init__(self, conn: sqlite3.Connection, where: str) -> None:
+        self._conn = conn
+        self._where = where
+
+    def get(self, kind: str, key: str) -> Record | None:
+        with _translated(self._where):
+            row = self._conn.execute(
+                "SELECT value FROM atdata_records WHERE kind = ? AND key = ?",
+                (check_kind(kind), check_key(key)),
+            ).fetchone()
+        return None if row is None else _loads(row[0], kind, key)
+
+    def scan(
+        self, kind: str, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, Record]]:
+        sql = "SELECT key, value FROM atdata_records WHERE kind = ?"
+        args: list[Any] = [check_kind(kind)]
+        if prefix:
+            sql += " AND key >= ?"
+            args.append(prefix)
+            end = _prefix_end(prefix)
+            if end is not None:
+                sql += " AND key < ?"
+                args.append(end)
+        if start_after is not None:
+            sql += " AND key > ?"
+            args.append(start_after)
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, int(limit)))
+        with _translated(self._where):
+            rows = self._conn.execute(sql, args).fetchall()
+        return [(k, _loads(v, kind, k)) for k, v in rows]
+
+    def put(self, kind: str, key: str, record: Record) -> None:
+        with _translated(self._where):
+            self._conn.execute(
+                "INSERT INTO atdata_records (kind, key, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (check_kind(kind), check_key(key), _dumps(record, kind, key), _now()),
+            )
+
+    def create(self, kind: str, key: str, record: Record) -> None:
+        try:
+            with _translated(self._where):
+                self._conn.execute(
+                    "INSERT INTO atdata_records (kind, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                    (check_kind(kind), check_key(key), _dumps(record, kind, key), _now()),
+                )
+        except _Duplicate:
+            raise ConflictError(f"{kind} {key!r} already exists in {self._where}") from None
+
+    def delete(self, kind: str, key: str) -> bool:
+        with _translated(self._where):
+            cur = self._conn.execute(
+                "DELETE FROM atdata_records WHERE kind = ? AND key = ?",
+                (check_kind(kind), check_key(key)),
+            )
+        return cur.rowcount > 0
+
+
+class _Duplicate(Exception):
+    pass
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """Turn sqlite3 errors into atdata errors that name the database file."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+            raise _Duplicate() from exc
+        raise AtdataIndexError(f"index database {where}: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text or "unable to open" in text or "disk I/O" in text:
+            raise IndexUnavailableError(
+                f"index database {where} is unavailable ({text}); retry, or check that the file "
+                "is on a local disk and writable"
+            ) from exc
+        raise AtdataIndexError(f"index database {where}: {text}") from exc
+    except sqlite3.Error as exc:
+        raise AtdataIndexError(
+            f"index database {where} failed ({exc}); if the file is damaged, restore it from a copy"
+        ) from exc
+
+
+def _migrate(conn: sqlite3.Connection, where: str) -> None:
+    """Apply every migration the file lacks, once, under the write lock."""
+    latest = MIGRATIONS[-1][0]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_MIGRATIONS_TABLE)
+        current = int(conn.execute("SELECT MAX(version) FROM atdata_migrations").fetchone()[0] or 0)
+        if current > latest:
+            raise AtdataIndexError(
+                f"index database {where} has schema version {current}, newer than this atdata "
+                f"understands ({latest}); upgrade atdata"
+            )
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO atdata_migrations (version, applied_at) VALUES (?, ?)", (version, _now())
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(_MAX_CHAR)
+    if not stripped:
+        return None
+    code = ord(stripped[-1]) + 1
+    if 0xD800 <= code <= 0xDFFF:  # skip the surrogates, which cannot be encoded
+        code = 0xE000
+    return stripped[:-1] + chr(code)
+
+
+def _dumps(record: Record, kind: str, key: str) -> str:
+    if not isinstance(record, dict):
+        raise AtdataIndexError(f"{kind} {key!r}: a record must be a dict, got {type(record).__name__}")
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise AtdataIndexError(f"{kind} {key!r} is not JSON-compatible: {exc}") from exc
+
+
+def _loads(text: str, kind: str, key: str) -> Record:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise AtdataIndexError(f"{kind} {key!r} holds malformed JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise AtdataIndexError(f"{kind} {key!r} holds {type(value).__name__}, not a record")
+    return value
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,84 @@
+"""A dataset's shards with their offset indexes, loaded lazily and shared by derived datasets."""
+
+import bisect
+import warnings
+from collections.abc import Callable
+from itertools import accumulate
+
+from ..errors import AtdataWarning
+from ..sources import ShardSource, open_source
+from .offsets import OffsetIndex
+from .reader import load_offsets, scan_offsets
+
+__all__ = ["ShardSet"]
+
+SourceFactory = Callable[[str], ShardSource]
+
+
+class ShardSet:
+    """Shard URLs, their sources, and (on demand) their offset indexes and counts."""
+
+    def __init__(self, urls: list[str], source_factory: SourceFactory | None = None) -> None:
+        self.urls = urls
+        self._factory = source_factory or open_source
+        self._sources: dict[int, ShardSource] = {}
+        self._offsets: dict[int, OffsetIndex] = {}
+        self._cumulative: list[int] | None = None
+        self._keys: dict[str, tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def source(self, i: int) -> ShardSource:
+        src = self._sources.get(i)
+        if src is None:
+            src = self._factory(self.urls[i])
+            self._sources[i] = src
+        return src
+
+    def offsets(self, i: int) -> OffsetIndex:
+        """The offset index of shard ``i``: its sidecar, else a full scan (with a warning)."""
+        idx = self._offsets.get(i)
+        if idx is None:
+            src = self.source(i)
+            idx = load_offsets(src)
+            if idx is None:
+                warnings.warn(
+                    f"shard {src.url} has no offset index ({src.url}.idx); scanning it once. "
+                    "Shards written by atdata have one.",
+                    AtdataWarning,
+                    stacklevel=4,
+                )
+                idx = scan_offsets(src)
+            self._offsets[i] = idx
+        return idx
+
+    def cumulative(self) -> list[int]:
+        """Running sample counts: shard i holds samples [cum[i], cum[i+1])."""
+        if self._cumulative is None:
+            self._cumulative = [0, *accumulate(len(self.offsets(i)) for i in range(len(self.urls)))]
+        return self._cumulative
+
+    def total(self) -> int:
+        return self.cumulative()[-1]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard, member number) of global sample ``index`` (negative counts from the end)."""
+        total = self.total()
+        if index < 0:
+            index += total
+        if not 0 <= index < total:
+            raise IndexError(f"sample index {index} out of range for {total} samples")
+        cum = self.cumulative()
+        shard = bisect.bisect_right(cum, index) - 1
+        return shard, index - cum[shard]
+
+    def find_key(self, key: str) -> tuple[int, int] | None:
+        """(shard, member number) of the sample with ``key``, or None."""
+        if self._keys is None:
+            table: dict[str, tuple[int, int]] = {}
+            for i in range(len(self.urls)):
+                for j, k in enumerate(self.offsets(i).keys):
+                    table.setdefault(k, (i, j))
+            self._keys = table
+        return self._keys.get(key)

@@ -1,0 +1,315 @@
+"""Shards over HTTP(S): streaming reads that resume after drops, Range reads, sidecars.
+
+``http://`` and ``https://`` URLs open as :class:`HttpSource`. Importing this module registers
+the schemes but does not import httpx; the first :class:`HttpSource` does (``atdata[http]``).
+
+- ``open()`` streams the whole shard. A transfer that breaks off (reset, timeout, a body cut
+  short) is resumed with ``Range: bytes=<pos>-`` from the first byte not yet returned; the 206
+  answer's ``Content-Range`` must start there, and ``If-Range`` carries the first answer's
+  ETag (or Last-Modified) so that a shard replaced meanwhile is detected, never spliced. A
+  server that ignores Range answers 200 with the whole body; the bytes before ``pos`` are then
+  read and discarded.
+- ``read_range(start, n)`` asks for exactly those bytes and resumes the same way.
+- 5xx, 408, 425, 429 and connection failures are retried with exponential backoff
+  (:class:`~atdata.sources.RetryPolicy`); 404 and other 4xx raise :class:`SourceError` naming
+  the URL and the status at once (``read_sidecar`` answers None for 404).
+- Redirects are followed by hand, at most ``max_redirects`` hops, and only to ``http(s)``
+  URLs; credentials are not forwarded to another origin.
+"""
+
+import weakref
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from .._optional import require
+from ..errors import SourceError
+from ._retry import Body, ResumableStream, RetryPolicy, Transient
+from .base import register_scheme
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HttpSource"]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRY_STATUS = frozenset({408, 425, 429})
+_SCHEMES = ("http", "https")
+_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+
+
+class _NotFound(SourceError):
+    """404: the sidecar reader turns this into None."""
+
+
+class HttpSource:
+    """Read access to one shard at an ``http(s)://`` URL.
+
+    ``client`` is an ``httpx.Client`` to use (its connection pool is shared and it is never
+    closed here); without one the source makes its own on first use and closes it in
+    :meth:`close` or when the source is garbage collected. ``headers`` go with every request
+    (for example ``Authorization``); ``timeout`` bounds connecting and each read, in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: "httpx.Client | None" = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        max_redirects: int = 5,
+    ) -> None:
+        self._httpx = require("httpx", "http")
+        if urlsplit(url).scheme.lower() not in _SCHEMES:
+            raise SourceError(f"HttpSource needs an http(s):// URL, got {url!r}")
+        self.url = url
+        self.retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._headers = {"Accept-Encoding": "identity", **(headers or {})}
+        self._max_redirects = max_redirects
+        self._client = client
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool this source made itself (a passed-in client stays open)."""
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+            self._client = None
+
+    def __enter__(self) -> "HttpSource":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HttpSource({self.url!r})"
+
+    # -- ShardSource --------------------------------------------------------------------------
+    def local_path(self) -> str | None:
+        return None
+
+    def open(self) -> BinaryIO:
+        """A stream of the whole shard that resumes after dropped connections."""
+        return cast(BinaryIO, ResumableStream(self.url, self._opener(self.url), self.retry))
+
+    def read_range(self, start: int, length: int) -> bytes:
+        """Exactly ``length`` bytes from ``start`` (Range request, retried and resumed)."""
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range start={start} length={length}")
+        if length == 0:
+            return b""
+        with ResumableStream(
+            self.url, self._opener(self.url), self.retry, start=start, end=start + length
+        ) as stream:
+            data = stream.read(length)
+        if len(data) != length:
+            raise SourceError(
+                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
+            )
+        return data
+
+    def read_sidecar(self, suffix: str) -> bytes | None:
+        """The bytes at this URL with ``suffix`` added to its path, or None on 404."""
+        url = _with_suffix(self.url, suffix)
+        try:
+            with ResumableStream(url, self._opener(url), self.retry) as stream:
+                return stream.read()
+        except _NotFound:
+            return None
+
+    def size(self) -> int:
+        """The shard's size in bytes (one one-byte Range request)."""
+        stream = ResumableStream(self.url, self._opener(self.url), self.retry, start=0, end=1)
+        with stream:
+            stream.read(1)
+            total = stream.total_size
+        if total is None:
+            raise SourceError(f"{self.url} does not tell its size (no Content-Length)")
+        return total
+
+    # -- transport ----------------------------------------------------------------------------
+    def _get_client(self) -> "httpx.Client":
+        if self._client is None:
+            client = self._httpx.Client(
+                timeout=self._httpx.Timeout(self._timeout), follow_redirects=False
+            )
+            self._client = client
+            self._finalizer = weakref.finalize(self, client.close)
+        return self._client
+
+    def _opener(self, url: str) -> "_HttpOpener":
+        return _HttpOpener(self, url)
+
+    def _send(self, url: str, headers: dict[str, str]) -> "httpx.Response":
+        """GET ``url`` as a streamed response, following redirects to http(s) only."""
+        httpx = self._httpx
+        client = self._get_client()
+        origin = _origin(url)
+        for _hop in range(self._max_redirects + 1):
+            try:
+                request = client.build_request("GET", url, headers=headers)
+                response = client.send(request, stream=True, follow_redirects=False)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise SourceError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
+            if response.status_code not in _REDIRECTS:
+                return response
+            location = response.headers.get("Location")
+            response.close()
+            if not location:
+                raise SourceError(f"GET {url} answered {response.status_code} without a Location")
+            target = urljoin(url, location)
+            if urlsplit(target).scheme.lower() not in _SCHEMES:
+                raise SourceError(f"refusing redirect from {url} to {target!r}: not http(s)")
+            if _origin(target) != origin:
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            url = target
+        raise SourceError(f"GET {self.url}: more than {self._max_redirects} redirects")
+
+
+class _HttpOpener:
+    """The Opener of one URL: remembers the first answer's validator to keep resumes honest."""
+
+    def __init__(self, source: HttpSource, url: str) -> None:
+        self.source = source
+        self.url = url
+        self.validator: str | None = None
+        self.etag: str | None = None
+
+    def __call__(self, pos: int, end: int | None) -> Body:
+        headers = dict(self.source._headers)
+        if pos > 0 or end is not None:
+            headers["Range"] = f"bytes={pos}-" + ("" if end is None else str(end - 1))
+            if self.validator is not None:
+                headers["If-Range"] = self.validator
+        response = self.source._send(self.url, headers)
+        status = response.status_code
+        if status in (200, 206):
+            try:
+                return self._body(response, pos)
+            except BaseException:
+                response.close()
+                raise
+        response.close()
+        if status >= 500 or status in _RETRY_STATUS:
+            raise Transient(f"HTTP {status}", retry_after=_retry_after(response))
+        if status == 404:
+            raise _NotFound(f"{self.url} not found (HTTP 404)")
+        if status == 416:
+            size = response.headers.get("Content-Range", "").rpartition("/")[2]
+            raise SourceError(
+                f"{self.url}: bytes from {pos} lie beyond its end (HTTP 416"
+                + (f", size {size})" if size.isdigit() else ")")
+            )
+        reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+        raise SourceError(f"GET {self.url} answered HTTP {status}{reason}")
+
+    def _body(self, response: "httpx.Response", pos: int) -> "_HttpBody":
+        h = response.headers
+        encoding = h.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise SourceError(f"{self.url} was sent with Content-Encoding {encoding!r}")
+        etag = h.get("ETag")
+        strong = etag if etag and not etag.startswith("W/") else None
+        if self.validator is None:
+            self.etag = strong
+            self.validator = strong or _valid_date(h.get("Last-Modified"))
+        elif strong is not None and self.etag is not None and strong != self.etag:
+            raise SourceError(
+                f"{self.url} changed while it was being read (ETag {self.etag} -> {strong})"
+            )
+        if response.status_code == 206:
+            first, total = _content_range(h.get("Content-Range"), self.url)
+            if first != pos:
+                raise SourceError(
+                    f"{self.url}: asked for bytes from {pos}, the server sent them from {first}"
+                )
+            return _HttpBody(self.source._httpx, response, first, total)
+        length = h.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        return _HttpBody(self.source._httpx, response, 0, total)
+
+
+class _HttpBody:
+    def __init__(
+        self, httpx: Any, response: "httpx.Response", offset: int, total: int | None
+    ) -> None:
+        self._httpx = httpx
+        self.response = response
+        self.offset = offset
+        self.total = total
+        self._chunks = response.iter_raw()
+        self._pending = b""
+
+    def read(self, n: int) -> bytes:
+        if not self._pending:
+            try:
+                self._pending = next(self._chunks, b"")
+            except self._httpx.HTTPError as exc:  # reset, timeout, body cut short
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+        data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
+    """(first byte, total or None) of ``bytes a-b/total``."""
+    try:
+        unit, _, spec = (value or "").strip().partition(" ")
+        span, _, total = spec.partition("/")
+        first = int(span.partition("-")[0])
+        if unit.lower() != "bytes":
+            raise ValueError(unit)
+        return first, (None if total.strip() == "*" else int(total))
+    except ValueError:
+        raise SourceError(f"{url}: 206 answer with a bad Content-Range {value!r}") from None
+
+
+def _retry_after(response: "httpx.Response") -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _valid_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _with_suffix(url: str, suffix: str) -> str:
+    """``url`` with ``suffix`` appended to its path (before any query string)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path + suffix))
+
+
+register_scheme("http", HttpSource)
+register_scheme("https", HttpSource)

@@ -1,0 +1,24 @@
+"""Where shard bytes live: the :class:`DataStore` interface, local disk, and S3 (``atdata[s3]``)."""
+
+from typing import Any
+
+from .base import Checksum, DataStore, ShardProblem, ShardRecord, validate_dataset_name
+from .disk import LocalDiskStore
+
+__all__ = [
+    "Checksum",
+    "DataStore",
+    "LocalDiskStore",
+    "S3DataStore",
+    "ShardProblem",
+    "ShardRecord",
+    "validate_dataset_name",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3DataStore":  # imported on first use: it needs the optional boto3
+        from .s3 import S3DataStore
+
+        return S3DataStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

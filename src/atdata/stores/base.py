@@ -1,0 +1,206 @@
+"""The data store interface: where the bytes of a dataset's shards live.
+
+An index repository is a provider (where records live) plus a :class:`DataStore` (where shard
+bytes live). The index asks a store for three things:
+
+* a shard **pattern** for a new dataset version (``ShardWriter`` fills in the shard number), and a
+  **sink** for each location made from it (the shard itself and its ``.idx`` sidecar), so samples
+  are serialized once, straight into the store;
+* to **delete a version**: everything it holds under that pattern, when a version is removed, a
+  write fails, or a crashed write is cleaned up. The index never deletes URLs taken from records.
+
+Reading goes through :func:`atdata.sources.open_source` by URL scheme, so the URLs a store hands
+out (``shard_pattern % n``) must be openable there: plain absolute paths for the disk store,
+``s3://bucket/key`` for S3. :meth:`DataStore.verify` re-hashes shards against their records
+through that same path; a store may override it with something cheaper.
+
+Dataset names reach stores already validated by :func:`validate_dataset_name`: lowercase
+segments of ``a-z0-9._-`` separated by ``/`` (``team/mnist``), never absolute, never ``..``,
+never all digits (version directories are all digits).
+"""
+
+import abc
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SourceError, StoreError
+from ..shards.sink import ShardSink
+
+__all__ = [
+    "Checksum",
+    "DataStore",
+    "ShardProblem",
+    "ShardRecord",
+    "shard_basename",
+    "validate_dataset_name",
+]
+
+_SEGMENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_MAX_NAME = 200
+_MAX_SEGMENTS = 4
+_HASH_CHUNK = 1 << 20
+_CHECKSUM_KEYS = ("algorithm", "digest")
+
+
+def validate_dataset_name(name: object) -> str:
+    """Return ``name`` if it is a valid dataset name, else raise ValueError saying why.
+
+    >>> validate_dataset_name("team/mnist")
+    'team/mnist'
+    >>> validate_dataset_name("../etc")
+    Traceback (most recent call last):
+    ...
+    ValueError: dataset name '../etc': segment '..' must start with a-z or 0-9 ...
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a dataset name must be a non-empty string, got {name!r}")
+    if len(name) > _MAX_NAME:
+        raise ValueError(f"dataset name {name[:40]!r}... is longer than {_MAX_NAME} characters")
+    segments = name.split("/")
+    if len(segments) > _MAX_SEGMENTS:
+        raise ValueError(f"dataset name {name!r} has more than {_MAX_SEGMENTS} '/'-separated parts")
+    for seg in segments:
+        if not _SEGMENT.match(seg) or ".." in seg:
+            raise ValueError(
+                f"dataset name {name!r}: segment {seg!r} must start with a-z or 0-9 and hold only "
+                "lowercase letters, digits, '.', '_' and '-' (no '..', no leading '/', at most 64 "
+                "characters), e.g. 'mnist' or 'team/mnist-v2'"
+            )
+        if seg.isdigit():
+            raise ValueError(
+                f"dataset name {name!r}: segment {seg!r} is all digits, which is reserved for "
+                "version directories; add a letter"
+            )
+    return name
+
+
+def shard_basename(name: str) -> str:
+    """The file-name stem of a dataset's shards: the last segment of its name."""
+    return name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A digest with its algorithm named next to it (FORMAT.md §2); only sha256 is written."""
+
+    algorithm: str
+    digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"algorithm": self.algorithm, "digest": self.digest}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Checksum":
+        ok = isinstance(data, dict) and all(isinstance(data.get(k), str) for k in _CHECKSUM_KEYS)
+        if not ok:
+            raise ValueError(f"a checksum must be {{'algorithm': str, 'digest': str}}: {data!r}")
+        return cls(data["algorithm"], data["digest"])
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """One shard of a dataset entry: its URL, checksum, sample count and size in bytes."""
+
+    url: str
+    checksum: Checksum
+    count: int
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "checksum": self.checksum.to_dict(),
+            "count": self.count,
+            "size": self.size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ShardRecord":
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            raise ValueError(f"a shard record needs a 'url' string, got {data!r}")
+        count, size = data.get("count"), data.get("size")
+        if not isinstance(count, int) or not isinstance(size, int):
+            raise ValueError(f"shard record {data['url']!r} needs integer 'count' and 'size'")
+        return cls(data["url"], Checksum.from_dict(data.get("checksum")), count, size)
+
+
+@dataclass(frozen=True)
+class ShardProblem:
+    """A shard whose bytes do not match its record (or cannot be read at all)."""
+
+    url: str
+    problem: str
+    expected: str | None = None
+    actual: str | None = None
+
+    def __str__(self) -> str:
+        detail = f" (expected {self.expected}, found {self.actual})" if self.expected else ""
+        return f"{self.url}: {self.problem}{detail}"
+
+
+class DataStore(abc.ABC):
+    """Where shard bytes live. Subclasses: LocalDiskStore (stores/disk.py), S3DataStore."""
+
+    #: A short word naming the kind of store in records and messages: "disk", "s3".
+    kind: str = "store"
+
+    @abc.abstractmethod
+    def shard_pattern(self, name: str, version: int) -> str:
+        """A ``ShardWriter`` pattern (one ``%06d``) for the shards of ``name`` at ``version``.
+
+        Disk: ``<root>/<name>/<version>/<basename>-%06d.tar``; S3:
+        ``s3://<bucket>/<prefix><name>/<version>/<basename>-%06d.tar``. ``name`` is already
+        validated; any literal ``%`` in a root or prefix must be escaped as ``%%``.
+        """
+
+    @abc.abstractmethod
+    def open_sink(self, location: str) -> ShardSink:
+        """A sink that makes ``location`` appear whole on ``commit()``, not at all on ``abort()``.
+
+        ``location`` is a shard URL made from :meth:`shard_pattern` or such a URL plus a sidecar
+        suffix (``.idx``). This is the ``sink_factory`` given to ``ShardWriter``; it raises
+        StoreError for a location outside the store.
+        """
+
+    @abc.abstractmethod
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete everything held for ``name`` at ``version`` (all shards and sidecars under it).
+
+        Idempotent: deleting a version that holds nothing is not an error. Raises StoreError
+        when deletion fails. Only this is ever deleted by the index: shards a store holds for one
+        version, never URLs from records.
+        """
+
+    def sink_factory(self, location: str) -> ShardSink:
+        """Alias of :meth:`open_sink` with the ``SinkFactory`` shape, for ``ShardWriter``."""
+        return self.open_sink(location)
+
+    def verify(self, shards: Sequence[ShardRecord]) -> list[ShardProblem]:
+        """Re-hash ``shards`` and report every one whose size or digest differs from its record."""
+        return [p for p in (_verify_one(s) for s in shards) if p is not None]
+
+
+def _verify_one(shard: ShardRecord) -> ShardProblem | None:
+    from ..sources import open_source
+
+    algorithm = shard.checksum.algorithm.lower()
+    if algorithm not in hashlib.algorithms_available:
+        return ShardProblem(shard.url, f"unknown checksum algorithm {shard.checksum.algorithm!r}")
+    hasher = hashlib.new(algorithm)
+    size = 0
+    try:
+        with open_source(shard.url).open() as stream:
+            while chunk := stream.read(_HASH_CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+    except (SourceError, OSError, StoreError) as exc:
+        return ShardProblem(shard.url, f"cannot be read: {exc}")
+    if size != shard.size:
+        return ShardProblem(shard.url, "size differs", str(shard.size), str(size))
+    digest = hasher.hexdigest()
+    if digest != shard.checksum.digest.lower():
+        return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
+    return None
