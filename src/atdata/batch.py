@@ -7,7 +7,7 @@ a ``map``/``filter`` produced them. Array fields whose shapes or dtypes differ w
 """
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class SampleBatch(Generic[T]):
     dtype and shape, else a list; non-array fields are lists. ``batch.keys`` are the sample keys.
     """
 
-    __slots__ = ("_columns", "_codec", "_size", "keys")
+    __slots__ = ("_codec", "_columns", "_size", "keys")
 
     def __init__(self, codec: Codec[T], columns: dict[str, Any], keys: list[str]) -> None:
         self._codec = codec
@@ -79,7 +79,9 @@ class SampleBatch(Generic[T]):
         return f"SampleBatch[{self._codec.schema.name}]({len(self)}; {', '.join(parts)})"
 
 
-def collate_maps(codec: Codec[T], maps: Sequence[dict[str, Any]], keys: list[str]) -> SampleBatch[T]:
+def collate_maps(
+    codec: Codec[T], maps: Sequence[dict[str, Any]], keys: list[str]
+) -> SampleBatch[T]:
     """Collate validated raw maps (array fields still as bytes) into a batch."""
     columns: dict[str, Any] = {}
     array_fields = codec.array_fields
@@ -101,7 +103,7 @@ def _stack_array_bytes(values: list[Any], path: str) -> Any:
     header = first[:hlen]
     out = np.empty((len(values), *shape), dtype=dtype)
     row = out.nbytes // len(values) if values else 0
-    flat = memoryview(out).cast("B") if out.nbytes else None
+    flat = memoryview(cast(Any, out)).cast("B") if out.nbytes else None
     for i, v in enumerate(values):
         if v is None or v[:hlen] != header or len(v) - hlen != row:
             return [None if v is None else decode_array(v) for v in values]  # ragged
@@ -130,6 +132,8 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
         try:
             values = [s.__dict__[name] for s in samples]
         except (KeyError, AttributeError):
-            raise SchemaError(f"$.{name}: missing in a sample of the batch", path=f"$.{name}") from None
+            raise SchemaError(
+                f"$.{name}: missing in a sample of the batch", path=f"$.{name}"
+            ) from None
         columns[name] = _stack_arrays(values, f"$.{name}") if name in codec.array_fields else values
     return SampleBatch(codec, columns, keys)

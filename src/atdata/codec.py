@@ -8,7 +8,7 @@ look at annotations again. Arrays use the compact layout of FORMAT.md §1 (and `
 import io
 import struct
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import msgpack
 import numpy as np
@@ -39,7 +39,9 @@ _HEADER_CACHE_MAX = 4096
 def array_header(dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
     """The compact-array prefix: dtype string length, dtype string, ndim, int64 shape."""
     dstr = dtype.str.encode("ascii")
-    return bytes((len(dstr),)) + dstr + bytes((len(shape),)) + struct.pack(f"<{len(shape)}q", *shape)
+    return (
+        bytes((len(dstr),)) + dstr + bytes((len(shape),)) + struct.pack(f"<{len(shape)}q", *shape)
+    )
 
 
 def encode_array(value: np.ndarray[Any, Any]) -> bytes:
@@ -112,19 +114,31 @@ def _check_array(ftype: FieldType, value: np.ndarray[Any, Any], path: str) -> No
     _check_dtype_shape(ftype, value.dtype, value.shape, path)
 
 
-def _check_dtype_shape(ftype: FieldType, dtype: np.dtype[Any], shape: tuple[int, ...], path: str) -> None:
-    if ftype.dtype is not None and dtype.str != ftype.dtype:
-        if not (dtype.itemsize == 1 and dtype == np.dtype(ftype.dtype)):
-            raise SchemaError(f"{path}: expected dtype {ftype.dtype}, got {dtype.str}", path=path)
+def _check_dtype_shape(
+    ftype: FieldType, dtype: np.dtype[Any], shape: tuple[int, ...], path: str
+) -> None:
+    if (
+        ftype.dtype is not None
+        and dtype.str != ftype.dtype
+        and not (dtype.itemsize == 1 and dtype == np.dtype(ftype.dtype))
+    ):
+        raise SchemaError(f"{path}: expected dtype {ftype.dtype}, got {dtype.str}", path=path)
     want = ftype.shape
     if want is not None and (
-        len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape, strict=True))
+        len(shape) != len(want)
+        or any(w is not None and w != g for w, g in zip(want, shape, strict=True))
     ):
-        raise SchemaError(f"{path}: expected shape {_shape_text(want)}, got {tuple(shape)}", path=path)
+        raise SchemaError(
+            f"{path}: expected shape {_shape_text(want)}, got {tuple(shape)}", path=path
+        )
 
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+    return (
+        "("
+        + ", ".join("?" if d is None else str(d) for d in shape)
+        + (",)" if len(shape) == 1 else ")")
+    )
 
 
 _SCALAR_TYPES: dict[str, tuple[type, ...]] = {
@@ -172,7 +186,7 @@ def _encoder_required(ftype: FieldType) -> Converter | None:
     if kind == "sample":
         assert ftype.schema is not None
         nested = _nested_codec(ftype)
-        return lambda value, path: nested.to_map_at(value, path)
+        return nested.to_map_at
     assert ftype.item is not None or kind in ("list", "dict")
     item_conv = _encoder(ftype.item) if ftype.item is not None else None
     return _container_converter(kind, item_conv)
@@ -258,7 +272,7 @@ def _decoder(ftype: FieldType) -> Converter | None:
     if kind == "sample":
         assert ftype.schema is not None
         nested = _nested_codec(ftype)
-        conv: Converter = lambda value, path: nested.from_map_at(value, path)  # noqa: E731
+        conv: Converter = nested.from_map_at
     else:
         item_conv = _decoder(ftype.item) if ftype.item is not None else None
         conv = _container_converter(kind, item_conv)
@@ -367,7 +381,9 @@ class Codec(Generic[T]):
         """Validate a decoded map for batching: every field checked, arrays left as bytes."""
         return self._convert(data, "$", self._checkers)
 
-    def _convert(self, data: Any, path: str, converters: list[tuple[str, Converter]]) -> dict[str, Any]:
+    def _convert(
+        self, data: Any, path: str, converters: list[tuple[str, Converter]]
+    ) -> dict[str, Any]:
         if type(data) is not dict:
             raise _type_error(path, f"a {self.schema.name} map", data)
         if data.keys() != self._name_set:
@@ -379,7 +395,7 @@ class Codec(Generic[T]):
         else:
             for name, conv in converters:
                 data[name] = conv(data[name], f"{path}.{name}")
-        return data
+        return cast(dict[str, Any], data)
 
     def _normalise_keys(self, data: dict[str, Any], path: str) -> dict[str, Any]:
         prefix = "$." if path == "$" else path + "."
@@ -425,10 +441,14 @@ def _defaults_of(sample_type: type) -> dict[str, Callable[[], Any]]:
     if dataclasses.is_dataclass(sample_type):
         for f in dataclasses.fields(sample_type):
             if f.default is not dataclasses.MISSING:
-                out[f.name] = lambda v=f.default: v
+                out[f.name] = _constant(f.default)
             elif f.default_factory is not dataclasses.MISSING:
                 out[f.name] = f.default_factory
     return out
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
 
 
 _SCHEMA_CODECS: dict[Schema, "Codec[Any]"] = {}
@@ -454,4 +474,4 @@ def codec_for(sample_type: type[T]) -> Codec[T]:
         schema = Schema.from_type(sample_type)
         codec = Codec(sample_type, schema)
         type.__setattr__(sample_type, "__atdata_codec__", codec)
-    return codec  # type: ignore[no-any-return]
+    return cast(Codec[T], codec)

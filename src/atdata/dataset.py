@@ -58,7 +58,11 @@ class Dataset(Generic[ST]):
     ) -> None:
         if on_error not in ("raise", "skip", "warn"):
             raise ValueError(f"on_error must be 'raise', 'skip' or 'warn', not {on_error!r}")
-        self._shards = source if isinstance(source, ShardSet) else ShardSet(expand_urls(source), source_factory)
+        self._shards = (
+            source
+            if isinstance(source, ShardSet)
+            else ShardSet(expand_urls(source), source_factory)
+        )
         self._explicit_type = sample_type
         self._stages: tuple[_Stage, ...] = ()
         self._decode_type: type[Any] | None = None  # the type decoded from shards, before stages
@@ -139,7 +143,14 @@ class Dataset(Generic[ST]):
         world_size: int = 1,
     ) -> "Loader[ST]":
         """Samples (or batches of ``batch_size``) in storage order, from sample ``start``."""
-        return Loader(self, batch_size, None, 0, 0, start, drop_last, rank, world_size)
+        return Loader(
+            self,
+            batch_size=batch_size,
+            start=start,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+        )
 
     def shuffled(
         self,
@@ -156,7 +167,17 @@ class Dataset(Generic[ST]):
         """Two-level shuffle: shard order by (seed, epoch), then a bounded sample buffer."""
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
-        return Loader(self, batch_size, seed, buffer_size, epoch, start, drop_last, rank, world_size)
+        return Loader(
+            self,
+            batch_size=batch_size,
+            seed=seed,
+            buffer_size=buffer_size,
+            epoch=epoch,
+            start=start,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+        )
 
     def __iter__(self) -> Iterator[ST]:
         return iter(self.ordered())
@@ -210,7 +231,9 @@ class Dataset(Generic[ST]):
 
 
 def _located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
-    out = SchemaError(f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]", path=exc.path)
+    out = SchemaError(
+        f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]", path=exc.path
+    )
     return out
 
 
@@ -223,14 +246,15 @@ class Loader(Generic[ST]):
     def __init__(
         self,
         dataset: Dataset[ST],
-        batch_size: int | None,
-        seed: int | None,
-        buffer_size: int,
-        epoch: int,
-        start: int,
-        drop_last: bool,
-        rank: int,
-        world_size: int,
+        *,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        buffer_size: int = 10_000,
+        epoch: int = 0,
+        start: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -252,7 +276,9 @@ class Loader(Generic[ST]):
 
     def plan(self, consumer: Consumer | None = None) -> Plan:
         consumer = consumer or current_consumer(self.rank, self.world_size)
-        return make_plan(len(self.dataset.shards), seed=self.seed, epoch=self.epoch, consumer=consumer)
+        return make_plan(
+            len(self.dataset.shards), seed=self.seed, epoch=self.epoch, consumer=consumer
+        )
 
     def __iter__(self) -> Iterator[Any]:
         plan = self.plan()
@@ -281,7 +307,9 @@ class Loader(Generic[ST]):
         first_offset = 0
         if self.start and plan.shuffle_seed is None:
             if plan.sample_stride != 1 or len(plan.shards) != len(shards):
-                raise ValueError("start= with several workers/ranks is given per consumer; not supported")
+                raise ValueError(
+                    "start= with several workers/ranks is given per consumer; not supported"
+                )
             shard, member = shards.locate(self.start)
             order = plan.shards[plan.shards.index(shard) :]
             first_offset = int(shards.offsets(shard).header_offsets[member])
@@ -290,7 +318,11 @@ class Loader(Generic[ST]):
         for n, i in enumerate(order):
             src = shards.source(i)
             members = iter_members(src, start_offset=first_offset if n == 0 else 0)
-            items = self._typed_items(members, src.url) if typed else self._grouped_items(members, src.url)
+            items = (
+                self._typed_items(members, src.url)
+                if typed
+                else self._grouped_items(members, src.url)
+            )
             for item in items:
                 if stride == 1 or count % stride == offset:
                     yield item
@@ -364,7 +396,9 @@ class Loader(Generic[ST]):
         for chunk in _chunks(samples, size, self.drop_last):
             yield collate_samples(codec, chunk, [str(i) for i in range(len(chunk))])
 
-    def _batches_from_maps(self, raw: Iterator[Raw], codec: Codec[Any], size: int) -> Iterator[SampleBatch[Any]]:
+    def _batches_from_maps(
+        self, raw: Iterator[Raw], codec: Codec[Any], size: int
+    ) -> Iterator[SampleBatch[Any]]:
         maps: list[dict[str, Any]] = []
         keys: list[str] = []
         check = codec.check_map
@@ -407,10 +441,11 @@ def _chunks(items: Iterator[Any], size: int, drop_last: bool) -> Iterator[list[A
 def _shuffle(raw: Iterator[Raw], seed: int, buffer_size: int) -> Iterator[Raw]:
     rng = random.Random(seed)
     buf: list[Raw] = []
-    for item in raw:
-        body = item[1]
+    for raw_item in raw:
+        body = raw_item[1]
+        item = raw_item
         if isinstance(body, memoryview) and isinstance(body.obj, bytes):
-            item = (item[0], bytes(body), item[2], item[3])  # don't pin a stream chunk
+            item = (raw_item[0], bytes(body), raw_item[2], raw_item[3])  # don't pin a stream chunk
         if len(buf) < buffer_size:
             buf.append(item)
             continue

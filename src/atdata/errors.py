@@ -59,10 +59,16 @@ class SchemaError(AtdataError, TypeError):
 class ShardError(AtdataError):
     """A shard is truncated, corrupt, or holds something other than the expected tar layout."""
 
-    def __init__(self, message: str, *, shard: str | None = None, offset: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, shard: str | None = None, offset: int | None = None
+    ) -> None:
         where = ""
         if shard is not None:
-            where = f" [shard {shard}" + (f", member at byte {offset}" if offset is not None else "") + "]"
+            where = (
+                f" [shard {shard}"
+                + (f", member at byte {offset}" if offset is not None else "")
+                + "]"
+            )
         super().__init__(message + where)
         self.shard = shard
         self.offset = offset

@@ -12,7 +12,7 @@ import typing
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .codec import codec_for
 from .errors import LensError
@@ -131,7 +131,7 @@ class LensRegistry:
         if direct is not None:
             return direct
         if source is DictSample and is_packable(view):
-            return _dict_lens(view)
+            return cast(Lens[S, V], _dict_lens(view))
         path = self._search(source, view)
         if path is None:
             raise LensError(

@@ -53,7 +53,9 @@ def make_plan(
     num_shards: int, *, seed: int | None = None, epoch: int = 0, consumer: Consumer = Consumer()
 ) -> Plan:
     """The plan of one consumer; a pure function of its arguments."""
-    if not (0 <= consumer.worker < consumer.num_workers and 0 <= consumer.rank < consumer.world_size):
+    if not (
+        0 <= consumer.worker < consumer.num_workers and 0 <= consumer.rank < consumer.world_size
+    ):
         raise ValueError(f"inconsistent consumer {consumer}")
     order = shard_order(num_shards, seed=seed, epoch=epoch)
     buffer_seed = None if seed is None else hash_seed(seed, epoch, consumer.index)

@@ -59,16 +59,16 @@ def packable(cls: type[T]) -> type[T]:
     if isinstance(cls, type) and issubclass(cls, PackableSample):
         return cls
     namespace = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-    bases = tuple(b for b in cls.__bases__ if b is not object) + (PackableSample,)
-    new_cls = type(cls.__name__, bases, namespace)
-    return new_cls  # type: ignore[return-value]
+    bases = (*(b for b in cls.__bases__ if b is not object), PackableSample)
+    new_cls: type[T] = type(cls.__name__, bases, namespace)
+    return new_cls
 
 
 def is_packable(obj: object) -> bool:
     """True for packable sample types (and rebuilt ones)."""
-    return isinstance(obj, type) and isinstance(obj.__dict__.get("__atdata_schema__"), Schema) or (
-        isinstance(obj, type) and issubclass(obj, PackableSample)
-    )
+    return (
+        isinstance(obj, type) and isinstance(obj.__dict__.get("__atdata_schema__"), Schema)
+    ) or (isinstance(obj, type) and issubclass(obj, PackableSample))
 
 
 class DictSample(Mapping[str, Any]):
@@ -89,7 +89,9 @@ class DictSample(Mapping[str, Any]):
         try:
             return self._data[name]
         except KeyError:
-            raise AttributeError(f"DictSample has no field {name!r}; fields: {list(self._data)}") from None
+            raise AttributeError(
+                f"DictSample has no field {name!r}; fields: {list(self._data)}"
+            ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("DictSample is read-only; build a new one with DictSample({...})")
@@ -112,7 +114,7 @@ class DictSample(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DictSample):
-            return self._data == other._data
+            return bool(self._data == other._data)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -145,7 +147,9 @@ class _RebuiltSample(PackableSample):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(_values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__)
+        return all(
+            _values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -166,7 +170,8 @@ def rebuild_sample_type(schema: Schema) -> type[PackableSample]:
     namespace: dict[str, Any] = {
         "__atdata_rebuilt__": True,
         "__atdata_schema__": schema,
-        "__doc__": schema.description or f"Sample type rebuilt from schema {schema.name}@{schema.version}",
+        "__doc__": schema.description
+        or f"Sample type rebuilt from schema {schema.name}@{schema.version}",
         "__module__": "atdata.rebuilt",
         "__qualname__": schema.name,
     }

@@ -63,7 +63,9 @@ class FieldType:
         if self.kind == "array":
             parts = [self.dtype or "any"]
             if self.shape is not None:
-                parts.append("(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")")
+                parts.append(
+                    "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")"
+                )
             text = f"array[{', '.join(parts)}]"
         elif self.kind in ("list", "dict"):
             inner = self.item.describe() if self.item else "any"
@@ -91,7 +93,18 @@ class FieldType:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str = "$") -> "FieldType":
         kind = data.get("kind")
-        if kind not in ("str", "int", "float", "bool", "bytes", "array", "list", "dict", "sample", "any"):
+        if kind not in (
+            "str",
+            "int",
+            "float",
+            "bool",
+            "bytes",
+            "array",
+            "list",
+            "dict",
+            "sample",
+            "any",
+        ):
             raise SchemaError(f"unknown field kind {kind!r} at {path}", path=path)
         dtype = data.get("dtype")
         if dtype is not None:
@@ -141,7 +154,9 @@ class Schema:
         try:
             hints = typing.get_type_hints(sample_type, include_extras=True)
         except Exception as exc:
-            raise SchemaError(f"cannot resolve annotations of {sample_type.__qualname__}: {exc}") from exc
+            raise SchemaError(
+                f"cannot resolve annotations of {sample_type.__qualname__}: {exc}"
+            ) from exc
         if dataclasses.is_dataclass(sample_type):
             members = [(f.name, _has_default(f)) for f in dataclasses.fields(sample_type)]
         else:
@@ -158,7 +173,8 @@ class Schema:
             "name": self.name,
             "version": self.version,
             "fields": [
-                {"name": f.name, "type": f.type.to_dict(), "required": f.required} for f in self.fields
+                {"name": f.name, "type": f.type.to_dict(), "required": f.required}
+                for f in self.fields
             ],
             "formatVersion": SCHEMA_FORMAT_VERSION,
         }
@@ -181,7 +197,9 @@ class Schema:
                 raise SchemaError(f"schema {name!r}: every field must be a mapping")
             fname = validate_identifier(raw.get("name"), f"field name in schema {name!r}")
             if fname in seen:
-                raise SchemaError(f"schema {name!r} declares field {fname!r} twice", path=f"$.{fname}")
+                raise SchemaError(
+                    f"schema {name!r} declares field {fname!r} twice", path=f"$.{fname}"
+                )
             seen.add(fname)
             ftype = FieldType.from_dict(raw.get("type") or {}, f"$.{fname}")
             fields.append(Field(fname, ftype, required=bool(raw.get("required", True))))
@@ -189,7 +207,12 @@ class Schema:
         if not isinstance(version, str):
             raise SchemaError(f"schema {name!r}: version must be a string")
         desc = data.get("description")
-        return cls(name=name, fields=tuple(fields), version=version, description=desc if isinstance(desc, str) else None)
+        return cls(
+            name=name,
+            fields=tuple(fields),
+            version=version,
+            description=desc if isinstance(desc, str) else None,
+        )
 
     def same_fields(self, other: "Schema") -> bool:
         """True when both schemas describe the same fields (names, types, requiredness, order)."""
@@ -225,7 +248,7 @@ def _has_default(f: "dataclasses.Field[Any]") -> bool:
 
 def _checked_dtype(value: object, path: str) -> np.dtype[Any]:
     try:
-        dt = np.dtype(value)  # type: ignore[call-overload]
+        dt: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"bad dtype {value!r} at {path}", path=path) from exc
     if dt.hasobject:
@@ -250,10 +273,12 @@ def field_type_of(annotation: Any, path: str) -> FieldType:
             inner = dataclasses.replace(inner, shape=shape)
         return inner
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) != len(typing.get_args(annotation)) - 1 or len(args) != 1:
-            raise SchemaError(f"only 'X | None' unions are supported, got {annotation!r} at {path}", path=path)
-        return dataclasses.replace(field_type_of(args[0], path), optional=True)
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) != len(typing.get_args(annotation)) - 1 or len(members) != 1:
+            raise SchemaError(
+                f"only 'X | None' unions are supported, got {annotation!r} at {path}", path=path
+            )
+        return dataclasses.replace(field_type_of(members[0], path), optional=True)
     if annotation is Any:
         return FieldType("any")
     if annotation in _SCALAR_KINDS:
@@ -286,6 +311,13 @@ def _array_dtype(annotation: Any, path: str) -> str | None:
     scalar = scalar_args[0]
     if not isinstance(scalar, type) or not issubclass(scalar, np.generic):
         return None  # NDArray[Any] or a TypeVar: any dtype
-    if scalar in (np.generic, np.number, np.integer, np.floating, np.signedinteger, np.unsignedinteger):
+    if scalar in (
+        np.generic,
+        np.number,
+        np.integer,
+        np.floating,
+        np.signedinteger,
+        np.unsignedinteger,
+    ):
         return None
     return _checked_dtype(scalar, path).str

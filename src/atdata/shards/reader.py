@@ -7,6 +7,7 @@ and the member's byte offset. Nothing is allocated in proportion to a size field
 it promises have actually arrived.
 """
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ _STREAM_CHUNK = 4 << 20
 Body = memoryview | bytes
 
 
-def iter_members(source: ShardSource | str, *, start_offset: int = 0) -> Iterator[tuple[Member, Body]]:
+def iter_members(
+    source: ShardSource | str, *, start_offset: int = 0
+) -> Iterator[tuple[Member, Body]]:
     """Regular members of a shard with their bodies, from byte ``start_offset`` (a header)."""
     src = open_source(source) if isinstance(source, str) else source
     path = src.local_path()
@@ -49,10 +52,8 @@ def _map_file(path: str, url: str) -> Any:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise SourceError(f"cannot open shard {url!r}: {exc.strerror or exc}") from exc
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         mm.madvise(mmap.MADV_SEQUENTIAL)
-    except (AttributeError, OSError):
-        pass
     return mm
 
 
@@ -79,7 +80,9 @@ def _raise_truncated(buf: Any, pos: int, end: int, url: str) -> None:
         return  # no end-of-archive blocks: tolerated, as GNU tar does
     if end - pos < BLOCK:
         if bytes(buf[pos:end]).strip(b"\x00"):
-            raise ShardError(f"shard ends inside a tar header ({end - pos} stray bytes)", shard=url, offset=pos)
+            raise ShardError(
+                f"shard ends inside a tar header ({end - pos} stray bytes)", shard=url, offset=pos
+            )
         return
     raise ShardError(
         f"member is truncated: the shard ends at byte {end} before the member's body does",
@@ -175,7 +178,10 @@ def scan_offsets(source: ShardSource, suffix: str = "msgpack") -> OffsetIndex:
             sizes.append(m.size)
         del key
     return OffsetIndex(
-        keys, np.asarray(offsets, dtype=np.int64), np.asarray(sizes, dtype=np.int64), shard_size=max(last, 0)
+        keys,
+        np.asarray(offsets, dtype=np.int64),
+        np.asarray(sizes, dtype=np.int64),
+        shard_size=max(last, 0),
     )
 
 

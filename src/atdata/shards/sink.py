@@ -34,7 +34,9 @@ class LocalFileSink:
         self.path = Path(path)
         self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        self._tmp = self.path.with_name(
+            f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        )
         self._file = open(self._tmp, "wb", buffering=buffer_size)  # noqa: SIM115 - closed in commit/abort
 
     def write(self, data: bytes | memoryview) -> None:

@@ -6,7 +6,6 @@ Reading parses headers straight out of a buffer (an mmap of a local file or a ch
 and verifies their checksums in bulk with numpy.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +47,9 @@ def encode_header(name: bytes, size: int) -> bytes:
     size_field = b"%011o\x00" % size
     if len(size_field) != 12:
         raise ValueError(f"member of {size} bytes is too large for a ustar header")
-    checksum = _TEMPLATE_SUM + sum(name) + sum(size_field)  # name and size are zeros in the template
+    checksum = (
+        _TEMPLATE_SUM + sum(name) + sum(size_field)
+    )  # name and size are zeros in the template
     h = bytearray(_TEMPLATE)
     h[0 : len(name)] = name
     h[124:136] = size_field
@@ -90,14 +91,18 @@ _PAX = ord("x")
 _GNU_LONGNAME = ord("L")
 
 
-def _special_name(buf: Any, pos: int, long_name: str | None, pax: dict[str, str], shard: str, base: int) -> str:
+def _special_name(
+    buf: Any, pos: int, long_name: str | None, pax: dict[str, str], *, shard: str, base: int
+) -> str:
     """The member name when a GNU long name, PAX record or ustar prefix is involved."""
     if long_name is not None:
         name = long_name
     else:
         name = bytes(buf[pos : pos + 100]).split(b"\x00", 1)[0].decode("utf-8", "replace")
         if buf[pos + 345] != 0:
-            prefix = bytes(buf[pos + 345 : pos + 500]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+            prefix = (
+                bytes(buf[pos + 345 : pos + 500]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+            )
             name = prefix + "/" + name
     if pax:
         if "size" in pax:
@@ -113,7 +118,7 @@ class ParsedChunk:
     at_end: bool  # an end-of-archive marker (zero block) was reached
 
 
-def _octal(field: bytes, what: str, where: Callable[[], str]) -> int:
+def _octal(field: bytes, what: str, where: str) -> int:
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256
         value = int.from_bytes(field[1:], "big")
         return -value if field[:1] == b"\xff" else value
@@ -123,7 +128,7 @@ def _octal(field: bytes, what: str, where: Callable[[], str]) -> int:
     try:
         return int(text, 8)
     except ValueError:
-        raise ShardError(f"bad {what} field {field!r} in tar header{where()}") from None
+        raise ShardError(f"bad {what} field {field!r} in tar header{where}") from None
 
 
 def _pax_records(body: bytes, shard: str, offset: int) -> dict[str, str]:
@@ -173,10 +178,13 @@ def parse_members(
         try:
             size = int(buf[pos + 124 : pos + 135], 8)
         except ValueError:
-            off = base + pos
-            size = _octal(buf[pos + 124 : pos + 136], "size", lambda: f" [shard {shard}, member at byte {off}]")
+            size = _octal(
+                buf[pos + 124 : pos + 136], "size", f" [shard {shard}, member at byte {base + pos}]"
+            )
         if size < 0 or size > MAX_MEMBER:
-            raise ShardError(f"tar header gives an impossible size {size}", shard=shard, offset=base + pos)
+            raise ShardError(
+                f"tar header gives an impossible size {size}", shard=shard, offset=base + pos
+            )
         body_start = pos + BLOCK
         body_end = body_start + size
         if body_end > end:
@@ -189,13 +197,15 @@ def parse_members(
                 nul = raw_name.find(b"\x00")
                 name = (raw_name if nul < 0 else raw_name[:nul]).decode("utf-8", "replace")
             else:
-                name = _special_name(buf, pos, long_name, pax, shard, base)
+                name = _special_name(buf, pos, long_name, pax, shard=shard, base=base)
                 long_name, pax = None, {}
             append_member(Member(name, base + pos, base + body_start, size))
         elif typeflag == _PAX:
             pax = _pax_records(bytes(buf[body_start:body_end]), shard, base + pos)
         elif typeflag == _GNU_LONGNAME:
-            long_name = bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+            long_name = (
+                bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+            )
         # 'g' global PAX, directories, links and anything else: skipped
         pos = body_end + ((-size) % BLOCK)
     _verify_checksums(buf, header_positions, base, shard)
@@ -215,7 +225,9 @@ def _verify_checksums(buf: Any, positions: list[int], base: int, shard: str) -> 
         # gather headers as 64 words each, summing bytes in four 16-bit lanes per word
         words = np.frombuffer(buf, dtype=np.uint64, count=len(buf) // 8)
         headers64 = words[(pos // 8)[:, None] + np.arange(BLOCK // 8, dtype=np.int64)]
-        lanes = ((headers64 & _LANES) + ((headers64 >> _EIGHT) & _LANES)).sum(axis=1, dtype=np.uint64)
+        lanes = ((headers64 & _LANES) + ((headers64 >> _EIGHT) & _LANES)).sum(
+            axis=1, dtype=np.uint64
+        )
         total = np.zeros(len(positions), dtype=np.int64)
         for shift in (0, 16, 32, 48):
             total += ((lanes >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)

@@ -84,7 +84,9 @@ class ShardWriter(Generic[T]):
         try:
             pattern % 0
         except TypeError:
-            raise ValueError(f"shard pattern {pattern!r} needs one %d-style placeholder, e.g. 'x-%06d.tar'") from None
+            raise ValueError(
+                f"shard pattern {pattern!r} needs one %d-style placeholder, e.g. 'x-%06d.tar'"
+            ) from None
         self.pattern = pattern
         self.maxcount = maxcount
         self.maxsize = maxsize
@@ -137,7 +139,10 @@ class ShardWriter(Generic[T]):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
             self.close()
@@ -170,7 +175,11 @@ class ShardWriter(Generic[T]):
         if self.key_field is None:
             key = f"{self._sample_number:08d}"
         else:
-            value = sample[self.key_field] if isinstance(sample, dict | DictSample) else getattr(sample, self.key_field)
+            value = (
+                sample[self.key_field]
+                if isinstance(sample, dict | DictSample)
+                else getattr(sample, self.key_field)
+            )
             key = str(value)
             if not _KEY_CHARS.match(key) or len(key) + len(_SUFFIX) > MAX_NAME:
                 raise SchemaError(
@@ -236,8 +245,11 @@ class ShardWriter(Generic[T]):
             raise
         self._sink = None
         index = OffsetIndex(
-            self._keys, np.asarray(self._offsets, dtype=np.int64), np.asarray(self._sizes, dtype=np.int64),
-            shard_size=size, sha256=digest,
+            self._keys,
+            np.asarray(self._offsets, dtype=np.int64),
+            np.asarray(self._sizes, dtype=np.int64),
+            shard_size=size,
+            sha256=digest,
         )
         side = self._sink_factory(sink.location + OFFSETS_SUFFIX)
         try:
@@ -262,6 +274,7 @@ def write_samples(
 
     Memory stays bounded by one sample: the input is consumed as a stream.
     """
+    writer: ShardWriter[Any]
     with ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field) as writer:
         writer.write_all(samples)
     return writer.shards

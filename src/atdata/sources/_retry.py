@@ -71,7 +71,7 @@ def retrying(policy: RetryPolicy, what: str, fn: Callable[[], R]) -> R:
         except Transient as exc:
             failures += 1
             if failures >= policy.attempts:
-                raise SourceError(f"{what} failed after {failures} attempts: {exc}") from exc
+                raise SourceError(f"{what} failed after {failures} attempts: {exc}") from (exc.__cause__ or exc)
             time.sleep(policy.delay(failures, exc.retry_after))
 
 
@@ -199,7 +199,7 @@ class ResumableStream(io.RawIOBase):
                     raise SourceError(
                         f"reading {self.url} failed at byte {self._pos} after {failures} "
                         f"attempts: {exc}"
-                    ) from exc
+                    ) from (exc.__cause__ or exc)
                 time.sleep(self._policy.delay(failures, exc.retry_after))
                 continue
             if not chunk:

@@ -26,7 +26,7 @@ class FileSource:
 
     def open(self) -> BinaryIO:
         try:
-            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+            return open(self.path, "rb")
         except OSError as exc:
             raise SourceError(f"cannot open shard {self.url!r}: {exc.strerror}") from exc
 
@@ -35,7 +35,9 @@ class FileSource:
             f.seek(start)
             data = f.read(length)
         if len(data) != length:
-            raise SourceError(f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}")
+            raise SourceError(
+                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
+            )
         return data
 
     def read_sidecar(self, suffix: str) -> bytes | None:
