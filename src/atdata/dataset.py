@@ -10,7 +10,7 @@ each array's bytes into a preallocated batch array.
 import os
 import random
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Generic, Literal, TypeVar, cast
@@ -24,6 +24,7 @@ from .shards.reader import iter_members, read_body
 from .shards.shardset import ShardSet, SourceFactory
 from .shards.tar import split_name
 from .shards.urls import expand_urls
+from .sources import ShardCache, ShardSource, open_source, wrap_source
 
 __all__ = ["Dataset", "Loader"]
 
@@ -46,6 +47,11 @@ class Dataset(Generic[ST]):
     ``Dataset[T](source)`` or ``Dataset(source, T)``; ``source`` is a path, URL, brace pattern
     (``name-{000000..000099}.tar``), glob, directory, or a list of those. Without a type the
     samples are :class:`~atdata.DictSample`.
+
+    ``cache=True`` (or a directory, or ``$ATDATA_CACHE_DIR``) keeps remote shards in a local,
+    verified LRU cache; ``checksums`` maps shard URLs to their sha256 so that downloads are
+    checked (``IntegrityError`` on mismatch). ``on_error`` chooses what a bad sample or shard
+    does: ``"raise"`` (default), ``"skip"`` or ``"warn"``.
     """
 
     def __init__(
@@ -54,15 +60,17 @@ class Dataset(Generic[ST]):
         sample_type: type[ST] | None = None,
         *,
         on_error: OnError = "raise",
+        cache: "bool | str | os.PathLike[str] | ShardCache | None" = None,
+        checksums: Mapping[str, str] | None = None,
         source_factory: SourceFactory | None = None,
     ) -> None:
         if on_error not in ("raise", "skip", "warn"):
             raise ValueError(f"on_error must be 'raise', 'skip' or 'warn', not {on_error!r}")
-        self._shards = (
-            source
-            if isinstance(source, ShardSet)
-            else ShardSet(expand_urls(source), source_factory)
-        )
+        if isinstance(source, ShardSet):
+            self._shards = source
+        else:
+            factory = source_factory or _source_factory(cache, checksums)
+            self._shards = ShardSet(expand_urls(source), factory)
         self._explicit_type = sample_type
         self._stages: tuple[_Stage, ...] = ()
         self._decode_type: type[Any] | None = None  # the type decoded from shards, before stages
@@ -222,12 +230,27 @@ class Dataset(Generic[ST]):
     def _decoder(self) -> Callable[[Any, str], Any]:
         stype = self._source_type
         if stype is DictSample:
-            return lambda body, key: DictSample(unpack_map(body))
+            return lambda body, key: DictSample(unpack_map(body, views=False))
         codec = codec_for(stype)
         return lambda body, key: codec.decode(body)
 
     def __repr__(self) -> str:
         return f"Dataset[{self.sample_type.__name__}]({len(self._shards)} shard(s))"
+
+
+def _source_factory(
+    cache: "bool | str | os.PathLike[str] | ShardCache | None", checksums: Mapping[str, str] | None
+) -> SourceFactory | None:
+    """Open shards through the local cache and/or verify them against recorded sha256 digests."""
+    shard_cache = ShardCache.from_setting(cache)
+    if shard_cache is None and not checksums:
+        return None
+    digests = dict(checksums or {})
+
+    def open_shard(url: str) -> ShardSource:
+        return wrap_source(open_source(url), cache=shard_cache, expected_sha256=digests.get(url))
+
+    return open_shard
 
 
 def _located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
@@ -310,6 +333,8 @@ class Loader(Generic[ST]):
                 raise ValueError(
                     "start= with several workers/ranks is given per consumer; not supported"
                 )
+            if self.start >= shards.total():
+                return  # resuming at (or past) the end of the epoch: nothing remains
             shard, member = shards.locate(self.start)
             order = plan.shards[plan.shards.index(shard) :]
             first_offset = int(shards.offsets(shard).header_offsets[member])
@@ -424,7 +449,7 @@ def _dict_decoder(parts: dict[str, Any]) -> DictSample:
     data: dict[str, Any] = {}
     for suffix, body in parts.items():
         if suffix == _SAMPLE_SUFFIX:
-            data.update(unpack_map(body))
+            data.update(unpack_map(body, views=False))
         else:
             data[suffix] = bytes(body)
     return DictSample(data)

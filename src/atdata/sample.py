@@ -86,6 +86,8 @@ class DictSample(Mapping[str, Any]):
         object.__setattr__(self, "_data", merged)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_data":  # not set yet (e.g. during unpickling): never recurse
+            raise AttributeError(name)
         try:
             return self._data[name]
         except KeyError:
@@ -108,6 +110,9 @@ class DictSample(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """A shallow copy of the data as a plain dict."""
         return dict(self._data)
+
+    def __reduce__(self) -> tuple[type["DictSample"], tuple[dict[str, Any]]]:
+        return (DictSample, (self._data,))
 
     def __repr__(self) -> str:
         return f"DictSample({self._data!r})"

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from ..errors import ShardError, SourceError
 from ..sources import ShardSource, open_source
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
-from .tar import BLOCK, Member, parse_members
+from .tar import BLOCK, Member, _octal, parse_members
 
 __all__ = ["iter_members", "load_offsets", "read_body", "scan_offsets"]
 
@@ -74,20 +74,25 @@ def _iter_mapped(path: str, url: str, start: int) -> Iterator[tuple[Member, Body
         pos = chunk.next_offset
 
 
-def _raise_truncated(buf: Any, pos: int, end: int, url: str) -> None:
-    """Called when no complete member starts at ``pos``: fine at EOF, else truncation."""
+def _raise_truncated(buf: Any, pos: int, end: int, url: str, base: int = 0) -> None:
+    """Called when no complete member starts at ``pos``: fine at EOF, else truncation.
+
+    ``pos`` and ``end`` are positions in ``buf``, whose first byte is shard byte ``base``.
+    """
     if pos >= end:
         return  # no end-of-archive blocks: tolerated, as GNU tar does
     if end - pos < BLOCK:
         if bytes(buf[pos:end]).strip(b"\x00"):
             raise ShardError(
-                f"shard ends inside a tar header ({end - pos} stray bytes)", shard=url, offset=pos
+                f"shard ends inside a tar header ({end - pos} stray bytes)",
+                shard=url,
+                offset=base + pos,
             )
         return
     raise ShardError(
-        f"member is truncated: the shard ends at byte {end} before the member's body does",
+        f"member is truncated: the shard ends at byte {base + end} before the member does",
         shard=url,
-        offset=pos,
+        offset=base + pos,
     )
 
 
@@ -111,10 +116,7 @@ def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member
     need = _STREAM_CHUNK
     while True:
         if not eof and len(buf) - pos < need:
-            got = _read(stream, max(_STREAM_CHUNK, need - (len(buf) - pos)), url)
-            if not got:
-                eof = True
-            buf = buf[pos:] + got
+            buf, eof = _refill(stream, buf[pos:], max(_STREAM_CHUNK, need - (len(buf) - pos)), url)
             base += pos
             pos = 0
         chunk = parse_members(buf, pos, len(buf), base, url)
@@ -128,22 +130,39 @@ def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member
         pos = chunk.next_offset
         if not progressed:
             if eof:
-                _raise_truncated(buf, pos, len(buf), url)
+                _raise_truncated(buf, pos, len(buf), url, base)
                 return
-            # the next member is larger than what is buffered: ask for all of it
-            need = _member_extent(buf, pos)
+            # the next member is larger than what is buffered (its header's checksum was
+            # verified by parse_members): ask for all of it, and always for more than is held
+            need = max(_member_extent(buf, pos), len(buf) - pos + 1)
         else:
             need = BLOCK
+
+
+def _refill(stream: BinaryIO, kept: bytes, count: int, url: str) -> tuple[bytes, bool]:
+    """``kept`` plus up to ``count`` more bytes of ``stream``, and whether it ended.
+
+    Reads are at most one chunk each, so memory grows with the bytes that actually arrive,
+    never with what a size field promises.
+    """
+    parts = [kept]
+    while count > 0:
+        got = _read(stream, min(count, _STREAM_CHUNK), url)
+        if not got:
+            return b"".join(parts), True
+        parts.append(got)
+        count -= len(got)
+    return b"".join(parts), False
 
 
 def _member_extent(buf: bytes, pos: int) -> int:
     if len(buf) - pos < BLOCK:
         return BLOCK
     try:
-        size = int(buf[pos + 124 : pos + 135], 8)
-    except ValueError:
+        size = _octal(buf[pos + 124 : pos + 136], "size", "", pos)
+    except ShardError:
         return 2 * BLOCK
-    return BLOCK + size + (-size) % BLOCK
+    return BLOCK + max(size, 0) + (-size) % BLOCK
 
 
 def _read(stream: BinaryIO, n: int, url: str) -> bytes:

@@ -118,7 +118,7 @@ class ParsedChunk:
     at_end: bool  # an end-of-archive marker (zero block) was reached
 
 
-def _octal(field: bytes, what: str, where: str) -> int:
+def _octal(field: bytes, what: str, shard: str, offset: int) -> int:
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256
         value = int.from_bytes(field[1:], "big")
         return -value if field[:1] == b"\xff" else value
@@ -128,7 +128,9 @@ def _octal(field: bytes, what: str, where: str) -> int:
     try:
         return int(text, 8)
     except ValueError:
-        raise ShardError(f"bad {what} field {field!r} in tar header{where}") from None
+        raise ShardError(
+            f"bad {what} field {field!r} in tar header", shard=shard, offset=offset
+        ) from None
 
 
 def _pax_records(body: bytes, shard: str, offset: int) -> dict[str, str]:
@@ -156,10 +158,13 @@ def parse_members(
 ) -> ParsedChunk:
     """Parse the complete members in ``buf[start:end]``; ``base`` is the shard offset of ``buf[0]``.
 
-    Stops before a member whose body does not fit in the buffer (the caller refills and calls
-    again), after ``max_members`` regular members, or at an end-of-archive block. Headers are
-    checksum-verified in bulk before returning. Raises ShardError naming ``shard`` and the
-    member's offset for anything malformed.
+    Stops before a member that does not fit in the buffer, padding included (the caller refills
+    and calls again, or reports truncation), after ``max_members`` regular members, or at an
+    end-of-archive block. Headers are checksum-verified in bulk before returning, and so is the
+    header of a member that does not fit, before the caller trusts its size. Anything malformed
+    raises ShardError naming ``shard`` and the header's offset, except that the complete members
+    before it are returned first (``next_offset`` then points just past them, so the next call
+    raises): a policy that skips errors keeps every good sample.
     """
     members: list[Member] = []
     header_positions: list[int] = []
@@ -169,59 +174,89 @@ def parse_members(
     long_name: str | None = None
     pax: dict[str, str] = {}
     at_end = False
-    while len(members) < max_members:
-        if pos + BLOCK > end:
-            break
-        if buf[pos] == 0 and buf[pos : pos + BLOCK] == _ZERO_BLOCK:
-            at_end = True
-            break
-        try:
-            size = int(buf[pos + 124 : pos + 135], 8)
-        except ValueError:
-            size = _octal(
-                buf[pos + 124 : pos + 136], "size", f" [shard {shard}, member at byte {base + pos}]"
-            )
-        if size < 0 or size > MAX_MEMBER:
-            raise ShardError(
-                f"tar header gives an impossible size {size}", shard=shard, offset=base + pos
-            )
-        body_start = pos + BLOCK
-        body_end = body_start + size
-        if body_end > end:
-            break  # the caller supplies more bytes (or reports truncation)
-        append_position(pos)
-        typeflag = buf[pos + 156]
-        if typeflag in _REGULAR:
-            if long_name is None and not pax and buf[pos + 345] == 0:
-                raw_name = buf[pos : pos + 100]
-                nul = raw_name.find(b"\x00")
-                name = (raw_name if nul < 0 else raw_name[:nul]).decode("utf-8", "replace")
-            else:
-                name = _special_name(buf, pos, long_name, pax, shard=shard, base=base)
-                long_name, pax = None, {}
-            append_member(Member(name, base + pos, base + body_start, size))
-        elif typeflag == _PAX:
-            pax = _pax_records(bytes(buf[body_start:body_end]), shard, base + pos)
-        elif typeflag == _GNU_LONGNAME:
-            long_name = (
-                bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")
-            )
-        # 'g' global PAX, directories, links and anything else: skipped
-        pos = body_end + ((-size) % BLOCK)
-    _verify_checksums(buf, header_positions, base, shard)
-    return ParsedChunk(members, min(pos, end) if not at_end else pos, at_end)
+    stopped = False  # stopped at a header at ``pos`` that was not consumed
+    failure: ShardError | None = None
+    try:
+        while len(members) < max_members:
+            if pos + BLOCK > end:
+                break
+            if buf[pos] == 0 and buf[pos : pos + BLOCK] == _ZERO_BLOCK:
+                at_end = True
+                break
+            stopped = True
+            try:
+                size = int(buf[pos + 124 : pos + 135], 8)
+            except ValueError:
+                size = _octal(buf[pos + 124 : pos + 136], "size", shard, base + pos)
+            if size < 0 or size > MAX_MEMBER:
+                raise ShardError(
+                    f"tar header gives an impossible size {size}", shard=shard, offset=base + pos
+                )
+            body_start = pos + BLOCK
+            body_end = body_start + size
+            next_pos = body_end + ((-size) % BLOCK)
+            if next_pos > end:
+                break  # the caller supplies more bytes (or reports truncation)
+            append_position(pos)
+            typeflag = buf[pos + 156]
+            if typeflag in _REGULAR:
+                if long_name is None and not pax and buf[pos + 345] == 0:
+                    raw_name = buf[pos : pos + 100]
+                    nul = raw_name.find(b"\x00")
+                    name = (raw_name if nul < 0 else raw_name[:nul]).decode("utf-8", "replace")
+                else:
+                    name = _special_name(buf, pos, long_name, pax, shard=shard, base=base)
+                    long_name, pax = None, {}
+                append_member(Member(name, base + pos, base + body_start, size))
+            elif typeflag == _PAX:
+                pax = _pax_records(bytes(buf[body_start:body_end]), shard, base + pos)
+            elif typeflag == _GNU_LONGNAME:
+                long_name = (
+                    bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+                )
+            # 'g' global PAX, directories, links and anything else: skipped
+            stopped = False
+            pos = next_pos
+    except ShardError as exc:
+        failure = exc
+    if stopped:
+        checked = [p for p in header_positions if p < pos]
+        checked.append(pos)
+    else:
+        checked = header_positions
+    mismatch = _checksum_mismatch(buf, checked)
+    cut = pos
+    if mismatch is not None:
+        i, recorded, computed = mismatch
+        cut = checked[i]
+        failure = ShardError(
+            f"tar header checksum mismatch (recorded {recorded}, computed {computed})",
+            shard=shard,
+            offset=base + cut,
+        )
+    if failure is None:
+        return ParsedChunk(members, pos, at_end)
+    good = [m for m in members if m.header_offset - base < cut]
+    if not good:
+        raise failure
+    last = good[-1]
+    resume = last.body_offset - base + last.size + (-last.size) % BLOCK
+    return ParsedChunk(good, resume, False)
 
 
 _LANES = np.uint64(0x00FF00FF00FF00FF)
 _EIGHT = np.uint64(8)
 
 
-def _verify_checksums(buf: Any, positions: list[int], base: int, shard: str) -> None:
-    """Check every header's checksum at once (sum of its bytes, checksum field as spaces)."""
+def _checksum_mismatch(buf: Any, positions: list[int]) -> tuple[int, int, int] | None:
+    """Check every header's checksum at once (sum of its bytes, checksum field as spaces).
+
+    Returns (index into ``positions``, recorded, computed) of the first bad header, else None.
+    """
     if not positions:
-        return
+        return None
     pos = np.asarray(positions, dtype=np.int64)
-    if (base % 8 == 0) and not (pos % 8).any():
+    if not (pos % 8).any():
         # gather headers as 64 words each, summing bytes in four 16-bit lanes per word
         words = np.frombuffer(buf, dtype=np.uint64, count=len(buf) // 8)
         headers64 = words[(pos // 8)[:, None] + np.arange(BLOCK // 8, dtype=np.int64)]
@@ -242,11 +277,8 @@ def _verify_checksums(buf: Any, positions: list[int], base: int, shard: str) -> 
     bad = np.nonzero(actual != recorded)[0]
     if bad.size:
         i = int(bad[0])
-        raise ShardError(
-            f"tar header checksum mismatch (recorded {int(recorded[i])}, computed {int(actual[i])})",
-            shard=shard,
-            offset=base + positions[i],
-        )
+        return i, int(recorded[i]), int(actual[i])
+    return None
 
 
 def _parse_octal_rows(field: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":

@@ -3,25 +3,17 @@
 import glob
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..errors import SourceError
-from ..sources import scheme_of
+from ..sources import glob_expander, scheme_of
 
-__all__ = ["expand_braces", "expand_urls", "register_glob"]
+__all__ = ["expand_braces", "expand_urls"]
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
 _MAX_EXPANSION = 1_000_000
 _GLOB_CHARS = re.compile(r"[*?\[]")
-
-GlobExpander = Callable[[str], list[str]]
-_GLOBBERS: dict[str, GlobExpander] = {}
-
-
-def register_glob(scheme: str, expander: GlobExpander) -> None:
-    """Let ``scheme://`` URLs with ``*``/``?`` be expanded by listing (e.g. S3 prefixes)."""
-    _GLOBBERS[scheme] = expander
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -82,7 +74,7 @@ def _expand_glob(name: str) -> list[str]:
             return found
         return [name]
     if _GLOB_CHARS.search(name.split("?", 1)[0] if scheme in ("http", "https") else name):
-        expander = _GLOBBERS.get(scheme)
+        expander = glob_expander(scheme)
         if expander is None:
             raise SourceError(f"globs are not supported for {scheme}:// URLs ({name!r})")
         return expander(name)

@@ -187,9 +187,6 @@ class ShardWriter(Generic[T]):
                     f"digits and _-:@+=,~ only (no '.' or '/'), at most {MAX_NAME - len(_SUFFIX)} chars",
                     path=f"$.{self.key_field}",
                 )
-            if key in self._seen:
-                raise SchemaError(f"duplicate sample key {key!r} in shard {self._shard_location()}")
-            self._seen.add(key)
         self._sample_number += 1
         return key
 
@@ -205,6 +202,13 @@ class ShardWriter(Generic[T]):
             self._finish_shard()
         if self._sink is None:
             self._open_shard()
+        if self.key_field is not None:  # checked here: a rollover above starts a new key set
+            if key in self._seen:
+                raise SchemaError(
+                    f"duplicate sample key {key!r} in shard {self._shard_location()}",
+                    path=f"$.{self.key_field}",
+                )
+            self._seen.add(key)
         sink = self._sink
         assert sink is not None
         header = encode_header(key.encode() + _SUFFIX, len(body))

@@ -14,13 +14,11 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from ..errors import SourceError
 
-__all__ = ["Body", "Opener", "ResumableStream", "RetryPolicy", "Transient", "retrying"]
-
-R = TypeVar("R")
+__all__ = ["Body", "Opener", "ResumableStream", "RetryPolicy", "Transient"]
 
 
 @dataclass(frozen=True)
@@ -60,19 +58,6 @@ class Transient(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def retrying(policy: RetryPolicy, what: str, fn: Callable[[], R]) -> R:
-    """``fn()``, retried on :class:`Transient` with backoff; SourceError once attempts run out."""
-    failures = 0
-    while True:
-        try:
-            return fn()
-        except Transient as exc:
-            failures += 1
-            if failures >= policy.attempts:
-                raise SourceError(f"{what} failed after {failures} attempts: {exc}") from (exc.__cause__ or exc)
-            time.sleep(policy.delay(failures, exc.retry_after))
 
 
 class Body(Protocol):

@@ -12,7 +12,15 @@ from typing import BinaryIO, Protocol
 
 from ..errors import SourceError
 
-__all__ = ["ShardSource", "open_source", "register_scheme", "scheme_of", "registered_schemes"]
+__all__ = [
+    "ShardSource",
+    "glob_expander",
+    "open_source",
+    "register_glob",
+    "register_scheme",
+    "registered_schemes",
+    "scheme_of",
+]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
@@ -40,7 +48,18 @@ class ShardSource(Protocol):
 
 
 SourceFactory = Callable[[str], ShardSource]
+GlobExpander = Callable[[str], list[str]]
 _REGISTRY: dict[str, SourceFactory] = {}
+_GLOBBERS: dict[str, GlobExpander] = {}
+
+
+def register_glob(scheme: str, expander: GlobExpander) -> None:
+    """Let ``scheme://`` URLs with wildcards be expanded by listing (e.g. S3 prefixes)."""
+    _GLOBBERS[scheme.lower()] = expander
+
+
+def glob_expander(scheme: str) -> GlobExpander | None:
+    return _GLOBBERS.get(scheme.lower())
 
 
 def register_scheme(scheme: str, factory: SourceFactory) -> None:

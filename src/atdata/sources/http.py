@@ -11,12 +11,13 @@ the schemes but does not import httpx; the first :class:`HttpSource` does (``atd
   read and discarded.
 - ``read_range(start, n)`` asks for exactly those bytes and resumes the same way.
 - 5xx, 408, 425, 429 and connection failures are retried with exponential backoff
-  (:class:`~atdata.sources.RetryPolicy`); 404 and other 4xx raise :class:`SourceError` naming
+  (:class:`RetryPolicy`); 404 and other 4xx raise :class:`SourceError` naming
   the URL and the status at once (``read_sidecar`` answers None for 404).
 - Redirects are followed by hand, at most ``max_redirects`` hops, and only to ``http(s)``
   URLs; credentials are not forwarded to another origin.
 """
 
+import threading
 import weakref
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -72,15 +73,17 @@ class HttpSource:
         self._headers = {"Accept-Encoding": "identity", **(headers or {})}
         self._max_redirects = max_redirects
         self._client = client
+        self._client_lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the connection pool this source made itself (a passed-in client stays open)."""
-        if self._finalizer is not None:
-            self._finalizer()
-            self._finalizer = None
-            self._client = None
+        with self._client_lock:
+            if self._finalizer is not None:
+                self._finalizer()
+                self._finalizer = None
+                self._client = None
 
     def __enter__(self) -> "HttpSource":
         return self
@@ -95,6 +98,20 @@ class HttpSource:
 
     def __repr__(self) -> str:
         return f"HttpSource({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for worker processes: the connection pool (and a passed-in client) stay."""
+        state = self.__dict__.copy()
+        for name in ("_httpx", "_client", "_client_lock", "_finalizer"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._httpx = require("httpx", "http")
+        self._client = None
+        self._client_lock = threading.Lock()
+        self._finalizer = None
 
     # -- ShardSource --------------------------------------------------------------------------
     def local_path(self) -> str | None:
@@ -141,13 +158,14 @@ class HttpSource:
 
     # -- transport ----------------------------------------------------------------------------
     def _get_client(self) -> "httpx.Client":
-        if self._client is None:
-            client = self._httpx.Client(
-                timeout=self._httpx.Timeout(self._timeout), follow_redirects=False
-            )
-            self._client = client
-            self._finalizer = weakref.finalize(self, client.close)
-        return self._client
+        with self._client_lock:
+            if self._client is None:
+                client = self._httpx.Client(
+                    timeout=self._httpx.Timeout(self._timeout), follow_redirects=False
+                )
+                self._client = client
+                self._finalizer = weakref.finalize(self, client.close)
+            return self._client
 
     def _opener(self, url: str) -> "_HttpOpener":
         return _HttpOpener(self, url)
@@ -188,6 +206,7 @@ class _HttpOpener:
         self.url = url
         self.validator: str | None = None
         self.etag: str | None = None
+        self.modified: str | None = None
 
     def __call__(self, pos: int, end: int | None) -> Body:
         headers = dict(self.source._headers)
@@ -224,12 +243,18 @@ class _HttpOpener:
             raise SourceError(f"{self.url} was sent with Content-Encoding {encoding!r}")
         etag = h.get("ETag")
         strong = etag if etag and not etag.startswith("W/") else None
+        modified = _valid_date(h.get("Last-Modified"))
         if self.validator is None:
-            self.etag = strong
-            self.validator = strong or _valid_date(h.get("Last-Modified"))
+            self.etag, self.modified = strong, modified
+            self.validator = strong or modified
         elif strong is not None and self.etag is not None and strong != self.etag:
             raise SourceError(
                 f"{self.url} changed while it was being read (ETag {self.etag} -> {strong})"
+            )
+        elif modified is not None and self.modified is not None and modified != self.modified:
+            raise SourceError(
+                f"{self.url} changed while it was being read (Last-Modified {self.modified} "
+                f"-> {modified})"
             )
         if response.status_code == 206:
             first, total = _content_range(h.get("Content-Range"), self.url)

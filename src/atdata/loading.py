@@ -1,0 +1,163 @@
+"""``load_dataset()``: one entry point from a path, URL, index name or atmosphere reference.
+
+* ``@local/name[@version]``: a dataset in the index (default ``Index()``); its schema gives the
+  sample type when none is passed, and shard checksums are verified on download.
+* ``at://did/science.alt.dataset.entry/rkey`` and ``@handle/name[@version]``: the atmosphere.
+* a local file, directory, glob or brace pattern, or an http(s)/s3 URL: shards found there,
+  grouped into splits by name (``train``/``training``, ``test``/``testing``,
+  ``validation``/``valid``/``val``/``dev``, delimited by ``-``, ``_``, ``.`` or a path separator).
+
+With ``split`` the result is a :class:`~atdata.Dataset`; without it a :class:`DatasetDict`.
+"""
+
+import glob
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from .dataset import Dataset
+from .errors import NotFoundError, SourceError
+from .shards.urls import expand_braces, expand_urls
+from .sources import scheme_of
+
+__all__ = ["DatasetDict", "detect_split", "load_dataset"]
+
+T = TypeVar("T")
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "test": "test",
+    "testing": "test",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+}
+_TOKEN = re.compile(r"[^-_./\\]+")
+_DEFAULT_SPLIT = "train"
+
+
+class DatasetDict(dict[str, Dataset[Any]]):
+    """Datasets by split name (``train``, ``test``, ``validation``, ...)."""
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}: {len(v.shards)} shard(s)" for k, v in self.items())
+        return f"DatasetDict({{{inner}}})"
+
+
+def detect_split(path: str) -> str | None:
+    """The split a shard path names, or None.
+
+    >>> detect_split("data/mnist-train-000001.tar"), detect_split("val/x.tar")
+    ('train', 'validation')
+    """
+    tokens = _TOKEN.findall(path.lower())
+    for token in reversed(tokens):  # the file name wins over its directories
+        if token in _SPLIT_ALIASES:
+            return _SPLIT_ALIASES[token]
+    return None
+
+
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type[T] | None = None,
+    *,
+    split: str | None = None,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
+    index: Any = None,
+) -> Any:
+    """Load a dataset by path, URL or name; see the module docstring for the forms accepted."""
+    text = os.fspath(path)
+    if text.startswith("@local/"):
+        splits = _from_index(text[len("@local/") :], sample_type, index)
+    elif text.startswith("at://") or (text.startswith("@") and "/" in text):
+        splits = _from_atmosphere(text, sample_type)
+    else:
+        splits = _from_files(text, sample_type, data_files)
+    if split is None:
+        return splits
+    if split not in splits:
+        wanted = _SPLIT_ALIASES.get(split.lower(), split)
+        if wanted not in splits:
+            raise NotFoundError(f"no split {split!r} in {text!r}; available: {sorted(splits)}")
+        split = wanted
+    return splits[split]
+
+
+def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDict:
+    if index is None:
+        from .index import Index
+
+        index = Index()
+    entry = index.get(ref)
+    return DatasetDict({_DEFAULT_SPLIT: index.load(entry, sample_type)})
+
+
+def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict:
+    from .atmosphere.loading import load_reference
+
+    return DatasetDict({_DEFAULT_SPLIT: load_reference(ref, sample_type)})
+
+
+def _from_files(
+    text: str,
+    sample_type: type[T] | None,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None,
+) -> DatasetDict:
+    if data_files is not None:
+        return _from_data_files(text, sample_type, data_files)
+    tried: list[str] = []
+    urls = _find_shards(text, tried)
+    if not urls:
+        raise SourceError(f"found no shards for {text!r}; tried: " + "; ".join(tried))
+    grouped: dict[str, list[str]] = {}
+    for url in urls:
+        grouped.setdefault(detect_split(_relative(url, text)) or _DEFAULT_SPLIT, []).append(url)
+    return DatasetDict({name: Dataset(found, sample_type) for name, found in grouped.items()})
+
+
+def _relative(url: str, root: str) -> str:
+    if scheme_of(url) == "file" and os.path.isdir(root):
+        return os.path.relpath(url, root)
+    return url
+
+
+def _find_shards(text: str, tried: list[str]) -> list[str]:
+    if scheme_of(text) != "file":
+        tried.append(f"URL {text}")
+        return expand_urls(text)
+    if os.path.isdir(text):
+        tried.append(f"directory {text} (and its split subdirectories) for *.tar")
+        return sorted(glob.glob(os.path.join(glob.escape(text), "**", "*.tar"), recursive=True))
+    names = expand_braces(text)
+    tried.append(f"path/glob/brace pattern {text}")
+    found: list[str] = []
+    for name in names:
+        if any(c in name for c in "*?["):
+            found.extend(sorted(glob.glob(name)))
+        elif os.path.isfile(name):
+            found.append(name)
+    if not found and not text.endswith(".tar"):
+        tried.append(f"{text}.tar")
+        if os.path.isfile(text + ".tar"):
+            found.append(text + ".tar")
+    return found
+
+
+def _from_data_files(
+    base: str,
+    sample_type: type[T] | None,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]],
+) -> DatasetDict:
+    mapping: Mapping[str, str | Sequence[str]]
+    mapping = data_files if isinstance(data_files, Mapping) else {_DEFAULT_SPLIT: data_files}
+    out = DatasetDict()
+    for name, spec in mapping.items():
+        patterns = [spec] if isinstance(spec, str) else list(spec)
+        joined = [
+            p if scheme_of(p) != "file" or os.path.isabs(p) else os.path.join(base, p)
+            for p in patterns
+        ]
+        out[name] = Dataset(expand_urls(joined), sample_type)
+    return out

@@ -1,0 +1,542 @@
+"""A local shard cache, and checksum verification of shards read over the network.
+
+:class:`ShardCache` is a directory of whole shards downloaded once and read locally (mmapped)
+afterwards, so that the second epoch over a remote dataset makes no network request at all.
+It is off by default; :meth:`ShardCache.from_setting` turns a user's ``cache=`` argument and the
+``ATDATA_CACHE_DIR`` / ``ATDATA_CACHE_MAX_BYTES`` environment variables into one (or None).
+
+- Entries are keyed by a hash of the shard URL and, when known, its expected sha256: a shard
+  republished under the same URL with a new checksum is a different entry.
+- A fill downloads to a temporary file in the cache directory, hashing as it goes, fsyncs it
+  and renames it into place: readers never see a partial entry, concurrent fills of one shard
+  (threads or processes) are harmless. When an expected sha256 is known and the bytes do not
+  match it, the download is deleted and :class:`~atdata.errors.IntegrityError` names the shard.
+- The cache holds at most ``max_bytes``: after each fill the least recently used entries are
+  deleted (a hit refreshes an entry's mtime). A shard larger than the whole cache is not cached.
+  An entry deleted while another process has it mapped stays readable to that process.
+- Sidecars (``.idx``) are cached beside their shard, absent ones as a marker, so that nothing
+  asks the network again. The cache trusts that a URL's bytes do not change unless a checksum
+  says so: pass ``expected_sha256`` when it is known.
+
+:class:`CachedSource` wraps any ShardSource with a cache; :class:`VerifyingSource` and
+:class:`VerifyingStream` check a streamed shard against its sha256 without caching it.
+:func:`wrap_source` picks between them.
+"""
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from ..errors import AtdataWarning, IntegrityError, SourceError
+from .base import ShardSource
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "CACHE_MAX_BYTES_ENV",
+    "DEFAULT_MAX_BYTES",
+    "CachedSource",
+    "ShardCache",
+    "VerifyingSource",
+    "VerifyingStream",
+    "default_cache_dir",
+    "wrap_source",
+]
+
+CACHE_DIR_ENV = "ATDATA_CACHE_DIR"
+CACHE_MAX_BYTES_ENV = "ATDATA_CACHE_MAX_BYTES"
+DEFAULT_MAX_BYTES = 50 << 30
+
+_CHUNK = 4 << 20
+_SHARD_EXT = ".shard"
+_SIDECAR_EXT = ".side"
+_ABSENT_EXT = ".absent"
+_TMP_PREFIX = ".fill-"
+_STALE_TMP_SECONDS = 24 * 3600
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def default_cache_dir() -> Path:
+    """``$ATDATA_CACHE_DIR``, else ``$XDG_CACHE_HOME/atdata/shards`` (``~/.cache/...``)."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "atdata" / "shards"
+
+
+def _parse_size(text: str) -> int:
+    m = _SIZE.match(text)
+    if m is None:
+        raise ValueError(f"{CACHE_MAX_BYTES_ENV}={text!r} is not a size like 1000000, 500M or 20G")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+class ShardCache:
+    """A byte-capped LRU directory of whole shards (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int | None = None) -> None:
+        if max_bytes is None:
+            env = os.environ.get(CACHE_MAX_BYTES_ENV)
+            max_bytes = _parse_size(env) if env else DEFAULT_MAX_BYTES
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        self.directory = Path(directory).expanduser()
+        self.max_bytes = max_bytes
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SourceError(f"cannot create the shard cache {self.directory}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    @classmethod
+    def from_setting(
+        cls, setting: "bool | str | os.PathLike[str] | ShardCache | None" = None
+    ) -> "ShardCache | None":
+        """The cache a ``cache=`` argument asks for.
+
+        ``None`` (the default): a cache in ``$ATDATA_CACHE_DIR`` when that is set, else none.
+        ``False``: none, whatever the environment says. ``True``: :func:`default_cache_dir`.
+        A path: a cache there. A ShardCache: itself.
+        """
+        if isinstance(setting, ShardCache):
+            return setting
+        if setting is None:
+            return cls(default_cache_dir()) if os.environ.get(CACHE_DIR_ENV) else None
+        if setting is False:
+            return None
+        if setting is True:
+            return cls(default_cache_dir())
+        return cls(setting)
+
+    def __repr__(self) -> str:
+        return f"ShardCache({str(self.directory)!r}, max_bytes={self.max_bytes})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": self.directory, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.directory = state["directory"]
+        self.max_bytes = state["max_bytes"]
+        self._lock = threading.Lock()
+        self._key_locks = {}
+
+    # -- keys and lookups ----------------------------------------------------------------------
+    @staticmethod
+    def key_for(url: str, expected_sha256: str | None = None) -> str:
+        """The entry name of ``url`` (and its checksum, when known)."""
+        text = url if expected_sha256 is None else f"{url}\n{expected_sha256.lower()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def path_for(self, url: str, expected_sha256: str | None = None) -> Path:
+        return self.directory / (self.key_for(url, expected_sha256) + _SHARD_EXT)
+
+    def lookup(self, url: str, expected_sha256: str | None = None) -> Path | None:
+        """The cached file of ``url`` (marked as just used), or None."""
+        return _touch(self.path_for(url, expected_sha256))
+
+    def get(self, source: ShardSource, expected_sha256: str | None = None) -> Path | None:
+        """The cached file of ``source``, downloading it first if needed.
+
+        None when the shard is larger than the whole cache or the cache cannot store it (a
+        warning says why); the caller then reads ``source`` directly.
+        """
+        path = self.lookup(source.url, expected_sha256)
+        if path is not None:
+            return path
+        key = self.key_for(source.url, expected_sha256)
+        with self._key_lock(key):
+            path = self.lookup(source.url, expected_sha256)  # another thread filled it
+            if path is not None:
+                return path
+            return self._fill(source, key, expected_sha256)
+
+    def sidecar(
+        self,
+        url: str,
+        suffix: str,
+        fetch: Callable[[], bytes | None],
+        expected_sha256: str | None = None,
+    ) -> bytes | None:
+        """The sidecar ``url + suffix``: cached bytes, a cached absence, or ``fetch()`` stored."""
+        key = self.key_for(url + suffix, expected_sha256)
+        present, absent = (
+            self.directory / (key + _SIDECAR_EXT),
+            self.directory / (key + _ABSENT_EXT),
+        )
+        for candidate in (present, absent):
+            if _touch(candidate) is not None:
+                if candidate is absent:
+                    return None
+                try:
+                    return candidate.read_bytes()
+                except FileNotFoundError:  # evicted in between
+                    break
+        data = fetch()
+        try:
+            self._store_small(present if data is not None else absent, data or b"")
+        except OSError as exc:
+            warnings.warn(
+                f"shard cache {self.directory}: cannot store {url + suffix}: {exc}",
+                AtdataWarning,
+                stacklevel=2,
+            )
+        return data
+
+    # -- size management -----------------------------------------------------------------------
+    def entries(self) -> list[tuple[Path, int, int]]:
+        """(path, size, mtime_ns) of every entry, least recently used first."""
+        found: list[tuple[Path, int, int]] = []
+        now = time.time()
+        try:
+            scan = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return []
+        for entry in scan:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if entry.name.startswith(_TMP_PREFIX):
+                if now - st.st_mtime > _STALE_TMP_SECONDS:  # left by a crashed fill
+                    _unlink(Path(entry.path))
+                continue
+            if entry.name.endswith((_SHARD_EXT, _SIDECAR_EXT, _ABSENT_EXT)) and entry.is_file():
+                found.append((Path(entry.path), st.st_size, st.st_mtime_ns))
+        found.sort(key=lambda e: e[2])
+        return found
+
+    def total_bytes(self) -> int:
+        return sum(size for _, size, _ in self.entries())
+
+    def evict(self, *, keep: Path | None = None) -> list[Path]:
+        """Delete least recently used entries until the cache fits ``max_bytes``."""
+        entries = self.entries()
+        total = sum(size for _, size, _ in entries)
+        removed: list[Path] = []
+        for path, size, _ in entries:
+            if total <= self.max_bytes:
+                break
+            if keep is not None and path == keep:
+                continue
+            _unlink(path)
+            removed.append(path)
+            total -= size
+        return removed
+
+    def clear(self) -> None:
+        """Delete every entry."""
+        for path, _, _ in self.entries():
+            _unlink(path)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            lock = self._key_locks.get(key)
+            if lock is None:
+                lock = self._key_locks[key] = threading.Lock()
+            return lock
+
+    def _tmp_path(self, key: str) -> Path:
+        return self.directory / f"{_TMP_PREFIX}{key}-{os.getpid()}-{secrets.token_hex(4)}"
+
+    def _fill(self, source: ShardSource, key: str, expected_sha256: str | None) -> Path | None:
+        final = self.directory / (key + _SHARD_EXT)
+        tmp = self._tmp_path(key)
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with source.open() as stream, open(tmp, "wb") as out:
+                while True:
+                    chunk = stream.read(_CHUNK)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        out.close()
+                        _unlink(tmp)
+                        return None  # larger than the whole cache: read it uncached
+                    hasher.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            _unlink(tmp)
+            if isinstance(exc, FileNotFoundError) and not self.directory.exists():
+                self.directory.mkdir(parents=True, exist_ok=True)
+            warnings.warn(
+                f"shard cache {self.directory} cannot store {source.url} ({exc}); "
+                "reading it without the cache",
+                AtdataWarning,
+                stacklevel=3,
+            )
+            return None
+        except BaseException:
+            _unlink(tmp)
+            raise
+        digest = hasher.hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256.lower():
+            _unlink(tmp)
+            raise IntegrityError(
+                f"downloaded bytes do not match the recorded sha256 {expected_sha256} "
+                f"(got {digest}, {size} bytes); the download was discarded, not cached",
+                shard=source.url,
+            )
+        os.replace(tmp, final)
+        _fsync_dir(self.directory)
+        self.evict(keep=final)
+        return final
+
+    def _store_small(self, path: Path, data: bytes) -> None:
+        tmp = self._tmp_path(path.stem)
+        try:
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            _unlink(tmp)
+
+
+def _touch(path: Path) -> Path | None:
+    """``path`` with its mtime set to now (LRU order), or None when it does not exist."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass  # read-only cache: still usable, just not reordered
+    return path
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class CachedSource:
+    """A ShardSource that reads ``inner`` through ``cache``.
+
+    ``local_path()`` downloads the shard into the cache on first use (verified against
+    ``expected_sha256`` when given) and returns the cached file, so readers mmap it. Only when
+    the shard cannot be cached (larger than the cache, disk full) are reads passed to ``inner``,
+    streamed and still verified. A local ``inner`` is read in place, never copied.
+    """
+
+    def __init__(
+        self, inner: ShardSource, cache: ShardCache, expected_sha256: str | None = None
+    ) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.expected_sha256 = expected_sha256
+        self.url = inner.url
+        self._path: str | None = None
+        self._uncacheable = False
+
+    def __repr__(self) -> str:
+        return f"CachedSource({self.inner!r}, {self.cache!r})"
+
+    def local_path(self) -> str | None:
+        local = self.inner.local_path()
+        if local is not None:
+            return local
+        if self._path is not None and os.path.exists(self._path):
+            _touch(Path(self._path))
+            return self._path
+        if self._uncacheable:
+            return None
+        path = self.cache.get(self.inner, self.expected_sha256)
+        if path is None:
+            self._uncacheable = True
+            return None
+        self._path = str(path)
+        return self._path
+
+    def open(self) -> BinaryIO:
+        for _attempt in range(2):
+            path = self.local_path()
+            if path is None:
+                break
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:  # evicted by another process just now: fetch it again
+                self._path = None
+        if self.expected_sha256 is None:
+            return self.inner.open()
+        return cast(BinaryIO, VerifyingStream(self.inner.open(), self.expected_sha256, self.url))
+
+    def read_range(self, start: int, length: int) -> bytes:
+        path = self.local_path()
+        if path is None:
+            return self.inner.read_range(start, length)
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(length)
+        if len(data) != length:
+            raise SourceError(
+                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
+            )
+        return data
+
+    def read_sidecar(self, suffix: str) -> bytes | None:
+        if self.inner.local_path() is not None:
+            return self.inner.read_sidecar(suffix)
+        return self.cache.sidecar(
+            self.url, suffix, lambda: self.inner.read_sidecar(suffix), self.expected_sha256
+        )
+
+    def size(self) -> int:
+        path = self.local_path()
+        if path is not None:
+            return os.path.getsize(path)
+        size = getattr(self.inner, "size", None)
+        if size is None:
+            raise SourceError(f"{self.url}: its source cannot tell its size")
+        return int(size())
+
+
+class VerifyingStream(io.RawIOBase):
+    """Reads ``stream`` while hashing it; IntegrityError once the last byte is read, on mismatch.
+
+    The end is known from ``expected_size``, or the inner stream's ``total_size`` (remote
+    streams tell it), or a read returning b"". The error is raised from that read, so a reader
+    sees it before it finishes the shard; a stream closed before its end is not judged. Seeking
+    is refused, so a reader that wants to skip ahead reads through the hash instead.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        expected_sha256: str,
+        url: str,
+        *,
+        expected_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._inner = stream
+        self._expected = expected_sha256.lower()
+        self.url = url
+        self._expected_size = expected_size
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._pos
+
+    @property
+    def total_size(self) -> int | None:
+        if self._expected_size is not None:
+            return self._expected_size
+        size = getattr(self._inner, "total_size", None)
+        return size if isinstance(size, int) else None
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._inner.read(-1 if size is None else size)
+        if data:
+            self._hash.update(data)
+            self._pos += len(data)
+            total = self.total_size
+            if total is not None and self._pos >= total:
+                self._check()
+        elif size != 0:
+            self._check()
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._inner.close()
+            finally:
+                super().close()
+
+    def _check(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        digest = self._hash.hexdigest()
+        if digest != self._expected:
+            raise IntegrityError(
+                f"shard bytes do not match the recorded sha256 {self._expected} "
+                f"(got {digest} over {self._pos} bytes)",
+                shard=self.url,
+            )
+
+
+class VerifyingSource:
+    """``inner`` whose whole-shard streams are checked against ``expected_sha256``.
+
+    Range reads are passed through unchecked (a part cannot be checked against the whole).
+    """
+
+    def __init__(self, inner: ShardSource, expected_sha256: str) -> None:
+        self.inner = inner
+        self.expected_sha256 = expected_sha256
+        self.url = inner.url
+
+    def local_path(self) -> str | None:
+        return self.inner.local_path()
+
+    def open(self) -> BinaryIO:
+        return cast(BinaryIO, VerifyingStream(self.inner.open(), self.expected_sha256, self.url))
+
+    def read_range(self, start: int, length: int) -> bytes:
+        return self.inner.read_range(start, length)
+
+    def read_sidecar(self, suffix: str) -> bytes | None:
+        return self.inner.read_sidecar(suffix)
+
+
+def wrap_source(
+    source: ShardSource, *, cache: ShardCache | None = None, expected_sha256: str | None = None
+) -> ShardSource:
+    """``source`` read through ``cache`` when there is one, else verified when remote.
+
+    Local files are returned as they are (they are mmapped, not streamed; checking them is the
+    job of an explicit verify step).
+    """
+    if source.local_path() is not None:
+        return source
+    if cache is not None:
+        return CachedSource(source, cache, expected_sha256)
+    if expected_sha256 is not None:
+        return VerifyingSource(source, expected_sha256)
+    return source

@@ -1,0 +1,403 @@
+"""A data store in an S3 bucket (AWS, MinIO, R2, Ceph, rclone): ``s3://<bucket>/<prefix>...``.
+
+Shards are written through :class:`S3MultipartSink`, the ``sink_factory`` of ``ShardWriter``:
+bytes are buffered up to one part (8 MiB by default); a shard that fits in one part is stored
+with a single PUT on commit, a larger one as a multipart upload whose parts are sent while the
+writer keeps writing (at most ``max_in_flight`` parts in the air, so memory stays within
+``(max_in_flight + 1) * part_size``). Either way the object appears whole on ``commit()`` and
+not at all on ``abort()``, which also aborts the multipart upload so no parts are left billed.
+
+Configuration is an :class:`~atdata.sources.s3.S3Config` (endpoint, credentials, ...) given to
+the store, or the one current when the store is made (see :mod:`atdata.sources.s3`). Reads of
+the store's URLs go through :class:`~atdata.sources.s3.S3Source` with the same config.
+"""
+
+import contextlib
+import hashlib
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from ..errors import AtdataWarning, SourceError, StoreError
+from ..shards.sink import ShardSink
+from ..sources.s3 import S3Config, S3Source, current_config, parse_s3_url
+from .base import (
+    DataStore,
+    ShardProblem,
+    ShardRecord,
+    shard_basename,
+    validate_dataset_name,
+)
+
+__all__ = ["DEFAULT_PART_SIZE", "S3DataStore", "S3MultipartSink"]
+
+DEFAULT_PART_SIZE = 8 << 20
+MIN_PART_SIZE = 5 << 20
+"""S3's smallest part but the last; servers refuse to complete uploads with smaller parts."""
+_MAX_PARTS = 10_000
+_DELETE_BATCH = 1000
+_HASH_CHUNK = 4 << 20
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _describe(exc: BaseException) -> str:
+    code = _error_code(exc)
+    return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+
+
+class S3MultipartSink:
+    """A ShardSink writing ``s3://bucket/key``: one PUT if small, a multipart upload if not.
+
+    Implements ``write`` / ``commit`` / ``abort`` (see the module docstring). Every failure
+    raises :class:`StoreError` naming ``location``; a failed commit aborts the upload first.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_in_flight: int = 2,
+        content_type: str | None = None,
+    ) -> None:
+        if part_size < 1:
+            raise ValueError("part_size must be positive")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.location = f"s3://{bucket}/{key}"
+        self.part_size = part_size
+        self.max_in_flight = max_in_flight
+        if content_type is None:
+            content_type = (
+                "application/x-tar" if key.endswith(".tar") else "application/octet-stream"
+            )
+        self.content_type = content_type
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._done = False
+        self.size = 0
+
+    # -- ShardSink ----------------------------------------------------------------------------
+    def write(self, data: bytes | memoryview) -> None:
+        if self._done:
+            raise StoreError(f"write to {self.location} after commit or abort")
+        view = memoryview(data).cast("B")
+        self.size += len(view)
+        while len(view):
+            room = self.part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= self.part_size:
+                self._send_part(bytes(self._buffer))
+                self._buffer = bytearray()
+
+    def commit(self) -> None:
+        if self._done:
+            raise StoreError(f"{self.location} was already committed or aborted")
+        try:
+            if self._upload_id is None:
+                self._call("put_object", Body=bytes(self._buffer), ContentType=self.content_type)
+            else:
+                if self._buffer or not self._parts:
+                    self._send_part(bytes(self._buffer))
+                parts = [f.result() for f in self._parts]
+                self._call(
+                    "complete_multipart_upload",
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            self.abort()
+            raise
+        self._finish()
+
+    def abort(self) -> None:
+        """Drop what was written; abort the multipart upload (idempotent)."""
+        if self._done:
+            return
+        upload_id = self._upload_id
+        self._finish()
+        if upload_id is not None:
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id
+                )
+            except Exception as exc:  # abort runs while another error propagates: do not mask it
+                if _error_code(exc) == "NoSuchUpload":
+                    return  # already gone
+                warnings.warn(
+                    f"could not abort the multipart upload of {self.location} ({_describe(exc)}); "
+                    "its parts stay stored until a lifecycle rule or delete_version removes them",
+                    AtdataWarning,
+                    stacklevel=2,
+                )
+
+    # -- internals -----------------------------------------------------------------------------
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(Bucket=self.bucket, Key=self.key, **kwargs)
+        except Exception as exc:
+            raise StoreError(f"writing {self.location} failed: {method}: {_describe(exc)}") from exc
+
+    def _send_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            created = self._call("create_multipart_upload", ContentType=self.content_type)
+            self._upload_id = str(created["UploadId"])
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="atdata-s3-upload")
+        number = len(self._parts) + 1
+        if number > _MAX_PARTS:
+            raise StoreError(
+                f"{self.location} would need more than {_MAX_PARTS} parts of {self.part_size} "
+                "bytes; use a larger part_size or smaller shards (maxsize=)"
+            )
+        # keep at most max_in_flight parts queued or uploading: bounded memory
+        in_flight = [f for f in self._parts if not f.done()]
+        while len(in_flight) >= self.max_in_flight:
+            in_flight.pop(0).result()
+        for f in self._parts:
+            if f.done() and f.exception() is not None:
+                f.result()  # raises the StoreError of a failed part
+        assert self._pool is not None
+        self._parts.append(self._pool.submit(self._upload_part, number, body))
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+        response = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def _finish(self) -> None:
+        self._done = True
+        self._buffer = bytearray()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class S3DataStore(DataStore):
+    """Shards under ``s3://<bucket>/<prefix>``: ``<prefix><name>/<version>/<base>-000000.tar``.
+
+    ``config`` (an :class:`S3Config`) says how to reach the server; without it the config
+    current when the store is made is used (``S3Config()``, boto3's standard chain, outside
+    any ``configure`` block). ``endpoint_url`` is a shortcut for ``config.replace(endpoint_url=)``.
+
+    >>> store = S3DataStore("bucket", "datasets/", config=S3Config(region="us-east-1"))
+    >>> store.shard_pattern("team/mnist", 3)
+    's3://bucket/datasets/team/mnist/3/mnist-%06d.tar'
+    >>> store.url_for("a/b.tar")
+    's3://bucket/datasets/a/b.tar'
+    """
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        config: S3Config | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_in_flight: int = 2,
+    ) -> None:
+        config = config if config is not None else current_config()
+        if endpoint_url is not None:
+            config = config.replace(endpoint_url=endpoint_url)
+        try:
+            parse_s3_url(f"s3://{bucket}/")
+        except SourceError:
+            raise ValueError(f"bad S3 bucket name {bucket!r}") from None
+        prefix = prefix.strip("/")
+        if prefix:
+            _check_key(prefix, what="prefix")
+            prefix += "/"
+        self.bucket = bucket
+        self.prefix = prefix
+        self.config = config
+        self.part_size = part_size
+        self.max_in_flight = max_in_flight
+
+    def __repr__(self) -> str:
+        endpoint = (
+            f", endpoint_url={self.config.endpoint_url!r}" if self.config.endpoint_url else ""
+        )
+        return f"S3DataStore({self.bucket!r}, {self.prefix!r}{endpoint})"
+
+    @property
+    def client(self) -> Any:
+        return self.config.client()
+
+    # -- DataStore ----------------------------------------------------------------------------
+    def shard_pattern(self, name: str, version: int) -> str:
+        base = self.url_for(self._version_prefix(name, version))
+        return base.replace("%", "%%") + f"{shard_basename(name)}-%06d.tar"
+
+    def open_sink(self, location: str) -> ShardSink:
+        """A :class:`S3MultipartSink` for ``location``: an ``s3://`` URL inside this store, or a
+        key relative to the prefix."""
+        key = self._key_of(location)
+        return S3MultipartSink(
+            self.client,
+            self.bucket,
+            key,
+            part_size=self.part_size,
+            max_in_flight=self.max_in_flight,
+        )
+
+    def owns(self, url: str) -> bool:
+        try:
+            bucket, key = parse_s3_url(url)
+        except SourceError:
+            return False
+        return bucket == self.bucket and key.startswith(self.prefix) and key != self.prefix
+
+    def delete_version(self, name: str, version: int) -> None:
+        prefix = self.prefix + self._version_prefix(name, version)
+        self._abort_uploads(prefix)
+        keys: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys += [obj["Key"] for obj in page.get("Contents", ())]
+        except Exception as exc:
+            raise StoreError(f"cannot list s3://{self.bucket}/{prefix}: {_describe(exc)}") from exc
+        self._delete_keys(keys)
+
+    def verify(self, shards: Sequence[ShardRecord]) -> list[ShardProblem]:
+        """Re-hash ``shards`` through this store's config (not the process-wide one)."""
+        problems: list[ShardProblem] = []
+        for shard in shards:
+            problem = self._verify_one(shard)
+            if problem is not None:
+                problems.append(problem)
+        return problems
+
+    # -- the rest of the S3 store API ----------------------------------------------------------
+    def url_for(self, key: str) -> str:
+        """``s3://<bucket>/<prefix><key>`` for a relative key (validated: no '..', no '//')."""
+        _check_key(key, what="key")
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def open_source(self, url: str) -> S3Source:
+        """An S3Source for ``url`` reading with this store's config."""
+        return S3Source(url, config=self.config)
+
+    def exists(self, url: str) -> bool:
+        bucket, key = parse_s3_url(url)
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StoreError(f"cannot check {url}: {_describe(exc)}") from exc
+        return True
+
+    def delete(self, urls: Iterable[str]) -> None:
+        """Delete the objects at ``urls`` (all inside this store; missing ones are fine)."""
+        keys = [self._key_of(url) for url in urls]
+        self._delete_keys(keys)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _version_prefix(self, name: str, version: int) -> str:
+        validate_dataset_name(name)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"dataset versions are integers from 1, got {version!r}")
+        return f"{name}/{version}/"
+
+    def _key_of(self, location: str) -> str:
+        if location[:5].lower() == "s3://":
+            if not self.owns(location):
+                raise StoreError(
+                    f"{location!r} lies outside {self!r}; the store only writes inside it"
+                )
+            key = parse_s3_url(location)[1]
+            _check_key(key[len(self.prefix) :], what="key")
+            return key
+        _check_key(location, what="key")
+        return self.prefix + location
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[i : i + _DELETE_BATCH]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot delete {len(batch)} objects from {self!r}: {_describe(exc)}"
+                ) from exc
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreError(
+                    f"cannot delete {len(errors)} objects from {self!r}, e.g. "
+                    f"s3://{self.bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+
+    def _abort_uploads(self, prefix: str) -> None:
+        """Abort multipart uploads left under ``prefix`` by writers that crashed."""
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", ()):
+                    with contextlib.suppress(Exception):
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot list uploads under s3://{self.bucket}/{prefix}: {_describe(exc)}"
+            ) from exc
+
+    def _verify_one(self, shard: ShardRecord) -> ShardProblem | None:
+        algorithm = shard.checksum.algorithm.lower()
+        if algorithm not in hashlib.algorithms_available:
+            return ShardProblem(
+                shard.url, f"unknown checksum algorithm {shard.checksum.algorithm!r}"
+            )
+        hasher = hashlib.new(algorithm)
+        size = 0
+        try:
+            with self.open_source(shard.url).open() as stream:
+                while chunk := stream.read(_HASH_CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+        except (SourceError, OSError) as exc:
+            return ShardProblem(shard.url, f"cannot be read: {exc}")
+        if size != shard.size:
+            return ShardProblem(shard.url, "size differs", str(shard.size), str(size))
+        digest = hasher.hexdigest()
+        if digest != shard.checksum.digest.lower():
+            return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
+        return None
+
+
+def _check_key(key: str, *, what: str) -> None:
+    parts = key.split("/")
+    bad = (
+        not key
+        or key.startswith("/")
+        or any(p in (".", "..") for p in parts)
+        or "//" in key
+        or any(ord(c) < 32 for c in key)
+        or len(key.encode()) > 1024
+    )
+    if bad:
+        raise StoreError(
+            f"bad S3 {what} {key!r}: use '/'-separated names without '.', '..', empty parts or "
+            "control characters"
+        )
