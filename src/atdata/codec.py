@@ -96,13 +96,41 @@ def parse_array_header(buf: bytes | memoryview) -> tuple[np.dtype[Any], tuple[in
 def decode_array(buf: bytes | memoryview) -> np.ndarray[Any, Any]:
     """Decode a compact array (zero copy; read-only) or a ``.npy`` payload (no pickles)."""
     if buf[:6] == _NPY_MAGIC:
-        try:
-            out: np.ndarray[Any, Any] = np.load(io.BytesIO(buf), allow_pickle=False)
-        except ValueError as exc:
-            raise SchemaError(f"bad .npy payload: {exc}") from exc
-        return out
+        return _decode_npy(buf)
     dtype, shape, hlen = parse_array_header(buf)
     return np.frombuffer(buf, dtype=dtype, offset=hlen).reshape(shape)
+
+
+def _decode_npy(buf: bytes | memoryview) -> np.ndarray[Any, Any]:
+    """A ``.npy`` payload, its header checked against its size before numpy allocates anything."""
+    stream = io.BytesIO(buf)
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, _fortran, dtype = fmt.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _fortran, dtype = fmt.read_array_header_2_0(stream)
+        else:
+            # version 3.0 (utf-8 header) has no public reader
+            shape, _fortran, dtype = cast(Any, fmt)._read_array_header(stream, version)
+        if dtype.hasobject:
+            raise SchemaError(".npy payload holds an object array, which is never unpickled")
+        count = 1
+        for d in shape:
+            count *= d
+        if count * dtype.itemsize != len(buf) - stream.tell():
+            raise SchemaError(
+                f".npy header says {dtype.str}{list(shape)} ({count * dtype.itemsize} bytes) "
+                f"but {len(buf) - stream.tell()} bytes follow"
+            )
+        stream.seek(0)
+        out: np.ndarray[Any, Any] = np.load(stream, allow_pickle=False)
+    except SchemaError:
+        raise
+    except (ValueError, TypeError, EOFError, OSError, SyntaxError) as exc:
+        raise SchemaError(f"bad .npy payload: {exc}") from exc
+    return out
 
 
 # --------------------------------------------------------------------------- converters
@@ -244,13 +272,16 @@ def _decoder(ftype: FieldType) -> Converter | None:
     """Converter from a decoded msgpack value to the field's Python value."""
     kind = ftype.kind
     if kind == "any":
-        return None
+        return _dec_any
     if kind in _SCALAR_TYPES:
         accepted = _SCALAR_TYPES[kind] + ((type(None),) if ftype.optional else ())
+        is_bytes = kind == "bytes"
 
         def dec_scalar(value: Any, path: str) -> Any:
             if type(value) in accepted:
                 return value
+            if is_bytes and type(value) is memoryview:
+                return bytes(value)  # large bodies hand top-level bin values over as views
             raise _type_error(path, ftype.describe(), value)
 
         return dec_scalar
@@ -274,9 +305,14 @@ def _decoder(ftype: FieldType) -> Converter | None:
         nested = _nested_codec(ftype)
         conv: Converter = nested.from_map_at
     else:
-        item_conv = _decoder(ftype.item) if ftype.item is not None else None
+        item = ftype.item
+        item_conv = _decoder(item) if item is not None and item.kind != "any" else None
         conv = _container_converter(kind, item_conv)
     return _optional(conv) if ftype.optional else conv
+
+
+def _dec_any(value: Any, path: str) -> Any:
+    return bytes(value) if type(value) is memoryview else value
 
 
 def _array_checker(ftype: FieldType) -> Converter:
@@ -356,8 +392,9 @@ class Codec(Generic[T]):
 
     def encode(self, sample: T) -> bytes:
         """The msgpack body for ``sample``."""
+        data = self.to_map(sample)  # its SchemaErrors carry the field path: let them through
         try:
-            body: bytes = self._packer.pack(self.to_map(sample))
+            body: bytes = self._packer.pack(data)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"cannot serialize {self.schema.name} sample: {exc}") from exc
         return body
@@ -417,13 +454,14 @@ class Codec(Generic[T]):
 _ZERO_COPY_MIN = 1 << 16
 
 
-def unpack_map(body: bytes | memoryview) -> dict[str, Any]:
+def unpack_map(body: bytes | memoryview, *, views: bool = True) -> dict[str, Any]:
     """Decode a msgpack body that must be a map with str keys.
 
-    Large bodies are walked without copying their ``bin`` values (see ``_msgpack_view``).
+    With ``views``, large bodies are walked without copying their ``bin`` values, which then come
+    back as memoryviews (see ``_msgpack_view``); without it every ``bin`` is ``bytes``.
     """
     try:
-        if len(body) >= _ZERO_COPY_MIN:
+        if views and len(body) >= _ZERO_COPY_MIN:
             data = unpack_map_view(memoryview(body))
         else:
             data = msgpack.unpackb(body, raw=False, strict_map_key=True)

@@ -317,10 +317,9 @@ class Loader(Generic[ST]):
         if fast_batches:
             assert self.batch_size is not None
             return self._batches_from_maps(raw, codec_for(ds._source_type), self.batch_size)
-        samples = self._samples(raw)
         if self.batch_size is None:
-            return samples
-        return self._batches_from_samples(samples, self.batch_size)
+            return self._samples(raw)
+        return self._batches_from_samples(self._samples(raw, keyed=True), self.batch_size)
 
     # -- raw members ----------------------------------------------------------------------------
     def _raw(self, plan: Plan) -> Iterator[Raw]:
@@ -390,7 +389,8 @@ class Loader(Generic[ST]):
             warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=3)
 
     # -- samples ---------------------------------------------------------------------------------
-    def _samples(self, raw: Iterator[Raw]) -> Iterator[Any]:
+    def _samples(self, raw: Iterator[Raw], keyed: bool = False) -> Iterator[Any]:
+        """Decoded samples after the stages; ``(key, sample)`` pairs when ``keyed``."""
         ds = self.dataset
         stype = ds._source_type
         decode = _dict_decoder if stype is DictSample else codec_for(stype).decode
@@ -409,17 +409,19 @@ class Loader(Generic[ST]):
                     keep = False
                     break
             if keep:
-                yield sample
+                yield (key, sample) if keyed else sample
 
-    def _batches_from_samples(self, samples: Iterator[Any], size: int) -> Iterator[Any]:
+    def _batches_from_samples(self, keyed: Iterator[Any], size: int) -> Iterator[Any]:
         stype = self.dataset.sample_type
         if stype is DictSample:
-            for chunk in _chunks(samples, size, self.drop_last):
-                yield chunk
+            for chunk in _chunks(keyed, size, self.drop_last):
+                yield [sample for _key, sample in chunk]
             return
         codec = codec_for(stype)
-        for chunk in _chunks(samples, size, self.drop_last):
-            yield collate_samples(codec, chunk, [str(i) for i in range(len(chunk))])
+        for chunk in _chunks(keyed, size, self.drop_last):
+            yield collate_samples(
+                codec, [sample for _key, sample in chunk], [key for key, _sample in chunk]
+            )
 
     def _batches_from_maps(
         self, raw: Iterator[Raw], codec: Codec[Any], size: int

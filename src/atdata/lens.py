@@ -172,8 +172,10 @@ def _dict_lens(view: type[V]) -> Lens[DictSample, V]:
     def get(sample: DictSample) -> V:
         return codec.from_map(sample.to_dict())
 
-    def put(value: V, _source: DictSample) -> DictSample:
-        return DictSample(dict(value.__dict__))
+    def put(value: V, source: DictSample) -> DictSample:
+        # the stored form (arrays as bytes, nested samples as maps), as a schema-free read gives
+        # it, so that get(put(v, d)) == v; keys the view does not know are kept from the source
+        return DictSample({**source.to_dict(), **codec.to_map(value)})
 
     return Lens(get, put, source=DictSample, view=view, name=f"DictSample>{view.__name__}")
 
