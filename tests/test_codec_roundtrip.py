@@ -495,3 +495,11 @@ def test_schema_errors_are_atdata_errors() -> None:
         codec_for(Image).decode(_body(image=encode_array(np.ones((2, 3), np.uint8)), label=3)).label
         == 3
     )
+
+
+def test_structured_arrays_are_refused_on_write_rather_than_losing_field_names():
+    from atdata.codec import encode_array
+
+    rec = np.zeros(3, dtype=[("x", "<f4"), ("y", "<i4")])
+    with pytest.raises(SchemaError, match="structured"):
+        encode_array(rec)

@@ -48,6 +48,11 @@ def encode_array(value: np.ndarray[Any, Any]) -> bytes:
     """Serialize an array in the compact layout (C order, no padding)."""
     if value.dtype.hasobject:
         raise SchemaError("object arrays cannot be stored")
+    if value.dtype.names is not None:
+        raise SchemaError(
+            f"structured arrays ({value.dtype}) cannot be stored: the compact layout keeps only "
+            "dtype.str, which loses field names; store each field as its own array"
+        )
     if value.ndim > 255:
         raise SchemaError(f"arrays of {value.ndim} dimensions cannot be stored (max 255)")
     return array_header(value.dtype, value.shape) + np.ascontiguousarray(value).tobytes()
