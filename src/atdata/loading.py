@@ -71,7 +71,7 @@ def load_dataset(
     text = os.fspath(path)
     if text.startswith("@local/"):
         splits = _from_index(text[len("@local/") :], sample_type, index)
-    elif text.startswith("at://") or (text.startswith("@") and "/" in text):
+    elif _is_atmosphere_reference(text):
         splits = _from_atmosphere(text, sample_type)
     else:
         splits = _from_files(text, sample_type, data_files)
@@ -92,6 +92,12 @@ def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDic
         index = Index()
     entry = index.get(ref)
     return DatasetDict({_DEFAULT_SPLIT: index.load(entry, sample_type)})
+
+
+def _is_atmosphere_reference(text: str) -> bool:
+    from .atmosphere.loading import is_atmosphere_reference
+
+    return is_atmosphere_reference(text)
 
 
 def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict:

@@ -165,7 +165,9 @@ class Schema:
         for name, has_default in members:
             ftype = field_type_of(hints[name], f"$.{name}")
             fields.append(Field(name, ftype, required=not has_default))
-        return cls(name=sample_type.__name__, fields=tuple(fields), description=sample_type.__doc__)
+        return cls(
+            name=sample_type.__name__, fields=tuple(fields), description=_docstring(sample_type)
+        )
 
     # -- records --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -235,9 +237,22 @@ class Schema:
         return rebuild_sample_type(self)
 
 
+def _docstring(sample_type: type) -> str | None:
+    """The class's own docstring; not the signature that ``dataclass`` puts there by default."""
+    doc = sample_type.__dict__.get("__doc__")
+    if not isinstance(doc, str) or doc.startswith(f"{sample_type.__name__}("):
+        return None
+    return doc.strip() or None
+
+
 def validate_identifier(value: object, what: str) -> str:
-    """Return ``value`` if it is a safe Python identifier (and not a keyword), else SchemaError."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value) or keyword.iskeyword(value):
+    """Return ``value`` if it is a safe identifier (not a keyword, not a dunder), else SchemaError."""
+    if (
+        not isinstance(value, str)
+        or not _IDENTIFIER.match(value)
+        or keyword.iskeyword(value)
+        or value.startswith("__")
+    ):
         raise SchemaError(f"{what} must be a plain identifier (letters, digits, _), got {value!r}")
     return value
 

@@ -14,6 +14,7 @@ _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
 _MAX_EXPANSION = 1_000_000
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_QUERY_SCHEMES = frozenset({"http", "https", "at"})  # '?' starts a query there, not a glob
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -73,7 +74,7 @@ def _expand_glob(name: str) -> list[str]:
                 raise SourceError(f"no shards match the glob {name!r}")
             return found
         return [name]
-    if _GLOB_CHARS.search(name.split("?", 1)[0] if scheme in ("http", "https") else name):
+    if _GLOB_CHARS.search(name.split("?", 1)[0] if scheme in _QUERY_SCHEMES else name):
         expander = glob_expander(scheme)
         if expander is None:
             raise SourceError(f"globs are not supported for {scheme}:// URLs ({name!r})")

@@ -1,0 +1,250 @@
+"""Anonymous HTTP reads for the atmosphere: XRPC queries, DID documents, well-known files.
+
+One seam for network reads that need no login. Every response body is size-capped while it
+streams in (a hostile server cannot make us buffer more than we asked for), error bodies are
+reduced to a short, printable summary, and httpx exceptions become :class:`XrpcError` /
+:class:`~atdata.errors.AtmosphereError`. Only ``http://`` and ``https://`` base URLs are used.
+"""
+
+import http.client
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .._optional import require
+from ..errors import AtmosphereError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HttpReader", "XrpcError", "check_service_url", "printable"]
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+USER_AGENT = "atdata-atmosphere"
+
+
+class XrpcError(AtmosphereError):
+    """An XRPC request was answered with an error (``status`` and the XRPC ``error`` name)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, error: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` with non-printable characters replaced and cut to ``limit`` characters."""
+    text = _UNPRINTABLE.sub("?", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_service_url(url: object, what: str) -> str:
+    """``url`` without a trailing slash if it is a plain http(s) base URL, else AtmosphereError."""
+    if not isinstance(url, str) or len(url) > 2000:
+        raise AtmosphereError(f"{what} must be an http(s) URL, got {url!r:.200}")
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or re.search(r"[\s\x00-\x1f\x7f]", url)
+    ):
+        raise AtmosphereError(
+            f"{what} must be a plain http(s) base URL (no credentials, query or fragment), "
+            f"got {printable(url, 200)!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise AtmosphereError(f"{what} has a bad port: {printable(url, 200)!r}") from None
+    return url.rstrip("/")
+
+
+def error_summary(status: int, body: bytes) -> tuple[str | None, str]:
+    """(XRPC error name, printable summary) from an error response body."""
+    name: str | None = None
+    message = ""
+    try:
+        data = json.loads(body[:8192])
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict):
+        if isinstance(data.get("error"), str):
+            name = printable(data["error"], 60)
+        if isinstance(data.get("message"), str):
+            message = printable(data["message"])
+    summary = f"HTTP {status}" + (f" {name}" if name else "") + (f": {message}" if message else "")
+    return name, summary
+
+
+class HttpReader:
+    """GETs with a byte cap per response. Thread-safe; one pooled httpx client, made on first use."""
+
+    def __init__(self, *, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> "httpx.Client":
+        with self._lock:
+            if self._client is None:
+                httpx = require("httpx", "atmosphere")
+                self._client = httpx.Client(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    headers={"User-Agent": USER_AGENT},
+                    trust_env=False,
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int,
+        what: str,
+        follow_redirects: bool = False,
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> bytes:
+        """The body of a 2xx answer to GET ``url``; XrpcError for other statuses.
+
+        More than ``max_bytes`` of body (declared or actually sent) raises AtmosphereError
+        before the excess is read. ``on_chunk`` sees the body as it arrives (for hashing).
+        """
+        httpx = require("httpx", "atmosphere")
+        try:
+            with self._http().stream(
+                "GET",
+                url,
+                params=dict(params) if params else None,
+                headers=dict(headers) if headers else None,
+                follow_redirects=follow_redirects,
+            ) as resp:
+                declared = resp.headers.get("content-length")
+                if resp.status_code >= 300:
+                    err_body = _read_capped(resp, 16384, None) or b""
+                    name, summary = error_summary(resp.status_code, err_body)
+                    raise XrpcError(
+                        f"{what} failed: {summary}", status=resp.status_code, error=name
+                    )
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise AtmosphereError(
+                        f"{what}: the server announced {int(declared)} bytes, more than the "
+                        f"{max_bytes} allowed"
+                    )
+                body = _read_capped(resp, max_bytes, on_chunk)
+                if body is None:
+                    raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
+                return body
+        except httpx.HTTPError as exc:
+            raise AtmosphereError(
+                f"{what} failed: {printable(str(exc)) or type(exc).__name__}"
+            ) from exc
+
+    def post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        max_bytes: int,
+        what: str,
+    ) -> Any:
+        """POST ``content`` and return the JSON answer (XrpcError for a non-2xx status).
+
+        Uses ``http.client`` directly: for request bodies of tens of megabytes (blob uploads)
+        it is several times faster than httpx. Redirects are not followed.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AtmosphereError(f"{what}: {printable(url, 200)!r} is not an http(s) URL")
+        conn_cls = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        conn = conn_cls(parts.hostname, parts.port, timeout=self.timeout)
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request(
+                "POST",
+                path,
+                body=content,
+                headers={"User-Agent": USER_AGENT, **headers, "Content-Length": str(len(content))},
+            )
+            resp = conn.getresponse()
+            body = resp.read(max_bytes + 1)
+            status = resp.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise AtmosphereError(
+                f"{what} failed: {type(exc).__name__}: {printable(str(exc))}"
+            ) from exc
+        finally:
+            conn.close()
+        if status >= 300:
+            name, summary = error_summary(status, body[:16384])
+            raise XrpcError(f"{what} failed: {summary}", status=status, error=name)
+        if len(body) > max_bytes:
+            raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
+
+    def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        max_bytes: int,
+        what: str,
+    ) -> Any:
+        body = self.get(url, params=params, max_bytes=max_bytes, what=what)
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
+
+    def xrpc(
+        self, service: str, nsid: str, params: Mapping[str, str | int], *, max_bytes: int, what: str
+    ) -> dict[str, Any]:
+        """GET ``<service>/xrpc/<nsid>`` and return its JSON object."""
+        data = self.get_json(
+            f"{service}/xrpc/{nsid}", params=params, max_bytes=max_bytes, what=what
+        )
+        if not isinstance(data, dict):
+            raise AtmosphereError(f"{what}: expected a JSON object, got {type(data).__name__}")
+        return data
+
+
+def _read_capped(
+    resp: "httpx.Response", max_bytes: int, on_chunk: Callable[[bytes], None] | None
+) -> bytes | None:
+    """The body, or None (for success bodies) / the first ``max_bytes`` (error bodies) if longer."""
+    parts: list[bytes] = []
+    total = 0
+    for chunk in resp.iter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            if on_chunk is None and resp.status_code >= 300:
+                parts.append(chunk[: max_bytes - (total - len(chunk))])
+                return b"".join(parts)
+            return None
+        if on_chunk is not None:
+            on_chunk(chunk)
+        parts.append(chunk)
+    return b"".join(parts)

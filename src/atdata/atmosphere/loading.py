@@ -1,0 +1,71 @@
+"""``load_dataset`` for atmosphere references: ``at://...`` and ``@handle/name[@version]``.
+
+The reference is resolved (:func:`~atdata.atmosphere.publish.resolve_dataset`) with the given
+resolver, else the one made current by ``with Resolver(...).activate():``, else
+:meth:`Resolver.public() <atdata.atmosphere.resolve.Resolver.public>`. Shards are opened by URL;
+blobs are checked against their CIDs, and http(s)/S3 shards against the sha256 in the record
+(as they stream, or when they enter the shard cache).
+"""
+
+from typing import Any
+
+from ..dataset import Dataset
+from ..shards.shardset import ShardSet
+from ..sources import ShardSource, open_source
+from ..sources import at as _at  # registers at://
+from ..sources.cache import ShardCache, wrap_source
+from .publish import ResolvedDataset, resolve_dataset
+from .resolve import Resolver, current_resolver
+
+__all__ = ["load_reference", "is_atmosphere_reference"]
+
+del _at
+
+
+def is_atmosphere_reference(text: str) -> bool:
+    """True for ``at://...`` and ``@<handle with a dot>/...`` (``@local/...`` is the index)."""
+    if text.startswith("at://"):
+        return True
+    if not text.startswith("@") or "/" not in text:
+        return False
+    return "." in text[1:].split("/", 1)[0]
+
+
+def load_reference(
+    ref: str,
+    sample_type: type | None = None,
+    *,
+    resolver: Resolver | None = None,
+    cache: Any = None,
+) -> Dataset[Any]:
+    """A :class:`~atdata.Dataset` of the published dataset ``ref``.
+
+    Without ``sample_type`` the samples have the type rebuilt from the published schema (no
+    code is generated). ``cache`` is a ``cache=`` setting as :class:`ShardCache.from_setting`
+    reads it.
+    """
+    resolver = resolver or current_resolver() or Resolver.public()
+    resolved = resolve_dataset(ref, resolver=resolver)
+    return dataset_of(resolved, sample_type, cache=ShardCache.from_setting(cache))
+
+
+def dataset_of(
+    resolved: ResolvedDataset, sample_type: type | None = None, *, cache: ShardCache | None = None
+) -> Dataset[Any]:
+    """The Dataset over a resolved dataset's shards, each verified against its record.
+
+    Blobs are verified against their CIDs by their source; http(s)/S3 shards against the
+    sha256 in the record.
+    """
+    expected = {
+        url: c.digest
+        for url, c in zip(resolved.urls, resolved.checksums, strict=True)
+        if c is not None and c.algorithm == "sha256" and not url.startswith("at://")
+    }
+
+    def factory(url: str) -> ShardSource:
+        return wrap_source(open_source(url), cache=cache, expected_sha256=expected.get(url))
+
+    # a ShardSet, not URL strings: "?pds=" in blob URLs is not a glob
+    shards = ShardSet(list(resolved.urls), factory)
+    return Dataset(shards, sample_type or resolved.sample_type())

@@ -1,0 +1,423 @@
+"""Publishing index datasets to the atmosphere, and resolving published ones for loading.
+
+:func:`publish_dataset` takes a dataset version from an :class:`atdata.index.Index` and makes it
+discoverable from the publisher's ATProto repository:
+
+1. its schema as a ``science.alt.dataset.schema`` record, once per distinct schema (the record
+   key is the CID of the schema's content, so an identical schema is found and reused);
+2. its shards: referenced by URL when they are all ``http(s)://`` (storageHttp) or all
+   ``s3://`` (storageS3), otherwise uploaded as PDS blobs (storageBlobs; oversized shards are
+   refused before anything is sent, or split at sample boundaries with ``split=True``);
+3. a ``science.alt.dataset.entry`` record, reused when an entry with the same content exists;
+4. a ``science.alt.dataset.label`` record ``name`` / ``version`` pointing at the entry.
+
+Re-running it sends nothing new (no blob is uploaded when the entry already exists).
+:func:`publish_lens` publishes an index lens as code references (never code).
+
+:func:`resolve_dataset` goes the other way, for ``load_dataset``: from
+``at://<did>/science.alt.dataset.entry/<rkey>`` (or a label URI) or ``@handle/name[@version]``
+to the validated entry, its :class:`~atdata.schema.Schema` and the shard URLs to open
+(``at://<did>/blob/<cid>?pds=...`` for blobs, see :mod:`atdata.sources.at`).
+"""
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+from ..errors import AtmosphereError, ConflictError, NotFoundError
+from ..schema import Schema
+from .blobs import BlobPlan, ShardInput, plan_blobs, upload_blobs
+from .client import AtmosphereClient, StoredRecord
+from .records import (
+    ENTRY,
+    LABEL,
+    BlobStorage,
+    CodeReference,
+    DatasetSize,
+    EntryRecord,
+    HttpShard,
+    HttpStorage,
+    LabelRecord,
+    LensRecord,
+    S3Shard,
+    S3Storage,
+    SchemaRecord,
+    ShardChecksum,
+    Storage,
+    check_name,
+)
+from .resolve import Resolver
+from .session import AtmosphereSession
+from .uri import AtUri, normalize_handle
+
+__all__ = [
+    "PublishedDataset",
+    "ResolvedDataset",
+    "parse_dataset_ref",
+    "publish_dataset",
+    "publish_lens",
+    "resolve_dataset",
+]
+
+StorageMode = Literal["auto", "urls", "blobs"]
+_VERSION_PART = re.compile(r"(\d+)|(\D+)")
+
+
+class _IndexLike(Protocol):
+    """What publishing needs from :class:`atdata.index.Index`."""
+
+    def get(self, ref: str) -> Any: ...
+    def get_schema(self, ref: str) -> Any: ...
+    def get_lens(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PublishedDataset:
+    """What :func:`publish_dataset` wrote or found: URIs of the entry, schema and label."""
+
+    entry: StoredRecord[EntryRecord]
+    schema: StoredRecord[SchemaRecord]
+    label: StoredRecord[LabelRecord] | None
+    #: False when everything already existed and nothing new was written.
+    created: bool
+
+    @property
+    def uri(self) -> AtUri:
+        return self.entry.uri
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    """A published dataset, ready to load: its entry, schema and shard URLs."""
+
+    uri: AtUri
+    entry: EntryRecord
+    schema_uri: AtUri
+    schema: Schema
+    urls: list[str]
+    checksums: list[ShardChecksum | None]
+    label: StoredRecord[LabelRecord] | None = None
+
+    def sample_type(self) -> type:
+        """A working sample type rebuilt from the schema (no code is generated)."""
+        return self.schema.to_sample_type()
+
+
+def _client(to: AtmosphereSession | AtmosphereClient) -> AtmosphereClient:
+    if isinstance(to, AtmosphereClient):
+        if to.session is None:
+            raise AtmosphereError("publishing needs a logged-in session")
+        return to
+    return AtmosphereClient(to)
+
+
+# ------------------------------------------------------------------------------- publishing
+def publish_dataset(
+    index: _IndexLike,
+    ref: str,
+    *,
+    to: AtmosphereSession | AtmosphereClient,
+    storage: StorageMode = "auto",
+    split: bool = False,
+    label: bool = True,
+    replace_label: bool = False,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
+) -> PublishedDataset:
+    """Publish the index dataset version ``ref`` (``"mnist"``, ``"mnist@3"``) to ``to``.
+
+    ``storage``: ``"auto"`` references shards by URL when all are http(s) or all s3 (else
+    uploads them as blobs), ``"urls"`` insists on URLs, ``"blobs"`` always uploads.
+    ``s3_endpoint`` / ``s3_region`` describe the bucket of s3:// shards for readers.
+    A label with the same name and version pointing elsewhere raises ConflictError unless
+    ``replace_label``.
+    """
+    client = _client(to)
+    entry = index.get(ref)
+    if entry.schema_ref is None:
+        raise AtmosphereError(
+            f"dataset {entry.name}@{entry.version} has no schema; only datasets written with a "
+            "sample type can be published (their schema is part of the record)"
+        )
+    schema_rec = index.get_schema(entry.schema_ref)
+    schema: Schema = schema_rec.schema.with_version(schema_rec.version)
+    schema_stored = client.publish_schema(SchemaRecord.from_schema(schema))
+    name = check_name(entry.name)
+    shards = [ShardInput(s.url, s.size, _sha256_of(s.checksum)) for s in entry.shards]
+
+    record_storage, plan = _choose_storage(
+        shards, storage, split=split, client=client, s3_endpoint=s3_endpoint, s3_region=s3_region
+    )
+    metadata = dict(entry.metadata) if entry.metadata else None
+    candidate = EntryRecord(
+        name=name,
+        schema_ref=str(schema_stored.uri),
+        storage=record_storage,
+        description=entry.description,
+        tags=tuple(entry.tags),
+        license=entry.license,
+        size=DatasetSize(
+            samples=entry.count,
+            bytes=sum(s.size for s in entry.shards),
+            shards=len(record_storage.checksums()),
+        ),
+        metadata=metadata,
+    )
+    candidate.to_record()  # validate before anything is uploaded
+    me = client.session.did if client.session else ""
+    created = False
+    stored_entry = next(
+        (e for e in client.entries(me, on_invalid="skip") if e.value.same_content(candidate)), None
+    )
+    if stored_entry is None:
+        if plan is not None:
+            uploaded = upload_blobs(
+                client, shards, plan, limit=client.max_blob_bytes(), split=split
+            )
+            candidate = replace(candidate, storage=uploaded)
+        stored_entry = client.publish(candidate)
+        created = True
+
+    stored_label = None
+    if label:
+        stored_label, made = _ensure_label(
+            client,
+            name,
+            str(entry.version),
+            stored_entry.uri,
+            description=entry.description,
+            replace=replace_label,
+        )
+        created = created or made
+    return PublishedDataset(stored_entry, schema_stored, stored_label, created)
+
+
+def _sha256_of(checksum: Any) -> str | None:
+    if checksum is not None and getattr(checksum, "algorithm", None) == "sha256":
+        return str(checksum.digest).lower()
+    return None
+
+
+def _choose_storage(
+    shards: list[ShardInput],
+    mode: StorageMode,
+    *,
+    split: bool,
+    client: AtmosphereClient,
+    s3_endpoint: str | None,
+    s3_region: str | None,
+) -> tuple[Storage, BlobPlan | None]:
+    """(storage for the record, the blob plan when its blobs still have to be uploaded)."""
+    schemes = {urlsplit(s.url).scheme.lower() for s in shards}
+    if mode != "blobs" and schemes <= {"http", "https"} and shards:
+        return HttpStorage(tuple(HttpShard(s.url, _checksum(s)) for s in shards)), None
+    if mode != "blobs" and schemes == {"s3"}:
+        buckets = {urlsplit(s.url).netloc for s in shards}
+        if len(buckets) == 1:
+            bucket = buckets.pop()
+            keys = [unquote(urlsplit(s.url).path.lstrip("/")) for s in shards]
+            return (
+                S3Storage(
+                    bucket,
+                    tuple(S3Shard(k, _checksum(s)) for k, s in zip(keys, shards, strict=True)),
+                    region=s3_region,
+                    endpoint=s3_endpoint,
+                ),
+                None,
+            )
+    if mode == "urls":
+        raise AtmosphereError(
+            "storage='urls' needs every shard at an http(s) URL or in one s3 bucket; got "
+            + ", ".join(sorted(schemes))
+        )
+    plan = plan_blobs(shards, limit=client.max_blob_bytes(), split=split)
+    return plan.storage, plan
+
+
+def _checksum(shard: ShardInput) -> ShardChecksum:
+    if shard.sha256 is None:
+        raise AtmosphereError(f"shard {shard.url} has no sha256 checksum in the index")
+    return ShardChecksum.sha256(shard.sha256)
+
+
+def _ensure_label(
+    client: AtmosphereClient,
+    name: str,
+    version: str,
+    entry_uri: AtUri,
+    *,
+    description: str | None,
+    replace: bool,
+) -> tuple[StoredRecord[LabelRecord], bool]:
+    me = client.session.did if client.session else ""
+    for found in client.labels(me, on_invalid="skip"):
+        if found.value.name != name or found.value.version != version:
+            continue
+        if found.value.dataset_uri == str(entry_uri):
+            return found, False
+        if not replace:
+            raise ConflictError(
+                f"label {name}@{version} in {me} already points at {found.value.dataset_uri}, "
+                f"not {entry_uri}; publish a new version, or pass replace_label=True"
+            )
+        record = LabelRecord(name, str(entry_uri), version, description)
+        assert found.uri.rkey is not None
+        stored = client.put_record(LABEL, found.uri.rkey, record.to_record())
+        return StoredRecord(stored.uri, stored.cid, record), True
+    record = LabelRecord(name, str(entry_uri), version, description)
+    return client.publish(record), True
+
+
+def publish_lens(
+    index: _IndexLike,
+    name: str,
+    *,
+    to: AtmosphereSession | AtmosphereClient,
+    repository: str,
+    commit: str,
+    getter_path: str | None = None,
+    putter_path: str | None = None,
+    branch: str | None = None,
+) -> StoredRecord[LensRecord]:
+    """Publish the index lens ``name`` as code references into ``repository`` at ``commit``.
+
+    Both schemas are published (or reused). Paths default to the getter's and putter's
+    ``module:qualname`` as ``module/path.py:qualname``. An identical lens record is reused.
+    """
+    client = _client(to)
+    lens = index.get_lens(name)
+    if lens.putter is None and putter_path is None:
+        raise AtmosphereError(
+            f"lens {name!r} has no putter; the lens lexicon needs one (pass putter_path=...)"
+        )
+    uris = []
+    for ref in (lens.source_schema, lens.target_schema):
+        rec = index.get_schema(ref)
+        stored = client.publish_schema(
+            SchemaRecord.from_schema(rec.schema.with_version(rec.version))
+        )
+        uris.append(str(stored.uri))
+    record = LensRecord(
+        name=check_name(lens.name),
+        source_schema=uris[0],
+        target_schema=uris[1],
+        getter=CodeReference(repository, commit, getter_path or _code_path(lens.getter), branch),
+        putter=CodeReference(repository, commit, putter_path or _code_path(lens.putter), branch),
+        description=lens.description,
+    )
+    record.to_record()
+    me = client.session.did if client.session else ""
+    for found in client.lenses(me, on_invalid="skip"):
+        if found.value.content() == record.content():
+            return found
+    return client.publish(record)
+
+
+def _code_path(ref: str) -> str:
+    module, _, qualname = ref.partition(":")
+    return f"{module.replace('.', '/')}.py:{qualname}" if qualname else ref
+
+
+# -------------------------------------------------------------------------------- resolving
+def parse_dataset_ref(text: str) -> tuple[str, str, str | None]:
+    """``"@handle/name[@version]"`` -> (handle, name, version or None).
+
+    >>> parse_dataset_ref("@alice.example.com/team/mnist@3")
+    ('alice.example.com', 'team/mnist', '3')
+    """
+    if not text.startswith("@") or "/" not in text:
+        raise AtmosphereError(f"{text!r:.200} is not @handle/name[@version]")
+    handle, _, rest = text[1:].partition("/")
+    handle = normalize_handle(handle)
+    name, sep, version = rest.rpartition("@")
+    if not sep:
+        name, version = rest, ""
+    check_name(name, "name", text)
+    if sep:
+        check_name(version, "version", text)
+    return handle, name, version or None
+
+
+def resolve_dataset(
+    ref: str | AtUri,
+    *,
+    resolver: Resolver | None = None,
+    client: AtmosphereClient | None = None,
+) -> ResolvedDataset:
+    """The published dataset ``ref`` names, validated: entry, schema and shard URLs.
+
+    ``ref`` is an entry or label ``at://`` URI or ``@handle/name[@version]`` (no version: the
+    highest-versioned label of that name, else the newest entry of that name). Pass a
+    ``resolver`` (or a ``client`` holding one); NotFoundError when nothing matches.
+    """
+    if client is None:
+        if resolver is None:
+            raise AtmosphereError("resolve_dataset needs resolver=Resolver(...) or client=...")
+        client = AtmosphereClient(resolver=resolver)
+    label: StoredRecord[LabelRecord] | None = None
+    if isinstance(ref, AtUri) or ref.startswith("at://"):
+        at = AtUri.parse(ref) if isinstance(ref, str) else ref
+        if at.collection == LABEL:
+            label = client.get_label(at)
+            at = AtUri.parse(label.value.dataset_uri)
+        if at.collection != ENTRY or at.rkey is None:
+            raise AtmosphereError(f"{at} is not a dataset entry or label record URI")
+        entry = client.get_entry(at)
+    else:
+        handle, name, version = parse_dataset_ref(ref)
+        did = client.repo_did(handle)
+        label = _pick_label(client, did, name, version)
+        if label is not None:
+            entry = client.get_entry(label.value.dataset_uri)
+        elif version is None:
+            entries = [e for e in client.entries(did, on_invalid="skip") if e.value.name == name]
+            if not entries:
+                raise NotFoundError(f"@{handle} has published no dataset named {name!r}")
+            entry = max(entries, key=lambda e: e.value.created_at)
+        else:
+            raise NotFoundError(f"@{handle} has no label {name}@{version}")
+    return _resolved(client, entry, label)
+
+
+def _version_key(version: str | None, created_at: str) -> tuple[Any, ...]:
+    if version is None:
+        return (0, (), created_at)
+    parts = tuple(
+        (0, int(num), "") if num else (1, 0, text) for num, text in _VERSION_PART.findall(version)
+    )
+    return (1, parts, created_at)
+
+
+def _pick_label(
+    client: AtmosphereClient, did: str, name: str, version: str | None
+) -> StoredRecord[LabelRecord] | None:
+    matches = [
+        lab
+        for lab in client.labels(did, on_invalid="skip")
+        if lab.value.name == name and (version is None or lab.value.version == version)
+    ]
+    if not matches:
+        return None
+    return max(matches, key=lambda lab: _version_key(lab.value.version, lab.value.created_at))
+
+
+def _resolved(
+    client: AtmosphereClient,
+    entry: StoredRecord[EntryRecord],
+    label: StoredRecord[LabelRecord] | None,
+) -> ResolvedDataset:
+    schema_stored = client.get_schema(entry.value.schema_ref)
+    schema = schema_stored.value.to_schema(where=str(schema_stored.uri))
+    did = entry.uri.did
+    storage = entry.value.storage
+    pds = client.pds_for(did) if isinstance(storage, BlobStorage) else None
+    return ResolvedDataset(
+        uri=entry.uri,
+        entry=entry.value,
+        schema_uri=schema_stored.uri,
+        schema=schema,
+        urls=storage.shard_urls(did, pds),
+        checksums=storage.checksums(),
+        label=label,
+    )

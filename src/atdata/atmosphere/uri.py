@@ -1,0 +1,136 @@
+"""ATProto identifier syntax: DIDs, handles, NSIDs, record keys, CIDs and ``at://`` URIs.
+
+Everything here is pure string checking (no network). The checks are the AT Protocol's
+published syntax rules, slightly stricter where that costs nothing (no query or fragment on
+``at://`` URIs, no control characters anywhere).
+"""
+
+import re
+from dataclasses import dataclass
+
+from ..errors import AtmosphereError
+
+__all__ = [
+    "AtUri",
+    "is_cid",
+    "is_did",
+    "is_handle",
+    "is_nsid",
+    "is_record_key",
+    "normalize_handle",
+]
+
+_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
+_HANDLE = re.compile(
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
+_NSID = re.compile(
+    r"^[a-zA-Z]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?"
+    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?)+"
+    r"\.[a-zA-Z]([a-zA-Z0-9]{0,62})?$"
+)
+_RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
+_CID_B32 = re.compile(r"^b[a-z2-7]{10,200}$")
+_AT_URI = re.compile(r"^at://([^/?#\s]+)(?:/([^/?#\s]+)(?:/([^/?#\s]+))?)?/?$")
+
+
+def is_did(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 2048 and _DID.match(value) is not None
+
+
+def is_handle(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 253 and _HANDLE.match(value) is not None
+
+
+def normalize_handle(value: str) -> str:
+    """A handle lower-cased, without a leading ``@``; AtmosphereError when it is not a handle."""
+    handle = value[1:] if value.startswith("@") else value
+    if not is_handle(handle):
+        raise AtmosphereError(f"{value!r} is not a valid handle (like alice.example.com)")
+    return handle.lower()
+
+
+def is_nsid(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 317 and _NSID.match(value) is not None
+
+
+def is_record_key(value: object) -> bool:
+    return isinstance(value, str) and value not in (".", "..") and _RKEY.match(value) is not None
+
+
+def is_cid(value: object) -> bool:
+    """True for a base32 CIDv1 string (``b...``) that decodes as a CID."""
+    if not isinstance(value, str) or _CID_B32.match(value) is None:
+        return False
+    try:
+        import libipld
+
+        libipld.decode_cid(value)
+    except Exception:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class AtUri:
+    """``at://<did-or-handle>[/<collection>[/<rkey>]]``: the address of a repo, collection or record.
+
+    >>> u = AtUri.parse("at://did:plc:abc123/science.alt.dataset.entry/3kabc")
+    >>> (u.authority, u.collection, u.rkey)
+    ('did:plc:abc123', 'science.alt.dataset.entry', '3kabc')
+    >>> str(u)
+    'at://did:plc:abc123/science.alt.dataset.entry/3kabc'
+    """
+
+    authority: str
+    collection: str | None = None
+    rkey: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (is_did(self.authority) or is_handle(self.authority)):
+            raise AtmosphereError(f"at:// URI authority {self.authority!r} is not a DID or handle")
+        if self.collection is not None and not is_nsid(self.collection):
+            raise AtmosphereError(f"at:// URI collection {self.collection!r} is not an NSID")
+        if self.rkey is not None:
+            if self.collection is None:
+                raise AtmosphereError("an at:// URI with a record key needs a collection")
+            if not is_record_key(self.rkey):
+                raise AtmosphereError(f"at:// URI record key {self.rkey!r} is not valid")
+
+    @classmethod
+    def parse(cls, value: str) -> "AtUri":
+        """Parse ``value``; AtmosphereError naming it when it is not a well-formed at:// URI."""
+        if not isinstance(value, str) or len(value) > 8192:
+            raise AtmosphereError(f"not an at:// URI: {value!r:.200}")
+        m = _AT_URI.match(value)
+        if m is None:
+            raise AtmosphereError(
+                f"not an at:// URI: {value!r:.200} (expected at://<did>/<collection>/<rkey>)"
+            )
+        try:
+            return cls(m.group(1), m.group(2), m.group(3))
+        except AtmosphereError as exc:
+            raise AtmosphereError(f"malformed at:// URI {value!r:.200}: {exc}") from None
+
+    @classmethod
+    def for_record(cls, did: str, collection: str, rkey: str) -> "AtUri":
+        return cls(did, collection, rkey)
+
+    @property
+    def is_record(self) -> bool:
+        return self.rkey is not None
+
+    @property
+    def did(self) -> str:
+        """The authority, which must be a DID (records we dereference are always addressed so)."""
+        if not is_did(self.authority):
+            raise AtmosphereError(f"{self} names a handle, not a DID; resolve the handle first")
+        return self.authority
+
+    def __str__(self) -> str:
+        out = f"at://{self.authority}"
+        if self.collection is not None:
+            out += f"/{self.collection}"
+            if self.rkey is not None:
+                out += f"/{self.rkey}"
+        return out

@@ -1,0 +1,339 @@
+"""Publish from an index to a real local PDS, discover, load and verify (publish_dataset and
+resolve_dataset, the functions Index.publish and load_dataset are wired to)."""
+
+import hashlib
+import ipaddress
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+import atdata.sources.at
+import atdata.sources.http  # noqa: F401 - registers http(s)://
+from atdata.atmosphere import (
+    AtmosphereClient,
+    AtmosphereSession,
+    BlobStorage,
+    HttpStorage,
+    Resolver,
+)
+from atdata.atmosphere.publish import publish_dataset, publish_lens, resolve_dataset
+from atdata.dataset import Dataset
+from atdata.errors import AtmosphereError, ConflictError
+from atdata.index import Index
+from atdata.sample import packable
+from atdata.schema import Shape
+from atdata.shards.shardset import ShardSet
+from atdata.sources import open_source
+from http_server import FileServer
+from services import PDS_TEST_PASSWORD
+
+pytestmark = pytest.mark.services
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any attempt to resolve or connect to a non-loopback address from this process."""
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(address[0])):
+            raise OSError(f"test guard: refusing to connect to {address!r}")
+        return real_connect(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _loopback(str(host)):
+            raise socket.gaierror(f"test guard: refusing to look up {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@packable
+class Digit:
+    """A small image with its label."""
+
+    image: Annotated[NDArray[np.uint8], Shape(8, 8)]
+    label: int
+
+
+@packable
+class Gray:
+    """Digit without its label."""
+
+    image: Annotated[NDArray[np.uint8], Shape(8, 8)]
+
+
+def drop_label(d: Any) -> Any:
+    return Gray(d.image)
+
+
+def put_label(g: Any, d: Any) -> Any:
+    return Digit(g.image, d.label)
+
+
+def _digits(n: int, seed: int = 0) -> list[Any]:
+    rng = np.random.default_rng(seed)
+    return [Digit(rng.integers(0, 255, (8, 8), dtype=np.uint8), i % 10) for i in range(n)]
+
+
+@pytest.fixture
+def make_session(pds: dict[str, Any]) -> Callable[[], AtmosphereSession]:
+    from atproto import Client, models
+
+    def make() -> AtmosphereSession:
+        handle = f"p{os.urandom(5).hex()}.test"
+        Client(base_url=pds["pds"]).com.atproto.server.create_account(
+            models.ComAtprotoServerCreateAccount.Data(
+                handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
+            )
+        )
+        return AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD)
+
+    return make
+
+
+@pytest.fixture
+def session(make_session: Callable[[], AtmosphereSession]) -> AtmosphereSession:
+    return make_session()
+
+
+@pytest.fixture
+def resolver(pds: dict[str, Any]) -> Iterator[Resolver]:
+    r = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[Index]:
+    with Index(home=tmp_path / "home") as ix:
+        yield ix
+
+
+def _load(urls: list[str], sample_type: type) -> list[Any]:
+    # a ShardSet: "?pds=" in blob URLs must not be taken for a glob (see .planning/atmosphere.md)
+    return list(Dataset(ShardSet(urls), sample_type))
+
+
+def test_publish_discover_load_verify_loop(
+    index: Index,
+    session: AtmosphereSession,
+    resolver: Resolver,
+    make_session: Callable[[], AtmosphereSession],
+) -> None:
+    samples = _digits(50)
+    index.write(samples, "team/digits", maxcount=20, description="random digits", tags=["demo"])
+
+    published = publish_dataset(index, "team/digits", to=session)
+    assert published.created
+    entry = published.entry.value
+    assert isinstance(entry.storage, BlobStorage) and len(entry.storage.blobs) == 3
+    assert entry.size is not None and entry.size.samples == 50 and entry.size.shards == 3
+    assert published.label is not None and published.label.value.version == "1"
+
+    # someone else finds it by handle and name, and loads typed samples without the class
+    reader = AtmosphereClient(make_session(), resolver=resolver)
+    resolved = resolve_dataset(f"@{session.handle}/team/digits", client=reader)
+    assert resolved.uri == published.uri
+    assert resolved.entry.description == "random digits" and resolved.entry.tags == ("demo",)
+    loaded = _load(resolved.urls, resolved.sample_type())
+    assert [int(s.label) for s in loaded] == [int(s.label) for s in samples]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(loaded, samples, strict=True))
+    # every shard matches its published checksum and its CID (checked when fetched)
+    for url, checksum in zip(resolved.urls, resolved.checksums, strict=True):
+        assert checksum is not None
+        assert hashlib.sha256(open_source(url).open().read()).hexdigest() == checksum.digest
+    # also by at:// URI of the entry and of the label, and with an explicit version
+    assert resolve_dataset(str(published.uri), resolver=resolver).uri == published.uri
+    assert published.label is not None
+    assert resolve_dataset(str(published.label.uri), resolver=resolver).uri == published.uri
+    assert (
+        resolve_dataset(f"@{session.handle}/team/digits@1", resolver=resolver).uri == published.uri
+    )
+
+
+def test_publishing_again_sends_nothing_and_reuses_every_record(
+    index: Index, session: AtmosphereSession, resolver: Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index.write(_digits(30), "digits", maxcount=10)
+    client = AtmosphereClient(session, resolver=resolver)
+    first = publish_dataset(index, "digits", to=client)
+
+    def no_upload(*a: Any, **k: Any) -> Any:
+        raise AssertionError("re-publishing uploaded a blob")
+
+    monkeypatch.setattr(client, "upload_blob", no_upload)
+    again = publish_dataset(index, "digits", to=client)
+    assert not again.created
+    assert (again.entry.uri, again.schema.uri) == (first.entry.uri, first.schema.uri)
+    assert again.label is not None and first.label is not None
+    assert again.label.uri == first.label.uri
+    did = session.did
+    assert len(client.list_entries(did)) == 1
+    assert len(client.list_labels(did)) == 1
+    assert len(client.list_schemas(did)) == 1
+
+
+def test_a_new_version_gets_a_new_entry_and_label_and_shares_the_schema(
+    index: Index, session: AtmosphereSession, resolver: Resolver
+) -> None:
+    index.write(_digits(10, seed=1), "digits")
+    v1 = publish_dataset(index, "digits", to=session)
+    index.write(_digits(12, seed=2), "digits")
+    v2 = publish_dataset(index, "digits", to=session)
+    assert v2.schema.uri == v1.schema.uri
+    assert v2.entry.uri != v1.entry.uri
+    latest = resolve_dataset(f"@{session.handle}/digits", resolver=resolver)
+    assert latest.uri == v2.entry.uri and latest.entry.size.samples == 12  # type: ignore[union-attr]
+    assert resolve_dataset(f"@{session.handle}/digits@1", resolver=resolver).uri == v1.entry.uri
+
+
+def test_a_label_pointing_elsewhere_is_a_conflict_unless_replaced(
+    index: Index, tmp_path: Path, session: AtmosphereSession, resolver: Resolver
+) -> None:
+    index.write(_digits(10, seed=1), "digits")
+    first = publish_dataset(index, "digits", to=session)
+    with Index(home=tmp_path / "other") as other:
+        other.write(_digits(10, seed=99), "digits")  # also version 1, other samples
+        with pytest.raises(ConflictError, match="digits@1"):
+            publish_dataset(other, "digits", to=session)
+        moved = publish_dataset(other, "digits", to=session, replace_label=True)
+    assert moved.label is not None and first.label is not None
+    assert moved.label.uri == first.label.uri
+    assert resolve_dataset(f"@{session.handle}/digits@1", resolver=resolver).uri == moved.entry.uri
+
+
+def test_oversized_shards_are_refused_before_sending_or_split_at_samples(
+    index: Index, session: AtmosphereSession, resolver: Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    samples = _digits(40)
+    entry = index.write(samples, "big", maxcount=40)  # one shard of ~40 KiB
+    assert entry.shards[0].size > 20_000
+    client = AtmosphereClient(session, resolver=resolver)
+    monkeypatch.setattr(session, "_blob_limit", 12_000)  # a PDS with a small blob limit
+    real_upload = client.upload_blob
+    uploads: list[int] = []
+
+    def counting(data: bytes, **kw: Any) -> Any:
+        uploads.append(len(data))
+        return real_upload(data, **kw)
+
+    monkeypatch.setattr(client, "upload_blob", counting)
+    with pytest.raises(AtmosphereError, match="split=True"):
+        publish_dataset(index, "big", to=client)
+    assert uploads == []
+    assert client.list_entries(session.did) == []
+
+    published = publish_dataset(index, "big", to=client, split=True)
+    assert len(uploads) >= 3 and max(uploads) <= 12_000
+    resolved = resolve_dataset(str(published.uri), resolver=resolver)
+    loaded = _load(resolved.urls, resolved.sample_type())
+    assert [int(s.label) for s in loaded] == [int(s.label) for s in samples]
+
+
+def test_shards_at_http_urls_are_published_as_urls_not_uploaded(
+    index: Index,
+    session: AtmosphereSession,
+    resolver: Resolver,
+    http_server: FileServer,
+    tmp_path: Path,
+) -> None:
+    from atdata.shards.writer import write_samples
+
+    samples = _digits(15)
+    infos = write_samples(samples, str(http_server.root / "web-%06d.tar"), maxcount=10)
+    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    index.insert(urls, "web", sample_type=Digit)
+    published = publish_dataset(index, "web", to=session)
+    storage = published.entry.value.storage
+    assert isinstance(storage, HttpStorage)
+    assert [s.url for s in storage.shards] == urls
+    assert [s.checksum.digest for s in storage.shards] == [i.sha256 for i in infos]
+    resolved = resolve_dataset(f"@{session.handle}/web", resolver=resolver)
+    assert resolved.urls == urls
+    assert [int(s.label) for s in _load(resolved.urls, resolved.sample_type())] == [
+        int(s.label) for s in samples
+    ]
+    with pytest.raises(AtmosphereError, match="storage='urls'"):
+        index.write(_digits(3), "local")
+        publish_dataset(index, "local", to=session, storage="urls")
+
+
+def test_lenses_are_published_as_code_references(
+    index: Index, session: AtmosphereSession, resolver: Resolver
+) -> None:
+    index.publish_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    stored = publish_lens(
+        index, "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
+    )
+    lens = stored.value
+    assert lens.getter.path == "test_atmosphere_publish.py:drop_label"
+    assert lens.putter.path == "test_atmosphere_publish.py:put_label"
+    assert lens.getter.commit == commit
+    client = AtmosphereClient(resolver=resolver)
+    assert client.get_lens(stored.uri).value == lens
+    source = client.get_schema(lens.source_schema).value.to_schema()
+    assert [f.name for f in source.fields] == ["image", "label"]
+    again = publish_lens(
+        index, "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
+    )
+    assert again.uri == stored.uri
+
+
+def test_load_dataset_loads_a_published_dataset_by_handle_and_by_uri(
+    index: Index,
+    session: AtmosphereSession,
+    resolver: Resolver,
+    make_session: Callable[[], AtmosphereSession],
+) -> None:
+    from atdata.loading import load_dataset
+
+    samples = _digits(25)
+    index.write(samples, "digits", maxcount=10)
+    published = publish_dataset(index, "digits", to=session)
+    with resolver.activate():
+        by_name = load_dataset(f"@{session.handle}/digits", split="train")
+        by_uri = load_dataset(str(published.uri), Digit, split="train")
+        loaded = list(by_name)
+        typed = list(by_uri)
+    assert [int(s.label) for s in loaded] == [int(s.label) for s in samples]
+    assert all(isinstance(s, Digit) for s in typed)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(typed, samples, strict=True))
+
+
+def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
+    index: Index, session: AtmosphereSession, resolver: Resolver, http_server: FileServer
+) -> None:
+    from atdata.atmosphere.loading import load_reference
+    from atdata.errors import IntegrityError
+    from atdata.shards.writer import write_samples
+
+    (info,) = write_samples(_digits(5), str(http_server.root / "t-%06d.tar"))
+    url = http_server.url_for(Path(info.location).name)
+    index.insert([url], "tampered", sample_type=Digit)
+    publish_dataset(index, "tampered", to=session)
+    path = Path(info.location)
+    data = bytearray(path.read_bytes())
+    data[600] ^= 0xFF  # inside the first member's body
+    path.write_bytes(bytes(data))
+    ds = load_reference(f"@{session.handle}/tampered", resolver=resolver, cache=False)
+    with pytest.raises(IntegrityError):
+        list(ds)
