@@ -18,7 +18,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "S3DataStore":  # imported on first use: it needs the optional boto3
-        from .s3 import S3DataStore
+        import importlib
 
-        return S3DataStore
+        return importlib.import_module(".s3", __name__).S3DataStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,12 @@
 """The data store interface: where the bytes of a dataset's shards live.
 
 An index repository is a provider (where records live) plus a :class:`DataStore` (where shard
-bytes live). The index asks a store for three things:
+bytes live). The index asks a store for four things:
 
 * a shard **pattern** for a new dataset version (``ShardWriter`` fills in the shard number), and a
   **sink** for each location made from it (the shard itself and its ``.idx`` sidecar), so samples
   are serialized once, straight into the store;
+* whether it **owns** a URL (shards inside a store belong to the one entry that wrote them);
 * to **delete a version**: everything it holds under that pattern, when a version is removed, a
   write fails, or a crashed write is cleaned up. The index never deletes URLs taken from records.
 
@@ -36,6 +37,7 @@ __all__ = [
     "ShardRecord",
     "shard_basename",
     "validate_dataset_name",
+    "verify_shards",
 ]
 
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -166,6 +168,11 @@ class DataStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def owns(self, url: str) -> bool:
+        """True when ``url`` lies inside this store (the index refuses to register such URLs
+        under a second entry with ``copy=False``, so a version's shards have one owner)."""
+
+    @abc.abstractmethod
     def delete_version(self, name: str, version: int) -> None:
         """Delete everything held for ``name`` at ``version`` (all shards and sidecars under it).
 
@@ -180,7 +187,12 @@ class DataStore(abc.ABC):
 
     def verify(self, shards: Sequence[ShardRecord]) -> list[ShardProblem]:
         """Re-hash ``shards`` and report every one whose size or digest differs from its record."""
-        return [p for p in (_verify_one(s) for s in shards) if p is not None]
+        return verify_shards(shards)
+
+
+def verify_shards(shards: Sequence[ShardRecord]) -> list[ShardProblem]:
+    """Re-hash ``shards`` (opened by URL scheme) and report every mismatch or unreadable one."""
+    return [p for p in (_verify_one(s) for s in shards) if p is not None]
 
 
 def _verify_one(shard: ShardRecord) -> ShardProblem | None:

@@ -50,6 +50,9 @@ class LocalDiskStore(DataStore):
                 raise StoreError(f"cannot write shard {location!r} in {self!r}: {exc}") from exc
         raise AssertionError("unreachable")
 
+    def owns(self, url: str) -> bool:
+        return self._resolve(url) is not None
+
     def delete_version(self, name: str, version: int) -> None:
         directory = self._version_dir(name, version)
         if directory.is_dir():

@@ -49,7 +49,12 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def scan(
-        self, kind: str, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+        self,
+        kind: str,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, Record]]:
         """``(key, record)`` pairs of ``kind`` whose key starts with ``prefix``, ascending by key,
         only keys greater than ``start_after`` (when given), at most ``limit`` of them."""
@@ -88,15 +93,20 @@ class Provider(abc.ABC):
             return tx.get(kind, key)
 
     def scan(
-        self, kind: str, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+        self,
+        kind: str,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, Record]]:
         """One page of a scan, read in its own transaction."""
         with self.transaction() as tx:
             return tx.scan(kind, prefix, start_after=start_after, limit=limit)
 
-    def iter_scan(self, kind: str, prefix: str = "", *, page_size: int = PAGE_SIZE) -> Iterator[
-        tuple[str, Record]
-    ]:
+    def iter_scan(
+        self, kind: str, prefix: str = "", *, page_size: int = PAGE_SIZE
+    ) -> Iterator[tuple[str, Record]]:
         """Every record of ``kind`` under ``prefix``, lazily, one page per transaction.
 
         Pages are consistent each on its own; a record written during iteration may or may not

@@ -8,6 +8,7 @@ transactions take SQLite's write lock up front (``BEGIN IMMEDIATE``) and wait fo
 use WAL snapshots and never block writers. A connection is opened per process and per thread.
 """
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -64,13 +65,15 @@ class SQLiteProvider(Provider):
         self.timeout = timeout
         self._local = threading.local()
         self._closed = False
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         if self.path != ":memory:":
             try:
                 Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise IndexUnavailableError(f"cannot create the directory of {self.path!r}: {exc}") from exc
+                raise IndexUnavailableError(
+                    f"cannot create the directory of {self.path!r}: {exc}"
+                ) from exc
         self._connection()  # open now so a bad path fails here, and migrate
 
     def __repr__(self) -> str:
@@ -80,12 +83,16 @@ class SQLiteProvider(Provider):
     def schema_version(self) -> int:
         """The highest migration applied to this file."""
         with _translated(self.path):
-            row = self._connection().execute("SELECT MAX(version) FROM atdata_migrations").fetchone()
+            row = (
+                self._connection().execute("SELECT MAX(version) FROM atdata_migrations").fetchone()
+            )
         return int(row[0] or 0)
 
     # -- Provider ----------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        if getattr(self._local, "depth", 0):
+            raise AtdataIndexError(f"{self!r}: transactions do not nest; finish the open one first")
         with self._begin("IMMEDIATE") as conn:
             yield _SQLiteTransaction(conn, self.path)
 
@@ -94,7 +101,12 @@ class SQLiteProvider(Provider):
             return _SQLiteTransaction(conn, self.path).get(kind, key)
 
     def scan(
-        self, kind: str, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+        self,
+        kind: str,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, Record]]:
         with self._begin("DEFERRED") as conn:
             return _SQLiteTransaction(conn, self.path).scan(
@@ -104,11 +116,10 @@ class SQLiteProvider(Provider):
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for conn in self._connections:
-                try:
-                    conn.close()
-                except sqlite3.Error:  # pragma: no cover - closing is best effort
-                    pass
+            for pid, conn in self._connections:
+                if pid == os.getpid():  # never touch a connection inherited across fork()
+                    with contextlib.suppress(sqlite3.Error):  # closing is best effort
+                        conn.close()
             self._connections.clear()
 
     # -- internals ---------------------------------------------------------------------------
@@ -123,10 +134,8 @@ class SQLiteProvider(Provider):
         try:
             yield conn
         except BaseException:
-            try:
+            with contextlib.suppress(sqlite3.Error):  # the original error matters more
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:  # pragma: no cover - the original error matters more
-                pass
             raise
         else:
             with _translated(self.path):
@@ -159,7 +168,7 @@ class SQLiteProvider(Provider):
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._lock:
-            self._connections.append(conn)
+            self._connections.append((os.getpid(), conn))
         return conn
 
 
@@ -177,7 +186,12 @@ class _SQLiteTransaction(Transaction):
         return None if row is None else _loads(row[0], kind, key)
 
     def scan(
-        self, kind: str, prefix: str = "", *, start_after: str | None = None, limit: int | None = None
+        self,
+        kind: str,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, Record]]:
         sql = "SELECT key, value FROM atdata_records WHERE kind = ?"
         args: list[Any] = [check_kind(kind)]
@@ -272,7 +286,8 @@ def _migrate(conn: sqlite3.Connection, where: str) -> None:
             for statement in statements:
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO atdata_migrations (version, applied_at) VALUES (?, ?)", (version, _now())
+                "INSERT INTO atdata_migrations (version, applied_at) VALUES (?, ?)",
+                (version, _now()),
             )
     except BaseException:
         conn.execute("ROLLBACK")
@@ -293,7 +308,9 @@ def _prefix_end(prefix: str) -> str | None:
 
 def _dumps(record: Record, kind: str, key: str) -> str:
     if not isinstance(record, dict):
-        raise AtdataIndexError(f"{kind} {key!r}: a record must be a dict, got {type(record).__name__}")
+        raise AtdataIndexError(
+            f"{kind} {key!r}: a record must be a dict, got {type(record).__name__}"
+        )
     try:
         return json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:

@@ -1,0 +1,261 @@
+"""Dataset versions in one repository: reserve, commit, read, remove and clean up.
+
+Record kinds used here (keys in parentheses):
+
+* ``dataset`` (``name#0000000007``): one immutable :class:`DatasetEntry` per version;
+* ``head`` (``name``): ``{"next": int, "latest": int | None}``; ``next`` only grows, so a
+  version number is never reused, even after removal;
+* ``pending`` (``name#0000000007``): a version reserved for shards being written into the store;
+  removed when its entry commits or the write is abandoned;
+* ``trash`` (``name#0000000007``): a removed version whose stored shards are still to be deleted.
+
+Removal first deletes the entry (and records the trash) in one transaction, then deletes the
+shards, then the trash record; a crash in between leaves trash that :func:`collect_garbage`
+finishes, so no entry ever points at deleted shards and no shards outlive their entry for long.
+"""
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..errors import AtdataIndexError, ConflictError, NotFoundError, StoreError
+from ..schema import Schema
+from ..stores.base import ShardRecord
+from .cid import dataset_cid
+from .providers.base import Record, Transaction
+from .records import DatasetEntry, LabelRecord, SchemaResolver
+from .refs import dataset_key, name_prefix
+from .repository import Repository
+from .schemas import now, publish_schema_tx
+
+__all__ = [
+    "collect_garbage",
+    "commit_entry",
+    "get_entry",
+    "iter_entries",
+    "iter_latest",
+    "release_version",
+    "remove_version",
+    "reserve_version",
+]
+
+
+def reserve_version(repo: Repository, name: str) -> int:
+    """Allocate the next version of ``name`` and mark it pending (its shards are being written)."""
+    with repo.provider.transaction() as tx:
+        version = _allocate(tx, name)
+        tx.put(
+            "pending",
+            dataset_key(name, version),
+            {
+                "name": name,
+                "version": version,
+                "created_at": now(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+    return version
+
+
+def release_version(repo: Repository, name: str, version: int) -> None:
+    """Abandon a reserved version: delete whatever its write left in the store, then the mark.
+
+    Best effort: if the store cannot delete now, the pending mark stays for
+    :func:`collect_garbage`.
+    """
+    if repo.store is not None:
+        try:
+            repo.store.delete_version(name, version)
+        except StoreError:
+            return
+    with contextlib.suppress(AtdataIndexError), repo.provider.transaction() as tx:
+        tx.delete("pending", dataset_key(name, version))
+
+
+def commit_entry(
+    repo: Repository,
+    *,
+    name: str,
+    version: int | None,
+    schema: Schema | None,
+    shards: Sequence[ShardRecord],
+    stored: bool,
+    description: str | None,
+    metadata: Mapping[str, Any] | None,
+    tags: Sequence[str],
+    license: str | None,
+    resolver: SchemaResolver | None,
+) -> DatasetEntry:
+    """Record a dataset version, its schema and its head in one transaction.
+
+    ``version`` None allocates the next version inside the same transaction (for shards that
+    are not written into the store); otherwise it is a version from :func:`reserve_version`.
+    """
+    with repo.provider.transaction() as tx:
+        schema_ref = publish_schema_tx(tx, schema, repo=repo.name).ref if schema else None
+        if version is None:
+            version = _allocate(tx, name)
+        entry = DatasetEntry(
+            name=name,
+            version=version,
+            cid=dataset_cid(schema_ref, shards),
+            schema_ref=schema_ref,
+            shards=tuple(shards),
+            count=sum(s.count for s in shards),
+            created_at=now(),
+            metadata=dict(metadata or {}),
+            description=description,
+            tags=tuple(tags),
+            license=license,
+            stored=stored,
+            repo=repo.name,
+            _resolve_schema=resolver,
+        )
+        key = dataset_key(name, version)
+        tx.create("dataset", key, entry.to_record())
+        head = _head(tx, name)
+        head["latest"] = max(head.get("latest") or 0, version)
+        tx.put("head", name, head)
+        tx.delete("pending", key)
+    return entry
+
+
+def get_entry(
+    repo: Repository, name: str, version: int | None, resolver: SchemaResolver | None
+) -> DatasetEntry | None:
+    """One version of ``name`` (None: the latest), or None if there is none."""
+    for _ in range(3):  # the latest may be removed between reading the head and the entry
+        wanted = version
+        if wanted is None:
+            head = repo.provider.get("head", name)
+            wanted = None if head is None else head.get("latest")
+            if wanted is None:
+                return None
+        record = repo.provider.get("dataset", dataset_key(name, wanted))
+        if record is not None:
+            return DatasetEntry.from_record(record, repo=repo.name, resolver=resolver)
+        if version is not None:
+            return None
+    return None
+
+
+def iter_entries(
+    repo: Repository, prefix: str, resolver: SchemaResolver | None
+) -> Iterator[DatasetEntry]:
+    """Every dataset version whose key starts with ``prefix``, by name then version, lazily."""
+    for _, record in repo.provider.iter_scan("dataset", prefix):
+        yield DatasetEntry.from_record(record, repo=repo.name, resolver=resolver)
+
+
+def iter_latest(repo: Repository, resolver: SchemaResolver | None) -> Iterator[DatasetEntry]:
+    """The newest version of every dataset, by name, lazily."""
+    held: DatasetEntry | None = None
+    for entry in iter_entries(repo, "", resolver):
+        if held is not None and held.name != entry.name:
+            yield held
+        held = entry
+    if held is not None:
+        yield held
+
+
+def remove_version(
+    repo: Repository, name: str, version: int, *, force: bool, resolver: SchemaResolver | None
+) -> DatasetEntry:
+    """Remove one version (and with ``force``, the labels naming it); then delete its shards."""
+    key = dataset_key(name, version)
+    with repo.provider.transaction() as tx:
+        record = tx.get("dataset", key)
+        if record is None:
+            raise NotFoundError(f"no dataset {name}@{version} in repository {repo.name!r}")
+        entry = DatasetEntry.from_record(record, repo=repo.name, resolver=resolver)
+        labels = [
+            lab
+            for lab in (LabelRecord.from_record(r, repo=repo.name) for _, r in tx.scan("label"))
+            if lab.dataset == name and lab.version == version
+        ]
+        if labels and not force:
+            names = ", ".join(repr(lab.name) for lab in labels)
+            raise ConflictError(
+                f"{name}@{version} is named by label(s) {names}; move or remove them first, or "
+                "pass force=True to remove them too"
+            )
+        for lab in labels:
+            tx.delete("label", lab.name)
+        tx.delete("dataset", key)
+        head = _head(tx, name)
+        if head.get("latest") == version:
+            remaining = tx.scan("dataset", name_prefix(name))
+            head["latest"] = remaining[-1][1]["version"] if remaining else None
+        tx.put("head", name, head)
+        if entry.stored:
+            tx.put("trash", key, {"name": name, "version": version, "created_at": now()})
+    if entry.stored:
+        _purge(repo, name, version, "trash")
+    return entry
+
+
+def collect_garbage(repo: Repository, *, pending_age: timedelta) -> list[str]:
+    """Delete shards of removed versions, and of writes abandoned for longer than
+    ``pending_age`` (or whose writer process on this host is gone). Returns what was cleaned."""
+    cleaned: list[str] = []
+    for _, record in list(repo.provider.iter_scan("trash")):
+        if _purge(repo, record["name"], record["version"], "trash"):
+            cleaned.append(f"{record['name']}@{record['version']}")
+    for _, record in list(repo.provider.iter_scan("pending")):
+        if _is_stale(record, pending_age) and _purge(
+            repo, record["name"], record["version"], "pending"
+        ):
+            cleaned.append(f"{record['name']}@{record['version']}")
+    return cleaned
+
+
+# -- internals --------------------------------------------------------------------------------
+def _head(tx: Transaction, name: str) -> Record:
+    head = tx.get("head", name)
+    return dict(head) if head is not None else {"next": 1, "latest": None}
+
+
+def _allocate(tx: Transaction, name: str) -> int:
+    head = _head(tx, name)
+    version = int(head["next"])
+    head["next"] = version + 1
+    tx.put("head", name, head)
+    return version
+
+
+def _purge(repo: Repository, name: str, version: int, kind: str) -> bool:
+    """Delete a version's stored shards, then its ``kind`` mark; False if the store failed."""
+    if repo.store is None:
+        return False
+    try:
+        repo.store.delete_version(name, version)
+    except StoreError:
+        return False
+    with repo.provider.transaction() as tx:
+        tx.delete(kind, dataset_key(name, version))
+    return True
+
+
+def _is_stale(record: Record, max_age: timedelta) -> bool:
+    pid = record.get("pid")
+    if record.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        return True
+    try:
+        created = datetime.fromisoformat(str(record["created_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return True
+    return datetime.now(UTC) - created > max_age
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

@@ -1,0 +1,546 @@
+"""The :class:`Index` facade: datasets, schemas, labels and lenses across repositories.
+
+The facade holds the logic (versions, CIDs, schema bumps, routing names to repositories); each
+repository's provider only stores records and each store only holds bytes. Short names are
+looked up in the repositories in order (the first one is the default, where writes go);
+``atdata://<repo>/<kind>/<name>`` references go straight to their repository.
+"""
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConflictError, NotFoundError
+from ..sample import DictSample
+from ..schema import Schema
+from ..shards.writer import ShardWriter
+from ..stores.base import (
+    Checksum,
+    DataStore,
+    ShardProblem,
+    ShardRecord,
+    validate_dataset_name,
+    verify_shards,
+)
+from . import datasets as ds_ops
+from . import labels as label_ops
+from . import lenses as lens_ops
+from .ingest import copy_shard, inspect_shard, normalize_url
+from .providers.base import Provider
+from .providers.sqlite import SQLiteProvider
+from .records import DatasetEntry, LabelRecord, LensRecord, SchemaRecord
+from .refs import name_prefix, parse_ref
+from .repository import Repository, atdata_home
+from .schemas import classify_change, publish_schema_tx, schema_versions_tx
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+
+__all__ = ["Index"]
+
+SchemaSpec = type | Schema | str
+
+
+class Index:
+    """Datasets, schemas, labels and lenses, kept in one or more repositories.
+
+    ``Index()`` is SQLite at ``$ATDATA_HOME/index.db`` with shards under ``$ATDATA_HOME/data``
+    (``ATDATA_HOME`` defaults to ``~/.atdata``). ``Index(provider, store)`` uses your own pair
+    as the repository ``local`` (a missing half gets its default); ``Index(repositories=[...])``
+    holds several, the first being the default.
+    """
+
+    def __init__(
+        self,
+        provider: Provider | None = None,
+        store: DataStore | None = None,
+        *,
+        repositories: Sequence[Repository] | None = None,
+        home: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if repositories is not None:
+            if provider is not None or store is not None:
+                raise ValueError("pass either repositories=[...] or provider/store, not both")
+            repos = list(repositories)
+            if not repos:
+                raise ValueError("an Index needs at least one repository")
+        else:
+            root = os.fspath(home) if home is not None else str(atdata_home())
+            if provider is None:
+                provider = SQLiteProvider(os.path.join(os.path.expanduser(root), "index.db"))
+            if store is None:
+                from ..stores.disk import LocalDiskStore
+
+                store = LocalDiskStore(os.path.join(os.path.expanduser(root), "data"))
+            repos = [Repository("local", provider, store)]
+        names = [r.name for r in repos]
+        if len(set(names)) != len(names):
+            raise ValueError(f"repository names must be unique, got {names}")
+        self._repos: dict[str, Repository] = {r.name: r for r in repos}
+        self._default = repos[0]
+        self._types: dict[str, type] = {}
+
+    def __repr__(self) -> str:
+        return f"Index(repositories={list(self._repos)})"
+
+    # -- repositories ----------------------------------------------------------------------------
+    @property
+    def repositories(self) -> list[Repository]:
+        return list(self._repos.values())
+
+    def repository(self, name: str | None = None) -> Repository:
+        """The repository called ``name`` (None: the default one)."""
+        if name is None:
+            return self._default
+        try:
+            return self._repos[name]
+        except KeyError:
+            raise NotFoundError(
+                f"no repository {name!r} in this index (have {', '.join(self._repos)})"
+            ) from None
+
+    def close(self) -> None:
+        for repo in self._repos.values():
+            repo.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- datasets: writing -----------------------------------------------------------------------
+    def write(
+        self,
+        samples: Iterable[Any],
+        name: str,
+        *,
+        maxcount: int = 10_000,
+        maxsize: int | None = None,
+        key_field: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        license: str | None = None,
+        repo: str | None = None,
+    ) -> DatasetEntry:
+        """Write ``samples`` as a new version of ``name``, straight into the repository's store.
+
+        Samples are serialized once, into shards in the store, with checksums, counts and
+        offset indexes; the schema of their type is published with the entry, in the same
+        transaction. On any failure nothing is recorded and the written shards are deleted.
+        """
+        validate_dataset_name(name)
+        _check_annotations(metadata, tags)
+        target = self.repository(repo)
+        store = _store_of(target)
+        iterator = iter(samples)
+        try:
+            first = next(iterator)
+        except StopIteration:
+            raise ValueError(f"no samples to write to {name!r}") from None
+        schema = _schema_of(type(first))
+        version = ds_ops.reserve_version(target, name)
+        try:
+            writer: ShardWriter[Any] = ShardWriter(
+                store.shard_pattern(name, version),
+                maxcount=maxcount,
+                maxsize=maxsize,
+                key_field=key_field,
+                sink_factory=store.open_sink,
+            )
+            with writer:
+                writer.write(first)
+                writer.write_all(iterator)
+            shards = [
+                ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size)
+                for info in writer.shards
+            ]
+            return ds_ops.commit_entry(
+                target,
+                name=name,
+                version=version,
+                schema=schema,
+                shards=shards,
+                stored=True,
+                description=description,
+                metadata=metadata,
+                tags=tags,
+                license=license,
+                resolver=self.get_schema_type,
+            )
+        except BaseException:
+            ds_ops.release_version(target, name, version)
+            raise
+
+    def insert(
+        self,
+        source: Any,
+        name: str,
+        *,
+        copy: bool = False,
+        sample_type: type | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        license: str | None = None,
+        repo: str | None = None,
+    ) -> DatasetEntry:
+        """Register existing shards as a new version of ``name``.
+
+        ``source`` is an :class:`atdata.Dataset` or what one accepts (path, URL, brace pattern,
+        glob, list). Every shard is hashed and counted. With ``copy=True`` the shards are copied
+        into the store (and deleted with the entry); otherwise the entry points at them where
+        they are (and removing it never deletes them).
+        """
+        validate_dataset_name(name)
+        _check_annotations(metadata, tags)
+        target = self.repository(repo)
+        urls, found_type = _urls_and_type(source)
+        schema = _schema_of(sample_type or found_type)
+        common: dict[str, Any] = {
+            "name": name,
+            "schema": schema,
+            "description": description,
+            "metadata": metadata,
+            "tags": tags,
+            "license": license,
+            "resolver": self.get_schema_type,
+        }
+        if not copy:
+            if target.store is not None:
+                owned = [u for u in urls if target.store.owns(u)]
+                if owned:
+                    raise ConflictError(
+                        f"{owned[0]!r} belongs to another entry's shards in the store of "
+                        f"repository {target.name!r}; insert with copy=True, or label that entry"
+                    )
+            shards = [inspect_shard(u) for u in urls]
+            return ds_ops.commit_entry(target, version=None, shards=shards, stored=False, **common)
+        store = _store_of(target)
+        version = ds_ops.reserve_version(target, name)
+        try:
+            pattern = store.shard_pattern(name, version)
+            shards = [copy_shard(u, pattern % i, store.open_sink) for i, u in enumerate(urls)]
+            return ds_ops.commit_entry(
+                target, version=version, shards=shards, stored=True, **common
+            )
+        except BaseException:
+            ds_ops.release_version(target, name, version)
+            raise
+
+    # -- datasets: reading -----------------------------------------------------------------------
+    def get(self, ref: str) -> DatasetEntry:
+        """The dataset version named by ``"name"``, ``"name@3"``, ``"name@latest"`` or
+        ``"atdata://<repo>/dataset/name@3"`` (no version: the latest)."""
+        parsed = parse_ref(ref, "dataset")
+        for repo in self._repos_for(parsed.repo):
+            entry = ds_ops.get_entry(
+                repo, parsed.name, parsed.dataset_version, self.get_schema_type
+            )
+            if entry is not None:
+                return entry
+        raise NotFoundError(f"no dataset {ref!r} in {self._where(parsed.repo)}")
+
+    @property
+    def datasets(self) -> Iterator[DatasetEntry]:
+        """The latest version of every dataset, by repository then name, read lazily."""
+        return chain.from_iterable(
+            ds_ops.iter_latest(r, self.get_schema_type) for r in self._repos.values()
+        )
+
+    def list_datasets(self) -> list[DatasetEntry]:
+        return list(self.datasets)
+
+    def history(self, name: str, *, repo: str | None = None) -> list[DatasetEntry]:
+        """Every version of ``name``, oldest first (from the first repository that has it)."""
+        parsed = parse_ref(name, "dataset")
+        if parsed.version is not None:
+            raise ValueError(f"history() takes a dataset name without a version, got {name!r}")
+        for r in self._repos_for(parsed.repo or repo):
+            found = list(ds_ops.iter_entries(r, name_prefix(parsed.name), self.get_schema_type))
+            if found:
+                return found
+        raise NotFoundError(f"no dataset {name!r} in {self._where(parsed.repo or repo)}")
+
+    def load(self, ref: "str | DatasetEntry", sample_type: type | None = None) -> "Dataset[Any]":
+        """An :class:`atdata.Dataset` of a dataset version (a reference or an entry); without
+        ``sample_type``, samples have the type rebuilt from the recorded schema."""
+        entry = ref if isinstance(ref, DatasetEntry) else self.get(ref)
+        if sample_type is None and entry.schema_ref is not None:
+            sample_type = self.get_schema_type(entry.schema_ref)
+        return entry.load(sample_type)
+
+    def verify(self, ref: str) -> list[ShardProblem]:
+        """Re-hash a dataset version's shards; the mismatches (empty when all is well)."""
+        entry = self.get(ref)
+        store = self._repos[entry.repo].store
+        return store.verify(entry.shards) if store is not None else verify_shards(entry.shards)
+
+    # -- datasets: removing ----------------------------------------------------------------------
+    def remove(
+        self, ref: str, *, all_versions: bool = False, force: bool = False
+    ) -> list[DatasetEntry]:
+        """Remove a dataset version (no version: the latest; ``all_versions``: every one).
+
+        The entry goes first, then its stored shards (shards registered with ``copy=False`` are
+        never deleted). A labelled version is refused unless ``force=True``, which removes its
+        labels too. Returns the removed entries.
+        """
+        parsed = parse_ref(ref, "dataset")
+        if all_versions:
+            if parsed.version is not None:
+                raise ValueError(f"all_versions=True takes a name without a version, got {ref!r}")
+            targets = self.history(ref)
+        else:
+            targets = [self.get(ref)]
+        return [
+            ds_ops.remove_version(
+                self._repos[e.repo], e.name, e.version, force=force, resolver=self.get_schema_type
+            )
+            for e in targets
+        ]
+
+    def gc(self, *, pending_age: timedelta = timedelta(hours=24)) -> list[str]:
+        """Finish interrupted removals and delete shards of abandoned writes; what was cleaned."""
+        cleaned: list[str] = []
+        for repo in self._repos.values():
+            cleaned += [
+                f"{repo.name}:{k}" for k in ds_ops.collect_garbage(repo, pending_age=pending_age)
+            ]
+        return cleaned
+
+    # -- schemas -----------------------------------------------------------------------------------
+    def publish_schema(
+        self, sample_type: type | Schema, *, version: str | None = None, repo: str | None = None
+    ) -> str:
+        """Store the schema of ``sample_type``; returns its reference
+        (``atdata://local/schema/Name@1.0.0``). An unchanged schema keeps its version; see
+        :mod:`atdata.index.schemas` for the bump rule."""
+        schema = _schema_of(sample_type)
+        if schema is None:
+            raise ValueError("DictSample and dict have no schema to publish")
+        target = self.repository(repo)
+        with target.provider.transaction() as tx:
+            return publish_schema_tx(tx, schema, repo=target.name, version=version).ref
+
+    def get_schema(self, ref: str) -> SchemaRecord:
+        """The schema record named by ``"Name"``, ``"Name@1.0.0"`` or a full reference."""
+        parsed = parse_ref(ref, "schema")
+        for repo in self._repos_for(parsed.repo):
+            versions = schema_versions_tx(repo.provider, parsed.name, repo.name)
+            for rec in reversed(versions):
+                if parsed.version is None or rec.version == parsed.version:
+                    return rec
+        raise NotFoundError(f"no schema {ref!r} in {self._where(parsed.repo)}")
+
+    def get_schema_type(self, ref: str) -> type:
+        """A working sample type rebuilt from a stored schema (no code generated or imported).
+
+        The same reference always gives the same class object in one Index.
+        """
+        record = self.get_schema(ref)
+        cached = self._types.get(record.ref)
+        if cached is None:
+            cached = self._types.setdefault(record.ref, record.schema.to_sample_type())
+        return cached
+
+    @property
+    def schemas(self) -> Iterator[SchemaRecord]:
+        """Every version of every schema, by repository then name, read lazily."""
+        return chain.from_iterable(
+            (
+                SchemaRecord.from_record(rec, repo=r.name)
+                for _, rec in r.provider.iter_scan("schema")
+            )
+            for r in self._repos.values()
+        )
+
+    def list_schemas(self) -> list[SchemaRecord]:
+        return list(self.schemas)
+
+    # -- labels ------------------------------------------------------------------------------------
+    def label(
+        self, label: str, target: str, *, description: str | None = None, replace: bool = False
+    ) -> LabelRecord:
+        """Make ``label`` name the dataset version ``target`` (no version: the current latest).
+
+        Moving an existing label to a different version needs ``replace=True``.
+        """
+        entry = self.get(target)
+        parsed = parse_ref(target, "dataset")
+        return label_ops.set_label(
+            self._repos[entry.repo],
+            label,
+            entry.name,
+            parsed.dataset_version or entry.version,
+            description=description,
+            replace=replace,
+        )
+
+    def get_label(self, label: str) -> LabelRecord:
+        """The label record; ``index.get(record.target)`` is the dataset version it names."""
+        parsed = parse_ref(label, "label")
+        for repo in self._repos_for(parsed.repo):
+            found = label_ops.get_label(repo, parsed.name)
+            if found is not None:
+                return found
+        raise NotFoundError(f"no label {label!r} in {self._where(parsed.repo)}")
+
+    @property
+    def labels(self) -> Iterator[LabelRecord]:
+        return chain.from_iterable(label_ops.iter_labels(r) for r in self._repos.values())
+
+    def list_labels(self) -> list[LabelRecord]:
+        return list(self.labels)
+
+    def remove_label(self, label: str) -> LabelRecord:
+        found = self.get_label(label)
+        label_ops.remove_label(self._repos[found.repo], found.name)
+        return found
+
+    # -- lenses ------------------------------------------------------------------------------------
+    def publish_lens(
+        self,
+        lens: Any,
+        *,
+        name: str | None = None,
+        source: SchemaSpec | None = None,
+        target: SchemaSpec | None = None,
+        putter: Callable[..., Any] | str | None = None,
+        description: str | None = None,
+        replace: bool = False,
+        repo: str | None = None,
+    ) -> LensRecord:
+        """Record a lens by reference: an :class:`atdata.Lens`, or a getter function (or
+        ``"module:qualname"``) with ``source`` and ``target`` types, schemas or schema refs.
+
+        The schemas of source and target types are published in the same transaction.
+        """
+        getter: Any = lens
+        if hasattr(lens, "source") and hasattr(lens, "view") and hasattr(lens, "_get"):
+            getter = lens._get
+            putter = putter if putter is not None else getattr(lens, "_put", None)
+            source = source if source is not None else lens.source
+            target = target if target is not None else lens.view
+            name = name or getattr(lens, "name", None)
+        if source is None or target is None:
+            raise ValueError("publish_lens needs source= and target= (types or schema refs)")
+        if name is None:
+            name = getattr(getter, "__name__", None) or str(getter).rpartition(":")[2]
+        return lens_ops.publish_lens(
+            self.repository(repo),
+            name=name,
+            source=source,
+            target=target,
+            getter=getter,
+            putter=putter,
+            description=description,
+            replace=replace,
+        )
+
+    def get_lens(self, name: str) -> LensRecord:
+        parsed = parse_ref(name, "lens")
+        for repo in self._repos_for(parsed.repo):
+            record = repo.provider.get("lens", parsed.name)
+            if record is not None:
+                return LensRecord.from_record(record, repo=repo.name)
+        raise NotFoundError(f"no lens {name!r} in {self._where(parsed.repo)}")
+
+    @property
+    def lenses(self) -> Iterator[LensRecord]:
+        return chain.from_iterable(lens_ops.iter_lenses(r) for r in self._repos.values())
+
+    def list_lenses(self) -> list[LensRecord]:
+        return list(self.lenses)
+
+    def find_lenses(
+        self, source: SchemaSpec | None = None, view: SchemaSpec | None = None
+    ) -> list[LensRecord]:
+        """Recorded lenses from ``source`` to ``view``; each is a type (matching any stored
+        version with the same fields), ``"Name"`` (any version), ``"Name@1.0.0"`` or None (any).
+        """
+        match_source = self._schema_matcher(source)
+        match_view = self._schema_matcher(view)
+        return [
+            rec
+            for rec in self.lenses
+            if match_source(rec.repo, rec.source_schema) and match_view(rec.repo, rec.target_schema)
+        ]
+
+    def remove_lens(self, name: str) -> LensRecord:
+        found = self.get_lens(name)
+        with self._repos[found.repo].provider.transaction() as tx:
+            tx.delete("lens", found.name)
+        return found
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _repos_for(self, name: str | None) -> list[Repository]:
+        return [self.repository(name)] if name is not None else list(self._repos.values())
+
+    def _where(self, repo: str | None) -> str:
+        return f"repository {repo!r}" if repo else f"repositories {', '.join(self._repos)}"
+
+    def _schema_matcher(self, spec: SchemaSpec | None) -> Callable[[str, str], bool]:
+        if spec is None:
+            return lambda _repo, _ref: True
+        if isinstance(spec, str):
+            want = parse_ref(spec, "schema")
+
+            def by_ref(repo: str, ref: str) -> bool:
+                got = parse_ref(ref, "schema")
+                return (
+                    got.name == want.name
+                    and (want.version is None or got.version == want.version)
+                    and (want.repo is None or want.repo == repo)
+                )
+
+            return by_ref
+        schema = spec if isinstance(spec, Schema) else Schema.from_type(spec)
+        matching: set[str] = set()
+        for repo in self._repos.values():
+            for rec in schema_versions_tx(repo.provider, schema.name, repo.name):
+                if classify_change(rec.schema, schema) == "none":
+                    matching.add(rec.ref)
+        return lambda _repo, ref: ref in matching
+
+
+def _store_of(repo: Repository) -> DataStore:
+    if repo.store is None:
+        raise ValueError(
+            f"repository {repo.name!r} has no data store; give it one, or insert(..., copy=False)"
+        )
+    return repo.store
+
+
+def _schema_of(sample_type: type | Schema | None) -> Schema | None:
+    if sample_type is None or sample_type is DictSample or sample_type is dict:
+        return None
+    if isinstance(sample_type, Schema):
+        return sample_type
+    return Schema.from_type(sample_type)
+
+
+def _check_annotations(metadata: Mapping[str, Any] | None, tags: Sequence[str]) -> None:
+    """Refuse bad metadata and tags before any shard is written."""
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise TypeError(f"tags must be a list of strings, got {tags!r}")
+    if metadata is not None:
+        try:
+            json.dumps(dict(metadata), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"metadata must be a JSON-compatible mapping: {exc}") from None
+
+
+def _urls_and_type(source: Any) -> tuple[list[str], type | None]:
+    from ..dataset import Dataset
+
+    if isinstance(source, Dataset):
+        sample_type = source.sample_type
+        return [normalize_url(u) for u in source.urls], sample_type
+    from ..shards.urls import expand_urls
+
+    return [normalize_url(u) for u in expand_urls(source)], None

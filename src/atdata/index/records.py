@@ -1,0 +1,307 @@
+"""Typed views of index records: dataset entries, schemas, labels and lenses.
+
+Each class converts to and from the plain dict a provider stores (``to_record`` /
+``from_record``); providers never see these classes. ``from_record`` raises AtdataIndexError
+naming the record when a stored dict is malformed.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AtdataIndexError
+from ..schema import Schema
+from ..stores.base import ShardRecord
+from .refs import format_ref
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+
+__all__ = ["DatasetEntry", "LabelRecord", "LensRecord", "SchemaRecord"]
+
+SchemaResolver = Callable[[str], type]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One immutable version of a dataset: its shards with checksums, schema and description."""
+
+    name: str
+    version: int
+    cid: str
+    schema_ref: str | None
+    shards: tuple[ShardRecord, ...]
+    count: int
+    created_at: str
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    license: str | None = None
+    #: True when the repository's store holds the shards (they are deleted with the entry).
+    stored: bool = False
+    repo: str = "local"
+    _resolve_schema: SchemaResolver | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def urls(self) -> list[str]:
+        """The shard URLs, in order."""
+        return [s.url for s in self.shards]
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def uri(self) -> str:
+        """``atdata://<repo>/dataset/<name>@<version>``."""
+        return format_ref(self.repo, "dataset", self.name, self.version)
+
+    @property
+    def size(self) -> int:
+        """Total bytes of all shards."""
+        return sum(s.size for s in self.shards)
+
+    def load(self, sample_type: type | None = None) -> "Dataset[Any]":
+        """An :class:`atdata.Dataset` over the shards.
+
+        Without ``sample_type`` the samples are of the type rebuilt from the recorded schema
+        (no user class needed), or :class:`~atdata.DictSample` when the entry has no schema.
+        """
+        from ..dataset import Dataset
+
+        if sample_type is None and self.schema_ref is not None and self._resolve_schema:
+            sample_type = self._resolve_schema(self.schema_ref)
+        return Dataset(self.urls, sample_type)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "cid": self.cid,
+            "schema_ref": self.schema_ref,
+            "shards": [s.to_dict() for s in self.shards],
+            "count": self.count,
+            "created_at": self.created_at,
+            "metadata": dict(self.metadata),
+            "description": self.description,
+            "tags": list(self.tags),
+            "license": self.license,
+            "stored": self.stored,
+        }
+
+    @classmethod
+    def from_record(
+        cls, record: Mapping[str, Any], *, repo: str, resolver: SchemaResolver | None = None
+    ) -> "DatasetEntry":
+        try:
+            return cls(
+                name=_str(record, "name"),
+                version=_int(record, "version"),
+                cid=_str(record, "cid"),
+                schema_ref=_opt_str(record, "schema_ref"),
+                shards=tuple(ShardRecord.from_dict(s) for s in record["shards"]),
+                count=_int(record, "count"),
+                created_at=_str(record, "created_at"),
+                metadata=dict(record.get("metadata") or {}),
+                description=_opt_str(record, "description"),
+                tags=tuple(str(t) for t in record.get("tags") or ()),
+                license=_opt_str(record, "license"),
+                stored=bool(record.get("stored", False)),
+                repo=repo,
+                _resolve_schema=resolver,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("dataset", record, exc) from exc
+
+
+@dataclass(frozen=True)
+class SchemaRecord:
+    """A stored, versioned schema: ``atdata://<repo>/schema/<Name>@<version>``."""
+
+    name: str
+    version: str
+    cid: str
+    schema: Schema
+    created_at: str
+    repo: str = "local"
+
+    @property
+    def ref(self) -> str:
+        return format_ref(self.repo, "schema", self.name, self.version)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "cid": self.cid,
+            "schema": self.schema.to_dict(),
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "SchemaRecord":
+        try:
+            schema = Schema.from_dict(record["schema"])
+            return cls(
+                name=_str(record, "name"),
+                version=_str(record, "version"),
+                cid=_str(record, "cid"),
+                schema=schema,
+                created_at=_str(record, "created_at"),
+                repo=repo,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("schema", record, exc) from exc
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """A label naming one dataset version (``production`` -> ``mnist@3``)."""
+
+    name: str
+    dataset: str
+    version: int
+    created_at: str
+    description: str | None = None
+    repo: str = "local"
+
+    @property
+    def target(self) -> str:
+        return f"{self.dataset}@{self.version}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "version": self.version,
+            "created_at": self.created_at,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LabelRecord":
+        try:
+            return cls(
+                name=_str(record, "name"),
+                dataset=_str(record, "dataset"),
+                version=_int(record, "version"),
+                created_at=_str(record, "created_at"),
+                description=_opt_str(record, "description"),
+                repo=repo,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("label", record, exc) from exc
+
+
+@dataclass(frozen=True)
+class LensRecord:
+    """A lens recorded by reference: schemas it connects and where its installed code lives.
+
+    ``getter`` and ``putter`` are ``"module:qualname"`` strings naming installed code; the
+    index never imports them by itself (see :meth:`resolve_getter`).
+    """
+
+    name: str
+    source_schema: str
+    target_schema: str
+    getter: str
+    putter: str | None
+    created_at: str
+    description: str | None = None
+    repo: str = "local"
+
+    def resolve_getter(self, *, allow_import: bool = False) -> Any:
+        """The object named by ``getter``; see :func:`resolve_code_ref`."""
+        return resolve_code_ref(self.getter, allow_import=allow_import)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source_schema": self.source_schema,
+            "target_schema": self.target_schema,
+            "getter": self.getter,
+            "putter": self.putter,
+            "created_at": self.created_at,
+            "description": self.description,
+        }
+
+    def same_code(self, other: "LensRecord") -> bool:
+        """True when both records connect the same schemas with the same code."""
+        return (self.source_schema, self.target_schema, self.getter, self.putter) == (
+            other.source_schema,
+            other.target_schema,
+            other.getter,
+            other.putter,
+        )
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LensRecord":
+        try:
+            return cls(
+                name=_str(record, "name"),
+                source_schema=_str(record, "source_schema"),
+                target_schema=_str(record, "target_schema"),
+                getter=_str(record, "getter"),
+                putter=_opt_str(record, "putter"),
+                created_at=_str(record, "created_at"),
+                description=_opt_str(record, "description"),
+                repo=repo,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("lens", record, exc) from exc
+
+
+def resolve_code_ref(ref: str, *, allow_import: bool = False) -> Any:
+    """The object at ``"module:qualname"``.
+
+    By default only modules already imported are consulted, so reading a record never runs
+    code; ``allow_import=True`` imports the module (only for records you trust).
+    """
+    import importlib
+    import sys
+
+    module_name, sep, qualname = ref.partition(":")
+    if not sep or not module_name or not qualname:
+        raise AtdataIndexError(f"code reference {ref!r} is not of the form 'module:qualname'")
+    module = sys.modules.get(module_name)
+    if module is None:
+        if not allow_import:
+            raise AtdataIndexError(
+                f"module {module_name!r} of {ref!r} is not imported; import it yourself, or pass "
+                "allow_import=True if you trust this record"
+            )
+        module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AtdataIndexError(f"{ref!r}: {module_name} has no {qualname}") from None
+    return obj
+
+
+def _str(record: Mapping[str, Any], key: str) -> str:
+    value = record[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(record: Mapping[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key!r} must be a string or null, got {type(value).__name__}")
+    return value
+
+
+def _int(record: Mapping[str, Any], key: str) -> int:
+    value = record[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{key!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _malformed(kind: str, record: Mapping[str, Any], exc: Exception) -> AtdataIndexError:
+    name = record.get("name") if isinstance(record, Mapping) else None
+    return AtdataIndexError(f"malformed {kind} record {name!r}: {exc}")

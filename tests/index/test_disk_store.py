@@ -1,0 +1,129 @@
+"""The local disk store: layout, name rules, atomic writes, deletion and verification."""
+
+import os
+from pathlib import Path
+
+import pytest
+from index_helpers import make_samples
+
+from atdata.errors import StoreError
+from atdata.shards.writer import ShardWriter
+from atdata.stores import Checksum, LocalDiskStore, ShardRecord, validate_dataset_name
+
+
+def test_layout_is_root_name_version_basename(tmp_path: Path) -> None:
+    store = LocalDiskStore(tmp_path)
+    root = tmp_path.resolve()
+    assert store.shard_pattern("mnist", 1) == f"{root}/mnist/1/mnist-%06d.tar"
+    assert store.shard_pattern("team/mnist", 12) == f"{root}/team/mnist/12/mnist-%06d.tar"
+
+
+def test_a_percent_sign_in_the_root_is_escaped(tmp_path: Path) -> None:
+    store = LocalDiskStore(tmp_path / "100%")
+    pattern = store.shard_pattern("x", 1)
+    assert pattern % 3 == f"{tmp_path.resolve()}/100%/x/1/x-000003.tar"
+
+
+@pytest.mark.parametrize("name", ["mnist", "team/mnist", "a.b_c-d", "3dshapes", "a/b/c/d", "v2"])
+def test_good_names(name: str) -> None:
+    assert validate_dataset_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "/abs",
+        "../x",
+        "x/..",
+        "x/../y",
+        "a//b",
+        "a/",
+        "Mnist",
+        "sp ace",
+        "x@1",
+        "1",
+        "x/22",
+        ".x",
+        "-x",
+        "a\\b",
+        "a/b/c/d/e",
+        "é",
+        "a\x00b",
+        7,
+        None,
+    ],
+)
+def test_bad_names(name: object) -> None:
+    with pytest.raises(ValueError):
+        validate_dataset_name(name)
+
+
+def test_the_store_refuses_locations_outside_its_root(tmp_path: Path) -> None:
+    store = LocalDiskStore(tmp_path / "store")
+    for outside in (
+        str(tmp_path / "elsewhere.tar"),
+        f"{tmp_path}/store/../x.tar",
+        "s3://bucket/x.tar",
+        str(tmp_path / "store"),
+    ):
+        with pytest.raises(StoreError, match="outside"):
+            store.open_sink(outside)
+        assert not store.owns(outside)
+    assert store.owns(str(tmp_path / "store" / "x" / "1" / "x-000000.tar"))
+    assert store.owns(f"file://{tmp_path}/store/x/1/x-000000.tar")
+
+
+def test_shards_appear_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = LocalDiskStore(tmp_path)
+    writer: ShardWriter[object] = ShardWriter(
+        store.shard_pattern("atomic", 1), maxcount=3, sink_factory=store.open_sink
+    )
+    writer.write_all(make_samples(4))  # the first shard is finished, the second is open
+    directory = tmp_path / "atomic" / "1"
+    visible = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    assert visible == ["atomic-000000.tar", "atomic-000000.tar.idx"]
+    writer.abort()
+    assert sorted(p.name for p in directory.iterdir()) == visible  # no temporary left
+
+
+def test_delete_version_removes_the_version_and_empty_parents(tmp_path: Path) -> None:
+    store = LocalDiskStore(tmp_path)
+    for version in (1, 2):
+        with ShardWriter(
+            store.shard_pattern("team/x", version), sink_factory=store.open_sink
+        ) as writer:
+            writer.write_all(make_samples(2))
+    store.delete_version("team/x", 1)
+    assert sorted(os.listdir(tmp_path / "team" / "x")) == ["2"]
+    store.delete_version("team/x", 1)  # idempotent
+    store.delete_version("team/x", 2)
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(ValueError):
+        store.delete_version("../x", 1)
+    with pytest.raises(ValueError):
+        store.delete_version("x", 0)
+
+
+def test_verify_reports_size_digest_and_missing_shards(tmp_path: Path) -> None:
+    store = LocalDiskStore(tmp_path)
+    with ShardWriter(
+        store.shard_pattern("v", 1), maxcount=2, sink_factory=store.open_sink
+    ) as writer:
+        writer.write_all(make_samples(6))
+    records = [
+        ShardRecord(s.location, Checksum("sha256", s.sha256), s.count, s.size)
+        for s in writer.shards
+    ]
+    assert store.verify(records) == []
+    Path(records[0].url).write_bytes(Path(records[0].url).read_bytes() + b"\0" * 512)
+    raw = bytearray(Path(records[1].url).read_bytes())
+    raw[-1100] ^= 0xFF
+    Path(records[1].url).write_bytes(bytes(raw))
+    os.remove(records[2].url)
+    problems = store.verify(records)
+    assert [(p.url, p.problem.split()[0]) for p in problems] == [
+        (records[0].url, "size"),
+        (records[1].url, "sha256"),
+        (records[2].url, "cannot"),
+    ]
