@@ -38,8 +38,10 @@ def main(out: Path) -> None:
     print(f"{len(ds)} samples; sample 42 has label {ds[42].label} and caption {ds[42].caption!r}")
 
     for batch in ds.shuffled(seed=7, batch_size=128):
-        print(f"first shuffled batch: images {batch.image.shape} {batch.image.dtype}, "
-              f"labels {batch.label[:8]}...")
+        print(
+            f"first shuffled batch: images {batch.image.shape} {batch.image.dtype}, "
+            f"labels {batch.label[:8]}..."
+        )
         break
 
     evens = ds.filter(lambda f: f.label % 2 == 0)

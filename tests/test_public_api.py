@@ -16,7 +16,10 @@ PUBLIC_API = sorted(
         "AuthenticationError",
         "ConflictError",
         "Dataset",
+        "DatasetDict",
+        "DatasetEntry",
         "DictSample",
+        "Index",
         "IndexUnavailableError",
         "IntegrityError",
         "Lens",
@@ -39,6 +42,7 @@ PUBLIC_API = sorted(
         "current_registry",
         "default_registry",
         "lens",
+        "load_dataset",
         "packable",
         "write_samples",
     ]

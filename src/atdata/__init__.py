@@ -25,7 +25,9 @@ from .errors import (
     SourceError,
     StoreError,
 )
+from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
+from .loading import DatasetDict, load_dataset
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.writer import ShardInfo, ShardWriter, write_samples
@@ -40,7 +42,10 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "Dataset",
+    "DatasetDict",
+    "DatasetEntry",
     "DictSample",
+    "Index",
     "IndexUnavailableError",
     "IntegrityError",
     "Lens",
@@ -63,6 +68,7 @@ __all__ = [
     "current_registry",
     "default_registry",
     "lens",
+    "load_dataset",
     "packable",
     "write_samples",
 ]

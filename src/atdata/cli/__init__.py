@@ -1,0 +1,1 @@
+"""The ``atdata`` command line (typer + rich); the app and ``main()`` are in :mod:`.app`."""

@@ -1,0 +1,5 @@
+"""``python -m atdata.cli``: the same as the ``atdata`` script."""
+
+from .app import main
+
+main()

@@ -1,0 +1,170 @@
+"""``atdata ls``, ``rm``, ``version`` and ``diagnose`` on a real SQLite index in a temporary
+``ATDATA_HOME``; ``@handle`` and ``at://`` arguments go to the atmosphere module when it exists."""
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import atdata
+from atdata.cli.app import app
+from atdata.index import Index
+
+runner = CliRunner()
+
+
+class Row(atdata.PackableSample):
+    i: int
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("ATDATA_HOME", str(home))
+    monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+def write(name: str, n: int) -> atdata.ShardInfo | object:
+    with Index() as index:
+        return index.write([Row(i) for i in range(n)], name=name, maxcount=4)
+
+
+def test_ls_of_an_empty_index(home: Path) -> None:
+    result = runner.invoke(app, ["ls"])
+    assert result.exit_code == 0, result.output
+    assert "no datasets" in result.stdout
+    assert json.loads(runner.invoke(app, ["ls", "--json"]).stdout) == []
+
+
+def test_ls_lists_datasets_with_every_version(home: Path) -> None:
+    write("rows", 5)
+    write("rows", 9)
+    write("team/other", 2)
+    with Index() as index:
+        index.label("stable", "rows@1")
+    result = runner.invoke(app, ["ls", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [(d["name"], d["latest"]) for d in data] == [("rows", 2), ("team/other", 1)]
+    versions = data[0]["versions"]
+    assert [(v["version"], v["count"], v["shards"]) for v in versions] == [(1, 5, 2), (2, 9, 3)]
+    assert versions[0]["labels"] == ["stable"]
+    assert versions[1]["schema_ref"] == "atdata://local/schema/Row@1.0.0"
+
+    human = runner.invoke(app, ["ls", "@local"])
+    assert human.exit_code == 0
+    assert "team/other" in human.stdout
+    assert "1 (stable), 2" in human.stdout
+
+
+def test_rm_asks_first_and_deletes_the_stored_shards(home: Path) -> None:
+    first = write("rows", 5)
+    second = write("rows", 6)
+    assert isinstance(first, atdata.index.DatasetEntry)
+    assert isinstance(second, atdata.index.DatasetEntry)
+
+    declined = runner.invoke(app, ["rm", "rows@1"], input="n\n")
+    assert declined.exit_code == 1
+    assert all(os.path.exists(u) for u in first.urls)
+
+    accepted = runner.invoke(app, ["rm", "rows@1"], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "removed rows@1" in accepted.stdout
+    assert not any(os.path.exists(u) for u in first.urls)
+    with Index() as index:
+        assert [e.version for e in index.history("rows")] == [2]
+
+    gone = runner.invoke(app, ["rm", "rows@1", "--yes"])
+    assert gone.exit_code == 1
+    assert "no dataset 'rows@1'" in gone.stderr
+
+
+def test_rm_all_versions_and_labelled_versions(home: Path) -> None:
+    write("rows", 3)
+    write("rows", 4)
+    with Index() as index:
+        index.label("keep", "rows@2")
+    refused = runner.invoke(app, ["rm", "@local/rows", "-y"])
+    assert refused.exit_code == 1
+    assert "--force" in refused.stderr
+    forced = runner.invoke(app, ["rm", "rows", "--all", "--force", "-y"])
+    assert forced.exit_code == 0, forced.output
+    assert "removed rows@1" in forced.stdout and "removed rows@2" in forced.stdout
+    assert json.loads(runner.invoke(app, ["ls", "--json"]).stdout) == []
+    assert not (home / "data" / "rows").exists()
+
+
+def test_rm_of_an_invalid_name_is_a_usage_error(home: Path) -> None:
+    result = runner.invoke(app, ["rm", "../etc", "-y"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["rm", "rows@1", "--all", "-y"])
+    assert result.exit_code == 2
+
+
+def test_version(home: Path) -> None:
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0
+    assert f"atdata {atdata.__version__}" in result.stdout
+    data = json.loads(runner.invoke(app, ["version", "--json"]).stdout)
+    assert data["atdata"] == atdata.__version__
+    assert data["atdata_home"] == str(home)
+
+
+def test_diagnose_checks_the_default_index_and_fails_on_a_bad_url(home: Path) -> None:
+    result = runner.invoke(app, ["diagnose", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["index"]["status"] == "ok"
+    assert str(home / "index.db") in checks["index"]["detail"]
+    assert checks["index.sqlite.journal"]["detail"] == "journal_mode wal"
+
+    human = runner.invoke(app, ["diagnose"])
+    assert human.exit_code == 0
+    assert "index.sqlite.schema" in human.stdout
+
+    bad = runner.invoke(app, ["diagnose", "--index-url", "nosuch://host/db"])
+    assert bad.exit_code == 1
+    assert "fail" in bad.stdout
+
+
+def test_atmosphere_arguments_go_to_the_atmosphere_module(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str, bool]] = []
+    module = types.ModuleType("atdata.cli.atmosphere")
+    module.ls_remote = lambda handle, *, as_json: calls.append(("ls", handle, as_json))  # type: ignore[attr-defined]
+    module.inspect_remote = lambda ref, *, as_json: calls.append(("inspect", ref, as_json))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "atdata.cli.atmosphere", module)
+    assert runner.invoke(app, ["ls", "@alice.example.com", "--json"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["inspect", "at://did:plc:abc/science.alt.dataset.entry/x"]).exit_code
+        == 0
+    )
+    assert runner.invoke(app, ["inspect", "@alice.example.com/mnist"]).exit_code == 0
+    assert calls == [
+        ("ls", "@alice.example.com", True),
+        ("inspect", "at://did:plc:abc/science.alt.dataset.entry/x", False),
+        ("inspect", "@alice.example.com/mnist", False),
+    ]
+    # a module without the function: a clear error, not a traceback
+    no_preview = runner.invoke(app, ["preview", "@alice.example.com/mnist"])
+    assert no_preview.exit_code == 1
+    assert "needs the atmosphere commands" in no_preview.stderr
+
+
+def test_atmosphere_arguments_without_the_atmosphere_module(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "atdata.cli.atmosphere", None)  # import fails: not there
+    for args in (["ls", "@alice.example.com"], ["inspect", "at://did:plc:abc/x/y"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert "needs the atmosphere commands" in result.stderr
+        assert "Traceback" not in result.output

@@ -1,0 +1,46 @@
+"""Every script under ``examples/`` runs to the end and prints what it promises.
+
+Each runs as a subprocess of the test interpreter, with ``ATDATA_HOME`` in a temporary
+directory (so nothing touches ``~/.atdata``). A new example needs a line in ``EXPECTED``.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+#: A line (or part of one) each example must print.
+EXPECTED = {
+    "write_and_read.py": "wrote 1000 samples in 4 shards",
+    "lenses.py": "boiling point in Celsius: 100.0",
+    "index_and_load.py": "loaded sensors/run@1 without a class: Measurement from atdata.rebuilt",
+    "demo.py": "checksums: all shards match",
+}
+
+
+def test_every_example_has_an_expected_line() -> None:
+    found = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert found, f"no examples under {EXAMPLES}"
+    assert sorted(EXPECTED) == found
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
+    env["ATDATA_HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+    assert EXPECTED[name] in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr
