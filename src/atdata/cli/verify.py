@@ -18,7 +18,7 @@ from rich.text import Text
 from ..errors import AtdataError
 from ..shards.reader import load_offsets
 from ..sources import open_source
-from ..stores.base import ShardProblem, ShardRecord, verify_shards
+from ..stores.base import ShardProblem
 from ._samples import expand_shards
 from ._shared import (
     ProgressBar,
@@ -88,18 +88,10 @@ def verify_path_shard(url: str, advance: Callable[[float], None]) -> ShardProble
 def _verify_entry(ref: str, show_progress: bool) -> Outcome:
     with open_index() as index:
         entry = index.get(ref)
-        store = index.repository(entry.repo).store
-
-        def check(shard: ShardRecord) -> list[ShardProblem]:
-            return store.verify([shard]) if store is not None else verify_shards([shard])
-
-        problems: list[ShardProblem] = []
         with ProgressBar(
             f"verifying {entry.ref}", entry.size, unit="bytes", enabled=show_progress
         ) as bar:
-            for shard in entry.shards:
-                problems += check(shard)
-                bar.advance(shard.size)
+            problems = index.verify(entry.ref, on_shard=lambda shard: bar.advance(shard.size))
     return Outcome(entry.ref, len(entry.shards), entry.size, problems)
 
 

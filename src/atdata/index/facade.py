@@ -274,11 +274,21 @@ class Index:
             sample_type = self.get_schema_type(entry.schema_ref)
         return entry.load(sample_type)
 
-    def verify(self, ref: str) -> list[ShardProblem]:
-        """Re-hash a dataset version's shards; the mismatches (empty when all is well)."""
+    def verify(
+        self, ref: str, *, on_shard: "Callable[[ShardRecord], None] | None" = None
+    ) -> list[ShardProblem]:
+        """Re-hash a dataset version's shards; the mismatches (empty when all is well).
+
+        ``on_shard`` is called after each shard is checked (for progress reporting).
+        """
         entry = self.get(ref)
         store = self._repos[entry.repo].store
-        return store.verify(entry.shards) if store is not None else verify_shards(entry.shards)
+        problems: list[ShardProblem] = []
+        for shard in entry.shards:
+            problems += store.verify([shard]) if store is not None else verify_shards([shard])
+            if on_shard is not None:
+                on_shard(shard)
+        return problems
 
     # -- datasets: removing ----------------------------------------------------------------------
     def remove(
