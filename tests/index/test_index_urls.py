@@ -148,3 +148,22 @@ def test_8_processes_opening_the_index_by_url_write_400_entries(
         assert [e.version for e in history] == list(range(1, 401))
         assert index.get("shared").version == 400
         assert {e.cid for e in history} == {history[0].cid}  # same shard, same content id
+
+
+def test_the_index_facade_opens_providers_by_name_and_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, postgres_dsn: str
+) -> None:
+    store = LocalDiskStore(tmp_path / "data")
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    with Index("redis", store, url=f"{redis_url}?prefix={prefix}") as by_name:
+        assert by_name.repository().provider.kind == "redis"
+        by_name.write([{"x": 1}], name="seen-everywhere")
+    with Index(dsn=postgres_dsn, store=store) as by_dsn:
+        assert by_dsn.repository().provider.kind == "postgres"
+    monkeypatch.setenv(INDEX_URL_ENV, f"{redis_url}?prefix={prefix}")
+    with Index(store=store) as from_env:
+        assert from_env.repository().provider.kind == "redis"
+        assert from_env.get("seen-everywhere").count == 1
+    monkeypatch.delenv(INDEX_URL_ENV)
+    with Index(home=tmp_path / "home") as default:
+        assert default.repository().provider.kind == "sqlite"

@@ -31,6 +31,7 @@ from . import lenses as lens_ops
 from .ingest import copy_shard, inspect_shard, normalize_url
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
+from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
 from .records import DatasetEntry, LabelRecord, LensRecord, SchemaRecord
 from .refs import name_prefix, parse_ref
 from .repository import Repository, atdata_home
@@ -48,19 +49,29 @@ class Index:
     """Datasets, schemas, labels and lenses, kept in one or more repositories.
 
     ``Index()`` is SQLite at ``$ATDATA_HOME/index.db`` with shards under ``$ATDATA_HOME/data``
-    (``ATDATA_HOME`` defaults to ``~/.atdata``). ``Index(provider, store)`` uses your own pair
-    as the repository ``local`` (a missing half gets its default); ``Index(repositories=[...])``
-    holds several, the first being the default.
+    (``ATDATA_HOME`` defaults to ``~/.atdata``), unless ``ATDATA_INDEX_URL`` names another
+    provider (``sqlite:///path``, ``redis://...``, ``postgresql://...``).
+    ``Index(provider="redis", url=...)`` / ``Index(provider="postgres", dsn=...)`` pick one by
+    name; ``Index(provider, store)`` uses your own pair as the repository ``local`` (a missing
+    half gets its default); ``Index(repositories=[...])`` holds several, the first the default.
     """
 
     def __init__(
         self,
-        provider: Provider | None = None,
+        provider: Provider | str | None = None,
         store: DataStore | None = None,
         *,
+        url: str | None = None,
+        dsn: str | None = None,
         repositories: Sequence[Repository] | None = None,
         home: str | os.PathLike[str] | None = None,
     ) -> None:
+        if isinstance(provider, str) or url is not None or dsn is not None:
+            provider = open_provider(
+                provider if isinstance(provider, str) else None, url=url, dsn=dsn
+            )
+        elif provider is None and repositories is None and os.environ.get(INDEX_URL_ENV):
+            provider = provider_from_url(os.environ[INDEX_URL_ENV])
         if repositories is not None:
             if provider is not None or store is not None:
                 raise ValueError("pass either repositories=[...] or provider/store, not both")
