@@ -158,10 +158,10 @@ def test_the_index_facade_opens_providers_by_name_and_from_the_environment(
     with Index("redis", store, url=f"{redis_url}?prefix={prefix}") as by_name:
         assert by_name.repository().provider.kind == "redis"
         by_name.write([{"x": 1}], name="seen-everywhere")
-    with Index(dsn=postgres_dsn, store=store) as by_dsn:
+    with Index(dsn=postgres_dsn, data_store=store) as by_dsn:
         assert by_dsn.repository().provider.kind == "postgres"
     monkeypatch.setenv(INDEX_URL_ENV, f"{redis_url}?prefix={prefix}")
-    with Index(store=store) as from_env:
+    with Index(data_store=store) as from_env:
         assert from_env.repository().provider.kind == "redis"
         assert from_env.get("seen-everywhere").count == 1
     monkeypatch.delenv(INDEX_URL_ENV)

@@ -38,6 +38,8 @@ from .repository import Repository, atdata_home
 from .schemas import classify_change, publish_schema_tx, schema_versions_tx
 
 if TYPE_CHECKING:
+    from ..atmosphere import AtmosphereClient, AtmosphereSession, PublishedDataset, StoredRecord
+    from ..atmosphere import LensRecord as AtmosphereLensRecord
     from ..dataset import Dataset
 
 __all__ = ["Index"]
@@ -52,14 +54,14 @@ class Index:
     (``ATDATA_HOME`` defaults to ``~/.atdata``), unless ``ATDATA_INDEX_URL`` names another
     provider (``sqlite:///path``, ``redis://...``, ``postgresql://...``).
     ``Index(provider="redis", url=...)`` / ``Index(provider="postgres", dsn=...)`` pick one by
-    name; ``Index(provider, store)`` uses your own pair as the repository ``local`` (a missing
+    name; ``Index(provider, data_store)`` uses your own pair as the repository ``local`` (a missing
     half gets its default); ``Index(repositories=[...])`` holds several, the first the default.
     """
 
     def __init__(
         self,
         provider: Provider | str | None = None,
-        store: DataStore | None = None,
+        data_store: DataStore | None = None,
         *,
         url: str | None = None,
         dsn: str | None = None,
@@ -73,7 +75,7 @@ class Index:
         elif provider is None and repositories is None and os.environ.get(INDEX_URL_ENV):
             provider = provider_from_url(os.environ[INDEX_URL_ENV])
         if repositories is not None:
-            if provider is not None or store is not None:
+            if provider is not None or data_store is not None:
                 raise ValueError("pass either repositories=[...] or provider/store, not both")
             repos = list(repositories)
             if not repos:
@@ -82,11 +84,11 @@ class Index:
             root = os.fspath(home) if home is not None else str(atdata_home())
             if provider is None:
                 provider = SQLiteProvider(os.path.join(os.path.expanduser(root), "index.db"))
-            if store is None:
+            if data_store is None:
                 from ..stores.disk import LocalDiskStore
 
-                store = LocalDiskStore(os.path.join(os.path.expanduser(root), "data"))
-            repos = [Repository("local", provider, store)]
+                data_store = LocalDiskStore(os.path.join(os.path.expanduser(root), "data"))
+            repos = [Repository("local", provider, data_store)]
         names = [r.name for r in repos]
         if len(set(names)) != len(names):
             raise ValueError(f"repository names must be unique, got {names}")
@@ -497,6 +499,49 @@ class Index:
         with self._repos[found.repo].provider.transaction() as tx:
             tx.delete("lens", found.name)
         return found
+
+    # -- the atmosphere ----------------------------------------------------------------------------
+    def publish(
+        self,
+        name: str,
+        *,
+        to: "AtmosphereSession | AtmosphereClient",
+        **options: Any,
+    ) -> "PublishedDataset":
+        """Publish the dataset version ``name`` (``"mnist"``, ``"mnist@3"``) to the atmosphere:
+        its schema, an entry record and a label ``name``/``version`` in the ATProto repository
+        of ``to`` (a logged-in :class:`~atdata.atmosphere.AtmosphereSession`).
+
+        Anyone can then load it with ``load_dataset("@<handle>/<name>[@<version>]")``. Shards
+        at http(s) or S3 URLs are referenced by URL; others are uploaded as PDS blobs. Running
+        it again writes nothing new. ``options`` are those of
+        :func:`atdata.atmosphere.publish_dataset`: ``storage="auto"|"urls"|"blobs"``,
+        ``split=True`` (cut shards over the PDS blob limit at sample boundaries),
+        ``replace_label=True``, ``label=False``, ``s3_endpoint``, ``s3_region``.
+        Needs ``pip install 'atdata[atmosphere]'``.
+        """
+        from ..atmosphere.publish import publish_dataset
+
+        return publish_dataset(self, name, to=to, **options)
+
+    def publish_lens_to(
+        self,
+        name: str,
+        *,
+        to: "AtmosphereSession | AtmosphereClient",
+        repository: str,
+        commit: str,
+        **options: Any,
+    ) -> "StoredRecord[AtmosphereLensRecord]":
+        """Publish the recorded lens ``name`` to the atmosphere as references to its code in
+        ``repository`` at ``commit`` (never the code itself), with both of its schemas.
+
+        ``options`` are those of :func:`atdata.atmosphere.publish_lens` (``getter_path``,
+        ``putter_path``, ``branch``). An identical lens record already published is reused.
+        """
+        from ..atmosphere.publish import publish_lens
+
+        return publish_lens(self, name, to=to, repository=repository, commit=commit, **options)
 
     # -- internals ---------------------------------------------------------------------------------
     def _repos_for(self, name: str | None) -> list[Repository]:

@@ -120,7 +120,11 @@ class PostgresProvider(Provider):
         self._down = True  # until a first connection succeeds: probe before building the pool
         self._closed = False
         self._orphans: list[Any] = []  # pools inherited across fork: never closed from here
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()  # never leave a pool for the garbage collector to stop from its thread
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresProvider({self.where!r}, schema={self.schema!r})"
