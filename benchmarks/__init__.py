@@ -1,0 +1,1 @@
+"""atdata benchmark suite: ``python -m benchmarks.run`` (see BENCHMARKS.md and run.py)."""

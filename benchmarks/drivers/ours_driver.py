@@ -1,0 +1,97 @@
+"""Our atdata: write with ``atdata.write_samples``, read with ``atdata.Dataset[T]``."""
+
+import time
+
+_t0 = time.perf_counter()
+import atdata  # noqa: E402
+
+_IMPORT_S = time.perf_counter() - _t0
+
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+
+from ..scenarios import Scenario, iter_samples  # noqa: E402
+from .common import (  # noqa: E402
+    batch_ids,
+    brace_url,
+    first_element_id,
+    main,
+    shard_files,
+    shards_bytes,
+    timed_pass,
+)
+
+
+def sample_type(sc: Scenario) -> type:
+    """The scenario's sample type, with dtypes and shapes declared."""
+    kinds: dict[str, Any] = {"int": int, "str": str, "float": float}
+    ann: dict[str, Any] = {}
+    for f in sc.fields:
+        if f.kind in kinds:
+            ann[f.name] = kinds[f.kind]
+        else:
+            ann[f.name] = Annotated[NDArray[np.dtype(f.kind).type], atdata.Shape(*f.shape)]
+    cls = type(f"{sc.id}Sample", (), {"__annotations__": ann, "__module__": __name__})
+    return atdata.packable(cls)
+
+
+def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
+    out = Path(spec["dir"])
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    T = sample_type(sc)
+    gen = [0.0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    infos = atdata.write_samples(
+        iter_samples(sc, spec["n"], T, gen), str(out / spec["pattern"]), maxcount=spec["per_shard"]
+    )
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    files = [str(i.location) for i in infos]
+    digest = hashlib.sha256("".join(i.sha256 for i in infos).encode()).hexdigest()[:16]
+    return {
+        "seconds": total - gen[0],
+        "gen_s": gen[0],
+        "cpu": cpu - gen[0],
+        "items": sum(i.count for i in infos),
+        "bytes": shards_bytes(files),
+        "shards": len(files),
+        "shards_sha256": digest,
+    }
+
+
+def _read(sc: Scenario, spec: dict[str, Any], shuffled: bool, batched: bool) -> dict[str, Any]:
+    T = sample_type(sc)
+    key = sc.id_field
+    size = spec["batch"] if batched else None
+
+    def make() -> Any:
+        ds = atdata.Dataset[T](brace_url(spec))
+        return (
+            ds.shuffled(seed=spec["seed"], batch_size=size)
+            if shuffled
+            else ds.ordered(batch_size=size)
+        )
+
+    if batched:
+        res = timed_pass(make, lambda b: batch_ids(getattr(b, key)), batched=True)
+    else:
+        res = timed_pass(make, lambda s: first_element_id(getattr(s, key)), batched=False)
+    res["bytes"] = shards_bytes(shard_files(spec))
+    return res
+
+
+main(
+    {
+        "write": write,
+        "ordered": lambda sc, spec: _read(sc, spec, shuffled=False, batched=True),
+        "shuffled": lambda sc, spec: _read(sc, spec, shuffled=True, batched=True),
+        "unbatched": lambda sc, spec: _read(sc, spec, shuffled=False, batched=False),
+    },
+    _IMPORT_S,
+)
