@@ -39,3 +39,11 @@ ci:
 # Install/refresh the real test servers (redis, postgres, Node 22 + PDS harness); needs root
 services:
     bash scripts/provision-test-infra.sh
+
+# quick benchmark run (scaled-down B1..B4)
+bench-quick:
+    uv run python -m benchmarks.run --quick
+
+# create the atdata 0.7 comparator environment (Python 3.12)
+bench-setup:
+    uv run python -m benchmarks.venv07
