@@ -6,15 +6,20 @@ a ``map``/``filter`` produced them. Array fields whose shapes or dtypes differ w
 (ragged) become lists of arrays; ``None`` values in an array field become a list too.
 """
 
+import operator
+import sys
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
-from .codec import Codec, decode_array, parse_array_header
+from .codec import SCALAR_TYPES as _SCALAR_KINDS
+from .codec import Codec, check_dtype_shape, decode_array, parse_array_header
 from .errors import SchemaError
+from .schema import FieldType
 
-__all__ = ["SampleBatch", "collate_maps", "collate_samples"]
+__all__ = ["ArrayPool", "Collator", "SampleBatch", "collate_maps", "collate_samples"]
 
 T = TypeVar("T")
 
@@ -77,6 +82,135 @@ class SampleBatch(Generic[T]):
             else:
                 parts.append(f"{name}: list[{len(col)}]")
         return f"SampleBatch[{self._codec.schema.name}]({len(self)}; {', '.join(parts)})"
+
+
+_DICT_ONLY = {dict}
+_SMALL_ROW = 16 << 10  # rows below this are stacked by one join; larger ones copied row by row
+_POOL_MIN_BYTES = 1 << 20
+
+
+class ArrayPool:
+    """Batch arrays reused once nothing outside the pool refers to them any more.
+
+    Writing into freshly allocated memory costs the kernel a page fault and a zero fill per
+    page; reusing a batch array that the training loop has let go of avoids both. An array is
+    only handed out again when ``sys.getrefcount`` shows that the pool holds the sole reference
+    (no batch, view, tensor or memoryview of it is alive anywhere).
+    """
+
+    def __init__(self, slots: int = 4) -> None:
+        self._arrays: list[np.ndarray[Any, Any]] = []
+        self._slots = slots
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        for arr in self._arrays:
+            # references: the pool's list, this loop's variable and getrefcount's argument
+            if arr.shape == shape and arr.dtype == dtype and sys.getrefcount(arr) <= 3:
+                return arr
+        out: np.ndarray[Any, Any] = np.empty(shape, dtype=dtype)
+        if out.nbytes >= _POOL_MIN_BYTES:
+            self._arrays.append(out)
+            if len(self._arrays) > self._slots:
+                del self._arrays[0]
+        return out
+
+
+class Collator(Generic[T]):
+    """Validates and collates a batch of decoded maps column by column (the fast batch path).
+
+    Each column is checked as a whole (the set of value types, one array header per column)
+    instead of value by value. :meth:`collate` returns None when anything does not fit, and the
+    caller then checks the batch's samples one by one to report the culprit.
+    """
+
+    def __init__(self, codec: Codec[T]) -> None:
+        self.codec = codec
+        self._names = frozenset(codec.names)
+        self._columns: list[tuple[str, str, Any]] = []
+        for f in codec.schema.fields:
+            kind = f.type.kind
+            if kind in _SCALAR_KINDS:
+                accepted = set(_SCALAR_KINDS[kind])
+                if f.type.optional:
+                    accepted.add(type(None))
+                self._columns.append(("scalar", f.name, frozenset(accepted)))
+            elif kind == "array":
+                self._columns.append(("array", f.name, f.type))
+            elif kind == "any":
+                self._columns.append(("any", f.name, None))
+            else:
+                self._columns.append(("convert", f.name, codec.field_decoder(f.name)))
+        self.pool = ArrayPool()
+
+    def collate(self, maps: list[Any], keys: list[str]) -> SampleBatch[T] | None:
+        if set(map(type, maps)) != _DICT_ONLY or not all(
+            map(operator.eq, map(dict.keys, maps), repeat(self._names))
+        ):
+            return None
+        columns: dict[str, Any] = {}
+        for kind, name, spec in self._columns:
+            col = [m[name] for m in maps]
+            if kind == "scalar":
+                if not set(map(type, col)) <= spec:
+                    return None
+            elif kind == "array":
+                col = self._stack(col, spec, f"$.{name}")
+                if col is None:
+                    return None
+            elif kind == "convert":
+                try:
+                    col = [spec(v, f"$.{name}") for v in col]
+                except SchemaError:
+                    return None
+            columns[name] = col
+        return SampleBatch(self.codec, columns, keys)
+
+    def _stack(self, col: list[Any], ftype: FieldType, path: str) -> Any:
+        first = col[0]
+        if None in col or type(first) not in (bytes, memoryview) or first[:6] == b"\x93NUMPY":
+            return self._one_by_one(col, ftype, path)
+        try:
+            dtype, shape, hlen = parse_array_header(first)
+            check_dtype_shape(ftype, dtype, shape, path)
+        except SchemaError:
+            return None
+        lengths = set(map(len, col))
+        if len(lengths) != 1 or any(type(v) not in (bytes, memoryview) for v in col):
+            return self._one_by_one(col, ftype, path)
+        row = len(first) - hlen
+        count = len(col)
+        if row < _SMALL_ROW:
+            table = np.frombuffer(b"".join(col), dtype=np.uint8).reshape(count, hlen + row)
+            if not (table[:, :hlen] == np.frombuffer(first[:hlen], dtype=np.uint8)).all():
+                return self._one_by_one(col, ftype, path)
+            return table[:, hlen:].copy().view(dtype).reshape((count, *shape))
+        header = first[:hlen]
+        out = self.pool.empty((count, *shape), dtype)
+        flat = memoryview(cast(Any, out)).cast("B")
+        for i, v in enumerate(col):
+            if v[:hlen] != header:
+                return self._one_by_one(col, ftype, path)
+            flat[i * row : (i + 1) * row] = memoryview(v)[hlen:]
+        return out
+
+    def _one_by_one(self, col: list[Any], ftype: FieldType, path: str) -> Any:
+        """Ragged arrays, None values or .npy payloads: each value checked and decoded alone."""
+        arrays: list[Any] = []
+        for v in col:
+            if v is None:
+                if not ftype.optional:
+                    return None
+                arrays.append(None)
+                continue
+            if type(v) not in (bytes, memoryview):
+                return None
+            try:
+                arr = decode_array(v)
+                check_dtype_shape(ftype, arr.dtype, arr.shape, path)
+            except SchemaError:
+                return None
+            arrays.append(arr)
+        return _stack_arrays(arrays, path)
 
 
 def collate_maps(

@@ -19,8 +19,10 @@ from .sample import DictSample
 from .schema import FieldType, Schema
 
 __all__ = [
+    "SCALAR_TYPES",
     "Codec",
     "array_header",
+    "check_dtype_shape",
     "codec_for",
     "decode_array",
     "encode_array",
@@ -144,10 +146,10 @@ def _type_error(path: str, expected: str, value: Any) -> SchemaError:
 
 
 def _check_array(ftype: FieldType, value: np.ndarray[Any, Any], path: str) -> None:
-    _check_dtype_shape(ftype, value.dtype, value.shape, path)
+    check_dtype_shape(ftype, value.dtype, value.shape, path)
 
 
-def _check_dtype_shape(
+def check_dtype_shape(
     ftype: FieldType, dtype: np.dtype[Any], shape: tuple[int, ...], path: str
 ) -> None:
     if (
@@ -174,7 +176,7 @@ def _shape_text(shape: tuple[int | None, ...]) -> str:
     )
 
 
-_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+SCALAR_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "int": (int,),
     "float": (float, int),
@@ -202,7 +204,7 @@ def _encoder_required(ftype: FieldType) -> Converter | None:
     kind = ftype.kind
     if kind == "any":
         return None
-    if kind in _SCALAR_TYPES:
+    if kind in SCALAR_TYPES:
         return _scalar_encoder(kind, ftype.optional)
     if kind == "array":
 
@@ -226,7 +228,7 @@ def _encoder_required(ftype: FieldType) -> Converter | None:
 
 
 def _scalar_encoder(kind: str, optional: bool) -> Converter:
-    accepted = _SCALAR_TYPES[kind]
+    accepted = SCALAR_TYPES[kind]
 
     def enc_scalar(value: Any, path: str) -> Any:
         if type(value) in accepted:
@@ -278,8 +280,8 @@ def _decoder(ftype: FieldType) -> Converter | None:
     kind = ftype.kind
     if kind == "any":
         return _dec_any
-    if kind in _SCALAR_TYPES:
-        accepted = _SCALAR_TYPES[kind] + ((type(None),) if ftype.optional else ())
+    if kind in SCALAR_TYPES:
+        accepted = SCALAR_TYPES[kind] + ((type(None),) if ftype.optional else ())
         is_bytes = kind == "bytes"
 
         def dec_scalar(value: Any, path: str) -> Any:
@@ -344,7 +346,7 @@ def _array_checker(ftype: FieldType) -> Converter:
             if exc.path != "$":
                 raise
             raise SchemaError(f"{path}: {exc}", path=path) from None
-        _check_dtype_shape(ftype, dtype, shape, path)
+        check_dtype_shape(ftype, dtype, shape, path)
         last_header, last_size = bytes(value[:hlen]), len(value)
         return value
 
@@ -419,6 +421,13 @@ class Codec(Generic[T]):
         obj.__dict__ = data
         return obj
 
+    def field_decoder(self, name: str) -> Converter:
+        """The converter that decodes field ``name`` (identity for fields that need none)."""
+        for fname, conv in self._decoders:
+            if fname == name:
+                return conv
+        return _identity
+
     def check_map(self, data: Any) -> dict[str, Any]:
         """Validate a decoded map for batching: every field checked, arrays left as bytes."""
         return self._convert(data, "$", self._checkers)
@@ -488,6 +497,10 @@ def _defaults_of(sample_type: type) -> dict[str, Callable[[], Any]]:
             elif f.default_factory is not dataclasses.MISSING:
                 out[f.name] = f.default_factory
     return out
+
+
+def _identity(value: Any, _path: str) -> Any:
+    return value
 
 
 def _constant(value: Any) -> Callable[[], Any]:

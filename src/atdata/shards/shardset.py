@@ -25,6 +25,7 @@ class ShardSet:
         self._offsets: dict[int, OffsetIndex] = {}
         self._cumulative: list[int] | None = None
         self._keys: dict[str, tuple[int, int]] | None = None
+        self._no_sidecar: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.urls)
@@ -35,6 +36,20 @@ class ShardSet:
             src = self._factory(self.urls[i])
             self._sources[i] = src
         return src
+
+    def sidecar(self, i: int) -> OffsetIndex | None:
+        """Shard ``i``'s offset index if it has a sidecar (never scans; None otherwise)."""
+        idx = self._offsets.get(i)
+        if idx is not None:
+            return idx
+        if i in self._no_sidecar:
+            return None
+        idx = load_offsets(self.source(i))
+        if idx is None:
+            self._no_sidecar.add(i)
+        else:
+            self._offsets[i] = idx
+        return idx
 
     def offsets(self, i: int) -> OffsetIndex:
         """The offset index of shard ``i``: its sidecar, else a full scan (with a warning)."""

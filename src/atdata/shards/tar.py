@@ -248,6 +248,18 @@ _LANES = np.uint64(0x00FF00FF00FF00FF)
 _EIGHT = np.uint64(8)
 
 
+def gather_headers(buf: Any, positions: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+    """The 512-byte headers at ``positions`` as an (n, 512) uint8 array (one copy)."""
+    if not (positions % BLOCK).any():
+        # block-aligned (always, in a tar): take whole rows of a (blocks, 512) view
+        blocks = np.frombuffer(buf, dtype=np.uint8, count=(len(buf) // BLOCK) * BLOCK)
+        out: np.ndarray[Any, Any] = blocks.reshape(-1, BLOCK).take(positions // BLOCK, axis=0)
+        return out
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    gathered: np.ndarray[Any, Any] = raw[positions[:, None] + np.arange(BLOCK, dtype=np.int64)]
+    return gathered
+
+
 def _checksum_mismatch(buf: Any, positions: list[int]) -> tuple[int, int, int] | None:
     """Check every header's checksum at once (sum of its bytes, checksum field as spaces).
 
@@ -255,23 +267,18 @@ def _checksum_mismatch(buf: Any, positions: list[int]) -> tuple[int, int, int] |
     """
     if not positions:
         return None
-    pos = np.asarray(positions, dtype=np.int64)
-    if not (pos % 8).any():
-        # gather headers as 64 words each, summing bytes in four 16-bit lanes per word
-        words = np.frombuffer(buf, dtype=np.uint64, count=len(buf) // 8)
-        headers64 = words[(pos // 8)[:, None] + np.arange(BLOCK // 8, dtype=np.int64)]
-        lanes = ((headers64 & _LANES) + ((headers64 >> _EIGHT) & _LANES)).sum(
-            axis=1, dtype=np.uint64
-        )
-        total = np.zeros(len(positions), dtype=np.int64)
-        for shift in (0, 16, 32, 48):
-            total += ((lanes >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
-        field = headers64.view(np.uint8).reshape(len(positions), BLOCK)[:, 148:156].astype(np.int64)
-    else:
-        raw = np.frombuffer(buf, dtype=np.uint8)
-        headers = raw[pos[:, None] + np.arange(BLOCK, dtype=np.int64)]
-        total = headers.sum(axis=1, dtype=np.int64)
-        field = headers[:, 148:156].astype(np.int64)
+    return _first_bad_checksum(gather_headers(buf, np.asarray(positions, dtype=np.int64)))
+
+
+def _first_bad_checksum(headers: "np.ndarray[Any, Any]") -> tuple[int, int, int] | None:
+    # sum the bytes of each header as 64 words, in four 16-bit lanes per word (no overflow:
+    # 64 words x 2 bytes x 255 < 2**16)
+    words = headers.view(np.uint64)
+    lanes = ((words & _LANES) + ((words >> _EIGHT) & _LANES)).sum(axis=1, dtype=np.uint64)
+    total = np.zeros(len(headers), dtype=np.int64)
+    for shift in (0, 16, 32, 48):
+        total += ((lanes >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
+    field = headers[:, 148:156].astype(np.int64)
     actual = total - field.sum(axis=1) + 8 * 32
     recorded = _parse_octal_rows(field)
     bad = np.nonzero(actual != recorded)[0]
@@ -279,6 +286,30 @@ def _checksum_mismatch(buf: Any, positions: list[int]) -> tuple[int, int, int] |
         i = int(bad[0])
         return i, int(recorded[i]), int(actual[i])
     return None
+
+
+def verify_indexed_headers(
+    buf: Any, offsets: "np.ndarray[Any, Any]", sizes: "np.ndarray[Any, Any]"
+) -> int | None:
+    """Check headers an offset index points at: checksum, regular type, size as recorded.
+
+    Returns the position (in ``offsets``) of the first header that disagrees, else None.
+    """
+    if len(offsets) == 0:
+        return None
+    if int(offsets[-1]) + BLOCK > len(buf) or int(offsets.min()) < 0:
+        return len(offsets) - 1
+    headers = gather_headers(buf, offsets)
+    mismatch = _first_bad_checksum(headers)
+    types = headers[:, 156]
+    wrong = (_parse_octal_rows(headers[:, 124:136].astype(np.int64)) != sizes) | (
+        (types != 48) & (types != 0)
+    )
+    bad = np.nonzero(wrong)[0]
+    first = int(bad[0]) if bad.size else None
+    if mismatch is not None and (first is None or mismatch[0] < first):
+        first = mismatch[0]
+    return first
 
 
 def _parse_octal_rows(field: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":
