@@ -337,3 +337,36 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
     ds = load_reference(f"@{session.handle}/tampered", resolver=resolver, cache=False)
     with pytest.raises(IntegrityError):
         list(ds)
+
+
+def test_index_publish_and_publish_lens_to_through_the_index_api(
+    index: Index,
+    session: AtmosphereSession,
+    resolver: Resolver,
+    make_session: Callable[[], AtmosphereSession],
+) -> None:
+    samples = _digits(30)
+    index.write(samples, "team/digits", maxcount=10, description="digits")
+    published = index.publish("team/digits", to=session)
+    assert published.created
+    assert isinstance(published.entry.value.storage, BlobStorage)
+    assert published.label is not None and published.label.value.version == "1"
+    again = index.publish("team/digits@1", to=session, storage="blobs")
+    assert not again.created and again.uri == published.uri
+    with pytest.raises(AtmosphereError, match="storage='urls'"):
+        index.publish("team/digits", to=session, storage="urls")
+
+    reader = AtmosphereClient(make_session(), resolver=resolver)
+    resolved = resolve_dataset(f"@{session.handle}/team/digits@1", client=reader)
+    assert resolved.uri == published.uri
+    loaded = _load(resolved.urls, resolved.sample_type())
+    assert [int(s.label) for s in loaded] == [int(s.label) for s in samples]
+
+    index.publish_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    lens = index.publish_lens_to(
+        "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
+    )
+    assert reader.get_lens(lens.uri).value == lens.value
+    assert lens.value.getter.path == "test_atmosphere_publish.py:drop_label"
+    assert lens.value.source_schema == str(published.schema.uri)

@@ -5,7 +5,8 @@
 * ``at://did/science.alt.dataset.entry/rkey`` and ``@handle/name[@version]``: the atmosphere.
 * a local file, directory, glob or brace pattern, or an http(s)/s3 URL: shards found there,
   grouped into splits by name (``train``/``training``, ``test``/``testing``,
-  ``validation``/``valid``/``val``/``dev``, delimited by ``-``, ``_``, ``.`` or a path separator).
+  ``validation``/``valid``/``val``/``dev``, delimited by ``-``, ``_``, ``.`` or a path separator)
+  in the part of each path below the directory (or fixed prefix) the argument starts in.
 
 With ``split`` the result is a :class:`~atdata.Dataset`; without it a :class:`DatasetDict`.
 """
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 from .dataset import Dataset
 from .errors import NotFoundError, SourceError
+from .shards.offsets import OFFSETS_SUFFIX
 from .shards.urls import expand_braces, expand_urls
 from .sources import scheme_of
 
@@ -36,6 +38,8 @@ _SPLIT_ALIASES = {
 }
 _TOKEN = re.compile(r"[^-_./\\]+")
 _DEFAULT_SPLIT = "train"
+_PATTERN_CHARS = re.compile(r"[*?\[{]")
+_QUERY_SCHEMES = frozenset({"http", "https"})
 
 
 class DatasetDict(dict[str, Dataset[Any]]):
@@ -114,7 +118,12 @@ def _from_files(
     if data_files is not None:
         return _from_data_files(text, sample_type, data_files)
     tried: list[str] = []
-    urls = _find_shards(text, tried)
+    try:
+        urls = _without_sidecars(_find_shards(text, tried))
+    except SourceError as exc:
+        raise SourceError(
+            f"found no shards for {text!r} ({exc}); tried: " + "; ".join(tried)
+        ) from exc
     if not urls:
         raise SourceError(f"found no shards for {text!r}; tried: " + "; ".join(tried))
     grouped: dict[str, list[str]] = {}
@@ -124,9 +133,39 @@ def _from_files(
 
 
 def _relative(url: str, root: str) -> str:
+    """The part of ``url`` that tells its split: below the directory ``root``, or below the
+    fixed directory (or URL prefix) ``root`` starts with before its first wildcard or brace.
+
+    The directories above, and a URL's host, name no split: ``/home/me/test/x-*.tar`` and
+    ``https://test.example.com/x.tar`` are not the test split.
+    """
     if scheme_of(url) == "file" and os.path.isdir(root):
         return os.path.relpath(url, root)
-    return url
+    base = _static_base(root)
+    rel = url[len(base) :] if url.startswith(base) else url
+    if scheme_of(url) in _QUERY_SCHEMES:
+        rel = rel.split("?", 1)[0]
+    return rel
+
+
+def _static_base(pattern: str) -> str:
+    """``pattern`` up to the last separator before its first wildcard or brace."""
+    head = pattern.split("?", 1)[0] if scheme_of(pattern) in _QUERY_SCHEMES else pattern
+    m = _PATTERN_CHARS.search(head)
+    if m is not None:
+        head = head[: m.start()]
+    seps = {"/", os.sep, os.altsep or "/"}
+    cut = max(head.rfind(sep) for sep in seps)
+    return head[: cut + 1]
+
+
+def _without_sidecars(urls: list[str]) -> list[str]:
+    """``urls`` less the offset-index sidecars (``x.tar.idx``) of shards also in the list, which
+    a glob like ``name-*`` matches beside them."""
+    present = set(urls)
+    return [
+        u for u in urls if not (u.endswith(OFFSETS_SUFFIX) and u[: -len(OFFSETS_SUFFIX)] in present)
+    ]
 
 
 def _find_shards(text: str, tried: list[str]) -> list[str]:
@@ -165,5 +204,5 @@ def _from_data_files(
             p if scheme_of(p) != "file" or os.path.isabs(p) else os.path.join(base, p)
             for p in patterns
         ]
-        out[name] = Dataset(expand_urls(joined), sample_type)
+        out[name] = Dataset(_without_sidecars(expand_urls(joined)), sample_type)
     return out

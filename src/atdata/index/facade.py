@@ -17,6 +17,7 @@ from ..errors import ConflictError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
 from ..shards.writer import ShardWriter
+from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
     Checksum,
     DataStore,
@@ -282,10 +283,14 @@ class Index:
     def load(self, ref: "str | DatasetEntry", sample_type: type | None = None) -> "Dataset[Any]":
         """An :class:`atdata.Dataset` of a dataset version (a reference or an entry); without
         ``sample_type``, samples have the type rebuilt from the recorded schema."""
+        from ..dataset import Dataset
+
         entry = ref if isinstance(ref, DatasetEntry) else self.get(ref)
         if sample_type is None and entry.schema_ref is not None:
             sample_type = self.get_schema_type(entry.schema_ref)
-        return entry.load(sample_type)
+        repo = self._repos.get(entry.repo)
+        opener = _EntryShardOpener(repo.store if repo is not None else None, entry.shards)
+        return Dataset(entry.urls, sample_type, source_factory=opener)
 
     def verify(
         self, ref: str, *, on_shard: "Callable[[ShardRecord], None] | None" = None
@@ -572,6 +577,32 @@ class Index:
                 if classify_change(rec.schema, schema) == "none":
                     matching.add(rec.ref)
         return lambda _repo, ref: ref in matching
+
+
+class _EntryShardOpener:
+    """Opens the shards of one entry for reading (a Dataset's ``source_factory``; picklable).
+
+    A shard inside the repository's store is opened by the store when it can (an S3 store
+    reads with its own endpoint and credentials, not the process-wide S3 config); any other
+    URL by scheme. Remote shards are checked against their recorded sha256 (IntegrityError
+    naming the shard on mismatch) and read through the shard cache when one is on
+    (``$ATDATA_CACHE_DIR``), which keeps only verified bytes.
+    """
+
+    def __init__(self, store: DataStore | None, shards: Sequence[ShardRecord]) -> None:
+        self.store = store
+        self.digests = {
+            s.url: s.checksum.digest for s in shards if s.checksum.algorithm.lower() == "sha256"
+        }
+        self.cache = ShardCache.from_setting(None)
+
+    def __call__(self, url: str) -> ShardSource:
+        store_opener = getattr(self.store, "open_source", None)
+        if self.store is not None and callable(store_opener) and self.store.owns(url):
+            source: ShardSource = store_opener(url)
+        else:
+            source = open_source(url)
+        return wrap_source(source, cache=self.cache, expected_sha256=self.digests.get(url))
 
 
 def _store_of(repo: Repository) -> DataStore:

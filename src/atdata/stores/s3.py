@@ -359,6 +359,8 @@ class S3DataStore(DataStore):
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
         except Exception as exc:
+            if _error_code(exc) == "NoSuchUpload":
+                return  # rclone's answer to listing when there are no uploads at all
             raise StoreError(
                 f"cannot list uploads under s3://{self.bucket}/{prefix}: {_describe(exc)}"
             ) from exc
