@@ -60,13 +60,13 @@ def test_every_write_makes_a_new_immutable_version(index: Index) -> None:
     assert index.get("points@1") == first
     assert index.get("atdata://local/dataset/points@2") == second
     assert [e.version for e in index.history("points")] == [1, 2]
-    assert [x.x for x in index.get("points@1").load(Point).ordered()] == [0, 1, 2]
+    assert [x.x for x in index.load("points@1", Point).ordered()] == [0, 1, 2]
     assert set(first.urls).isdisjoint(second.urls)
 
 
 def test_loading_by_name_needs_no_user_class(index: Index) -> None:
     index.write(make_samples(5), "points")
-    ds = index.get("points").load()
+    ds = index.load("points")
     samples = list(ds.ordered())
     assert type(samples[0]).__name__ == "Point"
     assert type(samples[0]) is not Point
@@ -117,7 +117,7 @@ def test_insert_counts_shards_without_a_sidecar_or_with_a_stale_one(
     entry = index.insert([i.location for i in infos], "nosidecar")
     assert [s.count for s in entry.shards] == [4, 3]
     assert entry.schema_ref is None  # registered without a type: schema-free
-    assert [d["x"] for d in entry.load().ordered()] == list(range(7))
+    assert [d["x"] for d in index.load(entry).ordered()] == list(range(7))
 
 
 def test_insert_a_dataset_object_takes_its_type(index: Index, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_insert_with_copy_puts_shards_and_sidecars_in_the_store(
         f"copied/1/copied-{i:06d}.tar{sfx}" for i in range(2) for sfx in ("", ".idx")
     )
     assert [s.checksum.digest for s in entry.shards] == [i.sha256 for i in infos]
-    assert len(entry.load(Point)) == 6  # uses the sidecars
+    assert len(index.load(entry, Point)) == 6  # uses the sidecars
     assert index.verify("copied") == []
 
 
@@ -289,7 +289,7 @@ def test_entries_survive_reopening_the_index(
     try:
         got = second.get("kept")
         assert got == entry
-        assert [s.x for s in got.load().ordered()] == [0, 1, 2, 3]
+        assert [s.x for s in second.load(got).ordered()] == [0, 1, 2, 3]
     finally:
         second.close()
 
@@ -362,7 +362,7 @@ def test_concurrent_writers_in_8_processes_lose_and_duplicate_nothing(
         assert [e.version for e in own] == list(range(1, 26))
         entries += own
     assert len(entries) == 400
-    xs = sorted(e.load(Point)[0].x for e in entries)
+    xs = sorted(index.load(e, Point)[0].x for e in entries)
     assert xs == sorted(w * 1000 + i for w in range(8) for i in range(50))
     assert len({u for e in entries for u in e.urls}) == 400
     assert all(os.path.exists(u) for e in entries for u in e.urls)

@@ -157,4 +157,4 @@ def test_entry_and_schema_are_committed_together(index: Index) -> None:
         publish_schema_tx(tx, Schema.from_type(Image), repo="local")
         raise ValueError("entry failed")
     assert index.list_schemas() == []
-    assert ds_ops.get_entry(repo, "x", None, None) is None
+    assert ds_ops.get_entry(repo, "x", None) is None

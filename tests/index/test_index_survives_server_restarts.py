@@ -150,7 +150,7 @@ def test_index_writes_across_a_restart_leave_only_complete_entries(
         written.append(index.write([Point(x=10 + i, name="after")], "ds").version)
     history = index.history("ds")
     assert [e.version for e in history] == written == sorted(set(written))
-    assert sorted(p.x for e in history for p in e.load(Point)) == [*range(5), *range(10, 15)]
+    assert sorted(p.x for e in history for p in index.load(e, Point)) == [*range(5), *range(10, 15)]
     index.gc(pending_age=timedelta(0))
     assert [e.version for e in index.history("ds")] == written
     index.close()

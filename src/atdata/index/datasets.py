@@ -26,7 +26,7 @@ from ..schema import Schema
 from ..stores.base import ShardRecord
 from .cid import dataset_cid
 from .providers.base import Record, Transaction
-from .records import DatasetEntry, LabelRecord, SchemaResolver
+from .records import DatasetEntry, LabelRecord
 from .refs import dataset_key, name_prefix
 from .repository import Repository
 from .schemas import now, publish_schema_tx
@@ -88,7 +88,6 @@ def commit_entry(
     metadata: Mapping[str, Any] | None,
     tags: Sequence[str],
     license: str | None,
-    resolver: SchemaResolver | None,
 ) -> DatasetEntry:
     """Record a dataset version, its schema and its head in one transaction.
 
@@ -113,7 +112,6 @@ def commit_entry(
             license=license,
             stored=stored,
             repo=repo.name,
-            _resolve_schema=resolver,
         )
         key = dataset_key(name, version)
         tx.create("dataset", key, entry.to_record())
@@ -124,9 +122,7 @@ def commit_entry(
     return entry
 
 
-def get_entry(
-    repo: Repository, name: str, version: int | None, resolver: SchemaResolver | None
-) -> DatasetEntry | None:
+def get_entry(repo: Repository, name: str, version: int | None) -> DatasetEntry | None:
     """One version of ``name`` (None: the latest), or None if there is none."""
     for _ in range(3):  # the latest may be removed between reading the head and the entry
         wanted = version
@@ -137,24 +133,22 @@ def get_entry(
                 return None
         record = repo.provider.get("dataset", dataset_key(name, wanted))
         if record is not None:
-            return DatasetEntry.from_record(record, repo=repo.name, resolver=resolver)
+            return DatasetEntry.from_record(record, repo=repo.name)
         if version is not None:
             return None
     return None
 
 
-def iter_entries(
-    repo: Repository, prefix: str, resolver: SchemaResolver | None
-) -> Iterator[DatasetEntry]:
+def iter_entries(repo: Repository, prefix: str) -> Iterator[DatasetEntry]:
     """Every dataset version whose key starts with ``prefix``, by name then version, lazily."""
     for _, record in repo.provider.iter_scan("dataset", prefix):
-        yield DatasetEntry.from_record(record, repo=repo.name, resolver=resolver)
+        yield DatasetEntry.from_record(record, repo=repo.name)
 
 
-def iter_latest(repo: Repository, resolver: SchemaResolver | None) -> Iterator[DatasetEntry]:
+def iter_latest(repo: Repository) -> Iterator[DatasetEntry]:
     """The newest version of every dataset, by name, lazily."""
     held: DatasetEntry | None = None
-    for entry in iter_entries(repo, "", resolver):
+    for entry in iter_entries(repo, ""):
         if held is not None and held.name != entry.name:
             yield held
         held = entry
@@ -162,16 +156,14 @@ def iter_latest(repo: Repository, resolver: SchemaResolver | None) -> Iterator[D
         yield held
 
 
-def remove_version(
-    repo: Repository, name: str, version: int, *, force: bool, resolver: SchemaResolver | None
-) -> DatasetEntry:
+def remove_version(repo: Repository, name: str, version: int, *, force: bool) -> DatasetEntry:
     """Remove one version (and with ``force``, the labels naming it); then delete its shards."""
     key = dataset_key(name, version)
     with repo.provider.transaction() as tx:
         record = tx.get("dataset", key)
         if record is None:
             raise NotFoundError(f"no dataset {name}@{version} in repository {repo.name!r}")
-        entry = DatasetEntry.from_record(record, repo=repo.name, resolver=resolver)
+        entry = DatasetEntry.from_record(record, repo=repo.name)
         labels = [
             lab
             for lab in (LabelRecord.from_record(r, repo=repo.name) for _, r in tx.scan("label"))

@@ -184,7 +184,6 @@ class Index:
                 metadata=metadata,
                 tags=tags,
                 license=license,
-                resolver=self.get_schema_type,
             )
         except BaseException:
             ds_ops.release_version(target, name, version)
@@ -222,7 +221,6 @@ class Index:
             "metadata": metadata,
             "tags": tags,
             "license": license,
-            "resolver": self.get_schema_type,
         }
         if not copy:
             if target.store is not None:
@@ -252,9 +250,7 @@ class Index:
         ``"atdata://<repo>/dataset/name@3"`` (no version: the latest)."""
         parsed = parse_ref(ref, "dataset")
         for repo in self._repos_for(parsed.repo):
-            entry = ds_ops.get_entry(
-                repo, parsed.name, parsed.dataset_version, self.get_schema_type
-            )
+            entry = ds_ops.get_entry(repo, parsed.name, parsed.dataset_version)
             if entry is not None:
                 return entry
         raise NotFoundError(f"no dataset {ref!r} in {self._where(parsed.repo)}")
@@ -262,9 +258,7 @@ class Index:
     @property
     def datasets(self) -> Iterator[DatasetEntry]:
         """The latest version of every dataset, by repository then name, read lazily."""
-        return chain.from_iterable(
-            ds_ops.iter_latest(r, self.get_schema_type) for r in self._repos.values()
-        )
+        return chain.from_iterable(ds_ops.iter_latest(r) for r in self._repos.values())
 
     def list_datasets(self) -> list[DatasetEntry]:
         return list(self.datasets)
@@ -275,7 +269,7 @@ class Index:
         if parsed.version is not None:
             raise ValueError(f"history() takes a dataset name without a version, got {name!r}")
         for r in self._repos_for(parsed.repo or repo):
-            found = list(ds_ops.iter_entries(r, name_prefix(parsed.name), self.get_schema_type))
+            found = list(ds_ops.iter_entries(r, name_prefix(parsed.name)))
             if found:
                 return found
         raise NotFoundError(f"no dataset {name!r} in {self._where(parsed.repo or repo)}")
@@ -326,9 +320,7 @@ class Index:
         else:
             targets = [self.get(ref)]
         return [
-            ds_ops.remove_version(
-                self._repos[e.repo], e.name, e.version, force=force, resolver=self.get_schema_type
-            )
+            ds_ops.remove_version(self._repos[e.repo], e.name, e.version, force=force)
             for e in targets
         ]
 

@@ -5,7 +5,7 @@ Each class converts to and from the plain dict a provider stores (``to_record`` 
 naming the record when a stored dict is malformed.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +15,9 @@ from ..stores.base import ShardRecord
 from .refs import format_ref
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    pass
 
 __all__ = ["DatasetEntry", "LabelRecord", "LensRecord", "SchemaRecord"]
-
-SchemaResolver = Callable[[str], type]
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,6 @@ class DatasetEntry:
     #: True when the repository's store holds the shards (they are deleted with the entry).
     stored: bool = False
     repo: str = "local"
-    _resolve_schema: SchemaResolver | None = field(default=None, compare=False, repr=False)
 
     @property
     def urls(self) -> list[str]:
@@ -62,18 +59,6 @@ class DatasetEntry:
         """Total bytes of all shards."""
         return sum(s.size for s in self.shards)
 
-    def load(self, sample_type: type | None = None) -> "Dataset[Any]":
-        """An :class:`atdata.Dataset` over the shards.
-
-        Without ``sample_type`` the samples are of the type rebuilt from the recorded schema
-        (no user class needed), or :class:`~atdata.DictSample` when the entry has no schema.
-        """
-        from ..dataset import Dataset
-
-        if sample_type is None and self.schema_ref is not None and self._resolve_schema:
-            sample_type = self._resolve_schema(self.schema_ref)
-        return Dataset(self.urls, sample_type)
-
     def to_record(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -91,9 +76,7 @@ class DatasetEntry:
         }
 
     @classmethod
-    def from_record(
-        cls, record: Mapping[str, Any], *, repo: str, resolver: SchemaResolver | None = None
-    ) -> "DatasetEntry":
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "DatasetEntry":
         try:
             return cls(
                 name=_str(record, "name"),
@@ -109,7 +92,6 @@ class DatasetEntry:
                 license=_opt_str(record, "license"),
                 stored=bool(record.get("stored", False)),
                 repo=repo,
-                _resolve_schema=resolver,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed("dataset", record, exc) from exc
