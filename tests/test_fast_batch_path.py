@@ -118,3 +118,10 @@ def test_a_bad_sample_in_a_batch_is_named_and_the_rest_kept_under_skip(tmp_path:
     ragged = Dataset[Loose](str(tmp_path / "loose-000000.tar"))
     (batch,) = list(ragged.ordered(batch_size=10))
     assert isinstance(batch.vec, list) and [len(v) for v in batch.vec][4:7] == [3, 4, 3]
+
+
+def test_a_glob_that_also_matches_the_sidecars_names_only_the_shards(tmp_path: Path) -> None:
+    _small(tmp_path)
+    ds = Dataset[Small](str(tmp_path / "small-*"))  # matches x.tar and x.tar.idx
+    assert [Path(u).name for u in ds.urls] == [f"small-{i:06d}.tar" for i in range(3)]
+    assert len(ds) == 300

@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 
 from .dataset import Dataset
 from .errors import NotFoundError, SourceError
-from .shards.offsets import OFFSETS_SUFFIX
-from .shards.urls import expand_braces, expand_urls
+from .shards.urls import expand_braces, expand_urls, without_sidecars
 from .sources import scheme_of
 
 __all__ = ["DatasetDict", "detect_split", "load_dataset"]
@@ -119,7 +118,7 @@ def _from_files(
         return _from_data_files(text, sample_type, data_files)
     tried: list[str] = []
     try:
-        urls = _without_sidecars(_find_shards(text, tried))
+        urls = without_sidecars(_find_shards(text, tried))
     except SourceError as exc:
         raise SourceError(
             f"found no shards for {text!r} ({exc}); tried: " + "; ".join(tried)
@@ -159,15 +158,6 @@ def _static_base(pattern: str) -> str:
     return head[: cut + 1]
 
 
-def _without_sidecars(urls: list[str]) -> list[str]:
-    """``urls`` less the offset-index sidecars (``x.tar.idx``) of shards also in the list, which
-    a glob like ``name-*`` matches beside them."""
-    present = set(urls)
-    return [
-        u for u in urls if not (u.endswith(OFFSETS_SUFFIX) and u[: -len(OFFSETS_SUFFIX)] in present)
-    ]
-
-
 def _find_shards(text: str, tried: list[str]) -> list[str]:
     if scheme_of(text) != "file":
         tried.append(f"URL {text}")
@@ -204,5 +194,5 @@ def _from_data_files(
             p if scheme_of(p) != "file" or os.path.isabs(p) else os.path.join(base, p)
             for p in patterns
         ]
-        out[name] = Dataset(_without_sidecars(expand_urls(joined)), sample_type)
+        out[name] = Dataset(without_sidecars(expand_urls(joined)), sample_type)
     return out

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from ..errors import SourceError
 from ..sources import glob_expander, scheme_of
+from .offsets import OFFSETS_SUFFIX
 
-__all__ = ["expand_braces", "expand_urls"]
+__all__ = ["expand_braces", "expand_urls", "without_sidecars"]
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
@@ -60,6 +61,15 @@ def expand_urls(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return out
 
 
+def without_sidecars(urls: list[str]) -> list[str]:
+    """``urls`` less the offset-index sidecars (``x.tar.idx``) of shards also in the list, which
+    a glob like ``name-*`` matches beside them."""
+    present = set(urls)
+    return [
+        u for u in urls if not (u.endswith(OFFSETS_SUFFIX) and u[: -len(OFFSETS_SUFFIX)] in present)
+    ]
+
+
 def _expand_glob(name: str) -> list[str]:
     scheme = scheme_of(name)
     if scheme == "file":
@@ -69,7 +79,7 @@ def _expand_glob(name: str) -> list[str]:
                 raise SourceError(f"directory {name!r} holds no .tar shards")
             return found
         if _GLOB_CHARS.search(name):
-            found = sorted(glob.glob(name))
+            found = without_sidecars(sorted(glob.glob(name)))
             if not found:
                 raise SourceError(f"no shards match the glob {name!r}")
             return found
@@ -78,5 +88,5 @@ def _expand_glob(name: str) -> list[str]:
         expander = glob_expander(scheme)
         if expander is None:
             raise SourceError(f"globs are not supported for {scheme}:// URLs ({name!r})")
-        return expander(name)
+        return without_sidecars(expander(name))
     return [name]

@@ -422,24 +422,18 @@ def list_s3(url_glob: str, *, config: S3Config | None = None, page_size: int = 1
 
 
 def expand_s3_glob(url: str, *, config: S3Config | None = None) -> list[str]:
-    """``[url]`` when it has no wildcard (no request made), else the shards :func:`list_s3`
-    finds: the offset-index sidecars (``x.tar.idx``) of shards it also finds are left out, so
-    ``s3://bucket/name-*`` names the shards written beside them, not their sidecars.
+    """``[url]`` when it has no wildcard (no request made), else the objects :func:`list_s3`
+    finds (the caller, ``shards.urls``, leaves out the ``.idx`` sidecars of listed shards).
 
     SourceError when a wildcard matches nothing, naming the pattern.
     """
-    from ..shards.offsets import OFFSETS_SUFFIX
-
     _bucket, key = parse_s3_url(url)
     if _GLOB_CHARS.search(key) is None:
         return [url]
     urls = list_s3(url, config=config)
     if not urls:
         raise SourceError(f"no S3 objects match {url!r}")
-    listed = set(urls)
-    return [
-        u for u in urls if not (u.endswith(OFFSETS_SUFFIX) and u[: -len(OFFSETS_SUFFIX)] in listed)
-    ]
+    return urls
 
 
 register_scheme("s3", S3Source)
