@@ -295,3 +295,113 @@ def test_a_shard_replaced_mid_stream_is_an_error_not_a_splice(
         with pytest.raises(SourceError, match="changed while it was being read"):
             stream.read(10)
         stream.close()
+
+
+def test_shards_share_one_client_and_one_connection(
+    http_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import atdata.sources.http as http_module
+
+    infos: list[ShardInfo] = []
+    for i in range(3):
+        sub = http_server.root / f"part{i}"
+        sub.mkdir()
+        infos.append(_write_shard(sub, n=5))
+    connections: list[object] = []
+    verify = http_server._httpd.verify_request
+
+    def counting(request: object, client_address: object) -> bool:
+        connections.append(client_address)
+        return verify(request, client_address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http_server._httpd, "verify_request", counting)
+    monkeypatch.setattr(http_module, "_SHARED", {})
+    sources = [
+        open_source(http_server.url_for(str(Path(i.location).relative_to(http_server.root))))
+        for i in infos
+    ]
+    for info, src in zip(infos, sources, strict=True):
+        assert _members(src) == _members(info.location)
+    assert len({id(src._get_client()) for src in sources}) == 1  # type: ignore[attr-defined]
+    assert len(http_module._SHARED) == 1
+    assert len(http_server.requests) == 3
+    assert len(connections) == 1  # one kept-alive connection served all three shards
+
+
+def test_a_forked_worker_does_not_reuse_the_parents_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import atdata.sources.http as http_module
+
+    monkeypatch.setattr(http_module, "_SHARED", {})
+    src = HttpSource("http://127.0.0.1:1/a.tar")
+    parent = src._get_client()
+    assert src._get_client() is parent
+    monkeypatch.setattr(http_module.os, "getpid", lambda: -1)  # as seen from a forked child
+    child = src._get_client()
+    assert child is not parent
+    injected = http_module.require("httpx", "http").Client()
+    try:
+        assert HttpSource("http://127.0.0.1:1/a.tar", client=injected)._get_client() is injected
+    finally:
+        injected.close()
+        child.close()
+        parent.close()
+
+
+def test_a_source_over_a_filled_cache_does_not_import_httpx(shard, tmp_path: Path) -> None:
+    from atdata.sources.cache import CachedSource, ShardCache
+
+    _info, url, _ = shard
+    cache_dir = tmp_path / "cache"
+    first = CachedSource(HttpSource(url, retry=FAST), ShardCache(cache_dir))
+    assert load_offsets(first) is not None  # fills the sidecar too
+    expected = _members(first)
+    code = (
+        "import sys\n"
+        "from atdata.shards.reader import iter_members, load_offsets\n"
+        "from atdata.sources.cache import CachedSource, ShardCache\n"
+        "from atdata.sources.http import HttpSource\n"
+        "from atdata.sources.s3 import S3Source\n"
+        f"src = CachedSource(HttpSource({url!r}), ShardCache({str(cache_dir)!r}))\n"
+        "assert load_offsets(src) is not None\n"
+        "print(sum(len(body) for _m, body in iter_members(src)))\n"
+        "S3Source('s3://bucket/key.tar')\n"
+        "assert 'httpx' not in sys.modules, 'httpx imported'\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == sum(len(body) for _n, _o, body in expected)
+
+
+def test_a_missing_httpx_is_reported_when_the_source_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("httpx", "boto3") else real(name, *a),
+    )
+    with pytest.raises(ImportError, match=r"atdata\[http\]"):
+        HttpSource("http://127.0.0.1:1/a.tar")
+    from atdata.sources.s3 import S3Source
+
+    with pytest.raises(ImportError, match=r"atdata\[s3\]"):
+        S3Source("s3://bucket/key.tar")
+
+
+def test_stream_buffers_are_never_rewritten_under_handed_out_bodies(
+    http_server: FileServer, shard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import atdata.shards.reader as reader
+
+    info, url, _ = shard
+    monkeypatch.setattr(reader, "_STREAM_CHUNK", 4096)  # many refills; members outgrow a chunk
+    with HttpSource(url, retry=FAST) as src:
+        bodies = [(m.name, m.header_offset, body) for m, body in iter_members(src)]
+    assert all(isinstance(b, memoryview) and b.readonly for _n, _o, b in bodies)
+    assert [(n, o, bytes(b)) for n, o, b in bodies] == _members(info.location)

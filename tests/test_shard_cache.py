@@ -237,3 +237,31 @@ def test_sources_and_caches_pickle_for_worker_processes(
     remote = pickle.loads(pickle.dumps(HttpSource(url, retry=FAST)))
     assert remote.read_range(0, 512) == Path(info.location).read_bytes()[:512]
     remote.close()
+
+
+def test_a_fill_without_a_checksum_is_cached_whole_and_not_hashed(
+    http_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import atdata.sources.cache as cache_module
+
+    (info,) = _write(http_server.root, shards=1)
+    url = http_server.url_for(Path(info.location).name)
+    real = hashlib.sha256
+    made: list[tuple[object, ...]] = []
+
+    def spy(*args: object) -> object:
+        made.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_module.hashlib, "sha256", spy)
+    cache = ShardCache(tmp_path / "cache")
+    path = cache.get(HttpSource(url, retry=FAST))
+    assert path is not None
+    assert path.read_bytes() == Path(info.location).read_bytes()
+    assert () not in made  # only entry keys were hashed, never the shard's bytes
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".fill-")]
+
+    checked = cache.get(HttpSource(url, retry=FAST), expected_sha256=info.sha256)
+    assert checked is not None and checked != path
+    assert () in made  # with a checksum the download is hashed (and matched)
+    assert checked.read_bytes() == path.read_bytes()

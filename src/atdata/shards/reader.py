@@ -241,17 +241,21 @@ def _skip_stream(stream: BinaryIO, count: int, url: str) -> None:
 
 
 def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member, Body]]:
-    buf = b""
+    buf: bytes | bytearray = b""
     pos = 0  # position in buf
     eof = False
     need = _STREAM_CHUNK
     while True:
         if not eof and len(buf) - pos < need:
-            buf, eof = _refill(stream, buf[pos:], max(_STREAM_CHUNK, need - (len(buf) - pos)), url)
+            # a new buffer each time: the views handed out below keep pointing into the old one
+            with memoryview(buf) as old:
+                buf, eof = _refill(
+                    stream, old[pos:], max(_STREAM_CHUNK, need - (len(buf) - pos)), url
+                )
             base += pos
             pos = 0
         chunk = parse_members(buf, pos, len(buf), base, url)
-        view = memoryview(buf)
+        view = memoryview(buf).toreadonly()
         for m in chunk.members:
             start = m.body_offset - base
             yield m, view[start : start + m.size]
@@ -265,25 +269,46 @@ def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member
                 return
             # the next member is larger than what is buffered (its header's checksum was
             # verified by parse_members): ask for all of it, and always for more than is held
-            need = max(_member_extent(buf, pos), len(buf) - pos + 1)
+            need = max(_member_extent(bytes(buf[pos : pos + BLOCK]), 0), len(buf) - pos + 1)
         else:
             need = BLOCK
 
 
-def _refill(stream: BinaryIO, kept: bytes, count: int, url: str) -> tuple[bytes, bool]:
-    """``kept`` plus up to ``count`` more bytes of ``stream``, and whether it ended.
+def _refill(stream: BinaryIO, kept: memoryview, count: int, url: str) -> tuple[bytearray, bool]:
+    """A new buffer of ``kept`` plus up to ``count`` more bytes of ``stream``, and whether it ended.
 
-    Reads are at most one chunk each, so memory grows with the bytes that actually arrive,
-    never with what a size field promises.
+    The bytes are read straight into the new buffer (``readinto``, when the stream has it), so
+    each byte is copied once on its way from the stream. The buffer grows one chunk at a time,
+    so memory grows with the bytes that actually arrive, never with what a size field promises.
+    The buffer is never written again once returned: views into it are handed to the caller.
     """
-    parts = [kept]
-    while count > 0:
-        got = _read(stream, min(count, _STREAM_CHUNK), url)
-        if not got:
-            return b"".join(parts), True
-        parts.append(got)
-        count -= len(got)
-    return b"".join(parts), False
+    readinto = getattr(stream, "readinto", None)
+    held = len(kept)
+    buf = bytearray(held + min(count, _STREAM_CHUNK))
+    buf[:held] = kept
+    filled = held
+    end = held + count
+    eof = False
+    while filled < end:
+        if filled == len(buf):  # full but more was asked for: grow by another chunk
+            buf.extend(bytes(min(end - filled, _STREAM_CHUNK)))
+        with memoryview(buf) as view, view[filled:] as room:
+            if readinto is None:
+                got = _read(stream, len(room), url)
+                room[: len(got)] = got
+                n = len(got)
+            else:
+                try:
+                    n = int(readinto(room) or 0)
+                except OSError as exc:
+                    raise SourceError(f"reading shard {url!r} failed: {exc}") from exc
+        if not n:
+            eof = True
+            break
+        filled += n
+    if filled < len(buf):
+        del buf[filled:]
+    return buf, eof
 
 
 def _member_extent(buf: bytes, pos: int) -> int:

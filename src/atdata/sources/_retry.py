@@ -9,16 +9,34 @@ else (raised at once).
 """
 
 import contextlib
+import importlib.util
 import io
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import SourceError
 
-__all__ = ["Body", "Opener", "ResumableStream", "RetryPolicy", "Transient"]
+__all__ = ["Body", "Opener", "ResumableStream", "RetryPolicy", "Transient", "check_installed"]
+
+
+def check_installed(module: str, extra: str) -> None:
+    """Raise the ImportError of :func:`atdata._optional.require` unless ``module`` is installed.
+
+    Finds the module without importing it, so a source can be made (and served from the shard
+    cache) without paying for the import of a client library it may never need.
+    """
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ImportError(
+            f"{module!r} is needed for this feature but is not installed; "
+            f"install it with: pip install 'atdata[{extra}]'"
+        )
 
 
 @dataclass(frozen=True)
@@ -150,24 +168,33 @@ class ResumableStream(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        n = len(data)
-        memoryview(buffer).cast("B")[:n] = data
+        """Fill ``buffer`` like ``read(len(buffer))``, copying each received chunk just once."""
+        with memoryview(buffer) as view, view.cast("B") as out:
+            n = 0
+            for chunk in self._chunks(len(out)):
+                out[n : n + len(chunk)] = chunk
+                n += len(chunk)
         return n
 
     def readall(self) -> bytes:
         return self.read(-1)
 
     def read(self, size: int | None = -1) -> bytes:
+        parts = list(self._chunks(-1 if size is None or size < 0 else size))
+        if not parts:
+            return b""
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _chunks(self, size: int) -> Iterator[bytes]:
+        """The next ``size`` bytes (all that is left when negative) as they arrive."""
         if self.closed:
             raise ValueError("read from a closed stream")
-        want = -1 if size is None or size < 0 else size
+        want = size
         if self._end is not None:
             left = max(0, self._end - self._pos)
             want = left if want < 0 else min(want, left)
         if want == 0 or self._eof:
-            return b""
-        parts: list[bytes] = []
+            return
         got = 0
         failures = 0
         while want < 0 or got < want:
@@ -211,10 +238,9 @@ class ResumableStream(io.RawIOBase):
             if want >= 0 and len(chunk) > want - got:
                 raise SourceError(f"{self.url} sent more bytes than were asked for")
             failures = 0
-            parts.append(chunk)
             got += len(chunk)
             self._pos += len(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            yield chunk
 
     def close(self) -> None:
         self._drop_body()

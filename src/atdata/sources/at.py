@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
-from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
+from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsplit
 
 from ..errors import IntegrityError, SourceError
 from .base import register_scheme
@@ -148,8 +148,10 @@ def parse_blob_url(url: str) -> tuple[str, str, str | None]:
     return did, cid, pds
 
 
-def _check_pds(pds: str, url: str) -> str:
-    parts = urlsplit(pds)
+def plain_http_base(url: str) -> SplitResult | None:
+    """The parts of ``url`` when it is a plain http(s) base URL (a host; no credentials, query,
+    fragment, whitespace or control characters), else None."""
+    parts = urlsplit(url)
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
@@ -157,8 +159,14 @@ def _check_pds(pds: str, url: str) -> str:
         or parts.password is not None
         or parts.query
         or parts.fragment
-        or re.search(r"[\s\x00-\x1f\x7f]", pds)
+        or re.search(r"[\s\x00-\x1f\x7f]", url)
     ):
+        return None
+    return parts
+
+
+def _check_pds(pds: str, url: str) -> str:
+    if plain_http_base(pds) is None:
         raise SourceError(f"blob URL {url!r:.300}: pds must be a plain http(s) base URL")
     return pds.rstrip("/")
 

@@ -32,7 +32,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -253,20 +253,18 @@ class ShardCache:
     def _fill(self, source: ShardSource, key: str, expected_sha256: str | None) -> Path | None:
         final = self.directory / (key + _SHARD_EXT)
         tmp = self._tmp_path(key)
-        hasher = hashlib.sha256()
+        hasher = hashlib.sha256() if expected_sha256 is not None else None
         size = 0
         try:
             with source.open() as stream, open(tmp, "wb") as out:
-                while True:
-                    chunk = stream.read(_CHUNK)
-                    if not chunk:
-                        break
+                for chunk in _read_chunks(stream):
                     size += len(chunk)
                     if size > self.max_bytes:
                         out.close()
                         _unlink(tmp)
                         return None  # larger than the whole cache: read it uncached
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
@@ -284,14 +282,15 @@ class ShardCache:
         except BaseException:
             _unlink(tmp)
             raise
-        digest = hasher.hexdigest()
-        if expected_sha256 is not None and digest != expected_sha256.lower():
-            _unlink(tmp)
-            raise IntegrityError(
-                f"downloaded bytes do not match the recorded sha256 {expected_sha256} "
-                f"(got {digest}, {size} bytes); the download was discarded, not cached",
-                shard=source.url,
-            )
+        if hasher is not None and expected_sha256 is not None:
+            digest = hasher.hexdigest()
+            if digest != expected_sha256.lower():
+                _unlink(tmp)
+                raise IntegrityError(
+                    f"downloaded bytes do not match the recorded sha256 {expected_sha256} "
+                    f"(got {digest}, {size} bytes); the download was discarded, not cached",
+                    shard=source.url,
+                )
         os.replace(tmp, final)
         _fsync_dir(self.directory)
         self.evict(keep=final)
@@ -307,6 +306,22 @@ class ShardCache:
             os.replace(tmp, path)
         finally:
             _unlink(tmp)
+
+
+def _read_chunks(stream: BinaryIO) -> Iterator[bytes | memoryview]:
+    """``stream``'s bytes in chunks of up to ``_CHUNK``, each valid until the next is asked for.
+
+    A stream with ``readinto`` fills one reused buffer (no allocation per chunk); others are read.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while chunk := stream.read(_CHUNK):
+            yield chunk
+        return
+    buffer = bytearray(_CHUNK)
+    with memoryview(buffer) as view:
+        while n := readinto(view):
+            yield view[:n]
 
 
 def _touch(path: Path) -> Path | None:
@@ -477,9 +492,22 @@ class VerifyingStream(io.RawIOBase):
         return self.read(-1)
 
     def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
+        inner = getattr(self._inner, "readinto", None)
+        with memoryview(buffer) as view, view.cast("B") as out:
+            if inner is None:
+                data = self.read(len(out))
+                out[: len(data)] = data
+                return len(data)
+            n: int = inner(out)
+            if n:
+                self._hash.update(out[:n])
+                self._pos += n
+                total = self.total_size
+                if total is not None and self._pos >= total:
+                    self._check()
+            elif len(out):
+                self._check()
+            return n
 
     def close(self) -> None:
         if not self.closed:

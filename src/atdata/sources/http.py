@@ -1,7 +1,11 @@
 """Shards over HTTP(S): streaming reads that resume after drops, Range reads, sidecars.
 
 ``http://`` and ``https://`` URLs open as :class:`HttpSource`. Importing this module registers
-the schemes but does not import httpx; the first :class:`HttpSource` does (``atdata[http]``).
+the schemes but does not import httpx; a source checks that httpx is installed
+(``atdata[http]``) and imports it only when it first makes a request, so a shard served from the
+shard cache never imports it. Sources without a ``client=`` share one ``httpx.Client`` (one
+connection pool) per process and timeout; it is closed at interpreter exit, and a forked worker
+makes its own.
 
 - ``open()`` streams the whole shard. A transfer that breaks off (reset, timeout, a body cut
   short) is resumed with ``Range: bytes=<pos>-`` from the first byte not yet returned; the 206
@@ -17,8 +21,10 @@ the schemes but does not import httpx; the first :class:`HttpSource` does (``atd
   URLs; credentials are not forwarded to another origin.
 """
 
+import atexit
+import contextlib
+import os
 import threading
-import weakref
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -27,7 +33,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .._optional import require
 from ..errors import SourceError
-from ._retry import Body, ResumableStream, RetryPolicy, Transient
+from ._retry import Body, ResumableStream, RetryPolicy, Transient, check_installed
 from .base import register_scheme
 
 if TYPE_CHECKING:
@@ -48,10 +54,11 @@ class _NotFound(SourceError):
 class HttpSource:
     """Read access to one shard at an ``http(s)://`` URL.
 
-    ``client`` is an ``httpx.Client`` to use (its connection pool is shared and it is never
-    closed here); without one the source makes its own on first use and closes it in
-    :meth:`close` or when the source is garbage collected. ``headers`` go with every request
-    (for example ``Authorization``); ``timeout`` bounds connecting and each read, in seconds.
+    ``client`` is an ``httpx.Client`` to use (it is never closed here); without one the source
+    uses the process's shared client for its ``timeout`` (made on first use, closed at
+    interpreter exit), so that many shards of one server reuse its connections. ``headers`` go
+    with every request (for example ``Authorization``); ``timeout`` bounds connecting and each
+    read, in seconds.
     """
 
     def __init__(
@@ -64,7 +71,7 @@ class HttpSource:
         headers: Mapping[str, str] | None = None,
         max_redirects: int = 5,
     ) -> None:
-        self._httpx = require("httpx", "http")
+        check_installed("httpx", "http")
         if urlsplit(url).scheme.lower() not in _SCHEMES:
             raise SourceError(f"HttpSource needs an http(s):// URL, got {url!r}")
         self.url = url
@@ -73,17 +80,14 @@ class HttpSource:
         self._headers = {"Accept-Encoding": "identity", **(headers or {})}
         self._max_redirects = max_redirects
         self._client = client
-        self._client_lock = threading.Lock()
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def _httpx(self) -> Any:
+        return require("httpx", "http")
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the connection pool this source made itself (a passed-in client stays open)."""
-        with self._client_lock:
-            if self._finalizer is not None:
-                self._finalizer()
-                self._finalizer = None
-                self._client = None
+        """Nothing to release: the shared pool lives until exit, a passed-in client stays open."""
 
     def __enter__(self) -> "HttpSource":
         return self
@@ -102,16 +106,13 @@ class HttpSource:
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for worker processes: the connection pool (and a passed-in client) stay."""
         state = self.__dict__.copy()
-        for name in ("_httpx", "_client", "_client_lock", "_finalizer"):
-            state.pop(name, None)
+        state.pop("_client", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._httpx = require("httpx", "http")
+        check_installed("httpx", "http")
         self._client = None
-        self._client_lock = threading.Lock()
-        self._finalizer = None
 
     # -- ShardSource --------------------------------------------------------------------------
     def local_path(self) -> str | None:
@@ -158,14 +159,10 @@ class HttpSource:
 
     # -- transport ----------------------------------------------------------------------------
     def _get_client(self) -> "httpx.Client":
-        with self._client_lock:
-            if self._client is None:
-                client = self._httpx.Client(
-                    timeout=self._httpx.Timeout(self._timeout), follow_redirects=False
-                )
-                self._client = client
-                self._finalizer = weakref.finalize(self, client.close)
-            return self._client
+        client = self._client
+        if client is None:
+            client = _shared_client(self._timeout)
+        return client
 
     def _opener(self, url: str) -> "_HttpOpener":
         return _HttpOpener(self, url)
@@ -290,6 +287,40 @@ class _HttpBody:
 
     def close(self) -> None:
         self.response.close()
+
+
+_SHARED: dict[tuple[int, float], "httpx.Client"] = {}
+"""The shared clients, by (process id, timeout): a forked child never uses its parent's."""
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_client(timeout: float) -> "httpx.Client":
+    """The process's client for ``timeout`` (httpx clients are thread-safe), made once."""
+    key = (os.getpid(), timeout)
+    client = _SHARED.get(key)
+    if client is not None:
+        return client
+    httpx = require("httpx", "http")
+    with _SHARED_LOCK:
+        client = _SHARED.get(key)
+        if client is None:
+            # headers go with each request and redirects are followed by hand, so the timeout
+            # is the only setting a client carries
+            client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+            _SHARED[key] = client
+        return client
+
+
+@atexit.register
+def _close_shared_clients() -> None:
+    """Close this process's shared clients (never those a forked child inherited)."""
+    pid = os.getpid()
+    with _SHARED_LOCK:
+        mine = [key for key in _SHARED if key[0] == pid]
+        clients = [_SHARED.pop(key) for key in mine]
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:

@@ -1,7 +1,8 @@
 """Shards in S3 and S3-compatible stores (MinIO, R2, Ceph, rclone): ``s3://bucket/key``.
 
-Importing this module registers the ``s3`` scheme but does not import boto3; the first
-:class:`S3Source` or client does (``pip install 'atdata[s3]'``).
+Importing this module registers the ``s3`` scheme but does not import boto3; an
+:class:`S3Source` checks that it is installed (``pip install 'atdata[s3]'``) and the first client
+imports it, so a shard served from the shard cache never does.
 
 Configuration is an explicit, immutable :class:`S3Config` (endpoint, region, credentials,
 checksum and retry settings). It reaches a source in one of two ways, and no other:
@@ -34,7 +35,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 from .._optional import require
 from ..errors import SourceError
-from ._retry import Body, ResumableStream, RetryPolicy, Transient
+from ._retry import Body, ResumableStream, RetryPolicy, Transient, check_installed
 from .base import register_scheme
 
 __all__ = [
@@ -197,7 +198,7 @@ class S3Source:
     """Read access to one object ``s3://bucket/key`` (see the module docstring)."""
 
     def __init__(self, url: str, *, config: S3Config | None = None) -> None:
-        require("boto3", "s3")
+        check_installed("boto3", "s3")
         self.url = url
         self.bucket, self.key = parse_s3_url(url)
         if not self.key or self.key.endswith("/"):
