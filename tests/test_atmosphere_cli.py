@@ -7,10 +7,8 @@ local PLC directory and handles resolve through the logged-in PDS; an autouse gu
 every connection and name lookup that is not loopback.
 """
 
-import ipaddress
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -38,6 +36,7 @@ from atdata.errors import AuthenticationError
 from atdata.index import Index
 from atdata.sample import packable
 from atdata.schema import Shape
+from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
 from services import PDS_TEST_PASSWORD
 
 pytestmark = pytest.mark.services
@@ -46,35 +45,6 @@ runner = CliRunner()
 
 
 # ---------------------------------------------------------------------------------- fixtures
-def _loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any attempt to resolve or connect to a non-loopback address from this process."""
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(address[0])):
-            raise OSError(f"test guard: refusing to connect to {address!r}")
-        return real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not _loopback(str(host)):
-            raise socket.gaierror(f"test guard: refusing to look up {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 @pytest.fixture(autouse=True)
 def environment(
     pds: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

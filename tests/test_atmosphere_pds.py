@@ -7,11 +7,9 @@ is not loopback, so nothing here (resolvers included) can reach a public service
 import base64
 import dataclasses
 import hashlib
-import ipaddress
 import json
 import os
 import pickle
-import socket
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -53,6 +51,7 @@ from atdata.errors import (
 from atdata.schema import Schema, Shape
 from atdata.sources import open_source
 from atdata.sources.at import blob_cid, blob_url, verify_blob
+from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
 from http_server import FileServer
 from services import PDS_TEST_PASSWORD
 
@@ -63,35 +62,6 @@ NDARRAY_REF = "https://alt.science/schemas/atdata-ndarray-bytes/1.0.0#/$defs/nda
 
 
 # ---------------------------------------------------------------------------------- fixtures
-def _loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any attempt to resolve or connect to a non-loopback address from this process."""
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(address[0])):
-            raise OSError(f"test guard: refusing to connect to {address!r}")
-        return real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not _loopback(str(host)):
-            raise socket.gaierror(f"test guard: refusing to look up {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 @dataclasses.dataclass
 class Account:
     handle: str

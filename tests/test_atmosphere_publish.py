@@ -2,9 +2,7 @@
 resolve_dataset, the functions Index.publish and load_dataset are wired to)."""
 
 import hashlib
-import ipaddress
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,39 +28,11 @@ from atdata.sample import packable
 from atdata.schema import Shape
 from atdata.shards.shardset import ShardSet
 from atdata.sources import open_source
+from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
 from http_server import FileServer
 from services import PDS_TEST_PASSWORD
 
 pytestmark = pytest.mark.services
-
-
-def _loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any attempt to resolve or connect to a non-loopback address from this process."""
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(address[0])):
-            raise OSError(f"test guard: refusing to connect to {address!r}")
-        return real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not _loopback(str(host)):
-            raise socket.gaierror(f"test guard: refusing to look up {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @packable

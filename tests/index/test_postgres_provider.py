@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from index_helpers import check_writer_waits_for_the_lock
 
 from atdata.errors import AtdataIndexError, IndexUnavailableError
 from atdata.index.providers.postgres import MIGRATIONS, PostgresProvider
@@ -125,35 +126,10 @@ def test_a_failed_statement_leaves_the_pooled_connection_clean(
 def test_a_writer_waits_for_the_lock_then_gives_up_while_reads_go_on(
     postgres_dsn: str, schema: str
 ) -> None:
-    holder = PostgresProvider(postgres_dsn, schema=schema)
-    waiter = PostgresProvider(postgres_dsn, schema=schema, timeout=0.3)
-    inside, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with holder.transaction() as tx:
-            tx.put("head", "x", {"by": "holder"})
-            inside.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert inside.wait(10)
-        started = time.monotonic()
-        with pytest.raises(IndexUnavailableError, match="locked by another writer"):
-            with waiter.transaction() as tx:
-                tx.put("head", "x", {"by": "waiter"})
-        assert 0.25 < time.monotonic() - started < 3
-        assert waiter.get("head", "x") is None  # reads never wait for the lock
-    finally:
-        release.set()
-        thread.join()
-    assert waiter.get("head", "x") == {"by": "holder"}
-    with waiter.transaction() as tx:  # the waiter's connection was returned clean
-        tx.put("head", "x", {"by": "waiter"})
-    assert holder.get("head", "x") == {"by": "waiter"}
-    holder.close()
-    waiter.close()
+    check_writer_waits_for_the_lock(
+        PostgresProvider(postgres_dsn, schema=schema),
+        PostgresProvider(postgres_dsn, schema=schema, timeout=0.3),
+    )
 
 
 def test_records_come_back_exactly_even_where_jsonb_would_change_them(

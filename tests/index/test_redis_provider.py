@@ -4,12 +4,12 @@ These tests run their own redis-server (``restartable_redis``), never a shared o
 ACL users, read command statistics and plant keys of their own.
 """
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from index_helpers import check_writer_waits_for_the_lock
 
 from atdata.errors import AtdataIndexError, IndexUnavailableError
 from atdata.index import Index
@@ -106,35 +106,10 @@ def test_lookups_and_listing_cost_the_same_at_any_size(
 def test_a_writer_waits_for_the_lock_then_gives_up_with_a_clear_error(
     restartable_redis: RedisServer,
 ) -> None:
-    holder = RedisProvider(restartable_redis.url)
-    waiter = RedisProvider(restartable_redis.url, timeout=0.3)
-    inside, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with holder.transaction() as tx:
-            tx.put("head", "x", {"by": "holder"})
-            inside.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert inside.wait(10)
-        started = time.monotonic()
-        with pytest.raises(IndexUnavailableError, match="locked by another writer"):
-            with waiter.transaction() as tx:
-                tx.put("head", "x", {"by": "waiter"})
-        assert 0.25 < time.monotonic() - started < 3
-        assert waiter.get("head", "x") is None  # reads never wait for the lock
-    finally:
-        release.set()
-        thread.join()
-    assert waiter.get("head", "x") == {"by": "holder"}
-    with waiter.transaction() as tx:
-        tx.put("head", "x", {"by": "waiter"})
-    assert holder.get("head", "x") == {"by": "waiter"}
-    holder.close()
-    waiter.close()
+    check_writer_waits_for_the_lock(
+        RedisProvider(restartable_redis.url),
+        RedisProvider(restartable_redis.url, timeout=0.3),
+    )
 
 
 def test_the_lock_of_a_crashed_writer_expires(

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .._optional import require
 from ..errors import AtmosphereError
+from ..sources.at import plain_http_base
 
 if TYPE_CHECKING:
     import httpx
@@ -47,16 +48,8 @@ def check_service_url(url: object, what: str) -> str:
     """``url`` without a trailing slash if it is a plain http(s) base URL, else AtmosphereError."""
     if not isinstance(url, str) or len(url) > 2000:
         raise AtmosphereError(f"{what} must be an http(s) URL, got {url!r:.200}")
-    parts = urlsplit(url)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-        or re.search(r"[\s\x00-\x1f\x7f]", url)
-    ):
+    parts = plain_http_base(url)
+    if parts is None:
         raise AtmosphereError(
             f"{what} must be a plain http(s) base URL (no credentials, query or fragment), "
             f"got {printable(url, 200)!r}"

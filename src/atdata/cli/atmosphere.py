@@ -45,7 +45,7 @@ from ..errors import (
     IntegrityError,
 )
 from ..stores.base import ShardProblem
-from ._samples import decode_fields, json_value
+from ._samples import decode_fields
 from ._shared import (
     CliError,
     ProgressBar,
@@ -929,17 +929,9 @@ def preview_remote(ref: str, *, limit: int, as_json: bool) -> None:
                         break
             if len(rows) >= limit:
                 break
-    if as_json:
-        emit_json(
-            [
-                {"__key__": key, **{k: json_value(v) for k, v in fields.items()}}
-                for key, fields in rows
-            ]
-        )
-        return
-    from .inspection import _print_samples
+    from .inspection import _show_samples
 
-    _print_samples(ref, rows, resolved.schema)
+    _show_samples(ref, rows, resolved.schema, as_json)
 
 
 # -- verify ---------------------------------------------------------------------------------------

@@ -255,6 +255,13 @@ def preview_command(
         rows.append((key, decode_fields(fields, schema)))
         if len(rows) >= limit:
             break
+    _show_samples(title, rows, schema, as_json)
+
+
+def _show_samples(
+    title: str, rows: list[tuple[str, dict[str, Any]]], schema: "Schema | None", as_json: bool
+) -> None:
+    """Decoded sample rows as JSON (``as_json``) or as a table titled ``title``."""
     if as_json:
         emit_json(
             [

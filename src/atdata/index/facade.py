@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConflictError, NotFoundError
 from ..sample import DictSample
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Index"]
 
 SchemaSpec = type | Schema | str
+
+_T = TypeVar("_T")
 
 
 class Index:
@@ -249,11 +251,12 @@ class Index:
         """The dataset version named by ``"name"``, ``"name@3"``, ``"name@latest"`` or
         ``"atdata://<repo>/dataset/name@3"`` (no version: the latest)."""
         parsed = parse_ref(ref, "dataset")
-        for repo in self._repos_for(parsed.repo):
-            entry = ds_ops.get_entry(repo, parsed.name, parsed.dataset_version)
-            if entry is not None:
-                return entry
-        raise NotFoundError(f"no dataset {ref!r} in {self._where(parsed.repo)}")
+        return self._first_found(
+            parsed.repo,
+            "dataset",
+            ref,
+            lambda repo: ds_ops.get_entry(repo, parsed.name, parsed.dataset_version),
+        )
 
     @property
     def datasets(self) -> Iterator[DatasetEntry]:
@@ -268,11 +271,12 @@ class Index:
         parsed = parse_ref(name, "dataset")
         if parsed.version is not None:
             raise ValueError(f"history() takes a dataset name without a version, got {name!r}")
-        for r in self._repos_for(parsed.repo or repo):
-            found = list(ds_ops.iter_entries(r, name_prefix(parsed.name)))
-            if found:
-                return found
-        raise NotFoundError(f"no dataset {name!r} in {self._where(parsed.repo or repo)}")
+        return self._first_found(
+            parsed.repo or repo,
+            "dataset",
+            name,
+            lambda r: list(ds_ops.iter_entries(r, name_prefix(parsed.name))) or None,
+        )
 
     def load(self, ref: "str | DatasetEntry", sample_type: type | None = None) -> "Dataset[Any]":
         """An :class:`atdata.Dataset` of a dataset version (a reference or an entry); without
@@ -350,12 +354,15 @@ class Index:
     def get_schema(self, ref: str) -> SchemaRecord:
         """The schema record named by ``"Name"``, ``"Name@1.0.0"`` or a full reference."""
         parsed = parse_ref(ref, "schema")
-        for repo in self._repos_for(parsed.repo):
+
+        def find(repo: Repository) -> SchemaRecord | None:
             versions = schema_versions_tx(repo.provider, parsed.name, repo.name)
             for rec in reversed(versions):
                 if parsed.version is None or rec.version == parsed.version:
                     return rec
-        raise NotFoundError(f"no schema {ref!r} in {self._where(parsed.repo)}")
+            return None
+
+        return self._first_found(parsed.repo, "schema", ref, find)
 
     def get_schema_type(self, ref: str) -> type:
         """A working sample type rebuilt from a stored schema (no code generated or imported).
@@ -404,11 +411,9 @@ class Index:
     def get_label(self, label: str) -> LabelRecord:
         """The label record; ``index.get(record.target)`` is the dataset version it names."""
         parsed = parse_ref(label, "label")
-        for repo in self._repos_for(parsed.repo):
-            found = label_ops.get_label(repo, parsed.name)
-            if found is not None:
-                return found
-        raise NotFoundError(f"no label {label!r} in {self._where(parsed.repo)}")
+        return self._first_found(
+            parsed.repo, "label", label, lambda repo: label_ops.get_label(repo, parsed.name)
+        )
 
     @property
     def labels(self) -> Iterator[LabelRecord]:
@@ -464,11 +469,12 @@ class Index:
 
     def get_lens(self, name: str) -> LensRecord:
         parsed = parse_ref(name, "lens")
-        for repo in self._repos_for(parsed.repo):
+
+        def find(repo: Repository) -> LensRecord | None:
             record = repo.provider.get("lens", parsed.name)
-            if record is not None:
-                return LensRecord.from_record(record, repo=repo.name)
-        raise NotFoundError(f"no lens {name!r} in {self._where(parsed.repo)}")
+            return None if record is None else LensRecord.from_record(record, repo=repo.name)
+
+        return self._first_found(parsed.repo, "lens", name, find)
 
     @property
     def lenses(self) -> Iterator[LensRecord]:
@@ -543,6 +549,18 @@ class Index:
     # -- internals ---------------------------------------------------------------------------------
     def _repos_for(self, name: str | None) -> list[Repository]:
         return [self.repository(name)] if name is not None else list(self._repos.values())
+
+    def _first_found(
+        self, repo: str | None, what: str, ref: str, find: Callable[[Repository], _T | None]
+    ) -> _T:
+        """What ``find`` gives in the first repository searched for ``repo`` (every repository,
+        in order, when None) where it gives something; NotFoundError naming ``what`` and ``ref``
+        when none does."""
+        for r in self._repos_for(repo):
+            found = find(r)
+            if found is not None:
+                return found
+        raise NotFoundError(f"no {what} {ref!r} in {self._where(repo)}")
 
     def _where(self, repo: str | None) -> str:
         return f"repository {repo!r}" if repo else f"repositories {', '.join(self._repos)}"

@@ -31,7 +31,6 @@ statement retried, since nothing was sent yet.
 """
 
 import contextlib
-import json
 import os
 import re
 import threading
@@ -43,6 +42,15 @@ from typing import Any, TypeVar
 
 from ..._optional import require
 from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
+from ._common import (
+    dumps_record,
+    refuse_nesting,
+    scan_sql,
+    server_failed,
+    server_unavailable,
+    while_doing,
+)
+from ._common import loads_record as _loads
 from .base import Provider, Record, Transaction, check_key, check_kind
 
 __all__ = ["MIGRATIONS", "PostgresProvider"]
@@ -70,7 +78,6 @@ _VERSION_TABLE = """CREATE TABLE {schema}.atdata_schema_version (
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _WRITE_LOCK_CLASS = 0x61746461  # "atda": the writers' lock of one schema
 _MIGRATE_LOCK_CLASS = 0x61746462  # "atdb": the migrations' lock of one schema
-_MAX_CHAR = chr(0x10FFFF)
 T = TypeVar("T")
 
 
@@ -137,8 +144,7 @@ class PostgresProvider(Provider):
     # -- Provider ----------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        if getattr(self._local, "depth", 0):
-            raise AtdataIndexError(f"{self!r}: transactions do not nest; finish the open one first")
+        refuse_nesting(self, self._local)
         self._local.depth = 1
         try:
             with self._session(self._begin) as conn:
@@ -201,23 +207,7 @@ class PostgresProvider(Provider):
     def _scan_query(
         self, kind: str, prefix: str, start_after: str | None, limit: int | None
     ) -> tuple[str, list[Any]]:
-        sql = self._q["scan"]
-        args: list[Any] = [check_kind(kind)]
-        if prefix:
-            sql += " AND key >= %s"
-            args.append(_key(prefix))
-            end = _prefix_end(prefix)
-            if end is not None:
-                sql += " AND key < %s"
-                args.append(end)
-        if start_after is not None:
-            sql += " AND key > %s"
-            args.append(_key(start_after))
-        sql += " ORDER BY key"
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(max(0, int(limit)))
-        return sql, args
+        return scan_sql(self._q["scan"], kind, prefix, start_after, limit, param="%s", key=_key)
 
     def _read(self, fn: Callable[[Any], T]) -> T:
         """Run one autocommit read, retried once when a dead pooled connection was used."""
@@ -347,10 +337,7 @@ class PostgresProvider(Provider):
         try:
             conn = psycopg.connect(self.dsn, connect_timeout=max(1, int(self.connect_timeout)))
         except psycopg.Error as exc:
-            raise IndexUnavailableError(
-                f"PostgreSQL at {self.where} is unavailable ({_first_line(exc)}); check that the "
-                "server is running and reachable, then retry"
-            ) from exc
+            raise server_unavailable(f"PostgreSQL at {self.where}", "", _first_line(exc)) from exc
         conn.close()
 
     def _migrate(self) -> None:
@@ -408,7 +395,7 @@ class PostgresProvider(Provider):
         psycopg = self._psycopg
         errors = psycopg.errors
         where = f"PostgreSQL at {self.where} (schema {self.schema!r})"
-        what = f" while {doing}" if doing else ""
+        what = while_doing(doing)
         try:
             yield
         except errors.LockNotAvailable as exc:
@@ -425,12 +412,9 @@ class PostgresProvider(Provider):
                 f"CREATE on schema {self.schema!r} (CREATE on the database to create it)"
             ) from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise IndexUnavailableError(
-                f"{where} is unavailable{what} ({_first_line(exc)}); check that the server is "
-                "running and reachable, then retry"
-            ) from exc
+            raise server_unavailable(where, what, _first_line(exc)) from exc
         except psycopg.Error as exc:
-            raise AtdataIndexError(f"{where} failed{what}: {_first_line(exc)}") from exc
+            raise server_failed(where, what, _first_line(exc)) from exc
 
 
 class _PostgresTransaction(Transaction):
@@ -519,38 +503,9 @@ def _key(key: str) -> str:
     return key
 
 
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
-    stripped = prefix.rstrip(_MAX_CHAR)
-    if not stripped:
-        return None
-    code = ord(stripped[-1]) + 1
-    if 0xD800 <= code <= 0xDFFF:  # skip the surrogates, which cannot be encoded
-        code = 0xE000
-    return stripped[:-1] + chr(code)
-
-
 def _dumps(record: Record, kind: str, key: str) -> str:
-    if not isinstance(record, dict):
-        raise AtdataIndexError(
-            f"{kind} {key!r}: a record must be a dict, got {type(record).__name__}"
-        )
-    try:
-        # ensure_ascii: "\u0000" and lone surrogates travel as escapes, which json accepts
-        text = json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
-    except (TypeError, ValueError) as exc:
-        raise AtdataIndexError(f"{kind} {key!r} is not JSON-compatible: {exc}") from exc
-    return text
-
-
-def _loads(text: str, kind: str, key: str) -> Record:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise AtdataIndexError(f"{kind} {key!r} holds malformed JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise AtdataIndexError(f"{kind} {key!r} holds {type(value).__name__}, not a record")
-    return value
+    # ensure_ascii: "\u0000" and lone surrogates travel as escapes, which json accepts
+    return dumps_record(record, kind, key, ensure_ascii=True)
 
 
 def _first_line(exc: BaseException) -> str:

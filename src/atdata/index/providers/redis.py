@@ -32,7 +32,6 @@ transaction may live on different nodes) unless the prefix holds a hash tag, suc
 """
 
 import contextlib
-import json
 import os
 import random
 import threading
@@ -43,6 +42,14 @@ from typing import Any, TypeVar
 
 from ..._optional import require
 from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
+from ._common import dumps_record_utf8 as _dumps
+from ._common import loads_record as _loads
+from ._common import (
+    refuse_nesting,
+    server_failed,
+    server_unavailable,
+    while_doing,
+)
 from .base import Provider, Record, Transaction, check_key, check_kind
 from .url import redact_url
 
@@ -192,8 +199,7 @@ class RedisProvider(Provider):
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         self._check_open()
-        if getattr(self._local, "depth", 0):
-            raise AtdataIndexError(f"{self!r}: transactions do not nest; finish the open one first")
+        refuse_nesting(self, self._local)
         token = os.urandom(16).hex().encode()
         self._lock(token)
         self._local.depth = 1
@@ -211,9 +217,7 @@ class RedisProvider(Provider):
 
     def get(self, kind: str, key: str) -> Record | None:
         self._check_open()
-        field = _key_bytes(check_key(key))
-        raw = self._retrying(lambda: self._client.hget(self._records(check_kind(kind)), field))
-        return None if raw is None else _loads(raw, kind, key)
+        return self._hget(kind, check_key(key))
 
     def scan(
         self,
@@ -296,6 +300,12 @@ class RedisProvider(Provider):
 
     def _keys(self, kind: str) -> bytes:
         return self._pfx + kind.encode() + b":keys"
+
+    def _hget(self, kind: str, key: str) -> Record | None:
+        """The stored record of ``(kind, key)`` (``key`` already checked), one HGET."""
+        field = _key_bytes(key)
+        raw = self._retrying(lambda: self._client.hget(self._records(check_kind(kind)), field))
+        return None if raw is None else _loads(raw, kind, key)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -381,7 +391,7 @@ class RedisProvider(Provider):
 def _translate(provider: RedisProvider, doing: str) -> Iterator[None]:
     redis = provider._mod
     where = f"Redis at {provider.where} (prefix {provider.prefix!r})"
-    what = f" while {doing}" if doing else ""
+    what = while_doing(doing)
     try:
         yield
     except redis.BusyLoadingError as exc:
@@ -389,10 +399,7 @@ def _translate(provider: RedisProvider, doing: str) -> Iterator[None]:
             f"{where} is loading its data after a restart{what}; retry in a moment"
         ) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise IndexUnavailableError(
-            f"{where} is unavailable{what} ({_text(exc)}); check that the server is running "
-            "and reachable, then retry"
-        ) from exc
+        raise server_unavailable(where, what, _text(exc)) from exc
     except redis.AuthenticationError as exc:
         raise AtdataIndexError(f"{where} refused the credentials: {_text(exc)}") from exc
     except redis.ResponseError as exc:
@@ -404,9 +411,9 @@ def _translate(provider: RedisProvider, doing: str) -> Iterator[None]:
                 f"{where} denied a command{what}: {text}; the Redis user needs access to keys "
                 f"'{provider.prefix}*' and to EVALSHA/SCRIPT LOAD"
             ) from exc
-        raise AtdataIndexError(f"{where} failed{what}: {text}") from exc
+        raise server_failed(where, what, text) from exc
     except redis.RedisError as exc:
-        raise AtdataIndexError(f"{where} failed{what}: {_text(exc)}") from exc
+        raise server_failed(where, what, _text(exc)) from exc
 
 
 class _RedisTransaction(Transaction):
@@ -439,10 +446,7 @@ class _RedisTransaction(Transaction):
         pending = self._writes.get((check_kind(kind), check_key(key)), _MISSING)
         if pending is not _MISSING:
             return None if pending is None else _loads(pending, kind, key)  # type: ignore[arg-type]
-        p = self._p
-        field = _key_bytes(key)
-        raw = p._retrying(lambda: p._client.hget(p._records(kind), field))
-        return None if raw is None else _loads(raw, kind, key)
+        return self._p._hget(kind, key)
 
     def scan(
         self,
@@ -547,28 +551,6 @@ def _key_bytes(key: str) -> bytes:
         return key.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise AtdataIndexError(f"record key {key!r} is not valid Unicode: {exc}") from None
-
-
-def _dumps(record: Record, kind: str, key: str) -> bytes:
-    if not isinstance(record, dict):
-        raise AtdataIndexError(
-            f"{kind} {key!r}: a record must be a dict, got {type(record).__name__}"
-        )
-    try:
-        text = json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-        return text.encode("utf-8")
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-        raise AtdataIndexError(f"{kind} {key!r} is not JSON-compatible: {exc}") from exc
-
-
-def _loads(raw: bytes, kind: str, key: str) -> Record:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise AtdataIndexError(f"{kind} {key!r} holds malformed JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise AtdataIndexError(f"{kind} {key!r} holds {type(value).__name__}, not a record")
-    return value
 
 
 def _text(value: object) -> str:

@@ -9,7 +9,6 @@ use WAL snapshots and never block writers. A connection is opened per process an
 """
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -17,9 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
+from ._common import dumps_record as _dumps
+from ._common import loads_record as _loads
+from ._common import refuse_nesting, scan_sql
 from .base import Provider, Record, Transaction, check_key, check_kind
 
 __all__ = ["MIGRATIONS", "SQLiteProvider"]
@@ -43,7 +44,6 @@ _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS atdata_migrations (
     version INTEGER PRIMARY KEY,
     applied_at TEXT NOT NULL
 )"""
-_MAX_CHAR = chr(0x10FFFF)
 
 
 class SQLiteProvider(Provider):
@@ -91,8 +91,7 @@ class SQLiteProvider(Provider):
     # -- Provider ----------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        if getattr(self._local, "depth", 0):
-            raise AtdataIndexError(f"{self!r}: transactions do not nest; finish the open one first")
+        refuse_nesting(self, self._local)
         with self._begin("IMMEDIATE") as conn:
             yield _SQLiteTransaction(conn, self.path)
 
@@ -126,8 +125,7 @@ class SQLiteProvider(Provider):
     @contextmanager
     def _begin(self, mode: str) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
-        if getattr(self._local, "depth", 0):
-            raise AtdataIndexError(f"{self!r}: transactions do not nest; finish the open one first")
+        refuse_nesting(self, self._local)
         with _translated(self.path):
             conn.execute(f"BEGIN {mode}")
         self._local.depth = 1
@@ -193,22 +191,14 @@ class _SQLiteTransaction(Transaction):
         start_after: str | None = None,
         limit: int | None = None,
     ) -> list[tuple[str, Record]]:
-        sql = "SELECT key, value FROM atdata_records WHERE kind = ?"
-        args: list[Any] = [check_kind(kind)]
-        if prefix:
-            sql += " AND key >= ?"
-            args.append(prefix)
-            end = _prefix_end(prefix)
-            if end is not None:
-                sql += " AND key < ?"
-                args.append(end)
-        if start_after is not None:
-            sql += " AND key > ?"
-            args.append(start_after)
-        sql += " ORDER BY key"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(max(0, int(limit)))
+        sql, args = scan_sql(
+            "SELECT key, value FROM atdata_records WHERE kind = ?",
+            kind,
+            prefix,
+            start_after,
+            limit,
+            param="?",
+        )
         with _translated(self._where):
             rows = self._conn.execute(sql, args).fetchall()
         return [(k, _loads(v, kind, k)) for k, v in rows]
@@ -293,38 +283,6 @@ def _migrate(conn: sqlite3.Connection, where: str) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
-    stripped = prefix.rstrip(_MAX_CHAR)
-    if not stripped:
-        return None
-    code = ord(stripped[-1]) + 1
-    if 0xD800 <= code <= 0xDFFF:  # skip the surrogates, which cannot be encoded
-        code = 0xE000
-    return stripped[:-1] + chr(code)
-
-
-def _dumps(record: Record, kind: str, key: str) -> str:
-    if not isinstance(record, dict):
-        raise AtdataIndexError(
-            f"{kind} {key!r}: a record must be a dict, got {type(record).__name__}"
-        )
-    try:
-        return json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise AtdataIndexError(f"{kind} {key!r} is not JSON-compatible: {exc}") from exc
-
-
-def _loads(text: str, kind: str, key: str) -> Record:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise AtdataIndexError(f"{kind} {key!r} holds malformed JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise AtdataIndexError(f"{kind} {key!r} holds {type(value).__name__}, not a record")
-    return value
 
 
 def _now() -> str:
