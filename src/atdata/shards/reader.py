@@ -8,6 +8,7 @@ it promises have actually arrived.
 """
 
 import contextlib
+import io
 import mmap
 import os
 from collections.abc import Iterator
@@ -300,6 +301,9 @@ def _refill(stream: BinaryIO, kept: memoryview, count: int, url: str) -> tuple[b
             else:
                 try:
                     n = int(readinto(room) or 0)
+                except (NotImplementedError, io.UnsupportedOperation):
+                    readinto = None  # a stream that only implements read(): use that
+                    continue
                 except OSError as exc:
                     raise SourceError(f"reading shard {url!r} failed: {exc}") from exc
         if not n:
