@@ -4,7 +4,7 @@ A module of its own (not a test module) so that spawn-started children import it
 lenses live in :data:`REGISTRY`, not the default registry, so importing it changes nothing else.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +43,14 @@ class Tagged:
     label: Label
     tags: list[str]
     raw: bytes
+
+
+@atdata.packable
+class Blob:
+    """An untyped field; bodies of 64 KiB and more are decoded without copying their bytes."""
+
+    payload: Any
+    n: int
 
 
 REGISTRY = atdata.LensRegistry()

@@ -18,6 +18,7 @@ from atdata.index import Index
 from http_server import FileServer
 from pickling_types import (
     REGISTRY,
+    Blob,
     Frame,
     Gray,
     Label,
@@ -184,6 +185,15 @@ def test_batches_with_nested_and_list_fields_pickle(index: Index) -> None:
     back = round_trip(batch)
     assert back.keys == batch.keys and back.tags == batch.tags and back.raw == batch.raw
     assert [x.label for x in back.label] == [0, 1, 2, 3, 4]
+
+
+def test_batches_of_large_samples_with_untyped_fields_pickle(tmp_path: Path) -> None:
+    samples = [Blob(payload=bytes([i]) * 100_000, n=i) for i in range(4)]
+    atdata.write_samples(samples, str(tmp_path / "blobs-%06d.tar"))
+    batch = next(iter(Dataset[Blob](str(tmp_path / "blobs-000000.tar")).ordered(batch_size=4)))
+    assert [type(p) for p in batch.payload] == [bytes] * 4  # not views into the shard
+    back = round_trip(batch)
+    assert back.payload == [s.payload for s in samples] and back.n == [0, 1, 2, 3]
 
 
 # ------------------------------------------------------------------------------------ datasets
