@@ -145,9 +145,12 @@ def _module_ref(lens_: Lens[Any, Any]) -> tuple[str, str] | None:
 
 def _lens_at(module: str, qualname: str) -> Lens[Any, Any]:
     """The lens a module defines at top level (importing the module registers it there)."""
-    found: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise LensError(f"cannot unpickle lens {module}.{qualname}: {exc}") from exc
     if not isinstance(found, Lens):
         raise LensError(f"{module}.{qualname} is no longer a lens; cannot unpickle it")
     return found
@@ -259,8 +262,10 @@ def _dict_lens(view: type[V]) -> Lens[DictSample, V]:
 
 
 def _retype(sample: Any, cls: type) -> Any:
-    """``sample`` as an instance of ``cls``, a class of the same schema (fields shared shallowly)."""
-    if type(sample) is cls or not hasattr(sample, "__dict__"):
+    """``sample`` as an instance of ``cls`` when its class has the same schema identity (fields
+    copied shallowly); anything else as it is."""
+    kind = type(sample)
+    if kind is cls or not hasattr(sample, "__dict__") or type_key(kind) != type_key(cls):
         return sample
     obj: Any = object.__new__(cls)
     obj.__dict__ = dict(sample.__dict__)

@@ -4,6 +4,7 @@ import bisect
 import warnings
 from collections.abc import Callable, Mapping
 from itertools import accumulate
+from typing import Any
 
 from ..errors import AtdataWarning
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
@@ -41,11 +42,13 @@ class ShardSet:
         self._keys: dict[str, tuple[int, int]] | None = None
         self._no_sidecar: set[int] = set()
 
-    def __reduce__(self) -> tuple[type["ShardSet"], tuple[list[str], SourceFactory]]:
-        """Pickled as its URLs and source factory only: open sources, offset indexes and key
-        tables are rebuilt lazily where it is unpickled (they are large, and sources hold files
-        and connections)."""
-        return (ShardSet, (self.urls, self._factory))
+    def __reduce__(
+        self,
+    ) -> tuple[type["ShardSet"], tuple[list[str], SourceFactory], dict[str, Any]]:
+        """Pickled as its URLs, source factory and (once known) sample counts: open sources,
+        offset indexes and key tables are rebuilt lazily where it is unpickled (they are large,
+        and sources hold files and connections)."""
+        return (ShardSet, (self.urls, self._factory), {"_cumulative": self._cumulative})
 
     def __len__(self) -> int:
         return len(self.urls)
