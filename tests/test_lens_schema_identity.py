@@ -10,7 +10,7 @@ import pytest
 import atdata
 from atdata import LensError, LensRegistry, Schema
 from atdata.index import Index
-from pickling_types import REGISTRY, Frame, Gray, Label, make_frames
+from pickling_types import REGISTRY, Frame, Gray, Label, Tagged, make_frames, make_tagged
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def index(tmp_path: Path) -> Iterator[Index]:
     idx = Index(home=tmp_path / "home")
     idx.write(make_frames(30), "frames", maxcount=10)
     idx.write([Gray(image=np.zeros((4, 4), np.uint8), label=0)], "grays")
+    idx.write(make_tagged(5), "tagged")
     yield idx
     idx.close()
 
@@ -54,6 +55,23 @@ def test_the_getter_receives_an_instance_of_the_class_it_was_written_for(index: 
 
     got = classless(index, "frames").as_type(Label, registry=registry).head(3)
     assert [s.label for s in got] == [0, 1, 2]
+
+
+def test_nested_samples_reach_the_getter_as_the_nested_classes_it_was_written_for(
+    index: Index,
+) -> None:
+    registry = LensRegistry()
+    with registry.use():
+
+        @atdata.lens
+        def tagged_to_label(tagged: Tagged) -> Label:
+            assert type(tagged.label) is Label, type(tagged.label)
+            return tagged.label
+
+    ds = classless(index, "tagged")
+    assert type(ds[0].label) is not Label  # the rebuilt nested class
+    got = ds.as_type(Label, registry=registry).head(3)
+    assert [type(s) for s in got] == [Label] * 3 and [s.label for s in got] == [0, 1, 2]
 
 
 def test_the_putter_writes_back_into_the_source_class_given(index: Index) -> None:

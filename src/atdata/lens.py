@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar, cast
 from .codec import codec_for
 from .errors import LensError
 from .sample import DictSample, is_packable
-from .schema import Schema
+from .schema import FieldType, Schema
 
 __all__ = ["Lens", "LensRegistry", "current_registry", "default_registry", "lens"]
 
@@ -267,9 +267,34 @@ def _retype(sample: Any, cls: type) -> Any:
     kind = type(sample)
     if kind is cls or not hasattr(sample, "__dict__") or type_key(kind) != type_key(cls):
         return sample
+    values = dict(sample.__dict__)
+    schema: Schema = cls.__dict__["__atdata_schema__"]
+    for f in schema.fields:  # nested samples become the nested classes of ``cls``
+        if _has_samples(f.type) and values.get(f.name) is not None:
+            values[f.name] = _retype_value(values[f.name], f.type)
     obj: Any = object.__new__(cls)
-    obj.__dict__ = dict(sample.__dict__)
+    obj.__dict__ = values
     return obj
+
+
+def _has_samples(ftype: FieldType) -> bool:
+    return ftype.kind == "sample" or (ftype.item is not None and _has_samples(ftype.item))
+
+
+def _retype_value(value: Any, ftype: FieldType) -> Any:
+    if value is None:
+        return None
+    if ftype.kind == "sample":
+        assert ftype.schema is not None
+        return _retype(value, ftype.sample_type or ftype.schema.to_sample_type())
+    item = ftype.item
+    if item is None:
+        return value
+    if ftype.kind == "list" and isinstance(value, list):
+        return [_retype_value(v, item) for v in value]
+    if ftype.kind == "dict" and isinstance(value, dict):
+        return {k: _retype_value(v, item) for k, v in value.items()}
+    return value
 
 
 def _retyping_lens(source: type[S], view: type[V]) -> Lens[S, V]:
