@@ -3,6 +3,7 @@ resolve_dataset, the functions Index.publish and load_dataset are wired to)."""
 
 import hashlib
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -307,6 +308,8 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
     ds = load_reference(f"@{session.handle}/tampered", resolver=resolver, cache=False)
     with pytest.raises(IntegrityError):
         list(ds)
+    with pytest.raises(IntegrityError):  # a pickled copy (e.g. in a worker) still checks
+        list(pickle.loads(pickle.dumps(ds)))
 
 
 def test_index_publish_and_publish_lens_to_through_the_index_api(

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 import numpy as np
 
 from .codec import SCALAR_TYPES as _SCALAR_KINDS
-from .codec import Codec, check_dtype_shape, decode_array, parse_array_header
+from .codec import Codec, check_dtype_shape, codec_for, decode_array, parse_array_header
 from .errors import SchemaError
 from .schema import FieldType
 
@@ -47,6 +47,10 @@ class SampleBatch(Generic[T]):
     def columns(self) -> dict[str, Any]:
         """Field name -> stacked array or list."""
         return self._columns
+
+    def __reduce__(self) -> tuple[Any, tuple[type[T], dict[str, Any], list[str]]]:
+        """Pickled as its sample type, columns and keys; the codec is found again on load."""
+        return (_unpickle_batch, (self._codec.sample_type, self._columns, self.keys))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -82,6 +86,12 @@ class SampleBatch(Generic[T]):
             else:
                 parts.append(f"{name}: list[{len(col)}]")
         return f"SampleBatch[{self._codec.schema.name}]({len(self)}; {', '.join(parts)})"
+
+
+def _unpickle_batch(
+    sample_type: type[T], columns: dict[str, Any], keys: list[str]
+) -> SampleBatch[T]:
+    return SampleBatch(codec_for(sample_type), columns, keys)
 
 
 _DICT_ONLY = {dict}
@@ -157,6 +167,9 @@ class Collator(Generic[T]):
                 col = self._stack(col, spec, f"$.{name}")
                 if col is None:
                     return None
+            elif kind == "any":
+                if memoryview in set(map(type, col)):  # a large body's top-level bin values
+                    col = [bytes(v) if type(v) is memoryview else v for v in col]
             elif kind == "convert":
                 try:
                     col = [spec(v, f"$.{name}") for v in col]

@@ -17,9 +17,9 @@ from .errors import LensError, SchemaError
 from .loader import Loader, Stage, located
 from .sample import DictSample
 from .shards.reader import read_body
-from .shards.shardset import ShardSet, SourceFactory
+from .shards.shardset import CheckedOpener, ShardSet, SourceFactory
 from .shards.urls import expand_urls
-from .sources import ShardCache, ShardSource, open_source, wrap_source
+from .sources import ShardCache
 
 __all__ = ["Dataset", "Loader"]
 
@@ -233,9 +233,4 @@ def _source_factory(
     shard_cache = ShardCache.from_setting(cache)
     if shard_cache is None and not checksums:
         return None
-    digests = dict(checksums or {})
-
-    def open_shard(url: str) -> ShardSource:
-        return wrap_source(open_source(url), cache=shard_cache, expected_sha256=digests.get(url))
-
-    return open_shard
+    return CheckedOpener(shard_cache, checksums or {})

@@ -2,11 +2,18 @@
 
 A packable type is an ordinary dataclass whose schema is derived once from its annotations and
 whose codec is compiled once (see :mod:`atdata.codec`). ``DictSample`` carries schema-free data.
+
+Pickling: user classes (and their samples) pickle by reference, as any class does. A type rebuilt
+from a stored schema has no importable home, so it pickles *by its schema*: the schema's dict is
+pickled, and unpickling rebuilds the type from it (no code generated or imported), through a
+process-wide cache, so that one schema gives one class object in every process.
 """
 
+import copyreg
 import dataclasses
+import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, TypeVar, dataclass_transform
+from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
 from .errors import SchemaError
 from .schema import Schema
@@ -125,7 +132,11 @@ class DictSample(Mapping[str, Any]):
     __hash__ = None  # type: ignore[assignment]
 
 
-class _RebuiltSample(PackableSample):
+class _RebuiltType(type):
+    """Metaclass of rebuilt sample types; it only marks them for the pickling reducer below."""
+
+
+class _RebuiltSample(PackableSample, metaclass=_RebuiltType):
     """Base of sample types rebuilt from a stored schema: no generated code, keyword init."""
 
     __atdata_rebuilt__ = True
@@ -167,11 +178,19 @@ def _values_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def rebuild_sample_type(schema: Schema) -> type[PackableSample]:
-    """A packable type for ``schema`` whose instances take keyword arguments.
+_REBUILT: dict[Schema, type[PackableSample]] = {}
+_REBUILT_LOCK = threading.Lock()
 
-    Field names were validated as identifiers when the schema was read; nothing is executed.
+
+def rebuild_sample_type(schema: Schema) -> type[PackableSample]:
+    """The packable type for ``schema``, whose instances take keyword arguments.
+
+    One class per schema (equal schemas give the same class object) in a process. Field names
+    were validated as identifiers when the schema was read; nothing is executed.
     """
+    cached = _REBUILT.get(schema)
+    if cached is not None:
+        return cached
     namespace: dict[str, Any] = {
         "__atdata_rebuilt__": True,
         "__atdata_schema__": schema,
@@ -180,4 +199,31 @@ def rebuild_sample_type(schema: Schema) -> type[PackableSample]:
         "__module__": "atdata.rebuilt",
         "__qualname__": schema.name,
     }
-    return type(schema.name, (_RebuiltSample,), namespace)
+    with _REBUILT_LOCK:
+        cached = _REBUILT.get(schema)
+        if cached is None:
+            made = cast(
+                type[PackableSample], _RebuiltType(schema.name, (_RebuiltSample,), namespace)
+            )
+            _REBUILT[schema] = cached = made
+    return cached
+
+
+def _rebuilt_from_dict(schema_dict: dict[str, Any]) -> type[PackableSample]:
+    """Unpickling a rebuilt type: the same rebuild, from the schema's dict."""
+    return rebuild_sample_type(Schema.from_dict(schema_dict))
+
+
+def _reduce_rebuilt(cls: _RebuiltType) -> tuple[Any, tuple[Any, ...]]:
+    schema = cls.__dict__.get("__atdata_schema__")
+    if not isinstance(schema, Schema):  # _RebuiltSample itself
+        return (_rebuilt_base, ())
+    return (_rebuilt_from_dict, (schema.to_dict(),))
+
+
+def _rebuilt_base() -> type[PackableSample]:
+    return _RebuiltSample
+
+
+# pickle consults copyreg's table for a class's metaclass before pickling the class by name
+copyreg.pickle(_RebuiltType, _reduce_rebuilt)

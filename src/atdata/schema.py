@@ -7,6 +7,9 @@ executing any code.
 """
 
 import dataclasses
+import functools
+import hashlib
+import json
 import keyword
 import re
 import types
@@ -216,6 +219,18 @@ class Schema:
             description=desc if isinstance(desc, str) else None,
         )
 
+    @functools.cached_property
+    def identity(self) -> str:
+        """A fingerprint of what the schema's samples *are*: its name and fields (names, types,
+        dtypes, shapes, requiredness, in order, nested schemas included), not its version or
+        descriptions. A class and the class rebuilt from its stored schema share it; lenses are
+        matched by it.
+        """
+        canonical = json.dumps(
+            _without_prose(self.to_dict()), sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
     def same_fields(self, other: "Schema") -> bool:
         """True when both schemas describe the same fields (names, types, requiredness, order)."""
         return self.fields == other.fields
@@ -243,6 +258,19 @@ def _docstring(sample_type: type) -> str | None:
     if not isinstance(doc, str) or doc.startswith(f"{sample_type.__name__}("):
         return None
     return doc.strip() or None
+
+
+def _without_prose(value: Any) -> Any:
+    """A schema dict without version, descriptions and format version (at every depth)."""
+    if isinstance(value, dict):
+        return {
+            k: _without_prose(v)
+            for k, v in value.items()
+            if k not in ("version", "description", "formatVersion")
+        }
+    if isinstance(value, list):
+        return [_without_prose(v) for v in value]
+    return value
 
 
 def validate_identifier(value: object, what: str) -> str:

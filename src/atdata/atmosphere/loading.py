@@ -10,10 +10,9 @@ blobs are checked against their CIDs, and http(s)/S3 shards against the sha256 i
 from typing import Any
 
 from ..dataset import Dataset
-from ..shards.shardset import ShardSet
-from ..sources import ShardSource, open_source
+from ..shards.shardset import CheckedOpener, ShardSet
 from ..sources import at as _at  # registers at://
-from ..sources.cache import ShardCache, wrap_source
+from ..sources.cache import ShardCache
 from .publish import ResolvedDataset, resolve_dataset
 from .resolve import Resolver, current_resolver
 
@@ -63,9 +62,6 @@ def dataset_of(
         if c is not None and c.algorithm == "sha256" and not url.startswith("at://")
     }
 
-    def factory(url: str) -> ShardSource:
-        return wrap_source(open_source(url), cache=cache, expected_sha256=expected.get(url))
-
     # a ShardSet, not URL strings: "?pds=" in blob URLs is not a glob
-    shards = ShardSet(list(resolved.urls), factory)
+    shards = ShardSet(list(resolved.urls), CheckedOpener(cache, expected))
     return Dataset(shards, sample_type or resolved.sample_type())

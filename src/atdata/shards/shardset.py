@@ -2,17 +2,32 @@
 
 import bisect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import accumulate
+from typing import Any
 
 from ..errors import AtdataWarning
-from ..sources import ShardSource, open_source
+from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from .offsets import OffsetIndex
 from .reader import load_offsets, scan_offsets
 
-__all__ = ["ShardSet"]
+__all__ = ["CheckedOpener", "ShardSet", "SourceFactory"]
 
 SourceFactory = Callable[[str], ShardSource]
+
+
+class CheckedOpener:
+    """A source factory that opens shards by URL, through a shard cache (if any) and checked
+    against expected sha256 digests (by URL). Picklable: the setting travels, not open files."""
+
+    def __init__(self, cache: ShardCache | None, digests: Mapping[str, str]) -> None:
+        self.cache = cache
+        self.digests = dict(digests)
+
+    def __call__(self, url: str) -> ShardSource:
+        return wrap_source(
+            open_source(url), cache=self.cache, expected_sha256=self.digests.get(url)
+        )
 
 
 class ShardSet:
@@ -26,6 +41,14 @@ class ShardSet:
         self._cumulative: list[int] | None = None
         self._keys: dict[str, tuple[int, int]] | None = None
         self._no_sidecar: set[int] = set()
+
+    def __reduce__(
+        self,
+    ) -> tuple[type["ShardSet"], tuple[list[str], SourceFactory], dict[str, Any]]:
+        """Pickled as its URLs, source factory and (once known) sample counts: open sources,
+        offset indexes and key tables are rebuilt lazily where it is unpickled (they are large,
+        and sources hold files and connections)."""
+        return (ShardSet, (self.urls, self._factory), {"_cumulative": self._cumulative})
 
     def __len__(self) -> int:
         return len(self.urls)
