@@ -10,7 +10,6 @@ from atdata.errors import StoreError
 from atdata.shards.writer import ShardWriter
 from atdata.stores import Checksum, LocalDiskStore, ShardRecord, validate_dataset_name
 
-
 W1 = "0123456789abcdef"
 W2 = "fedcba9876543210"
 
@@ -19,9 +18,7 @@ def test_layout_is_root_name_version_write_id_basename(tmp_path: Path) -> None:
     store = LocalDiskStore(tmp_path)
     root = tmp_path.resolve()
     assert store.shard_pattern("mnist", 1, W1) == f"{root}/mnist/1/{W1}/mnist-%06d.tar"
-    assert (
-        store.shard_pattern("team/mnist", 12, W2) == f"{root}/team/mnist/12/{W2}/mnist-%06d.tar"
-    )
+    assert store.shard_pattern("team/mnist", 12, W2) == f"{root}/team/mnist/12/{W2}/mnist-%06d.tar"
     for bad in ("", "../x", "0123456789ABCDEF", "0123456789abcdef\n", None):
         with pytest.raises(ValueError, match="write id"):
             store.shard_pattern("mnist", 1, bad)  # type: ignore[arg-type]

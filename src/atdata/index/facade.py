@@ -329,12 +329,8 @@ class Index:
         ]
 
     def gc(self, *, pending_age: timedelta = timedelta(hours=24)) -> ds_ops.GarbageReport:
-        """Finish interrupted removals and delete shards of abandoned writes.
-
-        Returns what was cleaned (``["local:mnist@3", ...]``, a list). A malformed trash or
-        pending record is skipped with an AtdataWarning and described in the result's
-        ``skipped`` list; the rest is still cleaned.
-        """
+        """Finish interrupted removals and delete shards of abandoned writes; what was cleaned
+        (a list), with malformed records skipped (an AtdataWarning each) in ``.skipped``."""
         report = ds_ops.GarbageReport()
         for repo in self._repos.values():
             found = ds_ops.collect_garbage(repo, pending_age=pending_age)

@@ -27,9 +27,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import AtdataWarning, SourceError, StoreError
+from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import ShardSink
 from ..sources.s3 import S3Config, S3Source, current_config, parse_s3_url
-from ..shards.offsets import OFFSETS_SUFFIX
 from .base import (
     DataStore,
     ShardProblem,
@@ -157,7 +157,7 @@ class S3MultipartSink:
                     return  # already gone
                 warnings.warn(
                     f"could not abort the multipart upload of {self.location} ({_describe(exc)}); "
-                    "its parts stay stored until a lifecycle rule or delete_version removes them",
+                    "its parts stay stored until a lifecycle rule or index.gc() removes them",
                     AtdataWarning,
                     stacklevel=2,
                 )
