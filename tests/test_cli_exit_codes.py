@@ -67,7 +67,7 @@ def test_the_installed_script_has_real_exit_codes(atdata_cmd: Run, tmp_path: Pat
     assert atdata_cmd("no-such-command").returncode == 2
     assert atdata_cmd("preview", "@local/demo", "--limit", "0").returncode == 2
 
-    shard = tmp_path / "home" / "data" / "demo" / "1" / "demo-000000.tar"
+    (shard,) = (tmp_path / "home" / "data" / "demo" / "1").glob("*/demo-000000.tar")  # <write id>/
     assert atdata_cmd("schema", "diff", "DemoImage", str(shard)).returncode == 0
     with open(shard, "r+b") as f:
         f.seek(2000)

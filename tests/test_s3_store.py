@@ -26,6 +26,8 @@ pytestmark = pytest.mark.services
 pytest_plugins = ["s3_backends"]  # the `s3` fixture: every S3 server on loopback
 
 MiB = 1 << 20
+W1 = "0123456789abcdef"
+W2 = "fedcba9876543210"
 
 
 @pytest.fixture
@@ -41,8 +43,8 @@ def _samples(n: int, size: int = MiB) -> list[DictSample]:
 def test_store_is_a_data_store_with_s3_urls(store: S3DataStore, s3: S3Backend) -> None:
     assert isinstance(store, DataStore) and store.kind == "s3"
     assert (
-        store.shard_pattern("team/frames", 2)
-        == f"s3://{s3.bucket}/datasets/team/frames/2/frames-%06d.tar"
+        store.shard_pattern("team/frames", 2, W1)
+        == f"s3://{s3.bucket}/datasets/team/frames/2/{W1}/frames-%06d.tar"
     )
     assert store.url_for("x/y.tar") == f"s3://{s3.bucket}/datasets/x/y.tar"
     assert store.owns(f"s3://{s3.bucket}/datasets/x/y.tar")
@@ -55,7 +57,9 @@ def test_store_is_a_data_store_with_s3_urls(store: S3DataStore, s3: S3Backend) -
     with pytest.raises(StoreError, match="outside"):
         store.open_sink("s3://elsewhere/datasets/a.tar")
     with pytest.raises(ValueError):
-        store.shard_pattern("../etc", 1)
+        store.shard_pattern("../etc", 1, W1)
+    with pytest.raises(ValueError, match="write id"):
+        store.shard_pattern("etc", 1, "../x")
 
 
 def test_large_shards_go_up_in_parts_and_read_back_identical(s3: S3Backend, tmp_path: Path) -> None:
@@ -67,7 +71,7 @@ def test_large_shards_go_up_in_parts_and_read_back_identical(s3: S3Backend, tmp_
             config=s3.config.replace(endpoint_url=proxy.url),
             part_size=MIN_PART_SIZE,
         )
-        pattern = store.shard_pattern("frames", 1)
+        pattern = store.shard_pattern("frames", 1, W1)
         with ShardWriter(pattern, maxcount=12, sink_factory=store.sink_factory) as writer:
             writer.write_all(samples)
         requests = proxy.requests
@@ -108,7 +112,7 @@ def test_large_shards_go_up_in_parts_and_read_back_identical(s3: S3Backend, tmp_
 
 
 def test_small_shards_are_a_single_put(store: S3DataStore, s3: S3Backend) -> None:
-    pattern = store.shard_pattern("tiny", 1)
+    pattern = store.shard_pattern("tiny", 1, W1)
     with ShardWriter(pattern, sink_factory=store.sink_factory) as writer:
         writer.write_all(_samples(3, size=1000))
     (info,) = writer.shards
@@ -136,7 +140,7 @@ def test_abort_leaves_no_object_and_no_upload(store: S3DataStore, s3: S3Backend)
 
 
 def test_a_failing_writer_aborts_its_open_shard(store: S3DataStore, s3: S3Backend) -> None:
-    pattern = store.shard_pattern("broken", 1)
+    pattern = store.shard_pattern("broken", 1, W1)
     with pytest.raises(RuntimeError, match="boom"):
         with ShardWriter(pattern, maxcount=100, sink_factory=store.sink_factory) as writer:
             writer.write_all(_samples(12))
@@ -159,23 +163,27 @@ def test_a_failed_commit_is_a_store_error_and_leaves_nothing(
     assert s3.keys() == [] and s3.uploads() == []
 
 
-def test_delete_version_removes_shards_sidecars_and_dangling_uploads(
+def test_delete_write_removes_one_write_with_its_dangling_uploads(
     store: S3DataStore, s3: S3Backend
 ) -> None:
-    for version in (1, 2):
-        pattern = store.shard_pattern("team/ds", version)
+    for version, write_id in ((1, W1), (1, W2), (2, W1)):
+        pattern = store.shard_pattern("team/ds", version, write_id)
         with ShardWriter(pattern, maxcount=2, sink_factory=store.sink_factory) as w:
             w.write_all(_samples(4, size=100))
-    crashed = store.open_sink(store.shard_pattern("team/ds", 1) % 7)
+    crashed = store.open_sink(store.shard_pattern("team/ds", 1, W1) % 7)
     crashed.write(os.urandom(MIN_PART_SIZE))  # a writer that died mid-shard
-    assert len(s3.uploads()) == 1
+    other = store.open_sink(store.shard_pattern("team/ds", 1, W2) % 7)
+    other.write(os.urandom(MIN_PART_SIZE))  # another write, still going
+    assert len(s3.uploads()) == 2
 
-    store.delete_version("team/ds", 1)
-    store.delete_version("team/ds", 1)  # idempotent
+    store.delete_write("team/ds", 1, W1)
+    store.delete_write("team/ds", 1, W1)  # idempotent
     keys = s3.keys()
-    assert keys and all(k.startswith("datasets/team/ds/2/") for k in keys)
-    assert len(keys) == 4  # two shards and their sidecars
-    assert s3.uploads() == []
+    assert not [k for k in keys if k.startswith(f"datasets/team/ds/1/{W1}/")]
+    assert len([k for k in keys if k.startswith(f"datasets/team/ds/1/{W2}/")]) == 4
+    assert len([k for k in keys if k.startswith(f"datasets/team/ds/2/{W1}/")]) == 4
+    assert [u["Key"] for u in s3.uploads()] == [f"datasets/team/ds/1/{W2}/ds-000007.tar"]
+    other.abort()
 
 
 def test_exists_and_delete_by_url(store: S3DataStore, s3: S3Backend) -> None:
@@ -192,7 +200,7 @@ def test_exists_and_delete_by_url(store: S3DataStore, s3: S3Backend) -> None:
 
 
 def test_verify_reports_changed_shards(store: S3DataStore, s3: S3Backend) -> None:
-    pattern = store.shard_pattern("checked", 1)
+    pattern = store.shard_pattern("checked", 1, W1)
     with ShardWriter(pattern, maxcount=2, sink_factory=store.sink_factory) as w:
         w.write_all(_samples(4, size=100))
     records = [

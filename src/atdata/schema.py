@@ -32,7 +32,7 @@ _SCALAR_KINDS: dict[type, Kind] = {
     bool: "bool",
     bytes: "bytes",
 }
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch: no trailing newline
 SCHEMA_FORMAT_VERSION = 1
 
 
@@ -277,7 +277,7 @@ def validate_identifier(value: object, what: str) -> str:
     """Return ``value`` if it is a safe identifier (not a keyword, not a dunder), else SchemaError."""
     if (
         not isinstance(value, str)
-        or not _IDENTIFIER.match(value)
+        or not _IDENTIFIER.fullmatch(value)
         or keyword.iskeyword(value)
         or value.startswith("__")
     ):

@@ -10,18 +10,24 @@ from atdata.errors import StoreError
 from atdata.shards.writer import ShardWriter
 from atdata.stores import Checksum, LocalDiskStore, ShardRecord, validate_dataset_name
 
+W1 = "0123456789abcdef"
+W2 = "fedcba9876543210"
 
-def test_layout_is_root_name_version_basename(tmp_path: Path) -> None:
+
+def test_layout_is_root_name_version_write_id_basename(tmp_path: Path) -> None:
     store = LocalDiskStore(tmp_path)
     root = tmp_path.resolve()
-    assert store.shard_pattern("mnist", 1) == f"{root}/mnist/1/mnist-%06d.tar"
-    assert store.shard_pattern("team/mnist", 12) == f"{root}/team/mnist/12/mnist-%06d.tar"
+    assert store.shard_pattern("mnist", 1, W1) == f"{root}/mnist/1/{W1}/mnist-%06d.tar"
+    assert store.shard_pattern("team/mnist", 12, W2) == f"{root}/team/mnist/12/{W2}/mnist-%06d.tar"
+    for bad in ("", "../x", "0123456789ABCDEF", "0123456789abcdef\n", None):
+        with pytest.raises(ValueError, match="write id"):
+            store.shard_pattern("mnist", 1, bad)  # type: ignore[arg-type]
 
 
 def test_a_percent_sign_in_the_root_is_escaped(tmp_path: Path) -> None:
     store = LocalDiskStore(tmp_path / "100%")
-    pattern = store.shard_pattern("x", 1)
-    assert pattern % 3 == f"{tmp_path.resolve()}/100%/x/1/x-000003.tar"
+    pattern = store.shard_pattern("x", 1, W1)
+    assert pattern % 3 == f"{tmp_path.resolve()}/100%/x/1/{W1}/x-000003.tar"
 
 
 @pytest.mark.parametrize("name", ["mnist", "team/mnist", "a.b_c-d", "3dshapes", "a/b/c/d", "v2"])
@@ -50,6 +56,9 @@ def test_good_names(name: str) -> None:
         "a/b/c/d/e",
         "é",
         "a\x00b",
+        "mnist\n",
+        "team\n/mnist",
+        "team/mnist\n",
         7,
         None,
     ],
@@ -77,38 +86,42 @@ def test_the_store_refuses_locations_outside_its_root(tmp_path: Path) -> None:
 def test_shards_appear_whole_or_not_at_all(tmp_path: Path) -> None:
     store = LocalDiskStore(tmp_path)
     writer: ShardWriter[object] = ShardWriter(
-        store.shard_pattern("atomic", 1), maxcount=3, sink_factory=store.open_sink
+        store.shard_pattern("atomic", 1, W1), maxcount=3, sink_factory=store.open_sink
     )
     writer.write_all(make_samples(4))  # the first shard is finished, the second is open
-    directory = tmp_path / "atomic" / "1"
+    directory = tmp_path / "atomic" / "1" / W1
     visible = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
     assert visible == ["atomic-000000.tar", "atomic-000000.tar.idx"]
     writer.abort()
     assert sorted(p.name for p in directory.iterdir()) == visible  # no temporary left
 
 
-def test_delete_version_removes_the_version_and_empty_parents(tmp_path: Path) -> None:
+def test_delete_write_removes_one_write_and_empty_parents(tmp_path: Path) -> None:
     store = LocalDiskStore(tmp_path)
-    for version in (1, 2):
+    for version, write_id in ((1, W1), (1, W2), (2, W1)):
         with ShardWriter(
-            store.shard_pattern("team/x", version), sink_factory=store.open_sink
+            store.shard_pattern("team/x", version, write_id), sink_factory=store.open_sink
         ) as writer:
             writer.write_all(make_samples(2))
-    store.delete_version("team/x", 1)
+    store.delete_write("team/x", 1, W1)
+    assert sorted(os.listdir(tmp_path / "team" / "x" / "1")) == [W2]  # the other write stays
+    store.delete_write("team/x", 1, W1)  # idempotent
+    store.delete_write("team/x", 1, W2)
     assert sorted(os.listdir(tmp_path / "team" / "x")) == ["2"]
-    store.delete_version("team/x", 1)  # idempotent
-    store.delete_version("team/x", 2)
+    store.delete_write("team/x", 2, W1)
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError):
-        store.delete_version("../x", 1)
+        store.delete_write("../x", 1, W1)
     with pytest.raises(ValueError):
-        store.delete_version("x", 0)
+        store.delete_write("x", 0, W1)
+    with pytest.raises(ValueError):
+        store.delete_write("x", 1, "..")
 
 
 def test_verify_reports_size_digest_and_missing_shards(tmp_path: Path) -> None:
     store = LocalDiskStore(tmp_path)
     with ShardWriter(
-        store.shard_pattern("v", 1), maxcount=2, sink_factory=store.open_sink
+        store.shard_pattern("v", 1, W1), maxcount=2, sink_factory=store.open_sink
     ) as writer:
         writer.write_all(make_samples(6))
     records = [

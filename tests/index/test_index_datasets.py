@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from atdata.stores import LocalDiskStore
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """The files under ``root``, with each write id shown as ``<write>``."""
+    paths = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return sorted(re.sub("/[0-9a-f]{16}/", "/<write>/", p) for p in paths)
 
 
 def test_write_puts_shards_sidecars_and_a_complete_entry_in_the_store(
@@ -33,11 +36,12 @@ def test_write_puts_shards_sidecars_and_a_complete_entry_in_the_store(
     )
     assert (entry.name, entry.version, entry.count) == ("team/points", 1, 25)
     assert [s.count for s in entry.shards] == [10, 10, 5]
-    assert entry.urls == [
-        str(store.root / "team/points/1" / f"points-{i:06d}.tar") for i in range(3)
-    ]
+    write_dir = Path(entry.urls[0]).parent  # <root>/<name>/<version>/<write id>
+    assert write_dir.parent == store.root / "team/points/1"
+    assert re.fullmatch("[0-9a-f]{16}", write_dir.name)
+    assert entry.urls == [str(write_dir / f"points-{i:06d}.tar") for i in range(3)]
     assert _files(store.root) == sorted(
-        f"team/points/1/points-{i:06d}.tar{sfx}" for i in range(3) for sfx in ("", ".idx")
+        f"team/points/1/<write>/points-{i:06d}.tar{sfx}" for i in range(3) for sfx in ("", ".idx")
     )
     for shard in entry.shards:
         assert shard.checksum.algorithm == "sha256"
@@ -135,7 +139,7 @@ def test_insert_with_copy_puts_shards_and_sidecars_in_the_store(
     entry = index.insert([i.location for i in infos], "copied", copy=True, sample_type=Point)
     assert entry.stored is True
     assert _files(store.root) == sorted(
-        f"copied/1/copied-{i:06d}.tar{sfx}" for i in range(2) for sfx in ("", ".idx")
+        f"copied/1/<write>/copied-{i:06d}.tar{sfx}" for i in range(2) for sfx in ("", ".idx")
     )
     assert [s.checksum.digest for s in entry.shards] == [i.sha256 for i in infos]
     assert len(index.load(entry, Point)) == 6  # uses the sidecars
@@ -215,7 +219,10 @@ def test_remove_all_versions(index: Index, store: LocalDiskStore) -> None:
         index.remove("many@2", all_versions=True)
     assert [e.version for e in index.remove("many", all_versions=True)] == [1, 2, 3]
     assert [e.name for e in index.datasets] == ["other"]
-    assert _files(store.root) == ["other/1/other-000000.tar", "other/1/other-000000.tar.idx"]
+    assert _files(store.root) == [
+        "other/1/<write>/other-000000.tar",
+        "other/1/<write>/other-000000.tar.idx",
+    ]
 
 
 def test_removing_the_latest_makes_the_previous_version_latest(index: Index) -> None:
@@ -229,19 +236,19 @@ def test_an_interrupted_removal_is_finished_by_gc(
     index: Index, store: LocalDiskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entry = index.write(make_samples(2), "crashy")
-    real = LocalDiskStore.delete_version
+    real = LocalDiskStore.delete_shards
 
-    def failing(self: LocalDiskStore, name: str, version: int) -> None:
+    def failing(self: LocalDiskStore, name: str, version: int, urls: object) -> None:
         from atdata.errors import StoreError
 
         raise StoreError("disk went away")
 
-    monkeypatch.setattr(LocalDiskStore, "delete_version", failing)
+    monkeypatch.setattr(LocalDiskStore, "delete_shards", failing)
     index.remove("crashy")
     with pytest.raises(NotFoundError):
         index.get("crashy")  # the entry is gone first ...
     assert all(os.path.exists(u) for u in entry.urls)  # ... the shards are still to delete
-    monkeypatch.setattr(LocalDiskStore, "delete_version", real)
+    monkeypatch.setattr(LocalDiskStore, "delete_shards", real)
     assert index.gc() == ["local:crashy@1"]
     assert _files(store.root) == []
     assert index.gc() == []
@@ -253,9 +260,9 @@ def test_gc_deletes_shards_of_a_write_whose_process_died(
     from atdata.index import datasets as ds_ops
 
     repo = index.repository()
-    version = ds_ops.reserve_version(repo, "orphan")
-    (store.root / "orphan" / str(version)).mkdir(parents=True)
-    (store.root / "orphan" / str(version) / "orphan-000000.tar").write_bytes(b"x" * 1024)
+    version, write_id = ds_ops.reserve_version(repo, "orphan")
+    (store.root / "orphan" / str(version) / write_id).mkdir(parents=True)
+    (store.root / "orphan" / str(version) / write_id / "orphan-000000.tar").write_bytes(b"x" * 1024)
     assert index.gc() == []  # its writer (this process) is alive and it is young
     with repo.provider.transaction() as tx:
         record = tx.get("pending", "orphan#0000000001")

@@ -5,25 +5,41 @@ Record kinds used here (keys in parentheses):
 * ``dataset`` (``name#0000000007``): one immutable :class:`DatasetEntry` per version;
 * ``head`` (``name``): ``{"next": int, "latest": int | None}``; ``next`` only grows, so a
   version number is never reused, even after removal;
-* ``pending`` (``name#0000000007``): a version reserved for shards being written into the store;
-  removed when its entry commits or the write is abandoned;
-* ``trash`` (``name#0000000007``): a removed version whose stored shards are still to be deleted.
+* ``pending`` (``name#0000000007``): a version reserved for shards being written into the store,
+  with the write id of that write (its private location in the store); removed when its entry
+  commits or the write is abandoned;
+* ``trash`` (``name#0000000007``): a removed version whose stored shards are still to be deleted,
+  with their URLs (``urls``).
 
 Removal first deletes the entry (and records the trash) in one transaction, then deletes the
 shards, then the trash record; a crash in between leaves trash that :func:`collect_garbage`
 finishes, so no entry ever points at deleted shards and no shards outlive their entry for long.
+Only what an entry or a write owns is deleted: the recorded URLs of a removed entry (and their
+sidecars), or the private location of a write that failed (see :mod:`atdata.stores.base`).
+Several indexes may share one store; none ever deletes the others' shards.
+
+A malformed trash or pending record (hand-edited, or written by a buggy client) is skipped with
+an :class:`~atdata.errors.AtdataWarning` and reported in :attr:`GarbageReport.skipped`; the
+rest is still cleaned.
 """
 
 import contextlib
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import AtdataIndexError, ConflictError, NotFoundError, StoreError
+from ..errors import AtdataIndexError, AtdataWarning, ConflictError, NotFoundError, StoreError
 from ..schema import Schema
-from ..stores.base import ShardRecord
+from ..stores.base import (
+    ShardRecord,
+    check_version,
+    check_write_id,
+    new_write_id,
+    validate_dataset_name,
+)
 from .cid import dataset_cid
 from .providers.base import Record, Transaction
 from .records import DatasetEntry, LabelRecord
@@ -32,6 +48,7 @@ from .repository import Repository
 from .schemas import now, publish_schema_tx
 
 __all__ = [
+    "GarbageReport",
     "collect_garbage",
     "commit_entry",
     "get_entry",
@@ -43,8 +60,19 @@ __all__ = [
 ]
 
 
-def reserve_version(repo: Repository, name: str) -> int:
-    """Allocate the next version of ``name`` and mark it pending (its shards are being written)."""
+class GarbageReport(list[str]):
+    """What :func:`collect_garbage` cleaned (``name@version`` strings, a plain list), with
+    ``skipped``: the malformed trash or pending records it left alone, each described."""
+
+    def __init__(self, cleaned: Iterable[str] = (), skipped: list[str] | None = None) -> None:
+        super().__init__(cleaned)
+        self.skipped: list[str] = list(skipped or [])
+
+
+def reserve_version(repo: Repository, name: str) -> tuple[int, str]:
+    """Allocate the next version of ``name`` and mark it pending (its shards are being written);
+    returns the version and a fresh write id (the write's private location in the store)."""
+    write_id = new_write_id()
     with repo.provider.transaction() as tx:
         version = _allocate(tx, name)
         tx.put(
@@ -53,15 +81,16 @@ def reserve_version(repo: Repository, name: str) -> int:
             {
                 "name": name,
                 "version": version,
+                "write_id": write_id,
                 "created_at": now(),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
             },
         )
-    return version
+    return version, write_id
 
 
-def release_version(repo: Repository, name: str, version: int) -> None:
+def release_version(repo: Repository, name: str, version: int, write_id: str) -> None:
     """Abandon a reserved version: delete whatever its write left in the store, then the mark.
 
     Best effort: if the store cannot delete now, the pending mark stays for
@@ -69,7 +98,7 @@ def release_version(repo: Repository, name: str, version: int) -> None:
     """
     if repo.store is not None:
         try:
-            repo.store.delete_version(name, version)
+            repo.store.delete_write(name, version, write_id)
         except StoreError:
             return
     with contextlib.suppress(AtdataIndexError), repo.provider.transaction() as tx:
@@ -184,25 +213,39 @@ def remove_version(repo: Repository, name: str, version: int, *, force: bool) ->
             head["latest"] = remaining[-1][1]["version"] if remaining else None
         tx.put("head", name, head)
         if entry.stored:
-            tx.put("trash", key, {"name": name, "version": version, "created_at": now()})
+            trash = {"name": name, "version": version, "urls": entry.urls, "created_at": now()}
+            tx.put("trash", key, trash)
     if entry.stored:
-        _purge(repo, name, version, "trash")
+        _purge(repo, key, _Mark("trash", name, version, urls=entry.urls))
     return entry
 
 
-def collect_garbage(repo: Repository, *, pending_age: timedelta) -> list[str]:
+def collect_garbage(repo: Repository, *, pending_age: timedelta) -> GarbageReport:
     """Delete shards of removed versions, and of writes abandoned for longer than
-    ``pending_age`` (or whose writer process on this host is gone). Returns what was cleaned."""
-    cleaned: list[str] = []
-    for _, record in list(repo.provider.iter_scan("trash")):
-        if _purge(repo, record["name"], record["version"], "trash"):
-            cleaned.append(f"{record['name']}@{record['version']}")
-    for _, record in list(repo.provider.iter_scan("pending")):
-        if _is_stale(record, pending_age) and _purge(
-            repo, record["name"], record["version"], "pending"
-        ):
-            cleaned.append(f"{record['name']}@{record['version']}")
-    return cleaned
+    ``pending_age`` (or whose writer process on this host is gone).
+
+    Returns what was cleaned; malformed records are skipped (an AtdataWarning each) and listed
+    in the result's ``skipped``.
+    """
+    report = GarbageReport()
+    for kind in ("trash", "pending"):
+        for key, record in list(repo.provider.iter_scan(kind)):
+            try:
+                mark = _parse_mark(kind, key, record)
+            except ValueError as exc:
+                problem = f"{kind} record {key!r} in repository {repo.name!r}: {exc}"
+                warnings.warn(
+                    f"gc skipped the malformed {problem}; fix or delete that record by hand",
+                    AtdataWarning,
+                    stacklevel=3,
+                )
+                report.skipped.append(problem)
+                continue
+            if kind == "pending" and not _is_stale(record, pending_age):
+                continue
+            if _purge(repo, key, mark):
+                report.append(f"{mark.name}@{mark.version}")
+    return report
 
 
 # -- internals --------------------------------------------------------------------------------
@@ -219,16 +262,58 @@ def _allocate(tx: Transaction, name: str) -> int:
     return version
 
 
-def _purge(repo: Repository, name: str, version: int, kind: str) -> bool:
-    """Delete a version's stored shards, then its ``kind`` mark; False if the store failed."""
+class _Mark:
+    """A trash or pending record, checked: what to delete and which record to drop after."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        version: int,
+        *,
+        urls: list[str] | None = None,
+        write_id: str | None = None,
+    ) -> None:
+        self.kind, self.name, self.version = kind, name, version
+        self.urls, self.write_id = urls, write_id
+
+
+def _parse_mark(kind: str, key: str, record: Record) -> _Mark:
+    """The checked content of a trash/pending record; ValueError saying what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object: {record!r:.80}")
+    name, version = record.get("name"), record.get("version")
+    validate_dataset_name(name)
+    assert isinstance(name, str)
+    check_version(version)
+    assert isinstance(version, int)
+    if dataset_key(name, version) != key:
+        raise ValueError(f"it names {name}@{version}, which has another key")
+    if kind == "trash" and "urls" in record:
+        urls = record["urls"]
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ValueError(f"'urls' must be a list of strings, got {urls!r:.80}")
+        return _Mark(kind, name, version, urls=urls)
+    write_id = record.get("write_id")
+    if write_id is not None:
+        check_write_id(write_id)
+    # no urls / no write_id: written before write ids; the files right in <name>/<version>/
+    return _Mark(kind, name, version, write_id=write_id)
+
+
+def _purge(repo: Repository, key: str, mark: _Mark) -> bool:
+    """Delete what ``mark`` owns in the store, then the mark; False if the store failed."""
     if repo.store is None:
         return False
     try:
-        repo.store.delete_version(name, version)
+        if mark.urls is not None:
+            repo.store.delete_shards(mark.name, mark.version, mark.urls)
+        else:
+            repo.store.delete_write(mark.name, mark.version, mark.write_id)
     except StoreError:
         return False
     with repo.provider.transaction() as tx:
-        tx.delete(kind, dataset_key(name, version))
+        tx.delete(mark.kind, key)
     return True
 
 

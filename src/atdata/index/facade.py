@@ -159,10 +159,10 @@ class Index:
         except StopIteration:
             raise ValueError(f"no samples to write to {name!r}") from None
         schema = _schema_of(type(first))
-        version = ds_ops.reserve_version(target, name)
+        version, write_id = ds_ops.reserve_version(target, name)
         try:
             writer: ShardWriter[Any] = ShardWriter(
-                store.shard_pattern(name, version),
+                store.shard_pattern(name, version, write_id),
                 maxcount=maxcount,
                 maxsize=maxsize,
                 key_field=key_field,
@@ -188,7 +188,7 @@ class Index:
                 license=license,
             )
         except BaseException:
-            ds_ops.release_version(target, name, version)
+            ds_ops.release_version(target, name, version, write_id)
             raise
 
     def insert(
@@ -235,15 +235,15 @@ class Index:
             shards = [inspect_shard(u) for u in urls]
             return ds_ops.commit_entry(target, version=None, shards=shards, stored=False, **common)
         store = _store_of(target)
-        version = ds_ops.reserve_version(target, name)
+        version, write_id = ds_ops.reserve_version(target, name)
         try:
-            pattern = store.shard_pattern(name, version)
+            pattern = store.shard_pattern(name, version, write_id)
             shards = [copy_shard(u, pattern % i, store.open_sink) for i, u in enumerate(urls)]
             return ds_ops.commit_entry(
                 target, version=version, shards=shards, stored=True, **common
             )
         except BaseException:
-            ds_ops.release_version(target, name, version)
+            ds_ops.release_version(target, name, version, write_id)
             raise
 
     # -- datasets: reading -----------------------------------------------------------------------
@@ -328,14 +328,15 @@ class Index:
             for e in targets
         ]
 
-    def gc(self, *, pending_age: timedelta = timedelta(hours=24)) -> list[str]:
-        """Finish interrupted removals and delete shards of abandoned writes; what was cleaned."""
-        cleaned: list[str] = []
+    def gc(self, *, pending_age: timedelta = timedelta(hours=24)) -> ds_ops.GarbageReport:
+        """Finish interrupted removals and delete shards of abandoned writes; what was cleaned
+        (a list), with malformed records skipped (an AtdataWarning each) in ``.skipped``."""
+        report = ds_ops.GarbageReport()
         for repo in self._repos.values():
-            cleaned += [
-                f"{repo.name}:{k}" for k in ds_ops.collect_garbage(repo, pending_age=pending_age)
-            ]
-        return cleaned
+            found = ds_ops.collect_garbage(repo, pending_age=pending_age)
+            report += [f"{repo.name}:{k}" for k in found]
+            report.skipped += found.skipped
+        return report
 
     # -- schemas -----------------------------------------------------------------------------------
     def publish_schema(

@@ -32,10 +32,12 @@ RefKind = Literal["dataset", "schema", "label", "lens"]
 LATEST = "latest"
 _SCHEME = "atdata://"
 _KINDS = ("dataset", "schema", "label", "lens")
-_REPO = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_LENS = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,199}$")
-_SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
-_INT = re.compile(r"^[1-9][0-9]{0,9}$")
+# used with fullmatch: a pattern ending in '$' would also accept a trailing newline
+_REPO = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_LENS = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,199}")
+_SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+_INT = re.compile(r"[1-9][0-9]{0,9}")
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def parse_ref(text: str, kind: RefKind) -> Ref:
         version = ""
     if kind in ("dataset", "label"):
         validate_dataset_name(name)
-        if version and (kind == "label" or not _INT.match(version)):
+        if version and (kind == "label" or not _INT.fullmatch(version)):
             raise ValueError(f"{text!r}: a {kind} version must be an integer from 1 or 'latest'")
     elif kind == "schema":
         _validate_schema_name(name, text)
@@ -122,7 +124,7 @@ def schema_key(name: str, version: str) -> str:
 
 def parse_semver(version: str) -> tuple[int, int, int]:
     """``"1.2.3"`` -> ``(1, 2, 3)``; ValueError for anything else."""
-    m = _SEMVER.match(version) if isinstance(version, str) else None
+    m = _SEMVER.fullmatch(version) if isinstance(version, str) else None
     if m is None:
         raise ValueError(f"schema version {version!r} is not MAJOR.MINOR.PATCH")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
@@ -143,13 +145,13 @@ def bump_semver(version: str, part: Literal["major", "minor", "patch"]) -> str:
 
 
 def validate_repo_name(name: str) -> str:
-    if not isinstance(name, str) or not _REPO.match(name):
+    if not isinstance(name, str) or not _REPO.fullmatch(name):
         raise ValueError(f"repository name {name!r} must be lowercase letters, digits, '_' or '-'")
     return name
 
 
 def validate_lens_name(name: str) -> str:
-    if not isinstance(name, str) or not _LENS.match(name):
+    if not isinstance(name, str) or not _LENS.fullmatch(name):
         raise ValueError(
             f"lens name {name!r} must start with a letter or '_' and hold letters, digits, '_', "
             "'.' and '-'"
@@ -158,5 +160,5 @@ def validate_lens_name(name: str) -> str:
 
 
 def _validate_schema_name(name: str, text: str) -> None:
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", name):
+    if not _SCHEMA_NAME.fullmatch(name):
         raise ValueError(f"{text!r}: a schema name is a plain identifier such as 'Image'")

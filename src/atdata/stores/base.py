@@ -1,14 +1,25 @@
 """The data store interface: where the bytes of a dataset's shards live.
 
 An index repository is a provider (where records live) plus a :class:`DataStore` (where shard
-bytes live). The index asks a store for four things:
+bytes live). Several indexes may share one store (a SQLite and a Redis index over the same
+``ATDATA_HOME/data``, two machines over one S3 bucket and prefix), each unaware of the others'
+records, so a store never lets one write touch another's files:
 
-* a shard **pattern** for a new dataset version (``ShardWriter`` fills in the shard number), and a
-  **sink** for each location made from it (the shard itself and its ``.idx`` sidecar), so samples
-  are serialized once, straight into the store;
-* whether it **owns** a URL (shards inside a store belong to the one entry that wrote them);
-* to **delete a version**: everything it holds under that pattern, when a version is removed, a
-  write fails, or a crashed write is cleaned up. The index never deletes URLs taken from records.
+* every write gets a fresh random **write id** (:func:`new_write_id`), and its shards go to a
+  location private to that write: ``<name>/<version>/<write_id>/<basename>-000000.tar``. Two
+  indexes that both write ``mnist@1`` get two write ids, so two sets of files;
+* a **sink** (:meth:`DataStore.open_sink`) creates its file exclusively: it never replaces a file
+  that is already there (disk: hard link + unlink, never ``rename`` over; S3: ``If-None-Match: *``
+  on PutObject and CompleteMultipartUpload, where the server honours it);
+* the index deletes only what one entry owns: the shard URLs recorded in a removed entry and
+  their ``.idx`` sidecars (:meth:`DataStore.delete_shards`, each URL checked to lie in that
+  entry's own location), or everything under the private location of one write that failed or
+  crashed (:meth:`DataStore.delete_write`). Never a whole ``<name>/<version>/``, never URLs of
+  shards registered in place (``insert(copy=False)``).
+
+Versions written before write ids existed have their shards directly in
+``<name>/<version>/``; ``delete_write(name, version, None)`` deletes only the files directly in
+that directory (never the write-id directories beside them).
 
 Reading goes through :func:`atdata.sources.open_source` by URL scheme, so the URLs a store hands
 out (``shard_pattern % n``) must be openable there: plain absolute paths for the disk store,
@@ -23,11 +34,13 @@ never all digits (version directories are all digits).
 import abc
 import hashlib
 import re
+import secrets
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SourceError, StoreError
+from ..errors import AtdataWarning, SourceError, StoreError
 from ..shards.sink import ShardSink
 
 __all__ = [
@@ -35,12 +48,18 @@ __all__ = [
     "DataStore",
     "ShardProblem",
     "ShardRecord",
+    "check_entry_key",
+    "check_version",
+    "check_write_id",
+    "new_write_id",
     "shard_basename",
     "validate_dataset_name",
     "verify_shards",
 ]
 
-_SEGMENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_WRITE_ID = re.compile(r"[0-9a-f]{16}")
+_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 _MAX_NAME = 200
 _MAX_SEGMENTS = 4
 _HASH_CHUNK = 1 << 20
@@ -65,7 +84,7 @@ def validate_dataset_name(name: object) -> str:
     if len(segments) > _MAX_SEGMENTS:
         raise ValueError(f"dataset name {name!r} has more than {_MAX_SEGMENTS} '/'-separated parts")
     for seg in segments:
-        if not _SEGMENT.match(seg) or ".." in seg:
+        if not _SEGMENT.fullmatch(seg) or ".." in seg:
             raise ValueError(
                 f"dataset name {name!r}: segment {seg!r} must start with a-z or 0-9 and hold only "
                 "lowercase letters, digits, '.', '_' and '-' (no '..', no leading '/', at most 64 "
@@ -82,6 +101,60 @@ def validate_dataset_name(name: object) -> str:
 def shard_basename(name: str) -> str:
     """The file-name stem of a dataset's shards: the last segment of its name."""
     return name.rsplit("/", 1)[-1]
+
+
+def check_version(version: object) -> int:
+    """Return ``version`` if it is a dataset version (an int from 1), else raise ValueError."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"dataset versions are integers from 1, got {version!r}")
+    return version
+
+
+def new_write_id() -> str:
+    """A fresh write id: 16 random hex digits (64 bits), naming one write's private location."""
+    return secrets.token_hex(8)
+
+
+def check_write_id(write_id: object) -> str:
+    """Return ``write_id`` if it has the form :func:`new_write_id` makes, else raise ValueError."""
+    if not isinstance(write_id, str) or not _WRITE_ID.fullmatch(write_id):
+        raise ValueError(f"a write id is 16 lowercase hex digits, got {write_id!r}")
+    return write_id
+
+
+def check_entry_key(relative: str, name: str, version: int) -> str | None:
+    """The write id of a shard at ``relative`` (a path inside a store, '/'-separated) that
+    belongs to ``name`` at ``version``; None for a shard of the layout without write ids.
+
+    Raises ValueError when ``relative`` is not ``<name>/<version>/[<write_id>/]<file>``: such a
+    URL is not that entry's to delete.
+
+    >>> check_entry_key("team/mnist/3/0123456789abcdef/mnist-000000.tar", "team/mnist", 3)
+    '0123456789abcdef'
+    >>> check_entry_key("team/mnist/3/mnist-000000.tar", "team/mnist", 3) is None
+    True
+    """
+    head = f"{validate_dataset_name(name)}/{check_version(version)}/"
+    rest = relative[len(head) :].split("/") if relative.startswith(head) else []
+    write_id = rest[0] if len(rest) == 2 else None
+    ok = len(rest) in (1, 2) and _FILE.fullmatch(rest[-1]) is not None
+    if ok and write_id is not None:
+        ok = _WRITE_ID.fullmatch(write_id) is not None
+    if not ok:
+        raise ValueError(
+            f"{relative!r} is not a shard of {name}@{version} (expected "
+            f"{head}[<write id>/]<file>); it is not that entry's to delete"
+        )
+    return write_id
+
+
+def warn_not_owned(store: object, url: str, why: object) -> None:
+    """Warn that ``url`` was left in ``store`` by a deletion because the entry does not own it."""
+    warnings.warn(
+        f"{store!r} did not delete {url!r}: {why}",
+        AtdataWarning,
+        stacklevel=3,
+    )
 
 
 @dataclass(frozen=True)
@@ -150,12 +223,13 @@ class DataStore(abc.ABC):
     kind: str = "store"
 
     @abc.abstractmethod
-    def shard_pattern(self, name: str, version: int) -> str:
-        """A ``ShardWriter`` pattern (one ``%06d``) for the shards of ``name`` at ``version``.
+    def shard_pattern(self, name: str, version: int, write_id: str) -> str:
+        """A ``ShardWriter`` pattern (one ``%06d``) for the shards of one write of ``name`` at
+        ``version``, in a location private to ``write_id`` (from :func:`new_write_id`).
 
-        Disk: ``<root>/<name>/<version>/<basename>-%06d.tar``; S3:
-        ``s3://<bucket>/<prefix><name>/<version>/<basename>-%06d.tar``. ``name`` is already
-        validated; any literal ``%`` in a root or prefix must be escaped as ``%%``.
+        Disk: ``<root>/<name>/<version>/<write_id>/<basename>-%06d.tar``; S3:
+        ``s3://<bucket>/<prefix><name>/<version>/<write_id>/<basename>-%06d.tar``. ``name`` is
+        already validated; any literal ``%`` in a root or prefix must be escaped as ``%%``.
         """
 
     @abc.abstractmethod
@@ -164,7 +238,8 @@ class DataStore(abc.ABC):
 
         ``location`` is a shard URL made from :meth:`shard_pattern` or such a URL plus a sidecar
         suffix (``.idx``). This is the ``sink_factory`` given to ``ShardWriter``; it raises
-        StoreError for a location outside the store.
+        StoreError for a location outside the store. ``commit()`` never replaces an object
+        already at ``location`` (StoreError instead), where the storage can tell.
         """
 
     @abc.abstractmethod
@@ -173,12 +248,23 @@ class DataStore(abc.ABC):
         under a second entry with ``copy=False``, so a version's shards have one owner)."""
 
     @abc.abstractmethod
-    def delete_version(self, name: str, version: int) -> None:
-        """Delete everything held for ``name`` at ``version`` (all shards and sidecars under it).
+    def delete_shards(self, name: str, version: int, urls: Sequence[str]) -> None:
+        """Delete the shards at ``urls`` (recorded in the entry ``name@version``) and their
+        ``.idx`` sidecars; nothing else.
 
-        Idempotent: deleting a version that holds nothing is not an error. Raises StoreError
-        when deletion fails. Only this is ever deleted by the index: shards a store holds for one
-        version, never URLs from records.
+        Each URL must lie in this store at that entry's own location (see
+        :func:`check_entry_key`); one that does not is left alone, with an AtdataWarning.
+        Idempotent: missing files are not an error. Raises StoreError when deletion fails.
+        """
+
+    @abc.abstractmethod
+    def delete_write(self, name: str, version: int, write_id: str | None) -> None:
+        """Delete everything one write of ``name@version`` left in its private location
+        (shards, sidecars, temporary files, unfinished uploads): a failed or crashed write.
+
+        ``write_id`` None: a version written before write ids, whose files lie directly in
+        ``<name>/<version>/``; only those files go, never the write-id locations beside them.
+        Idempotent. Raises StoreError when deletion fails.
         """
 
     def sink_factory(self, location: str) -> ShardSink:

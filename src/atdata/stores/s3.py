@@ -7,6 +7,13 @@ writer keeps writing (at most ``max_in_flight`` parts in the air, so memory stay
 ``(max_in_flight + 1) * part_size``). Either way the object appears whole on ``commit()`` and
 not at all on ``abort()``, which also aborts the multipart upload so no parts are left billed.
 
+The store's sinks never replace an object: the PUT and the CompleteMultipartUpload carry
+``If-None-Match: *``, so a server that honours it (AWS S3, MinIO, R2, Ceph, moto) refuses to
+overwrite an existing key and the sink raises :class:`StoreError`. Servers that ignore the
+header (``rclone serve s3``) overwrite; one that answers ``NotImplemented`` gets the request
+again without it. There, no-overwrite rests on the write id alone: every write goes to its own
+``<name>/<version>/<write_id>/`` prefix (64 random bits), which no other atdata writer targets.
+
 Configuration is an :class:`~atdata.sources.s3.S3Config` (endpoint, credentials, ...) given to
 the store, or the one current when the store is made (see :mod:`atdata.sources.s3`). Reads of
 the store's URLs go through :class:`~atdata.sources.s3.S3Source` with the same config.
@@ -20,14 +27,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import AtdataWarning, SourceError, StoreError
+from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import ShardSink
 from ..sources.s3 import S3Config, S3Source, current_config, parse_s3_url
 from .base import (
     DataStore,
     ShardProblem,
     ShardRecord,
+    check_entry_key,
+    check_version,
+    check_write_id,
     shard_basename,
     validate_dataset_name,
+    warn_not_owned,
 )
 
 __all__ = ["DEFAULT_PART_SIZE", "S3DataStore", "S3MultipartSink"]
@@ -68,6 +80,7 @@ class S3MultipartSink:
         part_size: int = DEFAULT_PART_SIZE,
         max_in_flight: int = 2,
         content_type: str | None = None,
+        if_none_match: bool = False,
     ) -> None:
         if part_size < 1:
             raise ValueError("part_size must be positive")
@@ -84,6 +97,7 @@ class S3MultipartSink:
                 "application/x-tar" if key.endswith(".tar") else "application/octet-stream"
             )
         self.content_type = content_type
+        self.if_none_match = if_none_match
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
@@ -110,12 +124,14 @@ class S3MultipartSink:
             raise StoreError(f"{self.location} was already committed or aborted")
         try:
             if self._upload_id is None:
-                self._call("put_object", Body=bytes(self._buffer), ContentType=self.content_type)
+                self._create_call(
+                    "put_object", Body=bytes(self._buffer), ContentType=self.content_type
+                )
             else:
                 if self._buffer or not self._parts:
                     self._send_part(bytes(self._buffer))
                 parts = [f.result() for f in self._parts]
-                self._call(
+                self._create_call(
                     "complete_multipart_upload",
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": parts},
@@ -141,7 +157,7 @@ class S3MultipartSink:
                     return  # already gone
                 warnings.warn(
                     f"could not abort the multipart upload of {self.location} ({_describe(exc)}); "
-                    "its parts stay stored until a lifecycle rule or delete_version removes them",
+                    "its parts stay stored until a lifecycle rule or index.gc() removes them",
                     AtdataWarning,
                     stacklevel=2,
                 )
@@ -152,6 +168,24 @@ class S3MultipartSink:
             return getattr(self.client, method)(Bucket=self.bucket, Key=self.key, **kwargs)
         except Exception as exc:
             raise StoreError(f"writing {self.location} failed: {method}: {_describe(exc)}") from exc
+
+    def _create_call(self, method: str, **kwargs: Any) -> Any:
+        """``method`` (the request that makes the object appear), with ``If-None-Match: *``
+        when the sink is exclusive: an existing object is never replaced."""
+        if not self.if_none_match:
+            return self._call(method, **kwargs)
+        try:
+            return self._call(method, IfNoneMatch="*", **kwargs)
+        except StoreError as exc:
+            code = _error_code(exc.__cause__) if exc.__cause__ is not None else ""
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise StoreError(
+                    f"{self.location} already exists and was not overwritten: another writer "
+                    "created it; write again (a new write gets a new location)"
+                ) from exc
+            if code not in ("NotImplemented", "501"):
+                raise
+        return self._call(method, **kwargs)  # a server without conditional writes
 
     def _send_part(self, body: bytes) -> None:
         if self._upload_id is None:
@@ -187,15 +221,16 @@ class S3MultipartSink:
 
 
 class S3DataStore(DataStore):
-    """Shards under ``s3://<bucket>/<prefix>``: ``<prefix><name>/<version>/<base>-000000.tar``.
+    """Shards under ``s3://<bucket>/<prefix>``:
+    ``<prefix><name>/<version>/<write_id>/<base>-000000.tar``.
 
     ``config`` (an :class:`S3Config`) says how to reach the server; without it the config
     current when the store is made is used (``S3Config()``, boto3's standard chain, outside
     any ``configure`` block). ``endpoint_url`` is a shortcut for ``config.replace(endpoint_url=)``.
 
     >>> store = S3DataStore("bucket", "datasets/", config=S3Config(region="us-east-1"))
-    >>> store.shard_pattern("team/mnist", 3)
-    's3://bucket/datasets/team/mnist/3/mnist-%06d.tar'
+    >>> store.shard_pattern("team/mnist", 3, "0123456789abcdef")
+    's3://bucket/datasets/team/mnist/3/0123456789abcdef/mnist-%06d.tar'
     >>> store.url_for("a/b.tar")
     's3://bucket/datasets/a/b.tar'
     """
@@ -240,8 +275,8 @@ class S3DataStore(DataStore):
         return self.config.client()
 
     # -- DataStore ----------------------------------------------------------------------------
-    def shard_pattern(self, name: str, version: int) -> str:
-        base = self.url_for(self._version_prefix(name, version))
+    def shard_pattern(self, name: str, version: int, write_id: str) -> str:
+        base = self.url_for(self._version_prefix(name, version) + check_write_id(write_id) + "/")
         return base.replace("%", "%%") + f"{shard_basename(name)}-%06d.tar"
 
     def open_sink(self, location: str) -> ShardSink:
@@ -254,6 +289,7 @@ class S3DataStore(DataStore):
             key,
             part_size=self.part_size,
             max_in_flight=self.max_in_flight,
+            if_none_match=True,
         )
 
     def owns(self, url: str) -> bool:
@@ -263,16 +299,37 @@ class S3DataStore(DataStore):
             return False
         return bucket == self.bucket and key.startswith(self.prefix) and key != self.prefix
 
-    def delete_version(self, name: str, version: int) -> None:
+    def delete_shards(self, name: str, version: int, urls: Sequence[str]) -> None:
+        keys: list[str] = []
+        for url in urls:
+            try:
+                if not self.owns(url):
+                    raise ValueError(f"it lies outside {self!r}")
+                key = parse_s3_url(url)[1]
+                check_entry_key(key[len(self.prefix) :], name, version)
+            except (ValueError, SourceError) as exc:
+                warn_not_owned(self, url, exc)
+                continue
+            keys += [key, key + OFFSETS_SUFFIX]
+        self._delete_keys(keys)
+
+    def delete_write(self, name: str, version: int, write_id: str | None) -> None:
         prefix = self.prefix + self._version_prefix(name, version)
-        self._abort_uploads(prefix)
+        if write_id is not None:
+            prefix += check_write_id(write_id) + "/"
+        # without a write id (the older layout): only the keys right under <name>/<version>/
+        direct = write_id is None
+        self._abort_uploads(prefix, direct_only=direct)
         keys: list[str] = []
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            options: dict[str, Any] = {"Delimiter": "/"} if direct else {}
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **options):
                 keys += [obj["Key"] for obj in page.get("Contents", ())]
         except Exception as exc:
             raise StoreError(f"cannot list s3://{self.bucket}/{prefix}: {_describe(exc)}") from exc
+        if direct:
+            keys = [k for k in keys if "/" not in k[len(prefix) :]]
         self._delete_keys(keys)
 
     def verify(self, shards: Sequence[ShardRecord]) -> list[ShardProblem]:
@@ -311,10 +368,7 @@ class S3DataStore(DataStore):
 
     # -- internals -----------------------------------------------------------------------------
     def _version_prefix(self, name: str, version: int) -> str:
-        validate_dataset_name(name)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"dataset versions are integers from 1, got {version!r}")
-        return f"{name}/{version}/"
+        return f"{validate_dataset_name(name)}/{check_version(version)}/"
 
     def _key_of(self, location: str) -> str:
         if location[:5].lower() == "s3://":
@@ -348,12 +402,15 @@ class S3DataStore(DataStore):
                     f"s3://{self.bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
                 )
 
-    def _abort_uploads(self, prefix: str) -> None:
-        """Abort multipart uploads left under ``prefix`` by writers that crashed."""
+    def _abort_uploads(self, prefix: str, *, direct_only: bool = False) -> None:
+        """Abort multipart uploads left under ``prefix`` by writers that crashed (only those of
+        keys right under it with ``direct_only``)."""
         try:
             paginator = self.client.get_paginator("list_multipart_uploads")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for upload in page.get("Uploads", ()):
+                    if direct_only and "/" in upload["Key"][len(prefix) :]:
+                        continue
                     with contextlib.suppress(Exception):
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
