@@ -73,6 +73,7 @@ def _cli(*args: str, env: dict[str, str]) -> str:
     proc = subprocess.run(
         [str(exe), *args],
         capture_output=True,
+        check=False,
         text=True,
         timeout=120,
         env={**os.environ, **env},
