@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from .dataset import Dataset
 from .errors import NotFoundError, SourceError
@@ -77,7 +78,7 @@ def load_dataset(
     elif _is_atmosphere_reference(text):
         splits = _from_atmosphere(text, sample_type)
     else:
-        splits = _from_files(text, sample_type, data_files)
+        splits = _from_files(_local_path(text), sample_type, data_files)
     if split is None:
         return splits
     if split not in splits:
@@ -86,6 +87,22 @@ def load_dataset(
             raise NotFoundError(f"no split {split!r} in {text!r}; available: {sorted(splits)}")
         split = wanted
     return splits[split]
+
+
+def _local_path(text: str) -> str:
+    """``text``, or the local path a ``file://`` URL names (``file:///abs``,
+    ``file://localhost/abs``, percent-escapes decoded); SourceError for another host."""
+    if not text[:5].lower() == "file:":
+        return text
+    parsed = urlsplit(text)
+    if parsed.netloc.lower() not in ("", "localhost"):
+        raise SourceError(
+            f"{text!r} names a file on host {parsed.netloc!r}: only local files "
+            "(file:///path or file://localhost/path) can be read"
+        )
+    if not parsed.path:
+        raise SourceError(f"{text!r} names no path")
+    return unquote(parsed.path)
 
 
 def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDict:
@@ -190,9 +207,10 @@ def _from_data_files(
     out = DatasetDict()
     for name, spec in mapping.items():
         patterns = [spec] if isinstance(spec, str) else list(spec)
+        local = [_local_path(p) for p in patterns]
         joined = [
             p if scheme_of(p) != "file" or os.path.isabs(p) else os.path.join(base, p)
-            for p in patterns
+            for p in local
         ]
         out[name] = Dataset(without_sidecars(expand_urls(joined)), sample_type)
     return out
