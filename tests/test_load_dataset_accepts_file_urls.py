@@ -58,5 +58,5 @@ def test_file_urls_to_directories_globs_and_splits(tmp_path: Path) -> None:
 
 
 def test_a_file_url_on_another_host_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="elsewhere.example"):
+    with pytest.raises(SourceError, match=r"elsewhere\.example"):
         load_dataset(f"file://elsewhere.example{tmp_path}/x.tar")

@@ -92,7 +92,7 @@ def load_dataset(
 def _local_path(text: str) -> str:
     """``text``, or the local path a ``file://`` URL names (``file:///abs``,
     ``file://localhost/abs``, percent-escapes decoded); SourceError for another host."""
-    if not text[:5].lower() == "file:":
+    if text[:5].lower() != "file:":
         return text
     parsed = urlsplit(text)
     if parsed.netloc.lower() not in ("", "localhost"):
