@@ -23,7 +23,7 @@ from .errors import NotFoundError, SourceError
 from .shards.urls import expand_braces, expand_urls, without_sidecars
 from .sources import scheme_of
 
-__all__ = ["DatasetDict", "detect_split", "load_dataset"]
+__all__ = ["DatasetDict", "detect_split", "is_atmosphere_reference", "load_dataset"]
 
 T = TypeVar("T")
 _SPLIT_ALIASES = {
@@ -75,7 +75,7 @@ def load_dataset(
     text = os.fspath(path)
     if text.startswith("@local/"):
         splits = _from_index(text[len("@local/") :], sample_type, index)
-    elif _is_atmosphere_reference(text):
+    elif is_atmosphere_reference(text):
         splits = _from_atmosphere(text, sample_type)
     else:
         splits = _from_files(_local_path(text), sample_type, data_files)
@@ -114,10 +114,20 @@ def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDic
     return DatasetDict({_DEFAULT_SPLIT: index.load(entry, sample_type)})
 
 
-def _is_atmosphere_reference(text: str) -> bool:
-    from .atmosphere.loading import is_atmosphere_reference
+def is_atmosphere_reference(text: str) -> bool:
+    """True when ``text`` names the atmosphere: ``at://...``, ``@handle`` or
+    ``@handle/name[@version]``; ``@local`` and ``@local/...`` name the local index.
 
-    return is_atmosphere_reference(text)
+    The one test of this, shared by :func:`load_dataset` and the CLI. A handle that is not
+    valid (``@foo/bar``: no dot) is still an atmosphere reference, so that resolving it says
+    what is wrong with it instead of looking for a file called ``@foo/bar``.
+
+    >>> [is_atmosphere_reference(t) for t in ("@alice.test/mnist", "@foo/bar", "@local/mnist")]
+    [True, True, False]
+    """
+    if text.startswith("at://"):
+        return True
+    return text.startswith("@") and text != "@local" and not text.startswith("@local/")
 
 
 def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict:

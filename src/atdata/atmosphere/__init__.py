@@ -40,11 +40,21 @@ from .records import (
     ShardChecksum,
     Storage,
 )
-from .resolve import PUBLIC_HANDLE_RESOLVER, PUBLIC_PLC_URL, Identity, Resolver, current_resolver
+from .resolve import (
+    HANDLE_RESOLVER_ENV,
+    PLC_URL_ENV,
+    PUBLIC_HANDLE_RESOLVER,
+    PUBLIC_PLC_URL,
+    Identity,
+    Resolver,
+    current_resolver,
+)
 from .session import AtmosphereSession
 from .uri import AtUri
 
 __all__ = [
+    "HANDLE_RESOLVER_ENV",
+    "PLC_URL_ENV",
     "PUBLIC_HANDLE_RESOLVER",
     "PUBLIC_PLC_URL",
     "AtUri",
