@@ -64,7 +64,7 @@ def test_the_atmosphere_module_example_runs(
     code = _example().replace("https://pds.example.com", pds["pds"])
     code = re.sub(r"alice\.example\.com", handle, code)
     namespace: dict[str, Any] = {"app_password": PDS_TEST_PASSWORD}
-    exec(compile(code, "atdata.atmosphere example", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "atdata.atmosphere example", "exec"), namespace)
     printed = capsys.readouterr().out
     assert f"at://{namespace['session'].did}/" in printed and " mnist" in printed, printed
     ds = namespace["ds"]

@@ -107,7 +107,7 @@ class Resolver:
         plc_url: str,
         handle_resolver_pds: str | None = None,
         well_known_handles: bool = False,
-        timeout: float = 15.0,
+        timeout: float | None = None,
         cache_ttl: float = 300.0,
     ) -> None:
         self.plc_url = check_service_url(plc_url, "plc_url")
