@@ -359,8 +359,8 @@ def deadline_transport(**options: Any) -> "httpx.HTTPTransport":
     :class:`ResumableStream`, or by ``with waiting(until):``), and fails the operation at once
     when that has passed. ``options`` go to ``httpx.HTTPTransport``.
     """
-    httpx = require("httpx", "http")
-    transport = httpx.HTTPTransport(**options)
+    lib = require("httpx", "http")
+    transport: httpx.HTTPTransport = lib.HTTPTransport(**options)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if backend is not None:  # httpcore's pool: wrap its network backend
