@@ -316,14 +316,25 @@ class _S3Body:
         # read what has arrived (one socket read), not "until n bytes": a body trickling in
         # must come back to the stream between bytes so that its total deadline is checked.
         # urllib3 2 has read1; botocore's StreamingBody keeps the urllib3 response as
-        # _raw_stream (the stream checks the length; atdata's sha256 checks the content)
+        # _raw_stream. The stream checks the length; a body that validates a response checksum
+        # (StreamingChecksumBody) still sees every byte and validates at the end.
         raw = getattr(body, "_raw_stream", None)
-        self._read = getattr(raw, "read1", None) or body.read
+        read1 = getattr(raw, "read1", None)
+        self._checksum = getattr(body, "_checksum", None)
+        self._validate = getattr(body, "_validate_checksum", None)
+        if read1 is None or (self._checksum is None) != (self._validate is None):
+            read1, self._checksum, self._validate = body.read, None, None
+        self._read = read1
 
     def read(self, n: int) -> bytes:
         # modest reads: a read that breaks off loses what it had received, so keep them small
         try:
             data: bytes = self._read(min(n, _READ_CHUNK))
+            if self._checksum is not None:
+                if data:
+                    self._checksum.update(data)
+                elif self._validate is not None:
+                    self._validate()
         except Exception as exc:  # urllib3/botocore read errors, timeouts, resets
             if _is_stream_failure(exc):
                 idle = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc)
