@@ -9,11 +9,16 @@ unsatisfiable), and records every request it sees. Knobs let a test make the ser
     server.drop_next(1, after_bytes=100) # the next response is cut after 100 body bytes:
                                          # full headers (Content-Length of the whole body),
                                          # then the connection is closed mid-body
+    server.trickle_next(1, interval=1.0) # the next GET sends its body one byte per interval
+    server.trickle_next(1, interval=1.0, headers=True)  # ... its headers too
+    server.stall_next(1, after_bytes=10) # the next GET sends headers and 10 body bytes, then
+                                         # nothing (until reset/stop, at most 120 s)
     server.requests                      # [LoggedRequest(method, path, range), ...]
     server.count("GET", "/a.tar")        # how many matching requests were logged
     server.reset()                       # clear the log and every knob
 
-Knobs are consumed in the order fail -> drop: a request that is failed does not use up a drop.
+Knobs are consumed in the order fail -> drop -> trickle -> stall: a request that is failed does
+not use up a drop, and so on.
 Latency applies to every request, failed or not.
 """
 
@@ -86,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         range_header = self.headers.get("Range")
         url_path = urllib.parse.urlsplit(self.path).path
-        fail_status, drop_after = owner._on_request(
+        fail_status, drop_after, slow = owner._on_request(
             LoggedRequest(self.command, url_path, range_header)
         )
         if fail_status is not None:
@@ -125,8 +130,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
+        if slow is not None and slow[0] == "headers":
+            head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
+            self._headers_buffer = []
+            self._trickle(head, slow[1])
+        else:
+            self.end_headers()
         if not body or length == 0:
+            return
+        if slow is not None:
+            with target.open("rb") as f:
+                f.seek(start)
+                data = f.read(length)
+            if slow[0] == "stall":
+                self.wfile.write(data[: int(slow[1])])
+                self.wfile.flush()
+                owner._released.wait(120)
+                self._drop_connection()
+                return
+            self._trickle(data, slow[1])
             return
 
         budget = length if drop_after is None else min(length, drop_after)
@@ -141,6 +163,17 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(chunk)
         if drop_after is not None and budget < length:
             self._drop_connection()
+
+    def _trickle(self, data: bytes, interval: float) -> None:
+        """Send ``data`` one byte per ``interval`` seconds (stops when the client goes away)."""
+        for i in range(len(data)):
+            try:
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+            if self.server.owner._released.wait(interval):
+                return
 
     def _drop_connection(self) -> None:
         self.wfile.flush()
@@ -177,6 +210,8 @@ class FileServer:
         self._fail_status = 503
         self._drop_left = 0
         self._drop_after = 0
+        self._slow: list[tuple[str, float]] = []
+        self._released = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self._thread: threading.Thread | None = None
@@ -190,6 +225,7 @@ class FileServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -224,12 +260,27 @@ class FileServer:
         with self._lock:
             self._drop_left, self._drop_after = n, after_bytes
 
+    def trickle_next(self, n: int = 1, interval: float = 1.0, *, headers: bool = False) -> None:
+        """Send the next ``n`` GET bodies (with ``headers``: whole responses) one byte per
+        ``interval`` seconds."""
+        with self._lock:
+            self._slow = [("headers" if headers else "body", interval)] * n
+
+    def stall_next(self, n: int = 1, after_bytes: int = 0) -> None:
+        """Send headers and ``after_bytes`` body bytes of the next ``n`` GETs, then nothing
+        until :meth:`reset` or :meth:`stop` (at most 120 s), then close the connection."""
+        with self._lock:
+            self._slow = [("stall", float(after_bytes))] * n
+
     def reset(self) -> None:
-        """Clear the request log and every knob."""
+        """Clear the request log and every knob (and release stalled and trickled responses)."""
         with self._lock:
             self._requests.clear()
             self._latency = 0.0
             self._fail_left = self._drop_left = 0
+            self._slow = []
+        self._released.set()
+        self._released = threading.Event()
 
     # -- request log -------------------------------------------------------------------------
     @property
@@ -246,21 +297,26 @@ class FileServer:
         )
 
     # -- used by the handler -----------------------------------------------------------------
-    def _on_request(self, req: LoggedRequest) -> tuple[int | None, int | None]:
+    def _on_request(
+        self, req: LoggedRequest
+    ) -> tuple[int | None, int | None, tuple[str, float] | None]:
         with self._lock:
             self._requests.append(req)
             latency = self._latency
             fail: int | None = None
             drop: int | None = None
+            slow: tuple[str, float] | None = None
             if self._fail_left > 0:
                 self._fail_left -= 1
                 fail = self._fail_status
             elif self._drop_left > 0 and req.method == "GET":
                 self._drop_left -= 1
                 drop = self._drop_after
+            elif self._slow and req.method == "GET":
+                slow = self._slow.pop()
         if latency > 0:
             time.sleep(latency)
-        return fail, drop
+        return fail, drop, slow
 
     def _resolve(self, url_path: str) -> Path | None:
         rel = posixpath.normpath(urllib.parse.unquote(url_path)).lstrip("/")

@@ -8,6 +8,8 @@ which the servers themselves cannot be told to do:
         proxy.cut_next("/bucket/key", after_body_bytes=200_000)
         ... client pointed at proxy.url ...
         proxy.requests  # [ProxiedRequest(method, target, range, length), ...]
+        proxy.trickle_next("/bucket/key", interval=0.2)  # that response's body: 1 byte / 0.2 s
+        proxy.stall_next("/bucket/key", after_body_bytes=10)  # 10 body bytes, then silence
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import re
 import socket
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["CuttingProxy", "ProxiedRequest"]
 
@@ -43,6 +45,8 @@ class CuttingProxy:
         self._lock = threading.Lock()
         self._requests: list[ProxiedRequest] = []
         self._cuts: list[tuple[str, int]] = []
+        self._slow: list[tuple[str, str, float]] = []  # (needle, "trickle"|"stall", value)
+        self._released = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._stopped = False
@@ -61,6 +65,17 @@ class CuttingProxy:
         with self._lock:
             self._cuts.append((target_contains, after_body_bytes))
 
+    def trickle_next(self, target_contains: str, interval: float) -> None:
+        """Send the body of the response to the next matching GET one byte per ``interval``."""
+        with self._lock:
+            self._slow.append((target_contains, "trickle", interval))
+
+    def stall_next(self, target_contains: str, after_body_bytes: int) -> None:
+        """Send the headers and ``after_body_bytes`` of the next matching GET's response, then
+        nothing until the proxy stops (at most 120 s)."""
+        with self._lock:
+            self._slow.append((target_contains, "stall", float(after_body_bytes)))
+
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> CuttingProxy:
         t = threading.Thread(target=self._accept, daemon=True)
@@ -70,6 +85,7 @@ class CuttingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stopped = True
+        self._released.set()
         self._listener.close()
         with self._lock:
             socks = list(self._sockets)
@@ -91,7 +107,7 @@ class CuttingProxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            state: dict[str, int | None] = {"cut": None}
+            state: dict[str, Any] = {"cut": None, "slow": None}
             for target in (self._pump_requests, self._pump_responses):
                 args = (
                     (client, upstream, state)
@@ -101,9 +117,7 @@ class CuttingProxy:
                 threading.Thread(target=target, args=args, daemon=True).start()
 
     # -- pumps ----------------------------------------------------------------------------------
-    def _pump_requests(
-        self, src: socket.socket, dst: socket.socket, state: dict[str, int | None]
-    ) -> None:
+    def _pump_requests(self, src: socket.socket, dst: socket.socket, state: dict[str, Any]) -> None:
         buf = b""
         body_left = 0
         try:
@@ -132,7 +146,7 @@ class CuttingProxy:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
 
-    def _log(self, head: bytes, state: dict[str, int | None]) -> None:
+    def _log(self, head: bytes, state: dict[str, Any]) -> None:
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         method, _, rest = line.partition(" ")
         target = rest.rpartition(" ")[0]
@@ -152,9 +166,35 @@ class CuttingProxy:
                         state["cut"] = after
                         del self._cuts[i]
                         break
+                for i, (needle, mode, value) in enumerate(self._slow):
+                    if needle in target:
+                        state["slow"] = (mode, value)
+                        del self._slow[i]
+                        break
+
+    def _slow_body(
+        self, src: socket.socket, dst: socket.socket, body: bytes, mode: str, value: float
+    ) -> None:
+        """Trickle the body one byte per ``value`` s, or stall after ``value`` bytes."""
+        sent = 0
+        while True:
+            for i in range(len(body)):
+                if mode == "stall" and sent >= value:
+                    self._released.wait(120)
+                    return
+                dst.sendall(body[i : i + 1])
+                sent += 1
+                if mode == "trickle" and self._released.wait(value):
+                    return
+            if mode == "stall" and sent >= value:
+                self._released.wait(120)
+                return
+            body = src.recv(65536)
+            if not body:
+                return
 
     def _pump_responses(
-        self, src: socket.socket, dst: socket.socket, state: dict[str, int | None]
+        self, src: socket.socket, dst: socket.socket, state: dict[str, Any]
     ) -> None:
         head = b""
         sent_body: int | None = None  # counting body bytes of a response being cut
@@ -162,6 +202,14 @@ class CuttingProxy:
             while True:
                 data = src.recv(65536)
                 if not data:
+                    break
+                if state["slow"] is not None:
+                    head += data
+                    end = head.find(_HEADER_END)
+                    if end < 0:
+                        continue
+                    dst.sendall(head[: end + 4])
+                    self._slow_body(src, dst, head[end + 4 :], *state["slow"])
                     break
                 cut = state["cut"]
                 if cut is None:

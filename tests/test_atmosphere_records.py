@@ -496,10 +496,11 @@ class _Src:
         return None
 
 
-def test_only_handles_with_a_dot_and_at_uris_are_atmosphere_references() -> None:
-    from atdata.atmosphere.loading import is_atmosphere_reference
+def test_handles_and_at_uris_are_atmosphere_references_and_local_is_not() -> None:
+    from atdata.loading import is_atmosphere_reference
 
     assert is_atmosphere_reference("@alice.test/mnist")
+    assert is_atmosphere_reference("@foo/bar")  # an invalid handle: resolving it says so
     assert is_atmosphere_reference(ENTRY_URI)
     assert not is_atmosphere_reference("@local/mnist")
     assert not is_atmosphere_reference("./data/x.tar")

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
 
+from ._redact import redact
 from .errors import AtdataError
 from .index.providers.base import Provider
 from .index.providers.url import INDEX_URL_ENV, provider_from_url, redact_url
@@ -64,6 +65,11 @@ class Check:
     status: Status
     detail: str
     hint: str = ""
+
+    def __post_init__(self) -> None:
+        # a detail may quote a connection string or a driver's message: never show a secret
+        object.__setattr__(self, "detail", redact(self.detail))
+        object.__setattr__(self, "hint", redact(self.hint))
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from .dataset import Dataset
 from .errors import NotFoundError, SourceError
 from .shards.urls import expand_braces, expand_urls, without_sidecars
 from .sources import scheme_of
 
-__all__ = ["DatasetDict", "detect_split", "load_dataset"]
+__all__ = ["DatasetDict", "detect_split", "is_atmosphere_reference", "load_dataset"]
 
 T = TypeVar("T")
 _SPLIT_ALIASES = {
@@ -74,10 +75,10 @@ def load_dataset(
     text = os.fspath(path)
     if text.startswith("@local/"):
         splits = _from_index(text[len("@local/") :], sample_type, index)
-    elif _is_atmosphere_reference(text):
+    elif is_atmosphere_reference(text):
         splits = _from_atmosphere(text, sample_type)
     else:
-        splits = _from_files(text, sample_type, data_files)
+        splits = _from_files(_local_path(text), sample_type, data_files)
     if split is None:
         return splits
     if split not in splits:
@@ -86,6 +87,22 @@ def load_dataset(
             raise NotFoundError(f"no split {split!r} in {text!r}; available: {sorted(splits)}")
         split = wanted
     return splits[split]
+
+
+def _local_path(text: str) -> str:
+    """``text``, or the local path a ``file://`` URL names (``file:///abs``,
+    ``file://localhost/abs``, percent-escapes decoded); SourceError for another host."""
+    if text[:5].lower() != "file:":
+        return text
+    parsed = urlsplit(text)
+    if parsed.netloc.lower() not in ("", "localhost"):
+        raise SourceError(
+            f"{text!r} names a file on host {parsed.netloc!r}: only local files "
+            "(file:///path or file://localhost/path) can be read"
+        )
+    if not parsed.path:
+        raise SourceError(f"{text!r} names no path")
+    return unquote(parsed.path)
 
 
 def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDict:
@@ -97,10 +114,20 @@ def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDic
     return DatasetDict({_DEFAULT_SPLIT: index.load(entry, sample_type)})
 
 
-def _is_atmosphere_reference(text: str) -> bool:
-    from .atmosphere.loading import is_atmosphere_reference
+def is_atmosphere_reference(text: str) -> bool:
+    """True when ``text`` names the atmosphere: ``at://...``, ``@handle`` or
+    ``@handle/name[@version]``; ``@local`` and ``@local/...`` name the local index.
 
-    return is_atmosphere_reference(text)
+    The one test of this, shared by :func:`load_dataset` and the CLI. A handle that is not
+    valid (``@foo/bar``: no dot) is still an atmosphere reference, so that resolving it says
+    what is wrong with it instead of looking for a file called ``@foo/bar``.
+
+    >>> [is_atmosphere_reference(t) for t in ("@alice.test/mnist", "@foo/bar", "@local/mnist")]
+    [True, True, False]
+    """
+    if text.startswith("at://"):
+        return True
+    return text.startswith("@") and text != "@local" and not text.startswith("@local/")
 
 
 def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict:
@@ -190,9 +217,10 @@ def _from_data_files(
     out = DatasetDict()
     for name, spec in mapping.items():
         patterns = [spec] if isinstance(spec, str) else list(spec)
+        local = [_local_path(p) for p in patterns]
         joined = [
             p if scheme_of(p) != "file" or os.path.isabs(p) else os.path.join(base, p)
-            for p in patterns
+            for p in local
         ]
         out[name] = Dataset(without_sidecars(expand_urls(joined)), sample_type)
     return out

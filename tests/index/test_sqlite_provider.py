@@ -29,10 +29,20 @@ def test_a_new_file_is_migrated_to_the_latest_version_in_wal_mode(tmp_path: Path
 def test_an_empty_existing_file_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "index.db"
     sqlite3.connect(path).close()  # a valid, empty database
+    assert path.stat().st_size == 0
     provider = SQLiteProvider(path)
-    with provider.transaction() as tx:
-        tx.put("label", "a", {"x": 1})
-    provider.close()
+    try:
+        assert provider.schema_version == MIGRATIONS[-1][0]
+        with provider.transaction() as tx:
+            tx.put("label", "a", {"x": 1})
+    finally:
+        provider.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [r[0] for r in conn.execute("SELECT version FROM atdata_migrations")]
+    assert versions == [v for v, _ in MIGRATIONS]
+    with SQLiteProvider(path) as again:
+        assert again.get("label", "a") == {"x": 1}
 
 
 def test_reopening_applies_no_migration_twice_and_keeps_records(tmp_path: Path) -> None:

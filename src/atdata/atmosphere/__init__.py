@@ -6,10 +6,20 @@ referenced by http(s)/S3 URL or uploaded to the PDS as blobs. Anyone can then fi
 them by ``at://`` URI or ``@handle/name[@version]``, with every record validated and every blob
 verified against its CID. Needs ``pip install 'atdata[atmosphere]'``.
 
+Publish a dataset of the local index, list what an account published, load it by name::
+
+    import atdata
+    from atdata.atmosphere import AtmosphereClient, AtmosphereSession, Resolver, publish_dataset
+
     session = AtmosphereSession.login("https://pds.example.com", "alice.example.com", app_password)
-    resolver = Resolver.public()
-    client = AtmosphereClient(resolver, session)
-    client.list_entries("@bob.example.com")
+    published = publish_dataset(atdata.Index(), "mnist", to=session)  # shards, schema, entry
+    resolver = Resolver.default()  # $ATDATA_PLC_URL / $ATDATA_HANDLE_RESOLVER, else the public ones
+    client = AtmosphereClient(session, resolver=resolver)
+    for entry in client.list_entries("@alice.example.com"):
+        print(entry.uri, entry.value.name)
+    ds = atdata.load_dataset("@alice.example.com/mnist", split="train")
+
+(``tests/test_atmosphere_example_runs.py`` runs this block against a local PDS.)
 """
 
 from ._http import XrpcError
@@ -40,11 +50,21 @@ from .records import (
     ShardChecksum,
     Storage,
 )
-from .resolve import PUBLIC_HANDLE_RESOLVER, PUBLIC_PLC_URL, Identity, Resolver, current_resolver
+from .resolve import (
+    HANDLE_RESOLVER_ENV,
+    PLC_URL_ENV,
+    PUBLIC_HANDLE_RESOLVER,
+    PUBLIC_PLC_URL,
+    Identity,
+    Resolver,
+    current_resolver,
+)
 from .session import AtmosphereSession
 from .uri import AtUri
 
 __all__ = [
+    "HANDLE_RESOLVER_ENV",
+    "PLC_URL_ENV",
     "PUBLIC_HANDLE_RESOLVER",
     "PUBLIC_PLC_URL",
     "AtUri",

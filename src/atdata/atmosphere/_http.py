@@ -4,24 +4,31 @@ One seam for network reads that need no login. Every response body is size-cappe
 streams in (a hostile server cannot make us buffer more than we asked for), error bodies are
 reduced to a short, printable summary, and httpx exceptions become :class:`XrpcError` /
 :class:`~atdata.errors.AtmosphereError`. Only ``http://`` and ``https://`` base URLs are used.
+
+Every GET has an idle deadline (connect, and each read: ``timeout``, default
+``$ATDATA_IDLE_TIMEOUT``, else 20 s) and a total one (``total_timeout``, default
+``$ATDATA_TOTAL_TIMEOUT``, else 600 s) enforced on every socket operation, headers included:
+passing either raises :class:`ReadDeadlineExceeded` naming the URL and the deadline.
 """
 
 import http.client
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._optional import require
 from ..errors import AtmosphereError
+from ..sources._retry import DeadlineExceeded, Deadlines, waiting
 from ..sources.at import plain_http_base
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpReader", "XrpcError", "check_service_url", "printable"]
+__all__ = ["HttpReader", "ReadDeadlineExceeded", "XrpcError", "check_service_url", "printable"]
 
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 USER_AGENT = "atdata-atmosphere"
@@ -36,6 +43,10 @@ class XrpcError(AtmosphereError):
         super().__init__(message)
         self.status = status
         self.error = error
+
+
+class ReadDeadlineExceeded(AtmosphereError, DeadlineExceeded):
+    """A request to an atmosphere service passed its idle or total deadline."""
 
 
 def printable(text: str, limit: int = 300) -> str:
@@ -81,8 +92,9 @@ def error_summary(status: int, body: bytes) -> tuple[str | None, str]:
 class HttpReader:
     """GETs with a byte cap per response. Thread-safe; one pooled httpx client, made on first use."""
 
-    def __init__(self, *, timeout: float = 30.0) -> None:
-        self.timeout = timeout
+    def __init__(self, *, timeout: float | None = None, total_timeout: float | None = None) -> None:
+        self.deadlines = Deadlines.resolve(timeout, total_timeout)
+        self.timeout = self.deadlines.idle
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
@@ -90,11 +102,14 @@ class HttpReader:
         with self._lock:
             if self._client is None:
                 httpx = require("httpx", "atmosphere")
+                from ..sources.http import deadline_transport
+
                 self._client = httpx.Client(
                     timeout=self.timeout,
                     follow_redirects=False,
                     headers={"User-Agent": USER_AGENT},
                     trust_env=False,
+                    transport=deadline_transport(trust_env=False),
                 )
             return self._client
 
@@ -121,14 +136,19 @@ class HttpReader:
         before the excess is read. ``on_chunk`` sees the body as it arrives (for hashing).
         """
         httpx = require("httpx", "atmosphere")
+        client = self._http()
+        until = time.monotonic() + self.deadlines.total
         try:
-            with self._http().stream(
-                "GET",
-                url,
-                params=dict(params) if params else None,
-                headers=dict(headers) if headers else None,
-                follow_redirects=follow_redirects,
-            ) as resp:
+            with (
+                waiting(until),
+                client.stream(
+                    "GET",
+                    url,
+                    params=dict(params) if params else None,
+                    headers=dict(headers) if headers else None,
+                    follow_redirects=follow_redirects,
+                ) as resp,
+            ):
                 declared = resp.headers.get("content-length")
                 if resp.status_code >= 300:
                     err_body = _read_capped(resp, 16384, None) or b""
@@ -145,6 +165,17 @@ class HttpReader:
                 if body is None:
                     raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
                 return body
+        except httpx.TimeoutException as exc:
+            if time.monotonic() >= until:
+                raise ReadDeadlineExceeded(
+                    f"{what}: GET {printable(url, 200)} passed its total deadline of "
+                    f"{self.deadlines.total:g}s; raise it with $ATDATA_TOTAL_TIMEOUT"
+                ) from exc
+            raise ReadDeadlineExceeded(
+                f"{what}: GET {printable(url, 200)} sent no byte within the idle deadline of "
+                f"{self.deadlines.idle:g}s ({type(exc).__name__}); raise it with "
+                "$ATDATA_IDLE_TIMEOUT"
+            ) from exc
         except httpx.HTTPError as exc:
             raise AtmosphereError(
                 f"{what} failed: {printable(str(exc)) or type(exc).__name__}"

@@ -2,7 +2,8 @@
 
 The reference is resolved (:func:`~atdata.atmosphere.publish.resolve_dataset`) with the given
 resolver, else the one made current by ``with Resolver(...).activate():``, else
-:meth:`Resolver.public() <atdata.atmosphere.resolve.Resolver.public>`. Shards are opened by URL;
+:meth:`Resolver.default() <atdata.atmosphere.resolve.Resolver.default>` (``$ATDATA_PLC_URL`` and
+``$ATDATA_HANDLE_RESOLVER`` when set, else the public services). Shards are opened by URL;
 blobs are checked against their CIDs, and http(s)/S3 shards against the sha256 in the record
 (as they stream, or when they enter the shard cache).
 """
@@ -16,18 +17,9 @@ from ..sources.cache import ShardCache
 from .publish import ResolvedDataset, resolve_dataset
 from .resolve import Resolver, current_resolver
 
-__all__ = ["load_reference", "is_atmosphere_reference"]
+__all__ = ["load_reference"]
 
 del _at
-
-
-def is_atmosphere_reference(text: str) -> bool:
-    """True for ``at://...`` and ``@<handle with a dot>/...`` (``@local/...`` is the index)."""
-    if text.startswith("at://"):
-        return True
-    if not text.startswith("@") or "/" not in text:
-        return False
-    return "." in text[1:].split("/", 1)[0]
 
 
 def load_reference(
@@ -43,7 +35,7 @@ def load_reference(
     code is generated). ``cache`` is a ``cache=`` setting as :class:`ShardCache.from_setting`
     reads it.
     """
-    resolver = resolver or current_resolver() or Resolver.public()
+    resolver = resolver or current_resolver() or Resolver.default()
     resolved = resolve_dataset(ref, resolver=resolver)
     return dataset_of(resolved, sample_type, cache=ShardCache.from_setting(cache))
 

@@ -1,9 +1,10 @@
 """Identity resolution: handle -> DID -> DID document -> PDS endpoint.
 
-A :class:`Resolver` holds every network setting resolution needs; nothing resolves through a
-hidden default. Real use::
+A :class:`Resolver` holds every network setting resolution needs. Real use::
 
     resolver = Resolver.public()       # plc.directory + bsky.social's resolveHandle
+    resolver = Resolver.default()      # the same, unless $ATDATA_PLC_URL/$ATDATA_HANDLE_RESOLVER
+                                       # name other services (what load_dataset and the CLI use)
 
 Tests and private networks name their own services::
 
@@ -20,6 +21,7 @@ Documents are cached for ``cache_ttl`` seconds.
 
 import contextlib
 import contextvars
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,18 +34,54 @@ from ..sources.at import use_pds_locator
 from ._http import HttpReader, XrpcError, check_service_url, printable
 from .uri import is_did, normalize_handle
 
-__all__ = ["PUBLIC_HANDLE_RESOLVER", "PUBLIC_PLC_URL", "Identity", "Resolver", "current_resolver"]
+__all__ = [
+    "HANDLE_RESOLVER_ENV",
+    "PLC_URL_ENV",
+    "PUBLIC_HANDLE_RESOLVER",
+    "PUBLIC_PLC_URL",
+    "Identity",
+    "Resolver",
+    "current_resolver",
+    "resolution_settings",
+]
 
 #: The public PLC directory, used by :meth:`Resolver.public`.
 PUBLIC_PLC_URL = "https://plc.directory"
 #: A public service answering ``com.atproto.identity.resolveHandle``, used by :meth:`Resolver.public`.
 PUBLIC_HANDLE_RESOLVER = "https://bsky.social"
+#: Environment variable naming the PLC directory (overrides every default, in Python and the CLI).
+PLC_URL_ENV = "ATDATA_PLC_URL"
+#: Environment variable naming the service that resolves handles (overrides every default).
+HANDLE_RESOLVER_ENV = "ATDATA_HANDLE_RESOLVER"
 
 _MAX_DOC_BYTES = 256 * 1024
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _CURRENT: "contextvars.ContextVar[Resolver | None]" = contextvars.ContextVar(
     "atdata_resolver", default=None
 )
+
+
+def resolution_settings(
+    plc_url: str | None = None,
+    handle_resolver: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """(PLC directory URL, handle-resolving service URL) to resolve with.
+
+    The one place that reads :data:`PLC_URL_ENV` and :data:`HANDLE_RESOLVER_ENV`: a variable
+    that is set (and not empty) wins; else the given value (the CLI passes what ``login``
+    remembered); else the public services.
+
+    >>> resolution_settings(environ={})
+    ('https://plc.directory', 'https://bsky.social')
+    >>> resolution_settings("http://localhost:1", environ={"ATDATA_PLC_URL": "http://localhost:2"})
+    ('http://localhost:2', 'https://bsky.social')
+    """
+    env = os.environ if environ is None else environ
+    plc = env.get(PLC_URL_ENV) or plc_url or PUBLIC_PLC_URL
+    handles = env.get(HANDLE_RESOLVER_ENV) or handle_resolver or PUBLIC_HANDLE_RESOLVER
+    return plc, handles
 
 
 def current_resolver() -> "Resolver | None":
@@ -69,7 +107,7 @@ class Resolver:
         plc_url: str,
         handle_resolver_pds: str | None = None,
         well_known_handles: bool = False,
-        timeout: float = 15.0,
+        timeout: float | None = None,
         cache_ttl: float = 300.0,
     ) -> None:
         self.plc_url = check_service_url(plc_url, "plc_url")
@@ -89,6 +127,16 @@ class Resolver:
         """A resolver for the public network: :data:`PUBLIC_PLC_URL`, :data:`PUBLIC_HANDLE_RESOLVER`."""
         kwargs.setdefault("plc_url", PUBLIC_PLC_URL)
         kwargs.setdefault("handle_resolver_pds", PUBLIC_HANDLE_RESOLVER)
+        return cls(**kwargs)
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> "Resolver":
+        """The resolver ``load_dataset`` and ``Index`` use when none is given or current: the
+        services :func:`resolution_settings` names (``$ATDATA_PLC_URL``,
+        ``$ATDATA_HANDLE_RESOLVER``, else the public ones). ``kwargs`` go to the constructor."""
+        plc, handles = resolution_settings()
+        kwargs.setdefault("plc_url", plc)
+        kwargs.setdefault("handle_resolver_pds", handles)
         return cls(**kwargs)
 
     def __repr__(self) -> str:

@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ..errors import AtdataError
+from ..loading import is_atmosphere_reference
 
 if TYPE_CHECKING:
     from ..index import Index
@@ -47,7 +48,6 @@ __all__ = [
     "emit_json",
     "err_console",
     "human_size",
-    "is_atmosphere_ref",
     "note",
     "open_index",
     "out_console",
@@ -207,13 +207,6 @@ class Target:
     ref: str = ""
 
 
-def is_atmosphere_ref(text: str) -> bool:
-    """``at://...``, ``@handle`` and ``@handle/name`` (but not ``@local/...``)."""
-    if text.startswith("at://"):
-        return True
-    return text.startswith("@") and text != "@local" and not text.startswith("@local/")
-
-
 def classify_target(text: str, *, bare_names: bool = True) -> Target:
     """Decide what ``text`` names.
 
@@ -221,7 +214,7 @@ def classify_target(text: str, *, bare_names: bool = True) -> Target:
     ``@handle`` are the atmosphere; URLs, existing paths, globs, brace patterns and ``*.tar`` are
     shards. With ``bare_names``, anything else of the form ``name[@v]`` is an index dataset.
     """
-    if is_atmosphere_ref(text):
+    if is_atmosphere_reference(text):
         return Target("atmosphere", text)
     if text.startswith("@local/"):
         return Target("index", text, dataset_ref(text[len("@local/") :]))

@@ -38,6 +38,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
+from .._redact import redact
 from ..errors import AtdataError
 from . import datasets, demo, inspection, schemas, system, verify
 from ._shared import ATMOSPHERE_MODULE, CliError, err_console
@@ -50,6 +51,10 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (inspection, schemas, verify, datasets
 OPTIONAL_MODULES: tuple[str, ...] = (ATMOSPHERE_MODULE,)
 
 _DEBUG_ENV = "ATDATA_DEBUG"
+# click's UsageError, as the click that typer uses spells it (typer may vendor its own copy)
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
 
 
 class AtdataGroup(TyperGroup):
@@ -58,6 +63,10 @@ class AtdataGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # ctx: typer's click Context
         try:
             return super().invoke(ctx)
+        except _USAGE_ERROR as exc:
+            # click prints the message; it may quote an argument that holds a password
+            exc.message = redact(str(getattr(exc, "message", "")))  # type: ignore[attr-defined]
+            raise
         except (AtdataError, ImportError) as exc:
             if _debug(ctx):
                 raise
@@ -76,7 +85,8 @@ def _debug(ctx: Any) -> bool:
 
 
 def _error(message: str) -> None:
-    err_console().print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    # a message may quote an index URL or DSN: never print a password or token
+    err_console().print(Text(f"error: {redact(message)}", style="bold red"), soft_wrap=True)
 
 
 def _root(

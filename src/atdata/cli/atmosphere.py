@@ -84,6 +84,8 @@ __all__ = [
 #: Where the logged-in session is kept, under ``$ATDATA_HOME``.
 SESSION_FILE = "session.json"
 PASSWORD_ENV = "ATDATA_APP_PASSWORD"
+# the names, for help texts (the same as atmosphere.resolve's, which is the one place that reads
+# them; not imported from there so that the CLI starts without loading the atmosphere package)
 PLC_ENV = "ATDATA_PLC_URL"
 HANDLE_RESOLVER_ENV = "ATDATA_HANDLE_RESOLVER"
 _FILE_VERSION = 1
@@ -228,16 +230,11 @@ def _login_again(exc: AuthenticationError, login: StoredLogin) -> CliError:
 def resolution_settings(login: StoredLogin | None) -> tuple[str, str]:
     """(PLC directory URL, handle-resolving service URL), from the environment, the stored
     login, then the public defaults (see the module docs)."""
-    from ..atmosphere import PUBLIC_HANDLE_RESOLVER, PUBLIC_PLC_URL
+    from ..atmosphere.resolve import resolution_settings as settings
 
-    plc = os.environ.get(PLC_ENV) or (login.plc_url if login else None) or PUBLIC_PLC_URL
-    handles = (
-        os.environ.get(HANDLE_RESOLVER_ENV)
-        or (login.handle_resolver if login else None)
-        or (login.pds if login else None)
-        or PUBLIC_HANDLE_RESOLVER
-    )
-    return plc, handles
+    if login is None:
+        return settings()
+    return settings(login.plc_url, login.handle_resolver or login.pds)
 
 
 def make_resolver() -> "Resolver":

@@ -10,13 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import ConflictError
+from ..loading import is_atmosphere_reference
 from ._shared import (
     CliError,
     atmosphere_function,
     dataset_ref,
     emit_json,
     human_size,
-    is_atmosphere_ref,
     open_index,
     out_console,
 )
@@ -58,7 +58,7 @@ def ls_command(
     as_json: JsonOption = False,
 ) -> None:
     """List the datasets in the index with their versions."""
-    if where is not None and is_atmosphere_ref(where):
+    if where is not None and is_atmosphere_reference(where):
         atmosphere_function("ls_remote", f"ls {where}")(where, as_json=as_json)
         return
     if where not in (None, "@local"):

@@ -6,12 +6,22 @@ asks its opener for the rest of the object from the byte where it stopped, so th
 one uninterrupted stream. The opener is the transport seam: it turns "bytes from ``pos``" into a
 :class:`Body` and classifies failures as :class:`Transient` (retry after a backoff) or anything
 else (raised at once).
+
+Deadlines (:class:`Deadlines`) bound how long one request may wait for a server: ``idle``
+seconds for connecting and for each read (no byte for that long: the attempt fails and is
+retried once more at most from where it stopped), and ``total`` seconds of waiting in all,
+retries and their backoff included, so that a server trickling one byte a second or stalling
+over and over cannot hold a reader forever. Time the consumer spends between reads does not
+count. The defaults come from ``ATDATA_IDLE_TIMEOUT`` and ``ATDATA_TOTAL_TIMEOUT`` when set.
 """
 
 import contextlib
 import importlib.util
 import io
+import math
+import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +29,106 @@ from typing import Protocol
 
 from ..errors import SourceError
 
-__all__ = ["Body", "Opener", "ResumableStream", "RetryPolicy", "Transient", "check_installed"]
+__all__ = [
+    "IDLE_TIMEOUT_ENV",
+    "TOTAL_TIMEOUT_ENV",
+    "Body",
+    "DeadlineExceeded",
+    "Deadlines",
+    "Opener",
+    "ResumableStream",
+    "RetryPolicy",
+    "Transient",
+    "check_installed",
+    "waiting",
+    "waiting_until",
+]
+
+#: Seconds without a byte (and to connect) before a remote read attempt fails.
+IDLE_TIMEOUT_ENV = "ATDATA_IDLE_TIMEOUT"
+#: Seconds one remote request may wait for its server in all, retries included.
+TOTAL_TIMEOUT_ENV = "ATDATA_TOTAL_TIMEOUT"
+DEFAULT_IDLE_TIMEOUT = 20.0
+DEFAULT_TOTAL_TIMEOUT = 600.0
+_IDLE_STRIKES = 2
+"""Consecutive idle timeouts, without a byte in between, after which a read gives up."""
+
+
+class DeadlineExceeded(SourceError):
+    """A remote read waited longer than its idle or total deadline allows."""
+
+
+def _env_seconds(name: str, environ: "os._Environ[str] | dict[str, str] | None") -> float | None:
+    env = os.environ if environ is None else environ
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise SourceError(f"${name}={text!r}: expected a number of seconds > 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a remote request may wait for its server (see the module docstring)."""
+
+    idle: float = DEFAULT_IDLE_TIMEOUT
+    """Seconds to connect, and without a byte while reading, before an attempt fails."""
+    total: float = DEFAULT_TOTAL_TIMEOUT
+    """Seconds of waiting for the server in all, over every attempt and backoff."""
+
+    def __post_init__(self) -> None:
+        for name in ("idle", "total"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise SourceError(
+                    f"Deadlines.{name} must be a number of seconds > 0, got {value!r}"
+                )
+
+    @classmethod
+    def resolve(
+        cls,
+        idle: float | None = None,
+        total: float | None = None,
+        *,
+        environ: "dict[str, str] | None" = None,
+    ) -> "Deadlines":
+        """The deadlines given, else ``$ATDATA_IDLE_TIMEOUT`` / ``$ATDATA_TOTAL_TIMEOUT``,
+        else the defaults (20 s idle, 600 s in all).
+
+        >>> Deadlines.resolve(idle=5, environ={"ATDATA_TOTAL_TIMEOUT": "60"})
+        Deadlines(idle=5.0, total=60.0)
+        """
+        if idle is None:
+            idle = _env_seconds(IDLE_TIMEOUT_ENV, environ) or DEFAULT_IDLE_TIMEOUT
+        if total is None:
+            total = _env_seconds(TOTAL_TIMEOUT_ENV, environ) or DEFAULT_TOTAL_TIMEOUT
+        return cls(float(idle), float(total))
+
+
+_WAITING = threading.local()
+
+
+def waiting_until() -> float | None:
+    """The ``time.monotonic()`` by which the network call running in this thread must end, when
+    a :class:`ResumableStream` is waiting on it (transports clamp their socket timeouts to it)."""
+    return getattr(_WAITING, "until", None)
+
+
+@contextlib.contextmanager
+def waiting(until: float) -> Iterator[None]:
+    """Within the block, network calls of this thread must end by ``until`` (monotonic time);
+    nested blocks keep the earlier deadline."""
+    previous = getattr(_WAITING, "until", None)
+    _WAITING.until = until if previous is None else min(until, previous)
+    try:
+        yield
+    finally:
+        _WAITING.until = previous
 
 
 def check_installed(module: str, extra: str) -> None:
@@ -71,11 +180,15 @@ class RetryPolicy:
 
 
 class Transient(Exception):
-    """A failure worth retrying; ``retry_after`` is a server's hint in seconds, if it gave one."""
+    """A failure worth retrying; ``retry_after`` is a server's hint in seconds, if it gave one;
+    ``idle`` when no byte came within the idle deadline."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, idle: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.idle = idle
 
 
 class Body(Protocol):
@@ -107,6 +220,8 @@ class ResumableStream(io.RawIOBase):
     ``read(n)`` returns exactly ``n`` bytes unless the object ends first. When the transfer
     breaks, the stream waits per ``policy`` and reopens from the first byte it has not yet
     returned. ``seek`` is supported (it only moves the position; the next read reopens there).
+    ``deadlines`` bound the waiting for the server over the stream's life (default:
+    :meth:`Deadlines.resolve`); passing one raises :class:`DeadlineExceeded`, naming the URL.
     """
 
     def __init__(
@@ -117,9 +232,13 @@ class ResumableStream(io.RawIOBase):
         *,
         start: int = 0,
         end: int | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         super().__init__()
         self.url = url
+        self.deadlines = deadlines if deadlines is not None else Deadlines.resolve()
+        self.waited = 0.0
+        """Seconds spent so far waiting for the server (the total deadline's clock)."""
         self._opener = opener
         self._policy = policy
         self._start = start
@@ -197,23 +316,34 @@ class ResumableStream(io.RawIOBase):
             return
         got = 0
         failures = 0
+        idle_strikes = 0
         while want < 0 or got < want:
             try:
-                if self._body is None:
-                    self._open()
-                body = self._body
-                assert body is not None
-                chunk = body.read(1 << 20 if want < 0 else max(want - got, 0) + self._discard)
+                with self._clock():
+                    if self._body is None:
+                        self._open()
+                    body = self._body
+                    assert body is not None
+                    chunk = body.read(1 << 20 if want < 0 else max(want - got, 0) + self._discard)
             except Transient as exc:
                 self._drop_body()
                 failures += 1
+                idle_strikes = idle_strikes + 1 if exc.idle else 0
+                self._check_total(str(exc), exc)
+                if idle_strikes >= _IDLE_STRIKES:
+                    raise DeadlineExceeded(
+                        f"reading {self.url} stalled at byte {self._pos}: no byte within the "
+                        f"idle deadline of {self.deadlines.idle:g}s, {idle_strikes} times in a "
+                        f"row (raise it with ${IDLE_TIMEOUT_ENV} or the source's idle setting)"
+                    ) from (exc.__cause__ or exc)
                 if failures >= self._policy.attempts:
                     raise SourceError(
                         f"reading {self.url} failed at byte {self._pos} after {failures} "
                         f"attempts: {exc}"
                     ) from (exc.__cause__ or exc)
-                time.sleep(self._policy.delay(failures, exc.retry_after))
+                self._sleep(self._policy.delay(failures, exc.retry_after), str(exc))
                 continue
+            self._check_total("the server sends too slowly")
             if not chunk:
                 limit = self._limit()
                 if limit is not None and self._pos < limit and self._total is not None:
@@ -224,7 +354,7 @@ class ResumableStream(io.RawIOBase):
                         raise SourceError(
                             f"{self.url} keeps ending at byte {self._pos} of {self._total}"
                         )
-                    time.sleep(self._policy.delay(failures))
+                    self._sleep(self._policy.delay(failures), "the body ended early")
                     continue
                 self._eof = True
                 self._drop_body()
@@ -237,7 +367,7 @@ class ResumableStream(io.RawIOBase):
                     continue
             if want >= 0 and len(chunk) > want - got:
                 raise SourceError(f"{self.url} sent more bytes than were asked for")
-            failures = 0
+            failures = idle_strikes = 0
             got += len(chunk)
             self._pos += len(chunk)
             yield chunk
@@ -247,6 +377,35 @@ class ResumableStream(io.RawIOBase):
         super().close()
 
     # -- internals -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _clock(self) -> Iterator[None]:
+        """Time a network call against the total deadline; transports clamp to it meanwhile."""
+        started = time.monotonic()
+        try:
+            with waiting(started + max(0.0, self.deadlines.total - self.waited)):
+                yield
+        finally:
+            self.waited += time.monotonic() - started
+
+    def _check_total(self, why: str, cause: BaseException | None = None) -> None:
+        if self.waited >= self.deadlines.total:
+            raise self._past_total(why) from (cause.__cause__ or cause) if cause else None
+
+    def _past_total(self, why: str) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"reading {self.url} passed its total deadline of {self.deadlines.total:g}s "
+            f"(waited {self.waited:.1f}s for the server, at byte {self._pos}: {why}); raise it "
+            f"with ${TOTAL_TIMEOUT_ENV} or the source's total setting"
+        )
+
+    def _sleep(self, seconds: float, why: str) -> None:
+        """Back off before a retry; the wait counts, and a retry that would start after the
+        total deadline is not made."""
+        if self.waited + seconds >= self.deadlines.total:
+            raise self._past_total(f"{why}; the next retry would start after the deadline")
+        time.sleep(seconds)
+        self.waited += seconds
+
     def _limit(self) -> int | None:
         """Where this stream ends, as far as is known."""
         if self._end is None:

@@ -19,12 +19,19 @@ makes its own.
   the URL and the status at once (``read_sidecar`` answers None for 404).
 - Redirects are followed by hand, at most ``max_redirects`` hops, and only to ``http(s)``
   URLs; credentials are not forwarded to another origin.
+- Deadlines (:class:`~atdata.sources._retry.Deadlines`): ``timeout`` seconds to connect and
+  without a byte (default ``$ATDATA_IDLE_TIMEOUT``, else 20), ``total_timeout`` seconds of
+  waiting for the server per request, retries included (default ``$ATDATA_TOTAL_TIMEOUT``, else
+  600). The shared client's sockets are clamped to the total deadline, so a server trickling its
+  headers or body one byte at a time is cut off too. Passing one raises
+  :class:`~atdata.sources._retry.DeadlineExceeded` (a SourceError) naming the URL and deadline.
 """
 
 import atexit
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -33,7 +40,15 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .._optional import require
 from ..errors import SourceError
-from ._retry import Body, ResumableStream, RetryPolicy, Transient, check_installed
+from ._retry import (
+    Body,
+    Deadlines,
+    ResumableStream,
+    RetryPolicy,
+    Transient,
+    check_installed,
+    waiting_until,
+)
 from .base import register_scheme
 
 if TYPE_CHECKING:
@@ -58,7 +73,8 @@ class HttpSource:
     uses the process's shared client for its ``timeout`` (made on first use, closed at
     interpreter exit), so that many shards of one server reuse its connections. ``headers`` go
     with every request (for example ``Authorization``); ``timeout`` bounds connecting and each
-    read, in seconds.
+    read, ``total_timeout`` the waiting for the server of one request, retries included, in
+    seconds (None: the environment, else the defaults; see the module docstring).
     """
 
     def __init__(
@@ -67,7 +83,8 @@ class HttpSource:
         *,
         client: "httpx.Client | None" = None,
         retry: RetryPolicy | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
+        total_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         max_redirects: int = 5,
     ) -> None:
@@ -76,7 +93,7 @@ class HttpSource:
             raise SourceError(f"HttpSource needs an http(s):// URL, got {url!r}")
         self.url = url
         self.retry = retry or RetryPolicy()
-        self._timeout = timeout
+        self.deadlines = Deadlines.resolve(timeout, total_timeout)
         self._headers = {"Accept-Encoding": "identity", **(headers or {})}
         self._max_redirects = max_redirects
         self._client = client
@@ -120,7 +137,7 @@ class HttpSource:
 
     def open(self) -> BinaryIO:
         """A stream of the whole shard that resumes after dropped connections."""
-        return cast(BinaryIO, ResumableStream(self.url, self._opener(self.url), self.retry))
+        return cast(BinaryIO, self._stream(self.url))
 
     def read_range(self, start: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``start`` (Range request, retried and resumed)."""
@@ -128,9 +145,7 @@ class HttpSource:
             raise ValueError(f"bad range start={start} length={length}")
         if length == 0:
             return b""
-        with ResumableStream(
-            self.url, self._opener(self.url), self.retry, start=start, end=start + length
-        ) as stream:
+        with self._stream(self.url, start=start, end=start + length) as stream:
             data = stream.read(length)
         if len(data) != length:
             raise SourceError(
@@ -142,15 +157,14 @@ class HttpSource:
         """The bytes at this URL with ``suffix`` added to its path, or None on 404."""
         url = _with_suffix(self.url, suffix)
         try:
-            with ResumableStream(url, self._opener(url), self.retry) as stream:
+            with self._stream(url) as stream:
                 return stream.read()
         except _NotFound:
             return None
 
     def size(self) -> int:
         """The shard's size in bytes (one one-byte Range request)."""
-        stream = ResumableStream(self.url, self._opener(self.url), self.retry, start=0, end=1)
-        with stream:
+        with self._stream(self.url, start=0, end=1) as stream:
             stream.read(1)
             total = stream.total_size
         if total is None:
@@ -158,10 +172,16 @@ class HttpSource:
         return total
 
     # -- transport ----------------------------------------------------------------------------
+    def _stream(self, url: str, *, start: int = 0, end: int | None = None) -> ResumableStream:
+        self._get_client()  # made (CA certificates loaded) before the deadline's clock starts
+        return ResumableStream(
+            url, self._opener(url), self.retry, start=start, end=end, deadlines=self.deadlines
+        )
+
     def _get_client(self) -> "httpx.Client":
         client = self._client
         if client is None:
-            client = _shared_client(self._timeout)
+            client = _shared_client(self.deadlines.idle)
         return client
 
     def _opener(self, url: str) -> "_HttpOpener":
@@ -176,7 +196,9 @@ class HttpSource:
             try:
                 request = client.build_request("GET", url, headers=headers)
                 response = client.send(request, stream=True, follow_redirects=False)
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            except httpx.TimeoutException as exc:
+                raise Transient(f"{type(exc).__name__}: {exc}", idle=True) from exc
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 raise Transient(f"{type(exc).__name__}: {exc}") from exc
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise SourceError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
@@ -281,7 +303,8 @@ class _HttpBody:
             try:
                 self._pending = next(self._chunks, b"")
             except self._httpx.HTTPError as exc:  # reset, timeout, body cut short
-                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+                idle = isinstance(exc, self._httpx.TimeoutException)
+                raise Transient(f"{type(exc).__name__}: {exc}", idle=idle) from exc
         data, self._pending = self._pending[:n], self._pending[n:]
         return data
 
@@ -306,7 +329,11 @@ def _shared_client(timeout: float) -> "httpx.Client":
         if client is None:
             # headers go with each request and redirects are followed by hand, so the timeout
             # is the only setting a client carries
-            client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+            client = httpx.Client(
+                timeout=httpx.Timeout(timeout),
+                follow_redirects=False,
+                transport=deadline_transport(),
+            )
             _SHARED[key] = client
         return client
 
@@ -321,6 +348,75 @@ def _close_shared_clients() -> None:
     for client in clients:
         with contextlib.suppress(Exception):
             client.close()
+
+
+def deadline_transport(**options: Any) -> "httpx.HTTPTransport":
+    """An ``httpx.HTTPTransport`` whose sockets never wait past :func:`waiting_until`.
+
+    httpx bounds each socket operation, never a whole request: a server sending its headers or
+    body one byte at a time never trips a read timeout. This transport clamps the timeout of
+    every connect, read and write to the deadline of the request waiting on it (set by
+    :class:`ResumableStream`, or by ``with waiting(until):``), and fails the operation at once
+    when that has passed. ``options`` go to ``httpx.HTTPTransport``.
+    """
+    lib = require("httpx", "http")
+    transport: httpx.HTTPTransport = lib.HTTPTransport(**options)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is not None:  # httpcore's pool: wrap its network backend
+        pool._network_backend = _ClampedBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
+def _clamped(timeout: float | None, error: str) -> float | None:
+    until = waiting_until()
+    if until is None:
+        return timeout
+    left = until - time.monotonic()
+    if left <= 0:
+        httpcore = require("httpcore", "http")
+        raise getattr(httpcore, error)("the request's total deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _ClampedBackend:
+    """An httpcore network backend whose streams respect the waiting request's deadline."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> "_ClampedStream":
+        kwargs["timeout"] = _clamped(kwargs.get("timeout"), "ConnectTimeout")
+        return _ClampedStream(self._inner.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> "_ClampedStream":
+        kwargs["timeout"] = _clamped(kwargs.get("timeout"), "ConnectTimeout")
+        return _ClampedStream(self._inner.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _ClampedStream:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data: bytes = self._inner.read(max_bytes, _clamped(timeout, "ReadTimeout"))
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamped(timeout, "WriteTimeout"))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> "_ClampedStream":
+        kwargs["timeout"] = _clamped(kwargs.get("timeout"), "ConnectTimeout")
+        return _ClampedStream(self._inner.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:

@@ -22,6 +22,12 @@ from the first byte not yet returned, pinned to the first answer's ETag with ``I
 replaced object is detected. ``read_range`` is a ranged GET resumed the same way. botocore's own
 retries (``standard`` mode, ``RetryPolicy.attempts`` attempts) cover each request; atdata adds
 the resume of bodies cut short. botocore errors become :class:`SourceError`.
+
+Deadlines: ``connect_timeout`` and ``read_timeout`` (botocore's, per socket operation; default
+``$ATDATA_IDLE_TIMEOUT``, else 20 s) and ``total_timeout``, the seconds one GET may wait for the
+server while its body streams, resumes and backoff included (default ``$ATDATA_TOTAL_TIMEOUT``,
+else 600 s). Bodies are read as bytes arrive, so a server trickling one byte at a time passes
+the total deadline and raises :class:`~atdata.sources._retry.DeadlineExceeded` naming the URL.
 """
 
 import contextlib
@@ -35,7 +41,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 from .._optional import require
 from ..errors import SourceError
-from ._retry import Body, ResumableStream, RetryPolicy, Transient, check_installed
+from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient, check_installed
 from .base import register_scheme
 
 __all__ = [
@@ -74,9 +80,18 @@ class S3Config:
     request_checksum_calculation: Literal["when_supported", "when_required"] | None = None
     response_checksum_validation: Literal["when_supported", "when_required"] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    connect_timeout: float = 20.0
-    read_timeout: float = 60.0
+    connect_timeout: float | None = None
+    """Seconds to connect (None: ``$ATDATA_IDLE_TIMEOUT``, else 20)."""
+    read_timeout: float | None = None
+    """Seconds without a byte (None: ``$ATDATA_IDLE_TIMEOUT``, else 20)."""
+    total_timeout: float | None = None
+    """Seconds one GET may wait for the server in all (None: ``$ATDATA_TOTAL_TIMEOUT``, else 600)."""
     max_pool_connections: int = 32
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The idle (read) and total deadlines of this config, the environment filling gaps."""
+        return Deadlines.resolve(self.read_timeout, self.total_timeout)
 
     def replace(self, **changes: Any) -> "S3Config":
         """A copy with ``changes`` applied."""
@@ -101,10 +116,11 @@ class S3Config:
         boto3 = require("boto3", "s3")
         botocore_config = require("botocore.config", "s3")
         botocore_exceptions = require("botocore.exceptions", "s3")
+        deadlines = self.deadlines
         options: dict[str, Any] = {
             "retries": {"max_attempts": self.retry.attempts, "mode": "standard"},
-            "connect_timeout": self.connect_timeout,
-            "read_timeout": self.read_timeout,
+            "connect_timeout": Deadlines.resolve(self.connect_timeout).idle,
+            "read_timeout": deadlines.idle,
             "max_pool_connections": self.max_pool_connections,
         }
         if self.addressing_style is not None:
@@ -252,7 +268,9 @@ class S3Source:
     def _stream(self, key: str, *, start: int = 0, end: int | None = None) -> ResumableStream:
         url = f"s3://{self.bucket}/{key}"
         opener = _S3Opener(self.client, self.bucket, key, url)
-        return ResumableStream(url, opener, self.config.retry, start=start, end=end)
+        return ResumableStream(
+            url, opener, self.config.retry, start=start, end=end, deadlines=self.config.deadlines
+        )
 
 
 class _S3Opener:
@@ -295,14 +313,32 @@ class _S3Body:
         self.body = body
         self.offset = offset
         self.total = total
+        # read what has arrived (one socket read), not "until n bytes": a body trickling in
+        # must come back to the stream between bytes so that its total deadline is checked.
+        # urllib3 2 has read1; botocore's StreamingBody keeps the urllib3 response as
+        # _raw_stream. The stream checks the length; a body that validates a response checksum
+        # (StreamingChecksumBody) still sees every byte and validates at the end.
+        raw = getattr(body, "_raw_stream", None)
+        read1 = getattr(raw, "read1", None)
+        self._checksum = getattr(body, "_checksum", None)
+        self._validate = getattr(body, "_validate_checksum", None)
+        if read1 is None or (self._checksum is None) != (self._validate is None):
+            read1, self._checksum, self._validate = body.read, None, None
+        self._read = read1
 
     def read(self, n: int) -> bytes:
         # modest reads: a read that breaks off loses what it had received, so keep them small
         try:
-            data: bytes = self.body.read(min(n, _READ_CHUNK))
+            data: bytes = self._read(min(n, _READ_CHUNK))
+            if self._checksum is not None:
+                if data:
+                    self._checksum.update(data)
+                elif self._validate is not None:
+                    self._validate()
         except Exception as exc:  # urllib3/botocore read errors, timeouts, resets
             if _is_stream_failure(exc):
-                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+                idle = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc)
+                raise Transient(f"{type(exc).__name__}: {exc}", idle=idle) from exc
             raise
         return data
 

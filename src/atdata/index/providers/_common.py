@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..._redact import redact
 from ...errors import AtdataIndexError, IndexUnavailableError
 from .base import Record, check_kind
 
@@ -115,11 +116,13 @@ def while_doing(doing: str) -> str:
 def server_unavailable(where: str, what: str, detail: str) -> IndexUnavailableError:
     """The error for a server that cannot be reached (raise it ``from`` the backend's error)."""
     return IndexUnavailableError(
-        f"{where} is unavailable{what} ({detail}); check that the server is running and "
-        "reachable, then retry"
+        redact(
+            f"{where} is unavailable{what} ({detail}); check that the server is running and "
+            "reachable, then retry"
+        )
     )
 
 
 def server_failed(where: str, what: str, detail: str) -> AtdataIndexError:
     """The error for any other failure of a server (raise it ``from`` the backend's error)."""
-    return AtdataIndexError(f"{where} failed{what}: {detail}")
+    return AtdataIndexError(redact(f"{where} failed{what}: {detail}"))

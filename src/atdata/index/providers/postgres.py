@@ -34,13 +34,13 @@ import contextlib
 import os
 import re
 import threading
-import urllib.parse
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..._optional import require
+from ..._redact import redact
 from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
 from ._common import (
     dumps_record,
@@ -109,7 +109,7 @@ class PostgresProvider(Provider):
                 f"bad PostgreSQL schema name {schema!r}: lowercase letters, digits and '_'"
             )
         self.dsn = dsn
-        self.where = _redact(dsn)
+        self.where = redact(dsn)
         self.schema = schema
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
@@ -511,21 +511,3 @@ def _dumps(record: Record, kind: str, key: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    if "://" in dsn:
-        try:
-            parts = urllib.parse.urlsplit(dsn)
-        except ValueError:
-            return "<unparseable DSN>"
-        if parts.password is not None:
-            host = parts.netloc.rsplit("@", 1)[1]
-            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        if any(k == "password" for k, _ in query):
-            query = [(k, "***" if k == "password" else v) for k, v in query]
-            parts = parts._replace(query=urllib.parse.urlencode(query))
-        return urllib.parse.urlunsplit(parts)
-    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)

@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..._optional import require
+from ..._redact import redact
 from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
 from ._common import dumps_record_utf8 as _dumps
 from ._common import loads_record as _loads
@@ -51,7 +52,6 @@ from ._common import (
     while_doing,
 )
 from .base import Provider, Record, Transaction, check_key, check_kind
-from .url import redact_url
 
 __all__ = ["DEFAULT_PREFIX", "LAYOUT_VERSION", "RedisProvider"]
 
@@ -164,7 +164,7 @@ class RedisProvider(Provider):
         if lock_ttl <= 0 or timeout <= 0:
             raise AtdataIndexError("timeout and lock_ttl must be positive")
         self.url = url
-        self.where = redact_url(url)
+        self.where = redact(url)
         self.prefix = prefix
         self.timeout = float(timeout)
         self.lock_ttl = float(lock_ttl)
@@ -184,7 +184,7 @@ class RedisProvider(Provider):
                 decode_responses=False,
             )
         except (ValueError, TypeError) as exc:
-            raise AtdataIndexError(f"bad Redis URL {self.where}: {exc}") from exc
+            raise AtdataIndexError(redact(f"bad Redis URL {self.where}: {exc}")) from exc
         self._acquire = self._client.register_script(_ACQUIRE)
         self._refresh = self._client.register_script(_REFRESH)
         self._release = self._client.register_script(_RELEASE)
@@ -398,10 +398,10 @@ def _translate(provider: RedisProvider, doing: str) -> Iterator[None]:
         raise IndexUnavailableError(
             f"{where} is loading its data after a restart{what}; retry in a moment"
         ) from exc
+    except redis.AuthenticationError as exc:  # a ConnectionError subclass: test it first
+        raise AtdataIndexError(redact(f"{where} refused the credentials: {_text(exc)}")) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise server_unavailable(where, what, _text(exc)) from exc
-    except redis.AuthenticationError as exc:
-        raise AtdataIndexError(f"{where} refused the credentials: {_text(exc)}") from exc
     except redis.ResponseError as exc:
         text = _text(exc)
         if text.startswith(("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "BUSY")):

@@ -21,6 +21,7 @@ import os
 import urllib.parse
 from typing import Any
 
+from ..._redact import redact
 from ...errors import AtdataIndexError
 from .base import Provider
 
@@ -60,7 +61,7 @@ def provider_from_url(url: str, **options: Any) -> Provider:
     """
     if not isinstance(url, str) or ":" not in url:
         raise AtdataIndexError(
-            f"bad index URL {url!r}: expected sqlite:///path, redis://host:port/db or "
+            f"bad index URL {redact(str(url))!r}: expected sqlite:///path, redis://host:port/db or "
             "postgresql://user@host/db"
         )
     scheme = url.split(":", 1)[0].lower()
@@ -123,15 +124,12 @@ def open_provider(
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    """``url`` (or a keyword DSN) with every secret replaced by ``***``, for messages and logs.
+
+    The userinfo password and secret query parameters (``password``, ``sslpassword``,
+    ``token``...) are hidden: see :func:`atdata._redact.redact`, which this is.
+    """
+    return redact(url)
 
 
 # -- internals ---------------------------------------------------------------------------------
@@ -172,7 +170,9 @@ def _sqlite_path(url: str) -> tuple[str, dict[str, Any]]:
         rest = "/" + rest.lstrip("/")  # sqlite:////abs (the SQLAlchemy spelling) -> /abs
     path = urllib.parse.unquote(rest)
     if not path:
-        raise AtdataIndexError(f"the index URL {url!r} names no file: use sqlite:///path/index.db")
+        raise AtdataIndexError(
+            f"the index URL {redact_url(url)!r} names no file: use sqlite:///path/index.db"
+        )
     return path, _parse_params(urllib.parse.parse_qsl(query), _OPTIONS["sqlite"], url, strict=True)
 
 
