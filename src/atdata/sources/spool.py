@@ -1,0 +1,246 @@
+"""Whole remote shards downloaded to an anonymous temporary file, hashed on the way.
+
+A :class:`SpoolWriter` takes a shard's bytes as they arrive, hashes them, refuses more than a
+bound (the recorded size, else ``max_bytes``) and writes them to a temporary file that has no
+name on disk (it disappears with its last handle). :meth:`SpoolWriter.finish` gives a
+:class:`Spool`: the complete bytes with their sha256, which the caller compares with the
+recorded digest *before* handing out a single byte. Readers over a spool are independent
+(each has its own position; reads are positioned, so threads may share a spool).
+
+Used wherever a remote shard with a known digest is read without the shard cache: the http(s)
+and S3 paths (:class:`~atdata.sources.verified.VerifyingSource`) and at:// blobs.
+"""
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from typing import BinaryIO, cast
+
+from ..errors import IntegrityError, SourceError
+
+__all__ = ["DEFAULT_MAX_SPOOL_BYTES", "Spool", "SpoolWriter", "check_digest", "spool_stream"]
+
+#: The most bytes spooled for a shard whose size is not recorded.
+DEFAULT_MAX_SPOOL_BYTES = 64 << 30
+_CHUNK = 4 << 20
+
+
+class Spool:
+    """The complete bytes of one download in an unlinked temporary file, and their sha256."""
+
+    def __init__(self, file: BinaryIO, size: int, sha256: str, url: str) -> None:
+        self._file = file
+        self.size = size
+        self.sha256 = sha256
+        self.url = url
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Spool({self.url!r}, {self.size} bytes)"
+
+    def reader(self, *, owns: bool = False) -> BinaryIO:
+        """A new stream over the bytes from the start; ``owns`` closes the spool with it."""
+        return cast(BinaryIO, _SpoolReader(self, owns))
+
+    def read_range(self, start: int, length: int) -> bytes:
+        if start < 0 or length < 0 or start + length > self.size:
+            raise SourceError(
+                f"shard {self.url!r} has {self.size} bytes, wanted bytes {start}..{start + length}"
+            )
+        out = bytearray(length)
+        with memoryview(out) as view:
+            got = self.pread_into(view, start)
+        if got != length:
+            raise SourceError(f"shard {self.url!r}: its spooled copy ended early")
+        return bytes(out)
+
+    def pread_into(self, view: memoryview, pos: int) -> int:
+        """Fill ``view`` from byte ``pos`` (fewer bytes only at the end)."""
+        want = min(len(view), max(0, self.size - pos))
+        done = 0
+        fd = self._file.fileno()
+        while done < want:
+            if _PREADV is not None:
+                n = _PREADV(fd, [view[done:want]], pos + done)
+            else:  # no positioned reads on this platform: share the file position under a lock
+                with self._lock:
+                    self._file.seek(pos + done)
+                    n = self._file.readinto(view[done:want])  # type: ignore[attr-defined]
+            if not n:
+                break
+            done += n
+        return done
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+
+_PREADV = getattr(os, "preadv", None)
+
+
+class _SpoolReader(io.RawIOBase):
+    def __init__(self, spool: Spool, owns: bool) -> None:
+        super().__init__()
+        self._spool = spool
+        self._owns = owns
+        self._pos = 0
+
+    @property
+    def total_size(self) -> int:
+        return self._spool.size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._spool.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
+        with memoryview(buffer) as view, view.cast("B") as out:
+            n = self._spool.pread_into(out, self._pos)
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                if self._owns:
+                    self._spool.close()
+            finally:
+                super().close()
+
+
+class SpoolWriter:
+    """Collects one download into a :class:`Spool`, hashing it and bounding its size.
+
+    ``expected_size`` (the recorded size) is checked as soon as it is exceeded, and at the end;
+    without it at most ``max_bytes`` are accepted.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        expected_size: int | None = None,
+        max_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+    ) -> None:
+        self.url = url
+        self.expected_size = expected_size
+        self.max_bytes = max_bytes
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._file: BinaryIO = cast(BinaryIO, tempfile.TemporaryFile())
+
+    def announce(self, total: int | None) -> None:
+        """The size the server says the whole object has: refused at once if it cannot fit."""
+        if total is None:
+            return
+        if self.expected_size is not None and total != self.expected_size:
+            self.abort()
+            raise IntegrityError(
+                f"the server says the shard has {total} bytes; the record says "
+                f"{self.expected_size}. Nothing was read from it",
+                shard=self.url,
+            )
+        self._check_bound(total)
+
+    def write(self, chunk: "bytes | bytearray | memoryview") -> None:
+        self._size += len(chunk)
+        self._check_bound(self._size)
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> Spool:
+        if self.expected_size is not None and self._size != self.expected_size:
+            self.abort()
+            raise IntegrityError(
+                f"the shard ended after {self._size} bytes; the record says {self.expected_size}",
+                shard=self.url,
+            )
+        self._file.flush()
+        return Spool(self._file, self._size, self._hash.hexdigest(), self.url)
+
+    def abort(self) -> None:
+        self._file.close()
+
+    def _check_bound(self, size: int) -> None:
+        if self.expected_size is not None and size > self.expected_size:
+            self.abort()
+            raise IntegrityError(
+                f"the shard is longer than the {self.expected_size} bytes its record says; "
+                "stopped reading it",
+                shard=self.url,
+            )
+        if size > self.max_bytes:
+            self.abort()
+            raise SourceError(
+                f"shard {self.url} is larger than {self.max_bytes} bytes, the most read "
+                "without a recorded size; stopped reading it"
+            )
+
+
+def spool_stream(
+    stream: BinaryIO,
+    url: str,
+    *,
+    expected_size: int | None = None,
+    max_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+) -> Spool:
+    """All of ``stream`` (which is closed) in a Spool; the caller checks ``Spool.sha256``."""
+    writer = SpoolWriter(url, expected_size=expected_size, max_bytes=max_bytes)
+    announced = False
+    try:
+        with stream:
+            buffer = bytearray(_CHUNK)
+            with memoryview(buffer) as view:
+                while True:
+                    n = _read_into(stream, view)
+                    if not n:
+                        break
+                    if not announced:
+                        announced = True
+                        total = getattr(stream, "total_size", None)
+                        writer.announce(total if isinstance(total, int) else None)
+                    writer.write(view[:n])
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _read_into(stream: BinaryIO, view: memoryview) -> int:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        n: int | None = readinto(view)
+        return n or 0
+    data = stream.read(len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+def check_digest(spool: Spool, expected_sha256: str) -> Spool:
+    """``spool`` when its bytes hash to ``expected_sha256``; else it is discarded, IntegrityError."""
+    if spool.sha256 != expected_sha256.lower():
+        spool.close()
+        raise IntegrityError(
+            f"shard bytes do not match the recorded sha256 {expected_sha256.lower()} "
+            f"(got {spool.sha256} over {spool.size} bytes); nothing was read from them",
+            shard=spool.url,
+        )
+    return spool
