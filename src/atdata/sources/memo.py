@@ -31,7 +31,7 @@ __all__ = ["MAX_ROWS", "MEMO_ENV", "Fingerprint", "VerifyMemo", "default_memo", 
 
 MEMO_ENV = "ATDATA_VERIFY_MEMO"
 MAX_ROWS = 100_000
-_PRUNE_EVERY = 200
+_PRUNE_EVERY = 64
 _CHUNK = 4 << 20
 
 
@@ -57,8 +57,9 @@ def hash_file(path: str) -> tuple[str, int]:
 class VerifyMemo:
     """Verified (path, sha256) pairs with the fingerprint the file had (see the module doc)."""
 
-    def __init__(self, db_path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, db_path: str | os.PathLike[str] | None, *, max_rows: int = MAX_ROWS) -> None:
         self.db_path = Path(db_path).expanduser() if db_path is not None else None
+        self.max_rows = max_rows
         self._seen: dict[tuple[str, str], Fingerprint] = {}
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -107,12 +108,16 @@ class VerifyMemo:
             key,
         )
         if row is not None and Fingerprint(*row) == fp:
+            if len(self._seen) >= self.max_rows:
+                self._seen.clear()
             self._seen[key] = fp
             return True
         return False
 
     def remember(self, path: str, sha256: str, fp: Fingerprint) -> None:
         key = (os.path.abspath(path), sha256.lower())
+        if len(self._seen) >= self.max_rows:
+            self._seen.clear()  # bounded in memory too; the file still remembers
         self._seen[key] = fp
         self._execute(
             "INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -183,7 +188,7 @@ class VerifyMemo:
                     conn.execute(
                         "DELETE FROM verified WHERE rowid IN (SELECT rowid FROM verified "
                         "ORDER BY at DESC LIMIT -1 OFFSET ?)",
-                        (MAX_ROWS,),
+                        (self.max_rows,),
                     )
             except sqlite3.Error:
                 pass  # busy beyond the timeout, disk full: not remembered, re-hashed next time
