@@ -128,7 +128,9 @@ def test_http_with_the_right_size_but_other_bytes_yields_nothing(
     url = http_server.url_for("a.tar")
 
     def factory(u: str) -> Any:
-        return wrap_source(open_source(u), expected_sha256=genuine.sha256, expected_size=genuine.size)
+        return wrap_source(
+            open_source(u), expected_sha256=genuine.sha256, expected_size=genuine.size
+        )
 
     ds: Dataset[Vec] = Dataset(url, Vec, source_factory=factory)
     _expect_nothing(ds, url)
@@ -208,7 +210,9 @@ def test_a_pds_serving_other_bytes_for_a_blob_yields_nothing(
     pds_root = http_server.root / "pds" / "xrpc"
     pds_root.mkdir(parents=True)
     (pds_root / "com.atproto.sync.getBlob").write_bytes(bad)
-    url = blob_url("did:plc:abcdefghijklmnopqrstuvwx", cid_of_sha256(digest), http_server.url + "/pds")
+    url = blob_url(
+        "did:plc:abcdefghijklmnopqrstuvwx", cid_of_sha256(digest), http_server.url + "/pds"
+    )
     for cache in (None, ShardCache(tmp_path / "cache")):
 
         def factory(u: str, cache: ShardCache | None = cache) -> Any:

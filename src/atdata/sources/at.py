@@ -220,6 +220,7 @@ class AtBlobSource:
     def content_sha256(self) -> str:
         """The sha256 the blob's CID commits to (hex)."""
         return _cid_digest(self.cid, self.url).hex()
+
     def _pds_url(self) -> str:
         if self._pds is not None:
             return self._pds

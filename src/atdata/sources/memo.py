@@ -71,9 +71,7 @@ class VerifyMemo:
         return f"VerifyMemo({str(self.db_path) if self.db_path else None!r})"
 
     # -- the check ------------------------------------------------------------------------------
-    def ensure(
-        self, path: str, sha256: str, *, url: str, expected_size: int | None = None
-    ) -> None:
+    def ensure(self, path: str, sha256: str, *, url: str, expected_size: int | None = None) -> None:
         """Return when the file at ``path`` has the bytes ``sha256`` names; IntegrityError else.
 
         Hashes only when the file's fingerprint differs from the last verification.

@@ -145,7 +145,7 @@ class SpoolWriter:
         self.max_bytes = max_bytes
         self._hash = hashlib.sha256()
         self._size = 0
-        self._file: BinaryIO = cast(BinaryIO, tempfile.TemporaryFile())
+        self._file: BinaryIO = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
 
     def announce(self, total: int | None) -> None:
         """The size the server says the whole object has: refused at once if it cannot fit."""
