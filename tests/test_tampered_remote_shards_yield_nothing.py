@@ -182,6 +182,35 @@ def test_random_access_on_a_remote_shard_reads_only_verified_bytes(
     assert http_server.count("GET", "/a.tar") == 1
 
 
+def _unlinked_open_files() -> int:
+    """Open files of this process that have no name any more (spools)."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found += os.readlink(f"/proc/self/fd/{fd}").endswith("(deleted)")
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_random_access_over_many_remote_shards_keeps_a_bounded_number_of_downloads(
+    http_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atdata.sources import spool
+
+    monkeypatch.setattr(spool.kept_spools, "limit", 3)
+    infos = [_shard(http_server.root, f"m{n}-%06d.tar", n * 10, 4, 1000) for n in range(8)]
+    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    ds: Dataset[Vec] = Dataset(
+        urls, Vec, checksums={u: i.sha256 for u, i in zip(urls, infos, strict=True)}
+    )
+    before = _unlinked_open_files()  # pytest's output capture uses such files too
+    assert [ds[n].i for n in range(0, 32, 4)] == [n * 10 for n in range(8)]
+    assert _unlinked_open_files() - before == 3
+    assert ds[0].i == 0  # let go, downloaded again when needed
+
+
 # ------------------------------------------------------------------------------------------ S3
 @pytest.mark.parametrize("cached", [False, True])
 def test_s3_yields_no_sample_from_a_replaced_shard(

@@ -30,7 +30,7 @@ from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsp
 
 from ..errors import IntegrityError, SourceError
 from .base import ShardSource, register_scheme
-from .spool import Spool, SpoolWriter
+from .spool import Spool, SpoolWriter, kept_spools
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
@@ -266,9 +266,16 @@ class AtBlobSource:
 
     def _keep(self) -> Spool:
         with self._lock:
-            if self._kept is None or self._kept.closed:
-                self._kept = self.download()
-            return self._kept
+            kept = self._kept
+            if kept is None or kept.closed:
+                kept = self._kept = self.download()
+        kept_spools.used(self)
+        return kept
+
+    def release_kept(self) -> None:
+        """Let the kept spool go (closed once no reader uses it)."""
+        with self._lock:
+            self._kept, self._hand_off = None, False
 
     def _reader(self) -> BinaryIO:
         with self._lock:

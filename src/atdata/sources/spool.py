@@ -16,14 +16,26 @@ import io
 import os
 import tempfile
 import threading
-from typing import BinaryIO, cast
+import weakref
+from collections import OrderedDict
+from typing import BinaryIO, Protocol, cast
 
 from ..errors import IntegrityError, SourceError
 
-__all__ = ["DEFAULT_MAX_SPOOL_BYTES", "Spool", "SpoolWriter", "check_digest", "spool_stream"]
+__all__ = [
+    "DEFAULT_MAX_SPOOL_BYTES",
+    "MAX_KEPT_SPOOLS",
+    "Spool",
+    "SpoolWriter",
+    "check_digest",
+    "kept_spools",
+    "spool_stream",
+]
 
 #: The most bytes spooled for a shard whose size is not recorded.
 DEFAULT_MAX_SPOOL_BYTES = 64 << 30
+#: The most spools kept for random access at once in a process (each is an open file).
+MAX_KEPT_SPOOLS = 32
 _CHUNK = 4 << 20
 
 
@@ -244,3 +256,50 @@ def check_digest(spool: Spool, expected_sha256: str) -> Spool:
             shard=spool.url,
         )
     return spool
+
+
+class _Keeper(Protocol):
+    def release_kept(self) -> None: ...
+
+
+class _KeptSpools:
+    """The sources holding a spool for random access, least recently used first.
+
+    Past :data:`MAX_KEPT_SPOOLS` the oldest source is told to let its spool go (it downloads
+    again if it needs it); the file closes when the last reader over it does. This bounds the
+    open files and the disk that random access over many remote shards uses.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._order: OrderedDict[int, weakref.ref[_Keeper]] = OrderedDict()
+        self._lock = threading.RLock()  # a collection inside the lock calls _forget
+
+    def used(self, owner: _Keeper) -> None:
+        evict: list[_Keeper] = []
+        with self._lock:
+            key = id(owner)
+            if key in self._order:
+                self._order.move_to_end(key)
+            else:
+                self._order[key] = weakref.ref(owner, self._forget)
+            while len(self._order) > self.limit:
+                _, ref = self._order.popitem(last=False)
+                old = ref()
+                if old is not None:
+                    evict.append(old)
+        for old in evict:
+            old.release_kept()
+
+    def _forget(self, ref: "weakref.ref[_Keeper]") -> None:
+        """An owner was collected: drop its entry (found by its dead reference)."""
+        with self._lock:
+            for key, value in list(self._order.items()):
+                if value is ref:
+                    del self._order[key]
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+kept_spools = _KeptSpools(MAX_KEPT_SPOOLS)

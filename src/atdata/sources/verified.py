@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from ..errors import IntegrityError
 from .base import ShardSource
 from .memo import VerifyMemo, default_memo
-from .spool import DEFAULT_MAX_SPOOL_BYTES, Spool, check_digest, spool_stream
+from .spool import DEFAULT_MAX_SPOOL_BYTES, Spool, check_digest, kept_spools, spool_stream
 
 __all__ = ["LocalVerifiedSource", "VerifyingSource", "VerifyingStream"]
 
@@ -68,9 +68,15 @@ class VerifyingSource:
 
     def _spool(self) -> Spool:
         with self._lock:
-            if self._kept is None or self._kept.closed:
-                self._kept = self.download()
-            return self._kept
+            kept = self._kept
+            if kept is None or kept.closed:
+                kept = self._kept = self.download()
+        kept_spools.used(self)
+        return kept
+
+    def release_kept(self) -> None:
+        """Let the kept spool go (closed once no reader uses it)."""
+        self._kept = None
 
     def local_path(self) -> str | None:
         return None
