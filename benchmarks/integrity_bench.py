@@ -17,6 +17,8 @@ first batch and the whole epoch:
   file, hashed, checked, then read).
 
 Medians of ``--repeat`` interleaved rounds; the page cache is warm (files read once first).
+``--compare-src DIR`` runs every reading a second time with ``DIR`` (another checkout's
+``src/``) first on the import path, interleaved, for a before/after comparison.
 """
 
 import argparse
@@ -79,8 +81,12 @@ def _child(args: argparse.Namespace) -> None:
     print(json.dumps({"first_batch_s": first, "epoch_s": total, "samples": n}))
 
 
-def _run(manifest: Path, *, verify: bool, base: str = "", memo: Path) -> dict[str, Any]:
+def _run(
+    manifest: Path, *, verify: bool, base: str = "", memo: Path, src: str = ""
+) -> dict[str, Any]:
     env = {**os.environ, "ATDATA_VERIFY_MEMO": str(memo)}
+    if src:  # another checkout's src/ (e.g. the code before a change), imported first
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("ATDATA_CACHE_DIR", None)
     cmd = [sys.executable, "-m", _SELF, "--child", "--manifest", str(manifest)]
     if verify:
@@ -103,6 +109,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="local,http")
     parser.add_argument("--out")
+    parser.add_argument(
+        "--compare-src", default="", help="also run every reading with this src/ (the code before)"
+    )
     args = parser.parse_args()
     if args.child:
         _child(args)
@@ -139,6 +148,16 @@ def main() -> None:
                     rows.setdefault(name, []).append(
                         _run(manifest, verify=verify, base=base, memo=memo)
                     )
+                    if args.compare_src:
+                        rows.setdefault(name + " [before]", []).append(
+                            _run(
+                                manifest,
+                                verify=verify,
+                                base=base,
+                                memo=root / f"memo-before-{r}.sqlite",
+                                src=args.compare_src,
+                            )
+                        )
         report: dict[str, Any] = {
             "shards": args.shards,
             "samples": args.shards * args.per_shard,

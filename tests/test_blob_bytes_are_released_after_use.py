@@ -79,7 +79,8 @@ def test_one_pass_over_blob_shards_keeps_no_blob_alive(
     assert seen == [b * 100 + i for b in range(BLOBS) for i in range(6)]
     # the dataset (and its sources) are still alive: none of the ~48 MiB of blobs is
     assert live - base < 2 * MIB, f"{(live - base) / MIB:.1f} MiB still allocated"
-    assert peak - base < 24 * MIB, f"peak {(peak - base) / MIB:.1f} MiB"
+    # at most a few blobs at once (one in its spool, chunks of the next), never all of them
+    assert peak - base < 36 * MIB, f"peak {(peak - base) / MIB:.1f} MiB"
     assert ds.shards.urls == urls
 
 

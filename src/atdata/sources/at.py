@@ -30,7 +30,7 @@ from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsp
 
 from ..errors import IntegrityError, SourceError
 from .base import ShardSource, register_scheme
-from .spool import Spool, SpoolWriter, kept_spools
+from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
@@ -241,14 +241,14 @@ class AtBlobSource:
         with self._reader() as stream:
             return stream.read()
 
-    def download(self) -> Spool:
+    def download(self, *, in_memory: int = 0) -> Spool:
         """The blob, verified against its CID, in a new spool (the caller closes it)."""
         pds = self._pds_url()
         want = _cid_digest(self.cid, self.url)
         url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode(
             {"did": self.did, "cid": self.cid}
         )
-        writer = SpoolWriter(self.url, max_bytes=self.max_bytes)
+        writer = SpoolWriter(self.url, max_bytes=self.max_bytes, in_memory=in_memory)
         try:
             _http_get(url, self.max_bytes, self.timeout, where=self.url, on_chunk=writer.write)
         except BaseException:
@@ -285,7 +285,7 @@ class AtBlobSource:
                     self._kept, self._hand_off = None, False
                     return kept.reader(owns=True)
                 return kept.reader()
-        return self.download().reader(owns=True)
+        return self.download(in_memory=STREAM_IN_MEMORY_BYTES).reader(owns=True)
 
     # -- ShardSource ----------------------------------------------------------------------
     def local_path(self) -> str | None:

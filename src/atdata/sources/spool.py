@@ -1,8 +1,9 @@
-"""Whole remote shards downloaded to an anonymous temporary file, hashed on the way.
+"""Whole remote shards downloaded to memory or an anonymous temporary file, hashed on the way.
 
 A :class:`SpoolWriter` takes a shard's bytes as they arrive, hashes them, refuses more than a
-bound (the recorded size, else ``max_bytes``) and writes them to a temporary file that has no
-name on disk (it disappears with its last handle). :meth:`SpoolWriter.finish` gives a
+bound (the recorded size, else ``max_bytes``) and keeps them in memory (a shard read once, up
+to :data:`STREAM_IN_MEMORY_BYTES`) or writes them to a temporary file that has no name on disk
+(it disappears with its last handle). :meth:`SpoolWriter.finish` gives a
 :class:`Spool`: the complete bytes with their sha256, which the caller compares with the
 recorded digest *before* handing out a single byte. Readers over a spool are independent
 (each has its own position; reads are positioned, so threads may share a spool).
@@ -25,6 +26,7 @@ from ..errors import IntegrityError, SourceError
 __all__ = [
     "DEFAULT_MAX_SPOOL_BYTES",
     "MAX_KEPT_SPOOLS",
+    "STREAM_IN_MEMORY_BYTES",
     "Spool",
     "SpoolWriter",
     "check_digest",
@@ -36,14 +38,28 @@ __all__ = [
 DEFAULT_MAX_SPOOL_BYTES = 64 << 30
 #: The most spools kept for random access at once in a process (each is an open file).
 MAX_KEPT_SPOOLS = 32
+#: A shard read once (a stream) up to this size is spooled in memory, freed when it is closed;
+#: larger ones, and those kept for random access, go to a temporary file.
+STREAM_IN_MEMORY_BYTES = 128 << 20
 _CHUNK = 4 << 20
 
 
 class Spool:
-    """The complete bytes of one download in an unlinked temporary file, and their sha256."""
+    """The complete bytes of one download, and their sha256: in memory (``data``) or in an
+    unlinked temporary file (``file``)."""
 
-    def __init__(self, file: BinaryIO, size: int, sha256: str, url: str) -> None:
+    def __init__(
+        self,
+        file: BinaryIO | None,
+        size: int,
+        sha256: str,
+        url: str,
+        *,
+        data: bytearray | None = None,
+    ) -> None:
         self._file = file
+        self._data = data
+        self._closed = False
         self.size = size
         self.sha256 = sha256
         self.url = url
@@ -71,6 +87,13 @@ class Spool:
     def pread_into(self, view: memoryview, pos: int) -> int:
         """Fill ``view`` from byte ``pos`` (fewer bytes only at the end)."""
         want = min(len(view), max(0, self.size - pos))
+        if self._closed:
+            raise ValueError(f"read from the closed spool of {self.url}")
+        if self._file is None:
+            assert self._data is not None
+            with memoryview(self._data) as data:
+                view[:want] = data[pos : pos + want]
+            return want
         done = 0
         fd = self._file.fileno()
         while done < want:
@@ -85,12 +108,19 @@ class Spool:
             done += n
         return done
 
+    @property
+    def in_memory(self) -> bool:
+        return self._file is None
+
     def close(self) -> None:
-        self._file.close()
+        self._closed = True
+        self._data = None
+        if self._file is not None:
+            self._file.close()
 
     @property
     def closed(self) -> bool:
-        return self._file.closed
+        return self._closed
 
 
 _PREADV = getattr(os, "preadv", None)
@@ -142,7 +172,8 @@ class SpoolWriter:
     """Collects one download into a :class:`Spool`, hashing it and bounding its size.
 
     ``expected_size`` (the recorded size) is checked as soon as it is exceeded, and at the end;
-    without it at most ``max_bytes`` are accepted.
+    without it at most ``max_bytes`` are accepted. Up to ``in_memory`` bytes are kept in memory
+    (no file write and read back); a longer download moves to a temporary file.
     """
 
     def __init__(
@@ -151,13 +182,26 @@ class SpoolWriter:
         *,
         expected_size: int | None = None,
         max_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+        in_memory: int = 0,
     ) -> None:
         self.url = url
         self.expected_size = expected_size
         self.max_bytes = max_bytes
+        self.in_memory = in_memory
         self._hash = hashlib.sha256()
         self._size = 0
-        self._file: BinaryIO = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
+        self._data: bytearray | None = None
+        self._file: BinaryIO | None = None
+        if in_memory > 0 and (expected_size is None or expected_size <= in_memory):
+            self._data = bytearray()
+        else:
+            self._to_file()
+
+    def _to_file(self) -> None:
+        self._file = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
+        if self._data is not None:
+            self._file.write(self._data)
+            self._data = None
 
     def announce(self, total: int | None) -> None:
         """The size the server says the whole object has: refused at once if it cannot fit."""
@@ -176,6 +220,12 @@ class SpoolWriter:
         self._size += len(chunk)
         self._check_bound(self._size)
         self._hash.update(chunk)
+        if self._data is not None:
+            if self._size <= self.in_memory:
+                self._data += chunk
+                return
+            self._to_file()
+        assert self._file is not None
         self._file.write(chunk)
 
     def finish(self) -> Spool:
@@ -185,11 +235,17 @@ class SpoolWriter:
                 f"the shard ended after {self._size} bytes; the record says {self.expected_size}",
                 shard=self.url,
             )
+        digest = self._hash.hexdigest()
+        if self._data is not None:
+            return Spool(None, self._size, digest, self.url, data=self._data)
+        assert self._file is not None
         self._file.flush()
-        return Spool(self._file, self._size, self._hash.hexdigest(), self.url)
+        return Spool(self._file, self._size, digest, self.url)
 
     def abort(self) -> None:
-        self._file.close()
+        self._data = None
+        if self._file is not None:
+            self._file.close()
 
     def _check_bound(self, size: int) -> None:
         if self.expected_size is not None and size > self.expected_size:
@@ -213,9 +269,10 @@ def spool_stream(
     *,
     expected_size: int | None = None,
     max_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+    in_memory: int = 0,
 ) -> Spool:
     """All of ``stream`` (which is closed) in a Spool; the caller checks ``Spool.sha256``."""
-    writer = SpoolWriter(url, expected_size=expected_size, max_bytes=max_bytes)
+    writer = SpoolWriter(url, expected_size=expected_size, max_bytes=max_bytes, in_memory=in_memory)
     announced = False
     try:
         with stream:

@@ -2,7 +2,8 @@
 
 - :class:`VerifyingSource`: a remote shard read without the shard cache. ``open()`` downloads
   the whole shard into an unlinked temporary file (a :class:`~atdata.sources.spool.Spool`),
-  hashing it and bounding it by the recorded size, and compares the digest *before* the first
+  (in memory up to 128 MiB) hashing it and bounding it by the recorded size, and compares the
+  digest *before* the first
   byte is returned; a tampered shard therefore yields no sample at all, however the tar reader
   would have stopped. Range reads (``ds[i]``) are served from one such verified spool, kept
   for the source's lifetime (on disk, not in memory).
@@ -22,7 +23,14 @@ from typing import Any, BinaryIO
 from ..errors import IntegrityError
 from .base import ShardSource
 from .memo import VerifyMemo, default_memo
-from .spool import DEFAULT_MAX_SPOOL_BYTES, Spool, check_digest, kept_spools, spool_stream
+from .spool import (
+    DEFAULT_MAX_SPOOL_BYTES,
+    STREAM_IN_MEMORY_BYTES,
+    Spool,
+    check_digest,
+    kept_spools,
+    spool_stream,
+)
 
 __all__ = ["LocalVerifiedSource", "VerifyingSource", "VerifyingStream"]
 
@@ -59,10 +67,14 @@ class VerifyingSource:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def download(self) -> Spool:
+    def download(self, *, in_memory: int = 0) -> Spool:
         """The whole shard, verified, in a new spool (the caller closes it)."""
         spool = spool_stream(
-            self.inner.open(), self.url, expected_size=self.expected_size, max_bytes=self.max_bytes
+            self.inner.open(),
+            self.url,
+            expected_size=self.expected_size,
+            max_bytes=self.max_bytes,
+            in_memory=in_memory,
         )
         return check_digest(spool, self.expected_sha256)
 
@@ -85,7 +97,7 @@ class VerifyingSource:
         kept = self._kept
         if kept is not None and not kept.closed:
             return kept.reader()
-        return self.download().reader(owns=True)
+        return self.download(in_memory=STREAM_IN_MEMORY_BYTES).reader(owns=True)
 
     def read_range(self, start: int, length: int) -> bytes:
         return self._spool().read_range(start, length)
