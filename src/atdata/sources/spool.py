@@ -18,7 +18,10 @@ import os
 import tempfile
 import threading
 import weakref
+from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Iterator
+from itertools import accumulate
 from typing import BinaryIO, Protocol, cast
 
 from ..errors import IntegrityError, SourceError
@@ -55,10 +58,11 @@ class Spool:
         sha256: str,
         url: str,
         *,
-        data: bytearray | None = None,
+        chunks: list[bytes] | None = None,
     ) -> None:
         self._file = file
-        self._data = data
+        self._chunks = chunks  # in memory: the chunks as received (no copy made to keep them)
+        self._starts = list(accumulate((len(c) for c in chunks or ()), initial=0))
         self._closed = False
         self.size = size
         self.sha256 = sha256
@@ -90,10 +94,7 @@ class Spool:
         if self._closed:
             raise ValueError(f"read from the closed spool of {self.url}")
         if self._file is None:
-            assert self._data is not None
-            with memoryview(self._data) as data:
-                view[:want] = data[pos : pos + want]
-            return want
+            return self._copy_chunks(view, pos, want)
         done = 0
         fd = self._file.fileno()
         while done < want:
@@ -108,13 +109,27 @@ class Spool:
             done += n
         return done
 
+    def _copy_chunks(self, view: memoryview, pos: int, want: int) -> int:
+        chunks = self._chunks
+        assert chunks is not None
+        i = bisect_right(self._starts, pos) - 1
+        done = 0
+        while done < want:
+            chunk = chunks[i]
+            at = pos + done - self._starts[i]
+            n = min(len(chunk) - at, want - done)
+            view[done : done + n] = chunk[at : at + n] if at or n < len(chunk) else chunk
+            done += n
+            i += 1
+        return done
+
     @property
     def in_memory(self) -> bool:
         return self._file is None
 
     def close(self) -> None:
         self._closed = True
-        self._data = None
+        self._chunks = None
         if self._file is not None:
             self._file.close()
 
@@ -190,18 +205,19 @@ class SpoolWriter:
         self.in_memory = in_memory
         self._hash = hashlib.sha256()
         self._size = 0
-        self._data: bytearray | None = None
+        self._chunks: list[bytes] | None = None
         self._file: BinaryIO | None = None
         if in_memory > 0 and (expected_size is None or expected_size <= in_memory):
-            self._data = bytearray()
+            self._chunks = []
         else:
             self._to_file()
 
     def _to_file(self) -> None:
         self._file = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
-        if self._data is not None:
-            self._file.write(self._data)
-            self._data = None
+        if self._chunks is not None:
+            for chunk in self._chunks:
+                self._file.write(chunk)
+            self._chunks = None
 
     def announce(self, total: int | None) -> None:
         """The size the server says the whole object has: refused at once if it cannot fit."""
@@ -215,14 +231,17 @@ class SpoolWriter:
                 shard=self.url,
             )
         self._check_bound(total)
+        if self._chunks is not None and total > self.in_memory:
+            self._to_file()
 
     def write(self, chunk: "bytes | bytearray | memoryview") -> None:
+        """Take ``chunk``; a ``bytes`` chunk may be kept as it is (it must not change)."""
         self._size += len(chunk)
         self._check_bound(self._size)
         self._hash.update(chunk)
-        if self._data is not None:
+        if self._chunks is not None:
             if self._size <= self.in_memory:
-                self._data += chunk
+                self._chunks.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
                 return
             self._to_file()
         assert self._file is not None
@@ -236,14 +255,14 @@ class SpoolWriter:
                 shard=self.url,
             )
         digest = self._hash.hexdigest()
-        if self._data is not None:
-            return Spool(None, self._size, digest, self.url, data=self._data)
+        if self._chunks is not None:
+            return Spool(None, self._size, digest, self.url, chunks=self._chunks)
         assert self._file is not None
         self._file.flush()
         return Spool(self._file, self._size, digest, self.url)
 
     def abort(self) -> None:
-        self._data = None
+        self._chunks = None
         if self._file is not None:
             self._file.close()
 
@@ -276,31 +295,27 @@ def spool_stream(
     announced = False
     try:
         with stream:
-            buffer = bytearray(_CHUNK)
-            with memoryview(buffer) as view:
-                while True:
-                    n = _read_into(stream, view)
-                    if not n:
-                        break
-                    if not announced:
-                        announced = True
-                        total = getattr(stream, "total_size", None)
-                        writer.announce(total if isinstance(total, int) else None)
-                    writer.write(view[:n])
+            for chunk in _received(stream):
+                if not announced:
+                    announced = True
+                    total = getattr(stream, "total_size", None)
+                    writer.announce(total if isinstance(total, int) else None)
+                writer.write(chunk)
         return writer.finish()
     except BaseException:
         writer.abort()
         raise
 
 
-def _read_into(stream: BinaryIO, view: memoryview) -> int:
-    readinto = getattr(stream, "readinto", None)
-    if readinto is not None:
-        n: int | None = readinto(view)
-        return n or 0
-    data = stream.read(len(view))
-    view[: len(data)] = data
-    return len(data)
+def _received(stream: BinaryIO) -> Iterator[bytes]:
+    """``stream``'s bytes as fresh ``bytes`` chunks (kept as they are by an in-memory spool):
+    a remote stream's own chunks when it offers them (no copy), else reads of 4 MiB."""
+    chunks = getattr(stream, "iter_chunks", None)
+    if callable(chunks):
+        yield from chunks()
+        return
+    while chunk := stream.read(_CHUNK):
+        yield chunk
 
 
 def check_digest(spool: Spool, expected_sha256: str) -> Spool:
