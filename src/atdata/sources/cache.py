@@ -478,9 +478,10 @@ class CachedSource:
         self.expected_size = expected_size
         self.url = inner.url
         self._uncacheable = False
+        checks_itself = self.expected_sha256 == getattr(inner, "content_sha256", None)
         self._direct: ShardSource = (
             inner
-            if self.expected_sha256 is None
+            if self.expected_sha256 is None or checks_itself  # e.g. an at:// blob and its CID
             else VerifyingSource(inner, self.expected_sha256, expected_size=expected_size)
         )
 
