@@ -194,7 +194,9 @@ def test_local_sources_are_never_copied(tmp_path: Path) -> None:
     (info,) = _write(tmp_path, shards=1)
     cache = ShardCache(tmp_path / "cache")
     local = FileSource(info.location)
-    assert wrap_source(local, cache=cache, expected_sha256=info.sha256) is local
+    wrapped = wrap_source(local, cache=cache, expected_sha256=info.sha256)
+    assert wrapped.local_path() == info.location  # read in place (and verified there)
+    assert wrap_source(local, cache=cache) is local
     assert CachedSource(local, cache).local_path() == info.location
     assert cache.entries() == []
 

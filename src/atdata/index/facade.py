@@ -595,9 +595,10 @@ class _EntryShardOpener:
 
     A shard inside the repository's store is opened by the store when it can (an S3 store
     reads with its own endpoint and credentials, not the process-wide S3 config); any other
-    URL by scheme. Remote shards are checked against their recorded sha256 (IntegrityError
-    naming the shard on mismatch) and read through the shard cache when one is on
-    (``$ATDATA_CACHE_DIR``), which keeps only verified bytes.
+    URL by scheme. Every shard is checked against its recorded sha256 and size before a
+    sample is read from it (IntegrityError naming the shard on mismatch): local files the
+    first time they are used after they changed, remote ones when downloaded (through the shard
+    cache when one is on, ``$ATDATA_CACHE_DIR``, whose entries are re-checked when used).
     """
 
     def __init__(self, store: DataStore | None, shards: Sequence[ShardRecord]) -> None:
@@ -605,6 +606,7 @@ class _EntryShardOpener:
         self.digests = {
             s.url: s.checksum.digest for s in shards if s.checksum.algorithm.lower() == "sha256"
         }
+        self.sizes = {s.url: s.size for s in shards if s.size > 0}
         self.cache = ShardCache.from_setting(None)
 
     def __call__(self, url: str) -> ShardSource:
@@ -613,7 +615,12 @@ class _EntryShardOpener:
             source: ShardSource = store_opener(url)
         else:
             source = open_source(url)
-        return wrap_source(source, cache=self.cache, expected_sha256=self.digests.get(url))
+        return wrap_source(
+            source,
+            cache=self.cache,
+            expected_sha256=self.digests.get(url),
+            expected_size=self.sizes.get(url),
+        )
 
 
 def _store_of(repo: Repository) -> DataStore:

@@ -295,6 +295,10 @@ class ResumableStream(io.RawIOBase):
                 n += len(chunk)
         return n
 
+    def iter_chunks(self) -> Iterator[bytes]:
+        """The rest of the stream in the chunks it arrives in (no copy into a buffer)."""
+        yield from self._chunks(-1)
+
     def readall(self) -> bytes:
         return self.read(-1)
 

@@ -12,22 +12,25 @@ parameter is the owner's PDS base URL (percent-encoded); without it the PDS is f
 :func:`use_pds_locator` (``atdata.atmosphere.Resolver.activate()`` does that). Whatever server
 answers, the bytes are only trusted after they hash to the CID: blob CIDs are CIDv1 with the raw
 codec (0x55) and a sha2-256 multihash, and a mismatch raises :class:`IntegrityError` before any
-byte is handed on. Bytes are fetched once per source object (stdlib ``http.client``, no proxies) with
-``com.atproto.sync.getBlob?did=...&cid=...`` and kept in memory.
+byte is handed on. Bytes are fetched (stdlib ``http.client``, no proxies) with
+``com.atproto.sync.getBlob?did=...&cid=...`` into an unlinked temporary file, hashed on the way
+(a :class:`~atdata.sources.spool.Spool`), so a blob never stays in memory: a stream from
+``open()`` owns its download and frees it when closed; random access (``read_range``) keeps one
+verified download on disk for the source's lifetime.
 """
 
 import contextlib
 import contextvars
 import hashlib
-import io
 import re
 import threading
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsplit
 
 from ..errors import IntegrityError, SourceError
-from .base import register_scheme
+from .base import ShardSource, register_scheme
+from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
 
 __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
@@ -184,7 +187,7 @@ def use_pds_locator(locator: PdsLocator) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------------- source
 class AtBlobSource:
-    """A shard held as a PDS blob; bytes are fetched once, verified against the CID, kept."""
+    """A shard held as a PDS blob; bytes are verified against the CID before any is used."""
 
     def __init__(
         self,
@@ -199,8 +202,24 @@ class AtBlobSource:
         self._locator = pds_locator or _CURRENT_LOCATOR.get()
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self._data: bytes | None = None
+        self._kept: Spool | None = None
+        self._hand_off = False  # the kept download was made for a scan: the next open() takes it
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_kept"], state["_hand_off"] = None, False
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def content_sha256(self) -> str:
+        """The sha256 the blob's CID commits to (hex)."""
+        return _cid_digest(self.cid, self.url).hex()
 
     def _pds_url(self) -> str:
         if self._pds is not None:
@@ -218,56 +237,114 @@ class AtBlobSource:
             raise SourceError(f"cannot find the PDS holding {self.url}: {exc}") from exc
 
     def fetch(self) -> bytes:
-        """The verified bytes of the blob (downloaded on first call)."""
-        with self._lock:
-            if self._data is None:
-                self._data = self._download()
-            return self._data
+        """The verified bytes of the blob, in memory (a new download unless one is kept)."""
+        with self._reader() as stream:
+            return stream.read()
 
-    def _download(self) -> bytes:
+    def download(self, *, in_memory: int = 0) -> Spool:
+        """The blob, verified against its CID, in a new spool (the caller closes it)."""
         pds = self._pds_url()
         want = _cid_digest(self.cid, self.url)
         url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode(
             {"did": self.did, "cid": self.cid}
         )
-        hasher = hashlib.sha256()
-        data = _http_get(url, self.max_bytes, self.timeout, where=self.url, on_chunk=hasher.update)
-        got = hasher.digest()
-        if got != want:
+        writer = SpoolWriter(self.url, max_bytes=self.max_bytes, in_memory=in_memory)
+        try:
+            _http_get(url, self.max_bytes, self.timeout, where=self.url, on_chunk=writer.write)
+        except BaseException:
+            writer.abort()
+            raise
+        spool = writer.finish()
+        if spool.sha256 != want.hex():
+            spool.close()
             raise IntegrityError(
-                f"blob bytes from {pds} do not match CID {self.cid} (sha256 {got.hex()}, "
+                f"blob bytes from {pds} do not match CID {self.cid} (sha256 {spool.sha256}, "
                 f"expected {want.hex()}); the data was corrupted or tampered with",
                 shard=self.url,
             )
-        return bytes(data)
+        return spool
+
+    def _keep(self) -> Spool:
+        with self._lock:
+            kept = self._kept
+            if kept is None or kept.closed:
+                kept = self._kept = self.download()
+        kept_spools.used(self)
+        return kept
+
+    def release_kept(self) -> None:
+        """Let the kept spool go (closed once no reader uses it)."""
+        with self._lock:
+            self._kept, self._hand_off = None, False
+
+    def _reader(self) -> BinaryIO:
+        with self._lock:
+            kept = self._kept
+            if kept is not None and not kept.closed:
+                if self._hand_off:  # made for a scan, not for random access: free it after use
+                    self._kept, self._hand_off = None, False
+                    return kept.reader(owns=True)
+                return kept.reader()
+        return self.download(in_memory=STREAM_IN_MEMORY_BYTES).reader(owns=True)
 
     # -- ShardSource ----------------------------------------------------------------------
     def local_path(self) -> str | None:
         return None
 
     def open(self) -> BinaryIO:
-        return io.BytesIO(self.fetch())
+        return self._reader()
 
     def read_range(self, start: int, length: int) -> bytes:
-        data = self.fetch()
-        if start < 0 or length < 0 or start + length > len(data):
-            raise SourceError(
-                f"shard {self.url} has {len(data)} bytes, wanted bytes {start}..{start + length}"
-            )
-        return data[start : start + length]
+        spool = self._keep()
+        self._hand_off = False
+        return spool.read_range(start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
-        """Blob records carry no sidecars; the offset index is built from the verified bytes,
-        which are in memory anyway (so readers do not warn about a missing index)."""
-        from ..shards.offsets import OFFSETS_SUFFIX
-        from ..shards.reader import scan_offsets
+        """Blob records carry no sidecars; the offset index is built from the verified bytes
+        (so readers do not warn about a missing index). The download made for it is handed to
+        the next ``open()`` rather than fetched twice."""
+        with self._lock:
+            fresh = self._kept is None or self._kept.closed
+        spool = self._keep()
+        if fresh:
+            self._hand_off = True
+        return _scan_sidecar(_SpoolShard(self.url, spool), suffix)
 
-        if suffix != OFFSETS_SUFFIX:
-            return None
-        return scan_offsets(self).to_bytes()
+    def derive_sidecar(self, source: ShardSource, suffix: str) -> bytes | None:
+        """The sidecar built from ``source``, another copy of this blob (e.g. a cached one)."""
+        return _scan_sidecar(source, suffix)
 
     def size(self) -> int:
-        return len(self.fetch())
+        return self._keep().size
+
+
+class _SpoolShard:
+    """A verified spool read as a ShardSource (for scanning it)."""
+
+    def __init__(self, url: str, spool: Spool) -> None:
+        self.url = url
+        self.spool = spool
+
+    def local_path(self) -> str | None:
+        return None
+
+    def open(self) -> BinaryIO:
+        return self.spool.reader()
+
+    def read_range(self, start: int, length: int) -> bytes:
+        return self.spool.read_range(start, length)
+
+    def read_sidecar(self, suffix: str) -> bytes | None:
+        return None
+
+
+def _scan_sidecar(source: ShardSource, suffix: str) -> bytes | None:
+    from ..shards.offsets import OFFSETS_SUFFIX
+    from ..shards.reader import scan_offsets
+
+    if suffix != OFFSETS_SUFFIX:
+        return None
+    return scan_offsets(source).to_bytes()
 
 
 def _http_get(
@@ -276,9 +353,10 @@ def _http_get(
     timeout: float,
     *,
     where: str,
-    on_chunk: Callable[[bytes], object] | None = None,
-) -> bytearray:
-    """GET ``url`` (following up to 3 http(s) redirects) into memory, at most ``max_bytes``.
+    on_chunk: Callable[[bytes], object],
+) -> int:
+    """GET ``url`` (following up to 3 http(s) redirects), handing each chunk to ``on_chunk``;
+    at most ``max_bytes``. Returns the number of bytes.
 
     Plain ``http.client`` with large reads: for bodies of tens of megabytes it is several
     times faster than httpx's streaming, and it reads no proxy settings from the environment.
@@ -310,24 +388,21 @@ def _http_get(
                     f"{where} is {size} bytes, more than the {max_bytes} allowed "
                     "(raise max_bytes if this is expected)"
                 )
-            buf = bytearray()
+            got = 0
             while True:
-                chunk = resp.read(min(_READ, max_bytes + 1 - len(buf)))
+                chunk = resp.read(min(_READ, max_bytes + 1 - got))
                 if not chunk:
                     break
-                buf += chunk
-                if on_chunk is not None:
-                    on_chunk(chunk)
-                if len(buf) > max_bytes:
+                got += len(chunk)
+                if got > max_bytes:
                     raise SourceError(
                         f"{where} is larger than {max_bytes} bytes; refusing to download more "
                         "(raise max_bytes if this is expected)"
                     )
-            if size is not None and len(buf) != size:
-                raise SourceError(
-                    f"cannot fetch {where}: the body ended at {len(buf)} of {size} bytes"
-                )
-            return buf
+                on_chunk(chunk)
+            if size is not None and got != size:
+                raise SourceError(f"cannot fetch {where}: the body ended at {got} of {size} bytes")
+            return got
         except (OSError, http.client.HTTPException) as exc:
             raise SourceError(f"cannot fetch {where}: {type(exc).__name__}: {exc}") from exc
         finally:

@@ -5,8 +5,14 @@ afterwards, so that the second epoch over a remote dataset makes no network requ
 It is off by default; :meth:`ShardCache.from_setting` turns a user's ``cache=`` argument and the
 ``ATDATA_CACHE_DIR`` / ``ATDATA_CACHE_MAX_BYTES`` environment variables into one (or None).
 
-- Entries are keyed by a hash of the shard URL and, when known, its expected sha256: a shard
-  republished under the same URL with a new checksum is a different entry.
+- An entry whose sha256 is known is named by it (``sha256-<hex>.shard``): content-addressed,
+  so a shard republished under the same URL with a new checksum is a different entry, and the
+  same bytes under two URLs are one. An entry is checked against that digest whenever it is
+  used, not only when it is filled: its fingerprint (device, inode, size, mtime, ctime) is
+  remembered after each verification (:mod:`atdata.sources.memo`, in this process and in a
+  per-user file), so an unchanged entry costs one ``stat``; one edited after download, or
+  planted under its name in a shared cache directory, is re-hashed, found wrong, deleted and
+  downloaded again. Entries without a known digest are keyed by a hash of the URL and trusted.
 - A fill downloads to a temporary file in the cache directory, hashing as it goes, fsyncs it
   and renames it into place: readers never see a partial entry, concurrent fills of one shard
   (threads or processes) are harmless. When an expected sha256 is known and the bytes do not
@@ -15,17 +21,15 @@ It is off by default; :meth:`ShardCache.from_setting` turns a user's ``cache=`` 
   deleted (a hit refreshes an entry's mtime). A shard larger than the whole cache is not cached.
   An entry deleted while another process has it mapped stays readable to that process.
 - Sidecars (``.idx``) are cached beside their shard, absent ones as a marker, so that nothing
-  asks the network again. The cache trusts that a URL's bytes do not change unless a checksum
-  says so: pass ``expected_sha256`` when it is known.
+  asks the network again.
 
-:class:`CachedSource` wraps any ShardSource with a cache; :class:`VerifyingSource` and
-:class:`VerifyingStream` check a streamed shard against its sha256 without caching it.
-:func:`wrap_source` picks between them.
+:class:`CachedSource` wraps any ShardSource with a cache (a shard the cache cannot hold is read
+through a :class:`~atdata.sources.verified.VerifyingSource`, never unchecked);
+:func:`wrap_source` picks the wrapper a shard needs.
 """
 
 import contextlib
 import hashlib
-import io
 import os
 import re
 import secrets
@@ -34,19 +38,23 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from ..errors import AtdataWarning, IntegrityError, SourceError
 from .base import ShardSource
+from .memo import Fingerprint, VerifyMemo, default_memo
+from .verified import LocalVerifiedSource, VerifyingSource, VerifyingStream
 
 __all__ = [
     "CACHE_DIR_ENV",
     "CACHE_MAX_BYTES_ENV",
     "DEFAULT_MAX_BYTES",
     "CachedSource",
+    "LocalVerifiedSource",
     "ShardCache",
     "VerifyingSource",
     "VerifyingStream",
+    "checked_sha256",
     "default_cache_dir",
     "wrap_source",
 ]
@@ -61,6 +69,8 @@ _SIDECAR_EXT = ".side"
 _ABSENT_EXT = ".absent"
 _TMP_PREFIX = ".fill-"
 _STALE_TMP_SECONDS = 24 * 3600
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_TOUCH_AFTER_NS = 60 * 10**9
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -134,9 +144,14 @@ class ShardCache:
     # -- keys and lookups ----------------------------------------------------------------------
     @staticmethod
     def key_for(url: str, expected_sha256: str | None = None) -> str:
-        """The entry name of ``url`` (and its checksum, when known)."""
-        text = url if expected_sha256 is None else f"{url}\n{expected_sha256.lower()}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        """The entry name: ``sha256-<digest>`` when the digest is known, else a hash of ``url``."""
+        if expected_sha256 is not None:
+            return "sha256-" + checked_sha256(expected_sha256, url)
+        return hashlib.sha256(url.encode()).hexdigest()
+
+    @property
+    def memo(self) -> VerifyMemo:
+        return default_memo()
 
     def path_for(self, url: str, expected_sha256: str | None = None) -> Path:
         return self.directory / (self.key_for(url, expected_sha256) + _SHARD_EXT)
@@ -145,21 +160,59 @@ class ShardCache:
         """The cached file of ``url`` (marked as just used), or None."""
         return _touch(self.path_for(url, expected_sha256))
 
-    def get(self, source: ShardSource, expected_sha256: str | None = None) -> Path | None:
-        """The cached file of ``source``, downloading it first if needed.
+    def get(
+        self,
+        source: ShardSource,
+        expected_sha256: str | None = None,
+        *,
+        expected_size: int | None = None,
+    ) -> Path | None:
+        """The cached file of ``source`` (verified when ``expected_sha256`` is given),
+        downloading it first if needed.
 
         None when the shard is larger than the whole cache or the cache cannot store it (a
         warning says why); the caller then reads ``source`` directly.
         """
-        path = self.lookup(source.url, expected_sha256)
+        path = self.use(source.url, expected_sha256)
         if path is not None:
             return path
         key = self.key_for(source.url, expected_sha256)
         with self._key_lock(key):
-            path = self.lookup(source.url, expected_sha256)  # another thread filled it
+            path = self.use(source.url, expected_sha256)  # another thread filled it
             if path is not None:
                 return path
-            return self._fill(source, key, expected_sha256)
+            return self._fill(source, key, expected_sha256, expected_size)
+
+    def use(self, url: str, expected_sha256: str | None = None) -> Path | None:
+        """The entry of ``url`` when it is present and (with a digest) still has those bytes.
+
+        An entry whose bytes do not match is deleted (a warning says so) and None returned.
+        The entry's mtime is set to now at most once a minute (LRU order).
+        """
+        path = self.path_for(url, expected_sha256)
+        try:
+            before = Fingerprint.of(os.stat(path))
+        except FileNotFoundError:
+            return None
+        if expected_sha256 is not None:
+            try:
+                self.memo.ensure(str(path), expected_sha256, url=url)
+            except IntegrityError as exc:
+                _unlink(path)
+                warnings.warn(
+                    f"shard cache {self.directory}: the entry of {url} no longer matches its "
+                    f"sha256 ({exc.args[0]}); deleted it, downloading the shard again",
+                    AtdataWarning,
+                    stacklevel=3,
+                )
+                return None
+            except SourceError:  # evicted in between
+                return None
+        if time.time_ns() - before.mtime_ns > _TOUCH_AFTER_NS:
+            _touch(path)
+            if expected_sha256 is not None:
+                self.memo.refresh(str(path), expected_sha256, before)
+        return path
 
     def sidecar(
         self,
@@ -169,7 +222,10 @@ class ShardCache:
         expected_sha256: str | None = None,
     ) -> bytes | None:
         """The sidecar ``url + suffix``: cached bytes, a cached absence, or ``fetch()`` stored."""
-        key = self.key_for(url + suffix, expected_sha256)
+        text = url + suffix
+        if expected_sha256 is not None:
+            text += "\n" + checked_sha256(expected_sha256, url)
+        key = hashlib.sha256(text.encode()).hexdigest()
         present, absent = (
             self.directory / (key + _SIDECAR_EXT),
             self.directory / (key + _ABSENT_EXT),
@@ -250,15 +306,29 @@ class ShardCache:
     def _tmp_path(self, key: str) -> Path:
         return self.directory / f"{_TMP_PREFIX}{key}-{os.getpid()}-{secrets.token_hex(4)}"
 
-    def _fill(self, source: ShardSource, key: str, expected_sha256: str | None) -> Path | None:
+    def _fill(
+        self,
+        source: ShardSource,
+        key: str,
+        expected_sha256: str | None,
+        expected_size: int | None = None,
+    ) -> Path | None:
         final = self.directory / (key + _SHARD_EXT)
+        if expected_size is not None and expected_size > self.max_bytes:
+            return None  # larger than the whole cache: read it uncached
         tmp = self._tmp_path(key)
         hasher = hashlib.sha256() if expected_sha256 is not None else None
         size = 0
         try:
             with source.open() as stream, open(tmp, "wb") as out:
                 for chunk in _read_chunks(stream):
+                    if size == 0 and expected_size is not None:
+                        total = getattr(stream, "total_size", None)
+                        if isinstance(total, int) and total != expected_size:
+                            raise _SizeMismatch(f"the server says it has {total} bytes")
                     size += len(chunk)
+                    if expected_size is not None and size > expected_size:
+                        raise _SizeMismatch("it is longer")
                     if size > self.max_bytes:
                         out.close()
                         _unlink(tmp)
@@ -268,6 +338,13 @@ class ShardCache:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+        except _SizeMismatch as exc:
+            _unlink(tmp)
+            raise IntegrityError(
+                f"{exc.args[0]} than the {expected_size} bytes its record says; stopped reading "
+                "it, nothing was cached",
+                shard=source.url,
+            ) from None
         except OSError as exc:
             _unlink(tmp)
             if isinstance(exc, FileNotFoundError) and not self.directory.exists():
@@ -282,6 +359,13 @@ class ShardCache:
         except BaseException:
             _unlink(tmp)
             raise
+        if expected_size is not None and size != expected_size:
+            _unlink(tmp)
+            raise IntegrityError(
+                f"the shard ended after {size} bytes; its record says {expected_size}. "
+                "Nothing was cached",
+                shard=source.url,
+            )
         if hasher is not None and expected_sha256 is not None:
             digest = hasher.hexdigest()
             if digest != expected_sha256.lower():
@@ -292,6 +376,9 @@ class ShardCache:
                     shard=source.url,
                 )
         os.replace(tmp, final)
+        if hasher is not None and expected_sha256 is not None:
+            with contextlib.suppress(OSError):  # the bytes just hashed are the entry's
+                self.memo.remember(str(final), expected_sha256, Fingerprint.of(os.stat(final)))
         _fsync_dir(self.directory)
         self.evict(keep=final)
         return final
@@ -353,24 +440,50 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _SizeMismatch(Exception):
+    pass
+
+
+def checked_sha256(digest: str, url: str) -> str:
+    """``digest`` lower-cased when it is 64 hex digits; IntegrityError otherwise (a recorded
+    digest names cache files, so anything else is refused rather than used as a name)."""
+    if not isinstance(digest, str) or _SHA256.match(digest.lower()) is None:
+        raise IntegrityError(f"the recorded sha256 {digest!r:.80} is not 64 hex digits", shard=url)
+    return digest.lower()
+
+
 class CachedSource:
     """A ShardSource that reads ``inner`` through ``cache``.
 
     ``local_path()`` downloads the shard into the cache on first use (verified against
-    ``expected_sha256`` when given) and returns the cached file, so readers mmap it. Only when
-    the shard cannot be cached (larger than the cache, disk full) are reads passed to ``inner``,
-    streamed and still verified. A local ``inner`` is read in place, never copied.
+    ``expected_sha256`` when given) and returns the cached file, so readers mmap it; every later
+    use checks that the entry still matches the digest (cheaply, see :class:`ShardCache`). Only
+    when the shard cannot be cached (larger than the cache, disk full) are reads passed to
+    ``inner``, through a :class:`VerifyingSource` when the digest is known.
     """
 
     def __init__(
-        self, inner: ShardSource, cache: ShardCache, expected_sha256: str | None = None
+        self,
+        inner: ShardSource,
+        cache: ShardCache,
+        expected_sha256: str | None = None,
+        *,
+        expected_size: int | None = None,
     ) -> None:
         self.inner = inner
         self.cache = cache
-        self.expected_sha256 = expected_sha256
+        self.expected_sha256 = (
+            checked_sha256(expected_sha256, inner.url) if expected_sha256 is not None else None
+        )
+        self.expected_size = expected_size
         self.url = inner.url
-        self._path: str | None = None
         self._uncacheable = False
+        checks_itself = self.expected_sha256 == getattr(inner, "content_sha256", None)
+        self._direct: ShardSource = (
+            inner
+            if self.expected_sha256 is None or checks_itself  # e.g. an at:// blob and its CID
+            else VerifyingSource(inner, self.expected_sha256, expected_size=expected_size)
+        )
 
     def __repr__(self) -> str:
         return f"CachedSource({self.inner!r}, {self.cache!r})"
@@ -379,17 +492,13 @@ class CachedSource:
         local = self.inner.local_path()
         if local is not None:
             return local
-        if self._path is not None and os.path.exists(self._path):
-            _touch(Path(self._path))
-            return self._path
         if self._uncacheable:
             return None
-        path = self.cache.get(self.inner, self.expected_sha256)
+        path = self.cache.get(self.inner, self.expected_sha256, expected_size=self.expected_size)
         if path is None:
             self._uncacheable = True
             return None
-        self._path = str(path)
-        return self._path
+        return str(path)
 
     def open(self) -> BinaryIO:
         for _attempt in range(2):
@@ -399,15 +508,13 @@ class CachedSource:
             try:
                 return open(path, "rb")
             except FileNotFoundError:  # evicted by another process just now: fetch it again
-                self._path = None
-        if self.expected_sha256 is None:
-            return self.inner.open()
-        return cast(BinaryIO, VerifyingStream(self.inner.open(), self.expected_sha256, self.url))
+                continue
+        return self._direct.open()
 
     def read_range(self, start: int, length: int) -> bytes:
         path = self.local_path()
         if path is None:
-            return self.inner.read_range(start, length)
+            return self._direct.read_range(start, length)
         with open(path, "rb") as f:
             f.seek(start)
             data = f.read(length)
@@ -420,6 +527,10 @@ class CachedSource:
     def read_sidecar(self, suffix: str) -> bytes | None:
         if self.inner.local_path() is not None:
             return self.inner.read_sidecar(suffix)
+        derive = getattr(self.inner, "derive_sidecar", None)
+        if callable(derive):  # built from the shard's bytes: build it from the cached copy
+            data: bytes | None = derive(self, suffix)
+            return data
         return self.cache.sidecar(
             self.url, suffix, lambda: self.inner.read_sidecar(suffix), self.expected_sha256
         )
@@ -428,143 +539,46 @@ class CachedSource:
         path = self.local_path()
         if path is not None:
             return os.path.getsize(path)
+        if self.expected_size is not None:
+            return self.expected_size
         size = getattr(self.inner, "size", None)
         if size is None:
             raise SourceError(f"{self.url}: its source cannot tell its size")
         return int(size())
 
 
-class VerifyingStream(io.RawIOBase):
-    """Reads ``stream`` while hashing it; IntegrityError once the last byte is read, on mismatch.
-
-    The end is known from ``expected_size``, or the inner stream's ``total_size`` (remote
-    streams tell it), or a read returning b"". The error is raised from that read, so a reader
-    sees it before it finishes the shard; a stream closed before its end is not judged. Seeking
-    is refused, so a reader that wants to skip ahead reads through the hash instead.
-    """
-
-    def __init__(
-        self,
-        stream: BinaryIO,
-        expected_sha256: str,
-        url: str,
-        *,
-        expected_size: int | None = None,
-    ) -> None:
-        super().__init__()
-        self._inner = stream
-        self._expected = expected_sha256.lower()
-        self.url = url
-        self._expected_size = expected_size
-        self._hash = hashlib.sha256()
-        self._pos = 0
-        self._checked = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._pos
-
-    @property
-    def total_size(self) -> int | None:
-        if self._expected_size is not None:
-            return self._expected_size
-        size = getattr(self._inner, "total_size", None)
-        return size if isinstance(size, int) else None
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self._inner.read(-1 if size is None else size)
-        if data:
-            self._hash.update(data)
-            self._pos += len(data)
-            total = self.total_size
-            if total is not None and self._pos >= total:
-                self._check()
-        elif size != 0:
-            self._check()
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
-        inner = getattr(self._inner, "readinto", None)
-        with memoryview(buffer) as view, view.cast("B") as out:
-            if inner is None:
-                data = self.read(len(out))
-                out[: len(data)] = data
-                return len(data)
-            n: int = inner(out)
-            if n:
-                self._hash.update(out[:n])
-                self._pos += n
-                total = self.total_size
-                if total is not None and self._pos >= total:
-                    self._check()
-            elif len(out):
-                self._check()
-            return n
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._inner.close()
-            finally:
-                super().close()
-
-    def _check(self) -> None:
-        if self._checked:
-            return
-        self._checked = True
-        digest = self._hash.hexdigest()
-        if digest != self._expected:
-            raise IntegrityError(
-                f"shard bytes do not match the recorded sha256 {self._expected} "
-                f"(got {digest} over {self._pos} bytes)",
-                shard=self.url,
-            )
-
-
-class VerifyingSource:
-    """``inner`` whose whole-shard streams are checked against ``expected_sha256``.
-
-    Range reads are passed through unchecked (a part cannot be checked against the whole).
-    """
-
-    def __init__(self, inner: ShardSource, expected_sha256: str) -> None:
-        self.inner = inner
-        self.expected_sha256 = expected_sha256
-        self.url = inner.url
-
-    def local_path(self) -> str | None:
-        return self.inner.local_path()
-
-    def open(self) -> BinaryIO:
-        return cast(BinaryIO, VerifyingStream(self.inner.open(), self.expected_sha256, self.url))
-
-    def read_range(self, start: int, length: int) -> bytes:
-        return self.inner.read_range(start, length)
-
-    def read_sidecar(self, suffix: str) -> bytes | None:
-        return self.inner.read_sidecar(suffix)
-
-
 def wrap_source(
-    source: ShardSource, *, cache: ShardCache | None = None, expected_sha256: str | None = None
+    source: ShardSource,
+    *,
+    cache: ShardCache | None = None,
+    expected_sha256: str | None = None,
+    expected_size: int | None = None,
 ) -> ShardSource:
-    """``source`` read through ``cache`` when there is one, else verified when remote.
+    """``source`` wrapped so that it only yields bytes that match its recorded digest.
 
-    Local files are returned as they are (they are mmapped, not streamed; checking them is the
-    job of an explicit verify step).
+    The digest is ``expected_sha256``, else the one the source's own name commits to (an
+    at:// blob's CID, ``source.content_sha256``). Local files with a digest are verified the
+    first time they are used after they changed (:class:`LocalVerifiedSource`); remote ones are
+    read through ``cache`` when there is one (verified fill, verified use), else through a
+    :class:`VerifyingSource` (verified download before the first byte). Sources without any
+    digest are returned as they are (remote ones through ``cache`` when there is one).
     """
-    if source.local_path() is not None:
-        return source
-    if cache is not None:
-        return CachedSource(source, cache, expected_sha256)
+    own = getattr(source, "content_sha256", None)
     if expected_sha256 is not None:
-        return VerifyingSource(source, expected_sha256)
-    return source
+        expected_sha256 = checked_sha256(expected_sha256, source.url)
+        if isinstance(own, str) and own != expected_sha256:
+            raise IntegrityError(
+                f"the record says sha256 {expected_sha256}, but the source's own address commits "
+                f"to {own}: the record and the shard disagree",
+                shard=source.url,
+            )
+    digest = expected_sha256 or (own if isinstance(own, str) else None)
+    if source.local_path() is not None:
+        if digest is None:
+            return source
+        return LocalVerifiedSource(source, digest, expected_size=expected_size)
+    if cache is not None:
+        return CachedSource(source, cache, digest, expected_size=expected_size)
+    if digest is None or digest == own:
+        return source  # nothing to check against, or the source checks itself (at:// blobs)
+    return VerifyingSource(source, digest, expected_size=expected_size)
