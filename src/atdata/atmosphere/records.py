@@ -61,13 +61,13 @@ BLOB_MIME_TYPE = "application/x-tar"
 SCHEMA_RECORD_VERSION = 1
 MAX_METADATA_BYTES = 100_000
 
-_HEX = re.compile(r"^[0-9a-f]+$")
-_ALGORITHM = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
+_HEX = re.compile(r"^[0-9a-f]+\Z")
+_ALGORITHM = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}\Z")
 _DIGEST_HEX_LEN = {"sha256": 64, "sha512": 128, "blake3": 64, "sha1": 40, "md5": 32}
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z0-9-]{1,50}$")
-_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
-_LANGUAGE = re.compile(r"^[a-z][a-z0-9+#-]{0,49}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z")
+_REGION = re.compile(r"^[a-z0-9-]{1,50}\Z")
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}\Z")
+_LANGUAGE = re.compile(r"^[a-z][a-z0-9+#-]{0,49}\Z")
 _UNSAFE_NAME = re.compile(r"[\\:@\x00-\x1f\x7f]")
 
 

@@ -20,18 +20,18 @@ __all__ = [
     "normalize_handle",
 ]
 
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
+_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]\Z")
 _HANDLE = re.compile(
-    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\Z"
 )
 _NSID = re.compile(
     r"^[a-zA-Z]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?"
     r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?)+"
-    r"\.[a-zA-Z]([a-zA-Z0-9]{0,62})?$"
+    r"\.[a-zA-Z]([a-zA-Z0-9]{0,62})?\Z"
 )
-_RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
-_CID_B32 = re.compile(r"^b[a-z2-7]{10,200}$")
-_AT_URI = re.compile(r"^at://([^/?#\s]+)(?:/([^/?#\s]+)(?:/([^/?#\s]+))?)?/?$")
+_RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}\Z")
+_CID_B32 = re.compile(r"^b[a-z2-7]{10,200}\Z")
+_AT_URI = re.compile(r"^at://([^/?#\s]+)(?:/([^/?#\s]+)(?:/([^/?#\s]+))?)?/?\Z")
 
 
 def is_did(value: object) -> bool:

@@ -57,7 +57,7 @@ __all__ = [
 #: ``inspect at://...``); see :mod:`atdata.cli.app` for what it provides.
 ATMOSPHERE_MODULE = "atdata.cli.atmosphere"
 
-_NAME_FORM = re.compile(r"^[a-z0-9][a-z0-9._/-]*(@([0-9]+|latest))?$")
+_NAME_FORM = re.compile(r"^[a-z0-9][a-z0-9._/-]*(@([0-9]+|latest))?\Z")
 _PATH_HINTS = re.compile(r"[*?\[{]|\.tar$|^[./~]")
 
 

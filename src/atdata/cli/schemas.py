@@ -26,7 +26,7 @@ from ._shared import CliError, classify_target, emit_json, open_index, out_conso
 
 __all__ = ["SchemaInfo", "describe_type", "diff_schemas", "register", "resolve_schema"]
 
-_SCHEMA_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(@(\d+\.\d+\.\d+|latest))?$")
+_SCHEMA_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(@(\d+\.\d+\.\d+|latest))?\Z")
 
 schema_app = typer.Typer(
     name="schema",

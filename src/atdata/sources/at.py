@@ -56,9 +56,9 @@ PdsLocator = Callable[[str], str]
 _CURRENT_LOCATOR: contextvars.ContextVar[PdsLocator | None] = contextvars.ContextVar(
     "atdata_pds_locator", default=None
 )
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
-_CID = re.compile(r"^b[a-z2-7]{10,200}$")
-_URL = re.compile(r"^at://([^/?#]+)/blob/([^/?#]+)(?:\?([^#]*))?$")
+_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]\Z")
+_CID = re.compile(r"^b[a-z2-7]{10,200}\Z")
+_URL = re.compile(r"^at://([^/?#]+)/blob/([^/?#]+)(?:\?([^#]*))?\Z")
 
 
 # ------------------------------------------------------------------------------------ CIDs
