@@ -138,7 +138,7 @@ class SlotReader:
                 for a, b in zip([0, *cuts], [*cuts, len(offs)], strict=True):
                     out.extend(
                         self._read_group(
-                            shard, index, offs[a:b], sizes[a:b], url=url, errors=errors
+                            shard, path, index, offs[a:b], sizes[a:b], url=url, errors=errors
                         )
                     )
                 return out
