@@ -92,6 +92,10 @@ class PlanReader:
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
         self.staged = bool(dataset._stages)
+        try:
+            self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
+        except (SchemaError, TypeError):
+            self.output_names = ()
 
     def _handle(self, exc: Exception) -> None:
         policy = self.dataset.on_error
