@@ -7,11 +7,11 @@ from itertools import islice
 from typing import Any
 
 import pytest
-from torch_helpers import Item, ids, keep_even, write_shards
 
 import atdata
 from atdata.plan import PlanError
 from atdata.torch import loader
+from torch_helpers import Item, ids, keep_even, write_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create")
 

@@ -2,16 +2,15 @@
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torch_helpers import Item, ids, write_shards
 
 import atdata
 from atdata.torch import TorchDataset, loader
+from torch_helpers import Item, ids, write_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create")
 

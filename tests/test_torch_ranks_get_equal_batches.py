@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from torch.utils.data import DataLoader
-from torch_helpers import Item, ids, write_shards
 
 import atdata
 from atdata.plan import PlanError
 from atdata.torch import resolve_world
+from torch_helpers import Item, ids, write_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create")
 
