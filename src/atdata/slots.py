@@ -23,7 +23,8 @@ from .shards.tar import BLOCK, verify_indexed_headers
 __all__ = ["SlotRead", "SlotReader"]
 
 _MAPPED_SHARDS = 8
-_REMOTE_GAP = 1 << 20  # remote members further apart than this are fetched separately
+_REMOTE_GAP = 1 << 20  # remote members further apart than this are fetched separately...
+_REMOTE_SPAN = 32 << 20  # ...once the span they lie in is larger than this
 
 
 @dataclass
@@ -46,6 +47,7 @@ class SlotReader:
         self._checked: dict[int, str | None] = {}  # shard -> local path (None: remote)
         self._maps: dict[int, Any] = {}  # shard -> mapping of the whole shard (a few, LRU)
         self._touched = 0  # bytes read through the mappings since they were last trimmed
+        self._spans: dict[int, tuple[int, bytes]] = {}  # remote shard -> (offset, bytes) held
         self._broken: dict[int, int] = {}  # shard -> first damaged member (local shards)
 
     def _path(self, i: int, errors: list[ShardError]) -> str | None:
@@ -147,7 +149,8 @@ class SlotReader:
         errors: list[ShardError],
     ) -> list[Any]:
         """Bodies of members at header offsets ``offs`` (ascending) of one shard."""
-        if path is None and len(offs) > 1:
+        span = int(offs[-1]) + BLOCK + int(sizes[-1]) - int(offs[0])
+        if path is None and len(offs) > 1 and span > _REMOTE_SPAN:
             gaps = offs[1:] - (offs[:-1] + BLOCK + sizes[:-1])
             cuts = (np.nonzero(gaps > _REMOTE_GAP)[0] + 1).tolist()
             if cuts:
@@ -193,6 +196,19 @@ class SlotReader:
         return out
 
     def _remote_span(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
+        """Bytes ``[first, stop)`` of a remote shard: from the span last fetched of it when that
+        covers them (a shuffled window's batches fall in the same span), else fetched."""
+        held = self._spans.get(shard)
+        if held is not None and held[0] <= first and stop <= held[0] + len(held[1]):
+            return held
+        got = self._fetch(shard, first, stop, url)
+        self._spans.pop(shard, None)
+        if len(self._spans) >= _MAPPED_SHARDS:
+            self._spans.pop(next(iter(self._spans)))
+        self._spans[shard] = got
+        return got
+
+    def _fetch(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
         src = self.shards.source(shard)
         try:
             data = src.read_range(first, stop - first)
