@@ -4,6 +4,7 @@ workers, several ranks, another world size, shuffled or not, filters; nothing re
 import json
 import types
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,25 @@ def test_dictsample_resume_with_several_readers_is_refused(ds: atdata.Dataset[It
     untyped = atdata.Dataset(ds.urls)
     with pytest.raises(PlanError):
         list(untyped.ordered(start=3, rank=0, world_size=2))
+
+
+def test_remote_shards_shuffle_and_resume_over_http(ds: atdata.Dataset[Item]) -> None:
+    from http_server import serve_directory
+
+    root = Path(ds.urls[0]).parent
+    with serve_directory(root) as server:
+        remote = atdata.Dataset[Item]([server.url_for(Path(u).name) for u in ds.urls])
+        kw: dict[str, Any] = {"batch_size": B, "shuffle": True, "seed": 4, "drop_last": False}
+        full = _flat(ids(remote.to_torch(**kw)))
+        assert sorted(full) == list(range(N))
+        assert full == _flat(ids(ds.to_torch(**kw)))  # the same order as the local copy
+        server.reset()
+        dl = loader(remote.to_torch(**kw), num_workers=2)
+        consumed = _flat(ids(islice(dl, 30)))
+        resumed = loader(remote.to_torch(**kw))
+        resumed.load_state_dict(dl.state_dict())
+        server.reset()
+        rest = _flat(ids(resumed))
+        assert consumed + rest == full
+        # a window's batches share one ranged request per shard: far fewer requests than samples
+        assert server.count("GET") < len(rest) // 4

@@ -196,11 +196,15 @@ class SlotReader:
         return out
 
     def _remote_span(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
-        """Bytes ``[first, stop)`` of a remote shard: from the span last fetched of it when that
-        covers them (a shuffled window's batches fall in the same span), else fetched."""
+        """Bytes from ``first`` to at least ``stop`` of a remote shard, and where they start: from
+        the span last fetched of it when that covers them, else fetched (a shard of at most
+        32 MiB whole). At most 8 spans are held."""
         held = self._spans.get(shard)
         if held is not None and held[0] <= first and stop <= held[0] + len(held[1]):
             return held
+        size = self.shards.offsets(shard).shard_size
+        if size <= _REMOTE_SPAN:  # a small shard is fetched whole, once
+            first, stop = 0, size
         got = self._fetch(shard, first, stop, url)
         self._spans.pop(shard, None)
         if len(self._spans) >= _MAPPED_SHARDS:
