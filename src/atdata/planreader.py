@@ -9,7 +9,7 @@ its positions.
 
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 import numpy as np
@@ -19,10 +19,28 @@ from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .plan import EpochOrder, Layout
 from .sample import DictSample
+from .shards.shardset import ShardSet
 from .slots import SlotReader
 
-if TYPE_CHECKING:
-    from .dataset import Dataset
+
+class Readable(Protocol):
+    """What a plan reads from (a :class:`~atdata.Dataset`; not imported here, to keep layers)."""
+
+    @property
+    def on_error(self) -> str: ...
+
+    @property
+    def _stages(self) -> tuple[Any, ...]: ...
+
+    @property
+    def shards(self) -> ShardSet: ...
+
+    @property
+    def sample_type(self) -> type[Any]: ...
+
+    @property
+    def _source_type(self) -> type[Any]: ...
+
 
 _ZERO_COPY_MIN = 1 << 16
 
@@ -30,7 +48,7 @@ __all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "i
 
 
 def epoch_order(
-    dataset: "Dataset[Any]",
+    dataset: Readable,
     *,
     seed: int | None,
     epoch: int,
@@ -81,7 +99,7 @@ def _decode_bodies(bodies: list[Any]) -> list[Any]:
 class PlanReader:
     """Reads a dataset's samples at plan positions, applying its stages and error policy."""
 
-    def __init__(self, dataset: "Dataset[Any]") -> None:
+    def __init__(self, dataset: Readable) -> None:
         if dataset._source_type is DictSample:
             raise SchemaError(
                 "this reading mode needs a sample type (the dataset yields DictSample): "

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from multiprocessing.context import get_spawning_popen
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,10 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..batch import SampleBatch
 from ..plan import EpochOrder, Layout, PlanError, make_layout
-from ..planreader import PlanReader, epoch_order
-
-if TYPE_CHECKING:
-    from ..dataset import Dataset
+from ..planreader import PlanReader, Readable, epoch_order
 
 __all__ = ["TorchDataset", "resolve_world", "to_tensors"]
 
@@ -96,7 +93,7 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
 
     def __init__(
         self,
-        dataset: "Dataset[Any]",
+        dataset: Readable,
         batch_size: int = 64,
         *,
         shuffle: bool = False,
