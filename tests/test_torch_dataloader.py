@@ -78,11 +78,12 @@ def test_dataloader_reads_every_sample_once_in_whole_batches(
         assert _flat(got) != list(range(N))
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_each_epoch_has_its_own_order_and_persistent_workers_see_it(
-    ds: atdata.Dataset[Item],
+    ds: atdata.Dataset[Item], context: str
 ) -> None:
     tds = ds.to_torch(batch_size=B, shuffle=True, seed=5, drop_last=False)
-    dl = loader(tds, num_workers=2, persistent_workers=True)
+    dl = loader(tds, num_workers=2, persistent_workers=True, multiprocessing_context=context)
     epochs = []
     for epoch in range(3):
         dl.set_epoch(epoch)
