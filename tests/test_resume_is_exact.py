@@ -213,3 +213,27 @@ def test_remote_shards_shuffle_and_resume_over_http(ds: atdata.Dataset[Item]) ->
         assert consumed + rest == full
         # a window's batches share one ranged request per shard: far fewer requests than samples
         assert server.count("GET") < len(rest) // 4
+
+
+@pytest.mark.parametrize("mode", ["ordered", "shuffled"])
+def test_loader_ranks_save_one_state_and_resume_over_another_world_size(
+    ds: atdata.Dataset[Item], mode: str
+) -> None:
+    def make(rank: int, world: int) -> atdata.Loader[Item]:
+        if mode == "ordered":
+            return ds.ordered(batch_size=B, rank=rank, world_size=world)
+        return ds.shuffled(seed=6, batch_size=B, rank=rank, world_size=world)
+
+    consumed: list[int] = []
+    states = []
+    for rank in range(2):
+        loader_ = make(rank, 2)
+        consumed += [i for b in islice(iter(loader_), 9) for i in b.idx]
+        states.append(loader_.state_dict())
+    assert states[0]["position"] == states[1]["position"] == 9 * 2 * B
+    rest: list[int] = []
+    for rank in range(3):
+        resumed = make(rank, 3)
+        resumed.load_state_dict(states[0])
+        rest += [i for b in resumed for i in b.idx]
+    assert sorted(consumed + rest) == list(range(N))  # Loader: nothing dropped ("spread")

@@ -197,13 +197,15 @@ class PlanReader:
 
 
 class Progress:
-    """How far an iteration got: samples delivered and the position after the last of them."""
+    """How far an iteration got: samples delivered, and the position after the last of them
+    (or the origin ``(shard url, header offset)`` of the last one, resolved when asked)."""
 
-    __slots__ = ("delivered", "slot")
+    __slots__ = ("delivered", "exact", "slot")
 
     def __init__(self, slot: int, delivered: int) -> None:
-        self.slot = slot
+        self.slot: int | tuple[str, int] = slot
         self.delivered = delivered
+        self.exact = True  # False while a rank is part way through a run of samples
 
 
 def iter_sequential(
@@ -221,7 +223,7 @@ def iter_sequential(
     the position of the n-th delivered sample is only known by reading up to it).
     """
     total = order.total
-    pos = progress.slot
+    pos = progress.slot if isinstance(progress.slot, int) else 0  # always an int here
     if batch_size is not None and not reader.staged and not skip:
         while pos < total:
             stop = min(pos + batch_size, total)
@@ -281,13 +283,26 @@ def iter_layout(
     worker: int,
     workers: int,
     batched: bool,
+    progress: Progress | None = None,
 ) -> Iterator[Any]:
-    """The batches (or their samples) of rank ``rank`` that worker ``worker`` reads."""
+    """The batches (or their samples) of rank ``rank`` that worker ``worker`` reads; with
+    ``progress`` (one worker), the epoch position once every rank got as far."""
     for j in range(worker, layout.rank_batches, workers):
         positions = layout.positions(rank, j)
         if batched:
             batch = reader.batch(order, positions)
+            if progress is not None:
+                progress.slot = layout.position_after(j + 1)
             if batch is not None:
+                if progress is not None:
+                    progress.delivered += len(batch)
                 yield batch
-        else:
-            yield from reader.samples(order, positions)[0]
+            continue
+        samples = reader.samples(order, positions)[0]
+        for k, sample in enumerate(samples):
+            if progress is not None:
+                last = k == len(samples) - 1
+                progress.exact = last
+                progress.slot = layout.position_after(j + 1 if last else j)
+                progress.delivered += 1
+            yield sample
