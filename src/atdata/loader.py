@@ -1,7 +1,12 @@
 """``Loader``: one iteration plan over a dataset, yielding samples or batches.
 
-The plan (which shards, in which order, which samples) comes from :func:`atdata.plan.make_plan`.
-Members are read a chunk at a time (:func:`~atdata.shards.reader.iter_sample_chunks`). Batches
+Typed datasets follow the epoch's global order (:class:`atdata.plan.EpochOrder`, a pure function
+of the offset indexes, seed and epoch): one reader in storage order streams the shards chunk by
+chunk (:func:`~atdata.shards.reader.iter_sample_chunks`); shuffled orders and several readers
+(ranks, torch workers) read by position (:mod:`atdata.planreader`), several readers taking whole
+batches in turn (:func:`atdata.plan.make_layout`). ``start`` and :meth:`Loader.state_dict`
+positions count delivered samples. DictSample datasets keep the per-shard plans of
+:func:`atdata.plan.make_plan` and a buffer shuffle. Batches
 without map/filter stages take the fast path: bodies are msgpack-decoded chunk by chunk and a
 :class:`~atdata.batch.Collator` validates and stacks whole columns at once; only when that finds
 a problem are the batch's samples checked one by one, to name the bad one and apply ``on_error``.
