@@ -1,0 +1,308 @@
+"""Turning positions of a plan into samples or batches (shared by ``Loader`` and ``atdata.torch``).
+
+A batch is read by position: the plan maps positions to (shard, member), :class:`SlotReader`
+slices the bodies out of the shards, and without map/filter stages the bodies go through the
+fast batch path (one msgpack decode per body, whole columns validated and stacked). With stages,
+samples are decoded one by one, transformed and filtered, so a batch may come out shorter than
+its positions.
+"""
+
+import warnings
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import msgpack
+import numpy as np
+
+from .batch import Collator, collate_maps, collate_samples
+from .codec import codec_for, unpack_map
+from .errors import AtdataWarning, SchemaError, ShardError
+from .plan import EpochOrder, Layout
+from .sample import DictSample
+from .shards.shardset import ShardSet
+from .slots import SlotReader
+
+
+class Readable(Protocol):
+    """What a plan reads from (a :class:`~atdata.Dataset`; not imported here, to keep layers)."""
+
+    @property
+    def on_error(self) -> str: ...
+
+    @property
+    def _stages(self) -> tuple[Any, ...]: ...
+
+    @property
+    def shards(self) -> ShardSet: ...
+
+    @property
+    def sample_type(self) -> type[Any]: ...
+
+    @property
+    def _source_type(self) -> type[Any]: ...
+
+
+_ZERO_COPY_MIN = 1 << 16
+
+__all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "iter_sequential"]
+
+
+def epoch_order(
+    dataset: Readable,
+    *,
+    seed: int | None,
+    epoch: int,
+    window: int,
+    window_bytes: int,
+    length: int | None = None,
+    resample: bool = False,
+) -> EpochOrder:
+    """The order of one epoch of ``dataset`` (counts and sizes from its offset indexes)."""
+    shards = dataset.shards
+    cum = shards.cumulative()
+    counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
+    return EpochOrder(
+        counts,
+        lambda i: shards.offsets(i).sizes,
+        seed=seed,
+        epoch=epoch,
+        window=window,
+        window_bytes=window_bytes,
+        length=length,
+        resample=resample,
+    )
+
+
+def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
+    """``exc`` with the sample key, shard and member offset added to its message."""
+    return SchemaError(
+        f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]", path=exc.path
+    )
+
+
+def _decode_bodies(bodies: list[Any]) -> list[Any]:
+    """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
+    try:
+        if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
+            return list(map(msgpack.unpackb, bodies))
+        return [unpack_map(b) for b in bodies]
+    except Exception:  # a bad body somewhere: decode one by one to find it
+        decoded: list[Any] = []
+        for body in bodies:
+            try:
+                decoded.append(unpack_map(body))
+            except SchemaError as exc:
+                decoded.append(exc)
+        return decoded
+
+
+class PlanReader:
+    """Reads a dataset's samples at plan positions, applying its stages and error policy."""
+
+    def __init__(self, dataset: Readable) -> None:
+        if dataset._source_type is DictSample:
+            raise SchemaError(
+                "this reading mode needs a sample type (the dataset yields DictSample): "
+                "give one with Dataset[T](...) or ds.as_type(T)"
+            )
+        self.dataset = dataset
+        self.slots = SlotReader(dataset.shards)
+        self.codec = codec_for(dataset._source_type)
+        self.collator = Collator(self.codec)
+        self.staged = bool(dataset._stages)
+        try:
+            self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
+        except (SchemaError, TypeError):
+            self.output_names = ()
+
+    def _handle(self, exc: Exception) -> None:
+        policy = self.dataset.on_error
+        if policy == "raise":
+            raise exc
+        if policy == "warn":
+            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=4)
+
+    def _read(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
+        shards, members = order.locate(positions)
+        got = self.slots.read(shards, members)
+        for err in got.errors:
+            self._handle(err)
+        return got
+
+    def batch(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
+        """A :class:`SampleBatch` of the samples at ``positions`` (None if none survive)."""
+        if self.staged:
+            samples, keys = self.samples(order, positions)
+            if not samples:
+                return None
+            try:
+                codec = codec_for(self.dataset.sample_type)
+            except (SchemaError, TypeError):
+                return samples
+            return collate_samples(codec, samples, keys)
+        got = self._read(order, positions)
+        if not got.bodies:
+            return None
+        maps = _decode_bodies(got.bodies)
+        batch = self.collator.collate(maps, got.keys)
+        if batch is not None:
+            return batch
+        good_maps: list[dict[str, Any]] = []
+        good_keys: list[str] = []
+        for data, key, (url, offset) in zip(maps, got.keys, got.origins, strict=True):
+            try:
+                if isinstance(data, SchemaError):
+                    raise data
+                good_maps.append(self.codec.check_map(data))
+            except SchemaError as exc:
+                self._handle(located(exc, url, offset, key))
+                continue
+            good_keys.append(key)
+        return collate_maps(self.codec, good_maps, good_keys) if good_maps else None
+
+    def samples(
+        self, order: EpochOrder, positions: "np.ndarray[Any, Any]", slots: list[int] | None = None
+    ) -> tuple[list[Any], list[str]]:
+        """Decoded samples at ``positions`` after the stages, and their keys (and, into
+        ``slots``, the position each one came from)."""
+        got = self._read(order, positions)
+        decode = self.codec.decode
+        out: list[Any] = []
+        keys: list[str] = []
+        where = positions.tolist()
+        for k, key, body, (url, offset) in zip(
+            got.index, got.keys, got.bodies, got.origins, strict=True
+        ):
+            try:
+                sample = decode(body)
+            except SchemaError as exc:
+                self._handle(located(exc, url, offset, key))
+                continue
+            except ShardError as exc:
+                self._handle(exc)
+                continue
+            ok = True
+            for stage in self.dataset._stages:
+                if stage.kind == "map":
+                    sample = stage.fn(sample)
+                elif not stage.fn(sample):
+                    ok = False
+                    break
+            if ok:
+                out.append(sample)
+                keys.append(key)
+                if slots is not None:
+                    slots.append(where[k])
+        return out, keys
+
+
+class Progress:
+    """How far an iteration got: samples delivered, and the position after the last of them
+    (or the origin ``(shard url, header offset)`` of the last one, resolved when asked)."""
+
+    __slots__ = ("delivered", "exact", "slot")
+
+    def __init__(self, slot: int, delivered: int) -> None:
+        self.slot: int | tuple[str, int] = slot
+        self.delivered = delivered
+        self.exact = True  # False while a rank is part way through a run of samples
+
+
+def iter_sequential(
+    reader: PlanReader,
+    order: EpochOrder,
+    progress: Progress,
+    *,
+    batch_size: int | None,
+    drop_last: bool,
+    skip: int = 0,
+) -> Iterator[Any]:
+    """One consumer's samples or batches from ``progress.slot`` on, in the order's order.
+
+    The first ``skip`` delivered samples are read and dropped (``start=`` after a filter, where
+    the position of the n-th delivered sample is only known by reading up to it).
+    """
+    total = order.total
+    pos = progress.slot if isinstance(progress.slot, int) else 0  # always an int here
+    if batch_size is not None and not reader.staged and not skip:
+        while pos < total:
+            stop = min(pos + batch_size, total)
+            if drop_last and stop - pos < batch_size:
+                return
+            batch = reader.batch(order, np.arange(pos, stop, dtype=np.int64))
+            pos = stop
+            if batch is None:
+                continue
+            progress.slot = stop
+            progress.delivered += len(batch)
+            yield batch
+        return
+    codec = codec_for(reader.dataset.sample_type) if batch_size is not None else None
+    pending: list[Any] = []
+    pending_keys: list[str] = []
+    chunk = max(batch_size or 0, 256)
+    while pos < total:
+        stop = min(pos + chunk, total)
+        slots: list[int] = []
+        samples, keys = reader.samples(order, np.arange(pos, stop, dtype=np.int64), slots)
+        pos = stop
+        for sample, key, slot in zip(samples, keys, slots, strict=True):
+            if skip:
+                skip -= 1
+                progress.delivered += 1
+                progress.slot = slot + 1
+                continue
+            if batch_size is None:
+                progress.slot = slot + 1
+                progress.delivered += 1
+                yield sample
+                continue
+            pending.append(sample)
+            pending_keys.append(key)
+            if len(pending) == batch_size:
+                progress.slot = slot + 1
+                progress.delivered += batch_size
+                yield _collated(codec, pending, pending_keys)
+                pending, pending_keys = [], []
+    if pending and not drop_last:
+        progress.slot = total
+        progress.delivered += len(pending)
+        yield _collated(codec, pending, pending_keys)
+
+
+def _collated(codec: Any, samples: list[Any], keys: list[str]) -> Any:
+    return samples if codec is None else collate_samples(codec, samples, keys)
+
+
+def iter_layout(
+    reader: PlanReader,
+    order: EpochOrder,
+    layout: Layout,
+    *,
+    rank: int,
+    worker: int,
+    workers: int,
+    batched: bool,
+    progress: Progress | None = None,
+) -> Iterator[Any]:
+    """The batches (or their samples) of rank ``rank`` that worker ``worker`` reads; with
+    ``progress`` (one worker), the epoch position once every rank got as far."""
+    for j in range(worker, layout.rank_batches, workers):
+        positions = layout.positions(rank, j)
+        if batched:
+            batch = reader.batch(order, positions)
+            if progress is not None:
+                progress.slot = layout.position_after(j + 1)
+            if batch is not None:
+                if progress is not None:
+                    progress.delivered += len(batch)
+                yield batch
+            continue
+        samples = reader.samples(order, positions)[0]
+        for k, sample in enumerate(samples):
+            if progress is not None:
+                last = k == len(samples) - 1
+                progress.exact = last
+                progress.slot = layout.position_after(j + 1 if last else j)
+                progress.delivered += 1
+            yield sample

@@ -1,0 +1,259 @@
+"""Reading sample members by (shard, member number), for plans that jump around.
+
+Local shards are mapped whole (a few at a time) and, every ``trim_bytes`` of bodies read, their
+pages are let go (``MADV_DONTNEED``: the page cache keeps them), so resident memory stays bounded
+however the plan jumps around the shards. The headers the offset index points at are verified in bulk (checksum, type,
+size). Remote shards are read with one ranged request per run of consecutive members.
+"""
+
+import contextlib
+import mmap
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ShardError, SourceError
+from .shards.offsets import OffsetIndex
+from .shards.shardset import ShardSet
+from .shards.tar import BLOCK, verify_indexed_headers
+
+__all__ = ["SlotRead", "SlotReader"]
+
+_MAPPED_SHARDS = 8
+_REMOTE_GAP = 1 << 20  # remote members further apart than this are fetched separately...
+_REMOTE_SPAN = 32 << 20  # ...once the span they lie in is larger than this
+
+
+@dataclass
+class SlotRead:
+    """Samples read for a list of slots, in the slots' order (failed slots left out)."""
+
+    keys: list[str] = field(default_factory=list)
+    bodies: list[Any] = field(default_factory=list)
+    origins: list[tuple[str, int]] = field(default_factory=list)  # (shard url, header offset)
+    errors: list[ShardError] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)  # which of the requested slots each one is
+
+
+class SlotReader:
+    """Reads members of a :class:`ShardSet` by (shard, member) through the offset indexes."""
+
+    def __init__(self, shards: ShardSet, trim_bytes: int = 128 << 20) -> None:
+        self.shards = shards
+        self.trim_bytes = trim_bytes
+        self._checked: dict[int, str | None] = {}  # shard -> local path (None: remote)
+        self._maps: dict[int, Any] = {}  # shard -> mapping of the whole shard (a few, LRU)
+        self._touched = 0  # bytes read through the mappings since they were last trimmed
+        self._spans: dict[int, tuple[int, bytes]] = {}  # remote shard -> (offset, bytes) held
+        self._broken: dict[int, int] = {}  # shard -> first damaged member (local shards)
+
+    def _path(self, i: int, errors: list[ShardError]) -> str | None:
+        """Shard ``i``'s local path (None: remote), checking a local shard on first use.
+
+        Every header the offset index points at is verified at once (checksum, type, size, and
+        that the member lies inside the file); from the first that fails on, the shard's members
+        are left out, as a sequential read stops at a damaged member.
+        """
+        if i not in self._checked:
+            src = self.shards.source(i)
+            path = src.local_path()
+            if path is not None:
+                broken = _first_bad_member(path, src.url, self.shards.offsets(i))
+                if broken is not None:
+                    member, offset = broken
+                    self._broken[i] = member
+                    errors.append(
+                        ShardError(
+                            "member header does not match the offset index (corrupt, truncated "
+                            "or changed shard); the rest of this shard is skipped",
+                            shard=src.url,
+                            offset=offset,
+                        )
+                    )
+            self._checked[i] = path
+        return self._checked[i]
+
+    def _mapping(self, shard: int, path: str, url: str) -> Any:
+        mm = self._maps.pop(shard, None)
+        if mm is None:
+            mm = _map_span(path, url, 0, os.stat(path).st_size)
+            if len(self._maps) >= _MAPPED_SHARDS:
+                self._maps.pop(next(iter(self._maps)))  # closed once no view of it is left
+        self._maps[shard] = mm
+        return mm
+
+    def trim(self) -> None:
+        """Let go of the pages read so far (they stay in the page cache): resident memory stays
+        near ``trim_bytes`` however much of the shards is read through the mappings."""
+        for mm in self._maps.values():
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED)
+        self._touched = 0
+
+    def read(self, shard_ids: "np.ndarray[Any, Any]", members: "np.ndarray[Any, Any]") -> SlotRead:
+        """The samples at ``(shard_ids[k], members[k])``, in that order."""
+        n = len(shard_ids)
+        out = SlotRead()
+        if n == 0:
+            return out
+        order = np.lexsort((members, shard_ids)) if n > 1 else np.zeros(1, dtype=np.int64)
+        s_sorted = shard_ids[order]
+        m_sorted = np.asarray(members[order], dtype=np.int64)
+        cuts = (np.flatnonzero(s_sorted[1:] != s_sorted[:-1]) + 1).tolist()
+        entries: list[tuple[str, Any, tuple[str, int]] | None] = [None] * n
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+            shard = int(s_sorted[a])
+            mem = m_sorted[a:b]
+            where = order[a:b]
+            path = self._path(shard, out.errors)
+            broken = self._broken.get(shard)
+            if broken is not None:
+                where = where[mem < broken]
+                mem = mem[mem < broken]
+                if not len(mem):
+                    continue
+            index = self.shards.offsets(shard)
+            url = self.shards.urls[shard]
+            offs = index.header_offsets[mem]
+            got = self._read_group(
+                shard, path, index, offs, index.sizes[mem], url=url, errors=out.errors
+            )
+            key_list = index.keys
+            for k, slot, m, body in zip(
+                where.tolist(), mem.tolist(), offs.tolist(), got, strict=True
+            ):
+                if body is not None:
+                    entries[k] = (key_list[slot], body, (url, m))
+        if self._touched > self.trim_bytes:
+            self.trim()
+        for k, entry in enumerate(entries):
+            if entry is not None:
+                out.keys.append(entry[0])
+                out.bodies.append(entry[1])
+                out.origins.append(entry[2])
+                out.index.append(k)
+        return out
+
+    def _read_group(
+        self,
+        shard: int,
+        path: str | None,
+        index: OffsetIndex,
+        offs: "np.ndarray[Any, Any]",
+        sizes: "np.ndarray[Any, Any]",
+        *,
+        url: str,
+        errors: list[ShardError],
+    ) -> list[Any]:
+        """Bodies of members at header offsets ``offs`` (ascending) of one shard."""
+        span = int(offs[-1]) + BLOCK + int(sizes[-1]) - int(offs[0])
+        if path is None and len(offs) > 1 and span > _REMOTE_SPAN:
+            gaps = offs[1:] - (offs[:-1] + BLOCK + sizes[:-1])
+            cuts = (np.nonzero(gaps > _REMOTE_GAP)[0] + 1).tolist()
+            if cuts:
+                out: list[Any] = []
+                for a, b in zip([0, *cuts], [*cuts, len(offs)], strict=True):
+                    out.extend(
+                        self._read_group(
+                            shard, path, index, offs[a:b], sizes[a:b], url=url, errors=errors
+                        )
+                    )
+                return out
+        first = int(offs[0])
+        stop = int(offs[-1]) + BLOCK + int(sizes[-1])
+        if path is not None:
+            base = 0
+            buf: Any = self._mapping(shard, path, url)
+            self._touched += stop - first if len(offs) == 1 else int(sizes.sum())
+        else:
+            base, buf = self._remote_span(shard, first, stop, url)
+        rel = offs - base
+        # a local shard's headers were all verified when it was first used (see _path)
+        bad = None if path is not None else verify_indexed_headers(buf, rel, sizes)
+        view = memoryview(buf)
+        if bad is None:
+            return [
+                view[o + BLOCK : o + BLOCK + s]
+                for o, s in zip(rel.tolist(), sizes.tolist(), strict=True)
+            ]
+        out = []
+        for o, s in zip(rel.tolist(), sizes.tolist(), strict=True):
+            one = np.asarray([o], dtype=np.int64)
+            if verify_indexed_headers(buf, one, np.asarray([s], dtype=np.int64)) is None:
+                out.append(view[o + BLOCK : o + BLOCK + s])
+            else:
+                out.append(None)
+                errors.append(
+                    ShardError(
+                        "member header does not match the offset index (corrupt or changed shard)",
+                        shard=url,
+                        offset=base + o,
+                    )
+                )
+        return out
+
+    def _remote_span(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
+        """Bytes from ``first`` to at least ``stop`` of a remote shard, and where they start: from
+        the span last fetched of it when that covers them, else fetched (a shard of at most
+        32 MiB whole). At most 8 spans are held."""
+        held = self._spans.get(shard)
+        if held is not None and held[0] <= first and stop <= held[0] + len(held[1]):
+            return held
+        size = self.shards.offsets(shard).shard_size
+        if size <= _REMOTE_SPAN:  # a small shard is fetched whole, once
+            first, stop = 0, size
+        got = self._fetch(shard, first, stop, url)
+        self._spans.pop(shard, None)
+        if len(self._spans) >= _MAPPED_SHARDS:
+            self._spans.pop(next(iter(self._spans)))
+        self._spans[shard] = got
+        return got
+
+    def _fetch(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
+        src = self.shards.source(shard)
+        try:
+            data = src.read_range(first, stop - first)
+        except SourceError:
+            raise
+        except OSError as exc:
+            raise SourceError(f"reading shard {url!r} failed: {exc}") from exc
+        if len(data) != stop - first:
+            raise ShardError("shard is shorter than its offset index says", shard=url, offset=first)
+        return first, data
+
+
+def _first_bad_member(path: str, url: str, index: OffsetIndex) -> tuple[int, int] | None:
+    """(member number, header offset) of the first member whose header fails, or None."""
+    n = len(index)
+    if not n:
+        return None
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise SourceError(f"cannot open shard {url!r}: {exc}") from exc
+    ends = index.header_offsets + BLOCK + index.sizes
+    outside = np.nonzero(ends > size)[0]
+    fits = int(outside[0]) if outside.size else n
+    bad = None
+    if fits:
+        buf = _map_span(path, url, 0, size)
+        bad = verify_indexed_headers(buf, index.header_offsets[:fits], index.sizes[:fits])
+        del buf
+    first = bad if bad is not None else (fits if fits < n else None)
+    if first is None:
+        return None
+    return first, int(index.header_offsets[first])
+
+
+def _map_span(path: str, url: str, offset: int, length: int) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ, offset=offset)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"cannot map shard {url!r} at byte {offset}: {exc}") from exc
+
+
+SizesOf = Callable[[int], "np.ndarray[Any, Any]"]
