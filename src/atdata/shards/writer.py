@@ -264,4 +264,3 @@ class ShardWriter(Generic[T]):
             raise
         self.shards.append(ShardInfo(sink.location, len(self._keys), size, digest))
         self._shard_number += 1
-
