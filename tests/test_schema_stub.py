@@ -80,14 +80,14 @@ def test_stub_declares_the_stored_fields_and_passes_mypy_strict(stub_file: Path)
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--config-file=", "--no-incremental",
          stub_file.name, user.name],
-        cwd=stub_file.parent, capture_output=True, text=True, timeout=300,
+        cwd=stub_file.parent, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     bad = stub_file.with_name("bad_code.py")
     bad.write_text("from scan_stub import Scan\n\ndef f(s: Scan) -> str:\n    return s.label\n")
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--config-file=", "--no-incremental", bad.name],
-        cwd=stub_file.parent, capture_output=True, text=True, timeout=300,
+        cwd=stub_file.parent, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 1 and "Incompatible return value" in proc.stdout
 
