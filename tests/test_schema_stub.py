@@ -141,3 +141,17 @@ def test_stub_to_stdout_of_a_stored_schema_ref(tmp_index: atdata.Index) -> None:
     assert result.exit_code == 0, result.output
     assert "class Point:" in result.stdout and "tags: list[str]" in result.stdout
     compile(result.stdout, "<stub>", "exec")  # parses; never imported by atdata
+
+
+def test_stub_of_a_schema_inferred_from_shards_type_checks(tmp_path: Path) -> None:
+    atdata.write_samples([atdata.DictSample(n=None, x=1)], tmp_path / "n.tar")
+    out = tmp_path / "inferred_stub.py"
+    result = runner.invoke(app, ["schema", "stub", str(tmp_path / "n.tar"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "n: Any | None" in text and "from typing import Any" in text
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--config-file=", out.name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
