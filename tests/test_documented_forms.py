@@ -73,6 +73,14 @@ def test_write_samples_rolls_over_to_a_derived_pattern(home: Path) -> None:
     assert [r.i for r in ds] == list(range(7))
 
 
+def test_a_single_shard_write_leaves_other_files_alone(home: Path) -> None:
+    Path("output").mkdir()
+    Path("output/data-000000.tar").write_bytes(b"someone else's file")
+    ds = atdata.write_samples(rows(2), "output/data.tar")
+    assert Path("output/data-000000.tar").read_bytes() == b"someone else's file"
+    assert [s.location for s in ds.shard_infos] == ["output/data.tar"]
+
+
 def test_a_percent_pattern_still_works_and_returns_a_dataset(home: Path) -> None:
     ds = atdata.write_samples(rows(4), "output/p-%06d.tar", maxcount=2)
     assert [Path(s.location).name for s in ds.shard_infos] == ["p-000000.tar", "p-000001.tar"]

@@ -11,6 +11,7 @@ The returned dataset reads what was written (its sample type is that of the samp
 in :attr:`WrittenDataset.shard_infos`.
 """
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ from .dataset import Dataset
 from .errors import SchemaError
 from .sample import DictSample
 from .shards.offsets import OFFSETS_SUFFIX
+from .shards.sink import LocalFileSink, ShardSink
 from .shards.writer import ShardInfo, ShardWriter
 
 __all__ = ["WrittenDataset", "rollover_pattern", "write_samples"]
@@ -105,21 +107,28 @@ def write_samples(
                 seen.append(type(item))
             yield item
 
+    first, second = pattern % 0, pattern % 1
+
+    def sink_for(location: str) -> ShardSink:
+        """A single-file path: shard 0 is written as the file itself and renamed to the derived
+        pattern only if a second shard starts (after shard 0 and its sidecar were committed)."""
+        if single and location == first:
+            return LocalFileSink(text)
+        if single and location == second:
+            os.replace(text, first)
+            os.replace(text + OFFSETS_SUFFIX, first + OFFSETS_SUFFIX)
+        return LocalFileSink(location)
+
     writer: ShardWriter[Any]
-    with ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field) as writer:
+    with ShardWriter(
+        pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field, sink_factory=sink_for
+    ) as writer:
         writer.write_all(typed(samples))
     infos = list(writer.shards)
     if not infos:
         raise SchemaError(f"no samples to write to {text!r}: the input was empty")
-    if single and len(infos) == 1:
-        infos = [_move(infos[0], text)]
-    first = seen[0]
-    sample_type: type[Any] = DictSample if issubclass(first, dict | DictSample) else first
+    if single and len(infos) > 1:  # shard 0 was renamed when shard 1 started
+        infos[0] = dataclasses.replace(infos[0], location=first)
+    kind = seen[0]
+    sample_type: type[Any] = DictSample if issubclass(kind, dict | DictSample) else kind
     return WrittenDataset(infos, sample_type)
-
-
-def _move(info: ShardInfo, target: str) -> ShardInfo:
-    """Rename a finished shard (and its offset sidecar) to ``target``; the sidecar goes last."""
-    os.replace(info.location, target)
-    os.replace(info.location + OFFSETS_SUFFIX, target + OFFSETS_SUFFIX)
-    return ShardInfo(target, info.count, info.size, info.sha256)
