@@ -47,3 +47,28 @@ bench-quick:
 # create the atdata 0.7 comparator environment (Python 3.12)
 bench-setup:
     uv run python -m benchmarks.venv07
+
+# I/O benchmarks (B1..B4, ours vs atdata 0.7, webdataset and the page cache); args go to benchmarks.run
+bench-io *args:
+    uv run python -m benchmarks.run {{args}}
+
+# index benchmarks (B6: SQLite index at 10k entries, ours vs atdata 0.7) and B5 random access
+bench-index *args:
+    uv run python -m benchmarks.b6_index {{args}}
+    uv run python -m benchmarks.b5_access
+
+# query benchmarks: manifests and queries come in a later issue; there is nothing to run yet
+bench-query:
+    @echo "bench-query: no query benchmark exists yet (manifests/queries are a later issue); nothing to run"
+
+# store the newest results-*.json (or --from FILE) as a named run with machine and git commit
+bench-save name *args:
+    uv run python -m benchmarks.saved save {{name}} {{args}}
+
+# ratios B/A between two saved runs; flags regressions beyond noise (exit 1)
+bench-compare a b:
+    uv run python -m benchmarks.saved compare {{a}} {{b}}
+
+# HTML report with plots (throughput, time to first batch, RSS) of saved runs or the newest results
+bench-report *runs:
+    uv run python -m benchmarks.saved report {{runs}}

@@ -84,6 +84,10 @@ def run_scenario(
     started = time.perf_counter()
     n, per_shard = sc.size(args.quick)
     shards = sc.shards(args.quick)
+    if args.samples and args.samples < n:  # smoke-test size: same shard count, fewer samples
+        n = args.samples
+        per_shard = max(1, -(-n // shards))
+        shards = -(-n // per_shard)
     base = DATA / f"{sc.id}-{n}"
     spec = {
         "scenario": sc.id,
@@ -207,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, help="results JSON (default benchmarks/.data/results-<time>.json)"
     )
+    p.add_argument(
+        "--samples", type=int, help="at most this many samples per scenario (smoke tests)"
+    )
     args = p.parse_args(argv)
     if args.repeat is None:
         args.repeat = QUICK_REPEAT if args.quick else 5
@@ -218,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or DATA / f"results-{stamp}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".log")
     run = runners(not args.no_atdata07)
     t0 = time.perf_counter()

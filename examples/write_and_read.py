@@ -29,7 +29,7 @@ def main(out: Path) -> None:
         Frame(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), i % 10, f"frame {i}")
         for i in range(1_000)
     )
-    shards = atdata.write_samples(frames, str(out / "frames-%06d.tar"), maxcount=250)
+    shards = atdata.write_samples(frames, str(out / "frames-%06d.tar"), maxcount=250).shard_infos
     print(f"wrote {sum(s.count for s in shards)} samples in {len(shards)} shards")
     for s in shards:
         print(f"  {Path(s.location).name}  {s.count} samples  sha256 {s.sha256[:16]}...")

@@ -33,6 +33,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=()
 command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
+command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)  # renders the benchmark report in a test
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "provision: missing ${pkgs[*]}; rerun as root or install them yourself" >&2

@@ -23,6 +23,9 @@ def _load_test_infra_env(path: Path) -> None:
 
 _load_test_infra_env(Path(__file__).resolve().parent.parent / ".test-infra.env")
 
+# atdata's own pytest fixtures for users' suites (tmp_index, tmp_dataset, make_samples), used here too
+pytest_plugins = ["atdata.testing"]
+
 from services import (  # noqa: E402
     http_server,
     pds,

@@ -167,7 +167,9 @@ def parse_compact(buf: bytes) -> np.ndarray:
 
 def _write_ours(tmp_path: Path, count: int = 8, **kwargs) -> list:
     samples = [InteropSample(**values_for(i)) for i in range(count)]
-    return atdata.write_samples(samples, str(tmp_path / "ours-%06d.tar"), maxcount=4, **kwargs)
+    return atdata.write_samples(
+        samples, str(tmp_path / "ours-%06d.tar"), maxcount=4, **kwargs
+    ).shard_infos
 
 
 def test_our_shards_are_plain_tar_and_msgpack(tmp_path):

@@ -420,10 +420,12 @@ def test_hostile_records_exit_1_on_inspect_and_are_skipped_by_ls(
 def test_a_shard_at_a_url_that_changed_fails_verify_with_exit_1(
     pds: dict[str, Any], new_handle: Callable[[], str], http_server: Any
 ) -> None:
-    from atdata.shards.writer import write_samples
+    from atdata import write_samples
 
     handle = new_handle()
-    infos = write_samples(_digits(20), str(http_server.root / "web-%06d.tar"), maxcount=10)
+    infos = write_samples(
+        _digits(20), str(http_server.root / "web-%06d.tar"), maxcount=10
+    ).shard_infos
     urls = [http_server.url_for(Path(i.location).name) for i in infos]
     with Index() as index:
         index.insert(urls, "web", sample_type=Digit)

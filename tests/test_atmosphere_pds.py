@@ -543,12 +543,12 @@ def test_records_in_atdata_07_shape_resolve_and_load(
 ) -> None:
     """Records built by hand from FORMAT.md §3 the way atdata 0.7 writes them: no dtype or
     shape, no propertyOrder, blobs uploaded without a MIME type, msgpack metadata bytes."""
+    from atdata import write_samples
     from atdata.dataset import Dataset
     from atdata.shards.shardset import ShardSet
-    from atdata.shards.writer import write_samples
 
     samples = [Digit(np.full((4, 4), i, np.uint8), i) for i in range(20)]
-    (shard,) = write_samples(samples, str(tmp_path / "digits-%06d.tar"))
+    (shard,) = write_samples(samples, str(tmp_path / "digits-%06d.tar")).shard_infos
     data = Path(shard.location).read_bytes()
     raw = _raw_client(alice)
     blob = raw.upload_blob(data).blob.model_dump(by_alias=True)  # mimeType "*/*", like 0.7

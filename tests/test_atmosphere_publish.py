@@ -226,10 +226,10 @@ def test_shards_at_http_urls_are_published_as_urls_not_uploaded(
     http_server: FileServer,
     tmp_path: Path,
 ) -> None:
-    from atdata.shards.writer import write_samples
+    from atdata import write_samples
 
     samples = _digits(15)
-    infos = write_samples(samples, str(http_server.root / "web-%06d.tar"), maxcount=10)
+    infos = write_samples(samples, str(http_server.root / "web-%06d.tar"), maxcount=10).shard_infos
     urls = [http_server.url_for(Path(i.location).name) for i in infos]
     index.insert(urls, "web", sample_type=Digit)
     published = publish_dataset(index, "web", to=session)
@@ -293,11 +293,11 @@ def test_load_dataset_loads_a_published_dataset_by_handle_and_by_uri(
 def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
     index: Index, session: AtmosphereSession, resolver: Resolver, http_server: FileServer
 ) -> None:
+    from atdata import write_samples
     from atdata.atmosphere.loading import load_reference
     from atdata.errors import IntegrityError
-    from atdata.shards.writer import write_samples
 
-    (info,) = write_samples(_digits(5), str(http_server.root / "t-%06d.tar"))
+    (info,) = write_samples(_digits(5), str(http_server.root / "t-%06d.tar")).shard_infos
     url = http_server.url_for(Path(info.location).name)
     index.insert([url], "tampered", sample_type=Digit)
     publish_dataset(index, "tampered", to=session)

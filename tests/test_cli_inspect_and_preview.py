@@ -48,7 +48,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def shards(tmp_path: Path) -> list[atdata.ShardInfo]:
     out = tmp_path / "shards"
     out.mkdir()
-    return atdata.write_samples(frames(25), str(out / "f-%06d.tar"), maxcount=10)
+    return atdata.write_samples(frames(25), str(out / "f-%06d.tar"), maxcount=10).shard_infos
 
 
 def test_inspect_shards_counts_from_sidecars_and_infers_the_schema(
@@ -204,7 +204,7 @@ class Tagged(atdata.PackableSample):
 def test_values_print_literally_never_as_markup(home: Path, tmp_path: Path) -> None:
     (info,) = atdata.write_samples(
         [Tagged("[bold]loud[/bold] :cat:", ["a", "b"])], str(tmp_path / "t-%06d.tar")
-    )
+    ).shard_infos
     result = runner.invoke(app, ["preview", info.location])
     assert result.exit_code == 0, result.output
     assert "'[bold]loud[/bold] :cat:'" in result.stdout

@@ -64,7 +64,7 @@ def test_verify_an_index_dataset_passes_then_names_the_corrupt_shard(home: Path)
 
 
 def test_verify_paths_against_their_sidecars(home: Path, tmp_path: Path) -> None:
-    infos = atdata.write_samples(rows(30), str(tmp_path / "r-%06d.tar"), maxcount=10)
+    infos = atdata.write_samples(rows(30), str(tmp_path / "r-%06d.tar"), maxcount=10).shard_infos
     ok = runner.invoke(app, ["verify", str(tmp_path / "r-*.tar"), "--json"])
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.stdout)
@@ -89,7 +89,7 @@ def test_verify_paths_against_their_sidecars(home: Path, tmp_path: Path) -> None
 
 
 def test_a_shard_without_a_recorded_sha256_cannot_pass(home: Path, tmp_path: Path) -> None:
-    (info,) = atdata.write_samples(rows(5), str(tmp_path / "r-%06d.tar"))
+    (info,) = atdata.write_samples(rows(5), str(tmp_path / "r-%06d.tar")).shard_infos
     os.remove(info.location + ".idx")
     result = runner.invoke(app, ["verify", info.location])
     assert result.exit_code == 1

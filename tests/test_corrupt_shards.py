@@ -81,7 +81,9 @@ def _items(start: int = 0, n: int = N) -> list[Item]:
 def _write(
     directory: Path, name: str = "s", start: int = 0, n: int = N
 ) -> tuple[bytes, OffsetIndex]:
-    (info,) = atdata.write_samples(_items(start, n), str(directory / f"{name}-%06d.tar"))
+    (info,) = atdata.write_samples(
+        _items(start, n), str(directory / f"{name}-%06d.tar")
+    ).shard_infos
     idx = OffsetIndex.from_bytes(Path(info.location + ".idx").read_bytes(), "idx")
     return Path(info.location).read_bytes(), idx
 

@@ -19,6 +19,7 @@ EXPECTED = {
     "lenses.py": "boiling point in Celsius: 100.0",
     "index_and_load.py": "loaded sensors/run@1 without a class: Measurement from atdata.rebuilt",
     "demo.py": "checksums: all shards match",
+    "test_with_atdata_fixtures.py": "2 passed",
 }
 
 

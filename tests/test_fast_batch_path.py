@@ -7,10 +7,9 @@ from typing import Annotated
 import numpy as np
 import pytest
 
-from atdata import Dataset, NDArray, SchemaError, Shape, packable
+from atdata import Dataset, NDArray, SchemaError, Shape, packable, write_samples
 from atdata.batch import ArrayPool
 from atdata.shards.offsets import OFFSETS_SUFFIX, OffsetIndex
-from atdata.shards.writer import write_samples
 
 
 @packable

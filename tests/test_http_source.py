@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from atdata import ShardInfo, write_samples
 from atdata.errors import SourceError
 from atdata.sample import PackableSample
 from atdata.shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from atdata.shards.reader import iter_members, load_offsets, read_body
-from atdata.shards.writer import ShardInfo, write_samples
 from atdata.sources import open_source
 from atdata.sources._retry import RetryPolicy
 from atdata.sources.http import HttpSource
@@ -38,7 +38,7 @@ def _write_shard(root: Path, n: int = 40, side: int = 64) -> ShardInfo:
         Frame(pixels=rng.integers(0, 255, (side, side, 3), dtype=np.uint8), label=i)
         for i in range(n)
     )
-    (info,) = write_samples(samples, str(root / "frames-%06d.tar"), maxcount=n)
+    (info,) = write_samples(samples, str(root / "frames-%06d.tar"), maxcount=n).shard_infos
     return info
 
 

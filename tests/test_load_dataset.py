@@ -42,7 +42,7 @@ def _write(
     directory.mkdir(parents=True, exist_ok=True)
     infos = atdata.write_samples(
         _rows(start, n), str(directory / f"{stem}-%06d.tar"), maxcount=maxcount
-    )
+    ).shard_infos
     return [Path(info.location) for info in infos]
 
 

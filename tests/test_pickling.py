@@ -39,7 +39,7 @@ def frame_urls(tmp_path: Path) -> list[str]:
     """Three shards of 1,000 small frames each."""
     shards = atdata.write_samples(
         make_frames(3000), str(tmp_path / "frames-%06d.tar"), maxcount=1000
-    )
+    ).shard_infos
     return [s.location for s in shards]
 
 

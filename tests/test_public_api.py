@@ -26,6 +26,7 @@ PUBLIC_API = sorted(
         "LensError",
         "LensRegistry",
         "Loader",
+        "LocalDiskStore",
         "NDArray",
         "NotFoundError",
         "PackableSample",

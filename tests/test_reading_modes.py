@@ -49,7 +49,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("reading")
     infos = atdata.write_samples(
         (_rec(i) for i in range(N)), str(d / "s-%06d.tar"), maxcount=PER_SHARD, key_field="key"
-    )
+    ).shard_infos
     assert len(infos) == NUM_SHARDS
     return d
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from atdata import write_samples
 from atdata.errors import SourceError
 from atdata.sample import DictSample
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.reader import iter_members, load_offsets, read_body
-from atdata.shards.writer import write_samples
 from atdata.sources import open_source
 from atdata.sources.s3 import (
     S3Config,
@@ -44,7 +44,7 @@ def shard(s3: S3Backend, tmp_path: Path) -> tuple[str, bytes, str]:
     """A real shard (about 1 MB) and its sidecar uploaded to s3://<bucket>/train/a-000000.tar."""
     rng = np.random.default_rng(1)
     samples = (DictSample(x=rng.standard_normal(2000).astype(np.float32), i=i) for i in range(120))
-    (info,) = write_samples(samples, str(tmp_path / "a-%06d.tar"), maxcount=1000)
+    (info,) = write_samples(samples, str(tmp_path / "a-%06d.tar"), maxcount=1000).shard_infos
     data = Path(info.location).read_bytes()
     s3.client.put_object(Bucket=s3.bucket, Key=KEY, Body=data)
     idx = Path(info.location + OFFSETS_SUFFIX).read_bytes()

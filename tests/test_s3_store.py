@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from atdata import write_samples
 from atdata.errors import StoreError
 from atdata.sample import DictSample
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.reader import iter_members, load_offsets
-from atdata.shards.writer import ShardWriter, write_samples
+from atdata.shards.writer import ShardWriter
 from atdata.stores.base import Checksum, DataStore, ShardRecord
 from atdata.stores.s3 import MIN_PART_SIZE, S3DataStore, S3MultipartSink
 from tcp_proxy import CuttingProxy
@@ -76,7 +77,7 @@ def test_large_shards_go_up_in_parts_and_read_back_identical(s3: S3Backend, tmp_
             writer.write_all(samples)
         requests = proxy.requests
     infos = writer.shards
-    local = write_samples(samples, str(tmp_path / "frames-%06d.tar"), maxcount=12)
+    local = write_samples(samples, str(tmp_path / "frames-%06d.tar"), maxcount=12).shard_infos
     assert [i.sha256 for i in infos] == [i.sha256 for i in local]  # the same bytes as on disk
     assert [i.location for i in infos] == [pattern % 0, pattern % 1]
 

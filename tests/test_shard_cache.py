@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from atdata import ShardInfo, write_samples
 from atdata.errors import IntegrityError
 from atdata.sample import DictSample
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.reader import iter_members, load_offsets
-from atdata.shards.writer import ShardInfo, write_samples
 from atdata.sources._retry import RetryPolicy
 from atdata.sources.cache import (
     CACHE_DIR_ENV,
@@ -40,7 +40,7 @@ def _write(root: Path, shards: int = 3, per_shard: int = 20) -> list[ShardInfo]:
         DictSample(v=rng.standard_normal(1000).astype(np.float32), i=i)
         for i in range(shards * per_shard)
     )
-    return write_samples(samples, str(root / "c-%06d.tar"), maxcount=per_shard)
+    return write_samples(samples, str(root / "c-%06d.tar"), maxcount=per_shard).shard_infos
 
 
 def _epoch(

@@ -48,7 +48,7 @@ def _tar_members(path: str) -> list[tarfile.TarInfo]:
 
 # ------------------------------------------------------------------------------ rollover
 def test_rollover_by_maxcount(tmp_path: Path) -> None:
-    infos = atdata.write_samples(_recs(25), str(tmp_path / "s-%06d.tar"), maxcount=10)
+    infos = atdata.write_samples(_recs(25), str(tmp_path / "s-%06d.tar"), maxcount=10).shard_infos
     assert [i.count for i in infos] == [10, 10, 5]
     assert [i.location for i in infos] == [str(tmp_path / f"s-{n:06d}.tar") for n in range(3)]
     assert _files(tmp_path) == [f"s-{n:06d}.tar{ext}" for n in range(3) for ext in ("", ".idx")]
@@ -60,7 +60,7 @@ def test_rollover_by_maxsize(tmp_path: Path) -> None:
     maxsize = 6 * 1024
     infos = atdata.write_samples(
         _recs(40), str(tmp_path / "s-%06d.tar"), maxcount=1000, maxsize=maxsize
-    )
+    ).shard_infos
     assert len(infos) > 1
     assert sum(i.count for i in infos) == 40
     for info in infos:
@@ -73,7 +73,7 @@ def test_rollover_by_maxsize(tmp_path: Path) -> None:
 
 def test_a_sample_larger_than_maxsize_gets_a_shard_of_its_own(tmp_path: Path) -> None:
     samples = [DictSample(i=i, blob=bytes(10_000 if i == 1 else 10)) for i in range(3)]
-    infos = atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), maxsize=4096)
+    infos = atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), maxsize=4096).shard_infos
     assert [i.count for i in infos] == [1, 1, 1]
     assert infos[1].size > 4096
     keys = [k for i in infos for k in _load_index(i.location).keys]
@@ -92,7 +92,7 @@ def test_bad_writer_arguments_are_refused(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ keys
 def test_default_keys_are_a_zero_padded_running_index_across_shards(tmp_path: Path) -> None:
-    infos = atdata.write_samples(_recs(12), str(tmp_path / "s-%06d.tar"), maxcount=5)
+    infos = atdata.write_samples(_recs(12), str(tmp_path / "s-%06d.tar"), maxcount=5).shard_infos
     names = [m.name for i in infos for m in _tar_members(i.location)]
     assert names == [f"{n:08d}.msgpack" for n in range(12)]
 
@@ -100,7 +100,7 @@ def test_default_keys_are_a_zero_padded_running_index_across_shards(tmp_path: Pa
 def test_key_field_names_the_members(tmp_path: Path) -> None:
     infos = atdata.write_samples(
         _recs(7), str(tmp_path / "s-%06d.tar"), maxcount=3, key_field="name"
-    )
+    ).shard_infos
     names = [m.name for i in infos for m in _tar_members(i.location)]
     assert names == [f"r{n:04d}.msgpack" for n in range(7)]
 
@@ -154,7 +154,7 @@ def test_writing_twice_gives_byte_identical_shards(tmp_path: Path) -> None:
         (tmp_path / run).mkdir()
         infos = atdata.write_samples(
             _recs(23), str(tmp_path / run / "s-%06d.tar"), maxcount=10, key_field="name"
-        )
+        ).shard_infos
         outs.append(infos)
     a, b = outs
     assert [i.sha256 for i in a] == [i.sha256 for i in b]
@@ -164,7 +164,7 @@ def test_writing_twice_gives_byte_identical_shards(tmp_path: Path) -> None:
 
 
 def test_tar_headers_carry_fixed_metadata(tmp_path: Path) -> None:
-    infos = atdata.write_samples(_recs(3), str(tmp_path / "s-%06d.tar"))
+    infos = atdata.write_samples(_recs(3), str(tmp_path / "s-%06d.tar")).shard_infos
     for m in _tar_members(infos[0].location):
         assert m.isreg()
         assert (m.mtime, m.uid, m.gid, m.mode) == (0, 0, 0, 0o644)
@@ -172,7 +172,7 @@ def test_tar_headers_carry_fixed_metadata(tmp_path: Path) -> None:
 
 
 def test_sha256_and_size_match_the_file(tmp_path: Path) -> None:
-    infos = atdata.write_samples(_recs(30), str(tmp_path / "s-%06d.tar"), maxcount=8)
+    infos = atdata.write_samples(_recs(30), str(tmp_path / "s-%06d.tar"), maxcount=8).shard_infos
     for info in infos:
         data = Path(info.location).read_bytes()
         assert info.sha256 == hashlib.sha256(data).hexdigest()
@@ -226,7 +226,7 @@ def test_a_bad_sample_midway_leaves_no_partial_shard(tmp_path: Path) -> None:
 def test_rewriting_replaces_a_shard_whole(tmp_path: Path) -> None:
     pattern = str(tmp_path / "s-%06d.tar")
     atdata.write_samples(_recs(3), pattern)
-    infos = atdata.write_samples(_recs(4, start=100), pattern)
+    infos = atdata.write_samples(_recs(4, start=100), pattern).shard_infos
     ds = atdata.Dataset[Rec](infos[0].location)
     assert [r.idx for r in ds.ordered()] == [100, 101, 102, 103]
     assert len(ds) == 4
@@ -235,7 +235,7 @@ def test_rewriting_replaces_a_shard_whole(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ the sidecar
 def test_offset_sidecar_matches_a_tarfile_scan(tmp_path: Path) -> None:
     samples = [DictSample(i=i, blob=bytes(range(i % 7)) * (i * 50)) for i in range(20)]
-    infos = atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), maxcount=8)
+    infos = atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), maxcount=8).shard_infos
     for info in infos:
         idx = _load_index(info.location)
         members = _tar_members(info.location)
@@ -251,7 +251,7 @@ def test_offset_sidecar_matches_a_tarfile_scan(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ plain tarfile
 def test_plain_tarfile_and_msgpack_decode_the_shard_as_documented(tmp_path: Path) -> None:
     recs = _recs(4)
-    infos = atdata.write_samples(recs, str(tmp_path / "s-%06d.tar"), key_field="name")
+    infos = atdata.write_samples(recs, str(tmp_path / "s-%06d.tar"), key_field="name").shard_infos
     with tarfile.open(infos[0].location) as tf:
         assert tf.getnames() == [f"{r.name}.msgpack" for r in recs]
         for r, m in zip(recs, tf.getmembers(), strict=True):
@@ -279,7 +279,7 @@ def test_dict_samples_are_written_as_plain_msgpack_maps(tmp_path: Path) -> None:
         "plain_dict": [{"text": "t", "n": 1, "arr": arr, "raw": b"\x01"}],
     }
     for name, samples in written.items():
-        infos = atdata.write_samples(samples, str(tmp_path / f"{name}-%06d.tar"))
+        infos = atdata.write_samples(samples, str(tmp_path / f"{name}-%06d.tar")).shard_infos
         with tarfile.open(infos[0].location) as tf:
             (member,) = tf.getmembers()
             raw = tf.extractfile(member)

@@ -50,7 +50,7 @@ def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     infos = atdata.write_samples(
         iter_samples(sc, spec["n"], T, gen), str(out / spec["pattern"]), maxcount=spec["per_shard"]
-    )
+    ).shard_infos
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     files = [str(i.location) for i in infos]
     digest = hashlib.sha256("".join(i.sha256 for i in infos).encode()).hexdigest()[:16]

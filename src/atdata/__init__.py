@@ -30,7 +30,9 @@ from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .loading import DatasetDict, load_dataset
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
-from .shards.writer import ShardInfo, ShardWriter, write_samples
+from .shards.writer import ShardInfo, ShardWriter
+from .stores.disk import LocalDiskStore
+from .writing import write_samples
 
 __version__ = "0.1.0"
 
@@ -52,6 +54,7 @@ __all__ = [
     "LensError",
     "LensRegistry",
     "Loader",
+    "LocalDiskStore",
     "NDArray",
     "NotFoundError",
     "PackableSample",

@@ -70,8 +70,15 @@ def load_dataset(
     split: str | None = None,
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
     index: Any = None,
+    streaming: bool = True,
 ) -> Any:
-    """Load a dataset by path, URL or name; see the module docstring for the forms accepted."""
+    """Load a dataset by path, URL or name; see the module docstring for the forms accepted.
+
+    ``streaming`` is accepted for familiarity with Hugging Face ``datasets``: atdata datasets
+    always stream shards (nothing is downloaded up front), so ``streaming=False`` gives the same
+    dataset; pass ``cache=True`` to ``Dataset`` or set ``$ATDATA_CACHE_DIR`` to keep local copies.
+    """
+    del streaming  # every atdata dataset streams; see the docstring
     text = os.fspath(path)
     if text.startswith("@local/"):
         splits = _from_index(text[len("@local/") :], sample_type, index)

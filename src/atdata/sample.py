@@ -57,6 +57,7 @@ class PackableSample:
         return codec_for(cls).decode(body)
 
 
+@dataclass_transform()
 def packable(cls: type[T]) -> type[T]:
     """Turn an annotated class into a packable dataclass sample type.
 

@@ -102,7 +102,9 @@ def test_cid_depends_on_content_not_on_name_or_location(index: Index, tmp_path: 
 
 
 def test_insert_registers_existing_shards_in_place(index: Index, tmp_path: Path) -> None:
-    infos = atdata.write_samples(make_samples(12), str(tmp_path / "ext" / "x-%06d.tar"), maxcount=5)
+    infos = atdata.write_samples(
+        make_samples(12), str(tmp_path / "ext" / "x-%06d.tar"), maxcount=5
+    ).shard_infos
     entry = index.insert(str(tmp_path / "ext" / "x-{000000..000002}.tar"), "ext", sample_type=Point)
     assert entry.urls == [i.location for i in infos]
     assert [s.checksum.digest for s in entry.shards] == [i.sha256 for i in infos]
@@ -115,7 +117,9 @@ def test_insert_registers_existing_shards_in_place(index: Index, tmp_path: Path)
 def test_insert_counts_shards_without_a_sidecar_or_with_a_stale_one(
     index: Index, tmp_path: Path
 ) -> None:
-    infos = atdata.write_samples(make_samples(7), str(tmp_path / "x-%06d.tar"), maxcount=4)
+    infos = atdata.write_samples(
+        make_samples(7), str(tmp_path / "x-%06d.tar"), maxcount=4
+    ).shard_infos
     os.remove(infos[0].location + ".idx")
     Path(infos[1].location + ".idx").write_bytes(b"garbage")
     entry = index.insert([i.location for i in infos], "nosidecar")
@@ -134,7 +138,9 @@ def test_insert_a_dataset_object_takes_its_type(index: Index, tmp_path: Path) ->
 def test_insert_with_copy_puts_shards_and_sidecars_in_the_store(
     index: Index, store: LocalDiskStore, tmp_path: Path
 ) -> None:
-    infos = atdata.write_samples(make_samples(6), str(tmp_path / "src-%06d.tar"), maxcount=4)
+    infos = atdata.write_samples(
+        make_samples(6), str(tmp_path / "src-%06d.tar"), maxcount=4
+    ).shard_infos
     os.remove(infos[1].location + ".idx")
     entry = index.insert([i.location for i in infos], "copied", copy=True, sample_type=Point)
     assert entry.stored is True

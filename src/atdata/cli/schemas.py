@@ -1,4 +1,4 @@
-"""``atdata schema show REF|PATH``, ``atdata schema diff A B`` and ``atdata schema ls``.
+"""``atdata schema show REF|PATH``, ``diff A B``, ``ls`` and ``stub REF [-o module.py]``.
 
 A schema argument is a stored schema (``atdata://local/schema/Frame@1.0.0``, ``Frame@1.0.0``,
 ``Frame`` for the newest version), a dataset in the index (``@local/name[@v]``: its recorded
@@ -165,6 +165,39 @@ def show(
         if info.schema.description:
             console.print(Text(f"  {info.schema.description.strip()}", style="italic"))
     console.print(schema_table(info))
+
+
+@schema_app.command("stub")
+def stub(
+    schema: Annotated[
+        str,
+        typer.Argument(
+            help="Schema ref (Name@1.0.0, atdata://...), @local/name or shards.", metavar="REF|PATH"
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write the module here instead of to stdout."),
+    ] = None,
+) -> None:
+    """Write a typed Python module (a @packable class with dtypes and shapes) for a schema.
+
+    The module is generated from the schema's validated fields as plain text for you to review
+    and commit; atdata never imports or runs it.
+    """
+    from ..stubgen import schema_stub
+
+    info = resolve_schema(schema)
+    text = schema_stub(info.schema, ref=info.ref)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise CliError(f"cannot write {output!r}: {exc}") from exc
+    typer.echo(f"wrote {output} ({info.label})", err=True)
 
 
 # -- comparing ----------------------------------------------------------------------------------

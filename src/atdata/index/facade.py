@@ -87,9 +87,11 @@ class Index:
             root = os.fspath(home) if home is not None else str(atdata_home())
             if provider is None:
                 provider = SQLiteProvider(os.path.join(os.path.expanduser(root), "index.db"))
-            if data_store is None:
-                from ..stores.disk import LocalDiskStore
+            from ..stores.disk import LocalDiskStore
 
+            if data_store is None or (
+                isinstance(data_store, LocalDiskStore) and data_store.default_root and home
+            ):  # LocalDiskStore() means the index's own data directory
                 data_store = LocalDiskStore(os.path.join(os.path.expanduser(root), "data"))
             repos = [Repository("local", provider, data_store)]
         names = [r.name for r in repos]

@@ -23,7 +23,7 @@ from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
-__all__ = ["ShardInfo", "ShardWriter", "write_samples"]
+__all__ = ["ShardInfo", "ShardWriter"]
 
 T = TypeVar("T")
 _SUFFIX = b".msgpack"
@@ -264,21 +264,3 @@ class ShardWriter(Generic[T]):
             raise
         self.shards.append(ShardInfo(sink.location, len(self._keys), size, digest))
         self._shard_number += 1
-
-
-def write_samples(
-    samples: Iterable[Any],
-    pattern: str,
-    *,
-    maxcount: int = 10_000,
-    maxsize: int | None = None,
-    key_field: str | None = None,
-) -> list[ShardInfo]:
-    """Write ``samples`` to shards named ``pattern % n``; returns the shards with their sha256.
-
-    Memory stays bounded by one sample: the input is consumed as a stream.
-    """
-    writer: ShardWriter[Any]
-    with ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field) as writer:
-        writer.write_all(samples)
-    return writer.shards

@@ -30,7 +30,7 @@ __all__ = ["LocalDiskStore"]
 
 
 class LocalDiskStore(DataStore):
-    """Shards under one local directory.
+    """Shards under one local directory; ``LocalDiskStore()`` is the index's data directory.
 
     >>> import tempfile
     >>> store = LocalDiskStore(tempfile.mkdtemp())
@@ -41,7 +41,12 @@ class LocalDiskStore(DataStore):
 
     kind = "disk"
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        #: True when no root was given: the store is ``$ATDATA_HOME/data`` (``~/.atdata/data``),
+        #: and an ``Index(home=...)`` given this store uses ``<home>/data`` instead.
+        self.default_root = root is None
+        if root is None:
+            root = os.path.join(os.environ.get("ATDATA_HOME") or "~/.atdata", "data")
         self.root = Path(os.path.realpath(os.path.expanduser(os.fspath(root))))
 
     def __repr__(self) -> str:

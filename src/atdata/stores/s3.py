@@ -21,8 +21,9 @@ the store's URLs go through :class:`~atdata.sources.s3.S3Source` with the same c
 
 import contextlib
 import hashlib
+import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -41,6 +42,7 @@ from .base import (
     validate_dataset_name,
     warn_not_owned,
 )
+from .credentials import config_fields
 
 __all__ = ["DEFAULT_PART_SIZE", "S3DataStore", "S3MultipartSink"]
 
@@ -227,6 +229,10 @@ class S3DataStore(DataStore):
     ``config`` (an :class:`S3Config`) says how to reach the server; without it the config
     current when the store is made is used (``S3Config()``, boto3's standard chain, outside
     any ``configure`` block). ``endpoint_url`` is a shortcut for ``config.replace(endpoint_url=)``.
+    ``S3DataStore(credentials, bucket="b")`` takes the keys and endpoint from a dict
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_ENDPOINT_URL``/``endpoint``,
+    ``AWS_REGION``/``region``) or a ``.env`` file path (read, never executed; see
+    :mod:`atdata.stores.credentials`).
 
     >>> store = S3DataStore("bucket", "datasets/", config=S3Config(region="us-east-1"))
     >>> store.shard_pattern("team/mnist", 3, "0123456789abcdef")
@@ -239,15 +245,25 @@ class S3DataStore(DataStore):
 
     def __init__(
         self,
-        bucket: str,
+        bucket_or_credentials: "str | Mapping[str, str] | os.PathLike[str] | None" = None,
+        /,
         prefix: str = "",
         *,
+        bucket: str | None = None,
         endpoint_url: str | None = None,
         config: S3Config | None = None,
         part_size: int = DEFAULT_PART_SIZE,
         max_in_flight: int = 2,
     ) -> None:
         config = config if config is not None else current_config()
+        if bucket is None:  # S3DataStore("bucket", "prefix")
+            if not isinstance(bucket_or_credentials, str):
+                raise TypeError(
+                    "S3DataStore needs a bucket: S3DataStore('bucket') or (creds, bucket=)"
+                )
+            bucket = bucket_or_credentials
+        elif bucket_or_credentials is not None:  # S3DataStore(credentials, bucket="b")
+            config = config.replace(**config_fields(bucket_or_credentials))
         if endpoint_url is not None:
             config = config.replace(endpoint_url=endpoint_url)
         try:

@@ -1,0 +1,134 @@
+"""``write_samples()``: write samples to local shards and get back a :class:`Dataset` over them.
+
+``path`` is either one file (``"output/data.tar"``) or a shard pattern with a ``%d``-style
+placeholder (``"output/data-%06d.tar"``). A file path that ends up needing more than one shard
+(``maxcount``/``maxsize``) rolls over to a pattern derived from it: ``data.tar`` becomes
+``data-000000.tar``, ``data-000001.tar``, ... (the stem, ``-``, six digits, the suffix). A file
+path whose samples fit in one shard is written as exactly that file.
+
+The returned dataset reads what was written (its sample type is that of the samples, or
+:class:`~atdata.DictSample` for dicts) and keeps each shard's location, count, size and sha256
+in :attr:`WrittenDataset.shard_infos`.
+"""
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar, overload
+
+from .dataset import Dataset
+from .errors import SchemaError
+from .sample import DictSample
+from .shards.offsets import OFFSETS_SUFFIX
+from .shards.sink import LocalFileSink, ShardSink
+from .shards.writer import ShardInfo, ShardWriter
+
+__all__ = ["WrittenDataset", "rollover_pattern", "write_samples"]
+
+T = TypeVar("T")
+_PLACEHOLDER = re.compile(r"(?<!%)(?:%%)*%[-0 #+]*\d*d")
+
+
+class WrittenDataset(Dataset[T]):
+    """A :class:`Dataset` over shards ``write_samples`` just wrote, with their :class:`ShardInfo`."""
+
+    shard_infos: list[ShardInfo]
+    """The shards written, in order: location, sample count, size in bytes, sha256."""
+
+    def __init__(self, shard_infos: list[ShardInfo], sample_type: type[T]) -> None:
+        super().__init__([s.location for s in shard_infos], sample_type)
+        self.shard_infos = list(shard_infos)
+
+
+def rollover_pattern(path: str) -> str:
+    """The shard pattern a single-file ``path`` rolls over to.
+
+    >>> rollover_pattern("output/data.tar"), rollover_pattern("x/100%.tar")
+    ('output/data-%06d.tar', 'x/100%%-%06d.tar')
+    """
+    head, name = os.path.split(path)
+    stem, suffix = os.path.splitext(name)
+    if not stem:
+        stem, suffix = name, ""
+    pattern = f"{stem.replace('%', '%%')}-%06d{suffix.replace('%', '%%')}"
+    return os.path.join(head.replace("%", "%%"), pattern) if head else pattern
+
+
+@overload
+def write_samples(
+    samples: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    maxcount: int = ...,
+    maxsize: int | None = ...,
+    key_field: str | None = ...,
+) -> WrittenDataset[DictSample]: ...
+
+
+@overload
+def write_samples(
+    samples: Iterable[T],
+    path: str | os.PathLike[str],
+    *,
+    maxcount: int = ...,
+    maxsize: int | None = ...,
+    key_field: str | None = ...,
+) -> WrittenDataset[T]: ...
+
+
+def write_samples(
+    samples: Iterable[Any],
+    path: str | os.PathLike[str],
+    *,
+    maxcount: int = 10_000,
+    maxsize: int | None = None,
+    key_field: str | None = None,
+) -> WrittenDataset[Any]:
+    """Write ``samples`` to ``path`` (one file, or a ``%06d`` pattern); returns a Dataset over them.
+
+    Memory stays bounded by one sample: the input is consumed as a stream. See the module
+    docstring for how a single-file path rolls over.
+
+    >>> import tempfile, os, atdata
+    >>> d = tempfile.mkdtemp()
+    >>> ds = write_samples([atdata.DictSample(i=i) for i in range(3)], os.path.join(d, "x.tar"))
+    >>> [s["i"] for s in ds], [os.path.basename(s.location) for s in ds.shard_infos]
+    ([0, 1, 2], ['x.tar'])
+    """
+    text = os.fspath(path)
+    single = _PLACEHOLDER.search(text) is None
+    pattern = rollover_pattern(text) if single else text
+    seen: list[type] = []
+
+    def typed(items: Iterable[Any]) -> Iterable[Any]:
+        for item in items:
+            if not seen:
+                seen.append(type(item))
+            yield item
+
+    first, second = pattern % 0, pattern % 1
+
+    def sink_for(location: str) -> ShardSink:
+        """A single-file path: shard 0 is written as the file itself and renamed to the derived
+        pattern only if a second shard starts (after shard 0 and its sidecar were committed)."""
+        if single and location == first:
+            return LocalFileSink(text)
+        if single and location == second:
+            os.replace(text, first)
+            os.replace(text + OFFSETS_SUFFIX, first + OFFSETS_SUFFIX)
+        return LocalFileSink(location)
+
+    writer: ShardWriter[Any]
+    with ShardWriter(
+        pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field, sink_factory=sink_for
+    ) as writer:
+        writer.write_all(typed(samples))
+    infos = list(writer.shards)
+    if not infos:
+        raise SchemaError(f"no samples to write to {text!r}: the input was empty")
+    if single and len(infos) > 1:  # shard 0 was renamed when shard 1 started
+        infos[0] = dataclasses.replace(infos[0], location=first)
+    kind = seen[0]
+    sample_type: type[Any] = DictSample if issubclass(kind, dict | DictSample) else kind
+    return WrittenDataset(infos, sample_type)
