@@ -1,11 +1,21 @@
 """The per-shard offset index: a sidecar ``<shard>.idx`` beside every shard we write.
 
-It records, for every sample member, its key and where its header and body lie, so that
+It records, for every sample, its key and where its member's header and body lie, so that
 ``len()``, ``ds[i]`` and ``ds.get(key)`` are O(1) without scanning the tar. The sidecar is a
 msgpack map; the shard's size and sha256 are kept in it so a stale sidecar is detected.
+
+A sample is a *key group*: the consecutive members sharing a key, as schema-free iteration groups
+them. In the shards we write a group is one ``<key>.msgpack`` member, and the sidecar holds
+exactly that (format version 1). For other shards (plain WebDataset: ``000001.jpg``,
+``000001.cls``, ...) the index also records each group's byte span (``starts``/``ends``, format
+version 2); ``header_offsets``/``sizes`` then name the group's ``.msgpack`` member when it has
+one, else its first member.
+
+Nothing in a sidecar is trusted for content: readers check each member header it points at
+(name, size, checksum) against the shard, and a sidecar that disagrees is dropped for a scan.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -13,39 +23,133 @@ import numpy as np
 
 from ..errors import ShardError
 
-__all__ = ["OFFSETS_SUFFIX", "OffsetIndex"]
+__all__ = ["MAX_SHARD_SIZE", "OFFSETS_SUFFIX", "OffsetIndex", "SidecarMismatch", "sidecar_limit"]
 
 OFFSETS_SUFFIX = ".idx"
 _FORMAT = "atdata.offsets"
 _VERSION = 1
+_VERSION_GROUPS = 2
+_BLOCK = 512
+_SAMPLE_SUFFIX = ".msgpack"
+_NAME_FIELD = 100
+#: No shard is larger than this (2**50 bytes = 1 PiB); bounds every size taken from a sidecar,
+#: so sums of offsets and sizes cannot wrap in int64.
+MAX_SHARD_SIZE = 1 << 50
+#: Hard cap on a sidecar's size (see also :func:`sidecar_limit`).
+MAX_SIDECAR_BYTES = 64 << 20
+_PER_SAMPLE_SIDECAR = 160  # generous: a 100-byte key, two int64s, msgpack overhead
+
+
+class SidecarMismatch(ShardError):
+    """An offset-index sidecar disagrees with the shard it describes (it is then not used)."""
+
+
+def sidecar_limit(shard_size: int | None) -> int:
+    """The largest sidecar believable for a shard of ``shard_size`` bytes (None: unknown).
+
+    A sample takes at least one 512-byte header in the shard and at most ~160 bytes in the
+    sidecar, so a sidecar is at most about a third of its shard (plus a little), and never above
+    :data:`MAX_SIDECAR_BYTES`.
+    """
+    if shard_size is None:
+        return MAX_SIDECAR_BYTES
+    return min(MAX_SIDECAR_BYTES, 4096 + (shard_size // _BLOCK) * _PER_SAMPLE_SIDECAR)
+
+
+def _padded(sizes: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":
+    return sizes + ((-sizes) % _BLOCK)
 
 
 @dataclass
 class OffsetIndex:
-    """Keys, header offsets and body sizes of the sample members of one shard."""
+    """Keys and member locations of the samples of one shard (see the module docstring)."""
 
     keys: list[str]
     header_offsets: "np.ndarray[Any, np.dtype[np.int64]]"
     sizes: "np.ndarray[Any, np.dtype[np.int64]]"
     shard_size: int
     sha256: str | None = None
-    _positions: dict[str, int] | None = None
+    #: per-sample byte spans [starts, ends) of key groups; None when every sample is one member
+    starts: "np.ndarray[Any, np.dtype[np.int64]] | None" = None
+    ends: "np.ndarray[Any, np.dtype[np.int64]] | None" = None
+    _positions: dict[str, int] | None = field(default=None, repr=False)
+    _names: "np.ndarray[Any, Any] | None" = field(default=None, repr=False)
+    _bulk: bool | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def position(self, key: str) -> int | None:
-        """The member number of ``key`` in this shard, or None."""
+        """The sample number of ``key`` in this shard (its first group), or None."""
         if self._positions is None:
-            self._positions = {k: i for i, k in enumerate(self.keys)}
+            positions: dict[str, int] = {}
+            for i, k in enumerate(self.keys):
+                positions.setdefault(k, i)
+            self._positions = positions
         return self._positions.get(key)
 
     def body_range(self, i: int) -> tuple[int, int]:
-        """(offset, size) of the body of member number ``i``."""
-        return int(self.header_offsets[i]) + 512, int(self.sizes[i])
+        """(offset, size) of the body of sample ``i``'s member."""
+        return int(self.header_offsets[i]) + _BLOCK, int(self.sizes[i])
+
+    def start_offset(self, i: int) -> int:
+        """Where sample ``i`` starts in the shard (its first header, extension headers included)."""
+        if self.starts is not None:
+            return int(self.starts[i])
+        return int(self.header_offsets[i])
+
+    def member_span(self, i: int) -> tuple[int, int]:
+        """[start, end) of the bytes holding sample ``i``'s member (``header_offsets[i]``)."""
+        end = int(self.header_offsets[i]) + _BLOCK + int(_padded(self.sizes[i : i + 1])[0])
+        if self.starts is not None:
+            return min(int(self.starts[i]), int(self.header_offsets[i])), end
+        return int(self.header_offsets[i]), end
+
+    def group_span(self, i: int) -> tuple[int, int]:
+        """[start, end) of every member of sample ``i`` (its key group)."""
+        if self.starts is not None and self.ends is not None:
+            return int(self.starts[i]), int(self.ends[i])
+        return self.member_span(i)
+
+    def bulk_names(self) -> "np.ndarray[Any, Any] | None":
+        """Expected tar name fields (``key.msgpack``, S100) for the bulk read path, or None.
+
+        None when the bulk path cannot prove the index right: groups of several members, members
+        not laid out back to back from byte 0, or keys whose names a parser would read otherwise.
+        """
+        if self._bulk is None:
+            self._bulk = self._bulk_eligible()
+            if self._bulk:
+                self._names = np.array(
+                    [k.encode() + b".msgpack" for k in self.keys], dtype=f"S{_NAME_FIELD}"
+                )
+        return self._names if self._bulk else None
+
+    def _bulk_eligible(self) -> bool:
+        if self.starts is not None:
+            return False
+        n = len(self.keys)
+        if n == 0:
+            return True
+        offs, sizes = self.header_offsets, self.sizes
+        if int(offs[0]) != 0:
+            return False
+        ends = offs + _BLOCK + _padded(sizes)
+        if not np.array_equal(offs[1:], ends[:-1]):
+            return False
+        for k in self.keys:
+            name = k.encode()
+            if (
+                not k
+                or len(name) + len(_SAMPLE_SUFFIX) > _NAME_FIELD
+                or "." in k.rpartition("/")[2]
+                or "\x00" in k
+            ):
+                return False
+        return True
 
     def to_bytes(self) -> bytes:
-        payload = {
+        payload: dict[str, Any] = {
             "format": _FORMAT,
             "version": _VERSION,
             "shard_size": self.shard_size,
@@ -55,29 +159,68 @@ class OffsetIndex:
             "header_offsets": self.header_offsets.astype("<i8").tobytes(),
             "sizes": self.sizes.astype("<i8").tobytes(),
         }
+        if self.starts is not None and self.ends is not None:
+            payload["version"] = _VERSION_GROUPS
+            payload["starts"] = self.starts.astype("<i8").tobytes()
+            payload["ends"] = self.ends.astype("<i8").tobytes()
         data: bytes = msgpack.packb(payload, use_bin_type=True)
         return data
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> "OffsetIndex":
+        """Parse a sidecar; ShardError (naming ``where``) when it is malformed or impossible."""
+        if len(data) > MAX_SIDECAR_BYTES:
+            raise ShardError(
+                f"bad offset index {where}: {len(data)} bytes is more than any sidecar holds"
+            )
         try:
             raw = msgpack.unpackb(data, raw=False)
             if not isinstance(raw, dict) or raw.get("format") != _FORMAT:
                 raise ValueError("not an atdata offset index")
-            if raw.get("version") != _VERSION:
-                raise ValueError(f"unsupported version {raw.get('version')!r}")
+            version = raw.get("version")
+            if version not in (_VERSION, _VERSION_GROUPS):
+                raise ValueError(f"unsupported version {version!r}")
             keys = raw["keys"]
-            offsets = np.frombuffer(raw["header_offsets"], dtype="<i8")
-            sizes = np.frombuffer(raw["sizes"], dtype="<i8")
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise ValueError("keys must be a list of strings")
+            shard_size = raw["shard_size"]
+            if not isinstance(shard_size, int) or not 0 <= shard_size <= MAX_SHARD_SIZE:
+                raise ValueError(f"impossible shard size {shard_size!r}")
             count = raw["count"]
-            shard_size = int(raw["shard_size"])
-            if not (len(keys) == len(offsets) == len(sizes) == count):
-                raise ValueError("counts disagree")
-            if count and (
-                int(offsets.min()) < 0 or int((offsets + 512 + sizes).max()) > shard_size
+            offsets = _int64s(raw["header_offsets"], "header_offsets", shard_size)
+            sizes = _int64s(raw["sizes"], "sizes", shard_size)
+            starts = ends = None
+            if version == _VERSION_GROUPS:
+                starts = _int64s(raw["starts"], "starts", shard_size)
+                ends = _int64s(raw["ends"], "ends", shard_size)
+            if not all(
+                len(a) == count for a in (keys, offsets, sizes, *(x for x in (starts, ends) if x is not None))
             ):
-                raise ValueError("offsets fall outside the shard")
-        except (ValueError, KeyError, TypeError, msgpack.ExtraData) as exc:
+                raise ValueError("counts disagree")
+            # every value is within [0, shard_size <= 2**50], so these sums cannot wrap
+            if count and int((offsets + _BLOCK + _padded(sizes)).max()) > shard_size:
+                raise ValueError("a member extends past the end of the shard")
+            if starts is not None and ends is not None and count and bool((starts > ends).any()):
+                raise ValueError("a sample span ends before it starts")
+        except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+                msgpack.StackError) as exc:
             raise ShardError(f"bad offset index {where}: {exc}") from None
         sha = raw.get("sha256")
-        return cls(list(keys), offsets, sizes, shard_size, sha if isinstance(sha, str) else None)
+        return cls(
+            list(keys),
+            offsets,
+            sizes,
+            shard_size,
+            sha if isinstance(sha, str) else None,
+            starts,
+            ends,
+        )
+
+
+def _int64s(value: Any, what: str, limit: int) -> "np.ndarray[Any, np.dtype[np.int64]]":
+    if not isinstance(value, bytes) or len(value) % 8:
+        raise ValueError(f"{what} must be packed little-endian int64s")
+    out: np.ndarray[Any, np.dtype[np.int64]] = np.frombuffer(value, dtype="<i8").astype(np.int64)
+    if len(out) and (int(out.min()) < 0 or int(out.max()) > limit):
+        raise ValueError(f"{what} fall outside the shard")
+    return out

@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from .._optional import require
 from ..errors import SourceError
 from ._retry import Body, ResumableStream, RetryPolicy, Transient, check_installed
-from .base import register_scheme
+from .base import read_capped, register_scheme
 
 if TYPE_CHECKING:
     import httpx
@@ -143,7 +143,7 @@ class HttpSource:
         url = _with_suffix(self.url, suffix)
         try:
             with ResumableStream(url, self._opener(url), self.retry) as stream:
-                return stream.read()
+                return read_capped(cast(BinaryIO, stream), url)
         except _NotFound:
             return None
 
