@@ -16,8 +16,8 @@ from .codec import codec_for, unpack_map
 from .errors import LensError, SchemaError
 from .loader import Loader, Stage, _dict_decoder, located
 from .sample import DictSample
+from .shards.access import read_body, read_group
 from .shards.offsets import SidecarMismatch
-from .shards.reader import read_body, read_group
 from .shards.shardset import ShardSet, SourceFactory
 from .shards.urls import expand_urls
 from .sources import ShardCache, ShardSource, open_source, wrap_source

@@ -29,7 +29,8 @@ from ..stores.base import (
 from . import datasets as ds_ops
 from . import labels as label_ops
 from . import lenses as lens_ops
-from .ingest import copy_shard, inspect_shard, normalize_url
+from ..shards.shardset import ShardExpectation
+from .ingest import copy_shard, inspect_shard, normalize_url, shard_expectation
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
 from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
@@ -172,7 +173,15 @@ class Index:
                 writer.write(first)
                 writer.write_all(iterator)
             shards = [
-                ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size)
+                ShardRecord(
+                    info.location,
+                    Checksum("sha256", info.sha256),
+                    info.count,
+                    info.size,
+                    None
+                    if info.sidecar_sha256 is None
+                    else Checksum("sha256", info.sidecar_sha256),
+                )
                 for info in writer.shards
             ]
             return ds_ops.commit_entry(
@@ -605,6 +614,11 @@ class _EntryShardOpener:
             s.url: s.checksum.digest for s in shards if s.checksum.algorithm.lower() == "sha256"
         }
         self.cache = ShardCache.from_setting(None)
+        self.records = {s.url: s for s in shards}
+
+    def expectation(self, url: str) -> ShardExpectation | None:
+        """What the entry records about the shard at ``url`` (bounds reads, checks sidecars)."""
+        return shard_expectation(self.records.get(url))
 
     def __call__(self, url: str) -> ShardSource:
         store_opener = getattr(self.store, "open_source", None)

@@ -193,17 +193,23 @@ class OffsetIndex:
             if version == _VERSION_GROUPS:
                 starts = _int64s(raw["starts"], "starts", shard_size)
                 ends = _int64s(raw["ends"], "ends", shard_size)
-            if not all(
-                len(a) == count for a in (keys, offsets, sizes, *(x for x in (starts, ends) if x is not None))
-            ):
+            lengths = {len(keys), len(offsets), len(sizes)}
+            lengths |= {len(x) for x in (starts, ends) if x is not None}
+            if lengths != {count}:
                 raise ValueError("counts disagree")
             # every value is within [0, shard_size <= 2**50], so these sums cannot wrap
             if count and int((offsets + _BLOCK + _padded(sizes)).max()) > shard_size:
                 raise ValueError("a member extends past the end of the shard")
             if starts is not None and ends is not None and count and bool((starts > ends).any()):
                 raise ValueError("a sample span ends before it starts")
-        except (ValueError, KeyError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-                msgpack.StackError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            msgpack.StackError,
+        ) as exc:
             raise ShardError(f"bad offset index {where}: {exc}") from None
         sha = raw.get("sha256")
         return cls(

@@ -28,6 +28,7 @@ from .base import (
     ShardRecord,
     shard_basename,
     validate_dataset_name,
+    verify_sidecar,
 )
 
 __all__ = ["DEFAULT_PART_SIZE", "S3DataStore", "S3MultipartSink"]
@@ -385,7 +386,7 @@ class S3DataStore(DataStore):
         digest = hasher.hexdigest()
         if digest != shard.checksum.digest.lower():
             return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
-        return None
+        return verify_sidecar(self.open_source(shard.url), shard)
 
 
 def _check_key(key: str, *, what: str) -> None:
