@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import ConflictError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
+from ..shards.shardset import ShardExpectation
 from ..shards.writer import ShardWriter
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
@@ -29,7 +30,6 @@ from ..stores.base import (
 from . import datasets as ds_ops
 from . import labels as label_ops
 from . import lenses as lens_ops
-from ..shards.shardset import ShardExpectation
 from .ingest import copy_shard, inspect_shard, normalize_url, shard_expectation
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
