@@ -111,6 +111,14 @@ class OffsetIndex:
             return int(self.starts[i]), int(self.ends[i])
         return self.member_span(i)
 
+    def end_offset(self) -> int:
+        """Where the last sample's bytes end (0 when there is none)."""
+        if not self.keys:
+            return 0
+        if self.ends is not None:
+            return int(self.ends.max())
+        return self.member_span(len(self.keys) - 1)[1]
+
     def bulk_names(self) -> "np.ndarray[Any, Any] | None":
         """Expected tar name fields (``key.msgpack``, S100) for the bulk read path, or None.
 

@@ -23,6 +23,7 @@ from .reader import scan_offsets
 __all__ = ["ShardExpectation", "ShardSet"]
 
 SourceFactory = Callable[[str], ShardSource]
+_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class ShardSet:
                     raise ShardError(
                         f"it describes a shard of {what} {claimed}, but the shard's is {recorded}"
                     )
+            if path is not None and local_size == idx.shard_size:
+                _check_listed_to_the_end(path, idx)
         except ShardError as exc:
             self._distrust(i, str(exc))
             return None
@@ -196,3 +199,17 @@ class ShardSet:
                     table.setdefault(k, (i, j))
             self._keys = table
         return self._keys.get(key)
+
+
+def _check_listed_to_the_end(path: str, idx: OffsetIndex) -> None:
+    """After the last sample the index lists, a local shard must end or hold end-of-archive
+    zeros: a sidecar leaving samples out would make ``len()`` disagree with iteration."""
+    end = idx.end_offset()
+    try:
+        with open(path, "rb") as f:
+            f.seek(end)
+            tail = f.read(_BLOCK)
+    except OSError:
+        return  # reading the shard itself reports this
+    if tail and tail != bytes(_BLOCK):
+        raise ShardError(f"the shard holds members after the last one it lists (byte {end})")
