@@ -14,8 +14,8 @@ import pytest
 
 from atdata.errors import SourceError
 from atdata.sample import PackableSample
-from atdata.shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from atdata.shards.access import read_body
+from atdata.shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from atdata.shards.reader import iter_members, load_offsets
 from atdata.shards.writer import ShardInfo, write_samples
 from atdata.sources import open_source

@@ -15,8 +15,8 @@ import pytest
 
 from atdata.errors import SourceError
 from atdata.sample import DictSample
-from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.access import read_body
+from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.reader import iter_members, load_offsets
 from atdata.shards.writer import write_samples
 from atdata.sources import open_source

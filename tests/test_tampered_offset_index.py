@@ -16,6 +16,8 @@ from typing import Any
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import atdata
@@ -235,3 +237,50 @@ def test_dict_samples_read_through_a_tampered_sidecar(shard: Path) -> None:
     got, caught = _quiet(lambda: (ds[0]["idx"], ds.get("39")["idx"]))
     assert got == (0, 39) and _sidecar_warnings(caught)
     assert isinstance(ds[1], DictSample)
+
+
+@atdata.packable
+class Named:
+    name: str
+    x: NDArray[np.float32]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"{i:04d}" for i in range(30)],
+        ["a", "bb", "ccc", "d-1", "x" * 92, "k:9", "z~=,+@"],
+    ],
+)
+def test_the_batched_path_checks_names_of_any_length_without_warnings(
+    tmp_path: Path, names: list[str]
+) -> None:
+    samples = [Named(n, np.full(2, i, dtype=np.float32)) for i, n in enumerate(names)]
+    (info,) = write_samples(samples, str(tmp_path / "n-%06d.tar"), key_field="name")
+    index = OffsetIndex.from_bytes(Path(info.location + ".idx").read_bytes(), "test")
+    assert index.bulk_names() is not None  # the fast path is taken
+    ds = Dataset[Named](info.location)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AtdataWarning)
+        got = [n for b in ds.ordered(batch_size=4) for n in b.name]
+        assert got == names
+        assert [ds.get(n).name for n in names] == names
+
+
+@given(
+    keys=st.lists(
+        st.text(st.characters(codec="utf-8", exclude_characters="./\x00"), min_size=1, max_size=40),
+        max_size=20,
+    )
+)
+def test_the_name_table_is_each_key_with_its_suffix(keys: list[str]) -> None:
+    n = len(keys)
+    sizes = np.zeros(n, dtype=np.int64)
+    index = OffsetIndex(keys, np.arange(n, dtype=np.int64) * 512, sizes, shard_size=512 * n)
+    names = index.bulk_names()
+    fits = [len(k.encode()) + 8 <= 100 for k in keys]
+    if not all(fits):
+        assert names is None
+        return
+    assert names is not None
+    assert [bytes(x) for x in names] == [k.encode() + b".msgpack" for k in keys]

@@ -126,35 +126,52 @@ class OffsetIndex:
         not laid out back to back from byte 0, or keys whose names a parser would read otherwise.
         """
         if self._bulk is None:
-            self._bulk = self._bulk_eligible()
-            if self._bulk:
-                self._names = np.array(
-                    [k.encode() + b".msgpack" for k in self.keys], dtype=f"S{_NAME_FIELD}"
-                )
-        return self._names if self._bulk else None
+            self._names = self._name_table() if self._contiguous() else None
+            self._bulk = self._names is not None
+        return self._names
 
-    def _bulk_eligible(self) -> bool:
+    def _contiguous(self) -> bool:
         if self.starts is not None:
             return False
-        n = len(self.keys)
-        if n == 0:
+        if not self.keys:
             return True
         offs, sizes = self.header_offsets, self.sizes
-        if int(offs[0]) != 0:
-            return False
         ends = offs + _BLOCK + _padded(sizes)
-        if not np.array_equal(offs[1:], ends[:-1]):
-            return False
-        for k in self.keys:
-            name = k.encode()
-            if (
-                not k
-                or len(name) + len(_SAMPLE_SUFFIX) > _NAME_FIELD
-                or "." in k.rpartition("/")[2]
-                or "\x00" in k
-            ):
-                return False
-        return True
+        return int(offs[0]) == 0 and bool(np.array_equal(offs[1:], ends[:-1]))
+
+    def _name_table(self) -> "np.ndarray[Any, Any] | None":
+        """``key.msgpack`` for every key as an S100 array, built in numpy (no per-key encode:
+        this runs once per shard per dataset, on the read path)."""
+        keys = self.keys
+        n = len(keys)
+        joined = "".join(keys)
+        data = joined.encode()
+        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+        simple = len(data) == len(joined) and "." not in joined and "\x00" not in joined
+        if not simple:
+            if not all(_plain_key(k) for k in keys):
+                return None
+            lengths = np.fromiter((len(k.encode()) for k in keys), dtype=np.int64, count=n)
+        if n and (
+            int(lengths.min()) == 0 or int(lengths.max()) + len(_SAMPLE_SUFFIX) > _NAME_FIELD
+        ):
+            return None
+        table = np.zeros((n, _NAME_FIELD), dtype=np.uint8)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        suffix = np.frombuffer(_SAMPLE_SUFFIX.encode(), dtype=np.uint8)
+        width = int(lengths[0]) if n else 0
+        if n and bool((lengths == width).all()):  # the usual case: keys of one length
+            table[:, :width] = raw.reshape(n, width)
+            table[:, width : width + len(suffix)] = suffix
+        else:
+            starts = np.cumsum(lengths) - lengths
+            rows = np.repeat(np.arange(n), lengths)
+            table[rows, np.arange(len(data)) - np.repeat(starts, lengths)] = raw
+            every = np.arange(n)
+            for j, c in enumerate(suffix.tolist()):
+                table[every, lengths + j] = c
+        names: np.ndarray[Any, Any] = table.view(f"S{_NAME_FIELD}").ravel()
+        return names
 
     def to_bytes(self) -> bytes:
         payload: dict[str, Any] = {
@@ -229,6 +246,11 @@ class OffsetIndex:
             starts,
             ends,
         )
+
+
+def _plain_key(key: str) -> bool:
+    """A key a tar parser reads back as itself from ``key.msgpack``: no '.' in its basename."""
+    return bool(key) and "." not in key.rpartition("/")[2] and "\x00" not in key
 
 
 def _int64s(value: Any, what: str, limit: int) -> "np.ndarray[Any, np.dtype[np.int64]]":
