@@ -283,4 +283,6 @@ def test_the_name_table_is_each_key_with_its_suffix(keys: list[str]) -> None:
         assert names is None
         return
     assert names is not None
-    assert [bytes(x) for x in names] == [k.encode() + b".msgpack" for k in keys]
+    assert [bytes(row[:100]).rstrip(b"\0") for row in names] == [
+        k.encode() + b".msgpack" for k in keys
+    ]

@@ -20,7 +20,6 @@ from ..shards.shardset import ShardExpectation
 from ..shards.writer import ShardWriter
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
-    Checksum,
     DataStore,
     ShardProblem,
     ShardRecord,
@@ -30,7 +29,13 @@ from ..stores.base import (
 from . import datasets as ds_ops
 from . import labels as label_ops
 from . import lenses as lens_ops
-from .ingest import copy_shard, inspect_shard, normalize_url, shard_expectation
+from .ingest import (
+    copy_shard,
+    inspect_shard,
+    normalize_url,
+    shard_expectation,
+    written_record,
+)
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
 from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
@@ -172,18 +177,7 @@ class Index:
             with writer:
                 writer.write(first)
                 writer.write_all(iterator)
-            shards = [
-                ShardRecord(
-                    info.location,
-                    Checksum("sha256", info.sha256),
-                    info.count,
-                    info.size,
-                    None
-                    if info.sidecar_sha256 is None
-                    else Checksum("sha256", info.sidecar_sha256),
-                )
-                for info in writer.shards
-            ]
+            shards = [written_record(info) for info in writer.shards]
             return ds_ops.commit_entry(
                 target,
                 name=name,

@@ -17,10 +17,11 @@ from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from ..shards.reader import scan_offsets
 from ..shards.shardset import ShardExpectation
 from ..shards.sink import ShardSink
+from ..shards.writer import ShardInfo
 from ..sources import ShardSource, open_source, scheme_of
 from ..stores.base import Checksum, ShardRecord
 
-__all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation"]
+__all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation", "written_record"]
 
 _CHUNK = 1 << 20
 
@@ -30,6 +31,12 @@ def normalize_url(url: str) -> str:
     if scheme_of(url) == "file" and not url.startswith("file:"):
         return os.path.abspath(url)
     return url
+
+
+def written_record(info: ShardInfo) -> ShardRecord:
+    """The record of a shard ``ShardWriter`` wrote (with its sidecar's sha256)."""
+    side = None if info.sidecar_sha256 is None else Checksum("sha256", info.sidecar_sha256)
+    return ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size, side)
 
 
 def shard_expectation(record: ShardRecord | None) -> ShardExpectation | None:

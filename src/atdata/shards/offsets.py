@@ -32,6 +32,7 @@ _VERSION_GROUPS = 2
 _BLOCK = 512
 _SAMPLE_SUFFIX = ".msgpack"
 _NAME_FIELD = 100
+_NAME_ROW = 104
 #: No shard is larger than this (2**50 bytes = 1 PiB); bounds every size taken from a sidecar,
 #: so sums of offsets and sizes cannot wrap in int64.
 MAX_SHARD_SIZE = 1 << 50
@@ -57,7 +58,7 @@ def sidecar_limit(shard_size: int | None) -> int:
 
 
 def _padded(sizes: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":
-    return sizes + ((-sizes) % _BLOCK)
+    return sizes + ((-sizes) & (_BLOCK - 1))
 
 
 @dataclass
@@ -120,7 +121,8 @@ class OffsetIndex:
         return self.member_span(len(self.keys) - 1)[1]
 
     def bulk_names(self) -> "np.ndarray[Any, Any] | None":
-        """Expected tar name fields (``key.msgpack``, S100) for the bulk read path, or None.
+        """Expected tar name fields (``key.msgpack``; see :meth:`_name_table`) for the bulk read
+        path, or None.
 
         None when the bulk path cannot prove the index right: groups of several members, members
         not laid out back to back from byte 0, or keys whose names a parser would read otherwise.
@@ -140,38 +142,47 @@ class OffsetIndex:
         return int(offs[0]) == 0 and bool(np.array_equal(offs[1:], ends[:-1]))
 
     def _name_table(self) -> "np.ndarray[Any, Any] | None":
-        """``key.msgpack`` for every key as an S100 array, built in numpy (no per-key encode:
-        this runs once per shard per dataset, on the read path)."""
+        """``key.msgpack`` for every key, NUL-padded to the 100-byte name field, as rows of an
+        (n, 104) uint8 array (104: 8-byte aligned rows for word-wise comparison). Built in numpy
+        with no per-key encode: this runs once per shard per dataset, on the read path."""
         keys = self.keys
         n = len(keys)
-        joined = "".join(keys)
-        data = joined.encode()
-        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
-        simple = len(data) == len(joined) and "." not in joined and "\x00" not in joined
-        if not simple:
+        lines = "\n".join(keys)
+        encoded = lines.encode()
+        raw = np.frombuffer(encoded, dtype=np.uint8)
+        breaks = np.flatnonzero(raw == 10)
+        simple = (
+            len(encoded) == len(lines)
+            and len(breaks) == n - 1
+            and "." not in lines
+            and "\x00" not in lines
+        )
+        if simple:  # ASCII keys without '\n': lengths from the line breaks, in numpy
+            lengths = np.diff(np.concatenate(([-1], breaks, [len(raw)]))) - 1
+            data = raw[raw != 10]
+        else:
             if not all(_plain_key(k) for k in keys):
                 return None
             lengths = np.fromiter((len(k.encode()) for k in keys), dtype=np.int64, count=n)
+            data = np.frombuffer("".join(keys).encode(), dtype=np.uint8)
         if n and (
             int(lengths.min()) == 0 or int(lengths.max()) + len(_SAMPLE_SUFFIX) > _NAME_FIELD
         ):
             return None
-        table = np.zeros((n, _NAME_FIELD), dtype=np.uint8)
-        raw = np.frombuffer(data, dtype=np.uint8)
+        table = np.zeros((n, _NAME_ROW), dtype=np.uint8)
         suffix = np.frombuffer(_SAMPLE_SUFFIX.encode(), dtype=np.uint8)
         width = int(lengths[0]) if n else 0
         if n and bool((lengths == width).all()):  # the usual case: keys of one length
-            table[:, :width] = raw.reshape(n, width)
+            table[:, :width] = data.reshape(n, width)
             table[:, width : width + len(suffix)] = suffix
         else:
             starts = np.cumsum(lengths) - lengths
             rows = np.repeat(np.arange(n), lengths)
-            table[rows, np.arange(len(data)) - np.repeat(starts, lengths)] = raw
+            table[rows, np.arange(len(data)) - np.repeat(starts, lengths)] = data
             every = np.arange(n)
             for j, c in enumerate(suffix.tolist()):
                 table[every, lengths + j] = c
-        names: np.ndarray[Any, Any] = table.view(f"S{_NAME_FIELD}").ravel()
-        return names
+        return table
 
     def to_bytes(self) -> bytes:
         payload: dict[str, Any] = {
@@ -206,8 +217,9 @@ class OffsetIndex:
             if version not in (_VERSION, _VERSION_GROUPS):
                 raise ValueError(f"unsupported version {version!r}")
             keys = raw["keys"]
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            if not isinstance(keys, list):
                 raise ValueError("keys must be a list of strings")
+            "".join(keys)  # TypeError unless every key is a string
             shard_size = raw["shard_size"]
             if not isinstance(shard_size, int) or not 0 <= shard_size <= MAX_SHARD_SIZE:
                 raise ValueError(f"impossible shard size {shard_size!r}")

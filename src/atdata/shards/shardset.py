@@ -122,6 +122,10 @@ class ShardSet:
                     raise ShardError(
                         f"it describes a shard of {what} {claimed}, but the shard's is {recorded}"
                     )
+            if idx.starts is None and idx.bulk_names() is None:
+                # every version-1 sidecar atdata writes lists one member per sample, back to
+                # back from byte 0: anything else was edited (or lists only some members)
+                raise ShardError("it does not list one member per sample back to back")
             if path is not None and local_size == idx.shard_size:
                 _check_listed_to_the_end(path, idx)
         except ShardError as exc:

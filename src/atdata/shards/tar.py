@@ -300,7 +300,7 @@ def verify_indexed_headers(
     names: "np.ndarray[Any, Any] | None" = None,
 ) -> int | None:
     """Check headers an offset index points at: checksum, regular type, size as recorded, and
-    (given ``names``, an S100 array) the name field, with no ustar prefix.
+    (given ``names``, rows of at least 100 bytes) the name field, with no ustar prefix.
 
     Returns the position (in ``offsets``) of the first header that disagrees, else None.
     """
@@ -321,9 +321,10 @@ def verify_indexed_headers(
     wrong = (_parse_octal_rows(headers[:, 124:136].astype(np.int64)) != sizes) | (
         (types != 48) & (types != 0)
     )
-    if names is not None:
-        found = np.ascontiguousarray(headers[:, :100]).view(f"S{MAX_NAME}").ravel()
-        wrong |= (found != names) | (headers[:, 345] != 0)
+    if names is not None:  # compared as 12 uint64 words and one uint32 per 100-byte name
+        wrong |= (headers[:, :96].view(np.uint64) != names[:, :96].view(np.uint64)).any(axis=1)
+        wrong |= headers[:, 96:100].view(np.uint32)[:, 0] != names[:, 96:100].view(np.uint32)[:, 0]
+        wrong |= headers[:, 345] != 0
     bad = np.nonzero(wrong)[0]
     first = int(bad[0]) if bad.size else None
     if mismatch is not None and (first is None or mismatch[0] < first):
