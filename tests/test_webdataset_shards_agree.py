@@ -163,3 +163,28 @@ def test_a_webdataset_shard_copied_into_an_index_reads_through_its_sidecar(
         assert len(ds) == 7
         assert ds[6]["cls"] == b"6" and ds.get("000002")["jpg"] == b"\x02" * 3
         assert [s["cls"] for s in ds.ordered()] == [str(i).encode() for i in range(7)]
+
+
+def test_a_group_sidecar_that_splits_a_group_is_not_trusted(tmp_path: Path) -> None:
+    groups: list[Group] = [
+        (f"{i:06d}", {"cls": str(i).encode(), "jpg": bytes([i]) * 600}) for i in range(4)
+    ]
+    path = tmp_path / "split-000000.tar"
+    path.write_bytes(_tar_with_webdataset(groups))
+    index = scan_offsets(open_source(str(path)))
+    assert index.starts is not None and index.ends is not None
+    # sample 0 claims only its first member; the next sample's span takes the rest of it
+    first_end = int(index.header_offsets[0]) + 1024
+    ends = index.ends.copy()
+    starts = index.starts.copy()
+    ends[0], starts[1] = first_end, first_end
+    tampered = OffsetIndex(
+        index.keys, index.header_offsets, index.sizes, index.shard_size, None, starts, ends
+    )
+    Path(str(path) + OFFSETS_SUFFIX).write_bytes(tampered.to_bytes())
+    ds = Dataset(str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ds[0].to_dict() == _expected(groups[0][1])
+        assert ds.get("000001").to_dict() == _expected(groups[1][1])
+    assert any(".idx" in str(w.message) for w in caught)

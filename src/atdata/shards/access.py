@@ -12,11 +12,12 @@ from ..errors import ShardError, SourceError
 from ..sources import ShardSource
 from .offsets import OffsetIndex, SidecarMismatch
 from .reader import Body, max_stream_member
-from .tar import Member, parse_members, split_name
+from .tar import BLOCK, Member, _octal, _pax_records, parse_members, split_name
 
 __all__ = ["read_body", "read_group"]
 
 _SAMPLE_SUFFIX = "msgpack"
+_MAX_EXTENSION = 1 << 16  # PAX / long-name bodies followed when checking where a group ends
 
 
 def _read_span(source: ShardSource, start: int, end: int, limit: int | None) -> bytes:
@@ -115,15 +116,61 @@ def read_group(
     :func:`read_body`; what schema-free iteration yields for that sample."""
     span = index.group_span(i)
     data, members = _span_members(source, index, i, span, limit)
-    if not any(m.header_offset == int(index.header_offsets[i]) for m in members):
+    simple = index.starts is None  # then a sample is exactly one `.msgpack` member
+    if not any(m.header_offset == int(index.header_offsets[i]) for m in members) or (
+        simple and split_name(members[0].name)[1] != _SAMPLE_SUFFIX
+    ):
         raise SidecarMismatch(
-            f"sample {i} (key {index.keys[i]!r}): no member at the recorded offset",
+            f"sample {i} (key {index.keys[i]!r}): the member at the recorded offset is not its",
             shard=source.url,
             offset=int(index.header_offsets[i]),
         )
+    if not simple:
+        _check_group_ends(source, index, i, span[1], limit)
     view = memoryview(data)
     parts: dict[str, Body] = {}
     for m in members:
         begin = m.body_offset - span[0]
         parts[split_name(m.name)[1]] = view[begin : begin + m.size]
     return parts
+
+
+def _check_group_ends(
+    source: ShardSource, index: OffsetIndex, i: int, end: int, limit: int | None
+) -> None:
+    """The member after sample ``i``'s span must not share its key (the span would split a
+    group). One PAX or GNU long-name header there is followed to the name it gives."""
+    if end + BLOCK > index.shard_size:
+        return
+    after = _read_span(source, end, end + BLOCK, limit)
+    name = _regular_name(after)
+    if name is None and len(after) == BLOCK and after[156:157] in (b"x", b"L"):
+        try:
+            size = _octal(after[124:136], "size", source.url, end)
+        except ShardError:
+            return  # reading that sample reports the damage
+        if 0 <= size <= _MAX_EXTENSION and end + 2 * BLOCK + size <= index.shard_size:
+            padded = size + (-size) % BLOCK
+            more = _read_span(source, end + BLOCK, end + 2 * BLOCK + padded, limit)
+            body, header = more[:size], more[padded:]
+            if after[156:157] == b"x":
+                name = _pax_records(body, source.url, end).get("path") or _regular_name(header)
+            else:
+                name = body.split(b"\x00", 1)[0].decode("utf-8", "replace")
+    if name is not None and split_name(name)[0] == index.keys[i]:
+        raise SidecarMismatch(
+            f"sample {i} (key {index.keys[i]!r}) continues past the span the offset index gives it",
+            shard=source.url,
+            offset=end,
+        )
+
+
+def _regular_name(header: bytes) -> str | None:
+    """The name in a regular member's ustar header (None for anything else)."""
+    if len(header) < BLOCK or header[156:157] not in (b"0", b"\x00", b"7") or header[0] == 0:
+        return None
+    name = header[:100].split(b"\x00", 1)[0].decode("utf-8", "replace")
+    if header[345] != 0:
+        prefix = header[345:500].split(b"\x00", 1)[0].decode("utf-8", "replace")
+        name = prefix + "/" + name
+    return name

@@ -16,6 +16,7 @@ Nothing in a sidecar is trusted for content: readers check each member header it
 """
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import msgpack
@@ -237,8 +238,8 @@ class OffsetIndex:
             # every value is within [0, shard_size <= 2**50], so these sums cannot wrap
             if count and int((offsets + _BLOCK + _padded(sizes)).max()) > shard_size:
                 raise ValueError("a member extends past the end of the shard")
-            if starts is not None and ends is not None and count and bool((starts > ends).any()):
-                raise ValueError("a sample span ends before it starts")
+            if starts is not None and ends is not None and count:
+                _check_spans(keys, offsets, sizes, starts, ends)
         except (
             ValueError,
             KeyError,
@@ -258,6 +259,23 @@ class OffsetIndex:
             starts,
             ends,
         )
+
+
+def _check_spans(
+    keys: list[str],
+    offsets: "np.ndarray[Any, np.dtype[np.int64]]",
+    sizes: "np.ndarray[Any, np.dtype[np.int64]]",
+    starts: "np.ndarray[Any, np.dtype[np.int64]]",
+    ends: "np.ndarray[Any, np.dtype[np.int64]]",
+) -> None:
+    """Group spans tile the shard from byte 0, each holding its member, and neighbouring
+    groups have different keys (else they would be one group)."""
+    if int(starts[0]) != 0 or not np.array_equal(starts[1:], ends[:-1]):
+        raise ValueError("sample spans do not follow one another from byte 0")
+    if bool((offsets < starts).any()) or bool((offsets + _BLOCK + _padded(sizes) > ends).any()):
+        raise ValueError("a sample's member lies outside its span")
+    if any(a == b for a, b in pairwise(keys)):
+        raise ValueError("neighbouring samples share a key")
 
 
 def _plain_key(key: str) -> bool:
