@@ -6,6 +6,8 @@ unsatisfiable), and records every request it sees. Knobs let a test make the ser
 
     server.set_latency(0.2)              # sleep before answering every request
     server.fail_next(2, status=503)      # the next 2 requests answer 503 (body-less JSON error)
+    server.serve_endless("/x.tar", prefix) # GET /x.tar answers ``prefix`` then bytes without end
+                                         # (no Content-Length), until the client hangs up
     server.drop_next(1, after_bytes=100) # the next response is cut after 100 body bytes:
                                          # full headers (Content-Length of the whole body),
                                          # then the connection is closed mid-body
@@ -98,6 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(fail_status, "injected failure", body=body)
             return
 
+        endless = owner._endless.get(url_path)
+        if endless is not None:
+            self._serve_endless(endless, body=body)
+            return
+
         target = owner._resolve(url_path)
         if target is None:
             self._send_error(404, "not found", body=body)
@@ -175,6 +182,22 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.owner._released.wait(interval):
                 return
 
+    def _serve_endless(self, prefix: bytes, *, body: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if not body:
+            return
+        filler = b"A" * _CHUNK
+        try:
+            self.wfile.write(prefix)
+            while not self.server.owner._stopping.is_set():
+                self.wfile.write(filler)
+        except OSError:  # the client hung up: the point of the exercise
+            pass
+
     def _drop_connection(self) -> None:
         self.wfile.flush()
         self.close_connection = True
@@ -212,6 +235,8 @@ class FileServer:
         self._drop_after = 0
         self._slow: list[tuple[str, float]] = []
         self._released = threading.Event()
+        self._endless: dict[str, bytes] = {}
+        self._stopping = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self._thread: threading.Thread | None = None
@@ -226,6 +251,7 @@ class FileServer:
 
     def stop(self) -> None:
         self._released.set()
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -271,6 +297,10 @@ class FileServer:
         until :meth:`reset` or :meth:`stop` (at most 120 s), then close the connection."""
         with self._lock:
             self._slow = [("stall", float(after_bytes))] * n
+    def serve_endless(self, url_path: str, prefix: bytes = b"") -> None:
+        """Answer GET ``url_path`` with ``prefix`` and then filler bytes that never end."""
+        with self._lock:
+            self._endless[url_path] = prefix
 
     def reset(self) -> None:
         """Clear the request log and every knob (and release stalled and trickled responses)."""
@@ -279,6 +309,7 @@ class FileServer:
             self._latency = 0.0
             self._fail_left = self._drop_left = 0
             self._slow = []
+            self._endless.clear()
         self._released.set()
         self._released = threading.Event()
 

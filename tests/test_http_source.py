@@ -15,8 +15,9 @@ import pytest
 from atdata import ShardInfo, write_samples
 from atdata.errors import SourceError
 from atdata.sample import PackableSample
+from atdata.shards.access import read_body
 from atdata.shards.offsets import OFFSETS_SUFFIX, OffsetIndex
-from atdata.shards.reader import iter_members, load_offsets, read_body
+from atdata.shards.reader import iter_members, load_offsets
 from atdata.sources import open_source
 from atdata.sources._retry import RetryPolicy
 from atdata.sources.http import HttpSource

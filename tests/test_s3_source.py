@@ -16,8 +16,9 @@ import pytest
 from atdata import write_samples
 from atdata.errors import SourceError
 from atdata.sample import DictSample
+from atdata.shards.access import read_body
 from atdata.shards.offsets import OFFSETS_SUFFIX
-from atdata.shards.reader import iter_members, load_offsets, read_body
+from atdata.shards.reader import iter_members, load_offsets
 from atdata.sources import open_source
 from atdata.sources.s3 import (
     S3Config,

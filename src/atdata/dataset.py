@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .codec import codec_for, unpack_map
 from .errors import LensError, SchemaError
-from .loader import Loader, Stage, located
+from .loader import Loader, Stage, _dict_decoder, located
 from .sample import DictSample
-from .shards.reader import read_body
+from .shards.access import read_body, read_group
+from .shards.offsets import SidecarMismatch
 from .shards.shardset import CheckedOpener, ShardSet, SourceFactory
 from .shards.urls import expand_urls
 from .sources import ShardCache
@@ -258,25 +259,42 @@ class Dataset(Generic[ST]):
         return self._shards.total()
 
     def __getitem__(self, index: int) -> ST:
-        shard, member = self._shards.locate(index)
-        return self._read_one(shard, member)
+        return self._read_at(lambda: self._shards.locate(index))
 
     def get(self, key: str) -> ST:
         """The sample stored under ``key`` (O(1) through the offset indexes)."""
-        found = self._shards.find_key(key)
-        if found is None:
-            raise KeyError(f"no sample with key {key!r} in {len(self._shards)} shard(s)")
-        return self._read_one(*found)
 
-    def _read_one(self, shard: int, member: int) -> ST:
+        def where() -> tuple[int, int]:
+            found = self._shards.find_key(key)
+            if found is None:
+                raise KeyError(f"no sample with key {key!r} in {len(self._shards)} shard(s)")
+            return found
+
+        return self._read_at(where)
+
+    def _read_at(self, where: Callable[[], tuple[int, int]]) -> ST:
+        """Read the sample ``where()`` finds; if the offset index proves wrong on the way, it
+        is dropped for a scan (with a warning) and the sample is looked up again, once."""
         if any(s.kind == "filter" for s in self._stages):
             raise TypeError("random access is not defined on a filtered dataset")
+        shard, member = where()
+        try:
+            return self._read_one(shard, member)
+        except SidecarMismatch as exc:
+            self._shards.rescan(shard, str(exc))
+        return self._read_one(*where())
+
+    def _read_one(self, shard: int, member: int) -> ST:
         src = self._shards.source(shard)
         idx = self._shards.offsets(shard)
-        body = read_body(src, idx, member)
+        limit = self._shards.known_size(shard)
         key = idx.keys[member]
         try:
-            sample = self._decoder()(body, key)
+            if self._source_type is DictSample:
+                sample: Any = _dict_decoder(read_group(src, idx, member, limit=limit))
+            else:
+                body = read_body(src, idx, member, limit=limit)
+                sample = self._decoder()(body, key)
         except SchemaError as exc:
             raise located(exc, src.url, int(idx.header_offsets[member]), key) from None
         for stage in self._stages:

@@ -284,7 +284,7 @@ class Loader(Generic[ST]):
         if start >= shards.total():
             return None  # resuming at (or past) the end of the epoch: nothing remains
         shard, member = shards.locate(start)
-        first_offset = int(shards.offsets(shard).header_offsets[member])
+        first_offset = shards.offsets(shard).start_offset(member)
         return plan.shards[plan.shards.index(shard) :], first_offset
 
     def _chunks(self, plan: Plan, start: int = 0) -> Iterator[tuple[SampleChunk, str]]:
@@ -301,7 +301,10 @@ class Loader(Generic[ST]):
             index = shards.sidecar(i) if src.local_path() is not None else None
             try:
                 for chunk in iter_sample_chunks(
-                    src, offsets=index, start_offset=first_offset if n == 0 else 0
+                    src,
+                    offsets=index,
+                    start_offset=first_offset if n == 0 else 0,
+                    max_size=shards.known_size(i),
                 ):
                     if stride == 1:
                         yield chunk, src.url
@@ -330,7 +333,11 @@ class Loader(Generic[ST]):
         stride, offset = plan.sample_stride, plan.sample_offset
         for n, i in enumerate(shard_numbers):
             src = self.dataset.shards.source(i)
-            members = iter_members(src, start_offset=first_offset if n == 0 else 0)
+            members = iter_members(
+                src,
+                start_offset=first_offset if n == 0 else 0,
+                max_size=self.dataset.shards.known_size(i),
+            )
             for item in self._grouped_items(members, src.url):
                 if stride == 1 or count % stride == offset:
                     yield item

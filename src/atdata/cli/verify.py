@@ -4,7 +4,8 @@ For a dataset in the index (``name``, ``name@3``, ``@local/name@3``) each shard 
 the repository's store against the entry's record, as :meth:`atdata.index.Index.verify` does (one
 shard at a time here, for the progress bar). For shards named by a path, each one is hashed
 against the size and sha256 kept in its ``.idx`` sidecar; a shard without a recorded sha256
-cannot be verified and counts as a problem. Exit status 1 when anything does not match.
+cannot be verified and counts as a problem. Sidecars are checked too: against the digest recorded
+for them in the entry, else against a scan of the shard's members. Exit status 1 when anything does not match.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from ..errors import AtdataError
 from ..shards.reader import load_offsets
+from ..shards.sidecar_check import sidecar_problem
 from ..sources import open_source
 from ..stores.base import ShardProblem
 from ._samples import expand_shards
@@ -82,7 +84,9 @@ def verify_path_shard(url: str, advance: Callable[[float], None]) -> ShardProble
         return ShardProblem(url, "size differs", str(index.shard_size), str(size))
     if hasher.hexdigest() != index.sha256:
         return ShardProblem(url, "sha256 differs", index.sha256, hasher.hexdigest())
-    return None
+    # the shard matches what its sidecar claims: now the sidecar must list the shard's members
+    problem = sidecar_problem(source, size=size, sha256=index.sha256, required=True)
+    return None if problem is None else ShardProblem(url, problem)
 
 
 def _verify_entry(ref: str, show_progress: bool) -> Outcome:

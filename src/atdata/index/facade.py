@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import ConflictError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
+from ..shards.shardset import ShardExpectation
 from ..shards.writer import ShardWriter
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
-    Checksum,
     DataStore,
     ShardProblem,
     ShardRecord,
@@ -29,7 +29,13 @@ from ..stores.base import (
 from . import datasets as ds_ops
 from . import labels as label_ops
 from . import lenses as lens_ops
-from .ingest import copy_shard, inspect_shard, normalize_url
+from .ingest import (
+    copy_shard,
+    inspect_shard,
+    normalize_url,
+    shard_expectation,
+    written_record,
+)
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
 from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
@@ -173,10 +179,7 @@ class Index:
             with writer:
                 writer.write(first)
                 writer.write_all(iterator)
-            shards = [
-                ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size)
-                for info in writer.shards
-            ]
+            shards = [written_record(info) for info in writer.shards]
             return ds_ops.commit_entry(
                 target,
                 name=name,
@@ -610,6 +613,11 @@ class _EntryShardOpener:
         }
         self.sizes = {s.url: s.size for s in shards if s.size > 0}
         self.cache = ShardCache.from_setting(None)
+        self.records = {s.url: s for s in shards}
+
+    def expectation(self, url: str) -> ShardExpectation | None:
+        """What the entry records about the shard at ``url`` (bounds reads, checks sidecars)."""
+        return shard_expectation(self.records.get(url))
 
     def __call__(self, url: str) -> ShardSource:
         store_opener = getattr(self.store, "open_source", None)

@@ -8,17 +8,20 @@ and gets a sidecar (copied when valid, rebuilt when missing or stale).
 import hashlib
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import ShardError, SourceError
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
-from ..shards.reader import load_offsets, scan_offsets
+from ..shards.reader import scan_offsets
+from ..shards.shardset import ShardExpectation
 from ..shards.sink import ShardSink
+from ..shards.writer import ShardInfo
 from ..sources import ShardSource, open_source, scheme_of
 from ..stores.base import Checksum, ShardRecord
 
-__all__ = ["copy_shard", "inspect_shard", "normalize_url"]
+__all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation", "written_record"]
 
 _CHUNK = 1 << 20
 
@@ -30,12 +33,31 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def written_record(info: ShardInfo) -> ShardRecord:
+    """The record of a shard ``ShardWriter`` wrote (with its sidecar's sha256)."""
+    side = None if info.sidecar_sha256 is None else Checksum("sha256", info.sidecar_sha256)
+    return ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size, side)
+
+
+def shard_expectation(record: ShardRecord | None) -> ShardExpectation | None:
+    """What a shard record promises, in the form readers check shards and sidecars against."""
+    if record is None:
+        return None
+
+    def sha(c: Checksum | None) -> str | None:
+        return c.digest.lower() if c is not None and c.algorithm.lower() == "sha256" else None
+
+    return ShardExpectation(record.size, sha(record.checksum), sha(record.sidecar))
+
+
 def inspect_shard(url: str) -> ShardRecord:
-    """Hash and count an existing shard in place."""
+    """Hash and count an existing shard in place (its sidecar's digest is recorded when the
+    sidecar describes exactly these bytes)."""
     source = open_source(url)
     digest, size = _stream(source, None)
-    index = _offsets(source, digest, size)
-    return ShardRecord(url, Checksum("sha256", digest), len(index), size)
+    index, sidecar = _offsets(source, digest, size)
+    side = None if sidecar is None else Checksum("sha256", hashlib.sha256(sidecar).hexdigest())
+    return ShardRecord(url, Checksum("sha256", digest), len(index), size, side)
 
 
 def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -> ShardRecord:
@@ -48,15 +70,17 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
     except BaseException:
         sink.abort()
         raise
-    index = _offsets(source, digest, size)
+    index, _ = _offsets(source, digest, size)
+    data = index.to_bytes()
     side = open_sink(location + OFFSETS_SUFFIX)
     try:
-        side.write(index.to_bytes())
+        side.write(data)
         side.commit()
     except BaseException:
         side.abort()
         raise
-    return ShardRecord(location, Checksum("sha256", digest), len(index), size)
+    sidecar = Checksum("sha256", hashlib.sha256(data).hexdigest())
+    return ShardRecord(location, Checksum("sha256", digest), len(index), size, sidecar)
 
 
 def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:
@@ -74,19 +98,49 @@ def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _offsets(source: ShardSource, digest: str, size: int) -> OffsetIndex:
-    """The shard's sidecar if it describes these exact bytes, else one built by scanning."""
+def _offsets(source: ShardSource, digest: str, size: int) -> tuple[OffsetIndex, bytes | None]:
+    """The shard's sidecar (with its bytes) if it describes these exact bytes, else one built by
+    scanning (and None). A local shard is scanned anyway (cheap: mmap) and the sidecar must list
+    exactly its members; a remote one is not downloaded twice (readers still check each member
+    header a sidecar points at)."""
     try:
-        index = load_offsets(source)
+        data = source.read_sidecar(OFFSETS_SUFFIX)
+        index = None if data is None else OffsetIndex.from_bytes(data, source.url + OFFSETS_SUFFIX)
     except ShardError:
-        index = None
-    if index is not None and index.sha256 == digest and index.shard_size == size:
-        return index
-    scanned = scan_offsets(source)
-    return OffsetIndex(
-        scanned.keys,
-        np.asarray(scanned.header_offsets, dtype=np.int64),
-        np.asarray(scanned.sizes, dtype=np.int64),
-        shard_size=size,
-        sha256=digest,
+        data, index = None, None
+    if index is None or index.sha256 != digest or index.shard_size != size:
+        data, index = None, None
+    scanned = None
+    if index is None or source.local_path() is not None:
+        scanned = scan_offsets(source, max_size=size)
+    if index is not None and (scanned is None or _same_members(index, scanned)):
+        return index, data
+    if scanned is None:
+        scanned = scan_offsets(source, max_size=size)
+    return (
+        OffsetIndex(
+            scanned.keys,
+            np.asarray(scanned.header_offsets, dtype=np.int64),
+            np.asarray(scanned.sizes, dtype=np.int64),
+            shard_size=size,
+            sha256=digest,
+            starts=scanned.starts,
+            ends=scanned.ends,
+        ),
+        None,
+    )
+
+
+def _same_members(a: OffsetIndex, b: OffsetIndex) -> bool:
+    def same(x: "np.ndarray[Any, Any] | None", y: "np.ndarray[Any, Any] | None") -> bool:
+        return (x is None and y is None) or (
+            x is not None and y is not None and np.array_equal(x, y)
+        )
+
+    return (
+        a.keys == b.keys
+        and same(a.header_offsets, b.header_offsets)
+        and same(a.sizes, b.sizes)
+        and same(a.starts, b.starts)
+        and same(a.ends, b.ends)
     )

@@ -11,18 +11,33 @@ import contextlib
 import io
 import mmap
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import ShardError, SourceError
+from ..errors import AtdataWarning, ShardError, SourceError
 from ..sources import ShardSource, open_source
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
-from .tar import BLOCK, Member, _octal, parse_members, split_name, verify_indexed_headers
+from .tar import (
+    _ZERO_BLOCK,
+    BLOCK,
+    Member,
+    _octal,
+    header_checksum_ok,
+    parse_members,
+    split_name,
+    verify_indexed_headers,
+)
 
-__all__ = ["iter_members", "load_offsets", "read_body", "scan_offsets"]
+__all__ = [
+    "iter_members",
+    "load_offsets",
+    "max_stream_member",
+    "scan_offsets",
+]
 
 _STREAM_CHUNK = 4 << 20
 _FIRST_CHUNK = 64  # members parsed before the first samples are handed on
@@ -31,12 +46,32 @@ _STREAM_SAMPLE_CHUNK = 256
 _SAMPLE_SUFFIX = "msgpack"
 
 Body = memoryview | bytes
+_DEFAULT_MAX_STREAM_MEMBER = 1 << 30
+
+
+def max_stream_member() -> int:
+    """The largest member read from a stream of unknown size (``ATDATA_MAX_MEMBER_BYTES``).
+
+    A streamed member must be held whole in memory; without a recorded shard size to bound it,
+    a size field above this is refused before any of its bytes are buffered. Default 1 GiB.
+    """
+    text = os.environ.get("ATDATA_MAX_MEMBER_BYTES", "")
+    try:
+        value = int(text) if text.strip() else _DEFAULT_MAX_STREAM_MEMBER
+    except ValueError:
+        value = _DEFAULT_MAX_STREAM_MEMBER
+    return max(value, BLOCK)
 
 
 def iter_members(
-    source: ShardSource | str, *, start_offset: int = 0
+    source: ShardSource | str, *, start_offset: int = 0, max_size: int | None = None
 ) -> Iterator[tuple[Member, Body]]:
-    """Regular members of a shard with their bodies, from byte ``start_offset`` (a header)."""
+    """Regular members of a shard with their bodies, from byte ``start_offset`` (a header).
+
+    ``max_size`` is the shard's known size (from its record), when there is one: a streamed
+    shard is never buffered past it. Without it a streamed member may be at most
+    :func:`max_stream_member` bytes.
+    """
     src = open_source(source) if isinstance(source, str) else source
     path = src.local_path()
     if path is not None:
@@ -46,7 +81,7 @@ def iter_members(
         try:
             if start_offset:
                 _skip_stream(stream, start_offset, src.url)
-            yield from _iter_stream(stream, src.url, start_offset)
+            yield from _iter_stream(stream, src.url, start_offset, max_size)
         finally:
             stream.close()
 
@@ -103,16 +138,20 @@ class SampleChunk:
 
 
 def iter_sample_chunks(
-    source: ShardSource, *, offsets: OffsetIndex | None = None, start_offset: int = 0
+    source: ShardSource,
+    *,
+    offsets: OffsetIndex | None = None,
+    start_offset: int = 0,
+    max_size: int | None = None,
 ) -> Iterator[SampleChunk]:
     """The shard's sample members in chunks: the batch-level read path.
 
-    A local shard whose offset index matches it is read through the index: header checksums
-    and size fields are verified in bulk against it and bodies are sliced straight out of the
-    mapping, with no per-member header parsing. Anything else is parsed member by member.
+    A local shard whose offset index matches it is read through the index: header checksums,
+    names and size fields are verified in bulk against it and bodies are sliced straight out of
+    the mapping, with no per-member header parsing. Anything else is parsed member by member.
     """
     path = source.local_path()
-    if path is not None and offsets is not None:
+    if path is not None and offsets is not None and offsets.bulk_names() is not None:
         yield from _indexed_chunks(path, source.url, offsets, start_offset)
         return
     if path is not None:
@@ -128,7 +167,7 @@ def iter_sample_chunks(
         return
     chunk = SampleChunk([], [], [])
     try:
-        for m, body in iter_members(source, start_offset=start_offset):
+        for m, body in iter_members(source, start_offset=start_offset, max_size=max_size):
             key, suffix = split_name(m.name)
             if suffix == _SAMPLE_SUFFIX:
                 chunk.keys.append(key)
@@ -148,8 +187,17 @@ def iter_sample_chunks(
 def _indexed_chunks(
     path: str, url: str, index: OffsetIndex, start_offset: int
 ) -> Iterator[SampleChunk]:
+    """Samples sliced through the offset index, each header it points at checked in bulk.
+
+    The index is only used when its members lie back to back from byte 0
+    (:meth:`OffsetIndex.bulk_names`), so checking every header's checksum, type, size and name
+    (``key.msgpack``) and the end-of-archive after the last one proves it lists exactly what a
+    parser would find. At the first disagreement the good samples before it are handed out and
+    the shard is parsed from there (a true member boundary), with a warning.
+    """
     mm = _map_file(path, url)
-    if len(mm) != index.shard_size:
+    names = index.bulk_names()
+    if len(mm) != index.shard_size or names is None:
         # the sidecar belongs to another version of this file: parse instead
         yield from iter_sample_chunks(FileShard(path, url), start_offset=start_offset)
         return
@@ -165,7 +213,7 @@ def _indexed_chunks(
         chunk_size = min(chunk_size * 4, _MAX_CHUNK)
         offs = header_offsets[i:j]
         sz = sizes[i:j]
-        bad = verify_indexed_headers(mm, offs, sz)
+        bad = verify_indexed_headers(mm, offs, sz, names[i:j])
         good = len(offs) if bad is None else bad
         offset_list = offs[:good].tolist()
         if good:
@@ -178,10 +226,26 @@ def _indexed_chunks(
                 offset_list,
             )
         if bad is not None:
-            # the member parser reports exactly what is wrong from there on
-            yield from iter_sample_chunks(FileShard(path, url), start_offset=int(offs[bad]))
+            at = int(offs[bad])
+            if at + BLOCK <= len(mm) and header_checksum_ok(mm, at):
+                yield from _parse_rest(path, url, at, f"member {i + bad}")
+            else:  # a damaged header: the parser reports the damage itself
+                yield from iter_sample_chunks(FileShard(path, url), start_offset=at)
             return
         i = j
+    end = int(header_offsets[-1]) + BLOCK + int(sizes[-1]) + (-int(sizes[-1])) % BLOCK if n else 0
+    if end < len(mm) and (end + BLOCK > len(mm) or mm[end : end + BLOCK] != _ZERO_BLOCK):
+        yield from _parse_rest(path, url, end, "what follows its last member")
+
+
+def _parse_rest(path: str, url: str, offset: int, what: str) -> Iterator[SampleChunk]:
+    warnings.warn(
+        f"offset index {url}{OFFSETS_SUFFIX} disagrees with the shard at {what} (byte {offset}); "
+        "reading the rest of the shard by parsing it. Rebuild or remove the sidecar.",
+        AtdataWarning,
+        stacklevel=4,
+    )
+    yield from iter_sample_chunks(FileShard(path, url), start_offset=offset)
 
 
 class FileShard:
@@ -241,11 +305,14 @@ def _skip_stream(stream: BinaryIO, count: int, url: str) -> None:
         count -= len(got)
 
 
-def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member, Body]]:
+def _iter_stream(
+    stream: BinaryIO, url: str, base: int, max_size: int | None = None
+) -> Iterator[tuple[Member, Body]]:
     buf: bytes | bytearray = b""
     pos = 0  # position in buf
     eof = False
     need = _STREAM_CHUNK
+    member_cap = max_stream_member()
     while True:
         if not eof and len(buf) - pos < need:
             # a new buffer each time: the views handed out below keep pointing into the old one
@@ -255,6 +322,12 @@ def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member
                 )
             base += pos
             pos = 0
+            if max_size is not None and base + len(buf) > max_size:
+                raise ShardError(
+                    f"shard is longer than its recorded size of {max_size} bytes",
+                    shard=url,
+                    offset=max_size,
+                )
         chunk = parse_members(buf, pos, len(buf), base, url)
         view = memoryview(buf).toreadonly()
         for m in chunk.members:
@@ -269,10 +342,31 @@ def _iter_stream(stream: BinaryIO, url: str, base: int) -> Iterator[tuple[Member
                 _raise_truncated(buf, pos, len(buf), url, base)
                 return
             # the next member is larger than what is buffered (its header's checksum was
-            # verified by parse_members): ask for all of it, and always for more than is held
-            need = max(_member_extent(bytes(buf[pos : pos + BLOCK]), 0), len(buf) - pos + 1)
+            # verified by parse_members): ask for all of it, and always for more than is held,
+            # but never for more than the shard's known size or the streamed-member cap allow
+            extent = _member_extent(bytes(buf[pos : pos + BLOCK]), 0)
+            _check_extent(extent, base + pos, max_size, member_cap, url)
+            need = max(extent, len(buf) - pos + 1)
         else:
             need = BLOCK
+
+
+def _check_extent(extent: int, offset: int, max_size: int | None, cap: int, url: str) -> None:
+    if max_size is not None:
+        if offset + extent > max_size:
+            raise ShardError(
+                f"member of {extent - BLOCK} bytes extends past the shard's recorded size "
+                f"of {max_size} bytes",
+                shard=url,
+                offset=offset,
+            )
+    elif extent > cap + BLOCK:
+        raise ShardError(
+            f"member of {extent - BLOCK} bytes is larger than a streamed member may be "
+            f"({cap} bytes; ATDATA_MAX_MEMBER_BYTES raises it)",
+            shard=url,
+            offset=offset,
+        )
 
 
 def _refill(stream: BinaryIO, kept: memoryview, count: int, url: str) -> tuple[bytearray, bool]:
@@ -340,40 +434,58 @@ def load_offsets(source: ShardSource) -> OffsetIndex | None:
     return OffsetIndex.from_bytes(data, f"{source.url}{OFFSETS_SUFFIX}")
 
 
-def scan_offsets(source: ShardSource, suffix: str = "msgpack") -> OffsetIndex:
-    """Build an offset index by reading the whole shard (for shards without a sidecar)."""
-    import numpy as np
+def scan_offsets(
+    source: ShardSource, suffix: str = _SAMPLE_SUFFIX, *, max_size: int | None = None
+) -> OffsetIndex:
+    """Build an offset index by reading the whole shard (for shards without a usable sidecar).
 
+    A sample is a key group (consecutive members sharing a key, as schema-free iteration groups
+    them); its member is the first ``.<suffix>`` one, else its first member. Group spans are
+    kept only when some sample is not exactly one ``.<suffix>`` member.
+    """
     keys: list[str] = []
     offsets: list[int] = []
     sizes: list[int] = []
-    last = 0
-    for m, _body in iter_members(source):
-        last = m.body_offset + m.size
-        key, _, sfx = m.name.rpartition("/")[2].partition(".")
-        if sfx == suffix:
-            keys.append(m.key)
+    starts: list[int] = []
+    ends: list[int] = []
+    simple = True
+    current: str | None = None
+    has_sample = False
+    members_in_group = 0
+    last_end = 0
+    for m, _body in iter_members(source, max_size=max_size):
+        key, sfx = split_name(m.name)
+        end = m.body_offset + m.size + (-m.size) % BLOCK
+        if key != current or not keys:
+            current, has_sample, members_in_group = key, False, 0
+            keys.append(key)
             offsets.append(m.header_offset)
             sizes.append(m.size)
-        del key
+            starts.append(last_end)
+            ends.append(end)
+            if last_end != m.header_offset:
+                simple = False
+        members_in_group += 1
+        if sfx == suffix and not has_sample:
+            has_sample = True
+            offsets[-1], sizes[-1] = m.header_offset, m.size
+        if members_in_group > 1 or sfx != suffix:
+            simple = False
+        ends[-1] = last_end = end
+    path = source.local_path()
+    shard_size = last_end
+    if path is not None:
+        with contextlib.suppress(OSError):
+            shard_size = max(os.path.getsize(path), last_end)
     return OffsetIndex(
         keys,
-        np.asarray(offsets, dtype=np.int64),
-        np.asarray(sizes, dtype=np.int64),
-        shard_size=max(last, 0),
+        as_array(offsets),
+        as_array(sizes),
+        shard_size=shard_size,
+        starts=None if simple else as_array(starts),
+        ends=None if simple else as_array(ends),
     )
 
 
-def read_body(source: ShardSource, index: OffsetIndex, i: int) -> Body:
-    """The body of member ``i`` by its recorded offset: an mmap slice locally, a range read else."""
-    offset, size = index.body_range(i)
-    path = source.local_path()
-    if path is not None:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
-    else:
-        data = source.read_range(offset, size)
-    if len(data) != size:
-        raise ShardError("member body is truncated", shard=source.url, offset=offset - BLOCK)
-    return data
+def as_array(values: list[int]) -> "np.ndarray[Any, np.dtype[np.int64]]":
+    return np.asarray(values, dtype=np.int64)

@@ -1,19 +1,39 @@
-"""A dataset's shards with their offset indexes, loaded lazily and shared by derived datasets."""
+"""A dataset's shards with their offset indexes, loaded lazily and shared by derived datasets.
+
+Sidecars are checked before they are used: against the sha256 recorded for the sidecar itself
+(when the dataset's record has one), against the shard's recorded size and sha256 (which the
+sidecar repeats), against the local file's size, and for believable size. A sidecar that fails
+any check, or that a read later finds disagreeing with the shard's member headers, is treated
+as absent: an ``AtdataWarning`` says so and the shard is scanned instead. It is never trusted.
+"""
 
 import bisect
+import hashlib
+import os
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from ..errors import AtdataWarning
+from ..errors import AtdataWarning, ShardError
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
-from .offsets import OffsetIndex
-from .reader import load_offsets, scan_offsets
+from .offsets import OFFSETS_SUFFIX, OffsetIndex, sidecar_limit
+from .reader import scan_offsets
 
-__all__ = ["CheckedOpener", "ShardSet", "SourceFactory"]
+__all__ = ["CheckedOpener", "ShardExpectation", "ShardSet", "SourceFactory"]
 
 SourceFactory = Callable[[str], ShardSource]
+_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class ShardExpectation:
+    """What a dataset's record says about one shard (each part optional)."""
+
+    size: int | None = None
+    sha256: str | None = None
+    sidecar_sha256: str | None = None
 
 
 class CheckedOpener:
@@ -31,16 +51,23 @@ class CheckedOpener:
 
 
 class ShardSet:
-    """Shard URLs, their sources, and (on demand) their offset indexes and counts."""
+    """Shard URLs, their sources, and (on demand) their offset indexes and counts.
+
+    A source factory may tell what is recorded about each shard through an
+    ``expectation(url) -> ShardExpectation | None`` method; those values bound reads and check
+    sidecars.
+    """
 
     def __init__(self, urls: list[str], source_factory: SourceFactory | None = None) -> None:
         self.urls = urls
         self._factory = source_factory or open_source
         self._sources: dict[int, ShardSource] = {}
         self._offsets: dict[int, OffsetIndex] = {}
+        self._from_sidecar: set[int] = set()
         self._cumulative: list[int] | None = None
         self._keys: dict[str, tuple[int, int]] | None = None
         self._no_sidecar: set[int] = set()
+        self._distrusted: set[int] = set()
 
     def __reduce__(
         self,
@@ -60,36 +87,115 @@ class ShardSet:
             self._sources[i] = src
         return src
 
+    def expectation(self, i: int) -> ShardExpectation:
+        """What the dataset's record says about shard ``i`` (empty when nothing is recorded)."""
+        ask = getattr(self._factory, "expectation", None)
+        found = ask(self.urls[i]) if callable(ask) else None
+        return found if isinstance(found, ShardExpectation) else ShardExpectation()
+
+    def known_size(self, i: int) -> int | None:
+        """Shard ``i``'s size as recorded (None when unrecorded): reads never go past it."""
+        return self.expectation(i).size
+
     def sidecar(self, i: int) -> OffsetIndex | None:
-        """Shard ``i``'s offset index if it has a sidecar (never scans; None otherwise)."""
-        idx = self._offsets.get(i)
-        if idx is not None:
-            return idx
+        """Shard ``i``'s offset index if it has a sidecar that passes the checks (never scans)."""
+        if i in self._from_sidecar:
+            return self._offsets[i]
         if i in self._no_sidecar:
             return None
-        idx = load_offsets(self.source(i))
+        idx = self._load_sidecar(i)
         if idx is None:
             self._no_sidecar.add(i)
         else:
             self._offsets[i] = idx
+            self._from_sidecar.add(i)
         return idx
+
+    def _load_sidecar(self, i: int) -> OffsetIndex | None:
+        src = self.source(i)
+        where = f"{src.url}{OFFSETS_SUFFIX}"
+        expect = self.expectation(i)
+        path = src.local_path()
+        local_size: int | None = None
+        if path is not None:
+            try:
+                local_size = os.path.getsize(path)
+            except OSError:
+                local_size = None
+        try:
+            data = src.read_sidecar(OFFSETS_SUFFIX)
+            if data is None:
+                return None
+            if expect.sidecar_sha256 is not None:
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != expect.sidecar_sha256.lower():
+                    raise ShardError(
+                        f"its sha256 {digest} differs from the one recorded for it "
+                        f"({expect.sidecar_sha256})"
+                    )
+            size = expect.size if expect.size is not None else local_size
+            if len(data) > sidecar_limit(size):
+                raise ShardError(f"{len(data)} bytes is too large for a shard of {size} bytes")
+            idx = OffsetIndex.from_bytes(data, where)
+            for what, recorded, claimed in (
+                ("size", expect.size, idx.shard_size),
+                ("sha256", expect.sha256, idx.sha256),
+            ):
+                if recorded is not None and claimed is not None and recorded != claimed:
+                    raise ShardError(
+                        f"it describes a shard of {what} {claimed}, but the shard's is {recorded}"
+                    )
+            if idx.starts is None and idx.bulk_names() is None:
+                # every version-1 sidecar atdata writes lists one member per sample, back to
+                # back from byte 0: anything else was edited (or lists only some members)
+                raise ShardError("it does not list one member per sample back to back")
+            if path is not None and local_size == idx.shard_size:
+                _check_listed_to_the_end(path, idx)
+        except ShardError as exc:
+            self._distrust(i, str(exc))
+            return None
+        return idx
+
+    def _distrust(self, i: int, reason: str) -> None:
+        url = self.source(i).url
+        warnings.warn(
+            f"offset index {url}{OFFSETS_SUFFIX} is not used: {reason}. Scanning the shard "
+            "instead; rebuild or remove the sidecar.",
+            AtdataWarning,
+            stacklevel=5,
+        )
+        self._no_sidecar.add(i)
+        self._distrusted.add(i)
 
     def offsets(self, i: int) -> OffsetIndex:
         """The offset index of shard ``i``: its sidecar, else a full scan (with a warning)."""
         idx = self._offsets.get(i)
         if idx is None:
+            idx = self.sidecar(i)
+        if idx is None:
             src = self.source(i)
-            idx = load_offsets(src)
-            if idx is None:
+            if i not in self._distrusted:
                 warnings.warn(
-                    f"shard {src.url} has no offset index ({src.url}.idx); scanning it once. "
-                    "Shards written by atdata have one.",
+                    f"shard {src.url} has no offset index ({src.url}{OFFSETS_SUFFIX}); scanning "
+                    "it once. Shards written by atdata have one.",
                     AtdataWarning,
                     stacklevel=4,
                 )
-                idx = scan_offsets(src)
+            idx = scan_offsets(src, max_size=self.known_size(i))
             self._offsets[i] = idx
         return idx
+
+    def rescan(self, i: int, reason: str) -> bool:
+        """Drop shard ``i``'s index after a read found it wrong; False if it was a scan already
+        scanned again (the shard itself changed or is corrupt)."""
+        was_sidecar = i in self._from_sidecar
+        if was_sidecar:
+            self._from_sidecar.discard(i)
+            self._distrust(i, reason)
+        self._offsets.pop(i, None)
+        self._cumulative = None
+        self._keys = None
+        return was_sidecar
 
     def cumulative(self) -> list[int]:
         """Running sample counts: shard i holds samples [cum[i], cum[i+1])."""
@@ -120,3 +226,17 @@ class ShardSet:
                     table.setdefault(k, (i, j))
             self._keys = table
         return self._keys.get(key)
+
+
+def _check_listed_to_the_end(path: str, idx: OffsetIndex) -> None:
+    """After the last sample the index lists, a local shard must end or hold end-of-archive
+    zeros: a sidecar leaving samples out would make ``len()`` disagree with iteration."""
+    end = idx.end_offset()
+    try:
+        with open(path, "rb") as f:
+            f.seek(end)
+            tail = f.read(_BLOCK)
+    except OSError:
+        return  # reading the shard itself reports this
+    if tail and tail != bytes(_BLOCK):
+        raise ShardError(f"the shard holds members after the last one it lists (byte {end})")

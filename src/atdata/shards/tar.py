@@ -129,7 +129,7 @@ def _octal(field: bytes, what: str, shard: str, offset: int) -> int:
         return int(text, 8)
     except ValueError:
         raise ShardError(
-            f"bad {what} field {field!r} in tar header", shard=shard, offset=offset
+            f"bad {what} field {bytes(field)!r} in tar header", shard=shard, offset=offset
         ) from None
 
 
@@ -288,23 +288,43 @@ def _first_bad_checksum(headers: "np.ndarray[Any, Any]") -> tuple[int, int, int]
     return None
 
 
+def header_checksum_ok(buf: Any, offset: int) -> bool:
+    """True when the 512 bytes at ``offset`` are a header whose checksum is right."""
+    return _checksum_mismatch(buf, [offset]) is None
+
+
 def verify_indexed_headers(
-    buf: Any, offsets: "np.ndarray[Any, Any]", sizes: "np.ndarray[Any, Any]"
+    buf: Any,
+    offsets: "np.ndarray[Any, Any]",
+    sizes: "np.ndarray[Any, Any]",
+    names: "np.ndarray[Any, Any] | None" = None,
 ) -> int | None:
-    """Check headers an offset index points at: checksum, regular type, size as recorded.
+    """Check headers an offset index points at: checksum, regular type, size as recorded, and
+    (given ``names``, rows of at least 100 bytes) the name field, with no ustar prefix.
 
     Returns the position (in ``offsets``) of the first header that disagrees, else None.
     """
     if len(offsets) == 0:
         return None
-    if int(offsets[-1]) + BLOCK > len(buf) or int(offsets.min()) < 0:
-        return len(offsets) - 1
+    if int(offsets.min()) < 0:
+        return int(np.argmin(offsets))
+    beyond = np.nonzero(offsets + BLOCK > len(buf))[0]
+    if beyond.size:  # check what lies inside first: the earliest disagreement counts
+        cut = int(beyond[0])
+        first = verify_indexed_headers(
+            buf, offsets[:cut], sizes[:cut], None if names is None else names[:cut]
+        )
+        return cut if first is None else first
     headers = gather_headers(buf, offsets)
     mismatch = _first_bad_checksum(headers)
     types = headers[:, 156]
     wrong = (_parse_octal_rows(headers[:, 124:136].astype(np.int64)) != sizes) | (
         (types != 48) & (types != 0)
     )
+    if names is not None:  # compared as 12 uint64 words and one uint32 per 100-byte name
+        wrong |= (headers[:, :96].view(np.uint64) != names[:, :96].view(np.uint64)).any(axis=1)
+        wrong |= headers[:, 96:100].view(np.uint32)[:, 0] != names[:, 96:100].view(np.uint32)[:, 0]
+        wrong |= headers[:, 345] != 0
     bad = np.nonzero(wrong)[0]
     first = int(bad[0]) if bad.size else None
     if mismatch is not None and (first is None or mismatch[0] < first):

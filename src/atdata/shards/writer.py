@@ -40,6 +40,8 @@ class ShardInfo:
     count: int
     size: int
     sha256: str
+    #: sha256 of the offset-index sidecar written beside it (``location + ".idx"``)
+    sidecar_sha256: str | None = None
 
     @property
     def checksum(self) -> dict[str, str]:
@@ -256,11 +258,16 @@ class ShardWriter(Generic[T]):
             sha256=digest,
         )
         side = self._sink_factory(sink.location + OFFSETS_SUFFIX)
+        sidecar = index.to_bytes()
         try:
-            side.write(index.to_bytes())
+            side.write(sidecar)
             side.commit()
         except BaseException:
             side.abort()
             raise
-        self.shards.append(ShardInfo(sink.location, len(self._keys), size, digest))
+        self.shards.append(
+            ShardInfo(
+                sink.location, len(self._keys), size, digest, hashlib.sha256(sidecar).hexdigest()
+            )
+        )
         self._shard_number += 1

@@ -10,17 +10,23 @@ import re
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
-from ..errors import SourceError
+from ..errors import ShardError, SourceError
 
 __all__ = [
+    "MAX_SIDECAR_BYTES",
     "ShardSource",
     "glob_expander",
     "open_source",
     "register_glob",
     "register_scheme",
     "registered_schemes",
+    "read_capped",
     "scheme_of",
 ]
+
+#: No sidecar is read past this many bytes (an offset index of ~400k samples; see
+#: ``atdata.shards.offsets.sidecar_limit``): an endless or huge sidecar is refused, not buffered.
+MAX_SIDECAR_BYTES = 64 << 20
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
@@ -91,3 +97,16 @@ def open_source(url: str) -> ShardSource:
             + (" — install 'atdata[s3]'" if scheme == "s3" else "")
         )
     return factory(url)
+
+
+def read_capped(stream: BinaryIO, what: str, limit: int = MAX_SIDECAR_BYTES) -> bytes:
+    """All of ``stream`` if it holds at most ``limit`` bytes; ShardError naming ``what`` if more."""
+    parts: list[bytes] = []
+    held = 0
+    while held <= limit:
+        got = stream.read(limit + 1 - held)
+        if not got:
+            return b"".join(parts)
+        parts.append(got)
+        held += len(got)
+    raise ShardError(f"{what} is larger than {limit} bytes, more than any sidecar holds; not read")

@@ -5,7 +5,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from ..errors import SourceError
-from .base import register_scheme
+from .base import read_capped, register_scheme
 
 __all__ = ["FileSource"]
 
@@ -43,7 +43,7 @@ class FileSource:
     def read_sidecar(self, suffix: str) -> bytes | None:
         try:
             with open(self.path + suffix, "rb") as f:
-                return f.read()
+                return read_capped(f, self.path + suffix)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -49,7 +49,7 @@ from ._retry import (
     check_installed,
     waiting_until,
 )
-from .base import register_scheme
+from .base import read_capped, register_scheme
 
 if TYPE_CHECKING:
     import httpx
@@ -158,7 +158,7 @@ class HttpSource:
         url = _with_suffix(self.url, suffix)
         try:
             with self._stream(url) as stream:
-                return stream.read()
+                return read_capped(cast(BinaryIO, stream), url)
         except _NotFound:
             return None
 

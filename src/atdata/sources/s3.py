@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, Literal, cast
 from .._optional import require
 from ..errors import SourceError
 from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient, check_installed
-from .base import register_scheme
+from .base import read_capped, register_scheme
 
 __all__ = [
     "S3Config",
@@ -253,7 +253,7 @@ class S3Source:
         """The object ``key + suffix``, or None when there is none."""
         try:
             with self._stream(self.key + suffix) as stream:
-                return stream.read()
+                return read_capped(cast(BinaryIO, stream), f"s3://{self.bucket}/{self.key}{suffix}")
         except _NotFound:
             return None
 

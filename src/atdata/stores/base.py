@@ -55,6 +55,7 @@ __all__ = [
     "shard_basename",
     "validate_dataset_name",
     "verify_shards",
+    "verify_sidecar",
 ]
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -183,14 +184,20 @@ class ShardRecord:
     checksum: Checksum
     count: int
     size: int
+    #: checksum of the offset-index sidecar ``url + ".idx"`` (None: not recorded, e.g. older
+    #: entries and shards registered without one); readers verify a sidecar against it
+    sidecar: Checksum | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "url": self.url,
             "checksum": self.checksum.to_dict(),
             "count": self.count,
             "size": self.size,
         }
+        if self.sidecar is not None:
+            out["sidecar_checksum"] = self.sidecar.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> "ShardRecord":
@@ -199,7 +206,14 @@ class ShardRecord:
         count, size = data.get("count"), data.get("size")
         if not isinstance(count, int) or not isinstance(size, int):
             raise ValueError(f"shard record {data['url']!r} needs integer 'count' and 'size'")
-        return cls(data["url"], Checksum.from_dict(data.get("checksum")), count, size)
+        side = data.get("sidecar_checksum")
+        return cls(
+            data["url"],
+            Checksum.from_dict(data.get("checksum")),
+            count,
+            size,
+            None if side is None else Checksum.from_dict(side),
+        )
 
 
 @dataclass(frozen=True)
@@ -301,4 +315,19 @@ def _verify_one(shard: ShardRecord) -> ShardProblem | None:
     digest = hasher.hexdigest()
     if digest != shard.checksum.digest.lower():
         return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
-    return None
+    return verify_sidecar(open_source(shard.url), shard)
+
+
+def verify_sidecar(source: Any, shard: ShardRecord) -> ShardProblem | None:
+    """Check the ``.idx`` sidecar of a shard whose bytes matched ``shard`` (see
+    :func:`atdata.shards.sidecar_check.sidecar_problem`)."""
+    from ..shards.sidecar_check import sidecar_problem
+
+    side = shard.sidecar
+    problem = sidecar_problem(
+        source,
+        size=shard.size,
+        sha256=shard.checksum.digest if shard.checksum.algorithm.lower() == "sha256" else None,
+        sidecar_sha256=side.digest if side is not None and side.algorithm == "sha256" else None,
+    )
+    return None if problem is None else ShardProblem(shard.url, problem)

@@ -40,6 +40,7 @@ from .base import (
     check_write_id,
     shard_basename,
     validate_dataset_name,
+    verify_sidecar,
     warn_not_owned,
 )
 from .credentials import config_fields
@@ -458,7 +459,7 @@ class S3DataStore(DataStore):
         digest = hasher.hexdigest()
         if digest != shard.checksum.digest.lower():
             return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
-        return None
+        return verify_sidecar(self.open_source(shard.url), shard)
 
 
 def _check_key(key: str, *, what: str) -> None:
