@@ -297,6 +297,7 @@ class FileServer:
         until :meth:`reset` or :meth:`stop` (at most 120 s), then close the connection."""
         with self._lock:
             self._slow = [("stall", float(after_bytes))] * n
+
     def serve_endless(self, url_path: str, prefix: bytes = b"") -> None:
         """Answer GET ``url_path`` with ``prefix`` and then filler bytes that never end."""
         with self._lock:

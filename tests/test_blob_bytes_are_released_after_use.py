@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from atdata import Dataset
+from atdata import Dataset, write_samples
 from atdata.sample import packable
 from atdata.shards.shardset import ShardSet
-from atdata.shards.writer import write_samples
 from atdata.sources import open_source
 from atdata.sources.at import AtBlobSource, blob_url, cid_of_sha256
 from atdata.sources.cache import wrap_source
@@ -45,7 +44,7 @@ def _publish(server: FileServer, tmp: Path) -> list[str]:
             Frame(i=b * 100 + i, pixels=rng.integers(0, 255, 1 << 20, dtype=np.uint8))
             for i in range(6)
         )
-        (info,) = write_samples(frames, str(tmp / f"blob{b}-%06d.tar"), maxcount=6)
+        (info,) = write_samples(frames, str(tmp / f"blob{b}-%06d.tar"), maxcount=6).shard_infos
         data = Path(info.location).read_bytes()
         where = server.root / f"pds{b}" / "xrpc"
         where.mkdir(parents=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atdata import Dataset
+from atdata import Dataset, write_samples
 from atdata.errors import AtdataWarning, IntegrityError
 from atdata.sample import packable
-from atdata.shards.writer import ShardInfo, write_samples
+from atdata.shards.writer import ShardInfo
 from atdata.sources.cache import ShardCache
 from atdata.sources.memo import Fingerprint, default_memo
 from http_server import FileServer
@@ -37,7 +37,7 @@ def _private_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def _serve(server: FileServer, first: int = 0) -> tuple[str, ShardInfo]:
     rng = np.random.default_rng(first)
     rows = (Row(i=first + i, v=rng.standard_normal(4000).astype(np.float32)) for i in range(10))
-    (info,) = write_samples(rows, str(server.root / f"s{first}-%06d.tar"), maxcount=10)
+    (info,) = write_samples(rows, str(server.root / f"s{first}-%06d.tar"), maxcount=10).shard_infos
     return server.url_for(Path(info.location).name), info
 
 

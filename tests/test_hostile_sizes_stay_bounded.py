@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 
 import atdata
-from atdata import AtdataWarning, Dataset, ShardError
+from atdata import AtdataWarning, Dataset, ShardError, write_samples
 from atdata.shards.offsets import OffsetIndex
 from atdata.shards.tar import encode_header
-from atdata.shards.writer import write_samples
 from http_server import FileServer
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS semantics")
@@ -37,7 +36,9 @@ class Row:
 
 
 def _shard(directory: Path) -> Path:
-    (info,) = write_samples((Row(i, "x" * i) for i in range(N)), str(directory / "r-%06d.tar"))
+    (info,) = write_samples(
+        (Row(i, "x" * i) for i in range(N)), str(directory / "r-%06d.tar")
+    ).shard_infos
     return Path(info.location)
 
 

@@ -27,7 +27,7 @@ def _shards(directory: Path, stem: str, n: int = 4, per: int = 2) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     infos = atdata.write_samples(
         [Item(i) for i in range(n)], str(directory / f"{stem}-%06d.tar"), maxcount=per
-    )
+    ).shard_infos
     return [info.location for info in infos]
 
 

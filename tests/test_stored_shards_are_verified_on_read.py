@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from atdata import Dataset, Index, load_dataset
+from atdata import Dataset, Index, load_dataset, write_samples
 from atdata.errors import IntegrityError
 from atdata.sample import packable
-from atdata.shards.writer import write_samples
 from atdata.sources.memo import Fingerprint, VerifyMemo
 
 
@@ -87,7 +86,7 @@ def test_a_flipped_byte_in_a_stored_shard_is_detected_by_load_dataset() -> None:
 def test_a_replaced_stored_shard_is_detected(tmp_path: Path) -> None:
     urls = _stored()
     path = _local_path(urls[0])
-    other = write_samples(_rows(4)[::-1], str(tmp_path / "o-%06d.tar"), maxcount=4)[0]
+    other = write_samples(_rows(4)[::-1], str(tmp_path / "o-%06d.tar"), maxcount=4).shard_infos[0]
     st = os.stat(path)
     assert os.path.getsize(other.location) == st.st_size
     os.replace(other.location, path)  # same size, other inode
@@ -97,7 +96,7 @@ def test_a_replaced_stored_shard_is_detected(tmp_path: Path) -> None:
 
 
 def test_checksums_given_to_a_dataset_verify_local_files(tmp_path: Path) -> None:
-    (info,) = write_samples(_rows(4), str(tmp_path / "d-%06d.tar"), maxcount=4)
+    (info,) = write_samples(_rows(4), str(tmp_path / "d-%06d.tar"), maxcount=4).shard_infos
     ds: Dataset[Row] = Dataset(info.location, Row, checksums={info.location: info.sha256})
     assert [r.i for r in ds] == [0, 1, 2, 3]
     _flip_in_place(info.location)

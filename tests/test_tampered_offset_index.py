@@ -21,12 +21,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import atdata
-from atdata import AtdataWarning, Dataset, DictSample, NDArray
+from atdata import AtdataWarning, Dataset, DictSample, NDArray, write_samples
 from atdata.cli.app import app
 from atdata.index import Index
 from atdata.shards.access import read_body
 from atdata.shards.offsets import OffsetIndex, SidecarMismatch
-from atdata.shards.writer import write_samples
 from atdata.sources import open_source
 from http_server import FileServer
 
@@ -46,7 +45,7 @@ def _items(n: int = N) -> Iterator[Item]:
 
 @pytest.fixture
 def shard(tmp_path: Path) -> Path:
-    (info,) = write_samples(_items(), str(tmp_path / "s-%06d.tar"), key_field="idx")
+    (info,) = write_samples(_items(), str(tmp_path / "s-%06d.tar"), key_field="idx").shard_infos
     return Path(info.location)
 
 
@@ -256,7 +255,7 @@ def test_the_batched_path_checks_names_of_any_length_without_warnings(
     tmp_path: Path, names: list[str]
 ) -> None:
     samples = [Named(n, np.full(2, i, dtype=np.float32)) for i, n in enumerate(names)]
-    (info,) = write_samples(samples, str(tmp_path / "n-%06d.tar"), key_field="name")
+    (info,) = write_samples(samples, str(tmp_path / "n-%06d.tar"), key_field="name").shard_infos
     index = OffsetIndex.from_bytes(Path(info.location + ".idx").read_bytes(), "test")
     assert index.bulk_names() is not None  # the fast path is taken
     ds = Dataset[Named](info.location)

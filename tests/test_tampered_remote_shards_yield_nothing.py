@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from atdata import Dataset
+from atdata import Dataset, write_samples
 from atdata.errors import IntegrityError
 from atdata.sample import DictSample, packable
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.shardset import ShardSet
-from atdata.shards.writer import ShardInfo, write_samples
+from atdata.shards.writer import ShardInfo
 from atdata.sources import open_source
 from atdata.sources.at import AtBlobSource, blob_url, cid_of_sha256
 from atdata.sources.cache import ShardCache, wrap_source
@@ -55,7 +55,7 @@ def _shard(root: Path, name: str, first: int, count: int, width: int) -> ShardIn
         Vec(i=first + i, v=rng.standard_normal(width).astype(np.float32)) for i in range(count)
     )
     root.mkdir(parents=True, exist_ok=True)
-    (info,) = write_samples(samples, str(root / name), maxcount=count)
+    (info,) = write_samples(samples, str(root / name), maxcount=count).shard_infos
     return info
 
 
