@@ -301,6 +301,7 @@ def _check_depth(depth: int, path: str) -> None:
 def field_type_of(annotation: Any, path: str, depth: int = 0) -> FieldType:
     """Translate one annotation into a :class:`FieldType`; SchemaError names ``path``."""
     _check_depth(depth, path)
+    annotation = _unalias(annotation, path)
     shape: tuple[int | None, ...] | None = None
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
@@ -342,6 +343,47 @@ def field_type_of(annotation: Any, path: str, depth: int = 0) -> FieldType:
         schema = Schema.from_type(annotation, depth=depth + 1)
         return FieldType("sample", schema=schema, sample_type=annotation)
     raise SchemaError(f"unsupported field type {annotation!r} at {path}", path=path)
+
+
+def _is_type_alias(obj: Any) -> bool:
+    """``typing.TypeAliasType`` (``type X = ...``, 3.12+) or ``typing_extensions.TypeAliasType``."""
+    return type(obj).__name__ == "TypeAliasType" and hasattr(obj, "__value__")
+
+
+def _unalias(annotation: Any, path: str) -> Any:
+    """``annotation`` with type aliases (and generic aliases of them) replaced by their value.
+
+    numpy 2.5 defines ``NDArray`` as such an alias: ``NDArray[np.uint8]`` is the alias applied to
+    ``np.uint8``, which expands to ``np.ndarray[tuple[Any, ...], np.dtype[np.uint8]]``.
+    """
+    for _ in range(MAX_SCHEMA_DEPTH):
+        origin = typing.get_origin(annotation)
+        if _is_type_alias(annotation):
+            annotation = annotation.__value__
+        elif origin is not None and _is_type_alias(origin):
+            annotation = _apply_alias(origin, typing.get_args(annotation), path)
+        else:
+            return annotation
+    raise SchemaError(f"type aliases nest too deeply at {path}", path=path)
+
+
+def _apply_alias(alias: Any, args: tuple[Any, ...], path: str) -> Any:
+    value = alias.__value__
+    params = tuple(getattr(alias, "__type_params__", ()) or ())
+    if len(params) != len(args):
+        raise SchemaError(
+            f"type alias {alias.__name__} takes {len(params)} argument(s), got {len(args)} "
+            f"at {path}",
+            path=path,
+        )
+    free = tuple(getattr(value, "__parameters__", ()) or ())
+    if not free:
+        return value
+    bound = dict(zip(params, args, strict=True))
+    try:
+        return value[tuple(bound.get(p, Any) for p in free)]
+    except TypeError as exc:
+        raise SchemaError(f"cannot expand type alias {alias.__name__} at {path}: {exc}") from exc
 
 
 def _array_dtype(annotation: Any, path: str) -> str | None:
