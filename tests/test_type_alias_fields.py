@@ -93,12 +93,12 @@ def test_the_type_statement_makes_usable_aliases() -> None:
         "type Scores = list[float]\n",
         namespace,
     )
-    nd, scores = namespace["NDArray"], namespace["Scores"]
+    nd, score_list = namespace["NDArray"], namespace["Scores"]
 
     @atdata.packable
     class Row:
         x: nd[np.int16]
-        scores: scores
+        scores: score_list
 
     row = Row.from_bytes(Row(np.arange(4, dtype=np.int16), [0.5]).to_bytes())
     assert row.x.dtype == np.int16 and row.scores == [0.5]
