@@ -223,3 +223,23 @@ def test_hostile_sidecars_raise_only_atdata_errors(tmp_path: Path, name: str) ->
 )
 def test_unreadable_locations_raise_only_atdata_errors(url: str) -> None:
     _walk(url)
+
+
+def test_a_bad_octal_size_reads_the_same_on_both_reader_paths(tmp_path: Path) -> None:
+    # found by the fuzz test on Python 3.13: the stream reader put bytearray(...) in the message
+    from test_corrupt_shards import READERS
+
+    shard = bytearray(_with_bad_body(_good(1)))
+    shard[124:136] = b"80000000043\x00"  # '8' is not an octal digit
+    shard[148:156] = b"        "
+    shard[148:156] = b"%06o\x00 " % sum(shard[:512])
+    path = tmp_path / "octal.tar"
+    path.write_bytes(bytes(shard))
+    messages = []
+    for reader in ("mmap", "stream"):
+        ds = Dataset[Item](str(path), source_factory=READERS[reader])
+        with pytest.raises(atdata.ShardError) as info:
+            list(ds.ordered())
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "b'80000000043\\x00'" in messages[0]

@@ -129,7 +129,7 @@ def _octal(field: bytes, what: str, shard: str, offset: int) -> int:
         return int(text, 8)
     except ValueError:
         raise ShardError(
-            f"bad {what} field {field!r} in tar header", shard=shard, offset=offset
+            f"bad {what} field {bytes(field)!r} in tar header", shard=shard, offset=offset
         ) from None
 
 
