@@ -22,6 +22,7 @@ PUBLIC_API = sorted(
         "Index",
         "IndexUnavailableError",
         "IntegrityError",
+        "InvalidArgumentError",
         "Lens",
         "LensError",
         "LensRegistry",

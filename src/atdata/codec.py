@@ -5,7 +5,6 @@ A :class:`Codec` holds, for every field, a small converter chosen from the field
 look at annotations again. Arrays use the compact layout of FORMAT.md §1 (and ``.npy`` on read).
 """
 
-import io
 import struct
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
@@ -14,6 +13,7 @@ import msgpack
 import numpy as np
 
 from ._msgpack_view import unpack_map_view
+from ._npy import NPY_MAGIC, check_array_dtype, check_array_shape, parse_npy
 from .errors import SchemaError
 from .sample import DictSample
 from .schema import FieldType, Schema
@@ -32,7 +32,7 @@ __all__ = [
 T = TypeVar("T")
 Converter = Callable[[Any, str], Any]
 
-_NPY_MAGIC = b"\x93NUMPY"
+_NPY_MAGIC = NPY_MAGIC
 _HEADER_CACHE: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], int]] = {}
 _HEADER_CACHE_MAX = 4096
 
@@ -79,13 +79,11 @@ def parse_array_header(buf: bytes | memoryview) -> tuple[np.dtype[Any], tuple[in
     else:
         try:
             dtype = np.dtype(key[1:ndim_at].decode("ascii"))
-        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        except Exception as exc:  # numpy's dtype parser raises several unrelated types
             raise SchemaError(f"array header names an unknown dtype {key[1:ndim_at]!r}") from exc
-        if dtype.hasobject:
-            raise SchemaError("array header names an object dtype, which is never decoded")
+        check_array_dtype(dtype, "array header")
         shape = struct.unpack_from(f"<{key[ndim_at]}q", key, ndim_at + 1)
-        if any(d < 0 for d in shape):
-            raise SchemaError(f"array header has a negative dimension {shape}")
+        check_array_shape(shape, dtype.itemsize, "array header")
         if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
             _HEADER_CACHE.clear()
         _HEADER_CACHE[key] = (dtype, shape, hlen)
@@ -109,35 +107,18 @@ def decode_array(buf: bytes | memoryview) -> np.ndarray[Any, Any]:
 
 
 def _decode_npy(buf: bytes | memoryview) -> np.ndarray[Any, Any]:
-    """A ``.npy`` payload, its header checked against its size before numpy allocates anything."""
-    stream = io.BytesIO(buf)
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(stream)
-        if version == (1, 0):
-            shape, _fortran, dtype = fmt.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _fortran, dtype = fmt.read_array_header_2_0(stream)
-        else:
-            # version 3.0 (utf-8 header) has no public reader
-            shape, _fortran, dtype = cast(Any, fmt)._read_array_header(stream, version)
-        if dtype.hasobject:
-            raise SchemaError(".npy payload holds an object array, which is never unpickled")
-        count = 1
-        for d in shape:
-            count *= d
-        if count * dtype.itemsize != len(buf) - stream.tell():
-            raise SchemaError(
-                f".npy header says {dtype.str}{list(shape)} ({count * dtype.itemsize} bytes) "
-                f"but {len(buf) - stream.tell()} bytes follow"
-            )
-        stream.seek(0)
-        out: np.ndarray[Any, Any] = np.load(stream, allow_pickle=False)
-    except SchemaError:
-        raise
-    except (ValueError, TypeError, EOFError, OSError, SyntaxError) as exc:
-        raise SchemaError(f"bad .npy payload: {exc}") from exc
-    return out
+    """A ``.npy`` payload (zero copy; read-only), its header checked before anything is built."""
+    dtype, shape, fortran, start = parse_npy(buf)
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize != len(buf) - start:
+        raise SchemaError(
+            f".npy header says {dtype.str}{list(shape)} ({count * dtype.itemsize} bytes) "
+            f"but {len(buf) - start} bytes follow"
+        )
+    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=start)
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
 # --------------------------------------------------------------------------- converters

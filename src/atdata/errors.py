@@ -3,9 +3,12 @@
 Every error a user can see derives from :class:`AtdataError`; errors from optional dependencies
 (redis, psycopg, botocore, httpx, atproto) are translated into one of these with ``raise ... from``.
 Messages name the thing that failed (shard URL and member offset, sample key, field path such as
-``$.image``, record URI) and, where there is one, what to do about it::
+``$.image``, record URI) and, where there is one, what to do about it. Some also derive from the
+built-in exception a caller would expect (``InvalidArgumentError`` is a ``ValueError``,
+``SchemaError`` a ``TypeError``, ``NotFoundError`` a ``KeyError``), so either can be caught::
 
     AtdataError
+    ├── InvalidArgumentError   an argument is malformed or out of range (also a ValueError)
     ├── SchemaError            a value does not match its declared type, dtype or shape
     ├── ShardError             a shard is truncated, corrupt or not in the expected format
     │   └── IntegrityError     bytes do not match their recorded checksum or CID
@@ -31,6 +34,7 @@ __all__ = [
     "AtdataWarning",
     "IndexUnavailableError",
     "IntegrityError",
+    "InvalidArgumentError",
     "LensError",
     "NotFoundError",
     "SchemaError",
@@ -42,6 +46,13 @@ __all__ = [
 
 class AtdataError(Exception):
     """Base class of every exception raised by atdata."""
+
+
+class InvalidArgumentError(AtdataError, ValueError):
+    """An argument passed to atdata is malformed or out of range (an option, a size, a name).
+
+    Also a :class:`ValueError`, so code that catches ``ValueError`` around a call keeps working.
+    """
 
 
 class AtdataWarning(UserWarning):

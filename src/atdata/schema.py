@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import SchemaError
 
-__all__ = ["Field", "FieldType", "Schema", "Shape", "validate_identifier"]
+__all__ = ["MAX_SCHEMA_DEPTH", "Field", "FieldType", "Schema", "Shape", "validate_identifier"]
 
 Kind = Literal["str", "int", "float", "bool", "bytes", "array", "list", "dict", "sample", "any"]
 _SCALAR_KINDS: dict[type, Kind] = {
@@ -34,6 +34,8 @@ _SCALAR_KINDS: dict[type, Kind] = {
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch: no trailing newline
 SCHEMA_FORMAT_VERSION = 1
+#: How deeply field types may nest (``list[list[...]]``, samples inside samples), on read and write.
+MAX_SCHEMA_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,12 @@ class FieldType:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str = "$") -> "FieldType":
+    def from_dict(cls, data: Mapping[str, Any], path: str = "$", *, depth: int = 0) -> "FieldType":
+        if not isinstance(data, Mapping):
+            raise SchemaError(
+                f"the type at {path} must be a mapping, got {type(data).__name__}", path=path
+            )
+        _check_depth(depth, path)
         kind = data.get("kind")
         if kind not in (
             "str",
@@ -115,7 +122,7 @@ class FieldType:
         shape = data.get("shape")
         if shape is not None:
             if not isinstance(shape, list) or not all(
-                d is None or (isinstance(d, int) and d >= 0) for d in shape
+                d is None or (type(d) is int and d >= 0) for d in shape
             ):
                 raise SchemaError(f"bad array shape {shape!r} at {path}", path=path)
             shape = tuple(shape)
@@ -126,8 +133,8 @@ class FieldType:
             optional=bool(data.get("optional", False)),
             dtype=dtype,
             shape=shape,
-            item=cls.from_dict(item, path + "[]") if item is not None else None,
-            schema=Schema.from_dict(schema) if schema is not None else None,
+            item=cls.from_dict(item, path + "[]", depth=depth + 1) if item is not None else None,
+            schema=Schema.from_dict(schema, depth=depth + 1) if schema is not None else None,
         )
 
 
@@ -149,8 +156,11 @@ class Schema:
 
     # -- building -------------------------------------------------------------------------
     @classmethod
-    def from_type(cls, sample_type: type) -> "Schema":
-        """Derive the schema of a dataclass-like sample type from its annotations."""
+    def from_type(cls, sample_type: type, *, depth: int = 0) -> "Schema":
+        """Derive the schema of a dataclass-like sample type from its annotations.
+
+        ``depth`` is how deeply this type is nested in another (see :data:`MAX_SCHEMA_DEPTH`).
+        """
         cached = sample_type.__dict__.get("__atdata_schema__")
         if isinstance(cached, Schema):
             return cached
@@ -166,7 +176,7 @@ class Schema:
             members = [(n, hasattr(sample_type, n)) for n in hints if not n.startswith("_")]
         fields = []
         for name, has_default in members:
-            ftype = field_type_of(hints[name], f"$.{name}")
+            ftype = field_type_of(hints[name], f"$.{name}", depth)
             fields.append(Field(name, ftype, required=not has_default))
         return cls(
             name=sample_type.__name__, fields=tuple(fields), description=_docstring(sample_type)
@@ -188,7 +198,11 @@ class Schema:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Schema":
+    def from_dict(cls, data: Mapping[str, Any], *, depth: int = 0) -> "Schema":
+        """The schema a record describes; SchemaError when it is malformed or nests too deeply.
+
+        ``depth`` is how deeply this record is nested in another (field types count one level).
+        """
         if not isinstance(data, Mapping):
             raise SchemaError(f"a schema record must be a mapping, got {type(data).__name__}")
         name = validate_identifier(data.get("name"), "schema name")
@@ -206,7 +220,7 @@ class Schema:
                     f"schema {name!r} declares field {fname!r} twice", path=f"$.{fname}"
                 )
             seen.add(fname)
-            ftype = FieldType.from_dict(raw.get("type") or {}, f"$.{fname}")
+            ftype = FieldType.from_dict(raw.get("type") or {}, f"$.{fname}", depth=depth)
             fields.append(Field(fname, ftype, required=bool(raw.get("required", True))))
         version = data.get("version", "1.0.0")
         if not isinstance(version, str):
@@ -296,11 +310,26 @@ def _checked_dtype(value: object, path: str) -> np.dtype[Any]:
         raise SchemaError(f"bad dtype {value!r} at {path}", path=path) from exc
     if dt.hasobject:
         raise SchemaError(f"object dtypes cannot be stored (at {path})", path=path)
+    if dt.names is not None or dt.subdtype is not None:
+        raise SchemaError(
+            f"structured and subarray dtypes ({dt}) cannot be stored (at {path})", path=path
+        )
     return dt
 
 
-def field_type_of(annotation: Any, path: str) -> FieldType:
+def _check_depth(depth: int, path: str) -> None:
+    if depth >= MAX_SCHEMA_DEPTH:
+        raise SchemaError(
+            f"field types nest more than {MAX_SCHEMA_DEPTH} levels deep at {path[:200]} "
+            "(a recursive sample type cannot be stored)",
+            path=path,
+        )
+
+
+def field_type_of(annotation: Any, path: str, depth: int = 0) -> FieldType:
     """Translate one annotation into a :class:`FieldType`; SchemaError names ``path``."""
+    _check_depth(depth, path)
+    annotation = _unalias(annotation, path)
     shape: tuple[int | None, ...] | None = None
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
@@ -309,7 +338,7 @@ def field_type_of(annotation: Any, path: str) -> FieldType:
         for meta in args[1:]:
             if isinstance(meta, Shape):
                 shape = meta.dims
-        inner = field_type_of(annotation, path)
+        inner = field_type_of(annotation, path, depth)
         if shape is not None:
             if inner.kind != "array":
                 raise SchemaError(f"Shape(...) annotates a non-array field at {path}", path=path)
@@ -321,7 +350,7 @@ def field_type_of(annotation: Any, path: str) -> FieldType:
             raise SchemaError(
                 f"only 'X | None' unions are supported, got {annotation!r} at {path}", path=path
             )
-        return dataclasses.replace(field_type_of(members[0], path), optional=True)
+        return dataclasses.replace(field_type_of(members[0], path, depth), optional=True)
     if annotation is Any:
         return FieldType("any")
     if annotation in _SCALAR_KINDS:
@@ -330,17 +359,59 @@ def field_type_of(annotation: Any, path: str) -> FieldType:
         return FieldType("array", dtype=_array_dtype(annotation, path))
     if origin in (list, typing.List):  # noqa: UP006
         (item,) = typing.get_args(annotation) or (Any,)
-        return FieldType("list", item=field_type_of(item, path + "[]"))
+        return FieldType("list", item=field_type_of(item, path + "[]", depth + 1))
     if origin in (dict, typing.Dict):  # noqa: UP006
         key, value = typing.get_args(annotation) or (str, Any)
         if key is not str:
             raise SchemaError(f"dict keys must be str at {path}", path=path)
-        return FieldType("dict", item=field_type_of(value, path + "{}"))
+        return FieldType("dict", item=field_type_of(value, path + "{}", depth + 1))
     if isinstance(annotation, type) and (
         dataclasses.is_dataclass(annotation) or hasattr(annotation, "__atdata_schema__")
     ):
-        return FieldType("sample", schema=Schema.from_type(annotation), sample_type=annotation)
+        schema = Schema.from_type(annotation, depth=depth + 1)
+        return FieldType("sample", schema=schema, sample_type=annotation)
     raise SchemaError(f"unsupported field type {annotation!r} at {path}", path=path)
+
+
+def _is_type_alias(obj: Any) -> bool:
+    """``typing.TypeAliasType`` (``type X = ...``, 3.12+) or ``typing_extensions.TypeAliasType``."""
+    return type(obj).__name__ == "TypeAliasType" and hasattr(obj, "__value__")
+
+
+def _unalias(annotation: Any, path: str) -> Any:
+    """``annotation`` with type aliases (and generic aliases of them) replaced by their value.
+
+    numpy 2.5 defines ``NDArray`` as such an alias: ``NDArray[np.uint8]`` is the alias applied to
+    ``np.uint8``, which expands to ``np.ndarray[tuple[Any, ...], np.dtype[np.uint8]]``.
+    """
+    for _ in range(MAX_SCHEMA_DEPTH):
+        origin = typing.get_origin(annotation)
+        if _is_type_alias(annotation):
+            annotation = annotation.__value__
+        elif origin is not None and _is_type_alias(origin):
+            annotation = _apply_alias(origin, typing.get_args(annotation), path)
+        else:
+            return annotation
+    raise SchemaError(f"type aliases nest too deeply at {path}", path=path)
+
+
+def _apply_alias(alias: Any, args: tuple[Any, ...], path: str) -> Any:
+    value = alias.__value__
+    params = tuple(getattr(alias, "__type_params__", ()) or ())
+    if len(params) != len(args):
+        raise SchemaError(
+            f"type alias {alias.__name__} takes {len(params)} argument(s), got {len(args)} "
+            f"at {path}",
+            path=path,
+        )
+    free = tuple(getattr(value, "__parameters__", ()) or ())
+    if not free:
+        return value
+    bound = dict(zip(params, args, strict=True))
+    try:
+        return value[tuple(bound.get(p, Any) for p in free)]
+    except TypeError as exc:
+        raise SchemaError(f"cannot expand type alias {alias.__name__} at {path}: {exc}") from exc
 
 
 def _array_dtype(annotation: Any, path: str) -> str | None:

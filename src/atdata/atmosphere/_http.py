@@ -78,7 +78,7 @@ def error_summary(status: int, body: bytes) -> tuple[str | None, str]:
     message = ""
     try:
         data = json.loads(body[:8192])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         data = None
     if isinstance(data, dict):
         if isinstance(data.get("error"), str):
@@ -226,7 +226,7 @@ class HttpReader:
             raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
 
     def get_json(
@@ -240,7 +240,7 @@ class HttpReader:
         body = self.get(url, params=params, max_bytes=max_bytes, what=what)
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
 
     def xrpc(

@@ -17,7 +17,7 @@ import msgpack
 import numpy as np
 
 from ..codec import Codec, codec_for, encode_array
-from ..errors import SchemaError
+from ..errors import InvalidArgumentError, SchemaError
 from ..sample import DictSample
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
@@ -89,6 +89,8 @@ class ShardWriter(Generic[T]):
             raise ValueError(
                 f"shard pattern {pattern!r} needs one %d-style placeholder, e.g. 'x-%06d.tar'"
             ) from None
+        if "\x00" in pattern:
+            raise InvalidArgumentError(f"shard pattern {pattern!r} contains a NUL character")
         self.pattern = pattern
         self.maxcount = maxcount
         self.maxsize = maxsize

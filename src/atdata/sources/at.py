@@ -415,7 +415,7 @@ def _error_text(body: bytes) -> str:
 
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(data, dict):
         return ""

@@ -104,7 +104,7 @@ class ShardCache:
         self.max_bytes = max_bytes
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
             raise SourceError(f"cannot create the shard cache {self.directory}: {exc}") from exc
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}

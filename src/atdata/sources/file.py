@@ -20,6 +20,8 @@ class FileSource:
             self.path = unquote(parsed.path)
         else:
             self.path = url
+        if "\x00" in self.path:
+            raise SourceError(f"shard path {url!r} contains a NUL character, which no file has")
 
     def local_path(self) -> str | None:
         return self.path

@@ -49,7 +49,7 @@ def loads_record(raw: str | bytes, kind: str, key: str) -> Record:
     """The record stored as JSON ``raw``; AtdataIndexError when it is not a JSON object."""
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise AtdataIndexError(f"{kind} {key!r} holds malformed JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise AtdataIndexError(f"{kind} {key!r} holds {type(value).__name__}, not a record")

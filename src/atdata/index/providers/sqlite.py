@@ -70,7 +70,7 @@ class SQLiteProvider(Provider):
         if self.path != ":memory:":
             try:
                 Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
                 raise IndexUnavailableError(
                     f"cannot create the directory of {self.path!r}: {exc}"
                 ) from exc
