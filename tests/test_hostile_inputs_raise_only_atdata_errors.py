@@ -202,10 +202,7 @@ def test_skipping_a_bad_body_keeps_the_samples_around_it(tmp_path: Path, name: s
     "name",
     [
         *sorted(HOSTILE_SIDECARS),
-        pytest.param(
-            HUGE_SIZE_SIDECAR,
-            marks=pytest.mark.xfail(reason="the .idx int64 overflow is fixed on another branch"),
-        ),
+        HUGE_SIZE_SIDECAR,
     ],
 )
 def test_hostile_sidecars_raise_only_atdata_errors(tmp_path: Path, name: str) -> None:

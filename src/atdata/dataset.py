@@ -14,7 +14,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .codec import codec_for, unpack_map
-from .errors import LensError, SchemaError
+from .errors import InvalidArgumentError, LensError, SchemaError
 from .loader import Loader, Stage, _dict_decoder, located
 from .sample import DictSample
 from .shards.access import read_body, read_group
@@ -58,7 +58,9 @@ class Dataset(Generic[ST]):
         source_factory: SourceFactory | None = None,
     ) -> None:
         if on_error not in ("raise", "skip", "warn"):
-            raise ValueError(f"on_error must be 'raise', 'skip' or 'warn', not {on_error!r}")
+            raise InvalidArgumentError(
+                f"on_error must be 'raise', 'skip' or 'warn', not {on_error!r}"
+            )
         if isinstance(source, ShardSet):
             self._shards = source
         else:
@@ -179,7 +181,7 @@ class Dataset(Generic[ST]):
         (except ``start`` after a filter, which reads up to the n-th delivered sample).
         """
         if buffer_size < 1 or buffer_bytes < 1:
-            raise ValueError("buffer_size and buffer_bytes must be at least 1")
+            raise InvalidArgumentError("buffer_size and buffer_bytes must be at least 1")
         return Loader(
             self,
             batch_size=batch_size,

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .errors import InvalidArgumentError
 from .index import Index
 from .lens import LensRegistry, lens
 from .loading import load_dataset
@@ -159,7 +160,7 @@ def run_demo(
     when each step begins, for a caller that shows them.
     """
     if count < 1:
-        raise ValueError("the demo needs at least one sample")
+        raise InvalidArgumentError("the demo needs at least one sample")
     own_index = index is None
     ix = Index() if index is None else index
     say = stage or (lambda _text: None)

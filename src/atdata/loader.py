@@ -23,7 +23,7 @@ import numpy as np
 
 from .batch import Collator, SampleBatch, collate_maps, collate_samples
 from .codec import Codec, codec_for, unpack_map
-from .errors import AtdataWarning, SchemaError, ShardError
+from .errors import AtdataWarning, InvalidArgumentError, SchemaError, ShardError
 from .plan import (
     Consumer,
     EpochOrder,
@@ -83,9 +83,9 @@ class Loader(Generic[ST]):
         buffer_bytes: int = 1 << 30,
     ) -> None:
         if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise InvalidArgumentError("batch_size must be at least 1")
         if start < 0:
-            raise ValueError("start must be >= 0")
+            raise InvalidArgumentError("start must be >= 0")
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import AtdataError
+from .errors import AtdataError, InvalidArgumentError
 
 __all__ = [
     "Consumer",
@@ -75,7 +75,7 @@ def make_plan(
     if not (
         0 <= consumer.worker < consumer.num_workers and 0 <= consumer.rank < consumer.world_size
     ):
-        raise ValueError(f"inconsistent consumer {consumer}")
+        raise InvalidArgumentError(f"inconsistent consumer {consumer}")
     order = shard_order(num_shards, seed=seed, epoch=epoch)
     buffer_seed = None if seed is None else hash_seed(seed, epoch, consumer.index)
     n, i = consumer.count, consumer.index
@@ -277,9 +277,9 @@ def make_layout(
     differ when r < world_size).
     """
     if uneven not in ("drop", "pad", "spread"):
-        raise ValueError(f"uneven must be 'drop' or 'pad', not {uneven!r}")
+        raise InvalidArgumentError(f"uneven must be 'drop' or 'pad', not {uneven!r}")
     if batch_size < 1 or world_size < 1:
-        raise ValueError("batch_size and world_size must be at least 1")
+        raise InvalidArgumentError("batch_size and world_size must be at least 1")
     remaining = max(0, total - start)
     step = world_size * batch_size
     steps, rest = divmod(remaining, step)
@@ -348,7 +348,7 @@ class EpochOrder:
         """(shard numbers, member numbers) of epoch positions (each in ``[0, total)``)."""
         p = np.asarray(positions, dtype=np.int64)
         if self.stored == 0:
-            raise ValueError("the dataset has no samples")
+            raise InvalidArgumentError("the dataset has no samples")
         if self.resample:
             seed = self._seed or 0
             flat = np.empty_like(p)

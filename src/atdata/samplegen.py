@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import SchemaError
+from .errors import InvalidArgumentError, SchemaError
 from .schema import FieldType, Schema
 
 __all__ = ["make_samples"]
@@ -31,7 +31,7 @@ def make_samples(sample_type: type[T], n: int, seed: int = 0) -> list[T]:
     True
     """
     if n < 0:
-        raise ValueError("n must be non-negative")
+        raise InvalidArgumentError("n must be non-negative")
     schema = _schema_of(sample_type)
     rng = np.random.default_rng(seed)
     return [_sample(sample_type, schema, rng, i) for i in range(n)]

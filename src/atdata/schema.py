@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import SchemaError
+from .errors import InvalidArgumentError, SchemaError
 
 __all__ = ["MAX_SCHEMA_DEPTH", "Field", "FieldType", "Schema", "Shape", "validate_identifier"]
 
@@ -47,7 +47,9 @@ class Shape:
     def __init__(self, *dims: int | None) -> None:
         for d in dims:
             if d is not None and (not isinstance(d, int) or d < 0):
-                raise ValueError(f"Shape dimensions must be non-negative ints or None, got {d!r}")
+                raise InvalidArgumentError(
+                    f"Shape dimensions must be non-negative ints or None, got {d!r}"
+                )
         object.__setattr__(self, "dims", tuple(dims))
 
 

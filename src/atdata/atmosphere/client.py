@@ -14,7 +14,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from ..errors import AtdataWarning, AtmosphereError, AuthenticationError, SourceError
+from ..errors import (
+    AtdataWarning,
+    AtmosphereError,
+    AuthenticationError,
+    InvalidArgumentError,
+    SourceError,
+)
 from ..sources.at import AtBlobSource, blob_cid, blob_url
 from ._http import HttpReader, XrpcError
 from .lexicon import NAMESPACE, RecordValidationError, lexicon, validate_object, validate_record
@@ -141,7 +147,7 @@ class AtmosphereClient:
     ) -> Iterator[StoredRecord[dict[str, Any]]]:
         """Every record of ``collection`` in ``repo``, page by page until the cursor runs out."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
+            raise InvalidArgumentError(f"page_size must be 1..{MAX_PAGE_SIZE}")
         did = self.repo_did(repo)
         pds = self.pds_for(did)
         cursor: str | None = None

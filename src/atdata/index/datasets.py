@@ -31,7 +31,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import AtdataIndexError, AtdataWarning, ConflictError, NotFoundError, StoreError
+from ..errors import (
+    AtdataIndexError,
+    AtdataWarning,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    StoreError,
+)
 from ..schema import Schema
 from ..stores.base import (
     ShardRecord,
@@ -281,18 +288,18 @@ class _Mark:
 def _parse_mark(kind: str, key: str, record: Record) -> _Mark:
     """The checked content of a trash/pending record; ValueError saying what is wrong."""
     if not isinstance(record, dict):
-        raise ValueError(f"not a JSON object: {record!r:.80}")
+        raise InvalidArgumentError(f"not a JSON object: {record!r:.80}")
     name, version = record.get("name"), record.get("version")
     validate_dataset_name(name)
     assert isinstance(name, str)
     check_version(version)
     assert isinstance(version, int)
     if dataset_key(name, version) != key:
-        raise ValueError(f"it names {name}@{version}, which has another key")
+        raise InvalidArgumentError(f"it names {name}@{version}, which has another key")
     if kind == "trash" and "urls" in record:
         urls = record["urls"]
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            raise ValueError(f"'urls' must be a list of strings, got {urls!r:.80}")
+            raise InvalidArgumentError(f"'urls' must be a list of strings, got {urls!r:.80}")
         return _Mark(kind, name, version, urls=urls)
     write_id = record.get("write_id")
     if write_id is not None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, InvalidArgumentError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
 from ..shards.shardset import ShardExpectation
@@ -85,10 +85,12 @@ class Index:
             provider = provider_from_url(os.environ[INDEX_URL_ENV])
         if repositories is not None:
             if provider is not None or data_store is not None:
-                raise ValueError("pass either repositories=[...] or provider/store, not both")
+                raise InvalidArgumentError(
+                    "pass either repositories=[...] or provider/store, not both"
+                )
             repos = list(repositories)
             if not repos:
-                raise ValueError("an Index needs at least one repository")
+                raise InvalidArgumentError("an Index needs at least one repository")
         else:
             root = os.fspath(home) if home is not None else str(atdata_home())
             if provider is None:
@@ -102,7 +104,7 @@ class Index:
             repos = [Repository("local", provider, data_store)]
         names = [r.name for r in repos]
         if len(set(names)) != len(names):
-            raise ValueError(f"repository names must be unique, got {names}")
+            raise InvalidArgumentError(f"repository names must be unique, got {names}")
         self._repos: dict[str, Repository] = {r.name: r for r in repos}
         self._default = repos[0]
         self._types: dict[str, type] = {}
@@ -165,7 +167,7 @@ class Index:
         try:
             first = next(iterator)
         except StopIteration:
-            raise ValueError(f"no samples to write to {name!r}") from None
+            raise InvalidArgumentError(f"no samples to write to {name!r}") from None
         schema = _schema_of(type(first))
         version, write_id = ds_ops.reserve_version(target, name)
         try:
@@ -275,7 +277,9 @@ class Index:
         """Every version of ``name``, oldest first (from the first repository that has it)."""
         parsed = parse_ref(name, "dataset")
         if parsed.version is not None:
-            raise ValueError(f"history() takes a dataset name without a version, got {name!r}")
+            raise InvalidArgumentError(
+                f"history() takes a dataset name without a version, got {name!r}"
+            )
         return self._first_found(
             parsed.repo or repo,
             "dataset",
@@ -324,7 +328,9 @@ class Index:
         parsed = parse_ref(ref, "dataset")
         if all_versions:
             if parsed.version is not None:
-                raise ValueError(f"all_versions=True takes a name without a version, got {ref!r}")
+                raise InvalidArgumentError(
+                    f"all_versions=True takes a name without a version, got {ref!r}"
+                )
             targets = self.history(ref)
         else:
             targets = [self.get(ref)]
@@ -352,7 +358,7 @@ class Index:
         :mod:`atdata.index.schemas` for the bump rule."""
         schema = _schema_of(sample_type)
         if schema is None:
-            raise ValueError("DictSample and dict have no schema to publish")
+            raise InvalidArgumentError("DictSample and dict have no schema to publish")
         target = self.repository(repo)
         with target.provider.transaction() as tx:
             return publish_schema_tx(tx, schema, repo=target.name, version=version).ref
@@ -459,7 +465,9 @@ class Index:
             target = target if target is not None else lens.view
             name = name or getattr(lens, "name", None)
         if source is None or target is None:
-            raise ValueError("publish_lens needs source= and target= (types or schema refs)")
+            raise InvalidArgumentError(
+                "publish_lens needs source= and target= (types or schema refs)"
+            )
         if name is None:
             name = getattr(getter, "__name__", None) or str(getter).rpartition(":")[2]
         return lens_ops.publish_lens(
@@ -635,7 +643,7 @@ class _EntryShardOpener:
 
 def _store_of(repo: Repository) -> DataStore:
     if repo.store is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"repository {repo.name!r} has no data store; give it one, or insert(..., copy=False)"
         )
     return repo.store

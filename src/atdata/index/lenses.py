@@ -8,7 +8,7 @@ that is already recorded with different schemas or code needs ``replace=True``.
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, InvalidArgumentError, NotFoundError
 from ..schema import Schema
 from .providers.base import Transaction
 from .records import LensRecord
@@ -27,12 +27,12 @@ def code_ref(fn: Callable[..., Any] | str) -> str:
     if isinstance(fn, str):
         module, sep, qualname = fn.partition(":")
         if not (sep and module and qualname):
-            raise ValueError(f"code reference {fn!r} must be 'module:qualname'")
+            raise InvalidArgumentError(f"code reference {fn!r} must be 'module:qualname'")
         return fn
     mod: str | None = getattr(fn, "__module__", None)
     qual: str | None = getattr(fn, "__qualname__", None)
     if not mod or not qual or "<" in qual or mod == "__main__":
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{fn!r} cannot be recorded by reference: define it at the top level of an "
             "importable module (not a lambda, a nested function or __main__)"
         )
@@ -44,7 +44,7 @@ def schema_ref_tx(tx: Transaction, spec: SchemaSpec, repo: str) -> str:
     if isinstance(spec, str):
         ref = parse_ref(spec, "schema")
         if ref.repo is not None and ref.repo != repo:
-            raise ValueError(f"{spec!r} is in repository {ref.repo!r}, not {repo!r}")
+            raise InvalidArgumentError(f"{spec!r} is in repository {ref.repo!r}, not {repo!r}")
         versions = schema_versions_tx(tx, ref.name, repo)
         for rec in reversed(versions):
             if ref.version is None or rec.version == ref.version:

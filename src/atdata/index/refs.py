@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import InvalidArgumentError
 from ..stores.base import validate_dataset_name
 
 __all__ = [
@@ -64,27 +65,29 @@ def parse_ref(text: str, kind: RefKind) -> Ref:
     Ref(kind='schema', name='Image', version=None, repo=None)
     """
     if not isinstance(text, str) or not text:
-        raise ValueError(f"a {kind} reference must be a non-empty string, got {text!r}")
+        raise InvalidArgumentError(f"a {kind} reference must be a non-empty string, got {text!r}")
     repo: str | None = None
     body = text
     if text.startswith(_SCHEME):
         parts = text[len(_SCHEME) :].split("/", 2)
         if len(parts) != 3 or parts[1] not in _KINDS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{text!r} is not a reference of the form atdata://<repo>/<kind>/<name>"
             )
         repo, found, body = validate_repo_name(parts[0]), parts[1], parts[2]
         if found != kind:
-            raise ValueError(f"{text!r} refers to a {found}, not a {kind}")
+            raise InvalidArgumentError(f"{text!r} refers to a {found}, not a {kind}")
     name, at, version = body.partition("@")
     if at and not version:
-        raise ValueError(f"{text!r} has an empty version after '@'")
+        raise InvalidArgumentError(f"{text!r} has an empty version after '@'")
     if version == LATEST:
         version = ""
     if kind in ("dataset", "label"):
         validate_dataset_name(name)
         if version and (kind == "label" or not _INT.fullmatch(version)):
-            raise ValueError(f"{text!r}: a {kind} version must be an integer from 1 or 'latest'")
+            raise InvalidArgumentError(
+                f"{text!r}: a {kind} version must be an integer from 1 or 'latest'"
+            )
     elif kind == "schema":
         _validate_schema_name(name, text)
         if version:
@@ -92,7 +95,7 @@ def parse_ref(text: str, kind: RefKind) -> Ref:
     else:
         validate_lens_name(name)
         if version:
-            raise ValueError(f"{text!r}: lenses are not versioned")
+            raise InvalidArgumentError(f"{text!r}: lenses are not versioned")
     return Ref(kind, name, version or None, repo)
 
 
@@ -126,7 +129,7 @@ def parse_semver(version: str) -> tuple[int, int, int]:
     """``"1.2.3"`` -> ``(1, 2, 3)``; ValueError for anything else."""
     m = _SEMVER.fullmatch(version) if isinstance(version, str) else None
     if m is None:
-        raise ValueError(f"schema version {version!r} is not MAJOR.MINOR.PATCH")
+        raise InvalidArgumentError(f"schema version {version!r} is not MAJOR.MINOR.PATCH")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
@@ -146,13 +149,15 @@ def bump_semver(version: str, part: Literal["major", "minor", "patch"]) -> str:
 
 def validate_repo_name(name: str) -> str:
     if not isinstance(name, str) or not _REPO.fullmatch(name):
-        raise ValueError(f"repository name {name!r} must be lowercase letters, digits, '_' or '-'")
+        raise InvalidArgumentError(
+            f"repository name {name!r} must be lowercase letters, digits, '_' or '-'"
+        )
     return name
 
 
 def validate_lens_name(name: str) -> str:
     if not isinstance(name, str) or not _LENS.fullmatch(name):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"lens name {name!r} must start with a letter or '_' and hold letters, digits, '_', "
             "'.' and '-'"
         )
@@ -161,4 +166,4 @@ def validate_lens_name(name: str) -> str:
 
 def _validate_schema_name(name: str, text: str) -> None:
     if not _SCHEMA_NAME.fullmatch(name):
-        raise ValueError(f"{text!r}: a schema name is a plain identifier such as 'Image'")
+        raise InvalidArgumentError(f"{text!r}: a schema name is a plain identifier such as 'Image'")

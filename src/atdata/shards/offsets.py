@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..errors import ShardError
+from ..errors import InvalidArgumentError, ShardError
 
 __all__ = ["MAX_SHARD_SIZE", "OFFSETS_SUFFIX", "OffsetIndex", "SidecarMismatch", "sidecar_limit"]
 
@@ -213,17 +213,17 @@ class OffsetIndex:
         try:
             raw = msgpack.unpackb(data, raw=False)
             if not isinstance(raw, dict) or raw.get("format") != _FORMAT:
-                raise ValueError("not an atdata offset index")
+                raise InvalidArgumentError("not an atdata offset index")
             version = raw.get("version")
             if version not in (_VERSION, _VERSION_GROUPS):
-                raise ValueError(f"unsupported version {version!r}")
+                raise InvalidArgumentError(f"unsupported version {version!r}")
             keys = raw["keys"]
             if not isinstance(keys, list):
-                raise ValueError("keys must be a list of strings")
+                raise InvalidArgumentError("keys must be a list of strings")
             "".join(keys)  # TypeError unless every key is a string
             shard_size = raw["shard_size"]
             if not isinstance(shard_size, int) or not 0 <= shard_size <= MAX_SHARD_SIZE:
-                raise ValueError(f"impossible shard size {shard_size!r}")
+                raise InvalidArgumentError(f"impossible shard size {shard_size!r}")
             count = raw["count"]
             offsets = _int64s(raw["header_offsets"], "header_offsets", shard_size)
             sizes = _int64s(raw["sizes"], "sizes", shard_size)
@@ -234,10 +234,10 @@ class OffsetIndex:
             lengths = {len(keys), len(offsets), len(sizes)}
             lengths |= {len(x) for x in (starts, ends) if x is not None}
             if lengths != {count}:
-                raise ValueError("counts disagree")
+                raise InvalidArgumentError("counts disagree")
             # every value is within [0, shard_size <= 2**50], so these sums cannot wrap
             if count and int((offsets + _BLOCK + _padded(sizes)).max()) > shard_size:
-                raise ValueError("a member extends past the end of the shard")
+                raise InvalidArgumentError("a member extends past the end of the shard")
             if starts is not None and ends is not None and count:
                 _check_spans(keys, offsets, sizes, starts, ends)
         except (
@@ -271,11 +271,11 @@ def _check_spans(
     """Group spans tile the shard from byte 0, each holding its member, and neighbouring
     groups have different keys (else they would be one group)."""
     if int(starts[0]) != 0 or not np.array_equal(starts[1:], ends[:-1]):
-        raise ValueError("sample spans do not follow one another from byte 0")
+        raise InvalidArgumentError("sample spans do not follow one another from byte 0")
     if bool((offsets < starts).any()) or bool((offsets + _BLOCK + _padded(sizes) > ends).any()):
-        raise ValueError("a sample's member lies outside its span")
+        raise InvalidArgumentError("a sample's member lies outside its span")
     if any(a == b for a, b in pairwise(keys)):
-        raise ValueError("neighbouring samples share a key")
+        raise InvalidArgumentError("neighbouring samples share a key")
 
 
 def _plain_key(key: str) -> bool:
@@ -285,8 +285,8 @@ def _plain_key(key: str) -> bool:
 
 def _int64s(value: Any, what: str, limit: int) -> "np.ndarray[Any, np.dtype[np.int64]]":
     if not isinstance(value, bytes) or len(value) % 8:
-        raise ValueError(f"{what} must be packed little-endian int64s")
+        raise InvalidArgumentError(f"{what} must be packed little-endian int64s")
     out: np.ndarray[Any, np.dtype[np.int64]] = np.frombuffer(value, dtype="<i8").astype(np.int64)
     if len(out) and (int(out.min()) < 0 or int(out.max()) > limit):
-        raise ValueError(f"{what} fall outside the shard")
+        raise InvalidArgumentError(f"{what} fall outside the shard")
     return out

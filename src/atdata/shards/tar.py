@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShardError
+from ..errors import InvalidArgumentError, ShardError
 
 __all__ = ["BLOCK", "Member", "ParsedChunk", "encode_header", "padding", "parse_members"]
 
@@ -43,10 +43,10 @@ _TEMPLATE_SUM = sum(_TEMPLATE)
 def encode_header(name: bytes, size: int) -> bytes:
     """A ustar header for a regular file ``name`` of ``size`` bytes (name <= 100 bytes)."""
     if len(name) > MAX_NAME:
-        raise ValueError(f"tar member name longer than {MAX_NAME} bytes: {name!r}")
+        raise InvalidArgumentError(f"tar member name longer than {MAX_NAME} bytes: {name!r}")
     size_field = b"%011o\x00" % size
     if len(size_field) != 12:
-        raise ValueError(f"member of {size} bytes is too large for a ustar header")
+        raise InvalidArgumentError(f"member of {size} bytes is too large for a ustar header")
     checksum = (
         _TEMPLATE_SUM + sum(name) + sum(size_field)
     )  # name and size are zeros in the template

@@ -80,13 +80,13 @@ class ShardWriter(Generic[T]):
         start_shard: int = 0,
     ) -> None:
         if maxcount < 1:
-            raise ValueError("maxcount must be at least 1")
+            raise InvalidArgumentError("maxcount must be at least 1")
         if maxsize is not None and maxsize < BLOCK * 4:
-            raise ValueError("maxsize is too small to hold any sample")
+            raise InvalidArgumentError("maxsize is too small to hold any sample")
         try:
             pattern % 0
         except TypeError:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"shard pattern {pattern!r} needs one %d-style placeholder, e.g. 'x-%06d.tar'"
             ) from None
         if "\x00" in pattern:
@@ -115,7 +115,7 @@ class ShardWriter(Generic[T]):
     def write(self, sample: T) -> str:
         """Append one sample; returns its key."""
         if self._closed:
-            raise ValueError("this ShardWriter is closed")
+            raise InvalidArgumentError("this ShardWriter is closed")
         body = self._encode(sample)
         key = self._key_for(sample)
         self._append(key, body)

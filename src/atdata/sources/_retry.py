@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import SourceError
+from ..errors import InvalidArgumentError, SourceError
 
 __all__ = [
     "IDLE_TIMEOUT_ENV",
@@ -166,9 +166,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be at least 1")
+            raise InvalidArgumentError("RetryPolicy.attempts must be at least 1")
         if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
-            raise ValueError("RetryPolicy delays must be >= 0 and the multiplier >= 1")
+            raise InvalidArgumentError("RetryPolicy delays must be >= 0 and the multiplier >= 1")
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
@@ -277,9 +277,9 @@ class ResumableStream(io.RawIOBase):
                 raise io.UnsupportedOperation("SEEK_END needs the object size; read first")
             target = self._total + offset
         else:
-            raise ValueError(f"invalid whence {whence}")
+            raise InvalidArgumentError(f"invalid whence {whence}")
         if target < 0:
-            raise ValueError("negative seek position")
+            raise InvalidArgumentError("negative seek position")
         if target != self._pos:
             self._drop_body()
             self._pos = target
@@ -311,7 +311,7 @@ class ResumableStream(io.RawIOBase):
     def _chunks(self, size: int) -> Iterator[bytes]:
         """The next ``size`` bytes (all that is left when negative) as they arrive."""
         if self.closed:
-            raise ValueError("read from a closed stream")
+            raise InvalidArgumentError("read from a closed stream")
         want = size
         if self._end is not None:
             left = max(0, self._end - self._pos)

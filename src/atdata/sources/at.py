@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsplit
 
-from ..errors import IntegrityError, SourceError
+from ..errors import IntegrityError, InvalidArgumentError, SourceError
 from .base import ShardSource, register_scheme
 from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
 
@@ -72,7 +72,7 @@ def cid_of_sha256(digest: bytes) -> str:
     import libipld
 
     if len(digest) != 32:
-        raise ValueError("a sha256 digest is 32 bytes")
+        raise InvalidArgumentError("a sha256 digest is 32 bytes")
     cid: str = libipld.encode_cid(bytes([1, RAW_CODEC, SHA2_256, 32]) + digest)
     return cid
 

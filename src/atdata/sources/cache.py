@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import AtdataWarning, IntegrityError, SourceError
+from ..errors import AtdataWarning, IntegrityError, InvalidArgumentError, SourceError
 from .base import ShardSource
 from .memo import Fingerprint, VerifyMemo, default_memo
 from .verified import LocalVerifiedSource, VerifyingSource, VerifyingStream
@@ -86,7 +86,9 @@ def default_cache_dir() -> Path:
 def _parse_size(text: str) -> int:
     m = _SIZE.match(text)
     if m is None:
-        raise ValueError(f"{CACHE_MAX_BYTES_ENV}={text!r} is not a size like 1000000, 500M or 20G")
+        raise InvalidArgumentError(
+            f"{CACHE_MAX_BYTES_ENV}={text!r} is not a size like 1000000, 500M or 20G"
+        )
     scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
     return int(float(m.group(1)) * scale)
 
@@ -99,7 +101,7 @@ class ShardCache:
             env = os.environ.get(CACHE_MAX_BYTES_ENV)
             max_bytes = _parse_size(env) if env else DEFAULT_MAX_BYTES
         if max_bytes < 0:
-            raise ValueError("max_bytes must be >= 0")
+            raise InvalidArgumentError("max_bytes must be >= 0")
         self.directory = Path(directory).expanduser()
         self.max_bytes = max_bytes
         try:

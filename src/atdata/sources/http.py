@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .._optional import require
-from ..errors import SourceError
+from ..errors import InvalidArgumentError, SourceError
 from ._retry import (
     Body,
     Deadlines,
@@ -142,7 +142,7 @@ class HttpSource:
     def read_range(self, start: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``start`` (Range request, retried and resumed)."""
         if start < 0 or length < 0:
-            raise ValueError(f"bad range start={start} length={length}")
+            raise InvalidArgumentError(f"bad range start={start} length={length}")
         if length == 0:
             return b""
         with self._stream(self.url, start=start, end=start + length) as stream:
@@ -426,7 +426,7 @@ def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
         span, _, total = spec.partition("/")
         first = int(span.partition("-")[0])
         if unit.lower() != "bytes":
-            raise ValueError(unit)
+            raise InvalidArgumentError(unit)
         return first, (None if total.strip() == "*" else int(total))
     except ValueError:
         raise SourceError(f"{url}: 206 answer with a bad Content-Range {value!r}") from None

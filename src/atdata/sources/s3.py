@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal, cast
 
 from .._optional import require
-from ..errors import SourceError
+from ..errors import InvalidArgumentError, SourceError
 from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient, check_installed
 from .base import read_capped, register_scheme
 
@@ -238,7 +238,7 @@ class S3Source:
     def read_range(self, start: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``start`` (one ranged GET, resumed if cut short)."""
         if start < 0 or length < 0:
-            raise ValueError(f"bad range start={start} length={length}")
+            raise InvalidArgumentError(f"bad range start={start} length={length}")
         if length == 0:
             return b""
         with self._stream(self.key, start=start, end=start + length) as stream:
@@ -358,7 +358,7 @@ def _content_range(value: str, url: str) -> tuple[int, int | None]:
         unit, _, spec = value.strip().partition(" ")
         span, _, total = spec.partition("/")
         if unit.lower() != "bytes":
-            raise ValueError(unit)
+            raise InvalidArgumentError(unit)
         return int(span.partition("-")[0]), (None if total.strip() == "*" else int(total))
     except ValueError:
         raise SourceError(f"{url}: bad Content-Range {value!r}") from None

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from itertools import accumulate
 from typing import BinaryIO, Protocol, cast
 
-from ..errors import IntegrityError, SourceError
+from ..errors import IntegrityError, InvalidArgumentError, SourceError
 
 __all__ = [
     "DEFAULT_MAX_SPOOL_BYTES",
@@ -92,7 +92,7 @@ class Spool:
         """Fill ``view`` from byte ``pos`` (fewer bytes only at the end)."""
         want = min(len(view), max(0, self.size - pos))
         if self._closed:
-            raise ValueError(f"read from the closed spool of {self.url}")
+            raise InvalidArgumentError(f"read from the closed spool of {self.url}")
         if self._file is None:
             return self._copy_chunks(view, pos, want)
         done = 0
@@ -164,7 +164,7 @@ class _SpoolReader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._spool.size}[whence]
         if base + offset < 0:
-            raise ValueError("negative seek position")
+            raise InvalidArgumentError("negative seek position")
         self._pos = base + offset
         return self._pos
 

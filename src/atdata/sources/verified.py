@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any, BinaryIO
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, InvalidArgumentError
 from .base import ShardSource
 from .memo import VerifyMemo, default_memo
 from .spool import (
@@ -124,7 +124,7 @@ class LocalVerifiedSource:
     ) -> None:
         path = inner.local_path()
         if path is None:
-            raise ValueError(f"{inner.url} is not a local file")
+            raise InvalidArgumentError(f"{inner.url} is not a local file")
         self.inner = inner
         self.path = path
         self.expected_sha256 = expected_sha256.lower()

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AtdataWarning, SourceError, StoreError
+from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
 from ..shards.sink import ShardSink
 
 __all__ = [
@@ -68,31 +68,35 @@ _CHECKSUM_KEYS = ("algorithm", "digest")
 
 
 def validate_dataset_name(name: object) -> str:
-    """Return ``name`` if it is a valid dataset name, else raise ValueError saying why.
+    """Return ``name`` if it is a valid dataset name, else raise InvalidArgumentError saying why.
 
     >>> validate_dataset_name("team/mnist")
     'team/mnist'
     >>> validate_dataset_name("../etc")
     Traceback (most recent call last):
     ...
-    ValueError: dataset name '../etc': segment '..' must start with a-z or 0-9 ...
+    atdata.errors.InvalidArgumentError: dataset name '../etc': segment '..' must start with a-z or 0-9 ...
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"a dataset name must be a non-empty string, got {name!r}")
+        raise InvalidArgumentError(f"a dataset name must be a non-empty string, got {name!r}")
     if len(name) > _MAX_NAME:
-        raise ValueError(f"dataset name {name[:40]!r}... is longer than {_MAX_NAME} characters")
+        raise InvalidArgumentError(
+            f"dataset name {name[:40]!r}... is longer than {_MAX_NAME} characters"
+        )
     segments = name.split("/")
     if len(segments) > _MAX_SEGMENTS:
-        raise ValueError(f"dataset name {name!r} has more than {_MAX_SEGMENTS} '/'-separated parts")
+        raise InvalidArgumentError(
+            f"dataset name {name!r} has more than {_MAX_SEGMENTS} '/'-separated parts"
+        )
     for seg in segments:
         if not _SEGMENT.fullmatch(seg) or ".." in seg:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"dataset name {name!r}: segment {seg!r} must start with a-z or 0-9 and hold only "
                 "lowercase letters, digits, '.', '_' and '-' (no '..', no leading '/', at most 64 "
                 "characters), e.g. 'mnist' or 'team/mnist-v2'"
             )
         if seg.isdigit():
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"dataset name {name!r}: segment {seg!r} is all digits, which is reserved for "
                 "version directories; add a letter"
             )
@@ -105,9 +109,9 @@ def shard_basename(name: str) -> str:
 
 
 def check_version(version: object) -> int:
-    """Return ``version`` if it is a dataset version (an int from 1), else raise ValueError."""
+    """Return ``version`` if it is a dataset version (an int from 1), else raise InvalidArgumentError."""
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"dataset versions are integers from 1, got {version!r}")
+        raise InvalidArgumentError(f"dataset versions are integers from 1, got {version!r}")
     return version
 
 
@@ -117,9 +121,9 @@ def new_write_id() -> str:
 
 
 def check_write_id(write_id: object) -> str:
-    """Return ``write_id`` if it has the form :func:`new_write_id` makes, else raise ValueError."""
+    """Return ``write_id`` if it has the form :func:`new_write_id` makes, else raise InvalidArgumentError."""
     if not isinstance(write_id, str) or not _WRITE_ID.fullmatch(write_id):
-        raise ValueError(f"a write id is 16 lowercase hex digits, got {write_id!r}")
+        raise InvalidArgumentError(f"a write id is 16 lowercase hex digits, got {write_id!r}")
     return write_id
 
 
@@ -142,7 +146,7 @@ def check_entry_key(relative: str, name: str, version: int) -> str | None:
     if ok and write_id is not None:
         ok = _WRITE_ID.fullmatch(write_id) is not None
     if not ok:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{relative!r} is not a shard of {name}@{version} (expected "
             f"{head}[<write id>/]<file>); it is not that entry's to delete"
         )
@@ -172,7 +176,9 @@ class Checksum:
     def from_dict(cls, data: Any) -> "Checksum":
         ok = isinstance(data, dict) and all(isinstance(data.get(k), str) for k in _CHECKSUM_KEYS)
         if not ok:
-            raise ValueError(f"a checksum must be {{'algorithm': str, 'digest': str}}: {data!r}")
+            raise InvalidArgumentError(
+                f"a checksum must be {{'algorithm': str, 'digest': str}}: {data!r}"
+            )
         return cls(data["algorithm"], data["digest"])
 
 
@@ -202,10 +208,12 @@ class ShardRecord:
     @classmethod
     def from_dict(cls, data: Any) -> "ShardRecord":
         if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-            raise ValueError(f"a shard record needs a 'url' string, got {data!r}")
+            raise InvalidArgumentError(f"a shard record needs a 'url' string, got {data!r}")
         count, size = data.get("count"), data.get("size")
         if not isinstance(count, int) or not isinstance(size, int):
-            raise ValueError(f"shard record {data['url']!r} needs integer 'count' and 'size'")
+            raise InvalidArgumentError(
+                f"shard record {data['url']!r} needs integer 'count' and 'size'"
+            )
         side = data.get("sidecar_checksum")
         return cls(
             data["url"],

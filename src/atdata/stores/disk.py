@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..errors import StoreError
+from ..errors import InvalidArgumentError, StoreError
 from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import LocalFileSink, ShardSink
 from .base import (
@@ -77,7 +77,7 @@ class LocalDiskStore(DataStore):
             path = self._resolve(url)
             try:
                 if path is None:
-                    raise ValueError(f"it lies outside {self!r}")
+                    raise InvalidArgumentError(f"it lies outside {self!r}")
                 check_entry_key(path.relative_to(self.root).as_posix(), name, version)
             except ValueError as exc:
                 warn_not_owned(self, url, exc)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ..errors import AtdataWarning, SourceError, StoreError
+from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
 from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import ShardSink
 from ..sources.s3 import S3Config, S3Source, current_config, parse_s3_url
@@ -86,9 +86,9 @@ class S3MultipartSink:
         if_none_match: bool = False,
     ) -> None:
         if part_size < 1:
-            raise ValueError("part_size must be positive")
+            raise InvalidArgumentError("part_size must be positive")
         if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+            raise InvalidArgumentError("max_in_flight must be at least 1")
         self.client = client
         self.bucket = bucket
         self.key = key
@@ -270,7 +270,7 @@ class S3DataStore(DataStore):
         try:
             parse_s3_url(f"s3://{bucket}/")
         except SourceError:
-            raise ValueError(f"bad S3 bucket name {bucket!r}") from None
+            raise InvalidArgumentError(f"bad S3 bucket name {bucket!r}") from None
         prefix = prefix.strip("/")
         if prefix:
             _check_key(prefix, what="prefix")
@@ -321,7 +321,7 @@ class S3DataStore(DataStore):
         for url in urls:
             try:
                 if not self.owns(url):
-                    raise ValueError(f"it lies outside {self!r}")
+                    raise InvalidArgumentError(f"it lies outside {self!r}")
                 key = parse_s3_url(url)[1]
                 check_entry_key(key[len(self.prefix) :], name, version)
             except (ValueError, SourceError) as exc:
