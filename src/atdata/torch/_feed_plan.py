@@ -7,10 +7,11 @@ of ``batch_size``. A position is therefore one number, the samples consumed by a
 together, and it means the same thing in any world size: resuming with another world size splits
 the rest of the permutation over the new ranks, each sample exactly once.
 
-The tail (fewer than ``world_size * batch_size`` samples left) is dropped with ``drop_last``;
-otherwise it is split over the ranks into one last, shorter batch each (sizes differ by at most
-one), and ranks left without a sample repeat the epoch's first samples so that every rank still
-gets the same number of batches (DistributedSampler's padding).
+The remainder (fewer than ``world_size * batch_size`` samples left at the end) follows the
+torch adapter's policy (see ``TORCH_API.md``): ``uneven="drop"`` drops it (``drop_last``) or gives
+every rank one short batch of ``R // W`` samples; ``uneven="pad"`` repeats samples from the start
+of the epoch's order, to full batches (``drop_last``) or to one short batch of ``ceil(R / W)``
+on every rank. Every rank always gets the same number of batches.
 """
 
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class FeedPlan:
     world_size: int
     start: int  # samples of the epoch consumed (by all ranks together) before this plan
     drop_last: bool
+    uneven: str = "drop"
 
     @property
     def step(self) -> int:
@@ -51,13 +53,18 @@ class FeedPlan:
         return max(0, len(self.order) - self.start) // self.step
 
     @property
-    def tail(self) -> int:
-        """Samples left after the full steps (0 <= tail < step)."""
-        return max(0, len(self.order) - self.start) - self.full_steps * self.step
+    def tail_batch(self) -> int:
+        """Size of every rank's last, short batch (0: there is none)."""
+        rest = max(0, len(self.order) - self.start) - self.full_steps * self.step
+        if rest == 0:
+            return 0
+        if self.uneven == "pad":
+            return self.batch_size if self.drop_last else -(-rest // self.world_size)
+        return 0 if self.drop_last else rest // self.world_size
 
     def __len__(self) -> int:
         """Batches this rank gets (the same on every rank)."""
-        return self.full_steps + (1 if self.tail and not self.drop_last else 0)
+        return self.full_steps + (1 if self.tail_batch else 0)
 
     def batch(self, b: int) -> "np.ndarray[Any, Any]":
         """Global sample indices of this rank's batch ``b`` (0-based from ``start``)."""
@@ -66,14 +73,10 @@ class FeedPlan:
         if b < self.full_steps:
             lo = self.start + b * self.step + self.rank * self.batch_size
             return self.order[lo : lo + self.batch_size]
-        tail_start = self.start + self.full_steps * self.step
-        share, extra = divmod(self.tail, self.world_size)
-        lo = tail_start + self.rank * share + min(self.rank, extra)
-        count = share + (1 if self.rank < extra else 0)
-        out = self.order[lo : lo + count]
-        if count < -(-self.tail // self.world_size):
-            out = np.concatenate([out, self.order[:1]])  # pad: repeat the epoch's first sample
-        return out
+        size = self.tail_batch
+        lo = self.start + self.full_steps * self.step + self.rank * size
+        positions = np.arange(lo, lo + size) % len(self.order)  # padding wraps to the start
+        return self.order[positions]
 
     def position_after(self, batches: int) -> int:
         """Global position (samples consumed by all ranks) once every rank took ``batches``."""

@@ -53,7 +53,8 @@ def feed(
     shuffle: bool = False,
     seed: int = 0,
     epoch: int = 0,
-    drop_last: bool = False,
+    drop_last: bool = True,
+    uneven: str = "drop",
     rank: int | None = None,
     world_size: int | None = None,
     pin_memory: bool | None = None,
@@ -75,6 +76,7 @@ def feed(
         seed=seed,
         epoch=epoch,
         drop_last=drop_last,
+        uneven=uneven,
         rank=rank,
         world_size=world_size,
         pin_memory=pin_memory,
@@ -93,14 +95,15 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 
 class Feed:
-    """An iterable of batches (``dict`` of field -> tensor or list, plus ``"__key__"``).
+    """An iterable of batches, shaped like :class:`~atdata.torch.TorchDataset`'s.
 
-    Each ``iter()`` runs the rest of the current epoch and then moves to the next epoch (or
-    call :meth:`set_epoch`). Every rank gets ``len(feed)`` batches of ``batch_size``; the epoch's
-    remainder is dropped with ``drop_last``, otherwise split into one shorter last batch per rank
-    (ranks short of a sample repeat the epoch's first one). Shuffled epochs are a permutation of
-    the whole dataset, read at random through the offset indexes (fast on local disk or the page
-    cache; for remote shards use ``cache=True``).
+    A batch is a ``dict``: array fields as stacked tensors, numeric scalar fields as 1-d tensors,
+    other fields as lists, and ``"__key__"``, the sample keys. Each ``iter()`` runs the rest of
+    the current epoch and then moves to the next epoch (or call :meth:`set_epoch`). Every rank
+    gets ``len(feed)`` batches; the epoch's remainder follows ``uneven``/``drop_last`` as in
+    ``to_torch()``. Shuffled epochs are a permutation of the whole dataset, read at random
+    through the offset indexes (fast on local disk or the page cache; for remote shards use
+    ``cache=True``).
     """
 
     def __init__(
@@ -114,7 +117,8 @@ class Feed:
         shuffle: bool = False,
         seed: int = 0,
         epoch: int = 0,
-        drop_last: bool = False,
+        drop_last: bool = True,
+        uneven: str = "drop",
         rank: int | None = None,
         world_size: int | None = None,
         pin_memory: bool | None = None,
@@ -138,7 +142,10 @@ class Feed:
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = epoch
+        if uneven not in ("drop", "pad"):
+            raise ValueError(f"uneven must be 'drop' or 'pad', not {uneven!r}")
         self.drop_last = drop_last
+        self.uneven = uneven
         self.rank, self.world_size = _distributed(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is not within world_size {self.world_size}")
@@ -153,7 +160,13 @@ class Feed:
         total = self.dataset.shards.total()
         order = epoch_order(total, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
         return FeedPlan(
-            order, self.batch_size, self.rank, self.world_size, self._position, self.drop_last
+            order,
+            self.batch_size,
+            self.rank,
+            self.world_size,
+            self._position,
+            self.drop_last,
+            self.uneven,
         )
 
     def __len__(self) -> int:
@@ -177,6 +190,8 @@ class Feed:
             "seed": self.seed,
             "batch_size": self.batch_size,
             "world_size": self.world_size,
+            "drop_last": self.drop_last,
+            "uneven": self.uneven,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -205,7 +220,7 @@ class Feed:
             self._next_epoch()
             return
         readers = _Readers(self, plan)
-        mover = _DeviceMover(self.device)
+        mover = _DeviceMover(self.device, readers.numeric)
         try:
             pending = mover.send(readers.get(0)) if n else None
             for b in range(n):
@@ -243,6 +258,12 @@ class _Readers:
         self.codec: Codec[Any] = codec_for(stype)
         self.typed_out: Codec[Any] | None = None if not ds._stages else codec_for(ds.sample_type)
         self.collator = BufferCollator(self.codec, owner._pool)
+        out_schema = (self.typed_out or self.codec).schema
+        self.numeric = frozenset(
+            f.name
+            for f in out_schema.fields
+            if f.type.kind in ("int", "float", "bool") and not f.type.optional
+        )
         self.maps: dict[int, Any] = {}
         self.maps_lock = threading.Lock()
         self.count = owner.threads
@@ -371,9 +392,10 @@ class _Readers:
 class _DeviceMover:
     """Turns a collated batch into tensors, on the device; overlaps the copy with use."""
 
-    def __init__(self, device: Any) -> None:
+    def __init__(self, device: Any, numeric: frozenset[str]) -> None:
         import torch
 
+        self.numeric = numeric  # scalar int/float/bool fields: 1-d tensors
         self.torch = torch
         self.device = device
         self.cuda = device.type == "cuda"
@@ -390,6 +412,8 @@ class _DeviceMover:
                 t = torch.from_numpy(col)
                 host.append(t)
                 out[name] = t
+            elif name in self.numeric and col:
+                out[name] = torch.as_tensor(col)
             else:
                 out[name] = col
         out["__key__"] = keys
