@@ -14,6 +14,8 @@ There is no worker-to-trainer copy: the batch the model sees is the buffer the r
 by all ranks, and :meth:`Feed.load_state_dict` restarts there in O(1), in any world size.
 """
 
+import contextlib
+import mmap
 import os
 import queue
 import sys
@@ -320,8 +322,11 @@ class _Readers:
                 self.maps[shard] = view
             return view
 
-    def _bodies(self, indices: "np.ndarray[Any, Any]") -> tuple[list[Any], list[str], list[Any]]:
+    def _bodies(
+        self, indices: "np.ndarray[Any, Any]"
+    ) -> tuple[list[Any], list[str], list[Any], list[Any]]:
         shard_of = np.searchsorted(self.cumulative, indices, side="right") - 1
+        spans: list[Any] = []
         bodies: list[Any] = [None] * len(indices)
         keys: list[str] = [""] * len(indices)
         origins: list[Any] = [None] * len(indices)
@@ -342,6 +347,8 @@ class _Readers:
                         "index (the shard changed after it was indexed, or is damaged); "
                         "re-write or re-index the shard"
                     )
+            if isinstance(view, memoryview):
+                spans.append((view.obj, offs, sizes))
             for pos, m, o, s in zip(
                 where.tolist(), members.tolist(), offs.tolist(), sizes.tolist(), strict=True
             ):
@@ -351,16 +358,21 @@ class _Readers:
                     bodies[pos] = view.read_range(o + BLOCK, s)
                 keys[pos] = idx.keys[m]
                 origins[pos] = (url, o)
-        return bodies, keys, origins
+        return bodies, keys, origins, spans
 
     def _batch(self, indices: "np.ndarray[Any, Any]") -> tuple[dict[str, Any], list[str]]:
-        bodies, keys, origins = self._bodies(indices)
-        if self.typed_out is None:
-            maps = decode_bodies(bodies)
-            columns = self.collator.collate(maps) if maps is not None else None
-            if columns is not None:
-                return columns, keys
-        return self._checked(bodies, keys, origins)
+        bodies, keys, origins, spans = self._bodies(indices)
+        try:
+            if self.typed_out is None:
+                maps = decode_bodies(bodies)
+                columns = self.collator.collate(maps) if maps is not None else None
+                if columns is not None:
+                    return columns, keys
+            return self._checked(bodies, keys, origins)
+        finally:
+            del bodies
+            for mm, offs, sizes in spans:
+                _release(mm, offs, sizes)
 
     def _checked(
         self, bodies: list[Any], keys: list[str], origins: list[Any]
@@ -387,6 +399,35 @@ class _Readers:
         out_codec = self.typed_out or self.codec
         batch = collate_samples(out_codec, samples, good_keys)
         return dict(batch.columns), good_keys
+
+
+_PAGE = mmap.PAGESIZE
+_MAX_RUNS = 32
+
+
+def _release(mm: Any, offs: "np.ndarray[Any, Any]", sizes: "np.ndarray[Any, Any]") -> None:
+    """Drop the mapping's pages a batch has read from this process (not from the page cache).
+
+    The batch holds its own copy of every byte it needs; without this the mapped shards would
+    count in the training process's RSS, up to the size of the dataset. Another reader touching
+    the same pages just faults them in again from the page cache.
+    """
+    if not hasattr(mm, "madvise"):
+        return
+    starts = (offs + BLOCK) // _PAGE * _PAGE
+    ends = offs + BLOCK + sizes
+    order = np.argsort(starts)
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    breaks = np.nonzero(starts[1:] > ends[:-1])[0] + 1
+    if len(breaks) >= _MAX_RUNS:  # scattered (shuffled small records): one span for the shard
+        runs = [(int(starts[0]), int(ends[-1]))]
+    else:
+        runs = list(
+            zip(starts[np.r_[0, breaks]].tolist(), ends[np.r_[breaks - 1, -1]].tolist(), strict=True)
+        )
+    with contextlib.suppress(OSError, ValueError):
+        for lo, hi in runs:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 class _DeviceMover:
