@@ -10,7 +10,7 @@ each array's bytes into a preallocated batch array.
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .codec import codec_for, unpack_map
 from .errors import LensError, SchemaError
@@ -20,6 +20,9 @@ from .shards.reader import read_body
 from .shards.shardset import ShardSet, SourceFactory
 from .shards.urls import expand_urls
 from .sources import ShardCache, ShardSource, open_source, wrap_source
+
+if TYPE_CHECKING:
+    from .torch import TorchDataset
 
 __all__ = ["Dataset", "Loader"]
 
@@ -173,6 +176,57 @@ class Dataset(Generic[ST]):
             drop_last=drop_last,
             rank=rank,
             world_size=world_size,
+        )
+
+    def to_torch(
+        self,
+        batch_size: int = 64,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = True,
+        uneven: Literal["drop", "pad"] = "drop",
+        epoch_length: int | None = None,
+        resample: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        buffer_size: int = 10_000,
+        buffer_bytes: int = 1 << 30,
+        epoch: int = 0,
+    ) -> "TorchDataset":
+        """Batches as a ``torch.utils.data.IterableDataset`` (needs ``atdata[torch]``).
+
+        Use it with ``DataLoader(tds, batch_size=None, num_workers=k)`` or, for an exact
+        ``state_dict()``, with ``atdata.torch.loader(tds, num_workers=k, ...)``. Batches are dicts:
+        array fields as tensors ``(B, ...)``, numeric scalar fields as 1-d tensors, other fields as
+        lists, keys under ``"__key__"``.
+
+        Every rank gets the same number of batches per epoch: the epoch's order (storage order, or
+        shards permuted by ``(seed, epoch)`` and samples permuted within windows of at most
+        ``buffer_size`` samples and ``buffer_bytes`` bytes) is cut into steps of
+        ``world_size * batch_size``, rank ``r`` taking the ``r``-th batch of each. The remainder
+        is dropped (``uneven="drop"``; with ``drop_last=False`` every rank gets an equal short
+        last batch) or padded by repeating samples from the start of the epoch
+        (``uneven="pad"``). ``rank``/``world_size`` default to ``torch.distributed`` when it is
+        initialised, else ``RANK``/``WORLD_SIZE``. ``epoch_length`` fixes the batches per rank
+        per epoch over an endless run of passes; ``resample=True`` draws with replacement.
+        """
+        from .torch import TorchDataset
+
+        return TorchDataset(
+            self,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            uneven=uneven,
+            epoch_length=epoch_length,
+            resample=resample,
+            rank=rank,
+            world_size=world_size,
+            buffer_size=buffer_size,
+            buffer_bytes=buffer_bytes,
+            epoch=epoch,
         )
 
     def __iter__(self) -> Iterator[ST]:

@@ -1,0 +1,54 @@
+"""``loader()``: a DataLoader over a :class:`TorchDataset` that knows how far the loop got."""
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from .dataset import TorchDataset
+
+__all__ = ["TorchLoader", "loader"]
+
+
+class TorchLoader:
+    """Iterates ``DataLoader(dataset, batch_size=None, ...)`` and counts the batches the training
+    loop has taken, so that :meth:`state_dict` is exact even with workers prefetching ahead."""
+
+    def __init__(self, dataset: TorchDataset, **kwargs: Any) -> None:
+        if kwargs.pop("batch_size", None) is not None:
+            raise TypeError("batching is the dataset's: give batch_size to ds.to_torch()")
+        if kwargs.get("num_workers", 0) == 0:
+            kwargs.pop("persistent_workers", None)
+            kwargs.pop("prefetch_factor", None)
+        self.dataset = dataset
+        self.dataloader: DataLoader[Any] = DataLoader(dataset, batch_size=None, **kwargs)
+        self._consumed = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._consumed = 0
+        total = len(self.dataset)
+        for batch in self.dataloader:
+            self._consumed += 1
+            yield batch
+        if self._consumed >= total:
+            self.dataset.finish_epoch()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+        self._consumed = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The exact position: the batches this loop consumed (not those prefetched)."""
+        return self.dataset.state_for(self._consumed)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.dataset.load_state_dict(state)
+        self._consumed = 0
+
+
+def loader(dataset: TorchDataset, **kwargs: Any) -> TorchLoader:
+    """``DataLoader(dataset, batch_size=None, **kwargs)`` with ``state_dict``/``set_epoch``."""
+    return TorchLoader(dataset, **kwargs)
