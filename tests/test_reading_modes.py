@@ -521,8 +521,10 @@ def test_sample_level_splitting_is_exactly_once(
     assert sorted(i for p in parts for i in p) == expected
     assert all(p for p in parts)
     if not shuffled:
-        for n, p in enumerate(parts):
-            assert p == expected[n :: len(consumers)]
+        # rank r takes position r of every step of world_size positions, and gives its j-th
+        # of them to worker j % num_workers
+        for c, p in zip(consumers, parts, strict=True):
+            assert p == expected[c.rank + world_size * c.worker :: len(consumers)]
 
 
 def test_without_torch_there_is_a_single_consumer(

@@ -162,10 +162,17 @@ class Dataset(Generic[ST]):
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        buffer_bytes: int = 1 << 30,
     ) -> "Loader[ST]":
-        """Two-level shuffle: shard order by (seed, epoch), then a bounded sample buffer."""
-        if buffer_size < 1:
-            raise ValueError("buffer_size must be at least 1")
+        """Two-level shuffle: shard order by (seed, epoch), then samples permuted within windows
+        of at most ``buffer_size`` samples and ``buffer_bytes`` bytes of the shuffled shards.
+
+        The order is a pure function of the offset indexes, seed and epoch, so ``start`` (samples
+        delivered, after filters) and :meth:`Loader.load_state_dict` resume without re-reading
+        (except ``start`` after a filter, which reads up to the n-th delivered sample).
+        """
+        if buffer_size < 1 or buffer_bytes < 1:
+            raise ValueError("buffer_size and buffer_bytes must be at least 1")
         return Loader(
             self,
             batch_size=batch_size,
@@ -176,6 +183,7 @@ class Dataset(Generic[ST]):
             drop_last=drop_last,
             rank=rank,
             world_size=world_size,
+            buffer_bytes=buffer_bytes,
         )
 
     def to_torch(

@@ -14,12 +14,29 @@ from dataclasses import dataclass
 from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-import msgpack
+import numpy as np
 
 from .batch import Collator, SampleBatch, collate_maps, collate_samples
 from .codec import Codec, codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
-from .plan import Consumer, Plan, current_consumer, make_plan
+from .plan import (
+    Consumer,
+    EpochOrder,
+    Plan,
+    PlanError,
+    current_consumer,
+    make_layout,
+    make_plan,
+)
+from .planreader import (
+    PlanReader,
+    Progress,
+    _decode_bodies,
+    epoch_order,
+    iter_layout,
+    iter_sequential,
+    located,
+)
 from .sample import DictSample
 from .shards.reader import SampleChunk, iter_members, iter_sample_chunks
 from .shards.tar import split_name
@@ -31,7 +48,7 @@ __all__ = ["Loader", "Stage", "located"]
 
 ST = TypeVar("ST")
 _SAMPLE_SUFFIX = "msgpack"
-_ZERO_COPY_MIN = 1 << 16
+_UNBATCHED_RUN = 64  # unbatched samples go to workers/ranks in runs of this many
 Raw = tuple[str, Any, str, int]  # key, body, shard url, member offset
 
 
@@ -41,13 +58,6 @@ class Stage:
 
     kind: Literal["map", "filter"]
     fn: Callable[[Any], Any]
-
-
-def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
-    """``exc`` with the sample key, shard and member offset added to its message."""
-    return SchemaError(
-        f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]", path=exc.path
-    )
 
 
 class Loader(Generic[ST]):
@@ -65,6 +75,7 @@ class Loader(Generic[ST]):
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        buffer_bytes: int = 1 << 30,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -79,10 +90,69 @@ class Loader(Generic[ST]):
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
+        self.buffer_bytes = buffer_bytes
+        self._resume: tuple[int, int] | None = None  # (position, delivered) from a saved state
+        self._progress = Progress(start, start)
+        self._url_index: dict[str, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch (it changes the shuffled order; ordered plans ignore it)."""
+        if epoch != self.epoch:
+            self._resume = None
         self.epoch = epoch
+
+    # -- position ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Where the last iteration got: ``delivered`` samples (after filters) and ``position``,
+        the place in the epoch's order just after the last of them. Load it into a loader made
+        the same way (same seed, buffer and, with several ranks, world size) to go on from there.
+        """
+        if self.dataset._source_type is DictSample:
+            raise PlanError("state_dict() needs a typed dataset (not DictSample)")
+        consumer = current_consumer(self.rank, self.world_size)
+        if consumer.num_workers > 1:
+            raise PlanError("state_dict() of a loader read by several workers: use atdata.torch")
+        p = self._progress
+        return {
+            "version": 1,
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "buffer_size": self.buffer_size,
+            "buffer_bytes": self.buffer_bytes,
+            "position": self._position(p),
+            "delivered": p.delivered,
+            "samples": self.dataset.shards.total(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from a saved :meth:`state_dict` at the next iteration, without re-reading."""
+        for name in ("seed", "buffer_size", "buffer_bytes"):
+            mine = getattr(self, name)
+            if self.seed is None and name != "seed":
+                continue
+            if state.get(name) != mine:
+                raise PlanError(
+                    f"cannot resume exactly: the state has {name}={state.get(name)!r}, this "
+                    f"loader {name}={mine!r}"
+                )
+        if state.get("samples") != self.dataset.shards.total():
+            raise PlanError(
+                "cannot resume: the dataset's shards hold a different number of samples"
+            )
+        self.epoch = int(state["epoch"])
+        self._resume = (int(state["position"]), int(state["delivered"]))
+        self._progress = Progress(*self._resume)
+
+    def _position(self, p: "Progress") -> int:
+        if isinstance(p.slot, int):
+            return p.slot
+        url, offset = p.slot  # the origin of the last delivered sample (fast ordered path)
+        shards = self.dataset.shards
+        if self._url_index is None:
+            self._url_index = {u: i for i, u in enumerate(shards.urls)}
+        i = self._url_index[url]
+        member = int(np.searchsorted(shards.offsets(i).header_offsets, offset))
+        return shards.cumulative()[i] + member + 1
 
     def plan(self, consumer: Consumer | None = None) -> Plan:
         consumer = consumer or current_consumer(self.rank, self.world_size)
@@ -91,43 +161,122 @@ class Loader(Generic[ST]):
         )
 
     def __iter__(self) -> Iterator[Any]:
-        plan = self.plan()
         ds = self.dataset
-        typed = ds._source_type is not DictSample
-        if self.batch_size is not None and typed and not ds._stages and plan.shuffle_seed is None:
-            groups = _located_groups(self._chunks(plan))
-            return self._fast_batches(groups, codec_for(ds._source_type), self.batch_size)
-        raw = self._raw(plan)
+        if ds._source_type is DictSample:
+            return self._legacy(self.plan())
+        consumer = current_consumer(self.rank, self.world_size)
+        filtered = any(stage.kind == "filter" for stage in ds._stages)
+        if self._resume is not None:
+            slot, delivered = self._resume
+            skip = 0
+        elif filtered and self.start:
+            slot, delivered, skip = 0, 0, self.start
+        else:
+            slot = delivered = self.start
+            skip = 0
+        if consumer.count > 1:
+            if skip:
+                raise PlanError(
+                    "start= counts delivered samples, and after a filter that count is only "
+                    "known to one reader: resume from a saved state_dict() instead"
+                )
+            return self._shared(consumer, slot)
+        self._progress = progress = Progress(slot, delivered)
+        if self.seed is None and not ds._stages:
+            return self._ordered_fast(progress)
+        reader = PlanReader(ds)
+        return iter_sequential(
+            reader,
+            self._order(),
+            progress,
+            batch_size=self.batch_size,
+            drop_last=self.drop_last,
+            skip=skip,
+        )
+
+    def _order(self) -> EpochOrder:
+        return epoch_order(
+            self.dataset,
+            seed=self.seed,
+            epoch=self.epoch,
+            window=self.buffer_size,
+            window_bytes=self.buffer_bytes,
+        )
+
+    def _shared(self, consumer: Consumer, start: int) -> Iterator[Any]:
+        """This consumer's share of the epoch: whole batches (unbatched: runs of up to 64)."""
+        order = self._order()
+        run = max(1, min(_UNBATCHED_RUN, order.total // (4 * consumer.count)))
+        layout = make_layout(
+            start,
+            order.total,
+            world_size=consumer.world_size,
+            batch_size=self.batch_size or run,
+            drop_last=self.drop_last and self.batch_size is not None,
+            uneven="drop" if self.drop_last and self.batch_size is not None else "spread",
+        )
+        return iter_layout(
+            PlanReader(self.dataset),
+            order,
+            layout,
+            rank=consumer.rank,
+            worker=consumer.worker,
+            workers=consumer.num_workers,
+            batched=self.batch_size is not None,
+        )
+
+    def _ordered_fast(self, progress: Progress) -> Iterator[Any]:
+        """Storage order, one consumer, no stages: shards streamed chunk by chunk."""
+        ds = self.dataset
+        if self.batch_size is not None:
+            groups = _located_groups(self._chunks(self.plan(), progress.slot))
+            for batch in self._fast_batches(groups, codec_for(ds._source_type), self.batch_size):
+                progress.delivered += len(batch)
+                progress.slot = self._last_origin  # type: ignore[assignment]
+                yield batch
+            return
+        yield from self._samples(self._raw(self.plan(), progress.slot), progress=progress)
+
+    def _legacy(self, plan: Plan) -> Iterator[Any]:
+        """DictSample datasets (members grouped by key, no offset index needed)."""
+        if (
+            self.start
+            and plan.shuffle_seed is not None
+            and (plan.sample_stride != 1 or len(plan.shards) != len(self.dataset.shards))
+        ):
+            raise PlanError(
+                "start= with several workers/ranks needs a typed dataset (Dataset[T]); "
+                "DictSample datasets resume only with one reader"
+            )
+        raw = self._raw(plan, 0 if plan.shuffle_seed is not None else self.start)
         if plan.shuffle_seed is not None:
             raw = _shuffle(raw, plan.shuffle_seed, self.buffer_size)
             if self.start:
                 raw = islice(raw, self.start, None)
-        if self.batch_size is not None and typed and not ds._stages:
-            groups = _raw_groups(raw, max(self.batch_size, 64))
-            return self._fast_batches(groups, codec_for(ds._source_type), self.batch_size)
         if self.batch_size is None:
             return self._samples(raw)
         return self._batches_from_samples(self._samples(raw, keyed=True), self.batch_size)
 
     # -- raw members ----------------------------------------------------------------------------
-    def _shard_order(self, plan: Plan) -> tuple[Iterable[int], int] | None:
+    def _shard_order(self, plan: Plan, start: int) -> tuple[Iterable[int], int] | None:
         """The shards to read and the header offset to start the first one at (for start=)."""
         shards = self.dataset.shards
-        if not self.start or plan.shuffle_seed is not None:
+        if not start or plan.shuffle_seed is not None:
             return plan.shards, 0
         if plan.sample_stride != 1 or len(plan.shards) != len(shards):
-            raise ValueError(
-                "start= with several workers/ranks is given per consumer; not supported"
+            raise PlanError(
+                "start= with several workers/ranks needs a typed dataset (Dataset[T]); "
+                "DictSample datasets resume only with one reader"
             )
-        if self.start >= shards.total():
+        if start >= shards.total():
             return None  # resuming at (or past) the end of the epoch: nothing remains
-        shard, member = shards.locate(self.start)
+        shard, member = shards.locate(start)
         first_offset = int(shards.offsets(shard).header_offsets[member])
         return plan.shards[plan.shards.index(shard) :], first_offset
 
-    def _chunks(self, plan: Plan) -> Iterator[tuple[SampleChunk, str]]:
+    def _chunks(self, plan: Plan, start: int = 0) -> Iterator[tuple[SampleChunk, str]]:
         """Sample-member chunks of the plan's shards, this consumer's share only."""
-        order = self._shard_order(plan)
+        order = self._shard_order(plan, start)
         if order is None:
             return
         shard_numbers, first_offset = order
@@ -155,12 +304,12 @@ class Loader(Generic[ST]):
             except ShardError as exc:
                 self._handle(exc)
 
-    def _raw(self, plan: Plan) -> Iterator[Raw]:
+    def _raw(self, plan: Plan, start: int = 0) -> Iterator[Raw]:
         if self.dataset._source_type is not DictSample:
-            for chunk, url in self._chunks(plan):
+            for chunk, url in self._chunks(plan, start):
                 yield from zip(chunk.keys, chunk.bodies, repeat(url), chunk.offsets, strict=False)
             return
-        order = self._shard_order(plan)
+        order = self._shard_order(plan, start)
         if order is None:
             return
         shard_numbers, first_offset = order
@@ -200,7 +349,9 @@ class Loader(Generic[ST]):
             warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=3)
 
     # -- samples ---------------------------------------------------------------------------------
-    def _samples(self, raw: Iterator[Raw], keyed: bool = False) -> Iterator[Any]:
+    def _samples(
+        self, raw: Iterator[Raw], keyed: bool = False, progress: Progress | None = None
+    ) -> Iterator[Any]:
         """Decoded samples after the stages; ``(key, sample)`` pairs when ``keyed``."""
         ds = self.dataset
         stype = ds._source_type
@@ -220,6 +371,9 @@ class Loader(Generic[ST]):
                     keep = False
                     break
             if keep:
+                if progress is not None:
+                    progress.delivered += 1
+                    progress.slot = (url, offset)  # type: ignore[assignment]
                 yield (key, sample) if keyed else sample
 
     def _batches_from_samples(self, keyed: Iterator[Any], size: int) -> Iterator[Any]:
@@ -247,11 +401,13 @@ class Loader(Generic[ST]):
             keys.extend(group_keys)
             origins.extend(group_origins)
             while len(maps) >= size:
+                self._last_origin = origins[size - 1]
                 batch = self._collate(collator, codec, maps[:size], keys[:size], origins[:size])
                 del maps[:size], keys[:size], origins[:size]
                 if batch is not None:
                     yield batch
         while maps and not (self.drop_last and len(maps) < size):
+            self._last_origin = origins[:size][-1]
             batch = self._collate(collator, codec, maps[:size], keys[:size], origins[:size])
             del maps[:size], keys[:size], origins[:size]
             if batch is not None:
@@ -323,22 +479,6 @@ def _raw_groups(raw: Iterator[Raw], size: int) -> Iterator[Group]:
             return
         keys, bodies, urls, offsets = zip(*items, strict=True)
         yield list(keys), list(bodies), list(zip(urls, offsets, strict=True))
-
-
-def _decode_bodies(bodies: list[Any]) -> list[Any]:
-    """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
-    try:
-        if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
-            return list(map(msgpack.unpackb, bodies))
-        return [unpack_map(b) for b in bodies]
-    except Exception:  # a bad body somewhere: decode one by one to find it
-        decoded: list[Any] = []
-        for body in bodies:
-            try:
-                decoded.append(unpack_map(body))
-            except SchemaError as exc:
-                decoded.append(exc)
-        return decoded
 
 
 def _shuffle(raw: Iterator[Raw], seed: int, buffer_size: int) -> Iterator[Raw]:

@@ -277,10 +277,8 @@ def make_layout(
     last = [0] * world_size
     if rest:
         if uneven == "pad":
-            if drop_last:
-                last = [batch_size] * world_size
-            else:
-                last = [-(-rest // world_size)] * world_size
+            size = batch_size if drop_last else -(-rest // world_size)
+            last = [size] * world_size
         elif uneven == "spread":
             if not drop_last:
                 q, extra = divmod(rest, world_size)

@@ -8,21 +8,25 @@ its positions.
 """
 
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import numpy as np
 
-from .batch import Collator, SampleBatch, collate_maps, collate_samples
-from .codec import codec_for
+from .batch import Collator, collate_maps, collate_samples
+from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
-from .plan import EpochOrder
+from .plan import EpochOrder, Layout
 from .sample import DictSample
 from .slots import SlotReader
 
 if TYPE_CHECKING:
     from .dataset import Dataset
 
-__all__ = ["PlanReader", "epoch_order"]
+_ZERO_COPY_MIN = 1 << 16
+
+__all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "iter_sequential"]
 
 
 def epoch_order(
@@ -49,6 +53,29 @@ def epoch_order(
         length=length,
         resample=resample,
     )
+
+
+def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
+    """``exc`` with the sample key, shard and member offset added to its message."""
+    return SchemaError(
+        f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]", path=exc.path
+    )
+
+
+def _decode_bodies(bodies: list[Any]) -> list[Any]:
+    """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
+    try:
+        if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
+            return list(map(msgpack.unpackb, bodies))
+        return [unpack_map(b) for b in bodies]
+    except Exception:  # a bad body somewhere: decode one by one to find it
+        decoded: list[Any] = []
+        for body in bodies:
+            try:
+                decoded.append(unpack_map(body))
+            except SchemaError as exc:
+                decoded.append(exc)
+        return decoded
 
 
 class PlanReader:
@@ -91,8 +118,6 @@ class PlanReader:
             except (SchemaError, TypeError):
                 return samples
             return collate_samples(codec, samples, keys)
-        from .loader import _decode_bodies, located
-
         got = self._read(order, positions)
         if not got.bodies:
             return None
@@ -114,16 +139,18 @@ class PlanReader:
         return collate_maps(self.codec, good_maps, good_keys) if good_maps else None
 
     def samples(
-        self, order: EpochOrder, positions: "np.ndarray[Any, Any]"
+        self, order: EpochOrder, positions: "np.ndarray[Any, Any]", slots: list[int] | None = None
     ) -> tuple[list[Any], list[str]]:
-        """Decoded samples at ``positions`` after the stages, and their keys."""
-        from .loader import located
-
+        """Decoded samples at ``positions`` after the stages, and their keys (and, into
+        ``slots``, the position each one came from)."""
         got = self._read(order, positions)
         decode = self.codec.decode
         out: list[Any] = []
         keys: list[str] = []
-        for key, body, (url, offset) in zip(got.keys, got.bodies, got.origins, strict=True):
+        where = positions.tolist()
+        for k, key, body, (url, offset) in zip(
+            got.index, got.keys, got.bodies, got.origins, strict=True
+        ):
             try:
                 sample = decode(body)
             except SchemaError as exc:
@@ -142,4 +169,103 @@ class PlanReader:
             if ok:
                 out.append(sample)
                 keys.append(key)
+                if slots is not None:
+                    slots.append(where[k])
         return out, keys
+
+
+class Progress:
+    """How far an iteration got: samples delivered and the position after the last of them."""
+
+    __slots__ = ("delivered", "slot")
+
+    def __init__(self, slot: int, delivered: int) -> None:
+        self.slot = slot
+        self.delivered = delivered
+
+
+def iter_sequential(
+    reader: PlanReader,
+    order: EpochOrder,
+    progress: Progress,
+    *,
+    batch_size: int | None,
+    drop_last: bool,
+    skip: int = 0,
+) -> Iterator[Any]:
+    """One consumer's samples or batches from ``progress.slot`` on, in the order's order.
+
+    The first ``skip`` delivered samples are read and dropped (``start=`` after a filter, where
+    the position of the n-th delivered sample is only known by reading up to it).
+    """
+    total = order.total
+    pos = progress.slot
+    if batch_size is not None and not reader.staged and not skip:
+        while pos < total:
+            stop = min(pos + batch_size, total)
+            if drop_last and stop - pos < batch_size:
+                return
+            batch = reader.batch(order, np.arange(pos, stop, dtype=np.int64))
+            pos = stop
+            if batch is None:
+                continue
+            progress.slot = stop
+            progress.delivered += len(batch)
+            yield batch
+        return
+    codec = codec_for(reader.dataset.sample_type) if batch_size is not None else None
+    pending: list[Any] = []
+    pending_keys: list[str] = []
+    chunk = max(batch_size or 0, 256)
+    while pos < total:
+        stop = min(pos + chunk, total)
+        slots: list[int] = []
+        samples, keys = reader.samples(order, np.arange(pos, stop, dtype=np.int64), slots)
+        pos = stop
+        for sample, key, slot in zip(samples, keys, slots, strict=True):
+            if skip:
+                skip -= 1
+                progress.delivered += 1
+                progress.slot = slot + 1
+                continue
+            if batch_size is None:
+                progress.slot = slot + 1
+                progress.delivered += 1
+                yield sample
+                continue
+            pending.append(sample)
+            pending_keys.append(key)
+            if len(pending) == batch_size:
+                progress.slot = slot + 1
+                progress.delivered += batch_size
+                yield _collated(codec, pending, pending_keys)
+                pending, pending_keys = [], []
+    if pending and not drop_last:
+        progress.slot = total
+        progress.delivered += len(pending)
+        yield _collated(codec, pending, pending_keys)
+
+
+def _collated(codec: Any, samples: list[Any], keys: list[str]) -> Any:
+    return samples if codec is None else collate_samples(codec, samples, keys)
+
+
+def iter_layout(
+    reader: PlanReader,
+    order: EpochOrder,
+    layout: Layout,
+    *,
+    rank: int,
+    worker: int,
+    workers: int,
+    batched: bool,
+) -> Iterator[Any]:
+    """The batches (or their samples) of rank ``rank`` that worker ``worker`` reads."""
+    for j in range(worker, layout.rank_batches, workers):
+        positions = layout.positions(rank, j)
+        if batched:
+            batch = reader.batch(order, positions)
+            if batch is not None:
+                yield batch
+        else:
+            yield from reader.samples(order, positions)[0]

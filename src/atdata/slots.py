@@ -33,6 +33,7 @@ class SlotRead:
     bodies: list[Any] = field(default_factory=list)
     origins: list[tuple[str, int]] = field(default_factory=list)  # (shard url, header offset)
     errors: list[ShardError] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)  # which of the requested slots each one is
 
 
 class SlotReader:
@@ -41,23 +42,30 @@ class SlotReader:
     def __init__(self, shards: ShardSet) -> None:
         self.shards = shards
         self._checked: dict[int, str | None] = {}  # shard -> local path (None: remote)
+        self._broken: dict[int, int] = {}  # shard -> first damaged member (local shards)
 
-    def _path(self, i: int) -> str | None:
+    def _path(self, i: int, errors: list[ShardError]) -> str | None:
+        """Shard ``i``'s local path (None: remote), checking a local shard on first use.
+
+        Every header the offset index points at is verified at once (checksum, type, size, and
+        that the member lies inside the file); from the first that fails on, the shard's members
+        are left out, as a sequential read stops at a damaged member.
+        """
         if i not in self._checked:
             src = self.shards.source(i)
             path = src.local_path()
-            index = self.shards.offsets(i)
             if path is not None:
-                try:
-                    size = os.stat(path).st_size
-                except OSError as exc:
-                    raise SourceError(f"cannot open shard {src.url!r}: {exc}") from exc
-                if size != index.shard_size:
-                    raise ShardError(
-                        f"the offset index says the shard has {index.shard_size} bytes but it "
-                        f"has {size}: the shard changed after its index was written; rewrite "
-                        "the index (or the shard)",
-                        shard=src.url,
+                broken = _first_bad_member(path, src.url, self.shards.offsets(i))
+                if broken is not None:
+                    member, offset = broken
+                    self._broken[i] = member
+                    errors.append(
+                        ShardError(
+                            "member header does not match the offset index (corrupt, truncated "
+                            "or changed shard); the rest of this shard is skipped",
+                            shard=src.url,
+                            offset=offset,
+                        )
                     )
             self._checked[i] = path
         return self._checked[i]
@@ -75,15 +83,23 @@ class SlotReader:
             groups: list[tuple[int, Any]] = [(int(shard_ids[0]), np.arange(n))]
         else:
             groups = [(int(s), np.nonzero(shard_ids == s)[0]) for s in np.unique(shard_ids)]
-        for shard, where in groups:
+        for shard, requested in groups:
+            where = requested
             mem = np.asarray(members[where], dtype=np.int64)
+            path = self._path(shard, errors)
+            broken = self._broken.get(shard)
+            if broken is not None:
+                where = where[mem < broken]
+                mem = mem[mem < broken]
+                if not len(mem):
+                    continue
             order = np.argsort(mem, kind="stable")
             sorted_where = where[order]
             index = self.shards.offsets(shard)
             url = self.shards.urls[shard]
             offs = index.header_offsets[mem[order]]
             sizes = index.sizes[mem[order]]
-            got = self._read_group(shard, index, offs, sizes, url, errors)
+            got = self._read_group(shard, path, index, offs, sizes, url=url, errors=errors)
             key_list = index.keys
             for k, slot, m, body in zip(
                 sorted_where.tolist(), mem[order].tolist(), offs.tolist(), got, strict=True
@@ -99,26 +115,32 @@ class SlotReader:
                 out.keys.append(keys[k])  # type: ignore[arg-type]
                 out.bodies.append(bodies[k])
                 out.origins.append(origins[k])  # type: ignore[arg-type]
+                out.index.append(k)
         return out
 
     def _read_group(
         self,
         shard: int,
+        path: str | None,
         index: OffsetIndex,
         offs: "np.ndarray[Any, Any]",
         sizes: "np.ndarray[Any, Any]",
+        *,
         url: str,
         errors: list[ShardError],
     ) -> list[Any]:
         """Bodies of members at header offsets ``offs`` (ascending) of one shard."""
-        path = self._path(shard)
         if path is None and len(offs) > 1:
             gaps = offs[1:] - (offs[:-1] + BLOCK + sizes[:-1])
             cuts = (np.nonzero(gaps > _REMOTE_GAP)[0] + 1).tolist()
             if cuts:
                 out: list[Any] = []
                 for a, b in zip([0, *cuts], [*cuts, len(offs)], strict=True):
-                    out.extend(self._read_group(shard, index, offs[a:b], sizes[a:b], url, errors))
+                    out.extend(
+                        self._read_group(
+                            shard, path, index, offs[a:b], sizes[a:b], url=url, errors=errors
+                        )
+                    )
                 return out
         first = int(offs[0])
         stop = int(offs[-1]) + BLOCK + int(sizes[-1])
@@ -162,6 +184,29 @@ class SlotReader:
         if len(data) != stop - first:
             raise ShardError("shard is shorter than its offset index says", shard=url, offset=first)
         return first, data
+
+
+def _first_bad_member(path: str, url: str, index: OffsetIndex) -> tuple[int, int] | None:
+    """(member number, header offset) of the first member whose header fails, or None."""
+    n = len(index)
+    if not n:
+        return None
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise SourceError(f"cannot open shard {url!r}: {exc}") from exc
+    ends = index.header_offsets + BLOCK + index.sizes
+    outside = np.nonzero(ends > size)[0]
+    fits = int(outside[0]) if outside.size else n
+    bad = None
+    if fits:
+        buf = _map_span(path, url, 0, size)
+        bad = verify_indexed_headers(buf, index.header_offsets[:fits], index.sizes[:fits])
+        del buf
+    first = bad if bad is not None else (fits if fits < n else None)
+    if first is None:
+        return None
+    return first, int(index.header_offsets[first])
 
 
 def _map_span(path: str, url: str, offset: int, length: int) -> Any:
