@@ -19,6 +19,8 @@ EXPECTED = {
     "lenses.py": "boiling point in Celsius: 100.0",
     "index_and_load.py": "loaded sensors/run@1 without a class: Measurement from atdata.rebuilt",
     "demo.py": "checksums: all shards match",
+    "train_torch.py": "resumed at step 10: epoch 0, 640 of 2000 samples done",
+    "train_ddp.py": "2 ranks trained 2 epochs in lockstep",
 }
 
 
