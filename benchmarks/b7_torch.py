@@ -98,7 +98,9 @@ def run_scenario(sid: str, args: argparse.Namespace, run: dict[str, Runner], log
                     print(f"   !! {key}: delivered {res['ids']} expected {expected}", flush=True)
             series.setdefault(key, Series()).runs.append(res)
             speed = n / res["seconds"] if op != "resume" and res["seconds"] else 0
-            print(f"   rep {rep + 1} {key:<36} {res['seconds']:8.3f} s {speed:>12,.0f} /s", flush=True)
+            print(
+                f"   rep {rep + 1} {key:<36} {res['seconds']:8.3f} s {speed:>12,.0f} /s", flush=True
+            )
     if not args.keep_data:
         shutil.rmtree(base, ignore_errors=True)
     out: dict[str, Any] = {"scenario": sid, "title": sc.title, "samples": n, "shards": shards}

@@ -90,7 +90,9 @@ def train(ds: atdata.Dataset[Digit], ckpt: Path, *, use_feed: bool, stop_at: int
                     ckpt,
                 )
             if step == stop_at:
-                print(f"stopped at step {step} (as if killed); checkpoint at step {step - step % 10}")
+                print(
+                    f"stopped at step {step} (as if killed); checkpoint at step {step - step % 10}"
+                )
                 return
         print(
             f"epoch {epoch}: {done + seen} samples ({done} before the resume), "

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from torch_job import batches_of, launch, wait_all, write_uneven  # noqa: E402
+from torch_job import batches_of, launch, wait_all, write_uneven
 
 JOB_TIMEOUT = 240
 

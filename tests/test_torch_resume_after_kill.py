@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from torch_job import batches_of, kill_all, launch, stderr_of, wait_all, write_uneven  # noqa: E402
+from torch_job import batches_of, kill_all, launch, stderr_of, wait_all, write_uneven
 
 JOB_TIMEOUT = 240
 SAVE_AT = 5

@@ -66,9 +66,7 @@ def write_uneven(root: Path, sizes: tuple[int, ...] = SHARD_SIZES) -> list[str]:
     return keys
 
 
-def launch(
-    data: Path, out: Path, world: int, *extra: str
-) -> "list[subprocess.Popen[bytes]]":
+def launch(data: Path, out: Path, world: int, *extra: str) -> "list[subprocess.Popen[bytes]]":
     """Start ``world`` ranks of this job, each in its own process group (workers included)."""
     store = out / "store"
     out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +80,7 @@ def launch(
             GLOO_SOCKET_IFNAME="lo",
             ATDATA_TEST_STORE=str(store),
         )
-        err = open(out / f"stderr-{rank}.txt", "ab")  # noqa: SIM115 - the child owns it
+        err = open(out / f"stderr-{rank}.txt", "ab")
         procs.append(
             subprocess.Popen(
                 [sys.executable, __file__, str(data), str(out), *extra],
@@ -169,7 +167,7 @@ def main() -> int:
     model = DistributedDataParallel(torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / f"keys-{rank}.txt", "a")  # noqa: SIM115 - kept open for the run
+    log = open(args.out / f"keys-{rank}.txt", "a")
     steps, loss = 0, torch.tensor(0.0)
     for batch in batches:
         pred = model(batch["vec"]).squeeze(1)

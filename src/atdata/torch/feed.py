@@ -48,7 +48,9 @@ def feed(
     """
     if isinstance(source, TorchDataset):
         if plan or (batch_size is not None and batch_size != source.batch_size):
-            raise TypeError("feed(torch_dataset) takes its plan from the dataset: no plan arguments")
+            raise TypeError(
+                "feed(torch_dataset) takes its plan from the dataset: no plan arguments"
+            )
         tds = source
     else:
         tds = source.to_torch(64 if batch_size is None else batch_size, **plan)
@@ -117,10 +119,11 @@ class Feed:
         readers = _Readers(self, order, layout, n)
         mover = _DeviceMover(self.device)
         try:
-            pending = mover.send(readers.get(0)) if n else None
+            pending = mover.send(readers.get(0)) if n else {}
             for b in range(n):
                 current = pending
-                pending = mover.send(readers.get(b + 1)) if b + 1 < n else None
+                if b + 1 < n:  # the next batch starts its way to the device now
+                    pending = mover.send(readers.get(b + 1))
                 self._consumed = b + 1
                 yield mover.receive(current)
             self.dataset.finish_epoch()
@@ -214,7 +217,7 @@ class _DeviceMover:
         self.torch = torch
         self.device = device
         self.cuda = device.type == "cuda"
-        self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self.stream: Any = torch.cuda.Stream(device) if self.cuda else None  # type: ignore[no-untyped-call]
         self.in_flight: list[tuple[Any, Any]] = []  # (event, host batch) until the copy is done
 
     def send(self, host: dict[str, Any]) -> dict[str, Any]:
