@@ -47,3 +47,7 @@ bench-quick:
 # create the atdata 0.7 comparator environment (Python 3.12)
 bench-setup:
     uv run python -m benchmarks.venv07
+
+# B7: the torch training paths (DataLoader workers, the feed) vs webdataset + DataLoader
+bench-b7 *args:
+    uv run python -m benchmarks.b7_torch {{args}}
