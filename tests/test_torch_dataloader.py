@@ -2,16 +2,15 @@
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torch_helpers import Item, ids, write_shards
 
 import atdata
 from atdata.torch import TorchDataset, loader
+from torch_helpers import Item, ids, write_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create")
 
@@ -79,11 +78,12 @@ def test_dataloader_reads_every_sample_once_in_whole_batches(
         assert _flat(got) != list(range(N))
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_each_epoch_has_its_own_order_and_persistent_workers_see_it(
-    ds: atdata.Dataset[Item],
+    ds: atdata.Dataset[Item], context: str
 ) -> None:
     tds = ds.to_torch(batch_size=B, shuffle=True, seed=5, drop_last=False)
-    dl = loader(tds, num_workers=2, persistent_workers=True)
+    dl = loader(tds, num_workers=2, persistent_workers=True, multiprocessing_context=context)
     epochs = []
     for epoch in range(3):
         dl.set_epoch(epoch)

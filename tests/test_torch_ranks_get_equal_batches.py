@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from torch.utils.data import DataLoader
-from torch_helpers import Item, ids, write_shards
 
 import atdata
 from atdata.plan import PlanError
 from atdata.torch import resolve_world
+from torch_helpers import Item, ids, write_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create")
 
@@ -56,9 +56,7 @@ def test_two_ranks_by_two_workers_get_equal_batches_and_each_sample_once(
     repeats: int,
     missing: int,
 ) -> None:
-    ranks = _rank_batches(
-        big, 2, shuffle=shuffle, seed=11, uneven=uneven, drop_last=drop_last
-    )
+    ranks = _rank_batches(big, 2, shuffle=shuffle, seed=11, uneven=uneven, drop_last=drop_last)
     for got in ranks:
         assert len(got) == batches
         assert [len(b) for b in got[:-1]] == [B] * (batches - 1)
@@ -88,9 +86,7 @@ def test_an_initialised_process_group_gives_the_rank(
 ) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group(
-        "gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1
-    )
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         assert resolve_world(None, None) == (0, 1)
     finally:

@@ -2,7 +2,8 @@
 
 A dataset is an immutable description (shards, sample type, map/filter stages, error policy);
 ``ordered()`` and ``shuffled()`` return re-iterable :class:`Loader` objects whose iteration is a
-pure function of the plan (see :mod:`atdata.plan`). The per-sample hot path is: a slice of the
+pure function of the plan (see :mod:`atdata.plan`); ``to_torch()`` the same plans as a torch
+``IterableDataset`` (:mod:`atdata.torch`). The per-sample hot path is: a slice of the
 shard buffer, one msgpack decode, converters chosen once per type, and (for batches) one copy of
 each array's bytes into a preallocated batch array.
 """
@@ -141,7 +142,12 @@ class Dataset(Generic[ST]):
         rank: int = 0,
         world_size: int = 1,
     ) -> "Loader[ST]":
-        """Samples (or batches of ``batch_size``) in storage order, from sample ``start``."""
+        """Samples (or batches of ``batch_size``) in storage order, from sample ``start``.
+
+        ``start`` counts delivered samples (after filters) over all ranks and workers together;
+        with several, each takes whole batches of the order in turn (rank ``r`` the ``r``-th
+        batch of every step, worker ``j % num_workers`` the rank's ``j``-th batch).
+        """
         return Loader(
             self,
             batch_size=batch_size,

@@ -1,7 +1,12 @@
 """``Loader``: one iteration plan over a dataset, yielding samples or batches.
 
-The plan (which shards, in which order, which samples) comes from :func:`atdata.plan.make_plan`.
-Members are read a chunk at a time (:func:`~atdata.shards.reader.iter_sample_chunks`). Batches
+Typed datasets follow the epoch's global order (:class:`atdata.plan.EpochOrder`, a pure function
+of the offset indexes, seed and epoch): one reader in storage order streams the shards chunk by
+chunk (:func:`~atdata.shards.reader.iter_sample_chunks`); shuffled orders and several readers
+(ranks, torch workers) read by position (:mod:`atdata.planreader`), several readers taking whole
+batches in turn (:func:`atdata.plan.make_layout`). ``start`` and :meth:`Loader.state_dict`
+positions count delivered samples. DictSample datasets keep the per-shard plans of
+:func:`atdata.plan.make_plan` and a buffer shuffle. Batches
 without map/filter stages take the fast path: bodies are msgpack-decoded chunk by chunk and a
 :class:`~atdata.batch.Collator` validates and stacks whole columns at once; only when that finds
 a problem are the batch's samples checked one by one, to name the bad one and apply ``on_error``.
@@ -113,6 +118,11 @@ class Loader(Generic[ST]):
         if consumer.num_workers > 1:
             raise PlanError("state_dict() of a loader read by several workers: use atdata.torch")
         p = self._progress
+        if not p.exact:
+            raise PlanError(
+                "state_dict() part way through a rank's run of samples: take it between runs "
+                "(or read batches)"
+            )
         return {
             "version": 1,
             "epoch": self.epoch,
@@ -143,7 +153,7 @@ class Loader(Generic[ST]):
         self._resume = (int(state["position"]), int(state["delivered"]))
         self._progress = Progress(*self._resume)
 
-    def _position(self, p: "Progress") -> int:
+    def _position(self, p: Progress) -> int:
         if isinstance(p.slot, int):
             return p.slot
         url, offset = p.slot  # the origin of the last delivered sample (fast ordered path)
@@ -166,14 +176,16 @@ class Loader(Generic[ST]):
             return self._legacy(self.plan())
         consumer = current_consumer(self.rank, self.world_size)
         filtered = any(stage.kind == "filter" for stage in ds._stages)
-        if self._resume is not None:
+        if self._resume is not None:  # a loaded state applies to the next iteration only
             slot, delivered = self._resume
+            self._resume = None
             skip = 0
         elif filtered and self.start:
             slot, delivered, skip = 0, 0, self.start
         else:
             slot = delivered = self.start
             skip = 0
+        self._progress = Progress(slot, delivered)
         if consumer.count > 1:
             if skip:
                 raise PlanError(
@@ -181,9 +193,9 @@ class Loader(Generic[ST]):
                     "known to one reader: resume from a saved state_dict() instead"
                 )
             return self._shared(consumer, slot)
-        self._progress = progress = Progress(slot, delivered)
+        progress = self._progress
         if self.seed is None and not ds._stages:
-            return self._ordered_fast(progress)
+            return self._ordered_fast(progress, slot)
         reader = PlanReader(ds)
         return iter_sequential(
             reader,
@@ -223,19 +235,20 @@ class Loader(Generic[ST]):
             worker=consumer.worker,
             workers=consumer.num_workers,
             batched=self.batch_size is not None,
+            progress=self._progress if consumer.num_workers == 1 else None,
         )
 
-    def _ordered_fast(self, progress: Progress) -> Iterator[Any]:
+    def _ordered_fast(self, progress: Progress, start: int) -> Iterator[Any]:
         """Storage order, one consumer, no stages: shards streamed chunk by chunk."""
         ds = self.dataset
         if self.batch_size is not None:
-            groups = _located_groups(self._chunks(self.plan(), progress.slot))
+            groups = _located_groups(self._chunks(self.plan(), start))
             for batch in self._fast_batches(groups, codec_for(ds._source_type), self.batch_size):
                 progress.delivered += len(batch)
-                progress.slot = self._last_origin  # type: ignore[assignment]
+                progress.slot = self._last_origin
                 yield batch
             return
-        yield from self._samples(self._raw(self.plan(), progress.slot), progress=progress)
+        yield from self._samples(self._raw(self.plan(), start), progress=progress)
 
     def _legacy(self, plan: Plan) -> Iterator[Any]:
         """DictSample datasets (members grouped by key, no offset index needed)."""
@@ -373,7 +386,7 @@ class Loader(Generic[ST]):
             if keep:
                 if progress is not None:
                     progress.delivered += 1
-                    progress.slot = (url, offset)  # type: ignore[assignment]
+                    progress.slot = (url, offset)
                 yield (key, sample) if keyed else sample
 
     def _batches_from_samples(self, keyed: Iterator[Any], size: int) -> Iterator[Any]:

@@ -161,16 +161,25 @@ class PassOrder:
     ) -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
         """(shard numbers, member numbers) of ``positions`` (each in ``[0, total)``)."""
         q = np.asarray(positions, dtype=np.int64)
-        if self.seed is not None:
-            w = np.searchsorted(self.bounds, q, side="right") - 1
-            out = np.empty_like(q)
-            for win in np.unique(w):
-                sel = w == win
-                start = int(self.bounds[win])
-                out[sel] = start + self._perm(int(win))[q[sel] - start]
-            q = out
+        if self.seed is not None and len(q):
+            first = int(np.searchsorted(self.bounds, q[0], side="right")) - 1
+            start, stop = int(self.bounds[first]), int(self.bounds[first + 1])
+            if int(q[-1]) - int(q[0]) == len(q) - 1 and int(q[-1]) < stop:  # a run in one window
+                a = int(q[0]) - start
+                q = start + self._perm(first)[a : a + len(q)]
+            else:
+                q = self._scattered(q)
         slot = np.searchsorted(self._cum, q, side="right") - 1
         return self.shards[slot], q - self._cum[slot]
+
+    def _scattered(self, q: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        w = np.searchsorted(self.bounds, q, side="right") - 1
+        out = np.empty_like(q)
+        for win in np.unique(w):
+            sel = w == win
+            start = int(self.bounds[win])
+            out[sel] = start + self._perm(int(win))[q[sel] - start]
+        return out
 
     def _perm(self, win: int) -> "np.ndarray[Any, Any]":
         perm = self._perm_cache.get(win)

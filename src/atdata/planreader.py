@@ -9,7 +9,7 @@ its positions.
 
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 import numpy as np
@@ -19,10 +19,28 @@ from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .plan import EpochOrder, Layout
 from .sample import DictSample
+from .shards.shardset import ShardSet
 from .slots import SlotReader
 
-if TYPE_CHECKING:
-    from .dataset import Dataset
+
+class Readable(Protocol):
+    """What a plan reads from (a :class:`~atdata.Dataset`; not imported here, to keep layers)."""
+
+    @property
+    def on_error(self) -> str: ...
+
+    @property
+    def _stages(self) -> tuple[Any, ...]: ...
+
+    @property
+    def shards(self) -> ShardSet: ...
+
+    @property
+    def sample_type(self) -> type[Any]: ...
+
+    @property
+    def _source_type(self) -> type[Any]: ...
+
 
 _ZERO_COPY_MIN = 1 << 16
 
@@ -30,7 +48,7 @@ __all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "i
 
 
 def epoch_order(
-    dataset: "Dataset[Any]",
+    dataset: Readable,
     *,
     seed: int | None,
     epoch: int,
@@ -81,7 +99,7 @@ def _decode_bodies(bodies: list[Any]) -> list[Any]:
 class PlanReader:
     """Reads a dataset's samples at plan positions, applying its stages and error policy."""
 
-    def __init__(self, dataset: "Dataset[Any]") -> None:
+    def __init__(self, dataset: Readable) -> None:
         if dataset._source_type is DictSample:
             raise SchemaError(
                 "this reading mode needs a sample type (the dataset yields DictSample): "
@@ -92,6 +110,10 @@ class PlanReader:
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
         self.staged = bool(dataset._stages)
+        try:
+            self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
+        except (SchemaError, TypeError):
+            self.output_names = ()
 
     def _handle(self, exc: Exception) -> None:
         policy = self.dataset.on_error
@@ -175,13 +197,15 @@ class PlanReader:
 
 
 class Progress:
-    """How far an iteration got: samples delivered and the position after the last of them."""
+    """How far an iteration got: samples delivered, and the position after the last of them
+    (or the origin ``(shard url, header offset)`` of the last one, resolved when asked)."""
 
-    __slots__ = ("delivered", "slot")
+    __slots__ = ("delivered", "exact", "slot")
 
     def __init__(self, slot: int, delivered: int) -> None:
-        self.slot = slot
+        self.slot: int | tuple[str, int] = slot
         self.delivered = delivered
+        self.exact = True  # False while a rank is part way through a run of samples
 
 
 def iter_sequential(
@@ -199,7 +223,7 @@ def iter_sequential(
     the position of the n-th delivered sample is only known by reading up to it).
     """
     total = order.total
-    pos = progress.slot
+    pos = progress.slot if isinstance(progress.slot, int) else 0  # always an int here
     if batch_size is not None and not reader.staged and not skip:
         while pos < total:
             stop = min(pos + batch_size, total)
@@ -259,13 +283,26 @@ def iter_layout(
     worker: int,
     workers: int,
     batched: bool,
+    progress: Progress | None = None,
 ) -> Iterator[Any]:
-    """The batches (or their samples) of rank ``rank`` that worker ``worker`` reads."""
+    """The batches (or their samples) of rank ``rank`` that worker ``worker`` reads; with
+    ``progress`` (one worker), the epoch position once every rank got as far."""
     for j in range(worker, layout.rank_batches, workers):
         positions = layout.positions(rank, j)
         if batched:
             batch = reader.batch(order, positions)
+            if progress is not None:
+                progress.slot = layout.position_after(j + 1)
             if batch is not None:
+                if progress is not None:
+                    progress.delivered += len(batch)
                 yield batch
-        else:
-            yield from reader.samples(order, positions)[0]
+            continue
+        samples = reader.samples(order, positions)[0]
+        for k, sample in enumerate(samples):
+            if progress is not None:
+                last = k == len(samples) - 1
+                progress.exact = last
+                progress.slot = layout.position_after(j + 1 if last else j)
+                progress.delivered += 1
+            yield sample

@@ -1,11 +1,12 @@
 """Reading sample members by (shard, member number), for plans that jump around.
 
-Local shards are mapped span by span: each call maps only the page-aligned byte span its members
-lie in and lets it go afterwards, so resident memory follows the samples being read, not the
-shards visited. The headers the offset index points at are verified in bulk (checksum, type,
+Local shards are mapped whole (a few at a time) and, every ``trim_bytes`` of bodies read, their
+pages are let go (``MADV_DONTNEED``: the page cache keeps them), so resident memory stays bounded
+however the plan jumps around the shards. The headers the offset index points at are verified in bulk (checksum, type,
 size). Remote shards are read with one ranged request per run of consecutive members.
 """
 
+import contextlib
 import mmap
 import os
 from collections.abc import Callable
@@ -21,8 +22,9 @@ from .shards.tar import BLOCK, verify_indexed_headers
 
 __all__ = ["SlotRead", "SlotReader"]
 
-_PAGE = mmap.ALLOCATIONGRANULARITY
-_REMOTE_GAP = 1 << 20  # remote members further apart than this are fetched separately
+_MAPPED_SHARDS = 8
+_REMOTE_GAP = 1 << 20  # remote members further apart than this are fetched separately...
+_REMOTE_SPAN = 32 << 20  # ...once the span they lie in is larger than this
 
 
 @dataclass
@@ -39,9 +41,13 @@ class SlotRead:
 class SlotReader:
     """Reads members of a :class:`ShardSet` by (shard, member) through the offset indexes."""
 
-    def __init__(self, shards: ShardSet) -> None:
+    def __init__(self, shards: ShardSet, trim_bytes: int = 128 << 20) -> None:
         self.shards = shards
+        self.trim_bytes = trim_bytes
         self._checked: dict[int, str | None] = {}  # shard -> local path (None: remote)
+        self._maps: dict[int, Any] = {}  # shard -> mapping of the whole shard (a few, LRU)
+        self._touched = 0  # bytes read through the mappings since they were last trimmed
+        self._spans: dict[int, tuple[int, bytes]] = {}  # remote shard -> (offset, bytes) held
         self._broken: dict[int, int] = {}  # shard -> first damaged member (local shards)
 
     def _path(self, i: int, errors: list[ShardError]) -> str | None:
@@ -70,51 +76,64 @@ class SlotReader:
             self._checked[i] = path
         return self._checked[i]
 
+    def _mapping(self, shard: int, path: str, url: str) -> Any:
+        mm = self._maps.pop(shard, None)
+        if mm is None:
+            mm = _map_span(path, url, 0, os.stat(path).st_size)
+            if len(self._maps) >= _MAPPED_SHARDS:
+                self._maps.pop(next(iter(self._maps)))  # closed once no view of it is left
+        self._maps[shard] = mm
+        return mm
+
+    def trim(self) -> None:
+        """Let go of the pages read so far (they stay in the page cache): resident memory stays
+        near ``trim_bytes`` however much of the shards is read through the mappings."""
+        for mm in self._maps.values():
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED)
+        self._touched = 0
+
     def read(self, shard_ids: "np.ndarray[Any, Any]", members: "np.ndarray[Any, Any]") -> SlotRead:
         """The samples at ``(shard_ids[k], members[k])``, in that order."""
         n = len(shard_ids)
-        keys: list[str | None] = [None] * n
-        bodies: list[Any] = [None] * n
-        origins: list[tuple[str, int] | None] = [None] * n
-        errors: list[ShardError] = []
+        out = SlotRead()
         if n == 0:
-            return SlotRead()
-        if n == 1 or bool((shard_ids[1:] == shard_ids[:-1]).all()):
-            groups: list[tuple[int, Any]] = [(int(shard_ids[0]), np.arange(n))]
-        else:
-            groups = [(int(s), np.nonzero(shard_ids == s)[0]) for s in np.unique(shard_ids)]
-        for shard, requested in groups:
-            where = requested
-            mem = np.asarray(members[where], dtype=np.int64)
-            path = self._path(shard, errors)
+            return out
+        order = np.lexsort((members, shard_ids)) if n > 1 else np.zeros(1, dtype=np.int64)
+        s_sorted = shard_ids[order]
+        m_sorted = np.asarray(members[order], dtype=np.int64)
+        cuts = (np.flatnonzero(s_sorted[1:] != s_sorted[:-1]) + 1).tolist()
+        entries: list[tuple[str, Any, tuple[str, int]] | None] = [None] * n
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+            shard = int(s_sorted[a])
+            mem = m_sorted[a:b]
+            where = order[a:b]
+            path = self._path(shard, out.errors)
             broken = self._broken.get(shard)
             if broken is not None:
                 where = where[mem < broken]
                 mem = mem[mem < broken]
                 if not len(mem):
                     continue
-            order = np.argsort(mem, kind="stable")
-            sorted_where = where[order]
             index = self.shards.offsets(shard)
             url = self.shards.urls[shard]
-            offs = index.header_offsets[mem[order]]
-            sizes = index.sizes[mem[order]]
-            got = self._read_group(shard, path, index, offs, sizes, url=url, errors=errors)
+            offs = index.header_offsets[mem]
+            got = self._read_group(
+                shard, path, index, offs, index.sizes[mem], url=url, errors=out.errors
+            )
             key_list = index.keys
             for k, slot, m, body in zip(
-                sorted_where.tolist(), mem[order].tolist(), offs.tolist(), got, strict=True
+                where.tolist(), mem.tolist(), offs.tolist(), got, strict=True
             ):
-                if body is None:
-                    continue
-                keys[k] = key_list[slot]
-                bodies[k] = body
-                origins[k] = (url, m)
-        out = SlotRead(errors=errors)
-        for k in range(n):
-            if bodies[k] is not None:
-                out.keys.append(keys[k])  # type: ignore[arg-type]
-                out.bodies.append(bodies[k])
-                out.origins.append(origins[k])  # type: ignore[arg-type]
+                if body is not None:
+                    entries[k] = (key_list[slot], body, (url, m))
+        if self._touched > self.trim_bytes:
+            self.trim()
+        for k, entry in enumerate(entries):
+            if entry is not None:
+                out.keys.append(entry[0])
+                out.bodies.append(entry[1])
+                out.origins.append(entry[2])
                 out.index.append(k)
         return out
 
@@ -130,7 +149,8 @@ class SlotReader:
         errors: list[ShardError],
     ) -> list[Any]:
         """Bodies of members at header offsets ``offs`` (ascending) of one shard."""
-        if path is None and len(offs) > 1:
+        span = int(offs[-1]) + BLOCK + int(sizes[-1]) - int(offs[0])
+        if path is None and len(offs) > 1 and span > _REMOTE_SPAN:
             gaps = offs[1:] - (offs[:-1] + BLOCK + sizes[:-1])
             cuts = (np.nonzero(gaps > _REMOTE_GAP)[0] + 1).tolist()
             if cuts:
@@ -145,12 +165,14 @@ class SlotReader:
         first = int(offs[0])
         stop = int(offs[-1]) + BLOCK + int(sizes[-1])
         if path is not None:
-            base = first - first % _PAGE
-            buf: Any = _map_span(path, url, base, stop - base)
+            base = 0
+            buf: Any = self._mapping(shard, path, url)
+            self._touched += stop - first if len(offs) == 1 else int(sizes.sum())
         else:
             base, buf = self._remote_span(shard, first, stop, url)
         rel = offs - base
-        bad = verify_indexed_headers(buf, rel, sizes)
+        # a local shard's headers were all verified when it was first used (see _path)
+        bad = None if path is not None else verify_indexed_headers(buf, rel, sizes)
         view = memoryview(buf)
         if bad is None:
             return [
@@ -174,6 +196,23 @@ class SlotReader:
         return out
 
     def _remote_span(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
+        """Bytes from ``first`` to at least ``stop`` of a remote shard, and where they start: from
+        the span last fetched of it when that covers them, else fetched (a shard of at most
+        32 MiB whole). At most 8 spans are held."""
+        held = self._spans.get(shard)
+        if held is not None and held[0] <= first and stop <= held[0] + len(held[1]):
+            return held
+        size = self.shards.offsets(shard).shard_size
+        if size <= _REMOTE_SPAN:  # a small shard is fetched whole, once
+            first, stop = 0, size
+        got = self._fetch(shard, first, stop, url)
+        self._spans.pop(shard, None)
+        if len(self._spans) >= _MAPPED_SHARDS:
+            self._spans.pop(next(iter(self._spans)))
+        self._spans[shard] = got
+        return got
+
+    def _fetch(self, shard: int, first: int, stop: int, url: str) -> tuple[int, bytes]:
         src = self.shards.source(shard)
         try:
             data = src.read_range(first, stop - first)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from multiprocessing.context import get_spawning_popen
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,10 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..batch import SampleBatch
 from ..plan import EpochOrder, Layout, PlanError, make_layout
-from ..planreader import PlanReader, epoch_order
-
-if TYPE_CHECKING:
-    from ..dataset import Dataset
+from ..planreader import PlanReader, Readable, epoch_order
 
 __all__ = ["TorchDataset", "resolve_world", "to_tensors"]
 
@@ -56,11 +53,12 @@ def _writable(a: "np.ndarray[Any, Any]") -> "torch.Tensor":
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
-def to_tensors(batch: Any) -> dict[str, Any]:
+def to_tensors(batch: Any, names: tuple[str, ...] = ()) -> dict[str, Any]:
     """A batch as a dict: array columns as tensors (zero copy), numeric scalars as 1-d tensors,
-    everything else as lists, and the sample keys under ``"__key__"``."""
+    everything else as lists, and the sample keys under ``"__key__"``. No batch (every sample
+    filtered out or skipped) gives empty lists under ``names``."""
     if batch is None:
-        return {KEY_FIELD: []}
+        return {**{name: [] for name in names}, KEY_FIELD: []}
     if not isinstance(batch, SampleBatch):
         return {KEY_FIELD: [], "samples": list(batch)}
     out: dict[str, Any] = {}
@@ -95,7 +93,7 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
 
     def __init__(
         self,
-        dataset: "Dataset[Any]",
+        dataset: Readable,
         batch_size: int = 64,
         *,
         shuffle: bool = False,
@@ -131,6 +129,7 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         self.buffer_bytes = buffer_bytes
         self._shared: Any = multiprocessing.RawArray("q", [epoch, 0, -1])
         self._consumed = 0  # batches handed out by an in-process iteration
+        self._finished = False  # that iteration reached the end of the epoch
         self._reader: PlanReader | None = None
         self._orders: dict[tuple[int, int], EpochOrder] = {}
         PlanReader(dataset)  # fail now (not in a worker) if the dataset cannot be read this way
@@ -161,6 +160,7 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
             self._shared[_START] = 0
             self._shared[_TOTAL] = -1
         self._consumed = 0
+        self._finished = False
 
     def _order(self, epoch: int, total: int) -> EpochOrder:
         found = self._orders.get((epoch, total))
@@ -244,9 +244,10 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         self._shared[_START] = int(state["position"])
         self._shared[_TOTAL] = int(state["total"])
         self._consumed = 0
+        self._finished = False
 
-    def finish_epoch(self) -> None:
-        """Forget the resume position once the epoch has been read to its end."""
+    def restart_epoch(self) -> None:
+        """Forget the resume position: the next iteration reads the epoch from its start."""
         self._shared[_START] = 0
         self._shared[_TOTAL] = -1
 
@@ -258,15 +259,20 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         if self._reader is None:
             self._reader = PlanReader(self.dataset)
         reader = self._reader
+        names = tuple(reader.output_names)
         if info is None:
+            if self._finished:  # the last iteration read this epoch to its end: start afresh
+                self.restart_epoch()
+                order, layout = self.plan()
             self._consumed = 0
+            self._finished = False
         for j in range(worker, layout.rank_batches, workers):
-            batch = to_tensors(reader.batch(order, layout.positions(self.rank, j)))
+            batch = to_tensors(reader.batch(order, layout.positions(self.rank, j)), names)
             if info is None:
                 self._consumed = j + 1
             yield batch
         if info is None:
-            self.finish_epoch()
+            self._finished = True
 
     def __repr__(self) -> str:
         mode = "resampled" if self.resample else ("shuffled" if self.shuffle else "ordered")

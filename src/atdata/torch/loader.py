@@ -23,15 +23,18 @@ class TorchLoader:
         self.dataset = dataset
         self.dataloader: DataLoader[Any] = DataLoader(dataset, batch_size=None, **kwargs)
         self._consumed = 0
+        self._finished = False
 
     def __iter__(self) -> Iterator[Any]:
+        if self._finished:  # the last pass read the epoch to its end: this one starts afresh
+            self.dataset.restart_epoch()
         self._consumed = 0
+        self._finished = False
         total = len(self.dataset)
         for batch in self.dataloader:
             self._consumed += 1
             yield batch
-        if self._consumed >= total:
-            self.dataset.finish_epoch()
+        self._finished = self._consumed >= total
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -39,6 +42,7 @@ class TorchLoader:
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
         self._consumed = 0
+        self._finished = False
 
     def state_dict(self) -> dict[str, Any]:
         """The exact position: the batches this loop consumed (not those prefetched)."""
@@ -47,6 +51,7 @@ class TorchLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.dataset.load_state_dict(state)
         self._consumed = 0
+        self._finished = False
 
 
 def loader(dataset: TorchDataset, **kwargs: Any) -> TorchLoader:
