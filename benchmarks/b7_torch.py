@@ -65,7 +65,7 @@ def _plan(workers: list[int], threads: list[int]) -> list[tuple[str, str, str, i
 
 def run_scenario(sid: str, args: argparse.Namespace, run: dict[str, Runner], log: Path) -> Any:
     sc = SCENARIOS[sid]
-    n = QUICK[sid] if args.quick else sc.samples
+    n = args.size.get(sid) or (QUICK[sid] if args.quick else sc.samples)
     shards = sc.samples // sc.per_shard  # the scenario's shard count at any size
     per_shard = -(-n // shards)
     base = DATA / f"B7-{sid}-{n}"
@@ -189,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", default="1,2", help="feed reader thread counts")
     p.add_argument("--no-atdata07", action="store_true")
     p.add_argument("--keep-data", action="store_true")
+    p.add_argument("--size", action="append", metavar="ID=N", help="samples, e.g. B1=200000")
     p.add_argument("--only", help="comma-separated substrings: run only the rows matching one")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",")]
     args.threads = [int(t) for t in args.threads.split(",")]
     args.only = [o for o in (args.only or "").split(",") if o]
+    args.size = {k.upper(): int(v) for k, _, v in (i.partition("=") for i in args.size or [])}
     DATA.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or DATA / f"b7-{stamp}{'-quick' if args.quick else ''}.json"

@@ -62,7 +62,8 @@ class Feed:
 
     ``len()``, :meth:`set_epoch`, :meth:`state_dict` and :meth:`load_state_dict` are the torch
     dataset's: a state saved from a feed resumes a DataLoader and vice versa, in any world size.
-    As with the torch dataset, a finished epoch does not advance by itself: call ``set_epoch``.
+    As with the torch dataset, a finished epoch does not advance by itself: call ``set_epoch``
+    (iterating again without it reads the same epoch again).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class Feed:
         self.pin_memory = cuda if pin_memory is None else (pin_memory and cuda)
         self._pool = BufferPool(pin=self.pin_memory)
         self._consumed = 0
+        self._finished = False  # the last iteration read the epoch to its end
 
     @property
     def batch_size(self) -> int:
@@ -102,6 +104,7 @@ class Feed:
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
         self._consumed = 0
+        self._finished = False
 
     def state_dict(self) -> dict[str, Any]:
         """The exact position: the batches this loop has taken (not those read ahead)."""
@@ -111,11 +114,15 @@ class Feed:
         """Resume where ``state`` was saved (by a feed or a torch dataset/loader; any world size)."""
         self.dataset.load_state_dict(state)
         self._consumed = 0
+        self._finished = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._finished:  # the last pass read the epoch to its end: this one starts afresh
+            self.dataset.restart_epoch()
+        self._consumed = 0
+        self._finished = False
         order, layout = self.dataset.plan()
         n = layout.rank_batches
-        self._consumed = 0
         readers = _Readers(self, order, layout, n)
         mover = _DeviceMover(self.device)
         try:
@@ -126,8 +133,7 @@ class Feed:
                     pending = mover.send(readers.get(b + 1))
                 self._consumed = b + 1
                 yield mover.receive(current)
-            self.dataset.finish_epoch()
-            self._consumed = 0
+            self._finished = True
         finally:
             readers.stop()
 
@@ -145,6 +151,7 @@ class _Readers:
         self.plan_lock = threading.Lock()  # the order caches permutations: one caller at a time
         self.reader = PlanReader(ds)  # the checked path: stages, bad samples, on_error
         self.fast = not ds._stages
+        self.names = tuple(self.reader.output_names)
         self.slots = SlotReader(ds.shards)
         self.collator = BufferCollator(self.reader.codec, owner._pool)
         self.count = owner.threads
@@ -201,11 +208,11 @@ class _Readers:
                 del got.bodies  # let the shard mappings go as soon as the bytes are copied
                 columns = self.collator.collate(maps) if maps is not None else None
                 if columns is not None:
-                    return to_tensors(SampleBatch(self.reader.codec, columns, got.keys))
+                    return to_tensors(SampleBatch(self.reader.codec, columns, got.keys), self.names)
         # something to check, skip or transform: the torch dataset's own path for this batch
         with self.plan_lock:
             batch = self.reader.batch(self.order, positions)
-        return to_tensors(batch)
+        return to_tensors(batch, self.names)
 
 
 class _DeviceMover:
