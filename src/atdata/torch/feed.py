@@ -152,7 +152,8 @@ class _Readers:
         self.reader = PlanReader(ds)  # the checked path: stages, bad samples, on_error
         self.fast = not ds._stages
         self.names = tuple(self.reader.output_names)
-        self.slots = SlotReader(ds.shards)
+        # one slot reader per thread: its mapping cache is not shared between threads
+        self.slots = [SlotReader(ds.shards) for _ in range(owner.threads)]
         self.collator = BufferCollator(self.reader.codec, owner._pool)
         self.count = owner.threads
         depth = max(1, -(-owner.prefetch // owner.threads))
@@ -202,7 +203,7 @@ class _Readers:
             positions = self.layout.positions(self.rank, b)
             shards, members = self.order.locate(positions)
         if self.fast:
-            got = self.slots.read(shards, members)
+            got = self.slots[b % self.count].read(shards, members)
             if not got.errors and got.bodies:
                 maps = decode_bodies(got.bodies)
                 del got.bodies  # let the shard mappings go as soon as the bytes are copied
