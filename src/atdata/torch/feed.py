@@ -126,11 +126,13 @@ class Feed:
         readers = _Readers(self, order, layout, n)
         mover = _DeviceMover(self.device)
         try:
-            pending = mover.send(readers.get(0)) if n else {}
+            ahead: dict[int, dict[str, Any]] = {}  # batches already on their way to the device
             for b in range(n):
-                current = pending
-                if b + 1 < n:  # the next batch starts its way to the device now
-                    pending = mover.send(readers.get(b + 1))
+                current = ahead.pop(b) if b in ahead else mover.send(readers.get(b))
+                if mover.cuda and b + 1 < n:  # start the next copy now if that batch is ready
+                    ready = readers.poll(b + 1)
+                    if ready is not None:
+                        ahead[b + 1] = mover.send(ready)
                 self._consumed = b + 1
                 yield mover.receive(current)
             self._finished = True
@@ -168,6 +170,16 @@ class _Readers:
 
     def get(self, b: int) -> Any:
         item = self.queues[b % self.count].get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def poll(self, b: int) -> Any:
+        """Batch ``b`` if it is ready (the one after the last taken), else None."""
+        try:
+            item = self.queues[b % self.count].get_nowait()
+        except queue.Empty:
+            return None
         if isinstance(item, BaseException):
             raise item
         return item
