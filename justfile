@@ -72,3 +72,7 @@ bench-compare a b:
 # HTML report with plots (throughput, time to first batch, RSS) of saved runs or the newest results
 bench-report *runs:
     uv run python -m benchmarks.saved report {{runs}}
+
+# B7: the torch training paths (DataLoader workers, the feed) vs webdataset + DataLoader
+bench-b7 *args:
+    uv run python -m benchmarks.b7_torch {{args}}

@@ -20,6 +20,8 @@ EXPECTED = {
     "index_and_load.py": "loaded sensors/run@1 without a class: Measurement from atdata.rebuilt",
     "demo.py": "checksums: all shards match",
     "test_with_atdata_fixtures.py": "2 passed",
+    "train_torch.py": "resumed at step 10: epoch 0, 640 of 2000 samples done",
+    "train_ddp.py": "2 ranks trained 2 epochs in lockstep",
 }
 
 

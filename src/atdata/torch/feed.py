@@ -1,0 +1,270 @@
+"""``atdata.torch.feed``: batches for the training process without DataLoader worker processes.
+
+A :class:`Feed` runs ``threads`` reader threads inside the training process over the same plan
+as :class:`~atdata.torch.TorchDataset` (same epoch order, same rank layout, same state dict).
+Reader ``t`` builds this rank's batches ``t, t + threads, ...``: it slices the sample bodies out
+of the shards through the offset indexes, decodes the msgpack maps (large ``bin`` values stay
+views of the mapped shard) and copies every array field once, straight into a reusable batch
+buffer (pinned host memory when CUDA is available). The copies are numpy's, which release the
+GIL, so readers overlap them. Batches are delivered in plan order, at most ``prefetch`` ahead of
+the consumer; with a CUDA ``device`` each is copied there on a side stream (non-blocking, from
+pinned memory) while the previous one is in use.
+
+There is no worker-to-trainer copy: the batch the model gets is the buffer the readers filled (or
+its device copy). A buffer is reused only once nothing refers to it any more.
+"""
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..batch import SampleBatch
+from ..planreader import PlanReader
+from ..slots import SlotReader
+from ._feed_collate import BufferCollator, BufferPool, decode_bodies
+from .dataset import TorchDataset, to_tensors
+
+__all__ = ["Feed", "feed"]
+
+
+def feed(
+    source: Any,
+    batch_size: int | None = None,
+    *,
+    device: Any = None,
+    threads: int = 2,
+    prefetch: int = 4,
+    pin_memory: bool | None = None,
+    **plan: Any,
+) -> "Feed":
+    """Batches of ``source`` as tensors, read by threads in this process (no worker processes).
+
+    ``source`` is a :class:`~atdata.Dataset` (the remaining keyword arguments are
+    :meth:`~atdata.Dataset.to_torch`'s: ``shuffle``, ``seed``, ``drop_last``, ``uneven``,
+    ``rank``, ``world_size``, ...) or a :class:`~atdata.torch.TorchDataset`. ``device``: where
+    batches go (``None``/``"cpu"``: host tensors; ``"cuda"``: copied there on a side stream).
+    ``pin_memory`` defaults to "when CUDA is available". See :class:`Feed`.
+    """
+    if isinstance(source, TorchDataset):
+        if plan or (batch_size is not None and batch_size != source.batch_size):
+            raise TypeError(
+                "feed(torch_dataset) takes its plan from the dataset: no plan arguments"
+            )
+        tds = source
+    else:
+        tds = source.to_torch(64 if batch_size is None else batch_size, **plan)
+    return Feed(tds, device=device, threads=threads, prefetch=prefetch, pin_memory=pin_memory)
+
+
+class Feed:
+    """An iterable of batches, the same dicts as :class:`~atdata.torch.TorchDataset` yields.
+
+    ``len()``, :meth:`set_epoch`, :meth:`state_dict` and :meth:`load_state_dict` are the torch
+    dataset's: a state saved from a feed resumes a DataLoader and vice versa, in any world size.
+    As with the torch dataset, a finished epoch does not advance by itself: call ``set_epoch``
+    (iterating again without it reads the same epoch again).
+    """
+
+    def __init__(
+        self,
+        dataset: TorchDataset,
+        *,
+        device: Any = None,
+        threads: int = 2,
+        prefetch: int = 4,
+        pin_memory: bool | None = None,
+    ) -> None:
+        import torch
+
+        if threads < 1 or prefetch < 1:
+            raise ValueError("threads and prefetch must be at least 1")
+        self.dataset = dataset
+        self.threads = threads
+        self.prefetch = prefetch
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        cuda = torch.cuda.is_available()
+        self.pin_memory = cuda if pin_memory is None else (pin_memory and cuda)
+        self._pool = BufferPool(pin=self.pin_memory)
+        self._consumed = 0
+        self._finished = False  # the last iteration read the epoch to its end
+
+    @property
+    def batch_size(self) -> int:
+        return self.dataset.batch_size
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch
+
+    def __len__(self) -> int:
+        """Batches this rank gets in the current epoch (from a loaded position)."""
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+        self._consumed = 0
+        self._finished = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The exact position: the batches this loop has taken (not those read ahead)."""
+        return self.dataset.state_for(self._consumed)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume where ``state`` was saved (by a feed or a torch dataset/loader; any world size)."""
+        self.dataset.load_state_dict(state)
+        self._consumed = 0
+        self._finished = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._finished:  # the last pass read the epoch to its end: this one starts afresh
+            self.dataset.restart_epoch()
+        self._consumed = 0
+        self._finished = False
+        order, layout = self.dataset.plan()
+        n = layout.rank_batches
+        readers = _Readers(self, order, layout, n)
+        mover = _DeviceMover(self.device)
+        try:
+            ahead: dict[int, dict[str, Any]] = {}  # batches already on their way to the device
+            for b in range(n):
+                current = ahead.pop(b) if b in ahead else mover.send(readers.get(b))
+                if mover.cuda and b + 1 < n:  # start the next copy now if that batch is ready
+                    ready = readers.poll(b + 1)
+                    if ready is not None:
+                        ahead[b + 1] = mover.send(ready)
+                self._consumed = b + 1
+                yield mover.receive(current)
+            self._finished = True
+        finally:
+            readers.stop()
+
+    def __repr__(self) -> str:
+        return f"Feed({self.dataset!r}, threads={self.threads}, device={self.device})"
+
+
+class _Readers:
+    """Reader threads building this rank's batches, handed out in plan order."""
+
+    def __init__(self, owner: Feed, order: Any, layout: Any, n: int) -> None:
+        ds = owner.dataset.dataset
+        self.order, self.layout, self.n = order, layout, n
+        self.rank = owner.dataset.rank
+        self.plan_lock = threading.Lock()  # the order caches permutations: one caller at a time
+        self.reader = PlanReader(ds)  # the checked path: stages, bad samples, on_error
+        self.fast = not ds._stages
+        self.names = tuple(self.reader.output_names)
+        # one slot reader per thread: its mapping cache is not shared between threads
+        self.slots = [SlotReader(ds.shards) for _ in range(owner.threads)]
+        self.collator = BufferCollator(self.reader.codec, owner._pool)
+        self.count = owner.threads
+        depth = max(1, -(-owner.prefetch // owner.threads))
+        self.queues: list[queue.Queue[Any]] = [queue.Queue(depth) for _ in range(self.count)]
+        self.stopping = threading.Event()
+        self.workers = [
+            threading.Thread(target=self._run, args=(t,), daemon=True, name=f"atdata-feed-{t}")
+            for t in range(min(self.count, n))
+        ]
+        for w in self.workers:
+            w.start()
+
+    def get(self, b: int) -> Any:
+        item = self.queues[b % self.count].get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def poll(self, b: int) -> Any:
+        """Batch ``b`` if it is ready (the one after the last taken), else None."""
+        try:
+            item = self.queues[b % self.count].get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for q in self.queues:  # unblock readers waiting on a full queue
+            while not q.empty():
+                q.get_nowait()
+        for w in self.workers:
+            w.join(timeout=5)
+
+    def _run(self, t: int) -> None:
+        q = self.queues[t]
+        for b in range(t, self.n, self.count):
+            if self.stopping.is_set():
+                return
+            try:
+                item: Any = self._batch(b)
+            except BaseException as exc:  # handed to the consumer, raised at this batch
+                item = exc
+            while not self.stopping.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def _batch(self, b: int) -> dict[str, Any]:
+        with self.plan_lock:
+            positions = self.layout.positions(self.rank, b)
+            shards, members = self.order.locate(positions)
+        if self.fast:
+            got = self.slots[b % self.count].read(shards, members)
+            if not got.errors and got.bodies:
+                maps = decode_bodies(got.bodies)
+                del got.bodies  # let the shard mappings go as soon as the bytes are copied
+                columns = self.collator.collate(maps) if maps is not None else None
+                if columns is not None:
+                    return to_tensors(SampleBatch(self.reader.codec, columns, got.keys), self.names)
+        # something to check, skip or transform: the torch dataset's own path for this batch
+        with self.plan_lock:
+            batch = self.reader.batch(self.order, positions)
+        return to_tensors(batch, self.names)
+
+
+class _DeviceMover:
+    """Puts a batch on the device; with CUDA the copy runs on a side stream, ahead of use."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.stream: Any = torch.cuda.Stream(device) if self.cuda else None  # type: ignore[no-untyped-call]
+        self.in_flight: list[tuple[Any, Any]] = []  # (event, host batch) until the copy is done
+
+    def send(self, host: dict[str, Any]) -> dict[str, Any]:
+        torch = self.torch
+        if self.device.type == "cpu":
+            return host
+        out = dict(host)
+        if not self.cuda:
+            for name, value in host.items():
+                if isinstance(value, torch.Tensor):
+                    out[name] = value.to(self.device)
+            return out
+        self.in_flight = [(e, h) for e, h in self.in_flight if not e.query()]
+        with torch.cuda.stream(self.stream):
+            for name, value in host.items():
+                if isinstance(value, torch.Tensor):
+                    out[name] = value.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.stream)
+        self.in_flight.append((event, host))  # the pinned buffers stay ours until copied
+        return out
+
+    def receive(self, out: dict[str, Any]) -> dict[str, Any]:
+        if self.cuda:
+            current = self.torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)
+            for value in out.values():
+                if isinstance(value, self.torch.Tensor):
+                    value.record_stream(current)
+        return out
