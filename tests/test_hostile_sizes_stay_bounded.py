@@ -146,7 +146,7 @@ def test_a_recorded_shard_size_bounds_a_streamed_member(tmp_path: Path) -> None:
                 try:
                     print(sum(1 for _ in ds.ordered()))
                 except ShardError as exc:
-                    print("ShardError", "recorded size" in str(exc))
+                    print("ShardError", "record" in str(exc))
             """,
             ATDATA_HOME=str(home),
             ATDATA_CACHE_DIR="",

@@ -21,8 +21,8 @@ def test_the_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     code = _quickstart()
     # what the block leaves behind, checked after it ran unchanged
     code += (
-        "\nprint('shards', len(shards), 'samples', len(atdata.Dataset[Frame]("
-        "'out/frames-{000000..000003}.tar')))"
+        "\nwritten = atdata.Dataset[Frame]('out/frames-{000000..000003}.tar')"
+        "\nprint('shards', len(written.urls), 'samples', len(written))"
         "\nprint('loaded', len(ds), type(ds).__name__, next(iter(index.datasets)).name)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}

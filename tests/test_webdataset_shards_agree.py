@@ -132,7 +132,7 @@ def test_a_plain_webdataset_shard_has_a_length_and_random_access(tmp_path: Path)
 
 
 def test_shards_atdata_writes_keep_their_version_1_sidecars(tmp_path: Path) -> None:
-    from atdata.shards.writer import write_samples
+    from atdata import write_samples
 
     (info,) = write_samples(
         [DictSample(i=i) for i in range(3)], str(tmp_path / "s-%06d.tar")

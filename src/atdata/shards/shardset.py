@@ -115,7 +115,7 @@ class ShardSet:
         src = self.source(i)
         where = f"{src.url}{OFFSETS_SUFFIX}"
         expect = self.expectation(i)
-        path = src.local_path()
+        path = _peek_local_path(src)
         local_size: int | None = None
         if path is not None:
             try:
@@ -240,3 +240,13 @@ def _check_listed_to_the_end(path: str, idx: OffsetIndex) -> None:
         return  # reading the shard itself reports this
     if tail and tail != bytes(_BLOCK):
         raise ShardError(f"the shard holds members after the last one it lists (byte {end})")
+
+
+def _peek_local_path(src: ShardSource) -> str | None:
+    """Where a shard lies on disk, if it does, without the work ``local_path()`` may do first
+    (verifying a stored shard, filling the cache): sidecar checks read sizes, not content."""
+    peek = getattr(src, "peek_local_path", None)
+    if callable(peek):
+        found = peek()
+        return found if isinstance(found, str) else None
+    return src.local_path()

@@ -490,6 +490,10 @@ class CachedSource:
     def __repr__(self) -> str:
         return f"CachedSource({self.inner!r}, {self.cache!r})"
 
+    def peek_local_path(self) -> str | None:
+        """The inner source's local path, without filling the cache (None when remote)."""
+        return self.inner.local_path()
+
     def local_path(self) -> str | None:
         local = self.inner.local_path()
         if local is not None:

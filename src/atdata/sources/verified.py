@@ -148,6 +148,10 @@ class LocalVerifiedSource:
         self.verify()
         return self.path
 
+    def peek_local_path(self) -> str | None:
+        """Where the file lies, without verifying it (for size checks that read no content)."""
+        return self.path
+
     def open(self) -> BinaryIO:
         self.verify()
         return self.inner.open()
