@@ -115,7 +115,10 @@ class ShardSet:
         src = self.source(i)
         where = f"{src.url}{OFFSETS_SUFFIX}"
         expect = self.expectation(i)
-        path = src.local_path()
+        try:
+            path = src.local_path()
+        except ShardError:  # the shard fails to open or verify: reading it will say so (and
+            path = None  # on_error may skip it); its index still counts its positions
         local_size: int | None = None
         if path is not None:
             try:
