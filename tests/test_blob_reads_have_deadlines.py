@@ -73,10 +73,10 @@ def test_the_environment_sets_the_deadlines(
     src = AtBlobSource(url)
     assert (src.deadlines.idle, src.deadlines.total) == (0.3, 0.8)
     server.stall_next(1, after_bytes=0)
-    with pytest.raises(DeadlineExceeded, match="idle deadline of 0.3s"):
+    with pytest.raises(DeadlineExceeded, match=r"idle deadline of 0\.3s"):
         src.fetch()
     server.trickle_next(1, interval=0.1)
-    with pytest.raises(DeadlineExceeded, match="total deadline of 0.8s"):
+    with pytest.raises(DeadlineExceeded, match=r"total deadline of 0\.8s"):
         src.fetch()
 
 
