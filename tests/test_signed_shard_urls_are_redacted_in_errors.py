@@ -105,3 +105,17 @@ def test_a_corrupt_shard_and_its_skip_warnings(http_server: FileServer) -> None:
         text = str(w.message)
         for secret in SECRETS:
             assert secret not in text, text
+
+
+def test_warnings_about_a_signed_shards_offset_index(http_server: FileServer) -> None:
+    name = _write(http_server)
+    (http_server.root / f"{name}.idx").unlink()  # no sidecar: the shard is scanned, with a warning
+    url = _signed(http_server, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert sorted(r.i for r in Dataset(url, Row).shuffled(seed=0)) == list(range(6))
+    assert any("no offset index" in str(w.message) for w in caught)
+    for w in caught:
+        text = str(w.message)
+        for secret in SECRETS:
+            assert secret not in text, text
