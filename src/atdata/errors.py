@@ -25,6 +25,8 @@ built-in exception a caller would expect (``InvalidArgumentError`` is a ``ValueE
 
 from __future__ import annotations
 
+from ._redact import redact
+
 __all__ = [
     "AtdataError",
     "AtmosphereError",
@@ -68,7 +70,11 @@ class SchemaError(AtdataError, TypeError):
 
 
 class ShardError(AtdataError):
-    """A shard is truncated, corrupt, or holds something other than the expected tar layout."""
+    """A shard is truncated, corrupt, or holds something other than the expected tar layout.
+
+    The message is passed through :func:`atdata._redact.redact`: a signed shard URL's token,
+    signature or password is shown as ``***``. ``shard`` keeps the URL as given.
+    """
 
     def __init__(
         self, message: str, *, shard: str | None = None, offset: int | None = None
@@ -80,7 +86,7 @@ class ShardError(AtdataError):
                 + (f", member at byte {offset}" if offset is not None else "")
                 + "]"
             )
-        super().__init__(message + where)
+        super().__init__(redact(message + where))
         self.shard = shard
         self.offset = offset
 
@@ -94,7 +100,13 @@ class LensError(AtdataError):
 
 
 class SourceError(AtdataError):
-    """A shard URL cannot be opened: unknown or refused scheme, network or storage failure."""
+    """A shard URL cannot be opened: unknown or refused scheme, network or storage failure.
+
+    The message is passed through :func:`atdata._redact.redact`, as :class:`ShardError`'s is.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class AtdataIndexError(AtdataError):

@@ -298,8 +298,8 @@ class Loader(Generic[ST]):
         stride, offset = plan.sample_stride, plan.sample_offset
         for n, i in enumerate(shard_numbers):
             src = shards.source(i)
-            index = shards.sidecar(i) if src.local_path() is not None else None
-            try:
+            try:  # opening a local or cached shard verifies it: a failure is this shard's error
+                index = shards.sidecar(i) if src.local_path() is not None else None
                 for chunk in iter_sample_chunks(
                     src,
                     offsets=index,

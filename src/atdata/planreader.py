@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import msgpack
 import numpy as np
 
+from ._redact import redact
 from .batch import Collator, collate_maps, collate_samples
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
@@ -76,7 +77,7 @@ def epoch_order(
 def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
     """``exc`` with the sample key, shard and member offset added to its message."""
     return SchemaError(
-        f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]", path=exc.path
+        redact(f"{exc} [sample {key!r}, shard {url}, member at byte {offset}]"), path=exc.path
     )
 
 

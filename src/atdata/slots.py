@@ -59,7 +59,13 @@ class SlotReader:
         """
         if i not in self._checked:
             src = self.shards.source(i)
-            path = src.local_path()
+            try:  # a local or cached shard is verified (sha256) when it is opened
+                path = src.local_path()
+            except ShardError as exc:  # the whole shard is bad: none of its members is read
+                self._broken[i] = 0
+                self._checked[i] = None
+                errors.append(exc)
+                return None
             if path is not None:
                 broken = _first_bad_member(path, src.url, self.shards.offsets(i))
                 if broken is not None:
@@ -149,6 +155,8 @@ class SlotReader:
         errors: list[ShardError],
     ) -> list[Any]:
         """Bodies of members at header offsets ``offs`` (ascending) of one shard."""
+        if path is None and self._broken.get(shard) == 0:
+            return [None] * len(offs)  # a remote shard that failed to fetch or verify
         span = int(offs[-1]) + BLOCK + int(sizes[-1]) - int(offs[0])
         if path is None and len(offs) > 1 and span > _REMOTE_SPAN:
             gaps = offs[1:] - (offs[:-1] + BLOCK + sizes[:-1])
@@ -169,7 +177,12 @@ class SlotReader:
             buf: Any = self._mapping(shard, path, url)
             self._touched += stop - first if len(offs) == 1 else int(sizes.sum())
         else:
-            base, buf = self._remote_span(shard, first, stop, url)
+            try:
+                base, buf = self._remote_span(shard, first, stop, url)
+            except ShardError as exc:  # e.g. the shard's bytes fail its recorded sha256
+                self._broken[shard] = 0  # none of its members is read from now on
+                errors.append(exc)
+                return [None] * len(offs)
         rel = offs - base
         # a local shard's headers were all verified when it was first used (see _path)
         bad = None if path is not None else verify_indexed_headers(buf, rel, sizes)

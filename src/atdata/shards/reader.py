@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .._redact import redact
 from ..errors import AtdataWarning, ShardError, SourceError
 from ..sources import ShardSource, open_source
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
@@ -240,8 +241,10 @@ def _indexed_chunks(
 
 def _parse_rest(path: str, url: str, offset: int, what: str) -> Iterator[SampleChunk]:
     warnings.warn(
-        f"offset index {url}{OFFSETS_SUFFIX} disagrees with the shard at {what} (byte {offset}); "
-        "reading the rest of the shard by parsing it. Rebuild or remove the sidecar.",
+        redact(
+            f"offset index {url}{OFFSETS_SUFFIX} disagrees with the shard at {what} (byte "
+            f"{offset}); reading the rest of the shard by parsing it. Rebuild or remove the sidecar."
+        ),
         AtdataWarning,
         stacklevel=4,
     )

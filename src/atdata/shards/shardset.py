@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
+from .._redact import redact
 from ..errors import AtdataWarning, ShardError
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from .offsets import OFFSETS_SUFFIX, OffsetIndex, sidecar_limit
@@ -159,8 +160,10 @@ class ShardSet:
     def _distrust(self, i: int, reason: str) -> None:
         url = self.source(i).url
         warnings.warn(
-            f"offset index {url}{OFFSETS_SUFFIX} is not used: {reason}. Scanning the shard "
-            "instead; rebuild or remove the sidecar.",
+            redact(
+                f"offset index {url}{OFFSETS_SUFFIX} is not used: {reason}. Scanning the shard "
+                "instead; rebuild or remove the sidecar."
+            ),
             AtdataWarning,
             stacklevel=5,
         )
@@ -176,8 +179,10 @@ class ShardSet:
             src = self.source(i)
             if i not in self._distrusted:
                 warnings.warn(
-                    f"shard {src.url} has no offset index ({src.url}{OFFSETS_SUFFIX}); scanning "
-                    "it once. Shards written by atdata have one.",
+                    redact(
+                        f"shard {src.url} has no offset index ({src.url}{OFFSETS_SUFFIX}); "
+                        "scanning it once. Shards written by atdata have one."
+                    ),
                     AtdataWarning,
                     stacklevel=4,
                 )

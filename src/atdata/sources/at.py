@@ -17,18 +17,29 @@ byte is handed on. Bytes are fetched (stdlib ``http.client``, no proxies) with
 (a :class:`~atdata.sources.spool.Spool`), so a blob never stays in memory: a stream from
 ``open()`` owns its download and frees it when closed; random access (``read_range``) keeps one
 verified download on disk for the source's lifetime.
+
+A download has the deadlines of the other remote sources
+(:class:`~atdata.sources._retry.Deadlines`): ``timeout`` seconds to connect and without a byte
+(default ``$ATDATA_IDLE_TIMEOUT``, else 20), ``total_timeout`` seconds for the whole download,
+headers and redirects included (default ``$ATDATA_TOTAL_TIMEOUT``, else 600). Passing either
+raises :class:`~atdata.sources._retry.DeadlineExceeded` (a SourceError) naming the blob URL and
+the deadline, so a PDS trickling or stalling a blob cannot hold a reader forever.
 """
 
 import contextlib
 import contextvars
 import hashlib
+import http.client
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsplit
 
 from ..errors import IntegrityError, InvalidArgumentError, SourceError
+from ._retry import IDLE_TIMEOUT_ENV, TOTAL_TIMEOUT_ENV, DeadlineExceeded, Deadlines
 from .base import ShardSource, register_scheme
 from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
 
@@ -195,13 +206,15 @@ class AtBlobSource:
         *,
         pds_locator: PdsLocator | None = None,
         max_bytes: int = DEFAULT_MAX_BLOB_BYTES,
-        timeout: float = 120.0,
+        timeout: float | None = None,
+        total_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.did, self.cid, self._pds = parse_blob_url(url)
         self._locator = pds_locator or _CURRENT_LOCATOR.get()
         self.max_bytes = max_bytes
-        self.timeout = timeout
+        self.deadlines = Deadlines.resolve(timeout, total_timeout)
+        self.timeout = self.deadlines.idle
         self._kept: Spool | None = None
         self._hand_off = False  # the kept download was made for a scan: the next open() takes it
         self._lock = threading.Lock()
@@ -250,7 +263,7 @@ class AtBlobSource:
         )
         writer = SpoolWriter(self.url, max_bytes=self.max_bytes, in_memory=in_memory)
         try:
-            _http_get(url, self.max_bytes, self.timeout, where=self.url, on_chunk=writer.write)
+            _http_get(url, self.max_bytes, self.deadlines, where=self.url, on_chunk=writer.write)
         except BaseException:
             writer.abort()
             raise
@@ -350,64 +363,140 @@ def _scan_sidecar(source: ShardSource, suffix: str) -> bytes | None:
 def _http_get(
     url: str,
     max_bytes: int,
-    timeout: float,
+    deadlines: Deadlines,
     *,
     where: str,
     on_chunk: Callable[[bytes], object],
 ) -> int:
     """GET ``url`` (following up to 3 http(s) redirects), handing each chunk to ``on_chunk``;
-    at most ``max_bytes``. Returns the number of bytes.
+    at most ``max_bytes``, within ``deadlines``. Returns the number of bytes.
 
     Plain ``http.client`` with large reads: for bodies of tens of megabytes it is several
     times faster than httpx's streaming, and it reads no proxy settings from the environment.
+    Sockets time out after ``deadlines.idle`` seconds without a byte; a timer shuts the
+    connection down when ``deadlines.total`` has passed (a trickle never trips a socket
+    timeout), and the read then ends in :class:`DeadlineExceeded`.
     """
-    import http.client
-
+    started = time.monotonic()
     for _hop in range(4):
+        left = deadlines.total - (time.monotonic() - started)
+        if left <= 0:
+            raise _past_total(where, deadlines, started, "following redirects")
+        with _Connection(url, where, deadlines, left) as conn:
+            try:
+                resp = conn.get()
+                if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                    url = urljoin(url, resp.getheader("Location", ""))
+                    continue
+                if resp.status != 200:
+                    detail = _error_text(resp.read(4096))
+                    conn.check(started)
+                    raise SourceError(f"cannot fetch {where}: HTTP {resp.status}{detail}")
+                return _read_body(
+                    resp, max_bytes, where, on_chunk=on_chunk, conn=conn, started=started
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                conn.check(started, exc)
+                raise SourceError(f"cannot fetch {where}: {type(exc).__name__}: {exc}") from exc
+    raise SourceError(f"cannot fetch {where}: too many redirects")
+
+
+def _read_body(
+    resp: http.client.HTTPResponse,
+    max_bytes: int,
+    where: str,
+    *,
+    on_chunk: Callable[[bytes], object],
+    conn: "_Connection",
+    started: float,
+) -> int:
+    declared = resp.getheader("Content-Length")
+    size = int(declared) if declared and declared.isdigit() else None
+    if size is not None and size > max_bytes:
+        raise SourceError(
+            f"{where} is {size} bytes, more than the {max_bytes} allowed "
+            "(raise max_bytes if this is expected)"
+        )
+    got = 0
+    while True:
+        chunk = resp.read(min(_READ, max_bytes + 1 - got))
+        conn.check(started)  # a body ended by the total deadline is not a whole body
+        if not chunk:
+            break
+        got += len(chunk)
+        if got > max_bytes:
+            raise SourceError(
+                f"{where} is larger than {max_bytes} bytes; refusing to download more "
+                "(raise max_bytes if this is expected)"
+            )
+        on_chunk(chunk)
+    if size is not None and got != size:
+        raise SourceError(f"cannot fetch {where}: the body ended at {got} of {size} bytes")
+    return got
+
+
+class _Connection:
+    """One http.client connection for a GET, shut down by a timer when the total deadline
+    passes; :meth:`check` turns what that (or an idle socket timeout) did into DeadlineExceeded."""
+
+    def __init__(self, url: str, where: str, deadlines: Deadlines, left: float) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(f"cannot fetch {where}: {url!r:.200} is not an http(s) URL")
         conn_cls = (
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
-        conn = conn_cls(parts.hostname, parts.port, timeout=timeout)
-        try:
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            conn.request("GET", path, headers={"User-Agent": "atdata", "Accept": "*/*"})
-            resp = conn.getresponse()
-            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
-                url = urljoin(url, resp.getheader("Location", ""))
-                continue
-            if resp.status != 200:
-                detail = _error_text(resp.read(4096))
-                raise SourceError(f"cannot fetch {where}: HTTP {resp.status}{detail}")
-            declared = resp.getheader("Content-Length")
-            size = int(declared) if declared and declared.isdigit() else None
-            if size is not None and size > max_bytes:
-                raise SourceError(
-                    f"{where} is {size} bytes, more than the {max_bytes} allowed "
-                    "(raise max_bytes if this is expected)"
-                )
-            got = 0
-            while True:
-                chunk = resp.read(min(_READ, max_bytes + 1 - got))
-                if not chunk:
-                    break
-                got += len(chunk)
-                if got > max_bytes:
-                    raise SourceError(
-                        f"{where} is larger than {max_bytes} bytes; refusing to download more "
-                        "(raise max_bytes if this is expected)"
-                    )
-                on_chunk(chunk)
-            if size is not None and got != size:
-                raise SourceError(f"cannot fetch {where}: the body ended at {got} of {size} bytes")
-            return got
-        except (OSError, http.client.HTTPException) as exc:
-            raise SourceError(f"cannot fetch {where}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            conn.close()
-    raise SourceError(f"cannot fetch {where}: too many redirects")
+        self.where = where
+        self.deadlines = deadlines
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.conn = conn_cls(parts.hostname, parts.port, timeout=min(deadlines.idle, left))
+        self.expired = threading.Event()
+        self._timer = threading.Timer(left, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Connection":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        self.conn.close()
+
+    def _expire(self) -> None:
+        self.expired.set()
+        sock = self.conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def get(self) -> http.client.HTTPResponse:
+        self.conn.request("GET", self.path, headers={"User-Agent": "atdata", "Accept": "*/*"})
+        sock = self.conn.sock
+        if sock is not None:
+            sock.settimeout(self.deadlines.idle)
+        if self.expired.is_set():  # shut down while connecting (the socket was not there yet)
+            raise ConnectionAbortedError("the total deadline passed")
+        return self.conn.getresponse()
+
+    def check(self, started: float, exc: BaseException | None = None) -> None:
+        """Raise DeadlineExceeded if a deadline ended this connection."""
+        if self.expired.is_set():
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "still reading"
+            raise _past_total(self.where, self.deadlines, started, why) from exc
+        if isinstance(exc, TimeoutError):
+            raise DeadlineExceeded(
+                f"reading {self.where} stalled: no byte within the idle deadline of "
+                f"{self.deadlines.idle:g}s (raise it with ${IDLE_TIMEOUT_ENV} or the source's "
+                "timeout setting)"
+            ) from exc
+
+
+def _past_total(where: str, deadlines: Deadlines, started: float, why: str) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"reading {where} passed its total deadline of {deadlines.total:g}s (waited "
+        f"{time.monotonic() - started:.1f}s: {why}); raise it with ${TOTAL_TIMEOUT_ENV} or the "
+        "source's total_timeout setting"
+    )
 
 
 def _error_text(body: bytes) -> str:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .._redact import redact
 from ..errors import AtdataWarning, IntegrityError, InvalidArgumentError, SourceError
 from .base import ShardSource
 from .memo import Fingerprint, VerifyMemo, default_memo
@@ -202,8 +203,10 @@ class ShardCache:
             except IntegrityError as exc:
                 _unlink(path)
                 warnings.warn(
-                    f"shard cache {self.directory}: the entry of {url} no longer matches its "
-                    f"sha256 ({exc.args[0]}); deleted it, downloading the shard again",
+                    redact(
+                        f"shard cache {self.directory}: the entry of {url} no longer matches "
+                        f"its sha256 ({exc.args[0]}); deleted it, downloading the shard again"
+                    ),
                     AtdataWarning,
                     stacklevel=3,
                 )
@@ -245,7 +248,7 @@ class ShardCache:
             self._store_small(present if data is not None else absent, data or b"")
         except OSError as exc:
             warnings.warn(
-                f"shard cache {self.directory}: cannot store {url + suffix}: {exc}",
+                redact(f"shard cache {self.directory}: cannot store {url + suffix}: {exc}"),
                 AtdataWarning,
                 stacklevel=2,
             )
@@ -352,8 +355,10 @@ class ShardCache:
             if isinstance(exc, FileNotFoundError) and not self.directory.exists():
                 self.directory.mkdir(parents=True, exist_ok=True)
             warnings.warn(
-                f"shard cache {self.directory} cannot store {source.url} ({exc}); "
-                "reading it without the cache",
+                redact(
+                    f"shard cache {self.directory} cannot store {source.url} ({exc}); "
+                    "reading it without the cache"
+                ),
                 AtdataWarning,
                 stacklevel=3,
             )
