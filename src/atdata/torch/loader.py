@@ -1,16 +1,18 @@
 """``loader()``: a DataLoader over a :class:`TorchDataset` that knows how far the loop got."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, default_convert
+from torch.utils.data import DataLoader
+from torch.utils.data import default_convert as _untyped_convert
 
 from .dataset import TorchDataset
 
 __all__ = ["TorchLoader", "convert_batch", "loader"]
 
 
+default_convert: Callable[[Any], Any] = _untyped_convert
 _PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
 
 
