@@ -177,8 +177,8 @@ class SlotReader:
                 if not len(mem):
                     continue
             first, last = int(mem[0]), int(mem[-1])
-            if last - first + 1 == len(mem):  # a run of consecutive members
-                keys.extend(index.keys[first : last + 1])
+            if last - first + 1 == len(mem) and bool((mem[1:] != mem[:-1]).all()):
+                keys.extend(index.keys[first : last + 1])  # a run of consecutive members
             else:
                 keys.extend(map(index.keys.__getitem__, mem.tolist()))
             bodies.extend(got)
