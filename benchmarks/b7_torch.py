@@ -56,6 +56,7 @@ def _plan(workers: list[int], threads: list[int]) -> list[tuple[str, str, str, i
     rows: list[tuple[str, str, str, int | None]] = [("page cache read", "raw", "read", None)]
     rows += [(f"webdataset + DataLoader w={w}", "wds", "loader", w) for w in workers]
     rows += [(f"ours to_torch + DataLoader w={w}", "torch", "loader", w) for w in workers]
+    rows += [(f"ours atdata.torch.loader w={w}", "torch", "tloader", w) for w in workers]
     rows += [(f"ours feed threads={t}", "torch", "feed", t) for t in threads]
     rows += [("ours ordered() (numpy, no torch)", "ours", "ordered", None)]
     rows += [("atdata 0.7 ordered (numpy)", "atdata07", "ordered", None)]

@@ -65,6 +65,16 @@ def loader(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     return _measure(sc, spec, make)
 
 
+def tloader(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
+    """``atdata.torch.loader(ds.to_torch(batch_size=B), num_workers=k)`` (its own collate_fn)."""
+
+    def make() -> Any:
+        tds = _dataset(sc, spec).to_torch(batch_size=spec["batch"], drop_last=False)
+        return atdata.torch.loader(tds, num_workers=spec["workers"])
+
+    return _measure(sc, spec, make)
+
+
 def feed_op(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     """``atdata.torch.feed(ds, batch_size=B, threads=k)``: reader threads, no worker processes."""
 
@@ -120,4 +130,4 @@ def resume(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-main({"loader": loader, "feed": feed_op, "resume": resume}, _IMPORT_S)
+main({"loader": loader, "tloader": tloader, "feed": feed_op, "resume": resume}, _IMPORT_S)

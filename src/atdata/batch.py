@@ -125,6 +125,9 @@ class ArrayPool:
         return out
 
 
+_BYTES_TYPES = frozenset({bytes, memoryview})
+
+
 class Collator(Generic[T]):
     """Validates and collates a batch of decoded maps column by column (the fast batch path).
 
@@ -159,7 +162,7 @@ class Collator(Generic[T]):
             return None
         columns: dict[str, Any] = {}
         for kind, name, spec in self._columns:
-            col = [m[name] for m in maps]
+            col = list(map(operator.itemgetter(name), maps))
             if kind == "scalar":
                 if not set(map(type, col)) <= spec:
                     return None
@@ -188,7 +191,7 @@ class Collator(Generic[T]):
         except SchemaError:
             return None
         lengths = set(map(len, col))
-        if len(lengths) != 1 or any(type(v) not in (bytes, memoryview) for v in col):
+        if len(lengths) != 1 or not set(map(type, col)) <= _BYTES_TYPES:
             return self._one_by_one(col, ftype, path)
         row = len(first) - hlen
         count = len(col)

@@ -214,7 +214,8 @@ class Dataset(Generic[ST]):
         """Batches as a ``torch.utils.data.IterableDataset`` (needs ``atdata[torch]``).
 
         Use it with ``DataLoader(tds, batch_size=None, num_workers=k)`` or, for an exact
-        ``state_dict()``, with ``atdata.torch.loader(tds, num_workers=k, ...)``. Batches are dicts:
+        ``state_dict()`` (and no per-item walk of string columns by the DataLoader's default
+        ``collate_fn``), with ``atdata.torch.loader(tds, num_workers=k, ...)``. Batches are dicts:
         array fields as tensors ``(B, ...)``, numeric scalar fields as 1-d tensors, other fields as
         lists, keys under ``"__key__"``.
 

@@ -9,8 +9,9 @@ size). Remote shards are read with one ranged request per run of consecutive mem
 import contextlib
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,43 @@ __all__ = ["SlotRead", "SlotReader"]
 _MAPPED_SHARDS = 8
 _REMOTE_GAP = 1 << 20  # remote members further apart than this are fetched separately...
 _REMOTE_SPAN = 32 << 20  # ...once the span they lie in is larger than this
+_COPY_BELOW = 1 << 16  # bodies all smaller than this are copied out (as the decoder would)
+
+
+class Origins:
+    """The ``(shard url, header offset)`` of each sample read, made only when asked for (they
+    name a sample in an error): kept as one offset array per shard read."""
+
+    __slots__ = ("_offsets", "_urls")
+
+    def __init__(self) -> None:
+        self._urls: list[str] = []
+        self._offsets: list[np.ndarray[Any, Any]] = []
+
+    def add(self, url: str, offsets: "np.ndarray[Any, Any]") -> None:
+        self._urls.append(url)
+        self._offsets.append(offsets)
+
+    def reorder(self, perm: "np.ndarray[Any, Any]") -> None:
+        """Put the samples in the order ``perm`` (indexes into the current order)."""
+        if not self._offsets:
+            return
+        which = np.repeat(np.arange(len(self._urls)), [len(o) for o in self._offsets])[perm]
+        offsets = np.concatenate(self._offsets)[perm]
+        cuts = (np.flatnonzero(which[1:] != which[:-1]) + 1).tolist()
+        urls, self._urls, self._offsets = self._urls, [], []
+        for a, b in zip([0, *cuts], [*cuts, len(which)], strict=True):
+            self.add(urls[int(which[a])], offsets[a:b])
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        for url, offsets in zip(self._urls, self._offsets, strict=True):
+            yield from zip(repeat(url), offsets.tolist())
+
+    def __len__(self) -> int:
+        return sum(len(o) for o in self._offsets)
+
+    def __getitem__(self, k: int) -> tuple[str, int]:
+        return list(self)[k]
 
 
 @dataclass
@@ -33,7 +71,7 @@ class SlotRead:
 
     keys: list[str] = field(default_factory=list)
     bodies: list[Any] = field(default_factory=list)
-    origins: list[tuple[str, int]] = field(default_factory=list)  # (shard url, header offset)
+    origins: Origins = field(default_factory=Origins)  # (shard url, header offset) of each
     errors: list[ShardError] = field(default_factory=list)
     index: list[int] = field(default_factory=list)  # which of the requested slots each one is
 
@@ -105,11 +143,20 @@ class SlotReader:
         out = SlotRead()
         if n == 0:
             return out
-        order = np.lexsort((members, shard_ids)) if n > 1 else np.zeros(1, dtype=np.int64)
+        shard_ids = np.asarray(shard_ids, dtype=np.int64)
+        members = np.asarray(members, dtype=np.int64)
+        if n > 1 and bool((shard_ids[1:] == shard_ids[:-1]).all()):
+            order = np.arange(n, dtype=np.int64)  # one shard (an ordered run, mostly)
+            if not bool((members[1:] > members[:-1]).all()):
+                order = np.argsort(members, kind="stable")
+        else:
+            order = np.lexsort((members, shard_ids)) if n > 1 else np.zeros(1, dtype=np.int64)
         s_sorted = shard_ids[order]
-        m_sorted = np.asarray(members[order], dtype=np.int64)
+        m_sorted = members[order]
         cuts = (np.flatnonzero(s_sorted[1:] != s_sorted[:-1]) + 1).tolist()
-        entries: list[tuple[str, Any, tuple[str, int]] | None] = [None] * n
+        wheres: list[Any] = []
+        keys: list[str] = []
+        bodies: list[Any] = []
         for a, b in zip([0, *cuts], [*cuts, n], strict=True):
             shard = int(s_sorted[a])
             mem = m_sorted[a:b]
@@ -127,20 +174,37 @@ class SlotReader:
             got = self._read_group(
                 shard, path, index, offs, index.sizes[mem], url=url, errors=out.errors
             )
-            key_list = index.keys
-            for k, slot, m, body in zip(
-                where.tolist(), mem.tolist(), offs.tolist(), got, strict=True
-            ):
-                if body is not None:
-                    entries[k] = (key_list[slot], body, (url, m))
+            failed = [k for k, body in enumerate(got) if body is None]
+            if failed:  # some members failed their header check: leave them out
+                keep = np.ones(len(got), dtype=bool)
+                keep[failed] = False
+                got = [body for body in got if body is not None]
+                where, mem, offs = where[keep], mem[keep], offs[keep]
+                if not len(mem):
+                    continue
+            first, last = int(mem[0]), int(mem[-1])
+            if last - first + 1 == len(mem) and bool((mem[1:] != mem[:-1]).all()):
+                keys.extend(index.keys[first : last + 1])  # a run of consecutive members
+            else:
+                keys.extend(map(index.keys.__getitem__, mem.tolist()))
+            bodies.extend(got)
+            wheres.append(where)
+            out.origins.add(url, offs)
         if self._touched > self.trim_bytes:
             self.trim()
-        for k, entry in enumerate(entries):
-            if entry is not None:
-                out.keys.append(entry[0])
-                out.bodies.append(entry[1])
-                out.origins.append(entry[2])
-                out.index.append(k)
+        if not wheres:
+            return out
+        where_all = np.concatenate(wheres) if len(wheres) > 1 else wheres[0]
+        if len(where_all) > 1 and not bool((where_all[1:] > where_all[:-1]).all()):
+            back = np.argsort(where_all, kind="stable")
+            pick = back.tolist()
+            keys = list(map(keys.__getitem__, pick))
+            bodies = list(map(bodies.__getitem__, pick))
+            out.origins.reorder(back)
+            where_all = where_all[back]
+        out.keys = keys
+        out.bodies = bodies
+        out.index = where_all.tolist()
         return out
 
     def _read_group(
@@ -188,10 +252,11 @@ class SlotReader:
         bad = None if path is not None else verify_indexed_headers(buf, rel, sizes)
         view = memoryview(buf)
         if bad is None:
-            return [
-                view[o + BLOCK : o + BLOCK + s]
-                for o, s in zip(rel.tolist(), sizes.tolist(), strict=True)
-            ]
+            starts = (rel + BLOCK).tolist()
+            ends = (rel + BLOCK + sizes).tolist()
+            if int(sizes.max()) < _COPY_BELOW:  # small bodies are copied: no views to track
+                return list(map(buf.__getitem__, map(slice, starts, ends)))
+            return [view[a:e] for a, e in zip(starts, ends, strict=True)]
         out = []
         for o, s in zip(rel.tolist(), sizes.tolist(), strict=True):
             one = np.asarray([o], dtype=np.int64)

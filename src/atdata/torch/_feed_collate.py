@@ -106,7 +106,7 @@ class BufferCollator:
             return None
         columns: dict[str, Any] = {}
         for kind, name, spec in self._columns:
-            col = [m[name] for m in maps]
+            col = list(map(operator.itemgetter(name), maps))
             if kind == "scalar":
                 if not set(map(type, col)) <= spec:
                     return None
