@@ -10,6 +10,7 @@ an HTTP server answering as a PDS) and read them the ways a user does: iteration
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from pathlib import Path
@@ -183,7 +184,9 @@ def test_random_access_on_a_remote_shard_reads_only_verified_bytes(
 
 
 def _unlinked_open_files() -> int:
-    """Open files of this process that have no name any more (spools)."""
+    """Open files of this process that have no name any more (spools), once garbage that still
+    holds some (e.g. from an earlier test) is collected."""
+    gc.collect()
     found = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
