@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -155,11 +156,7 @@ class SQLiteProvider(Provider):
                 check_same_thread=False,
             )
             try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute("PRAGMA foreign_keys = ON")
-                _migrate(conn, self.path)
+                _set_up(conn, self.path, self.timeout)
             except BaseException:
                 conn.close()
                 raise
@@ -256,6 +253,33 @@ def _translated(where: str) -> Iterator[None]:
         raise AtdataIndexError(
             f"index database {where} failed ({exc}); if the file is damaged, restore it from a copy"
         ) from exc
+
+
+def _set_up(conn: sqlite3.Connection, where: str, timeout: float) -> None:
+    """Pragmas and migrations of a new connection.
+
+    Switching a fresh file to WAL takes an exclusive lock for which SQLite does not always call
+    the busy handler, so several processes opening a new index at once could see "database is
+    locked" at once: those attempts are retried until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn, where)
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _migrate(conn: sqlite3.Connection, where: str) -> None:
