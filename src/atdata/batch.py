@@ -19,7 +19,7 @@ from .codec import Codec, check_dtype_shape, codec_for, decode_array, parse_arra
 from .errors import SchemaError
 from .schema import FieldType
 
-__all__ = ["ArrayPool", "Collator", "SampleBatch", "collate_maps", "collate_samples"]
+__all__ = ["ArrayPool", "Collator", "SampleBatch", "collate_maps", "collate_samples", "column_plan"]
 
 T = TypeVar("T")
 
@@ -139,20 +139,7 @@ class Collator(Generic[T]):
     def __init__(self, codec: Codec[T]) -> None:
         self.codec = codec
         self._names = frozenset(codec.names)
-        self._columns: list[tuple[str, str, Any]] = []
-        for f in codec.schema.fields:
-            kind = f.type.kind
-            if kind in _SCALAR_KINDS:
-                accepted = set(_SCALAR_KINDS[kind])
-                if f.type.optional:
-                    accepted.add(type(None))
-                self._columns.append(("scalar", f.name, frozenset(accepted)))
-            elif kind == "array":
-                self._columns.append(("array", f.name, f.type))
-            elif kind == "any":
-                self._columns.append(("any", f.name, None))
-            else:
-                self._columns.append(("convert", f.name, codec.field_decoder(f.name)))
+        self._columns = column_plan(codec)
         self.pool = ArrayPool()
 
     def collate(self, maps: list[Any], keys: list[str]) -> SampleBatch[T] | None:
@@ -287,3 +274,23 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
             ) from None
         columns[name] = _stack_arrays(values, f"$.{name}") if name in codec.array_fields else values
     return SampleBatch(codec, columns, keys)
+
+
+def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:
+    """How each field's column is collated: ``(kind, name, detail)`` with kind ``scalar`` (the
+    accepted Python types), ``array`` (the field type), ``any``, or ``convert`` (the decoder)."""
+    columns: list[tuple[str, str, Any]] = []
+    for f in codec.schema.fields:
+        kind = f.type.kind
+        if kind in _SCALAR_KINDS:
+            accepted = set(_SCALAR_KINDS[kind])
+            if f.type.optional:
+                accepted.add(type(None))
+            columns.append(("scalar", f.name, frozenset(accepted)))
+        elif kind == "array":
+            columns.append(("array", f.name, f.type))
+        elif kind == "any":
+            columns.append(("any", f.name, None))
+        else:
+            columns.append(("convert", f.name, codec.field_decoder(f.name)))
+    return columns

@@ -17,7 +17,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..codec import SCALAR_TYPES, Codec, check_dtype_shape, parse_array_header, unpack_map
+from ..batch import column_plan
+from ..codec import Codec, check_dtype_shape, parse_array_header, unpack_map
 from ..errors import SchemaError
 
 __all__ = ["BufferCollator", "BufferPool", "decode_bodies"]
@@ -83,20 +84,7 @@ class BufferCollator:
         self.codec = codec
         self.pool = pool
         self._names = frozenset(codec.names)
-        self._columns: list[tuple[str, str, Any]] = []
-        for f in codec.schema.fields:
-            kind = f.type.kind
-            if kind in SCALAR_TYPES:
-                accepted = set(SCALAR_TYPES[kind])
-                if f.type.optional:
-                    accepted.add(type(None))
-                self._columns.append(("scalar", f.name, frozenset(accepted)))
-            elif kind == "array":
-                self._columns.append(("array", f.name, f.type))
-            elif kind == "any":
-                self._columns.append(("any", f.name, None))
-            else:
-                self._columns.append(("convert", f.name, codec.field_decoder(f.name)))
+        self._columns = column_plan(codec)
 
     def collate(self, maps: list[Any]) -> dict[str, Any] | None:
         """Field name -> stacked array (pooled) or list; None when the batch needs checking."""

@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..batch import SampleBatch
+from ..errors import InvalidArgumentError
 from ..planreader import PlanReader
 from ..slots import SlotReader
 from ._feed_collate import BufferCollator, BufferPool, decode_bodies
+from ._position import ConsumedPosition
 from .dataset import TorchDataset, to_tensors
 
 __all__ = ["Feed", "feed"]
@@ -57,7 +59,7 @@ def feed(
     return Feed(tds, device=device, threads=threads, prefetch=prefetch, pin_memory=pin_memory)
 
 
-class Feed:
+class Feed(ConsumedPosition):
     """An iterable of batches, the same dicts as :class:`~atdata.torch.TorchDataset` yields.
 
     ``len()``, :meth:`set_epoch`, :meth:`state_dict` and :meth:`load_state_dict` are the torch
@@ -78,7 +80,7 @@ class Feed:
         import torch
 
         if threads < 1 or prefetch < 1:
-            raise ValueError("threads and prefetch must be at least 1")
+            raise InvalidArgumentError("threads and prefetch must be at least 1")
         self.dataset = dataset
         self.threads = threads
         self.prefetch = prefetch
@@ -86,8 +88,6 @@ class Feed:
         cuda = torch.cuda.is_available()
         self.pin_memory = cuda if pin_memory is None else (pin_memory and cuda)
         self._pool = BufferPool(pin=self.pin_memory)
-        self._consumed = 0
-        self._finished = False  # the last iteration read the epoch to its end
 
     @property
     def batch_size(self) -> int:
@@ -97,30 +97,8 @@ class Feed:
     def epoch(self) -> int:
         return self.dataset.epoch
 
-    def __len__(self) -> int:
-        """Batches this rank gets in the current epoch (from a loaded position)."""
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-        self._consumed = 0
-        self._finished = False
-
-    def state_dict(self) -> dict[str, Any]:
-        """The exact position: the batches this loop has taken (not those read ahead)."""
-        return self.dataset.state_for(self._consumed)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume where ``state`` was saved (by a feed or a torch dataset/loader; any world size)."""
-        self.dataset.load_state_dict(state)
-        self._consumed = 0
-        self._finished = False
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self._finished:  # the last pass read the epoch to its end: this one starts afresh
-            self.dataset.restart_epoch()
-        self._consumed = 0
-        self._finished = False
+        self._begin_pass()
         order, layout = self.dataset.plan()
         n = layout.rank_batches
         readers = _Readers(self, order, layout, n)

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import default_convert as _untyped_convert
 
+from ._position import ConsumedPosition
 from .dataset import TorchDataset
 
 __all__ = ["TorchLoader", "convert_batch", "loader"]
@@ -33,7 +34,7 @@ def convert_batch(batch: Any) -> Any:
     return out
 
 
-class TorchLoader:
+class TorchLoader(ConsumedPosition):
     """Iterates ``DataLoader(dataset, batch_size=None, ...)`` and counts the batches the training
     loop has taken, so that :meth:`state_dict` is exact even with workers prefetching ahead."""
 
@@ -48,36 +49,14 @@ class TorchLoader:
         kwargs.setdefault("collate_fn", convert_batch)
         self.dataset = dataset
         self.dataloader: DataLoader[Any] = DataLoader(dataset, batch_size=None, **kwargs)
-        self._consumed = 0
-        self._finished = False
 
     def __iter__(self) -> Iterator[Any]:
-        if self._finished:  # the last pass read the epoch to its end: this one starts afresh
-            self.dataset.restart_epoch()
-        self._consumed = 0
-        self._finished = False
+        self._begin_pass()
         total = len(self.dataset)
         for batch in self.dataloader:
             self._consumed += 1
             yield batch
         self._finished = self._consumed >= total
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-        self._consumed = 0
-        self._finished = False
-
-    def state_dict(self) -> dict[str, Any]:
-        """The exact position: the batches this loop consumed (not those prefetched)."""
-        return self.dataset.state_for(self._consumed)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.dataset.load_state_dict(state)
-        self._consumed = 0
-        self._finished = False
 
 
 def loader(dataset: TorchDataset, **kwargs: Any) -> TorchLoader:
