@@ -28,6 +28,7 @@ from atdata.atmosphere import (
     AtUri,
     BlobShard,
     BlobStorage,
+    Checksum,
     CodeReference,
     EntryRecord,
     HttpShard,
@@ -37,7 +38,6 @@ from atdata.atmosphere import (
     RecordValidationError,
     Resolver,
     SchemaRecord,
-    ShardChecksum,
     XrpcError,
 )
 from atdata.atmosphere.publish import resolve_dataset
@@ -139,7 +139,7 @@ class Digit:
 def _schema_entry(client: AtmosphereClient, name: str = "digits") -> tuple[AtUri, AtUri]:
     schema = client.publish_schema(SchemaRecord.from_schema(Schema.from_type(Digit)))
     storage = HttpStorage(
-        (HttpShard("https://data.example.com/d-000000.tar", ShardChecksum.sha256(SHA)),)
+        (HttpShard("https://data.example.com/d-000000.tar", Checksum.sha256(SHA)),)
     )
     entry = client.publish(EntryRecord(name=name, schema_ref=str(schema.uri), storage=storage))
     return schema.uri, entry.uri
@@ -355,7 +355,7 @@ def _hostile_entries(schema_uri: str, marker: Path) -> dict[str, dict[str, Any]]
     good = EntryRecord(
         "fine",
         schema_uri,
-        HttpStorage((HttpShard("https://x.example.com/a.tar", ShardChecksum.sha256(SHA)),)),
+        HttpStorage((HttpShard("https://x.example.com/a.tar", Checksum.sha256(SHA)),)),
     ).to_record()
 
     def variant(**changes: Any) -> dict[str, Any]:
@@ -549,7 +549,7 @@ def test_records_in_atdata_07_shape_resolve_and_load(
 
     samples = [Digit(np.full((4, 4), i, np.uint8), i) for i in range(20)]
     (shard,) = write_samples(samples, str(tmp_path / "digits-%06d.tar")).shard_infos
-    data = Path(shard.location).read_bytes()
+    data = Path(shard.url).read_bytes()
     raw = _raw_client(alice)
     blob = raw.upload_blob(data).blob.model_dump(by_alias=True)  # mimeType "*/*", like 0.7
     schema_uri = _raw_create(

@@ -230,13 +230,13 @@ def test_shards_at_http_urls_are_published_as_urls_not_uploaded(
 
     samples = _digits(15)
     infos = write_samples(samples, str(http_server.root / "web-%06d.tar"), maxcount=10).shard_infos
-    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    urls = [http_server.url_for(Path(i.url).name) for i in infos]
     index.insert(urls, "web", sample_type=Digit)
     published = publish_dataset(index, "web", to=session)
     storage = published.entry.value.storage
     assert isinstance(storage, HttpStorage)
     assert [s.url for s in storage.shards] == urls
-    assert [s.checksum.digest for s in storage.shards] == [i.sha256 for i in infos]
+    assert [s.checksum.digest for s in storage.shards] == [i.checksum.digest for i in infos]
     resolved = resolve_dataset(f"@{session.handle}/web", resolver=resolver)
     assert resolved.urls == urls
     assert [int(s.label) for s in _load(resolved.urls, resolved.sample_type())] == [
@@ -298,10 +298,10 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
     from atdata.errors import IntegrityError
 
     (info,) = write_samples(_digits(5), str(http_server.root / "t-%06d.tar")).shard_infos
-    url = http_server.url_for(Path(info.location).name)
+    url = http_server.url_for(Path(info.url).name)
     index.insert([url], "tampered", sample_type=Digit)
     publish_dataset(index, "tampered", to=session)
-    path = Path(info.location)
+    path = Path(info.url)
     data = bytearray(path.read_bytes())
     data[600] ^= 0xFF  # inside the first member's body
     path.write_bytes(bytes(data))

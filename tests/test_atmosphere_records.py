@@ -19,6 +19,7 @@ from atdata.atmosphere import (
     BlobRef,
     BlobShard,
     BlobStorage,
+    Checksum,
     CodeReference,
     DatasetSize,
     EntryRecord,
@@ -30,7 +31,6 @@ from atdata.atmosphere import (
     S3Shard,
     S3Storage,
     SchemaRecord,
-    ShardChecksum,
     validate_record,
 )
 from atdata.atmosphere.blobs import split_shard
@@ -228,16 +228,14 @@ def _entry(storage: Any) -> EntryRecord:
 
 
 STORAGES = [
-    HttpStorage((HttpShard("https://data.example.com/a-000000.tar", ShardChecksum.sha256(SHA)),)),
+    HttpStorage((HttpShard("https://data.example.com/a-000000.tar", Checksum.sha256(SHA)),)),
     S3Storage(
         "my-bucket",
-        (S3Shard("datasets/a-000000.tar", ShardChecksum.sha256(SHA)),),
+        (S3Shard("datasets/a-000000.tar", Checksum.sha256(SHA)),),
         region="us-east-1",
         endpoint="http://127.0.0.1:9000",
     ),
-    BlobStorage(
-        (BlobShard(BlobRef(CID, 11)), BlobShard(BlobRef(CID, 11), ShardChecksum.sha256(SHA)))
-    ),
+    BlobStorage((BlobShard(BlobRef(CID, 11)), BlobShard(BlobRef(CID, 11), Checksum.sha256(SHA)))),
 ]
 
 
@@ -342,7 +340,7 @@ def test_blob_refs_must_carry_cids_and_fit_the_lexicon_limit() -> None:
 
 def test_writing_an_invalid_record_fails_before_anything_is_sent() -> None:
     with pytest.raises(RecordValidationError):
-        _entry(HttpStorage((HttpShard("pipe:ls", ShardChecksum.sha256(SHA)),))).to_record()
+        _entry(HttpStorage((HttpShard("pipe:ls", Checksum.sha256(SHA)),))).to_record()
     with pytest.raises(RecordValidationError):
         dataclasses.replace(_entry(STORAGES[0]), name="a/../b").to_record()
 

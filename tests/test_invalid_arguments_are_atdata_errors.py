@@ -24,7 +24,7 @@ class Row:
 def shard(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("rows")
     (info,) = atdata.write_samples([Row(1), Row(2)], str(out / "rows-%06d.tar")).shard_infos
-    return info.location
+    return info.url
 
 
 CALLS: dict[str, Callable[[str, Path], Any]] = {

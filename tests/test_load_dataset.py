@@ -43,7 +43,7 @@ def _write(
     infos = atdata.write_samples(
         _rows(start, n), str(directory / f"{stem}-%06d.tar"), maxcount=maxcount
     ).shard_infos
-    return [Path(info.location) for info in infos]
+    return [Path(info.url) for info in infos]
 
 
 def _write_as(path: Path, start: int = 0, n: int = 3) -> Path:

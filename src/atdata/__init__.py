@@ -31,7 +31,8 @@ from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .loading import DatasetDict, load_dataset
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
-from .shards.writer import ShardInfo, ShardWriter
+from .shards.info import ShardInfo
+from .shards.writer import ShardWriter
 from .stores.disk import LocalDiskStore
 from .writing import write_samples
 

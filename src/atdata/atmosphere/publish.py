@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import AtmosphereError, ConflictError, NotFoundError
 from ..schema import Schema
+from ..shards.info import Checksum
 from .blobs import BlobPlan, ShardInput, plan_blobs, upload_blobs
 from .client import AtmosphereClient, StoredRecord
 from .records import (
@@ -43,7 +44,6 @@ from .records import (
     S3Shard,
     S3Storage,
     SchemaRecord,
-    ShardChecksum,
     Storage,
     check_name,
 )
@@ -96,7 +96,7 @@ class ResolvedDataset:
     schema_uri: AtUri
     schema: Schema
     urls: list[str]
-    checksums: list[ShardChecksum | None]
+    checksums: list[Checksum | None]
     label: StoredRecord[LabelRecord] | None = None
 
     def sample_type(self) -> type:
@@ -235,10 +235,10 @@ def _choose_storage(
     return plan.storage, plan
 
 
-def _checksum(shard: ShardInput) -> ShardChecksum:
+def _checksum(shard: ShardInput) -> Checksum:
     if shard.sha256 is None:
         raise AtmosphereError(f"shard {shard.url} has no sha256 checksum in the index")
-    return ShardChecksum.sha256(shard.sha256)
+    return Checksum.sha256(shard.sha256)
 
 
 def _ensure_label(

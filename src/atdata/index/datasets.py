@@ -40,8 +40,8 @@ from ..errors import (
     StoreError,
 )
 from ..schema import Schema
+from ..shards.info import ShardInfo
 from ..stores.base import (
-    ShardRecord,
     check_version,
     check_write_id,
     new_write_id,
@@ -118,7 +118,7 @@ def commit_entry(
     name: str,
     version: int | None,
     schema: Schema | None,
-    shards: Sequence[ShardRecord],
+    shards: Sequence[ShardInfo],
     stored: bool,
     description: str | None,
     metadata: Mapping[str, Any] | None,

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import ConflictError, InvalidArgumentError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
+from ..shards.info import ShardInfo
 from ..shards.shardset import ShardExpectation
 from ..shards.writer import ShardWriter
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
     DataStore,
     ShardProblem,
-    ShardRecord,
     validate_dataset_name,
     verify_shards,
 )
@@ -34,7 +34,6 @@ from .ingest import (
     inspect_shard,
     normalize_url,
     shard_expectation,
-    written_record,
 )
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
@@ -181,7 +180,7 @@ class Index:
             with writer:
                 writer.write(first)
                 writer.write_all(iterator)
-            shards = [written_record(info) for info in writer.shards]
+            shards = list(writer.shards)
             return ds_ops.commit_entry(
                 target,
                 name=name,
@@ -300,7 +299,7 @@ class Index:
         return Dataset(entry.urls, sample_type, source_factory=opener)
 
     def verify(
-        self, ref: str, *, on_shard: "Callable[[ShardRecord], None] | None" = None
+        self, ref: str, *, on_shard: "Callable[[ShardInfo], None] | None" = None
     ) -> list[ShardProblem]:
         """Re-hash a dataset version's shards; the mismatches (empty when all is well).
 
@@ -614,7 +613,7 @@ class _EntryShardOpener:
     cache when one is on, ``$ATDATA_CACHE_DIR``, whose entries are re-checked when used).
     """
 
-    def __init__(self, store: DataStore | None, shards: Sequence[ShardRecord]) -> None:
+    def __init__(self, store: DataStore | None, shards: Sequence[ShardInfo]) -> None:
         self.store = store
         self.digests = {
             s.url: s.checksum.digest for s in shards if s.checksum.algorithm.lower() == "sha256"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AtdataIndexError
 from ..schema import Schema
-from ..stores.base import ShardRecord
+from ..shards.info import ShardInfo
 from .refs import format_ref
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class DatasetEntry:
     version: int
     cid: str
     schema_ref: str | None
-    shards: tuple[ShardRecord, ...]
+    shards: tuple[ShardInfo, ...]
     count: int
     created_at: str
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -83,7 +83,7 @@ class DatasetEntry:
                 version=_int(record, "version"),
                 cid=_str(record, "cid"),
                 schema_ref=_opt_str(record, "schema_ref"),
-                shards=tuple(ShardRecord.from_dict(s) for s in record["shards"]),
+                shards=tuple(ShardInfo.from_dict(s) for s in record["shards"]),
                 count=_int(record, "count"),
                 created_at=_str(record, "created_at"),
                 metadata=dict(record.get("metadata") or {}),
