@@ -30,7 +30,7 @@ from atdata.atmosphere import (
     BlobStorage,
     Checksum,
     CodeReference,
-    EntryRecord,
+    DatasetRecord,
     HttpShard,
     HttpStorage,
     LabelRecord,
@@ -141,7 +141,7 @@ def _schema_entry(client: AtmosphereClient, name: str = "digits") -> tuple[AtUri
     storage = HttpStorage(
         (HttpShard("https://data.example.com/d-000000.tar", Checksum.sha256(SHA)),)
     )
-    entry = client.publish(EntryRecord(name=name, schema_ref=str(schema.uri), storage=storage))
+    entry = client.publish(DatasetRecord(name=name, schema_ref=str(schema.uri), storage=storage))
     return schema.uri, entry.uri
 
 
@@ -301,7 +301,7 @@ def test_blobs_upload_and_come_back_verified(client: AtmosphereClient, resolver:
     assert ref.cid == blob_cid(data) and ref.size == len(data)
     assert ref.mime_type == "application/x-tar"
     schema_uri, _ = _schema_entry(client)
-    client.publish(EntryRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
+    client.publish(DatasetRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
     did = client.session.did  # type: ignore[union-attr]
 
     assert client.get_blob(did, ref.cid) == data
@@ -319,7 +319,7 @@ def test_bytes_that_do_not_match_the_cid_are_refused(
     data, other = b"the real shard" * 100, b"something else" * 100
     ref = client.upload_blob(data)
     schema_uri, _ = _schema_entry(client)
-    client.publish(EntryRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
+    client.publish(DatasetRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
     did = client.session.did  # type: ignore[union-attr]
     fetched = client.get_blob(did, ref.cid)
     with pytest.raises(IntegrityError, match="do not match"):
@@ -352,7 +352,7 @@ def test_a_blob_over_the_limit_is_refused_before_sending(
 
 # ------------------------------------------------------------------------------ hostile input
 def _hostile_entries(schema_uri: str, marker: Path) -> dict[str, dict[str, Any]]:
-    good = EntryRecord(
+    good = DatasetRecord(
         "fine",
         schema_uri,
         HttpStorage((HttpShard("https://x.example.com/a.tar", Checksum.sha256(SHA)),)),
@@ -516,7 +516,7 @@ def test_a_second_account_reads_the_first_accounts_records_and_blobs(
     data = os.urandom(50_000)
     ref = client.upload_blob(data)
     schema_uri, _ = _schema_entry(client)
-    entry = client.publish(EntryRecord("shared", str(schema_uri), BlobStorage((BlobShard(ref),))))
+    entry = client.publish(DatasetRecord("shared", str(schema_uri), BlobStorage((BlobShard(ref),))))
     client.publish(LabelRecord("shared", str(entry.uri), "1"))
 
     bob = new_account()

@@ -250,7 +250,7 @@ def test_shards_at_http_urls_are_published_as_urls_not_uploaded(
 def test_lenses_are_published_as_code_references(
     index: Index, session: AtmosphereSession, resolver: Resolver
 ) -> None:
-    index.publish_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
+    index.add_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
     commit = "0123456789abcdef0123456789abcdef01234567"
     stored = publish_lens(
         index, "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
@@ -312,7 +312,7 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
         list(pickle.loads(pickle.dumps(ds)))
 
 
-def test_index_publish_and_publish_lens_to_through_the_index_api(
+def test_index_publish_and_publish_lens_through_the_index_api(
     index: Index,
     session: AtmosphereSession,
     resolver: Resolver,
@@ -335,9 +335,9 @@ def test_index_publish_and_publish_lens_to_through_the_index_api(
     loaded = _load(resolved.urls, resolved.sample_type())
     assert [int(s.label) for s in loaded] == [int(s.label) for s in samples]
 
-    index.publish_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
+    index.add_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
     commit = "89abcdef0123456789abcdef0123456789abcdef"
-    lens = index.publish_lens_to(
+    lens = index.publish_lens(
         "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
     )
     assert reader.get_lens(lens.uri).value == lens.value

@@ -41,7 +41,7 @@ CALLS: dict[str, Callable[[str, Path], Any]] = {
     "Index.write of nothing": lambda s, t: Index(home=t).write([], "rows"),
     "Index.get of a bad reference": lambda s, t: Index(home=t).get("atdata://x/nope/y"),
     "Index.history with a version": lambda s, t: Index(home=t).history("rows@1"),
-    "Index.publish_schema(DictSample)": lambda s, t: Index(home=t).publish_schema(DictSample),
+    "Index.add_schema(DictSample)": lambda s, t: Index(home=t).add_schema(DictSample),
     "Index with no repositories": lambda s, t: Index(repositories=[]),
 }
 

@@ -28,7 +28,7 @@ from .records import (
     BLOB_MIME_TYPE,
     SCHEMA,
     BlobRef,
-    EntryRecord,
+    DatasetRecord,
     LabelRecord,
     LensRecord,
     SchemaRecord,
@@ -40,7 +40,7 @@ from .uri import AtUri, is_cid, is_did
 __all__ = ["AtmosphereClient", "OnInvalid", "StoredRecord"]
 
 R = TypeVar("R")
-AnyRecord = TypeVar("AnyRecord", SchemaRecord, EntryRecord, LensRecord, LabelRecord)
+AnyRecord = TypeVar("AnyRecord", SchemaRecord, DatasetRecord, LensRecord, LabelRecord)
 OnInvalid = Literal["raise", "skip"]
 
 MAX_RECORD_BYTES = 4 << 20
@@ -211,8 +211,8 @@ class AtmosphereClient:
     def get_schema(self, uri: str | AtUri) -> StoredRecord[SchemaRecord]:
         return self._get_typed(SchemaRecord, uri)
 
-    def get_entry(self, uri: str | AtUri) -> StoredRecord[EntryRecord]:
-        return self._get_typed(EntryRecord, uri)
+    def get_entry(self, uri: str | AtUri) -> StoredRecord[DatasetRecord]:
+        return self._get_typed(DatasetRecord, uri)
 
     def get_lens(self, uri: str | AtUri) -> StoredRecord[LensRecord]:
         return self._get_typed(LensRecord, uri)
@@ -227,8 +227,8 @@ class AtmosphereClient:
 
     def entries(
         self, repo: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
-    ) -> Iterator[StoredRecord[EntryRecord]]:
-        return self._iter_typed(EntryRecord, repo, on_invalid, page_size)
+    ) -> Iterator[StoredRecord[DatasetRecord]]:
+        return self._iter_typed(DatasetRecord, repo, on_invalid, page_size)
 
     def lenses(
         self, repo: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
@@ -247,7 +247,7 @@ class AtmosphereClient:
 
     def list_entries(
         self, repo: str, *, on_invalid: OnInvalid = "raise"
-    ) -> list[StoredRecord[EntryRecord]]:
+    ) -> list[StoredRecord[DatasetRecord]]:
         return list(self.entries(repo, on_invalid=on_invalid))
 
     def list_lenses(

@@ -35,8 +35,8 @@ from .records import (
     LABEL,
     BlobStorage,
     CodeReference,
+    DatasetRecord,
     DatasetSize,
-    EntryRecord,
     HttpShard,
     HttpStorage,
     LabelRecord,
@@ -76,7 +76,7 @@ class _IndexLike(Protocol):
 class PublishedDataset:
     """What :func:`publish_dataset` wrote or found: URIs of the entry, schema and label."""
 
-    entry: StoredRecord[EntryRecord]
+    entry: StoredRecord[DatasetRecord]
     schema: StoredRecord[SchemaRecord]
     label: StoredRecord[LabelRecord] | None
     #: False when everything already existed and nothing new was written.
@@ -92,7 +92,7 @@ class ResolvedDataset:
     """A published dataset, ready to load: its entry, schema and shard URLs."""
 
     uri: AtUri
-    entry: EntryRecord
+    entry: DatasetRecord
     schema_uri: AtUri
     schema: Schema
     urls: list[str]
@@ -150,7 +150,7 @@ def publish_dataset(
         shards, storage, split=split, client=client, s3_endpoint=s3_endpoint, s3_region=s3_region
     )
     metadata = dict(entry.metadata) if entry.metadata else None
-    candidate = EntryRecord(
+    candidate = DatasetRecord(
         name=name,
         schema_ref=str(schema_stored.uri),
         storage=record_storage,
@@ -404,7 +404,7 @@ def _pick_label(
 
 def _resolved(
     client: AtmosphereClient,
-    entry: StoredRecord[EntryRecord],
+    entry: StoredRecord[DatasetRecord],
     label: StoredRecord[LabelRecord] | None,
 ) -> ResolvedDataset:
     schema_stored = client.get_schema(entry.value.schema_ref)

@@ -37,7 +37,7 @@ __all__ = [
     "BlobStorage",
     "CodeReference",
     "DatasetSize",
-    "EntryRecord",
+    "DatasetRecord",
     "HttpShard",
     "HttpStorage",
     "LabelRecord",
@@ -426,7 +426,7 @@ class SchemaRecord:
 
 # --------------------------------------------------------------------------------- entry
 @dataclass(frozen=True)
-class EntryRecord:
+class DatasetRecord:
     """A ``science.alt.dataset.entry`` record: one immutable version of a dataset."""
 
     name: str
@@ -461,11 +461,11 @@ class EntryRecord:
     def to_record(self) -> dict[str, Any]:
         out = self.content()
         out["createdAt"] = self.created_at
-        EntryRecord.from_record(out, uri=f"dataset entry {self.name!r}")
+        DatasetRecord.from_record(out, uri=f"dataset entry {self.name!r}")
         return out
 
     @classmethod
-    def from_record(cls, value: Any, *, uri: str | None = None) -> "EntryRecord":
+    def from_record(cls, value: Any, *, uri: str | None = None) -> "DatasetRecord":
         where = uri or "entry record"
         validate_record(ENTRY, value, where=where)
         name = check_name(value["name"], "$.name", where)
@@ -495,7 +495,7 @@ class EntryRecord:
             created_at=value["createdAt"],
         )
 
-    def same_content(self, other: "EntryRecord") -> bool:
+    def same_content(self, other: "DatasetRecord") -> bool:
         """True when both describe the same dataset (everything but ``createdAt``)."""
         return self.content() == other.content()
 
@@ -700,7 +700,7 @@ def _fit(text: str | None, nsid: str, prop: str) -> str | None:
 
 def record_class(nsid: str) -> Any:
     """The record class for a collection NSID."""
-    return {c.NSID: c for c in (SchemaRecord, EntryRecord, LensRecord, LabelRecord)}[nsid]
+    return {c.NSID: c for c in (SchemaRecord, DatasetRecord, LensRecord, LabelRecord)}[nsid]
 
 
 def blob_cids(storage: Storage) -> list[str]:
