@@ -366,7 +366,7 @@ def resolve_dataset(
         entry = client.get_entry(at)
     else:
         handle, name, version = parse_dataset_ref(ref)
-        did = client.repo_did(handle)
+        did = client.account_did(handle)
         label = _pick_label(client, did, name, version)
         if label is not None:
             entry = client.get_entry(label.value.dataset_uri)

@@ -546,14 +546,16 @@ class CodeReference:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "CodeReference":
-        repo = data["repository"]
-        scheme = urlsplit(repo).scheme
-        if scheme not in ("https", "http", "at") or re.search(r"[\s\x00-\x1f\x7f\\]", repo):
+        repository = data["repository"]
+        scheme = urlsplit(repository).scheme
+        if scheme not in ("https", "http", "at") or re.search(r"[\s\x00-\x1f\x7f\\]", repository):
             raise _fail(
-                f"{repo!r:.120} is not an https:// or at:// repository", f"{path}.repository", where
+                f"{repository!r:.120} is not an https:// or at:// repository",
+                f"{path}.repository",
+                where,
             )
         if scheme != "at":
-            _check_http_url(repo, f"{path}.repository", where)
+            _check_http_url(repository, f"{path}.repository", where)
         commit = data["commit"]
         if _COMMIT.match(commit) is None:
             raise _fail(f"{commit!r:.60} is not a commit hash", f"{path}.commit", where)
@@ -562,7 +564,7 @@ class CodeReference:
         if language is not None and _LANGUAGE.match(language) is None:
             raise _fail(f"{language!r:.60} is not a language name", f"{path}.language", where)
         branch = data.get("branch")
-        return cls(repo, commit, code_path, branch, language)
+        return cls(repository, commit, code_path, branch, language)
 
 
 @dataclass(frozen=True)
