@@ -201,7 +201,7 @@ def test_login_publish_ls_inspect_then_another_account_previews_and_verifies(
     assert verified.exit_code == 0, verified.output
     assert f"3 shard(s) of @{alice}/team/digits match their record" in verified.stdout
 
-    from atdata.loading import load_dataset
+    from atdata.dataset_refs import load_dataset
 
     with Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"]).activate():
         loaded = list(load_dataset(f"@{alice}/team/digits", split="train"))

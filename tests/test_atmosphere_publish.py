@@ -275,7 +275,7 @@ def test_load_dataset_loads_a_published_dataset_by_handle_and_by_uri(
     resolver: Resolver,
     make_session: Callable[[], AtmosphereSession],
 ) -> None:
-    from atdata.loading import load_dataset
+    from atdata.dataset_refs import load_dataset
 
     samples = _digits(25)
     index.write(samples, "digits", maxcount=10)
@@ -294,7 +294,7 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
     index: Index, session: AtmosphereSession, resolver: Resolver, http_server: FileServer
 ) -> None:
     from atdata import write_samples
-    from atdata.atmosphere.loading import load_reference
+    from atdata.atmosphere.open_dataset import load_reference
     from atdata.errors import IntegrityError
 
     (info,) = write_samples(_digits(5), str(http_server.root / "t-%06d.tar")).shard_infos

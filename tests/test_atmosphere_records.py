@@ -495,7 +495,7 @@ class _Src:
 
 
 def test_handles_and_at_uris_are_atmosphere_references_and_local_is_not() -> None:
-    from atdata.loading import is_atmosphere_reference
+    from atdata.dataset_refs import is_atmosphere_reference
 
     assert is_atmosphere_reference("@alice.test/mnist")
     assert is_atmosphere_reference("@foo/bar")  # an invalid handle: resolving it says so

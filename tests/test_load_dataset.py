@@ -17,9 +17,9 @@ import pytest
 
 import atdata
 from atdata import Dataset, DatasetDict, DictSample, Index, load_dataset
+from atdata.dataset_refs import detect_split
 from atdata.errors import AtdataError, NotFoundError, SourceError
 from atdata.index.providers.sqlite import SQLiteProvider
-from atdata.loading import detect_split
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.stores.disk import LocalDiskStore
 from http_server import FileServer
