@@ -24,7 +24,7 @@ from ..shards.tar import BLOCK
 from ..sources import open_source
 from ..sources.at import cid_of_sha256
 from .client import AtmosphereClient
-from .records import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
+from .storage import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 
 __all__ = ["BlobPlan", "ShardInput", "plan_blobs", "split_shard", "upload_blobs"]
 

@@ -33,22 +33,17 @@ from .client import AtmosphereClient, StoredRecord
 from .records import (
     ENTRY,
     LABEL,
-    BlobStorage,
     CodeReference,
     DatasetRecord,
     DatasetSize,
-    HttpShard,
-    HttpStorage,
     LabelRecord,
     LensRecord,
-    S3Shard,
-    S3Storage,
     SchemaRecord,
-    Storage,
     check_name,
 )
 from .resolve import Resolver
 from .session import AtmosphereSession
+from .storage import BlobStorage, HttpShard, HttpStorage, S3Shard, S3Storage, Storage
 from .uri import AtUri, normalize_handle
 
 __all__ = [
