@@ -29,6 +29,7 @@ from .errors import (
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .loading import DatasetDict, load_dataset
+from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.writer import ShardInfo, ShardWriter
@@ -57,6 +58,7 @@ __all__ = [
     "LensRegistry",
     "Loader",
     "LocalDiskStore",
+    "MemberCodec",
     "NDArray",
     "NotFoundError",
     "PackableSample",
@@ -74,6 +76,8 @@ __all__ = [
     "default_registry",
     "lens",
     "load_dataset",
+    "member",
     "packable",
+    "register_member_codec",
     "write_samples",
 ]
