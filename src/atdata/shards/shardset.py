@@ -210,6 +210,14 @@ class ShardSet:
             self._from_cache.discard(i)
             self._scan_only.add(i)
             scancache.forget(_peek_local_path(self.source(i)), self.expectation(i).sha256)
+            warnings.warn(
+                redact(
+                    f"the cached scan of shard {self.source(i).url} is not used: {reason}. "
+                    "Scanning the shard again."
+                ),
+                AtdataWarning,
+                stacklevel=4,
+            )
         elif was_sidecar:
             self._from_sidecar.discard(i)
             self._distrust(i, reason)
