@@ -123,12 +123,24 @@ def decode_fields(fields: dict[str, Any], schema: Schema | None) -> dict[str, An
     declared: dict[str, FieldType] = {}
     if schema is not None:
         declared = {f.name: f.type for f in schema.fields}
+        if schema.layout == "members" and isinstance(fields, MemberFields):
+            fields = _by_field(fields, schema)
     out: dict[str, Any] = {}
     for name, value in fields.items():
         ftype = declared.get(name)
         wanted = ftype.kind == "array" if ftype is not None else schema is None
         array = _as_array(value) if wanted and isinstance(value, bytes) else None
         out[name] = array if array is not None else value
+    return out
+
+
+def _by_field(members: MemberFields, schema: Schema) -> dict[str, Any]:
+    """A member-layout sample's members under the schema's field names (first extension
+    present; None when none is)."""
+    out: dict[str, Any] = {}
+    for f in schema.fields:
+        found = next((e for e in f.members or (f.name,) if e in members), None)
+        out[f.name] = members[found] if found is not None else None
     return out
 
 
