@@ -99,3 +99,31 @@ def test_an_unwritable_home_only_costs_a_scan(
     for _ in range(2):
         with pytest.warns(AtdataWarning, match="scanning it once"):
             assert len(Dataset(str(path))) == 2
+
+
+def test_typed_iteration_through_a_wrong_sidecar_rescans(tmp_path: Path) -> None:
+    import atdata
+
+    @atdata.packable
+    class Item:
+        label: int = atdata.member("cls")
+        text: str = atdata.member("txt")
+
+    written = atdata.write_samples([Item(i, f"t{i}") for i in range(4)], str(tmp_path / "w.tar"))
+    side = Path(written.urls[0] + ".idx")
+    good = OffsetIndex.from_bytes(side.read_bytes(), "test")
+    wrong = OffsetIndex(
+        list(reversed(good.keys)),
+        good.header_offsets,
+        good.sizes,
+        good.shard_size,
+        good.sha256,
+        good.starts,
+        good.ends,
+    )
+    side.write_bytes(wrong.to_bytes())
+    with pytest.warns(AtdataWarning, match="not used"):
+        got = [(s.label, s.text) for s in Dataset[Item](written.urls).shuffled(seed=0)]
+    assert sorted(got) == [(i, f"t{i}") for i in range(4)]
+    with pytest.warns(AtdataWarning, match="not used"):
+        assert Dataset[Item](written.urls).get("00000001").text == "t1"
