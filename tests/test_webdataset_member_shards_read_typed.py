@@ -238,3 +238,14 @@ def _fields(i: int) -> dict[str, Any]:
         "meta": s["json"],
         "embedding": s.get("npy"),
     }
+
+
+def test_the_device_feed_reads_member_batches(wds_shards: list[str]) -> None:
+    pytest.importorskip("torch")
+    from atdata.torch.feed import feed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtdataWarning)
+        batches = list(feed(Dataset[Photo](wds_shards), 6, threads=2, drop_last=False))
+    assert [int(x) for b in batches for x in b["label"]] == [i % 5 for i in range(N)]
+    assert [k for b in batches for k in b["__key__"]] == [f"img{i:05d}" for i in range(N)]
