@@ -127,3 +127,16 @@ def test_typed_iteration_through_a_wrong_sidecar_rescans(tmp_path: Path) -> None
     assert sorted(got) == [(i, f"t{i}") for i in range(4)]
     with pytest.warns(AtdataWarning, match="not used"):
         assert Dataset[Item](written.urls).get("00000001").text == "t1"
+
+
+def test_the_cache_stays_bounded(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scancache, "_MAX_ENTRIES", 8)
+    for i in range(12):
+        path = tmp_path / f"s{i}.tar"
+        _shard(path, 1)
+        scancache.save(
+            open_source(str(path)), str(path), None, scan_offsets(open_source(str(path)))
+        )
+    assert 6 <= len(list((home / "offsets").glob("*.idx"))) <= 8

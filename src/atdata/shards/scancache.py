@@ -10,6 +10,8 @@ surprise. An entry names what it describes and is used only if that still holds:
   any rewrite of the shard (even to the same size) gives a rescan;
 - a remote shard: only when its sha256 is recorded (an index entry), keyed by that digest.
 
+At most 4096 entries are kept (the oldest quarter goes when there are more).
+
 A cached index is still only a map: every read checks the headers it points at, and a read that
 finds it wrong drops it (:func:`forget`) and scans again. Failing to write the cache (read-only
 home, full disk) only costs a scan next time.
@@ -30,6 +32,7 @@ from .offsets import MAX_SIDECAR_BYTES, OffsetIndex
 __all__ = ["forget", "load", "save"]
 
 _FORMAT = "atdata.scan-cache"
+_MAX_ENTRIES = 4096  # past this many, the least recently written quarter is removed
 
 
 def _directory() -> Path:
@@ -101,8 +104,28 @@ def save(source: ShardSource, path: str | None, sha256: str | None, index: Offse
         except BaseException:
             os.unlink(tmp)
             raise
+        _trim(folder)
     except OSError:
         return
+
+
+def _trim(folder: Path) -> None:
+    """Keep the cache bounded: past ``_MAX_ENTRIES`` entries, drop the oldest quarter."""
+    entries = list(folder.glob("*.idx"))
+    if len(entries) <= _MAX_ENTRIES:
+        return
+    aged = []
+    for entry in entries:
+        try:
+            aged.append((entry.stat().st_mtime_ns, entry))
+        except OSError:
+            continue
+    aged.sort()
+    for _mtime, entry in aged[: len(aged) - (_MAX_ENTRIES * 3) // 4]:
+        try:
+            entry.unlink()
+        except OSError:
+            continue
 
 
 def forget(path: str | None, sha256: str | None) -> None:
