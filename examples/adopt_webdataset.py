@@ -22,8 +22,8 @@ import webdataset as wds
 from PIL import Image
 
 import atdata
+from atdata.dataset_refs import load_dataset
 from atdata.index import Index
-from atdata.loading import load_dataset
 
 
 # 1. Type it: each field names the member extension(s) it is read from.

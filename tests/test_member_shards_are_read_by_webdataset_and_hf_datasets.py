@@ -67,14 +67,14 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> atdata.writing.WrittenD
 def test_members_keep_checksums_and_a_group_offset_index(written: Any) -> None:
     assert [s.count for s in written.shard_infos] == [4, 4, 1]
     for info in written.shard_infos:
-        data = Path(info.location).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == info.sha256 and len(data) == info.size
-        side = Path(info.location + OFFSETS_SUFFIX).read_bytes()
-        assert hashlib.sha256(side).hexdigest() == info.sidecar_sha256
+        data = Path(info.url).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == info.checksum.digest and len(data) == info.size
+        side = Path(info.url + OFFSETS_SUFFIX).read_bytes()
+        assert hashlib.sha256(side).hexdigest() == info.sidecar_checksum.digest
         raw = msgpack.unpackb(side)
         assert raw["version"] == 2 and raw["count"] == info.count
     checked = Dataset[Photo](
-        written.urls, checksums={s.location: s.sha256 for s in written.shard_infos}
+        written.urls, checksums={s.url: s.checksum.digest for s in written.shard_infos}
     )
     assert len(checked) == 9 and checked[8].caption == "caption 8"
     names = [m.name for m in tarfile.open(written.urls[0]).getmembers()][:5]
