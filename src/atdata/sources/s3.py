@@ -39,9 +39,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal, cast
 
-from .._optional import require
+from .._optional import check_installed, require
 from ..errors import InvalidArgumentError, SourceError
-from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient, check_installed
+from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient
 from .base import read_capped, register_scheme
 
 __all__ = [
