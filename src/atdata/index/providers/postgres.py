@@ -26,8 +26,9 @@ discarded.
 **Faults.** When the server goes away, operations raise
 :class:`~atdata.errors.IndexUnavailableError` at once (a fresh connection is tried first, so no
 operation waits for the pool while the server is down), and the pool is rebuilt when the server
-answers again. An idle pooled connection found dead on its first statement is replaced and the
-statement retried, since nothing was sent yet.
+answers again. The pool checks a connection before lending it (psycopg_pool's
+``ConnectionPool.check_connection``, one empty query), so one that died while idle is replaced
+before any statement is sent on it.
 """
 
 import contextlib
@@ -210,41 +211,27 @@ class PostgresProvider(Provider):
         return scan_sql(self._q["scan"], kind, prefix, start_after, limit, param="%s", key=_key)
 
     def _read(self, fn: Callable[[Any], T]) -> T:
-        """Run one autocommit read, retried once when a dead pooled connection was used."""
-        for attempt in (1, 2):
-            pool = self._get_pool()
-            conn = self._getconn(pool)
-            try:
-                with self._translated():
-                    return fn(conn)
-            except IndexUnavailableError:
-                if attempt == 2 or not _is_broken(conn):
-                    raise
-            finally:
-                self._release(pool, conn)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run one autocommit read on a pooled connection (checked alive by the pool)."""
+        pool = self._get_pool()
+        conn = self._getconn(pool)
+        try:
+            with self._translated():
+                return fn(conn)
+        finally:
+            self._release(pool, conn)
 
     @contextmanager
     def _session(self, begin: str) -> Iterator[Any]:
         """A pooled connection inside the transaction ``begin`` opens: committed on normal exit,
-        rolled back on error. Only ``begin`` is retried (on a fresh connection, when the pooled
-        one was dead): the caller's block cannot be replayed."""
-        for attempt in (1, 2):
-            pool = self._get_pool()
-            conn = self._getconn(pool)
-            try:
-                with self._translated("starting a transaction"):
-                    conn.execute(begin, prepare=False)
-            except IndexUnavailableError:
-                broken = _is_broken(conn)
-                self._release(pool, conn)
-                if attempt == 2 or not broken:
-                    raise
-                continue
-            except BaseException:
-                self._release(pool, conn)
-                raise
-            break
+        rolled back on error. Nothing is retried: the caller's block cannot be replayed."""
+        pool = self._get_pool()
+        conn = self._getconn(pool)
+        try:
+            with self._translated("starting a transaction"):
+                conn.execute(begin, prepare=False)
+        except BaseException:
+            self._release(pool, conn)
+            raise
         try:
             yield conn
             with self._translated("committing a transaction"):
@@ -321,6 +308,7 @@ class PostgresProvider(Provider):
                 },
                 open=False,
                 name=f"atdata-{self.schema}",
+                check=self._pool_mod.ConnectionPool.check_connection,
             )
             pool.open(wait=False)
             self._pool = pool
