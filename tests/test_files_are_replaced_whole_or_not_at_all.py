@@ -21,9 +21,14 @@ def _leftovers(directory: Path, keep: str) -> list[str]:
 def test_a_write_that_raises_midway_leaves_the_old_content(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     target.write_bytes(b"old content")
-    with pytest.raises(RuntimeError, match="midway"), AtomicFile(target) as out:
-        out.write(b"new con")
-        raise RuntimeError("midway")
+    out = AtomicFile(target)
+    with pytest.raises(RuntimeError, match="midway"):
+        try:
+            out.write(b"new con")
+            raise RuntimeError("midway")
+        except BaseException:
+            out.abort()
+            raise
     assert target.read_bytes() == b"old content"
     assert _leftovers(tmp_path, "state.json") == []
 
@@ -31,10 +36,11 @@ def test_a_write_that_raises_midway_leaves_the_old_content(tmp_path: Path) -> No
 def test_a_completed_write_leaves_the_new_content(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     target.write_bytes(b"old content")
-    with AtomicFile(target) as out:
-        for piece in (b"new ", b"content", b" in three writes"):
-            out.write(piece)
-        assert target.read_bytes() == b"old content"  # nothing shows before the commit
+    out = AtomicFile(target)
+    for piece in (b"new ", b"content", b" in three writes"):
+        out.write(piece)
+    assert target.read_bytes() == b"old content"  # nothing shows before the commit
+    out.commit()
     assert target.read_bytes() == b"new content in three writes"
     assert _leftovers(tmp_path, "state.json") == []
 
@@ -69,8 +75,9 @@ def test_an_exclusive_commit_never_replaces_an_existing_file(tmp_path: Path) -> 
 
 def test_an_exclusive_commit_creates_a_missing_file(tmp_path: Path) -> None:
     target = tmp_path / "shard.tar"
-    with AtomicFile(target, exclusive=True) as out:
-        out.write(b"only writer")
+    out = AtomicFile(target, exclusive=True)
+    out.write(b"only writer")
+    out.commit()
     assert target.read_bytes() == b"only writer"
     assert _leftovers(tmp_path, "shard.tar") == []
 
@@ -157,3 +164,13 @@ def test_hash_stream_equals_hashlib_and_passes_every_chunk_on() -> None:
     assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
     assert len(seen) > 1 and b"".join(seen) == data
     assert hash_stream(io.BytesIO(data), "md5") == (hashlib.md5(data).hexdigest(), len(data))
+
+
+def test_a_write_of_unwritable_data_leaves_the_old_content(tmp_path: Path) -> None:
+    """atomic_write_bytes: an error while writing drops the temporary file, the old file stays."""
+    target = tmp_path / "state.json"
+    target.write_bytes(b"old content")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "text, not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old content"
+    assert _leftovers(tmp_path, "state.json") == []

@@ -19,7 +19,6 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO, Protocol
 
 __all__ = ["AtomicFile", "atomic_write_bytes", "fsync_dir", "hash_stream", "sha256_file"]
@@ -38,8 +37,6 @@ class AtomicFile:
     replaces a file already at ``path`` (FileExistsError, the temporary file dropped, the
     existing one untouched) - a hard link plus unlink of the temporary name, or where hard
     links are unsupported an ``O_EXCL`` placeholder replaced by the rename.
-
-    Used as a context manager it commits on normal exit and aborts on an exception.
     """
 
     def __init__(
@@ -93,27 +90,22 @@ class AtomicFile:
             self._file.close()
         self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AtomicFile":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
 
 def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes, *, mode: int | None = None
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int | None = None,
+    tmp: str | os.PathLike[str] | None = None,
 ) -> None:
     """Replace ``path``'s content with ``data`` atomically (see :class:`AtomicFile`)."""
-    with AtomicFile(path, mode=mode, buffer_size=0) as out:
+    out = AtomicFile(path, tmp=tmp, mode=mode, buffer_size=0)
+    try:
         out.write(data)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

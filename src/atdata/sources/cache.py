@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .._fs import AtomicFile
+from .._fs import AtomicFile, atomic_write_bytes
 from .._redact import redact
 from ..errors import AtdataWarning, IntegrityError, InvalidArgumentError, SourceError
 from .base import ShardSource
@@ -388,8 +388,7 @@ class ShardCache:
         return final
 
     def _store_small(self, path: Path, data: bytes) -> None:
-        with AtomicFile(path, tmp=self._tmp_path(path.stem), buffer_size=0) as out:
-            out.write(data)
+        atomic_write_bytes(path, data, tmp=self._tmp_path(path.stem))
 
 
 def _read_chunks(stream: BinaryIO) -> Iterator[bytes | memoryview]:
