@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 from .._fs import AtomicFile, atomic_write_bytes
 from .._redact import redact
 from ..errors import AtdataWarning, IntegrityError, InvalidArgumentError, SourceError
-from .base import ShardSource
+from .base import ShardSource, read_exactly
 from .memo import Fingerprint, VerifyMemo, default_memo
 from .verified import LocalVerifiedSource, VerifyingSource, VerifyingStream
 
@@ -512,12 +512,7 @@ class CachedSource:
             return self._direct.read_range(start, length)
         with open(path, "rb") as f:
             f.seek(start)
-            data = f.read(length)
-        if len(data) != length:
-            raise SourceError(
-                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
-            )
-        return data
+            return read_exactly(f, self.url, start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         if self.inner.local_path() is not None:
