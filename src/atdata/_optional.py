@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-__all__ = ["check_installed", "require"]
+__all__ = ["check_installed", "install_command", "require"]
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -37,8 +37,13 @@ def check_installed(module: str, extra: str) -> None:
         raise _missing(module, extra)
 
 
+def install_command(extra: str) -> str:
+    """The command that installs ``extra``: ``pip install 'atdata[s3]'``."""
+    return f"pip install 'atdata[{extra}]'"
+
+
 def _missing(module: str, extra: str) -> ImportError:
     return ImportError(
         f"{module!r} is needed for this feature but is not installed; "
-        f"install it with: pip install 'atdata[{extra}]'"
+        f"install it with: {install_command(extra)}"
     )

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
 
+from ._optional import install_command
 from ._redact import redact
 from .errors import AtdataError
 from .index.providers.base import Provider
@@ -356,7 +357,7 @@ def _extras() -> list[Check]:
                     f"extra.{extra}",
                     "skip",
                     f"not installed ({', '.join(missing)} missing)",
-                    f"pip install 'atdata[{extra}]' if you need it",
+                    f"{install_command(extra)} if you need it",
                 )
             )
         else:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
+from .._optional import install_command
 from ..errors import ShardError, SourceError
 
 __all__ = [
@@ -95,7 +96,7 @@ def open_source(url: str) -> ShardSource:
     if factory is None:
         raise SourceError(
             f"no source handles {scheme}:// URLs ({url!r}); known schemes: {', '.join(registered_schemes())}"
-            + (" — install 'atdata[s3]'" if scheme == "s3" else "")
+            + (f" — install it with: {install_command('s3')}" if scheme == "s3" else "")
         )
     return factory(url)
 
