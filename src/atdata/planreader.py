@@ -48,11 +48,12 @@ _ZERO_COPY_MIN = 1 << 16
 __all__ = [
     "DROPPED",
     "PlanReader",
-    "located",
     "Progress",
+    "Readable",
     "epoch_order",
     "iter_layout",
     "iter_sequential",
+    "located",
     "run_stages",
     "skip_or_raise",
 ]
