@@ -31,7 +31,7 @@ class Point:
 def test_an_index_record_written_now_carries_such_a_timestamp(tmp_path: Path) -> None:
     index = Index(SQLiteProvider(tmp_path / "index.db"))
     try:
-        index.publish_schema(Point)
+        index.add_schema(Point)
         (record,) = index.list_schemas()
     finally:
         index.close()
