@@ -50,6 +50,7 @@ class Readable(Protocol):
 _ZERO_COPY_MIN = 1 << 16
 
 __all__ = [
+    "DROPPED",
     "PlanReader",
     "Progress",
     "Readable",
@@ -57,7 +58,32 @@ __all__ = [
     "iter_layout",
     "iter_sequential",
     "located",
+    "run_stages",
+    "skip_or_raise",
 ]
+
+#: What :func:`run_stages` returns for a sample that a filter dropped.
+DROPPED: Any = object()
+
+
+def run_stages(stages: Any, sample: Any) -> Any:
+    """``sample`` after a dataset's ``map`` and ``filter`` stages, in order; :data:`DROPPED`
+    when a filter refuses it (the later stages are not run)."""
+    for stage in stages:
+        if stage.kind == "map":
+            sample = stage.fn(sample)
+        elif not stage.fn(sample):
+            return DROPPED
+    return sample
+
+
+def skip_or_raise(on_error: str, exc: Exception, *, stacklevel: int) -> None:
+    """Apply a dataset's ``on_error`` policy to a bad sample or shard: ``"raise"`` it, ``"warn"``
+    (an AtdataWarning, ``stacklevel`` as for :func:`warnings.warn`) and skip it, or skip it."""
+    if on_error == "raise":
+        raise exc
+    if on_error == "warn":
+        warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=stacklevel + 1)
 
 
 def epoch_order(
@@ -136,11 +162,7 @@ class PlanReader:
             self.output_names = ()
 
     def _handle(self, exc: Exception) -> None:
-        policy = self.dataset.on_error
-        if policy == "raise":
-            raise exc
-        if policy == "warn":
-            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=4)
+        skip_or_raise(self.dataset.on_error, exc, stacklevel=4)
 
     def _read(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
         shards, members = order.locate(positions)
@@ -201,14 +223,8 @@ class PlanReader:
             except ShardError as exc:
                 self._handle(exc)
                 continue
-            ok = True
-            for stage in self.dataset._stages:
-                if stage.kind == "map":
-                    sample = stage.fn(sample)
-                elif not stage.fn(sample):
-                    ok = False
-                    break
-            if ok:
+            sample = run_stages(self.dataset._stages, sample)
+            if sample is not DROPPED:
                 out.append(sample)
                 keys.append(key)
                 if slots is not None:

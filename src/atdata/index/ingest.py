@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._fs import hash_stream
 from ..errors import ShardError, SourceError
 from ..shards.info import Checksum, ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
@@ -21,8 +22,6 @@ from ..shards.sink import ShardSink
 from ..sources import ShardSource, open_source, scheme_of
 
 __all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation"]
-
-_CHUNK = 1 << 20
 
 
 def normalize_url(url: str) -> str:
@@ -77,18 +76,11 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
 
 
 def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:
-    hasher = hashlib.sha256()
-    size = 0
     try:
         with source.open() as stream:
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                if sink is not None:
-                    sink.write(chunk)
+            return hash_stream(stream, on_chunk=None if sink is None else sink.write)
     except OSError as exc:
         raise SourceError(f"cannot read shard {source.url!r}: {exc}") from exc
-    return hasher.hexdigest(), size
 
 
 def _offsets(source: ShardSource, digest: str, size: int) -> tuple[OffsetIndex, bytes | None]:
