@@ -111,6 +111,12 @@ class PlanReader:
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
         self.staged = bool(dataset._stages)
+        # a leading query stage (Dataset.where) tells which members can match before reading
+        first = dataset._stages[0].fn if dataset._stages else None
+        pick = getattr(first, "selector", None)
+        self.selector: Any = pick(dataset.shards) if callable(pick) else None
+        self.prefilter: Any = getattr(first, "prefilter", None)
+        self._kept: Any = None  # the positions the last _read kept
         try:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
@@ -125,6 +131,16 @@ class PlanReader:
 
     def _read(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
         shards, members = order.locate(positions)
+        if self.selector is not None:
+            keep = self.selector.keep(shards, members)
+            if not keep.all():
+                shards, members = shards[keep], members[keep]
+                self._kept = np.asarray(positions)[keep]
+                got = self.slots.read(shards, members)
+                for err in got.errors:
+                    self._handle(err)
+                return got
+        self._kept = positions
         got = self.slots.read(shards, members)
         for err in got.errors:
             self._handle(err)
@@ -168,13 +184,16 @@ class PlanReader:
         ``slots``, the position each one came from)."""
         got = self._read(order, positions)
         decode = self.codec.decode
+        prefilter = self.prefilter
         out: list[Any] = []
         keys: list[str] = []
-        where = positions.tolist()
+        where = np.asarray(self._kept).tolist()
         for k, key, body, (url, offset) in zip(
             got.index, got.keys, got.bodies, got.origins, strict=True
         ):
             try:
+                if prefilter is not None and not prefilter(body):
+                    continue
                 sample = decode(body)
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShardError, SourceError
+from ..manifest.format import MANIFEST_SUFFIX, Manifest
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from ..shards.reader import scan_offsets
 from ..shards.shardset import ShardExpectation
@@ -36,7 +37,10 @@ def normalize_url(url: str) -> str:
 def written_record(info: ShardInfo) -> ShardRecord:
     """The record of a shard ``ShardWriter`` wrote (with its sidecar's sha256)."""
     side = None if info.sidecar_sha256 is None else Checksum("sha256", info.sidecar_sha256)
-    return ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size, side)
+    manifest = None if info.manifest_sha256 is None else Checksum("sha256", info.manifest_sha256)
+    return ShardRecord(
+        info.location, Checksum("sha256", info.sha256), info.count, info.size, side, manifest
+    )
 
 
 def shard_expectation(record: ShardRecord | None) -> ShardExpectation | None:
@@ -47,7 +51,9 @@ def shard_expectation(record: ShardRecord | None) -> ShardExpectation | None:
     def sha(c: Checksum | None) -> str | None:
         return c.digest.lower() if c is not None and c.algorithm.lower() == "sha256" else None
 
-    return ShardExpectation(record.size, sha(record.checksum), sha(record.sidecar))
+    return ShardExpectation(
+        record.size, sha(record.checksum), sha(record.sidecar), sha(record.manifest)
+    )
 
 
 def inspect_shard(url: str) -> ShardRecord:
@@ -57,7 +63,9 @@ def inspect_shard(url: str) -> ShardRecord:
     digest, size = _stream(source, None)
     index, sidecar = _offsets(source, digest, size)
     side = None if sidecar is None else Checksum("sha256", hashlib.sha256(sidecar).hexdigest())
-    return ShardRecord(url, Checksum("sha256", digest), len(index), size, side)
+    manifest = _fresh_manifest(source, digest, size)
+    kept = None if manifest is None else Checksum("sha256", hashlib.sha256(manifest).hexdigest())
+    return ShardRecord(url, Checksum("sha256", digest), len(index), size, side, kept)
 
 
 def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -> ShardRecord:
@@ -80,7 +88,33 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
         side.abort()
         raise
     sidecar = Checksum("sha256", hashlib.sha256(data).hexdigest())
-    return ShardRecord(location, Checksum("sha256", digest), len(index), size, sidecar)
+    manifest = _fresh_manifest(source, digest, size)
+    kept = None
+    if manifest is not None:  # the manifest travels with its shard
+        out = open_sink(location + MANIFEST_SUFFIX)
+        try:
+            out.write(manifest)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+        kept = Checksum("sha256", hashlib.sha256(manifest).hexdigest())
+    return ShardRecord(location, Checksum("sha256", digest), len(index), size, sidecar, kept)
+
+
+def _fresh_manifest(source: ShardSource, digest: str, size: int) -> bytes | None:
+    """The shard's manifest sidecar when it describes exactly these bytes (else None: a stale
+    or malformed manifest is not recorded or copied)."""
+    try:
+        data = source.read_sidecar(MANIFEST_SUFFIX)
+        if data is None:
+            return None
+        manifest = Manifest.from_bytes(data, source.url + MANIFEST_SUFFIX)
+    except (ShardError, SourceError):
+        return None
+    if manifest.shard_sha256 != digest or manifest.shard_size != size:
+        return None
+    return data
 
 
 def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:

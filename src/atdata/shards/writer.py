@@ -8,10 +8,10 @@ whole or not at all), hashed with sha256 as it is written, and gets an offset-in
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 import numpy as np
@@ -23,7 +23,7 @@ from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
-__all__ = ["ShardInfo", "ShardWriter"]
+__all__ = ["ShardInfo", "ShardWriter", "SidecarBuilder"]
 
 T = TypeVar("T")
 _SUFFIX = b".msgpack"
@@ -42,11 +42,25 @@ class ShardInfo:
     sha256: str
     #: sha256 of the offset-index sidecar written beside it (``location + ".idx"``)
     sidecar_sha256: str | None = None
+    #: sha256 of the manifest sidecar (``location + ".manifest"``), when one was written
+    manifest_sha256: str | None = None
 
     @property
     def checksum(self) -> dict[str, str]:
         """The checksum in record form: ``{"algorithm": "sha256", "digest": ...}``."""
         return {"algorithm": "sha256", "digest": self.sha256}
+
+
+class SidecarBuilder(Protocol):
+    """Builds one extra sidecar per shard from the samples written into it (e.g. a manifest)."""
+
+    suffix: str
+
+    def add(self, sample: Any) -> None:
+        """One sample was appended to the open shard."""
+
+    def finish(self, *, size: int, sha256: str, count: int) -> bytes | None:
+        """The open shard is complete: the sidecar's bytes (None: write none); then reset."""
 
 
 def _default_hook(value: Any) -> Any:
@@ -78,6 +92,7 @@ class ShardWriter(Generic[T]):
         key_field: str | None = None,
         sink_factory: SinkFactory | None = None,
         start_shard: int = 0,
+        sidecar_builder: "Callable[[], SidecarBuilder | None] | None" = None,
     ) -> None:
         if maxcount < 1:
             raise InvalidArgumentError("maxcount must be at least 1")
@@ -110,6 +125,8 @@ class ShardWriter(Generic[T]):
         self._seen: set[str] = set()
         self.shards: list[ShardInfo] = []
         self._closed = False
+        self._builder_factory = sidecar_builder
+        self._builder: SidecarBuilder | None = None
 
     # -- public -------------------------------------------------------------------------------
     def write(self, sample: T) -> str:
@@ -119,6 +136,8 @@ class ShardWriter(Generic[T]):
         body = self._encode(sample)
         key = self._key_for(sample)
         self._append(key, body)
+        if self._builder is not None:
+            self._builder.add(sample)
         return key
 
     def write_all(self, samples: Iterable[T]) -> None:
@@ -236,6 +255,8 @@ class ShardWriter(Generic[T]):
         self._pos = 0
         self._keys, self._offsets, self._sizes = [], [], []
         self._seen = set()
+        if self._builder is None and self._builder_factory is not None:
+            self._builder = self._builder_factory()
 
     def _finish_shard(self) -> None:
         sink = self._sink
@@ -267,9 +288,32 @@ class ShardWriter(Generic[T]):
         except BaseException:
             side.abort()
             raise
+        extra = self._write_built(sink.location, size, digest)
         self.shards.append(
             ShardInfo(
-                sink.location, len(self._keys), size, digest, hashlib.sha256(sidecar).hexdigest()
+                sink.location,
+                len(self._keys),
+                size,
+                digest,
+                hashlib.sha256(sidecar).hexdigest(),
+                extra,
             )
         )
         self._shard_number += 1
+
+    def _write_built(self, location: str, size: int, digest: str) -> str | None:
+        """Write the extra sidecar of the finished shard (if a builder makes one); its sha256."""
+        builder = self._builder
+        if builder is None:
+            return None
+        data = builder.finish(size=size, sha256=digest, count=len(self._keys))
+        if data is None:
+            return None
+        side = self._sink_factory(location + builder.suffix)
+        try:
+            side.write(data)
+            side.commit()
+        except BaseException:
+            side.abort()
+            raise
+        return hashlib.sha256(data).hexdigest()

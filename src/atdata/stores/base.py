@@ -193,6 +193,8 @@ class ShardRecord:
     #: checksum of the offset-index sidecar ``url + ".idx"`` (None: not recorded, e.g. older
     #: entries and shards registered without one); readers verify a sidecar against it
     sidecar: Checksum | None = None
+    #: checksum of the manifest sidecar ``url + ".manifest"`` (None: none recorded)
+    manifest: Checksum | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -203,6 +205,8 @@ class ShardRecord:
         }
         if self.sidecar is not None:
             out["sidecar_checksum"] = self.sidecar.to_dict()
+        if self.manifest is not None:
+            out["manifest_checksum"] = self.manifest.to_dict()
         return out
 
     @classmethod
@@ -215,12 +219,14 @@ class ShardRecord:
                 f"shard record {data['url']!r} needs integer 'count' and 'size'"
             )
         side = data.get("sidecar_checksum")
+        manifest = data.get("manifest_checksum")
         return cls(
             data["url"],
             Checksum.from_dict(data.get("checksum")),
             count,
             size,
             None if side is None else Checksum.from_dict(side),
+            None if manifest is None else Checksum.from_dict(manifest),
         )
 
 
