@@ -450,6 +450,8 @@ def _node(node: ast.AST, fields: Fields, text: str) -> Expr:
         return _compare_node(node, fields, text)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         return _call_node(node, fields, text)
+    if isinstance(node, ast.Name):  # a bare bool field: ``not flag``
+        return fields[node.id]._cmp("==", True)
     raise InvalidArgumentError(
         f"query {text!r}: {ast.unparse(node)!r} is not a comparison (use ==, !=, <, <=, >, >=, "
         "in, not in, .between(a, b), .is_null(), and/or/not)"
