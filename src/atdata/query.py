@@ -46,14 +46,19 @@ class Column:
 
     __slots__ = ("nulls", "values")
 
-    def __init__(self, kind: str, data: list[Any]) -> None:
-        self.nulls = np.fromiter((v is None for v in data), bool, len(data))
+    def __init__(self, kind: str, data: list[Any], nulls: int | None = None) -> None:
+        """``nulls``: how many values are None, when known (0 skips the per-value pass)."""
+        n = len(data)
+        if nulls == 0:
+            self.nulls = np.zeros(n, dtype=bool)
+        else:
+            self.nulls = np.fromiter((v is None for v in data), bool, n)
         values: np.ndarray[Any, Any]
         if kind == "str":
-            values = np.empty(len(data), dtype=object)
-            values[:] = ["" if v is None else v for v in data]
+            values = np.empty(n, dtype=object)
+            values[:] = data if nulls == 0 else ["" if v is None else v for v in data]
         else:
-            fill = [0 if v is None else v for v in data]
+            fill = data if nulls == 0 else [0 if v is None else v for v in data]
             dtype = {"int": np.int64, "float": np.float64, "bool": np.bool_}[kind]
             try:
                 values = np.asarray(fill, dtype=dtype) if fill else np.zeros(0, dtype)

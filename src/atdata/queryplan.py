@@ -57,8 +57,10 @@ class Selector:
             if not self.expr.may_match(manifest.fields):
                 mask = np.zeros(manifest.count, dtype=bool)
             else:
+                fields = manifest.fields
                 columns = {
-                    n: Column(manifest.fields[n].kind, manifest.columns[n]) for n in self.names
+                    n: Column(fields[n].kind, manifest.columns[n], fields[n].nulls)
+                    for n in self.names
                 }
                 rows = self.expr.mask(columns, manifest.count)
                 mask = np.zeros(manifest.count, dtype=bool)

@@ -64,7 +64,8 @@ class FieldStats:
             "min": self.min,
             "max": self.max,
             "distinct": self.distinct,
-            "values": None if self.values is None else list(self.values.items()),
+            "values": None if self.values is None else list(self.values),
+            "counts": None if self.values is None else list(self.values.values()),
             "top": [list(t) for t in self.top],
             "bloom": None if self.bloom is None else self.bloom.to_dict(),
         }
@@ -82,17 +83,17 @@ class FieldStats:
             if v is not None and not _fits(kind, v):
                 raise ShardError(f"manifest {where}: a {kind} field has a range of another type")
         values = None
-        raw = data.get("values")
+        raw, counts = data.get("values"), data.get("counts")
         if raw is not None:
-            if not isinstance(raw, list):
+            if not (
+                isinstance(raw, list)
+                and isinstance(counts, list)
+                and len(raw) == len(counts)
+                and set(map(type, counts)) <= {int}
+                and all_of_kind(kind, raw, nullable=False)
+            ):
                 raise ShardError(f"manifest {where}: bad value counts")
-            values = {}
-            for pair in raw:
-                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int)):
-                    raise ShardError(f"manifest {where}: bad value counts")
-                if not _fits(kind, pair[0]):
-                    raise ShardError(f"manifest {where}: a value count of another type")
-                values[pair[0]] = pair[1]
+            values = dict(zip(raw, counts, strict=True))
         top = [
             (p[0], p[1])
             for p in data.get("top") or []
@@ -110,6 +111,20 @@ class FieldStats:
             top,
             Bloom.from_dict(data.get("bloom")),
         )
+
+
+_ALLOWED: dict[str, set[type]] = {
+    "int": {int},
+    "float": {float, int},
+    "bool": {bool},
+    "str": {str},
+}
+
+
+def all_of_kind(kind: str, values: list[Any], *, nullable: bool = True) -> bool:
+    """Whether every value is of ``kind`` (or None when ``nullable``), checked at C speed."""
+    allowed = _ALLOWED[kind] | ({type(None)} if nullable else set())
+    return set(map(type, values)) <= allowed
 
 
 def _fits(kind: str, value: Any) -> bool:
@@ -165,7 +180,7 @@ class Manifest:
         positions = raw.get("positions")
         if not isinstance(positions, list) or len(positions) != count:
             raise ShardError(f"manifest {where}: {count} samples but not as many positions")
-        if not all(type(p) is int for p in positions):
+        if not set(map(type, positions)) <= {int}:
             raise ShardError(f"manifest {where}: a position is not an integer")
         pos = np.asarray(positions, dtype=np.int64) if positions else np.zeros(0, np.int64)
         fields_raw, columns_raw = raw.get("fields"), raw.get("columns")
@@ -180,11 +195,12 @@ class Manifest:
             column = columns_raw.get(name)
             if not isinstance(column, list) or len(column) != count:
                 raise ShardError(f"manifest {where}: column $.{name} does not hold {count} values")
-            for v in column:
-                if v is not None and not _fits(stats.kind, v):
-                    raise ShardError(
-                        f"manifest {where}: column $.{name} holds a value that is not {stats.kind}"
-                    )
+            if not all_of_kind(stats.kind, column):
+                raise ShardError(
+                    f"manifest {where}: column $.{name} holds a value that is not {stats.kind}"
+                )
+            if stats.count != count:
+                raise ShardError(f"manifest {where}: the summary of $.{name} counts {stats.count}")
             fields[name] = stats
             columns[name] = column
         return cls(sha.lower(), size, count, fields, columns, pos)
