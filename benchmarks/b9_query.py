@@ -60,9 +60,7 @@ def generate(n: int, *, sort: bool, seed: int = 0) -> list[B9]:
     order = np.arange(n) if sort else rng.permutation(n)
     scores = rng.random(n)
     emb = rng.random(EMB).astype(np.float32)
-    return [
-        B9(int(labels[i]), float(scores[i]), f"id{i:08d}", emb) for i in order.tolist()
-    ]
+    return [B9(int(labels[i]), float(scores[i]), f"id{i:08d}", emb) for i in order.tolist()]
 
 
 QUERIES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
@@ -232,7 +230,9 @@ def prepare(root: Path, n: int, shards: int, python07: Path | None) -> dict[str,
         if not (folder / f"b9-{shards - 1:06d}.tar.manifest").exists():
             folder.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
-            atdata.write_samples(generate(n, sort=variant == "sorted"), pattern, maxcount=n // shards)
+            atdata.write_samples(
+                generate(n, sort=variant == "sorted"), pattern, maxcount=n // shards
+            )
             print(f"wrote {variant} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
         ds = atdata.Dataset[B9](brace)
         parquet = folder / "scalars.parquet"
@@ -290,7 +290,9 @@ def main() -> None:
                 }
             if python07 is not None and text in PANDAS:
                 got = drive07(
-                    python07, "query", {"urls": info["urls"], "where": PANDAS[text], "reps": args.reps}
+                    python07,
+                    "query",
+                    {"urls": info["urls"], "where": PANDAS[text], "reps": args.reps},
                 )
                 row["atdata07"] = {
                     "s": statistics.median(r["s"] for r in got["runs"]),
@@ -301,7 +303,12 @@ def main() -> None:
             results.append(row)
             print(_line(row), flush=True)
     DATA.mkdir(exist_ok=True)
-    meta = {"samples": n, "shards": args.shards, "reps": args.reps, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta = {
+        "samples": n,
+        "shards": args.shards,
+        "reps": args.reps,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     (DATA / "b9.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(table(results, n))
 

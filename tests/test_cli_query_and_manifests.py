@@ -5,12 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
-from query_helpers import Row, make_rows
 from typer.testing import CliRunner
 
 import atdata
 from atdata.cli.app import app
 from atdata.index import Index
+from query_helpers import Row, make_rows
 
 runner = CliRunner()
 
@@ -58,7 +58,9 @@ def test_an_unknown_field_is_named(shards: str) -> None:
 
 
 def test_manifest_build_makes_queries_prune(tmp_path: Path) -> None:
-    atdata.write_samples(make_rows(60, 2), str(tmp_path / "o-%06d.tar"), maxcount=20, manifests=False)
+    atdata.write_samples(
+        make_rows(60, 2), str(tmp_path / "o-%06d.tar"), maxcount=20, manifests=False
+    )
     pattern = str(tmp_path / "o-{000000..000002}.tar")
     assert not any(p.name.endswith(".manifest") for p in tmp_path.iterdir())
     result = runner.invoke(app, ["manifest", "build", pattern])
@@ -68,10 +70,14 @@ def test_manifest_build_makes_queries_prune(tmp_path: Path) -> None:
     ]
     ds = atdata.Dataset[Row](pattern)
     assert ds.count("id == 'id00030'") == 1  # answered from the new manifests
-    assert ds.select(["__key__"])["__key__"] == [k for u in ds.urls for k in ds.shards.offsets(ds.urls.index(u)).keys]
+    assert ds.select(["__key__"])["__key__"] == [
+        k for u in ds.urls for k in ds.shards.offsets(ds.urls.index(u)).keys
+    ]
 
 
-def test_manifest_build_for_an_index_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manifest_build_for_an_index_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
     index = Index()
     entry = index.write(make_rows(30, 1), "team/b", maxcount=10)

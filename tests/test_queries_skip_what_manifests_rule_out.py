@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from query_helpers import CountingOpener, Row, make_rows
 
 import atdata
 from atdata.index import Index, SQLiteProvider
 from atdata.stores import LocalDiskStore
+from query_helpers import CountingOpener, Row, make_rows
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
-from query_helpers import CountingOpener, Row, make_rows
 
 import atdata
 from atdata.errors import AtdataWarning
 from atdata.index import Index, SQLiteProvider
 from atdata.manifest import Manifest
 from atdata.stores import LocalDiskStore
+from query_helpers import CountingOpener, Row, make_rows
 
 
 @pytest.fixture
@@ -28,17 +28,21 @@ def _query(folder: Path, opener: CountingOpener | None = None) -> atdata.Dataset
 
 
 def _edit(path: Path, change: "callable[[dict], None]") -> None:  # type: ignore[valid-type]
-    data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+    """Change the manifest as one map (header and column block together), write it back."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(path.read_bytes())
+    header, block = list(unpacker)
+    data = {**header, **block}
     change(data)
-    path.write_bytes(msgpack.packb(data, use_bin_type=True))
+    header = {k: v for k, v in data.items() if k not in ("columns", "positions")}
+    block = {k: data[k] for k in ("columns", "positions")}
+    path.write_bytes(msgpack.packb(header) + msgpack.packb(block))
 
 
 def test_a_stale_manifest_is_detected_by_checksum(shards: Path) -> None:
     old = (shards / "h-000001.tar.manifest").read_bytes()
     # shard 1 is rewritten (new content, new .idx) but keeps the old manifest
-    atdata.write_samples(
-        make_rows(20, 9), str(shards / "h-000001.tar"), manifests=False
-    )
+    atdata.write_samples(make_rows(20, 9), str(shards / "h-000001.tar"), manifests=False)
     (shards / "h-000001.tar.manifest").write_bytes(old)
     ds = _query(shards)
     want = [s.id for s in ds if s.score > 0.7]
@@ -60,7 +64,7 @@ def test_a_missing_manifest_is_read_around(shards: Path) -> None:
     "change",
     [
         lambda d: d.update(positions=[p + 10_000 for p in d["positions"]]),  # outside the shard
-        lambda d: d.update(positions=[-1] + d["positions"][1:]),
+        lambda d: d.update(positions=[-1, *d["positions"][1:]]),
         lambda d: d.update(positions=list(reversed(d["positions"]))),
         lambda d: d["columns"].update(label=d["columns"]["label"][:-1]),
         lambda d: d["columns"].update(label=["x"] * len(d["columns"]["label"])),
@@ -92,7 +96,7 @@ def test_a_lying_manifest_cannot_add_samples(shards: Path) -> None:
 
     def lie(d: dict) -> None:  # type: ignore[type-arg]
         d["columns"]["label"] = [5] * len(d["columns"]["label"])
-        d["fields"]["label"].update(min=5, max=5, values=[[5, 20]])
+        d["fields"]["label"].update(min=5, max=5, values=[5], counts=[20])
 
     _edit(shards / "h-000000.tar.manifest", lie)
     got = list(_query(shards).where("label == 5"))

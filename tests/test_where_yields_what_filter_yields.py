@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from query_helpers import Row, make_rows
 
 import atdata
 from atdata.index import Index, SQLiteProvider
 from atdata.query import Expr, Field
 from atdata.stores import LocalDiskStore
+from query_helpers import Row, make_rows
 
 N = 240
 OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -53,14 +53,14 @@ def leaves(draw: Any) -> Pair:
     kind = draw(st.sampled_from(["cmp", "isin", "between", "null"]))
     if kind == "isin":
         values = draw(st.lists(LITERALS[name], min_size=1, max_size=4))
-        return Field(name).isin(values), lambda s: getattr(s, name) is not None and getattr(
-            s, name
-        ) in set(values)
+        return Field(name).isin(
+            values
+        ), lambda s: getattr(s, name) is not None and getattr(s, name) in set(values)
     if kind == "between":
         lo, hi = sorted([draw(LITERALS[name]), draw(LITERALS[name])])
-        return Field(name).between(lo, hi), lambda s: getattr(s, name) is not None and (
-            lo <= getattr(s, name) <= hi
-        )
+        return Field(name).between(
+            lo, hi
+        ), lambda s: getattr(s, name) is not None and (lo <= getattr(s, name) <= hi)
     if kind == "null" and name == "note":
         return Field(name).is_null(), lambda s: s.note is None
     return _compare(name, draw(st.sampled_from(sorted(OPS))), draw(LITERALS[name]))
@@ -144,7 +144,9 @@ def ids(items: Any) -> list[str]:
     return [s.id for s in items]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(pair=EXPRS, seed=st.integers(0, 3))
 def test_where_matches_filter_ordered_and_shuffled(
     dataset: atdata.Dataset[Row], pair: Pair, seed: int
@@ -157,9 +159,13 @@ def test_where_matches_filter_ordered_and_shuffled(
     assert dataset.count(expr) == len(ids(f))
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(pair=EXPRS)
-def test_where_matches_filter_in_batches_and_ranks(dataset: atdata.Dataset[Row], pair: Pair) -> None:
+def test_where_matches_filter_in_batches_and_ranks(
+    dataset: atdata.Dataset[Row], pair: Pair
+) -> None:
     expr, py = pair
     q, f = dataset.where(expr), dataset.filter(py)
 

@@ -29,6 +29,7 @@ from .errors import (
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .loading import DatasetDict, load_dataset
+from .manifest.fields import Indexed
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.writer import ShardInfo, ShardWriter
@@ -50,6 +51,7 @@ __all__ = [
     "DictSample",
     "Index",
     "IndexUnavailableError",
+    "Indexed",
     "IntegrityError",
     "InvalidArgumentError",
     "Lens",

@@ -260,7 +260,8 @@ def iter_sequential(
     codec = codec_for(reader.dataset.sample_type) if batch_size is not None else None
     pending: list[Any] = []
     pending_keys: list[str] = []
-    chunk = max(batch_size or 0, 256)
+    # a query's selector drops most positions before reading: take them in larger steps
+    chunk = max(batch_size or 0, 256 if reader.selector is None else 8192)
     while pos < total:
         stop = min(pos + chunk, total)
         slots: list[int] = []

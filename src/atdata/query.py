@@ -138,7 +138,10 @@ class Compare(Expr):
                 pass
         lit, op = self.literal, self.op
         return np.fromiter(
-            (not null and _compare(v, op, lit) for v, null in zip(col.values, col.nulls, strict=True)),
+            (
+                not null and _compare(v, op, lit)
+                for v, null in zip(col.values, col.nulls, strict=True)
+            ),
             bool,
             n,
         )
@@ -268,7 +271,8 @@ class And(Expr):
         return self.left.matches(get) and self.right.matches(get)
 
     def mask(self, columns: Mapping[str, Column], n: int) -> "np.ndarray[Any, Any]":
-        return self.left.mask(columns, n) & self.right.mask(columns, n)
+        out: np.ndarray[Any, Any] = self.left.mask(columns, n) & self.right.mask(columns, n)
+        return out
 
     def may_match(self, stats: Mapping[str, FieldStats]) -> bool:
         return self.left.may_match(stats) and self.right.may_match(stats)
@@ -288,7 +292,8 @@ class Or(Expr):
         return self.left.matches(get) or self.right.matches(get)
 
     def mask(self, columns: Mapping[str, Column], n: int) -> "np.ndarray[Any, Any]":
-        return self.left.mask(columns, n) | self.right.mask(columns, n)
+        out: np.ndarray[Any, Any] = self.left.mask(columns, n) | self.right.mask(columns, n)
+        return out
 
     def may_match(self, stats: Mapping[str, FieldStats]) -> bool:
         return self.left.may_match(stats) or self.right.may_match(stats)

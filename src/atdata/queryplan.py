@@ -17,7 +17,7 @@ import numpy as np
 
 from ._msgpack_view import unpack_map_view
 from ._optional import require
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, ShardError
 from .manifest.load import ManifestCache
 from .query import Column, Expr
 from .shards.shardset import ShardSet
@@ -58,13 +58,19 @@ class Selector:
                 mask = np.zeros(manifest.count, dtype=bool)
             else:
                 fields = manifest.fields
-                columns = {
-                    n: Column(fields[n].kind, manifest.columns[n], fields[n].nulls)
-                    for n in self.names
-                }
+                try:
+                    columns = {
+                        n: Column(fields[n].kind, manifest.columns[n], fields[n].nulls)
+                        for n in self.names
+                    }
+                    positions = manifest.positions
+                except ShardError as exc:
+                    self.manifests.reject(i, str(exc))
+                    self._masks[i] = None
+                    return None
                 rows = self.expr.mask(columns, manifest.count)
                 mask = np.zeros(manifest.count, dtype=bool)
-                mask[manifest.positions] = rows
+                mask[positions] = rows
         self._masks[i] = mask
         return mask
 
@@ -166,6 +172,12 @@ def select_columns(dataset: Any, fields: Sequence[str]) -> dict[str, list[Any]]:
         for i in range(len(shards)):
             manifest = cache.get(i)
             if manifest is None or not wanted <= manifest.fields.keys():
+                usable = False
+                break
+            try:
+                manifest.columns  # noqa: B018 - decodes and checks the column block
+            except ShardError as exc:
+                cache.reject(i, str(exc))
                 usable = False
                 break
         if usable:

@@ -167,7 +167,7 @@ def print_field_summaries(ds: "Dataset[Any]", histogram: str | None) -> None:
     for col in ("field", "kind", "count", "nulls", "min", "max", "top values"):
         table.add_column(col, overflow="fold")
     for name, info in summaries.items():
-        top = ", ".join(f"{v!r}×{n}" for v, n in info["top"])
+        top = ", ".join(f"{v!r} x{n}" for v, n in info["top"])
         table.add_row(
             name,
             info["kind"],
@@ -211,7 +211,9 @@ def _print_histogram(ds: "Dataset[Any]", name: str) -> None:
 def register(app: typer.Typer) -> None:
     app.command("query")(query_command)
     manifest = typer.Typer(
-        name="manifest", help="Shard manifests (field statistics for queries).", no_args_is_help=True
+        name="manifest",
+        help="Shard manifests (field statistics for queries).",
+        no_args_is_help=True,
     )
     manifest.command("build")(manifest_build_command)
     app.add_typer(manifest)

@@ -15,7 +15,7 @@ __all__ = ["VALUE_BOUND", "ManifestBuilder", "summarise"]
 
 #: Exact value counts are kept for fields with at most this many distinct values in a shard;
 #: beyond it, the most frequent values and (int/str fields) a Bloom filter.
-VALUE_BOUND = 1024
+VALUE_BOUND = 256
 _TOP = 10
 
 

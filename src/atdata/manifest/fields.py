@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import SchemaError
-from ..schema import Schema
 from ..sample import DictSample
+from ..schema import Schema
 
 __all__ = ["FieldKind", "Indexed", "SCALAR_KINDS", "indexed_fields", "kind_of_value"]
 
@@ -54,15 +54,15 @@ def indexed_fields(sample_type: type, first: Any = None) -> dict[str, FieldKind]
     marked = _marked(sample_type)
     out = {}
     for f in schema.fields:
-        kind = f.type.kind
-        if f.name in marked and kind not in SCALAR_KINDS:
+        field_kind = f.type.kind
+        if f.name in marked and field_kind not in SCALAR_KINDS:
             raise SchemaError(
-                f"Indexed() marks field $.{f.name} of kind {kind}: only int, float, bool and "
-                "str fields can be indexed",
+                f"Indexed() marks field $.{f.name} of kind {field_kind}: only int, float, bool "
+                "and str fields can be indexed",
                 path=f"$.{f.name}",
             )
-        if kind in SCALAR_KINDS and (not marked or f.name in marked):
-            out[f.name] = typing.cast(FieldKind, kind)
+        if field_kind in SCALAR_KINDS and (not marked or f.name in marked):
+            out[f.name] = field_kind
     return out
 
 

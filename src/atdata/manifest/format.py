@@ -133,38 +133,76 @@ def _fits(kind: str, value: Any) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
-@dataclass
 class Manifest:
-    """The decoded manifest of one shard (see the module docstring)."""
+    """The decoded manifest of one shard (see the module docstring).
 
-    shard_sha256: str
-    shard_size: int
-    count: int
-    fields: dict[str, FieldStats]
-    columns: dict[str, list[Any]]
-    positions: "np.ndarray[Any, np.dtype[np.int64]]"
+    The header (shard, field statistics) is decoded and checked when the manifest is read; the
+    column block only when :attr:`columns` or :attr:`positions` is first used (a query that the
+    statistics answer never decodes it). A malformed column block raises ShardError then.
+    """
+
+    def __init__(
+        self,
+        shard_sha256: str,
+        shard_size: int,
+        count: int,
+        fields: dict[str, FieldStats],
+        columns: dict[str, list[Any]] | None = None,
+        positions: "np.ndarray[Any, np.dtype[np.int64]] | None" = None,
+        *,
+        block: bytes | memoryview | None = None,
+        where: str = "manifest",
+    ) -> None:
+        self.shard_sha256 = shard_sha256
+        self.shard_size = shard_size
+        self.count = count
+        self.fields = fields
+        self._columns = columns
+        self._positions = positions
+        self._block = block
+        self._where = where
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        if self._columns is None:
+            self._decode_block()
+        assert self._columns is not None
+        return self._columns
+
+    @property
+    def positions(self) -> "np.ndarray[Any, np.dtype[np.int64]]":
+        if self._positions is None:
+            self._decode_block()
+        assert self._positions is not None
+        return self._positions
 
     def to_bytes(self) -> bytes:
-        data = {
+        header = {
             "format": _FORMAT,
             "version": _VERSION,
             "shard": {"sha256": self.shard_sha256, "size": self.shard_size, "count": self.count},
             "fields": {name: s.to_dict() for name, s in self.fields.items()},
-            "columns": self.columns,
-            "positions": self.positions.tolist(),
         }
-        out: bytes = msgpack.packb(data, use_bin_type=True)
+        block = {"columns": self.columns, "positions": self.positions.tolist()}
+        out: bytes = msgpack.packb(header, use_bin_type=True) + msgpack.packb(
+            block, use_bin_type=True
+        )
         return out
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> "Manifest":
-        """Decode and check the structure (ShardError naming ``where`` when malformed)."""
+        """Decode and check the header (ShardError naming ``where`` when malformed)."""
         if len(data) > MAX_MANIFEST_BYTES:
             raise ShardError(f"manifest {where} is larger than {MAX_MANIFEST_BYTES} bytes")
+        unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1)
+        )
+        unpacker.feed(data)
         try:
-            raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            raw = unpacker.unpack()
         except Exception as exc:
             raise ShardError(f"manifest {where} is not valid msgpack: {exc}") from None
+        block = memoryview(data)[unpacker.tell() :]
         if not isinstance(raw, dict) or raw.get("format") != _FORMAT:
             raise ShardError(f"{where} is not an atdata manifest")
         if raw.get("version") != _VERSION:
@@ -177,21 +215,41 @@ class Manifest:
             raise ShardError(f"manifest {where} names its shard without sha256, size and count")
         if count < 0 or size < 0:
             raise ShardError(f"manifest {where}: negative shard size or count")
-        positions = raw.get("positions")
+        fields_raw = raw.get("fields")
+        if not isinstance(fields_raw, dict):
+            raise ShardError(f"manifest {where} has no fields")
+        fields: dict[str, FieldStats] = {}
+        for name, summary in fields_raw.items():
+            if not isinstance(name, str):
+                raise ShardError(f"manifest {where}: a field name is not a string")
+            stats = FieldStats.from_dict(summary, f"{where} field $.{name}")
+            if stats.count != count:
+                raise ShardError(f"manifest {where}: the summary of $.{name} counts {stats.count}")
+            fields[name] = stats
+        return cls(sha.lower(), size, count, fields, block=block, where=where)
+
+    def _decode_block(self) -> None:
+        where, count = self._where, self.count
+        try:
+            raw = msgpack.unpackb(self._block or b"", raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise ShardError(f"manifest {where}: the column block is not valid msgpack: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ShardError(f"manifest {where} has no column block")
+        positions, columns_raw = raw.get("positions"), raw.get("columns")
         if not isinstance(positions, list) or len(positions) != count:
             raise ShardError(f"manifest {where}: {count} samples but not as many positions")
         if not set(map(type, positions)) <= {int}:
             raise ShardError(f"manifest {where}: a position is not an integer")
         pos = np.asarray(positions, dtype=np.int64) if positions else np.zeros(0, np.int64)
-        fields_raw, columns_raw = raw.get("fields"), raw.get("columns")
-        if not isinstance(fields_raw, dict) or not isinstance(columns_raw, dict):
-            raise ShardError(f"manifest {where} has no fields/columns")
-        fields: dict[str, FieldStats] = {}
+        if not np.array_equal(pos, np.arange(count, dtype=np.int64)):
+            raise ShardError(
+                f"manifest {where}: its positions are not the members 0..{count - 1} of the shard"
+            )
+        if not isinstance(columns_raw, dict):
+            raise ShardError(f"manifest {where} has no columns")
         columns: dict[str, list[Any]] = {}
-        for name, summary in fields_raw.items():
-            if not isinstance(name, str):
-                raise ShardError(f"manifest {where}: a field name is not a string")
-            stats = FieldStats.from_dict(summary, f"{where} field $.{name}")
+        for name, stats in self.fields.items():
             column = columns_raw.get(name)
             if not isinstance(column, list) or len(column) != count:
                 raise ShardError(f"manifest {where}: column $.{name} does not hold {count} values")
@@ -199,8 +257,5 @@ class Manifest:
                 raise ShardError(
                     f"manifest {where}: column $.{name} holds a value that is not {stats.kind}"
                 )
-            if stats.count != count:
-                raise ShardError(f"manifest {where}: the summary of $.{name} counts {stats.count}")
-            fields[name] = stats
             columns[name] = column
-        return cls(sha.lower(), size, count, fields, columns, pos)
+        self._columns, self._positions = columns, pos

@@ -13,8 +13,6 @@ its shard.
 import hashlib
 import warnings
 
-import numpy as np
-
 from .._redact import redact
 from ..errors import AtdataWarning, ShardError, SourceError
 from ..shards.shardset import ShardSet
@@ -43,13 +41,15 @@ class ManifestCache:
         try:
             data = src.read_sidecar(MANIFEST_SUFFIX)
         except (SourceError, OSError) as exc:
-            return self._reject(i, where, f"it cannot be read: {exc}")
+            self._reject(i, where, f"it cannot be read: {exc}")
+            return None
         if data is None:
             return None
         try:
             return self._check(i, data, where)
         except ShardError as exc:
-            return self._reject(i, where, str(exc))
+            self._reject(i, where, str(exc))
+            return None
 
     def _check(self, i: int, data: bytes, where: str) -> Manifest:
         expect = self.shards.expectation(i)
@@ -72,13 +72,17 @@ class ManifestCache:
                 f"{manifest.shard_size}, but the shard has sha256 {shard_sha} and size "
                 f"{shard_size} (stale: rebuild it with `atdata manifest build`)"
             )
-        if manifest.count != len(index) or not np.array_equal(
-            manifest.positions, np.arange(len(index), dtype=np.int64)
-        ):
+        if manifest.count != len(index):
             raise ShardError(
-                f"its positions are not the members 0..{len(index) - 1} of the shard's offset index"
+                f"it describes {manifest.count} samples, the shard's offset index {len(index)}"
             )
         return manifest
+
+    def reject(self, i: int, reason: str) -> None:
+        """Stop using shard ``i``'s manifest (its column block proved malformed)."""
+        self._loaded[i] = None
+        src = self.shards.source(i)
+        self._reject(i, f"{src.url}{MANIFEST_SUFFIX}", reason)
 
     def _reject(self, i: int, where: str, reason: str) -> None:
         self.rejected[i] = reason
@@ -87,4 +91,3 @@ class ManifestCache:
             AtdataWarning,
             stacklevel=4,
         )
-        return None

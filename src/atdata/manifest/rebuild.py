@@ -90,5 +90,3 @@ def _hash(path: str) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
-
-
