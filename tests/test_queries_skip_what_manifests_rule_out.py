@@ -72,18 +72,18 @@ def test_without_manifests_queries_still_answer(sorted_shards: str) -> None:
 def test_manifests_are_recorded_in_the_index_and_travel_with_copies(tmp_path: Path) -> None:
     index = Index(SQLiteProvider(tmp_path / "i.db"), LocalDiskStore(tmp_path / "data"))
     entry = index.write(make_rows(60, 1), "team/m", maxcount=25)
-    assert all(s.manifest is not None for s in entry.shards)
+    assert all(s.manifest_checksum is not None for s in entry.shards)
     for shard in entry.shards:
         assert os.path.exists(shard.url + ".manifest")
     # registering existing shards with copy=True copies each manifest beside its shard
     atdata.write_samples(make_rows(30, 2), str(tmp_path / "ext-%06d.tar"), maxcount=10)
     copied = index.insert(str(tmp_path / "ext-{000000..000002}.tar"), "team/ext", copy=True)
-    assert all(s.manifest is not None for s in copied.shards)
+    assert all(s.manifest_checksum is not None for s in copied.shards)
     assert all(os.path.exists(s.url + ".manifest") for s in copied.shards)
     ds = index.load("team/ext", Row)
     assert ds.count("label < 10") == sum(1 for s in ds if s.label < 10)
     in_place = index.insert(str(tmp_path / "ext-{000000..000002}.tar"), "team/here")
-    assert all(s.manifest is not None for s in in_place.shards)
+    assert all(s.manifest_checksum is not None for s in in_place.shards)
     index.remove("team/m")
     assert not any(os.path.exists(s.url + ".manifest") for s in entry.shards)
 

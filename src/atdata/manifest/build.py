@@ -83,7 +83,9 @@ def summarise(
         if summary is not None:
             stats[name] = summary
             kept[name] = column
-    return Manifest(sha256, size, count, stats, kept, np.arange(count, dtype=np.int64))
+    return Manifest(
+        sha256, size, count, stats, columns=kept, positions=np.arange(count, dtype=np.int64)
+    )
 
 
 def _summary(kind: FieldKind, column: list[Any]) -> FieldStats | None:

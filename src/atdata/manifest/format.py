@@ -147,9 +147,9 @@ class Manifest:
         shard_size: int,
         count: int,
         fields: dict[str, FieldStats],
+        *,
         columns: dict[str, list[Any]] | None = None,
         positions: "np.ndarray[Any, np.dtype[np.int64]] | None" = None,
-        *,
         block: bytes | memoryview | None = None,
         where: str = "manifest",
     ) -> None:
@@ -233,7 +233,9 @@ class Manifest:
         try:
             raw = msgpack.unpackb(self._block or b"", raw=False, strict_map_key=False)
         except Exception as exc:
-            raise ShardError(f"manifest {where}: the column block is not valid msgpack: {exc}") from None
+            raise ShardError(
+                f"manifest {where}: the column block is not valid msgpack: {exc}"
+            ) from None
         if not isinstance(raw, dict):
             raise ShardError(f"manifest {where} has no column block")
         positions, columns_raw = raw.get("positions"), raw.get("columns")
