@@ -125,6 +125,7 @@ class PlanReader:
         self.selector: Any = pick(dataset.shards) if callable(pick) else None
         self.prefilter: Any = getattr(first, "prefilter", None)
         self._kept: Any = None  # the positions the last _read kept
+        self._unsure: Any = None  # of those, the ones no manifest selected (test before decoding)
         try:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
@@ -141,6 +142,7 @@ class PlanReader:
         shards, members = order.locate(positions)
         if self.selector is not None:
             keep = self.selector.keep(shards, members)
+            self._unsure = self.selector.unsure(shards[keep])
             if not keep.all():
                 shards, members = shards[keep], members[keep]
                 self._kept = np.asarray(positions)[keep]
@@ -193,6 +195,7 @@ class PlanReader:
         got = self._read(order, positions)
         decode = self.codec.decode
         prefilter = self.prefilter
+        unsure = self._unsure.tolist() if prefilter is not None else None
         out: list[Any] = []
         keys: list[str] = []
         where = np.asarray(self._kept).tolist()
@@ -200,7 +203,7 @@ class PlanReader:
             got.index, got.keys, got.bodies, got.origins, strict=True
         ):
             try:
-                if prefilter is not None and not prefilter(body):
+                if unsure is not None and unsure[k] and not prefilter(body):
                     continue
                 sample = decode(body)
             except SchemaError as exc:

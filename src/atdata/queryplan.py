@@ -87,6 +87,15 @@ class Selector:
             out[sel] = mask[members[sel]]
         return out
 
+    def unsure(self, shards: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        """For each slot: True when its shard has no usable manifest (its raw body is worth
+        testing before it is decoded); slots the manifests selected match already."""
+        out = np.zeros(len(shards), dtype=bool)
+        for i in np.unique(shards).tolist():
+            if self._masks.get(int(i)) is None:
+                out[shards == i] = True
+        return out
+
 
 class QueryFilter:
     """The filter stage ``Dataset.where`` adds: tests decoded samples, and (through
