@@ -25,7 +25,7 @@ from .sample import DictSample
 from .shards.info import ShardInfo
 from .shards.offsets import OFFSETS_SUFFIX
 from .shards.sink import LocalFileSink, ShardSink
-from .shards.writer import ShardWriter
+from .shards.writer import Layout, ShardWriter
 
 __all__ = ["WrittenDataset", "rollover_pattern", "write_samples"]
 
@@ -67,6 +67,7 @@ def write_samples(
     maxsize: int | None = ...,
     key_field: str | None = ...,
     manifests: bool = ...,
+    layout: Layout | None = ...,
 ) -> WrittenDataset[DictSample]: ...
 
 
@@ -79,6 +80,7 @@ def write_samples(
     maxsize: int | None = ...,
     key_field: str | None = ...,
     manifests: bool = ...,
+    layout: Layout | None = ...,
 ) -> WrittenDataset[T]: ...
 
 
@@ -90,6 +92,7 @@ def write_samples(
     maxsize: int | None = None,
     key_field: str | None = None,
     manifests: bool = True,
+    layout: Layout | None = None,
 ) -> WrittenDataset[Any]:
     """Write ``samples`` to ``path`` (one file, or a ``%06d`` pattern); returns a Dataset over them.
 
@@ -97,6 +100,11 @@ def write_samples(
     stream. ``manifests`` writes a ``<shard>.manifest`` beside each shard (statistics and a
     column block of the scalar fields, see :mod:`atdata.manifest`) for ``Dataset.where``. See the module
     docstring for how a single-file path rolls over.
+
+    ``layout``: by default the sample type's (one ``.msgpack`` member per sample, or one member
+    per field for types declared with :func:`atdata.member`); ``"members"`` also writes dicts
+    and DictSamples as one member per key (``{"jpg": b"...", "cls": 3}``), readable by
+    WebDataset's own decoders.
 
     >>> import tempfile, os, atdata
     >>> d = tempfile.mkdtemp()
@@ -137,6 +145,7 @@ def write_samples(
         key_field=key_field,
         sink_factory=sink_for,
         sidecar_builder=ManifestBuilder if manifests else None,
+        layout=layout,
     ) as writer:
         writer.write_all(typed(samples))
     infos = list(writer.shards)
