@@ -229,3 +229,14 @@ def test_select_and_arrow_agree_with_reading(dataset: atdata.Dataset[Row]) -> No
 def test_where_on_an_empty_result_reads_nothing_wrong(dataset: atdata.Dataset[Row]) -> None:
     assert ids(dataset.where("label > 1000")) == []
     assert dataset.count("label > 1000") == 0
+
+
+def test_where_on_member_layout_shards_matches_filter(tmp_path: Path) -> None:
+    """Plain WebDataset member layout (one member per key, schema-free): the query is tested
+    per sample, like filter()."""
+    rows = [{"cls": i % 7, "txt": f"c{i % 3}"} for i in range(50)]
+    atdata.write_samples(rows, str(tmp_path / "m-%06d.tar"), maxcount=20, layout="members")
+    ds = atdata.Dataset(str(tmp_path / "m-{000000..000002}.tar"))
+    got = [s["cls"] for s in ds.where("cls == 3 or cls >= 6")]
+    want = [s["cls"] for s in ds.filter(lambda s: s["cls"] == 3 or s["cls"] >= 6)]
+    assert got == want and len(got) == sum(1 for r in rows if r["cls"] in (3, 6))

@@ -121,10 +121,12 @@ class Dataset(Generic[ST]):
         """The samples' fields, for query expressions: ``ds.where(ds.fields.label == 3)``."""
         from .query import Fields
 
-        try:
-            names: tuple[str, ...] | None = codec_for(self.sample_type).names
-        except (SchemaError, TypeError):
-            names = None
+        names: tuple[str, ...] | None = None
+        if self.sample_type is not DictSample:  # schema-free samples: any name may exist
+            try:
+                names = codec_for(self.sample_type).names
+            except (SchemaError, TypeError):
+                names = None
         return Fields(names)
 
     def where(self, query: "Expr | str") -> "Dataset[ST]":
