@@ -156,6 +156,14 @@ class PlanReader:
             self.slots = GroupSlotReader(dataset.shards)
             self._decode = partial(members.decode, cap=max_stream_member())
         self.staged = bool(dataset._stages) or members is not None
+        # a leading query stage (Dataset.where) tells which members can match before reading
+        first = dataset._stages[0].fn if dataset._stages else None
+        pick = getattr(first, "selector", None)
+        self.selector: Any = pick(dataset.shards) if callable(pick) else None
+        # raw bodies are msgpack maps only in the one-member layout
+        self.prefilter: Any = getattr(first, "prefilter", None) if members is None else None
+        self._kept: Any = None  # the positions the last _read kept
+        self._unsure: Any = None  # of those, the ones no manifest selected (test before decoding)
         try:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
@@ -166,6 +174,17 @@ class PlanReader:
 
     def _read(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
         shards, members = order.locate(positions)
+        if self.selector is not None:
+            keep = self.selector.keep(shards, members)
+            self._unsure = self.selector.unsure(shards[keep])
+            if not keep.all():
+                shards, members = shards[keep], members[keep]
+                self._kept = np.asarray(positions)[keep]
+                got = self.slots.read(shards, members)
+                for err in got.errors:
+                    self._handle(err)
+                return got
+        self._kept = positions
         got = self.slots.read(shards, members)
         for err in got.errors:
             self._handle(err)
@@ -209,13 +228,17 @@ class PlanReader:
         ``slots``, the position each one came from)."""
         got = self._read(order, positions)
         decode = self._decode
+        prefilter = self.prefilter
+        unsure = self._unsure.tolist() if prefilter is not None else None
         out: list[Any] = []
         keys: list[str] = []
-        where = positions.tolist()
+        where = np.asarray(self._kept).tolist()
         for k, key, body, (url, offset) in zip(
             got.index, got.keys, got.bodies, got.origins, strict=True
         ):
             try:
+                if unsure is not None and unsure[k] and not prefilter(body):
+                    continue
                 sample = decode(body)
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))
@@ -276,7 +299,8 @@ def iter_sequential(
     codec = codec_for(reader.dataset.sample_type) if batch_size is not None else None
     pending: list[Any] = []
     pending_keys: list[str] = []
-    chunk = max(batch_size or 0, 256)
+    # a query's selector drops most positions before reading: take them in larger steps
+    chunk = max(batch_size or 0, 256 if reader.selector is None else 8192)
     while pos < total:
         stop = min(pos + chunk, total)
         slots: list[int] = []

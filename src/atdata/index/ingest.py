@@ -14,6 +14,7 @@ import numpy as np
 
 from .._fs import hash_stream
 from ..errors import ShardError, SourceError
+from ..manifest.format import MANIFEST_SUFFIX, Manifest
 from ..shards.info import Checksum, ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from ..shards.reader import scan_offsets
@@ -39,7 +40,12 @@ def shard_expectation(record: ShardInfo | None) -> ShardExpectation | None:
     def sha(c: Checksum | None) -> str | None:
         return c.digest.lower() if c is not None and c.algorithm.lower() == "sha256" else None
 
-    return ShardExpectation(record.size, sha(record.checksum), sha(record.sidecar_checksum))
+    return ShardExpectation(
+        record.size,
+        sha(record.checksum),
+        sha(record.sidecar_checksum),
+        sha(record.manifest_checksum),
+    )
 
 
 def inspect_shard(url: str) -> ShardInfo:
@@ -49,7 +55,9 @@ def inspect_shard(url: str) -> ShardInfo:
     digest, size = _stream(source, None)
     index, sidecar = _offsets(source, digest, size)
     side = None if sidecar is None else Checksum.sha256(hashlib.sha256(sidecar).hexdigest())
-    return ShardInfo(url, Checksum.sha256(digest), len(index), size, side)
+    manifest = _fresh_manifest(source, digest, size)
+    kept = None if manifest is None else Checksum.sha256(hashlib.sha256(manifest).hexdigest())
+    return ShardInfo(url, Checksum.sha256(digest), len(index), size, side, kept)
 
 
 def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -> ShardInfo:
@@ -72,7 +80,33 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
         side.abort()
         raise
     sidecar = Checksum.sha256(hashlib.sha256(data).hexdigest())
-    return ShardInfo(location, Checksum.sha256(digest), len(index), size, sidecar)
+    manifest = _fresh_manifest(source, digest, size)
+    kept = None
+    if manifest is not None:  # the manifest travels with its shard
+        out = open_sink(location + MANIFEST_SUFFIX)
+        try:
+            out.write(manifest)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+        kept = Checksum.sha256(hashlib.sha256(manifest).hexdigest())
+    return ShardInfo(location, Checksum.sha256(digest), len(index), size, sidecar, kept)
+
+
+def _fresh_manifest(source: ShardSource, digest: str, size: int) -> bytes | None:
+    """The shard's manifest sidecar when it describes exactly these bytes (else None: a stale
+    or malformed manifest is not recorded or copied)."""
+    try:
+        data = source.read_sidecar(MANIFEST_SUFFIX)
+        if data is None:
+            return None
+        manifest = Manifest.from_bytes(data, source.url + MANIFEST_SUFFIX)
+    except (ShardError, SourceError):
+        return None
+    if manifest.shard_sha256 != digest or manifest.shard_size != size:
+        return None
+    return data
 
 
 def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:

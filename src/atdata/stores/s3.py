@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
+from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.info import ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import ShardSink
@@ -325,7 +326,7 @@ class S3DataStore(DataStore):
             except (ValueError, SourceError) as exc:
                 warn_not_owned(self, url, exc)
                 continue
-            keys += [key, key + OFFSETS_SUFFIX]
+            keys += [key, key + OFFSETS_SUFFIX, key + MANIFEST_SUFFIX]
         self._delete_keys(keys)
 
     def delete_write(self, name: str, version: int, write_id: str | None) -> None:
