@@ -16,10 +16,10 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from .._clock import utc_now
 from ..errors import SchemaError
 from ..schema import Schema
 from ._fields import JsonObject, Parse, fail, json_field, omit_empty
@@ -59,8 +59,8 @@ _R = TypeVar("_R", bound="_Record")
 
 
 def now() -> str:
-    """The current UTC time as an RFC 3339 string with milliseconds (``...Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as ATProto records carry it: RFC 3339, milliseconds, ``Z``."""
+    return utc_now("milliseconds")
 
 
 # ------------------------------------------------------------------------------- checks
