@@ -102,14 +102,14 @@ class HttpReader:
         with self._lock:
             if self._client is None:
                 httpx = require("httpx", "atmosphere")
-                from ..sources.http import deadline_transport
+                from ..net.transport import deadline_transport
 
                 self._client = httpx.Client(
                     timeout=self.timeout,
                     follow_redirects=False,
                     headers={"User-Agent": USER_AGENT},
                     trust_env=False,
-                    transport=deadline_transport(trust_env=False),
+                    transport=deadline_transport(extra="atmosphere"),
                 )
             return self._client
 
