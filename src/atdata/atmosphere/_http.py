@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from .._optional import require
 from ..errors import AtmosphereError
+from ..net.ids import plain_http_base
 from ..sources._retry import DeadlineExceeded, Deadlines, waiting
-from ..sources.at import plain_http_base
 
 if TYPE_CHECKING:
     import httpx

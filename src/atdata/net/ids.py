@@ -69,7 +69,9 @@ def is_nsid(value: object) -> bool:
 
 
 def is_record_key(value: object) -> bool:
-    return isinstance(value, str) and value not in (".", "..") and RECORD_KEY.match(value) is not None
+    return (
+        isinstance(value, str) and value not in (".", "..") and RECORD_KEY.match(value) is not None
+    )
 
 
 def is_cid_text(value: object) -> bool:

@@ -135,7 +135,9 @@ def send(
     start = origin(url)
     for _hop in range(max_redirects + 1):
         try:
-            request = client.build_request(method, url, headers=hdrs, params=params, content=content)
+            request = client.build_request(
+                method, url, headers=hdrs, params=params, content=content
+            )
             response = client.send(request, stream=stream, follow_redirects=False)
         except httpx.TimeoutException as exc:
             raise TransportError(

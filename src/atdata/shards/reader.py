@@ -21,6 +21,7 @@ import numpy as np
 from .._redact import redact
 from ..errors import AtdataWarning, ShardError, SourceError
 from ..sources import ShardSource, open_source
+from ..sources.base import register_sidecar_builder
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .tar import (
     _ZERO_BLOCK,
@@ -492,3 +493,11 @@ def scan_offsets(
 
 def as_array(values: list[int]) -> "np.ndarray[Any, np.dtype[np.int64]]":
     return np.asarray(values, dtype=np.int64)
+
+
+def _offsets_sidecar(source: ShardSource) -> bytes:
+    """The offset-index sidecar of a source that carries none, built from its bytes."""
+    return scan_offsets(source).to_bytes()
+
+
+register_sidecar_builder(OFFSETS_SUFFIX, _offsets_sidecar)
