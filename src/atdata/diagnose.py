@@ -53,7 +53,7 @@ _EXTRAS = {
     "postgres": ("psycopg", "psycopg_pool"),
     "s3": ("boto3",),
     "http": ("httpx",),
-    "atmosphere": ("atproto", "httpx"),
+    "atmosphere": ("httpx",),
 }
 
 

@@ -41,7 +41,8 @@ def fetch_body(
     client = shared_client(deadlines.idle, extra=extra)
     started = time.monotonic()
     until = started + deadlines.total
-    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    # the bytes are hashed as sent: ask for them unencoded and refuse anything else
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"}
     try:
         with waiting(until):
             response = send(client, "GET", url, headers=headers, params=params, max_redirects=3)
@@ -49,6 +50,11 @@ def fetch_body(
                 if response.status_code != 200:
                     detail = error_text(_head(response, 4096))
                     raise SourceError(f"cannot fetch {where}: HTTP {response.status_code}{detail}")
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise SourceError(
+                        f"cannot fetch {where}: sent with Content-Encoding {encoding[:40]!r}"
+                    )
                 return _drain(response, max_bytes, where, on_chunk)
             finally:
                 response.close()
