@@ -20,6 +20,7 @@ import numpy as np
 
 from .._redact import redact
 from ..errors import AtdataWarning, ShardError, SourceError
+from ..net.readahead import read_ahead
 from ..sources import ShardSource, open_source
 from ..sources.base import register_sidecar_builder
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
@@ -82,7 +83,8 @@ def iter_members(
         stream = src.open()
         try:
             if start_offset:
-                _skip_stream(stream, start_offset, src.url)
+                _skip_stream(stream, start_offset, src.url)  # a seek where the stream can
+            stream = read_ahead(stream)  # the next bytes arrive while these are parsed
             yield from _iter_stream(stream, src.url, start_offset, max_size)
         finally:
             stream.close()

@@ -1,0 +1,151 @@
+"""Read-ahead: a background thread keeps reading a remote stream while the consumer parses.
+
+A remote shard is read as one long response body, and the reader parses each buffer before
+asking for the next: without help, the socket idles while Python parses and the parser idles
+while bytes arrive. :class:`ReadAhead` wraps a sequential stream; on the first read a daemon
+thread starts filling a bounded queue with chunks of ``chunk`` bytes (at most ``depth`` of them
+waiting, so memory stays at ``chunk * (depth + 1)`` per stream), and ``readinto`` hands them on.
+
+The wrapped stream is used by the thread alone: its deadlines, resumes and retries (a
+:class:`~atdata.sources._retry.ResumableStream`) and any hashing wrapped around it run there,
+and whatever it raises is raised to the consumer at the same byte position it would have been
+raised without read-ahead. The thread closes the wrapped stream as soon as it has read the end
+(so its connection goes back to the pool before the consumer opens the next shard), fails, or
+is told to stop by :meth:`ReadAhead.close`.
+
+``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 1 MiB); ``0`` turns read-ahead
+off (:func:`read_ahead` then returns the stream itself).
+"""
+
+import contextlib
+import io
+import os
+import queue
+import threading
+from typing import BinaryIO, cast
+
+from ..errors import SourceError
+
+__all__ = ["READAHEAD_CHUNK_ENV", "ReadAhead", "read_ahead"]
+
+READAHEAD_CHUNK_ENV = "ATDATA_READAHEAD_CHUNK"
+DEFAULT_CHUNK = 1 << 20
+DEFAULT_DEPTH = 4
+_EOF = b""
+_POLL = 0.1
+
+
+def _chunk_from_env() -> int:
+    text = os.environ.get(READAHEAD_CHUNK_ENV, "").strip()
+    if not text:
+        return DEFAULT_CHUNK
+    try:
+        value = int(text)
+    except ValueError:
+        raise SourceError(f"${READAHEAD_CHUNK_ENV}={text!r}: expected a number of bytes") from None
+    if value < 0:
+        raise SourceError(f"${READAHEAD_CHUNK_ENV}={text!r}: expected a number of bytes >= 0")
+    return value
+
+
+def read_ahead(
+    stream: BinaryIO, *, chunk: int | None = None, depth: int = DEFAULT_DEPTH
+) -> BinaryIO:
+    """``stream`` read ahead in the background (or ``stream`` itself when turned off)."""
+    size = _chunk_from_env() if chunk is None else chunk
+    if size <= 0:
+        return stream
+    return cast(BinaryIO, ReadAhead(stream, chunk=size, depth=depth))
+
+
+class ReadAhead(io.RawIOBase):
+    """A read-only, sequential stream over ``inner`` that reads ahead in a thread."""
+
+    def __init__(self, inner: BinaryIO, *, chunk: int = DEFAULT_CHUNK, depth: int = DEFAULT_DEPTH):
+        super().__init__()
+        if chunk < 1 or depth < 1:
+            raise SourceError("read-ahead needs chunk >= 1 and depth >= 1")
+        self._inner = inner
+        self._chunk = chunk
+        self._queue: queue.Queue[memoryview | bytes | BaseException] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._current = memoryview(b"")
+        self._done = False
+
+    # -- the filling thread -------------------------------------------------------------------
+    def _fill(self) -> None:
+        inner = self._inner
+        item: memoryview | bytes | BaseException = _EOF
+        try:
+            readinto = getattr(inner, "readinto", None)
+            while not self._stop.is_set():
+                if readinto is not None:
+                    buf = bytearray(self._chunk)
+                    n = readinto(buf)
+                    if not n:
+                        break
+                    data: memoryview | bytes = memoryview(buf)[:n]
+                else:
+                    data = inner.read(self._chunk)
+                    if not data:
+                        break
+                if not self._put(data):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised where it would have been
+            item = exc
+        finally:
+            with contextlib.suppress(Exception):
+                inner.close()  # before the end is announced: the connection is free again
+        self._put(item)
+
+    def _put(self, item: memoryview | bytes | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- io.RawIOBase ---------------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
+        if self.closed:
+            raise SourceError("read from a closed stream")
+        if not self._current:
+            if self._done:
+                return 0
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._fill, name="atdata-readahead", daemon=True
+                )
+                self._thread.start()
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                return 0
+            self._current = memoryview(item)
+        with memoryview(buffer) as view, view.cast("B") as out:
+            n = min(len(out), len(self._current))
+            out[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._stop.set()
+        self._current = memoryview(b"")
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        if self._thread is None:
+            with contextlib.suppress(Exception):
+                self._inner.close()
+        super().close()
