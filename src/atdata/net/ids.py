@@ -81,7 +81,7 @@ def is_cid_text(value: object) -> bool:
 
 def is_cid(value: object) -> bool:
     """True for a base32 CIDv1 string (``b...``) that decodes as a CID."""
-    if not is_cid_text(value):
+    if not isinstance(value, str) or not is_cid_text(value):
         return False
     try:
         import libipld

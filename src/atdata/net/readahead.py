@@ -13,7 +13,7 @@ raised without read-ahead. The thread closes the wrapped stream as soon as it ha
 (so its connection goes back to the pool before the consumer opens the next shard), fails, or
 is told to stop by :meth:`ReadAhead.close`.
 
-``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 1 MiB); ``0`` turns read-ahead
+``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 256 KiB); ``0`` turns read-ahead
 off (:func:`read_ahead` then returns the stream itself).
 """
 
@@ -29,7 +29,7 @@ from ..errors import SourceError
 __all__ = ["READAHEAD_CHUNK_ENV", "ReadAhead", "read_ahead"]
 
 READAHEAD_CHUNK_ENV = "ATDATA_READAHEAD_CHUNK"
-DEFAULT_CHUNK = 1 << 20
+DEFAULT_CHUNK = 256 << 10  # measured best of 256 KiB, 1 MiB, 4 MiB (benchmarks/RESULTS.md)
 DEFAULT_DEPTH = 4
 _EOF = b""
 _POLL = 0.1
