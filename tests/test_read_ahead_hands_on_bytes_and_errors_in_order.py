@@ -91,3 +91,17 @@ def test_the_environment_turns_it_off_or_sizes_it(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(READAHEAD_CHUNK_ENV, "lots")
     with pytest.raises(SourceError, match=READAHEAD_CHUNK_ENV):
         read_ahead(inner)
+
+
+def test_a_stream_dropped_without_closing_stops_its_reader() -> None:
+    import gc
+
+    inner = Recording(b"w" * (1 << 20))
+    stream = ReadAhead(inner, chunk=1024, depth=2)  # type: ignore[arg-type]
+    assert stream.read(10) == b"w" * 10
+    thread = stream._thread
+    assert thread is not None
+    del stream
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive() and inner.closed

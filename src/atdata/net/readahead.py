@@ -24,7 +24,7 @@ import queue
 import threading
 from typing import BinaryIO, cast
 
-from ..errors import SourceError
+from ..errors import InvalidArgumentError, SourceError
 
 __all__ = ["READAHEAD_CHUNK_ENV", "ReadAhead", "read_ahead"]
 
@@ -58,55 +58,59 @@ def read_ahead(
     return cast(BinaryIO, ReadAhead(stream, chunk=size, depth=depth))
 
 
+Item = memoryview | bytes | BaseException
+
+
+def _fill(inner: BinaryIO, chunk: int, out: "queue.Queue[Item]", stop: threading.Event) -> None:
+    """The filling thread: chunks of ``inner`` into ``out`` until the end, a failure or ``stop``."""
+    item: Item = _EOF
+    try:
+        readinto = getattr(inner, "readinto", None)
+        while not stop.is_set():
+            if readinto is not None:
+                buf = bytearray(chunk)
+                n = readinto(buf)
+                if not n:
+                    break
+                data: memoryview | bytes = memoryview(buf)[:n]
+            else:
+                data = inner.read(chunk)
+                if not data:
+                    break
+            if not _put(out, data, stop):
+                return
+    except BaseException as exc:  # handed to the consumer, raised where it would have been
+        item = exc
+    finally:
+        with contextlib.suppress(Exception):
+            inner.close()  # before the end is announced: the connection is free again
+    _put(out, item, stop)
+
+
+def _put(out: "queue.Queue[Item]", item: Item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class ReadAhead(io.RawIOBase):
     """A read-only, sequential stream over ``inner`` that reads ahead in a thread."""
 
     def __init__(self, inner: BinaryIO, *, chunk: int = DEFAULT_CHUNK, depth: int = DEFAULT_DEPTH):
         super().__init__()
         if chunk < 1 or depth < 1:
-            raise SourceError("read-ahead needs chunk >= 1 and depth >= 1")
+            raise InvalidArgumentError("read-ahead needs chunk >= 1 and depth >= 1")
         self._inner = inner
         self._chunk = chunk
-        self._queue: queue.Queue[memoryview | bytes | BaseException] = queue.Queue(depth)
+        self._queue: queue.Queue[Item] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._current = memoryview(b"")
         self._done = False
-
-    # -- the filling thread -------------------------------------------------------------------
-    def _fill(self) -> None:
-        inner = self._inner
-        item: memoryview | bytes | BaseException = _EOF
-        try:
-            readinto = getattr(inner, "readinto", None)
-            while not self._stop.is_set():
-                if readinto is not None:
-                    buf = bytearray(self._chunk)
-                    n = readinto(buf)
-                    if not n:
-                        break
-                    data: memoryview | bytes = memoryview(buf)[:n]
-                else:
-                    data = inner.read(self._chunk)
-                    if not data:
-                        break
-                if not self._put(data):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised where it would have been
-            item = exc
-        finally:
-            with contextlib.suppress(Exception):
-                inner.close()  # before the end is announced: the connection is free again
-        self._put(item)
-
-    def _put(self, item: memoryview | bytes | BaseException) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     # -- io.RawIOBase ---------------------------------------------------------------------------
     def readable(self) -> bool:
@@ -119,8 +123,13 @@ class ReadAhead(io.RawIOBase):
             if self._done:
                 return 0
             if self._thread is None:
+                # the thread holds the queue, the event and the inner stream, never self: a
+                # ReadAhead dropped without close() is collected, and closing it stops the thread
                 self._thread = threading.Thread(
-                    target=self._fill, name="atdata-readahead", daemon=True
+                    target=_fill,
+                    args=(self._inner, self._chunk, self._queue, self._stop),
+                    name="atdata-readahead",
+                    daemon=True,
                 )
                 self._thread.start()
             item = self._queue.get()
