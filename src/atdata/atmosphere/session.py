@@ -75,11 +75,11 @@ def _tokens(answer: object, what: str) -> _Tokens:
         raise AuthenticationError(f"{what}: the PDS answered with no session")
     did, handle = answer.get("did"), answer.get("handle")
     access, refresh = answer.get("accessJwt"), answer.get("refreshJwt")
-    if not is_did(did) or not isinstance(handle, str):
+    if not is_did(did) or not (is_handle(handle) or handle == "handle.invalid"):
         raise AuthenticationError(f"{what}: the PDS answered a malformed DID or handle")
     if not all(isinstance(t, str) and t for t in (access, refresh)):
         raise AuthenticationError(f"{what}: the PDS answered malformed tokens")
-    return _Tokens(str(did), handle, str(access), str(refresh))
+    return _Tokens(str(did), str(handle), str(access), str(refresh))
 
 
 class AtmosphereSession:
