@@ -273,15 +273,21 @@ class _HttpBody:
         self.total = total
         self._chunks = response.iter_raw()
         self._pending = b""
+        self._at = 0  # bytes of _pending already returned (no re-slicing of the rest)
 
     def read(self, n: int) -> bytes:
-        if not self._pending:
+        if self._at >= len(self._pending):
             try:
-                self._pending = next(self._chunks, b"")
+                self._pending, self._at = next(self._chunks, b""), 0
             except self._httpx.HTTPError as exc:  # reset, timeout, body cut short
                 idle = isinstance(exc, self._httpx.TimeoutException)
                 raise Transient(f"{type(exc).__name__}: {exc}", idle=idle) from exc
-        data, self._pending = self._pending[:n], self._pending[n:]
+        pending, at = self._pending, self._at
+        if at == 0 and n >= len(pending):  # the whole chunk: no copy
+            self._at = len(pending)
+            return pending
+        data = pending[at : at + n]
+        self._at = at + len(data)
         return data
 
     def close(self) -> None:
