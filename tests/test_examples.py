@@ -16,12 +16,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: A line (or part of one) each example must print.
 EXPECTED = {
     "write_and_read.py": "wrote 1000 samples in 4 shards",
+    "adopt_webdataset.py": "loaded @local/pets without a class: 12 Pet samples",
     "lenses.py": "boiling point in Celsius: 100.0",
     "index_and_load.py": "loaded sensors/run@1 without a class: Measurement from atdata.rebuilt",
     "demo.py": "checksums: all shards match",
     "test_with_atdata_fixtures.py": "2 passed",
     "train_torch.py": "resumed at step 10: epoch 0, 640 of 2000 samples done",
     "train_ddp.py": "2 ranks trained 2 epochs in lockstep",
+    "query.py": "label 3 with score > 0.5: 52 samples, all label 3: True",
 }
 
 

@@ -21,6 +21,7 @@ PUBLIC_API = sorted(
         "DictSample",
         "Index",
         "IndexUnavailableError",
+        "Indexed",
         "IntegrityError",
         "InvalidArgumentError",
         "Lens",
@@ -28,6 +29,7 @@ PUBLIC_API = sorted(
         "LensRegistry",
         "Loader",
         "LocalDiskStore",
+        "MemberCodec",
         "NDArray",
         "NotFoundError",
         "PackableSample",
@@ -45,7 +47,9 @@ PUBLIC_API = sorted(
         "default_registry",
         "lens",
         "load_dataset",
+        "member",
         "packable",
+        "register_member_codec",
         "write_samples",
     ]
 )

@@ -29,6 +29,8 @@ from .errors import (
 )
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
+from .manifest.fields import Indexed
+from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.info import ShardInfo
@@ -51,6 +53,7 @@ __all__ = [
     "DictSample",
     "Index",
     "IndexUnavailableError",
+    "Indexed",
     "IntegrityError",
     "InvalidArgumentError",
     "Lens",
@@ -58,6 +61,7 @@ __all__ = [
     "LensRegistry",
     "Loader",
     "LocalDiskStore",
+    "MemberCodec",
     "NDArray",
     "NotFoundError",
     "PackableSample",
@@ -75,6 +79,8 @@ __all__ = [
     "default_registry",
     "lens",
     "load_dataset",
+    "member",
     "packable",
+    "register_member_codec",
     "write_samples",
 ]

@@ -13,9 +13,9 @@ a problem are the batch's samples checked one by one, to name the bad one and ap
 """
 
 import random
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice, repeat
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,7 +23,8 @@ import numpy as np
 
 from .batch import Collator, SampleBatch, collate_maps, collate_samples
 from .codec import Codec, codec_for, unpack_map
-from .errors import AtdataWarning, InvalidArgumentError, SchemaError, ShardError
+from .errors import InvalidArgumentError, SchemaError, ShardError
+from .members import decode_member, member_layout
 from .plan import (
     Consumer,
     EpochOrder,
@@ -34,6 +35,7 @@ from .plan import (
     make_plan,
 )
 from .planreader import (
+    DROPPED,
     PlanReader,
     Progress,
     Readable,
@@ -42,9 +44,11 @@ from .planreader import (
     iter_layout,
     iter_sequential,
     located,
+    run_stages,
+    skip_or_raise,
 )
 from .sample import DictSample
-from .shards.reader import SampleChunk, iter_members, iter_sample_chunks
+from .shards.reader import SampleChunk, iter_members, iter_sample_chunks, max_stream_member
 from .shards.tar import split_name
 
 __all__ = ["Loader", "Stage", "located"]
@@ -192,7 +196,7 @@ class Loader(Generic[ST]):
                 )
             return self._shared(consumer, slot)
         progress = self._progress
-        if self.seed is None and not ds._stages:
+        if self.seed is None and not ds._stages and member_layout(ds._source_type) is None:
             return self._ordered_fast(progress, slot)
         reader = PlanReader(ds)
         return iter_sequential(
@@ -360,11 +364,7 @@ class Loader(Generic[ST]):
             self._handle(exc)
 
     def _handle(self, exc: Exception) -> None:
-        policy = self.dataset.on_error
-        if policy == "raise":
-            raise exc
-        if policy == "warn":
-            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=3)
+        skip_or_raise(self.dataset.on_error, exc, stacklevel=3)
 
     # -- samples ---------------------------------------------------------------------------------
     def _samples(
@@ -373,7 +373,13 @@ class Loader(Generic[ST]):
         """Decoded samples after the stages; ``(key, sample)`` pairs when ``keyed``."""
         ds = self.dataset
         stype = ds._source_type
-        decode = _dict_decoder if stype is DictSample else codec_for(stype).decode
+        cap = max_stream_member()
+        if stype is DictSample:
+            decode: Callable[[Any], Any] = partial(_dict_decoder, cap=cap)
+        elif (members := member_layout(stype)) is not None:
+            decode = partial(members.decode, cap=cap)
+        else:
+            decode = codec_for(stype).decode
         stages = ds._stages
         for key, body, url, offset in raw:
             try:
@@ -381,14 +387,9 @@ class Loader(Generic[ST]):
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))
                 continue
-            keep = True
-            for stage in stages:
-                if stage.kind == "map":
-                    sample = stage.fn(sample)
-                elif not stage.fn(sample):
-                    keep = False
-                    break
-            if keep:
+            if stages:
+                sample = run_stages(stages, sample)
+            if sample is not DROPPED:
                 if progress is not None:
                     progress.delivered += 1
                     progress.slot = (url, offset)
@@ -463,13 +464,15 @@ class Loader(Generic[ST]):
         return f"Loader({self.dataset!r}, {mode}, batch_size={self.batch_size})"
 
 
-def _dict_decoder(parts: dict[str, Any]) -> DictSample:
+def _dict_decoder(parts: dict[str, Any], cap: int | None = None) -> DictSample:
+    """A DictSample from a key group: the ``.msgpack`` map, other members decoded by their
+    extension (:func:`atdata.members.decode_member`; bytes when unknown)."""
     data: dict[str, Any] = {}
     for suffix, body in parts.items():
         if suffix == _SAMPLE_SUFFIX:
             data.update(unpack_map(body, views=False))
         else:
-            data[suffix] = bytes(body)
+            data[suffix] = decode_member(suffix, body, cap)
     return DictSample(data)
 
 

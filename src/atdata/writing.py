@@ -19,11 +19,13 @@ from typing import Any, TypeVar, overload
 
 from .dataset import Dataset
 from .errors import SchemaError
+from .manifest.build import ManifestBuilder
+from .manifest.format import MANIFEST_SUFFIX
 from .sample import DictSample
 from .shards.info import ShardInfo
 from .shards.offsets import OFFSETS_SUFFIX
 from .shards.sink import LocalFileSink, ShardSink
-from .shards.writer import ShardWriter
+from .shards.writer import Layout, ShardWriter
 
 __all__ = ["WrittenDataset", "rollover_pattern", "write_samples"]
 
@@ -64,6 +66,8 @@ def write_samples(
     maxcount: int = ...,
     maxsize: int | None = ...,
     key_field: str | None = ...,
+    manifests: bool = ...,
+    layout: Layout | None = ...,
 ) -> WrittenDataset[DictSample]: ...
 
 
@@ -75,6 +79,8 @@ def write_samples(
     maxcount: int = ...,
     maxsize: int | None = ...,
     key_field: str | None = ...,
+    manifests: bool = ...,
+    layout: Layout | None = ...,
 ) -> WrittenDataset[T]: ...
 
 
@@ -85,11 +91,20 @@ def write_samples(
     maxcount: int = 10_000,
     maxsize: int | None = None,
     key_field: str | None = None,
+    manifests: bool = True,
+    layout: Layout | None = None,
 ) -> WrittenDataset[Any]:
     """Write ``samples`` to ``path`` (one file, or a ``%06d`` pattern); returns a Dataset over them.
 
-    Memory stays bounded by one sample: the input is consumed as a stream. See the module
+    Memory stays bounded by one shard's indexed scalar fields: the input is consumed as a
+    stream. ``manifests`` writes a ``<shard>.manifest`` beside each shard (statistics and a
+    column block of the scalar fields, see :mod:`atdata.manifest`) for ``Dataset.where``. See the module
     docstring for how a single-file path rolls over.
+
+    ``layout``: by default the sample type's (one ``.msgpack`` member per sample, or one member
+    per field for types declared with :func:`atdata.member`); ``"members"`` also writes dicts
+    and DictSamples as one member per key (``{"jpg": b"...", "cls": 3}``), readable by
+    WebDataset's own decoders.
 
     >>> import tempfile, os, atdata
     >>> d = tempfile.mkdtemp()
@@ -118,11 +133,19 @@ def write_samples(
         if single and location == second:
             os.replace(text, first)
             os.replace(text + OFFSETS_SUFFIX, first + OFFSETS_SUFFIX)
+            if os.path.exists(text + MANIFEST_SUFFIX):
+                os.replace(text + MANIFEST_SUFFIX, first + MANIFEST_SUFFIX)
         return LocalFileSink(location)
 
     writer: ShardWriter[Any]
     with ShardWriter(
-        pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field, sink_factory=sink_for
+        pattern,
+        maxcount=maxcount,
+        maxsize=maxsize,
+        key_field=key_field,
+        sink_factory=sink_for,
+        sidecar_builder=ManifestBuilder if manifests else None,
+        layout=layout,
     ) as writer:
         writer.write_all(typed(samples))
     infos = list(writer.shards)

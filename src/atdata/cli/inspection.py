@@ -55,7 +55,14 @@ TargetArgument = Annotated[
 
 
 # -- inspect ------------------------------------------------------------------------------------
-def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None:
+def inspect_command(
+    target: TargetArgument,
+    as_json: JsonOption = False,
+    histogram: Annotated[
+        str | None,
+        typer.Option("--histogram", metavar="FIELD", help="Draw a numeric field's histogram."),
+    ] = None,
+) -> None:
     """Shards, sample counts, schema, sizes and checksums of a dataset.
 
     Counts and checksums come from the shards' offset-index sidecars (a shard without one is
@@ -69,6 +76,16 @@ def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None
         _inspect_entry(found, as_json)
     else:
         _inspect_shards(target, as_json)
+    if not as_json and found.kind != "atmosphere":  # field summaries from the shard manifests
+        from .query import open_target, print_field_summaries
+
+        print_field_summaries(open_target(target), histogram)
+
+
+def _layout_text(schema: "Schema | None") -> str:
+    if schema is not None and schema.layout == "members":
+        return "members (one tar member per field: WebDataset style)"
+    return "msgpack (one .msgpack member per sample)"
 
 
 def _inspect_shards(text: str, as_json: bool) -> None:
@@ -88,6 +105,7 @@ def _inspect_shards(text: str, as_json: bool) -> None:
                 "size": size,
                 "schema": schema.to_dict() if schema is not None else None,
                 "schema_inferred": True,
+                "layout": schema.layout if schema is not None else None,
                 "shards": [s.to_dict() for s in summaries],
             }
         )
@@ -99,6 +117,7 @@ def _inspect_shards(text: str, as_json: bool) -> None:
             ("samples", f"{count:,}"),
             ("shards", f"{len(summaries)}"),
             ("size", human_size(size)),
+            ("layout", _layout_text(schema)),
             (
                 "counts from",
                 "offset indexes (.idx sidecars)"
@@ -148,6 +167,7 @@ def _inspect_entry(target: Target, as_json: bool) -> None:
                 "size": entry.size,
                 "schema_ref": entry.schema_ref,
                 "schema": record.schema.to_dict() if record is not None else None,
+                "layout": record.schema.layout if record is not None else None,
                 "versions": versions,
                 "labels": labels,
                 "shards": [s.to_dict() for s in entry.shards],
@@ -168,6 +188,8 @@ def _inspect_entry(target: Target, as_json: bool) -> None:
         ("cid", entry.cid),
         ("shards live", _where(entry, where)),
     ]
+    if record is not None:
+        facts.append(("layout", _layout_text(record.schema)))
     if labels:
         facts.append(("labels", ", ".join(labels)))
     if entry.description:

@@ -16,12 +16,12 @@ count. The defaults come from ``ATDATA_IDLE_TIMEOUT`` and ``ATDATA_TOTAL_TIMEOUT
 """
 
 import contextlib
-import importlib.util
 import io
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .._optional import check_installed  # re-exported: sources/http.py imports it from here
 from ..errors import InvalidArgumentError, SourceError
 from ..net.deadlines import (
     IDLE_TIMEOUT_ENV,
@@ -52,21 +52,6 @@ _IDLE_STRIKES = 2
 """Consecutive idle timeouts, without a byte in between, after which a read gives up."""
 
 
-def check_installed(module: str, extra: str) -> None:
-    """Raise the ImportError of :func:`atdata._optional.require` unless ``module`` is installed.
-
-    Finds the module without importing it, so a source can be made (and served from the shard
-    cache) without paying for the import of a client library it may never need.
-    """
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise ImportError(
-            f"{module!r} is needed for this feature but is not installed; "
-            f"install it with: pip install 'atdata[{extra}]'"
-        )
 
 
 class Transient(Exception):
