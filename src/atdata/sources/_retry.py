@@ -52,8 +52,6 @@ _IDLE_STRIKES = 2
 """Consecutive idle timeouts, without a byte in between, after which a read gives up."""
 
 
-
-
 class Transient(Exception):
     """A failure worth retrying; ``retry_after`` is a server's hint in seconds, if it gave one;
     ``idle`` when no byte came within the idle deadline."""
