@@ -29,6 +29,7 @@ from .errors import (
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .loading import DatasetDict, load_dataset
+from .media import Image, ImageSpec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.writer import ShardInfo, ShardWriter
@@ -49,6 +50,8 @@ __all__ = [
     "DatasetEntry",
     "DictSample",
     "Index",
+    "Image",
+    "ImageSpec",
     "IndexUnavailableError",
     "IntegrityError",
     "InvalidArgumentError",

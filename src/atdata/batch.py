@@ -17,6 +17,8 @@ import numpy as np
 from .codec import SCALAR_TYPES as _SCALAR_KINDS
 from .codec import Codec, check_dtype_shape, codec_for, decode_array, parse_array_header
 from .errors import SchemaError
+from .media.pool import decode_column
+from .media.spec import ImageSpec
 from .schema import FieldType
 
 __all__ = ["ArrayPool", "Collator", "SampleBatch", "collate_maps", "collate_samples", "column_plan"]
@@ -157,6 +159,11 @@ class Collator(Generic[T]):
                 col = self._stack(col, spec, f"$.{name}")
                 if col is None:
                     return None
+            elif kind == "image":
+                try:
+                    col = decode_column(col, spec, f"$.{name}", self.pool.empty)
+                except SchemaError:
+                    return None
             elif kind == "any":
                 if memoryview in set(map(type, col)):  # a large body's top-level bin values
                     col = [bytes(v) if type(v) is memoryview else v for v in col]
@@ -225,6 +232,8 @@ def collate_maps(
     for name in codec.names:
         if name in array_fields:
             columns[name] = _stack_array_bytes([m[name] for m in maps], f"$.{name}")
+        elif name in codec.image_fields:  # decoded by check_map
+            columns[name] = _stack_arrays([m[name] for m in maps], f"$.{name}")
         else:
             columns[name] = [m[name] for m in maps]
     return SampleBatch(codec, columns, keys)
@@ -272,13 +281,19 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
             raise SchemaError(
                 f"$.{name}: missing in a sample of the batch", path=f"$.{name}"
             ) from None
-        columns[name] = _stack_arrays(values, f"$.{name}") if name in codec.array_fields else values
+        if name in codec.image_fields:
+            spec = codec.schema.field(name).type.media or ImageSpec()
+            values = decode_column(values, spec, f"$.{name}")
+        if name in codec.array_fields or name in codec.image_fields:
+            values = _stack_arrays(values, f"$.{name}") if isinstance(values, list) else values
+        columns[name] = values
     return SampleBatch(codec, columns, keys)
 
 
 def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:
     """How each field's column is collated: ``(kind, name, detail)`` with kind ``scalar`` (the
-    accepted Python types), ``array`` (the field type), ``any``, or ``convert`` (the decoder)."""
+    accepted Python types), ``array`` (the field type), ``image`` (its ImageSpec), ``any``, or
+    ``convert`` (the decoder)."""
     columns: list[tuple[str, str, Any]] = []
     for f in codec.schema.fields:
         kind = f.type.kind
@@ -289,6 +304,8 @@ def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:
             columns.append(("scalar", f.name, frozenset(accepted)))
         elif kind == "array":
             columns.append(("array", f.name, f.type))
+        elif kind == "image":
+            columns.append(("image", f.name, f.type.media or ImageSpec()))
         elif kind == "any":
             columns.append(("any", f.name, None))
         else:

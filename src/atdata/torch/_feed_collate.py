@@ -20,6 +20,7 @@ import numpy as np
 from ..batch import column_plan
 from ..codec import Codec, check_dtype_shape, parse_array_header, unpack_map
 from ..errors import SchemaError
+from ..media.pool import decode_column
 
 __all__ = ["BufferCollator", "BufferPool", "decode_bodies"]
 
@@ -101,6 +102,11 @@ class BufferCollator:
             elif kind == "array":
                 col = self._stack(col, spec, f"$.{name}")
                 if col is None:
+                    return None
+            elif kind == "image":
+                try:
+                    col = decode_column(col, spec, f"$.{name}", self.pool.empty)
+                except SchemaError:
                     return None
             elif kind == "convert":
                 try:
