@@ -8,7 +8,7 @@ a ``map``/``filter`` produced them. Array fields whose shapes or dtypes differ w
 
 import operator
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from typing import Any, Generic, TypeVar, cast
 
@@ -21,7 +21,15 @@ from .media.pool import decode_column
 from .media.spec import ImageSpec
 from .schema import FieldType
 
-__all__ = ["ArrayPool", "Collator", "SampleBatch", "collate_maps", "collate_samples", "column_plan"]
+__all__ = [
+    "ArrayPool",
+    "Collator",
+    "SampleBatch",
+    "collate_maps",
+    "collate_samples",
+    "collate_samples_checked",
+    "column_plan",
+]
 
 T = TypeVar("T")
 
@@ -288,6 +296,35 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
             values = _stack_arrays(values, f"$.{name}") if isinstance(values, list) else values
         columns[name] = values
     return SampleBatch(codec, columns, keys)
+
+
+def collate_samples_checked(
+    codec: Codec[T],
+    samples: Sequence[T],
+    keys: list[str],
+    handle: Callable[[SchemaError], None],
+) -> SampleBatch[T] | None:
+    """:func:`collate_samples`, except that a sample whose image does not decode is handed to
+    ``handle`` (a SchemaError naming the field and the sample key) and left out of the batch;
+    None when no sample is left."""
+    try:
+        return collate_samples(codec, samples, keys)
+    except SchemaError:
+        if not codec.image_fields:
+            raise
+    good: list[T] = []
+    good_keys: list[str] = []
+    specs = {n: codec.schema.field(n).type.media or ImageSpec() for n in codec.image_fields}
+    for sample, key in zip(samples, keys, strict=True):
+        try:
+            for name, spec in specs.items():
+                decode_column([sample.__dict__.get(name)], spec, f"$.{name}", threads=1)
+        except SchemaError as exc:
+            handle(SchemaError(f"{exc} [sample {key!r}]", path=exc.path))
+            continue
+        good.append(sample)
+        good_keys.append(key)
+    return collate_samples(codec, good, good_keys) if good else None
 
 
 def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:
