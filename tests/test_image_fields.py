@@ -147,9 +147,7 @@ def test_schema_records_image_fields_and_rebuilds_them(tmp_path) -> None:
     assert rebuilt == schema and rebuilt.identity == schema.identity
     assert rebuilt.field("image").type.describe() == "image[jpeg, RGB, (40, 56, 3)]"
     cls = rebuilt.to_sample_type()
-    ds = atdata.write_samples(
-        [Photo(image=Image.encode(smooth(5)), label=5)], tmp_path / "s.tar"
-    )
+    ds = atdata.write_samples([Photo(image=Image.encode(smooth(5)), label=5)], tmp_path / "s.tar")
     (sample,) = list(atdata.Dataset(str(tmp_path / "s.tar"), cls).ordered())
     assert np.asarray(sample.image).shape == (40, 56, 3) and sample.label == 5
     (batch,) = list(atdata.Dataset(str(tmp_path / "s.tar"), cls).ordered(batch_size=2))
@@ -158,7 +156,10 @@ def test_schema_records_image_fields_and_rebuilds_them(tmp_path) -> None:
 
 
 def test_bad_image_specs_in_records_are_schema_errors() -> None:
-    bad = {"name": "X", "fields": [{"name": "i", "type": {"kind": "image", "image": {"mode": "P"}}}]}
+    bad = {
+        "name": "X",
+        "fields": [{"name": "i", "type": {"kind": "image", "image": {"mode": "P"}}}],
+    }
     with pytest.raises(SchemaError, match=r"\$\.i"):
         Schema.from_dict(bad)
 

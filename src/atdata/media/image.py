@@ -25,7 +25,7 @@ def _pil() -> Any:
     return require("PIL.Image", "images")
 
 
-def sniff_format(data: bytes | memoryview) -> str | None:
+def sniff_format(data: bytes | bytearray | memoryview) -> str | None:
     """``"jpeg"``, ``"png"`` or ``"webp"`` from the magic bytes; None for anything else."""
     head = bytes(data[:12])
     if head[:3] == b"\xff\xd8\xff":
@@ -61,8 +61,7 @@ class Image:
         found = sniff_format(self.data)
         if found is None:
             raise SchemaError(
-                f"not a JPEG, PNG or WebP image ({len(self.data)} bytes starting "
-                f"{self.data[:8]!r})"
+                f"not a JPEG, PNG or WebP image ({len(self.data)} bytes starting {self.data[:8]!r})"
             )
         if format is not None and canonical_format(format) != found:
             raise SchemaError(f"declared {canonical_format(format)} but the bytes are {found}")
@@ -178,7 +177,9 @@ class open_checked:
         mode = spec.mode or _natural_mode(im)
         shape = (height, width, MODES[mode])
         want = spec.shape
-        if want is not None and any(w is not None and w != g for w, g in zip(want, shape)):
+        if want is not None and any(
+            w is not None and w != g for w, g in zip(want, shape, strict=True)
+        ):
             im.close()
             raise SchemaError(
                 f"{path}: expected an image of shape {_text(want)}, got {shape}", path=path
@@ -213,8 +214,9 @@ def decode_image(
     out: np.ndarray[Any, Any] | None = None,
 ) -> np.ndarray[Any, Any]:
     """Decode ``data`` to a uint8 ``(H, W, C)`` array (into ``out`` when its shape matches)."""
-    with open_checked(data, fmt, spec, path) as (im, shape, mode):
+    with open_checked(data, fmt, spec, path) as (opened, shape, mode):
         try:
+            im = opened
             if im.mode != mode:
                 if fmt == "jpeg" and mode == "L":
                     im.draft("L", im.size)  # libjpeg converts while decoding

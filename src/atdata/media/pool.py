@@ -7,6 +7,7 @@ sized by ``$ATDATA_DECODE_THREADS`` (default: the CPUs this process may use, at 
 decodes inline) and is rebuilt in a forked child (threads do not survive ``fork``).
 """
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -24,9 +25,13 @@ __all__ = ["decode_column", "decode_threads"]
 THREADS_ENV = "ATDATA_DECODE_THREADS"
 Allocator = Callable[[tuple[int, ...], np.dtype[Any]], np.ndarray[Any, Any]]
 
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_key: tuple[int, int] | None = None  # (pid, threads) the pool was made for
+
+class _PoolState:
+    """The process's decode pool and the (pid, threads) it was made for."""
+
+    lock = threading.Lock()
+    pool: ThreadPoolExecutor | None = None
+    key: tuple[int, int] | None = None
 
 
 def decode_threads() -> int:
@@ -49,20 +54,21 @@ def decode_threads() -> int:
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:
-    global _pool, _pool_key
+    state = _PoolState
     key = (os.getpid(), threads)
-    with _lock:
-        if _pool is None or _pool_key != key:
-            old, _pool = _pool, ThreadPoolExecutor(threads, thread_name_prefix="atdata-decode")
-            if old is not None and _pool_key is not None and _pool_key[0] == key[0]:
+    with state.lock:
+        if state.pool is None or state.key != key:
+            old = state.pool
+            state.pool = ThreadPoolExecutor(threads, thread_name_prefix="atdata-decode")
+            if old is not None and state.key is not None and state.key[0] == key[0]:
                 old.shutdown(wait=False)
-            _pool_key = key
-        return _pool
+            state.key = key
+        return state.pool
 
 
 def _forget_pool_in_child() -> None:
-    global _pool, _pool_key, _lock
-    _pool, _pool_key, _lock = None, None, threading.Lock()
+    """After fork: the parent's threads do not exist here; a new pool is made on first use."""
+    _PoolState.pool, _PoolState.key, _PoolState.lock = None, None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool_in_child)
@@ -117,13 +123,13 @@ def decode_column(
     odd: dict[int, np.ndarray[Any, Any]] = {}
     n = min(threads or decode_threads(), count - start)
     if n <= 1:
-        _decode_slice(items, range(start, count), out, spec, path, odd)
+        _decode_slice(items, range(start, count), out, (spec, path, odd))
     else:
         bounds = np.linspace(start, count, n + 1).astype(int)
         pool = _executor(n)
         futures = [
-            pool.submit(_decode_slice, items, range(a, b), out, spec, path, odd)
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            pool.submit(_decode_slice, items, range(a, b), out, (spec, path, odd))
+            for a, b in itertools.pairwise(bounds)
             if b > a
         ]
         errors = [f.exception() for f in futures]
@@ -139,10 +145,9 @@ def _decode_slice(
     items: list[tuple[Any, str]],
     indexes: range,
     out: np.ndarray[Any, Any],
-    spec: ImageSpec,
-    path: str,
-    odd: dict[int, np.ndarray[Any, Any]],
+    context: tuple[ImageSpec, str, dict[int, np.ndarray[Any, Any]]],
 ) -> None:
+    spec, path, odd = context
     shape = out.shape[1:]
     for i in indexes:
         data, fmt = items[i]

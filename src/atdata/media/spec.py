@@ -80,9 +80,7 @@ class ImageSpec:
     def __post_init__(self) -> None:
         if self.shape is not None:
             shape = tuple(self.shape)
-            if len(shape) != 3 or not all(
-                d is None or (type(d) is int and d > 0) for d in shape
-            ):
+            if len(shape) != 3 or not all(d is None or (type(d) is int and d > 0) for d in shape):
                 raise InvalidArgumentError(
                     f"ImageSpec shape must be (H, W, C) of positive ints or None, got {self.shape!r}"
                 )
