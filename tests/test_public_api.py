@@ -30,6 +30,7 @@ PUBLIC_API = sorted(
         "LensRegistry",
         "Loader",
         "LocalDiskStore",
+        "MemberCodec",
         "NDArray",
         "NotFoundError",
         "PackableSample",
@@ -47,7 +48,9 @@ PUBLIC_API = sorted(
         "default_registry",
         "lens",
         "load_dataset",
+        "member",
         "packable",
+        "register_member_codec",
         "write_samples",
     ]
 )

@@ -30,6 +30,7 @@ from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .loading import DatasetDict, load_dataset
 from .media import Image, ImageSpec
+from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.writer import ShardInfo, ShardWriter
@@ -60,6 +61,7 @@ __all__ = [
     "LensRegistry",
     "Loader",
     "LocalDiskStore",
+    "MemberCodec",
     "NDArray",
     "NotFoundError",
     "PackableSample",
@@ -77,6 +79,8 @@ __all__ = [
     "default_registry",
     "lens",
     "load_dataset",
+    "member",
     "packable",
+    "register_member_codec",
     "write_samples",
 ]

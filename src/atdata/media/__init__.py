@@ -14,3 +14,13 @@ __all__ = [
     "max_image_pixels",
     "sniff_format",
 ]
+
+
+def _register_member_codec() -> None:
+    from ..members import register_member_codec
+    from .members import ImageMemberCodec
+
+    register_member_codec("image", ImageMemberCodec())
+
+
+_register_member_codec()
