@@ -238,9 +238,14 @@ _BY_EXTENSION: Mapping[str, MemberCodec] = {
 }
 
 
-def decode_member(ext: str, data: bytes | memoryview) -> Any:
+def decode_member(ext: str, data: bytes | memoryview, cap: int | None = None) -> Any:
     """A member decoded by its extension alone, for schema-free samples (DictSample): text,
-    class labels, JSON and ``.npy`` arrays are decoded; anything else stays ``bytes``."""
+    class labels, JSON and ``.npy`` arrays are decoded; anything else stays ``bytes``. A member
+    of more than ``cap`` bytes is refused (SchemaError)."""
+    if cap is not None and len(data) > cap:
+        raise SchemaError(
+            f"the .{ext} member holds {len(data)} bytes, more than ATDATA_MAX_MEMBER_BYTES ({cap})"
+        )
     last = ext.rsplit(".", 1)[-1].lower()
     if last == "npy":
         from .codec import decode_array
@@ -292,7 +297,7 @@ class MemberLayout:
     def __init__(self, sample_type: type) -> None:
         from .codec import codec_for
 
-        codec = codec_for(sample_type)
+        codec: Any = codec_for(sample_type)
         self.sample_type = sample_type
         self.codec = codec
         defaults = _defaults(sample_type)
@@ -321,13 +326,11 @@ class MemberLayout:
         self.fields = tuple(plans)
         self.extensions = frozenset(e for p in plans for e in p.extensions)
 
-    def decode(self, parts: Mapping[str, Any]) -> Any:
+    def decode(self, parts: Mapping[str, Any], cap: int | None = None) -> Any:
         """A sample from its key's members ``{extension: bytes}``; SchemaError naming the field
-        and the missing or bad member (the caller adds the shard and key)."""
-        from .shards.reader import max_stream_member
-
+        and the missing or bad member (the caller adds the shard and key). A member of more than
+        ``cap`` bytes (``ATDATA_MAX_MEMBER_BYTES``, passed by the reader) is refused."""
         values: dict[str, Any] = {}
-        cap = max_stream_member()
         for p in self.fields:
             for ext in p.extensions:
                 data = parts.get(ext)
@@ -343,7 +346,7 @@ class MemberLayout:
                     )
                 values[p.name] = p.missing()
                 continue
-            if len(data) > cap:
+            if cap is not None and len(data) > cap:
                 raise SchemaError(
                     f"{p.path}: the .{ext} member holds {len(data)} bytes, more than "
                     f"ATDATA_MAX_MEMBER_BYTES ({cap})",
@@ -354,7 +357,7 @@ class MemberLayout:
             except SchemaError as exc:
                 raise SchemaError(f"{p.path}: {exc}", path=p.path) from None
             values[p.name] = p.convert(stored, p.path)
-        obj = object.__new__(self.sample_type)
+        obj: Any = object.__new__(self.sample_type)
         obj.__dict__ = values
         return obj
 
@@ -374,6 +377,39 @@ class MemberLayout:
         return out
 
 
+def encode_members(data: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """A schema-free sample ``{extension: value}`` as members: bytes as they are, ``str`` as
+    utf-8, ``int``/``float``/``bool`` as ASCII text, ``np.ndarray`` as ``.npy``, anything else
+    as JSON (what :func:`decode_member` reads back for ``txt``, ``cls``, ``json``, ``npy``)."""
+    out: list[tuple[str, bytes]] = []
+    for ext, value in data.items():
+        check_extension(ext)
+        if value is None:
+            continue
+        codec: MemberCodec
+        if isinstance(value, bytes | bytearray | memoryview):
+            codec = _RAW
+        elif isinstance(value, str):
+            codec = _CODECS["str"]
+        elif isinstance(value, bool):
+            codec = _CODECS["bool"]
+        elif isinstance(value, int | float):
+            codec = _CODECS["int" if isinstance(value, int) else "float"]
+        elif isinstance(value, np.ndarray):
+            codec = _CODECS["array"]
+        else:
+            codec = _CODECS["dict"]
+        try:
+            out.append((ext, codec.encode(value)[1]))
+        except SchemaError as exc:
+            raise SchemaError(f"$.{ext}: {exc}", path=f"$.{ext}") from None
+    return out
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
 def _none() -> None:
     return None
 
@@ -383,8 +419,7 @@ def _defaults(sample_type: type) -> dict[str, Callable[[], Any]]:
     if dataclasses.is_dataclass(sample_type):
         for f in dataclasses.fields(sample_type):
             if f.default is not dataclasses.MISSING:
-                value = f.default
-                out[f.name] = lambda value=value: value
+                out[f.name] = _constant(f.default)
             elif f.default_factory is not dataclasses.MISSING:
                 out[f.name] = f.default_factory
     return out
@@ -401,6 +436,6 @@ def member_layout(sample_type: type) -> MemberLayout | None:
     schema = sample_type.__dict__.get("__atdata_schema__")
     if not isinstance(schema, Schema):
         return None
-    layout = MemberLayout(sample_type) if schema.layout == "members" else False
-    type.__setattr__(sample_type, "__atdata_members__", layout)
-    return layout or None
+    layout = MemberLayout(sample_type) if schema.layout == "members" else None
+    type.__setattr__(sample_type, "__atdata_members__", layout or False)
+    return layout
