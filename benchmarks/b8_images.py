@@ -19,7 +19,7 @@ webdataset's ``TarWriter`` (the same layout). Page cache warm. Then, side by sid
   ``.jpg``/``.cls`` members raises "Sample missing 'msgpack' key") and it has no image field.
 
 Each row: samples/s, CPU seconds (this process plus its reaped DataLoader workers), and the
-decode share: the bare 1-thread loop's time for the same images divided by the row's CPU
+decode share: the bare 1-thread loop's CPU seconds for the same images divided by the row's CPU
 seconds (how much of the CPU the row spends is Pillow decoding; 1.0 = nothing else).
 Every pass is checked: sample count and the sum of labels. Results go to
 ``benchmarks/.data/b8-<time>.json`` and ``.md``.
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["rows"][name] = r
         print(f"{name:62s} {r['samples_per_s']:8.0f}/s  cpu {r['cpu_s']:6.1f}s  ok={r['ok']}", flush=True)
     results["loadavg_after"] = os.getloadavg()
-    decode_cpu = results["rows"][f"bare Pillow decode loop, threads={args.threads[0]}"]["wall_s"]
+    decode_cpu = results["rows"][f"bare Pillow decode loop, threads={args.threads[0]}"]["cpu_s"]
     for r in results["rows"].values():
         r["decode_share"] = min(1.0, decode_cpu / r["cpu_s"]) if r["cpu_s"] else None
     return results
