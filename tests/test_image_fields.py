@@ -155,6 +155,20 @@ def test_schema_records_image_fields_and_rebuilds_them(tmp_path) -> None:
     del ds
 
 
+def test_an_index_entry_loads_with_image_fields_and_no_class(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
+    ds = atdata.write_samples(
+        [Photo(image=Image.encode(smooth(i)), label=i) for i in range(3)], tmp_path / "i.tar"
+    )
+    atdata.Index().insert(ds, name="photos")
+    loaded = atdata.load_dataset("@local/photos", split="train")
+    assert loaded.sample_type is not Photo
+    (batch,) = list(loaded.ordered(batch_size=3))
+    assert batch.image.shape == (3, 40, 56, 3) and list(batch.label) == [0, 1, 2]
+    first = next(iter(loaded.ordered()))
+    assert isinstance(first.image, Image)
+
+
 def test_bad_image_specs_in_records_are_schema_errors() -> None:
     bad = {
         "name": "X",

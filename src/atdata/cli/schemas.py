@@ -118,6 +118,8 @@ def describe_type(ftype: FieldType) -> str:
         text = f"list[{inner}]" if ftype.kind == "list" else f"dict[str, {inner}]"
     elif ftype.kind == "sample":
         text = ftype.schema.name if ftype.schema else "sample"
+    elif ftype.kind == "image" and ftype.media is not None:
+        text = ftype.media.describe()
     else:
         text = ftype.kind
     return text + (" | None" if ftype.optional else "")
@@ -233,7 +235,7 @@ def _type_key(t: FieldType) -> Any:
 def _loose_match(a: FieldType, b: FieldType) -> bool:
     if "any" in (a.kind, b.kind):
         return True
-    if {a.kind, b.kind} <= {"dict", "sample"}:
+    if {a.kind, b.kind} <= {"dict", "sample"} or {a.kind, b.kind} <= {"image", "bytes"}:
         return True
     if a.kind != b.kind:
         return False
