@@ -147,11 +147,16 @@ def bare(images: list[bytes], threads: int) -> Callable[[], tuple[int, int]]:
     return run
 
 
-def _count(batches: Any, image: Callable[[Any], Any], labels: Callable[[Any], Any]) -> tuple[int, int]:
+def _count(
+    batches: Any, image: Callable[[Any], Any], labels: Callable[[Any], Any]
+) -> tuple[int, int]:
     count = total = 0
     for b in batches:
         img = image(b)
-        assert tuple(img.shape[1:]) == (SIDE, SIDE, 3) and str(img.dtype) in ("uint8", "torch.uint8")
+        assert tuple(img.shape[1:]) == (SIDE, SIDE, 3) and str(img.dtype) in (
+            "uint8",
+            "torch.uint8",
+        )
         count += img.shape[0]
         total += int(sum(int(x) for x in labels(b)))
     return count, total
@@ -178,12 +183,15 @@ def ours_loader(
     urls: list[str], workers: int, threads: int, batch: int
 ) -> Callable[[], tuple[int, int]]:
     def run() -> tuple[int, int]:
-        import atdata
         from torch.utils.data import DataLoader
+
+        import atdata
 
         os.environ["ATDATA_DECODE_THREADS"] = str(threads)
         ds = atdata.Dataset(urls, _sample_type())
-        loader = DataLoader(ds.to_torch(batch, drop_last=False), batch_size=None, num_workers=workers)
+        loader = DataLoader(
+            ds.to_torch(batch, drop_last=False), batch_size=None, num_workers=workers
+        )
         return _count(loader, lambda b: b["image"], lambda b: b["label"])
 
     return run
@@ -216,13 +224,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for t in args.threads:
         rows.append((f"bare Pillow decode loop, threads={t}", "bare", bare(images, t)))
     for w in args.workers:
-        rows.append((f"webdataset .decode('rgb8') + DataLoader w={w}", "wds", wds_loader(urls, w, args.batch)))
+        rows.append(
+            (
+                f"webdataset .decode('rgb8') + DataLoader w={w}",
+                "wds",
+                wds_loader(urls, w, args.batch),
+            )
+        )
         for t in args.threads:
             rows.append(
-                (f"ours to_torch + DataLoader w={w}, decode threads={t}", "ours", ours_loader(urls, w, t, args.batch))
+                (
+                    f"ours to_torch + DataLoader w={w}, decode threads={t}",
+                    "ours",
+                    ours_loader(urls, w, t, args.batch),
+                )
             )
     for t in args.threads:
-        rows.append((f"ours ordered(batch_size) in process, decode threads={t}", "ours", ours_ordered(urls, t, args.batch)))
+        rows.append(
+            (
+                f"ours ordered(batch_size) in process, decode threads={t}",
+                "ours",
+                ours_ordered(urls, t, args.batch),
+            )
+        )
     results: dict[str, Any] = {
         "env": environment({}),
         "n": args.n,
@@ -239,7 +263,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r["ok"] = (r["count"], r["label_sum"]) == expected
         r["samples_per_s"] = r["count"] / r["wall_s"]
         results["rows"][name] = r
-        print(f"{name:62s} {r['samples_per_s']:8.0f}/s  cpu {r['cpu_s']:6.1f}s  ok={r['ok']}", flush=True)
+        print(
+            f"{name:62s} {r['samples_per_s']:8.0f}/s  cpu {r['cpu_s']:6.1f}s  ok={r['ok']}",
+            flush=True,
+        )
     results["loadavg_after"] = os.getloadavg()
     decode_cpu = results["rows"][f"bare Pillow decode loop, threads={args.threads[0]}"]["cpu_s"]
     for r in results["rows"].values():

@@ -31,14 +31,14 @@ def encoded(arr: np.ndarray, fmt: str) -> bytes:
 
 @atdata.packable
 class Photo:
-    image: Annotated[Image, ImageSpec(shape=(48, 64, 3), mode="RGB")] = atdata.member(
-        "jpg", "png"
-    )
+    image: Annotated[Image, ImageSpec(shape=(48, 64, 3), mode="RGB")] = atdata.member("jpg", "png")
     label: int = atdata.member("cls")
     caption: str = atdata.member("txt")
 
 
-def webdataset_shard(path: Path, n: int = 6, bad: dict[int, tuple[str, bytes]] | None = None) -> str:
+def webdataset_shard(
+    path: Path, n: int = 6, bad: dict[int, tuple[str, bytes]] | None = None
+) -> str:
     with wds.TarWriter(str(path)) as sink:
         for i in range(n):
             ext, data = (bad or {}).get(i, ("jpg" if i % 2 else "png", b""))

@@ -15,11 +15,11 @@ import numpy as np
 from ..codec import decode_array, unpack_map
 from ..errors import SchemaError
 from ..schema import Field, FieldType, Schema
-from ._media import ImageInfo, image_info
 from ..shards.reader import iter_members, load_offsets, scan_offsets
 from ..shards.tar import split_name
 from ..shards.urls import expand_urls
 from ..sources import open_source
+from ._media import ImageInfo, image_info
 
 __all__ = [
     "INFERRED_NAME",
