@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SchemaError
-from .image import Image, decode_image, open_checked
+from .image import Image, decode_image
 from .spec import ImageSpec
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ def to_image(value: Any, spec: ImageSpec, path: str) -> Image:
         raise _at(path, exc) from None
     if spec.format is not None and img.format != spec.format:
         raise SchemaError(f"{path}: expected a {spec.format} image, got {img.format}", path=path)
-    with open_checked(img.data, img.format, spec, path):
-        pass
-    return img
+    return img.check(spec, path)
 
 
 def image_encoder(ftype: "FieldType") -> Converter:
@@ -57,7 +55,11 @@ def image_encoder(ftype: "FieldType") -> Converter:
     def enc_image(value: Any, path: str) -> Any:
         if value is None and optional:
             return None
-        return to_image(value, spec, path).data
+        img = to_image(value, spec, path)
+        header = img.take_header(spec)
+        if header is not None:
+            header[0].close()
+        return img.data
 
     return enc_image
 
@@ -92,6 +94,6 @@ def image_checker(ftype: "FieldType") -> Converter:
                 f"{path}: expected image bytes, got {type(value).__name__}", path=path
             )
         img = to_image(value, spec, path)
-        return decode_image(img.data, img.format, spec, path)
+        return decode_image(img.data, img.format, spec, path, opened=img.take_header(spec))
 
     return check_image

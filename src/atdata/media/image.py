@@ -16,9 +16,11 @@ from .._optional import require
 from ..errors import InvalidArgumentError, SchemaError
 from .spec import FORMATS, MODES, ImageSpec, canonical_format, max_image_pixels
 
-__all__ = ["Image", "decode_image", "open_checked", "sniff_format"]
+__all__ = ["Image", "Opened", "decode_image", "open_checked", "open_header", "sniff_format"]
 
 _ANY = ImageSpec()
+#: A checked header: the opened (not yet decoded) Pillow image, its (H, W, C) and target mode.
+Opened = tuple[Any, tuple[int, int, int], str]
 
 
 def _pil() -> Any:
@@ -46,7 +48,7 @@ class Image:
     ('png', (4, 6, 3), (4, 6, 3))
     """
 
-    __slots__ = ("_array", "_spec", "data", "format")
+    __slots__ = ("_array", "_header", "_spec", "data", "format")
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class Image:
         self.format = found
         self._spec = spec or _ANY
         self._array: np.ndarray[Any, Any] | None = None
+        self._header: Opened | None = None  # opened and checked, kept for the decode
 
     @classmethod
     def encode(
@@ -107,10 +110,27 @@ class Image:
             del im
             return shape
 
+    def check(self, spec: ImageSpec, path: str) -> "Image":
+        """Check the header against ``spec`` (SchemaError naming ``path``) and keep it open,
+        so that decoding later does not parse it again."""
+        if self._header is not None:
+            self._header[0].close()
+        self._header = open_header(self.data, self.format, spec, path)
+        return self
+
+    def take_header(self, spec: ImageSpec) -> Opened | None:
+        """The header kept by :meth:`check` (for ``spec``), handed over once."""
+        header, self._header = self._header, None
+        if header is not None and spec != self._spec:
+            header[0].close()
+            return None
+        return header
+
     def decode(self) -> np.ndarray[Any, Any]:
         """The pixels as a uint8 ``(H, W, C)`` array (decoded once, then kept; read-only)."""
         if self._array is None:
-            arr = decode_image(self.data, self.format, self._spec, "$")
+            header = self.take_header(self._spec)
+            arr = decode_image(self.data, self.format, self._spec, "$", opened=header)
             arr.flags.writeable = False
             self._array = arr
         return self._array
@@ -143,48 +163,49 @@ def _restore(data: bytes, fmt: str, spec: ImageSpec) -> Image:
     return Image(data, fmt, spec=spec)
 
 
-class open_checked:
-    """Context manager: the Pillow image opened from ``data`` (header only), after the checks.
+def open_header(data: bytes | memoryview, fmt: str, spec: ImageSpec, path: str) -> Opened:
+    """The Pillow image opened from ``data`` (header only) after the checks, the ``(H, W, C)``
+    it decodes to and the mode its pixels are converted to; the caller closes the image.
 
-    Yields ``(pil_image, (H, W, C), mode)`` where mode is what the pixels will be converted to.
     Raises SchemaError naming ``path`` for an unreadable header, a format other than ``fmt``,
     more pixels than the cap, or a size that disagrees with the declared shape.
     """
+    pil = _pil()
+    try:
+        im = pil.open(io.BytesIO(data), formats=[FORMATS[fmt]])
+    except Exception as exc:  # Pillow raises several unrelated types on a bad header
+        raise SchemaError(f"{path}: cannot read the {fmt} image header: {exc}", path=path) from None
+    width, height = im.size
+    cap = max_image_pixels(spec.max_pixels)
+    if width * height > cap:
+        im.close()
+        raise SchemaError(
+            f"{path}: {fmt} image of {width}x{height} pixels is over the cap of {cap} "
+            "(raise it with $ATDATA_MAX_IMAGE_PIXELS or ImageSpec(max_pixels=...))",
+            path=path,
+        )
+    mode = spec.mode or _natural_mode(im)
+    shape = (height, width, MODES[mode])
+    want = spec.shape
+    if want is not None and any(w is not None and w != g for w, g in zip(want, shape, strict=True)):
+        im.close()
+        raise SchemaError(
+            f"{path}: expected an image of shape {_text(want)}, got {shape}", path=path
+        )
+    return im, shape, mode
+
+
+class open_checked:
+    """Context manager around :func:`open_header` that closes the image on exit."""
 
     def __init__(self, data: bytes | memoryview, fmt: str, spec: ImageSpec, path: str) -> None:
         self._args = (data, fmt, spec, path)
         self._im: Any = None
 
-    def __enter__(self) -> tuple[Any, tuple[int, int, int], str]:
-        data, fmt, spec, path = self._args
-        pil = _pil()
-        try:
-            im = pil.open(io.BytesIO(data), formats=[FORMATS[fmt]])
-        except Exception as exc:  # Pillow raises several unrelated types on a bad header
-            raise SchemaError(
-                f"{path}: cannot read the {fmt} image header: {exc}", path=path
-            ) from None
-        self._im = im
-        width, height = im.size
-        cap = max_image_pixels(spec.max_pixels)
-        if width * height > cap:
-            im.close()
-            raise SchemaError(
-                f"{path}: {fmt} image of {width}x{height} pixels is over the cap of {cap} "
-                "(raise it with $ATDATA_MAX_IMAGE_PIXELS or ImageSpec(max_pixels=...))",
-                path=path,
-            )
-        mode = spec.mode or _natural_mode(im)
-        shape = (height, width, MODES[mode])
-        want = spec.shape
-        if want is not None and any(
-            w is not None and w != g for w, g in zip(want, shape, strict=True)
-        ):
-            im.close()
-            raise SchemaError(
-                f"{path}: expected an image of shape {_text(want)}, got {shape}", path=path
-            )
-        return im, shape, mode
+    def __enter__(self) -> Opened:
+        opened = open_header(*self._args)
+        self._im = opened[0]
+        return opened
 
     def __exit__(self, *exc: object) -> None:
         if self._im is not None:
@@ -212,22 +233,28 @@ def decode_image(
     spec: ImageSpec,
     path: str,
     out: np.ndarray[Any, Any] | None = None,
+    *,
+    opened: Opened | None = None,
 ) -> np.ndarray[Any, Any]:
-    """Decode ``data`` to a uint8 ``(H, W, C)`` array (into ``out`` when its shape matches)."""
-    with open_checked(data, fmt, spec, path) as (opened, shape, mode):
-        try:
-            im = opened
-            if im.mode != mode:
-                if fmt == "jpeg" and mode == "L":
-                    im.draft("L", im.size)  # libjpeg converts while decoding
-                im = im.convert(mode) if im.mode != mode else im
-            else:
-                im.load()
-            arr = np.asarray(im)
-        except SchemaError:
-            raise
-        except Exception as exc:  # truncated or corrupt pixel data
-            raise SchemaError(f"{path}: cannot decode the {fmt} image: {exc}", path=path) from None
+    """Decode ``data`` to a uint8 ``(H, W, C)`` array (into ``out`` when its shape matches).
+
+    ``opened``: what :func:`open_header` returned for these bytes and this spec, if the header
+    was already checked (it is not parsed again); it is closed here.
+    """
+    im, shape, mode = opened if opened is not None else open_header(data, fmt, spec, path)
+    try:
+        if im.mode != mode:
+            if fmt == "jpeg" and mode == "L":
+                im.draft("L", im.size)  # libjpeg converts while decoding
+            converted = im.convert(mode) if im.mode != mode else im
+        else:
+            im.load()
+            converted = im
+        arr = np.asarray(converted)
+    except Exception as exc:  # truncated or corrupt pixel data
+        raise SchemaError(f"{path}: cannot decode the {fmt} image: {exc}", path=path) from None
+    finally:
+        im.close()
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.shape != shape or arr.dtype != np.uint8:

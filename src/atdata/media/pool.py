@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, SchemaError
-from .image import Image, decode_image, sniff_format
+from .image import Image, Opened, decode_image, sniff_format
 from .spec import ImageSpec
 
 __all__ = ["decode_column", "decode_threads"]
@@ -74,20 +74,23 @@ def _forget_pool_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def _bytes_and_format(value: Any, spec: ImageSpec, path: str) -> tuple[Any, str]:
+Item = tuple[Any, str, Opened | None]  # bytes, format, the header if already checked
+
+
+def _bytes_and_format(value: Any, spec: ImageSpec, path: str) -> Item:
     if isinstance(value, Image):
         if spec.format is not None and value.format != spec.format:
             raise SchemaError(
                 f"{path}: expected a {spec.format} image, got {value.format}", path=path
             )
-        return value.data, value.format
+        return value.data, value.format, value.take_header(spec)
     if type(value) is bytes or isinstance(value, memoryview):
         fmt = sniff_format(value)
         if fmt is None:
             raise SchemaError(f"{path}: not a JPEG, PNG or WebP image", path=path)
         if spec.format is not None and fmt != spec.format:
             raise SchemaError(f"{path}: expected a {spec.format} image, got {fmt}", path=path)
-        return value, fmt
+        return value, fmt, None
     raise SchemaError(f"{path}: expected image bytes, got {type(value).__name__}", path=path)
 
 
@@ -114,7 +117,7 @@ def decode_column(
     alloc = empty or _fresh
     start = 0
     if fixed is None:
-        first = decode_image(items[0][0], items[0][1], spec, path)
+        first = decode_image(items[0][0], items[0][1], spec, path, opened=items[0][2])
         out = alloc((count, *first.shape), np.dtype(np.uint8))
         out[0] = first
         start = 1
@@ -142,7 +145,7 @@ def decode_column(
 
 
 def _decode_slice(
-    items: list[tuple[Any, str]],
+    items: list[Item],
     indexes: range,
     out: np.ndarray[Any, Any],
     context: tuple[ImageSpec, str, dict[int, np.ndarray[Any, Any]]],
@@ -150,8 +153,8 @@ def _decode_slice(
     spec, path, odd = context
     shape = out.shape[1:]
     for i in indexes:
-        data, fmt = items[i]
-        arr = decode_image(data, fmt, spec, path, out[i])
+        data, fmt, opened = items[i]
+        arr = decode_image(data, fmt, spec, path, out[i], opened=opened)
         if arr.shape != shape:
             odd[i] = arr  # a different size: the column becomes a list
 
@@ -161,8 +164,8 @@ def _one(value: Any, spec: ImageSpec, path: str) -> Any:
         return None
     if isinstance(value, np.ndarray):
         return value
-    data, fmt = _bytes_and_format(value, spec, path)
-    return decode_image(data, fmt, spec, path)
+    data, fmt, opened = _bytes_and_format(value, spec, path)
+    return decode_image(data, fmt, spec, path, opened=opened)
 
 
 def _fresh(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
