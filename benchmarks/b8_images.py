@@ -15,6 +15,8 @@ webdataset's ``TarWriter`` (the same layout). Page cache warm. Then, side by sid
 - ours: ``Dataset(urls, T).to_torch(B)`` through the same DataLoader, with
   ``$ATDATA_DECODE_THREADS`` = 1 (one decoding thread per worker: the same CPUs as webdataset)
   and 2; and ``Dataset.ordered(batch_size=B)`` in process (no DataLoader) with 1 and 2 threads;
+  then the same JPEG bytes in our msgpack layout (``image: Annotated[Image, ImageSpec(...)]``),
+  which takes the batch fast path (no per-sample objects: bytes straight to the decoder);
 - atdata 0.7 does not apply: its ``Dataset`` reads only ``<key>.msgpack`` members (a shard of
   ``.jpg``/``.cls`` members raises "Sample missing 'msgpack' key") and it has no image field.
 
@@ -67,7 +69,7 @@ def make_images(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def _sample_type() -> type:
+def _sample_type(layout: str = "members") -> type:
     import atdata
     from atdata import Image, ImageSpec
 
@@ -78,7 +80,27 @@ def _sample_type() -> type:
         image: Annotated[Image, spec] = atdata.member("jpg")
         label: int = atdata.member("cls")
 
-    return Photo
+    @atdata.packable
+    class PackedPhoto:
+        image: Annotated[Image, spec]
+        label: int
+
+    return Photo if layout == "members" else PackedPhoto
+
+
+def write_msgpack_shards(images: list[bytes], directory: Path) -> list[str]:
+    """The same JPEG bytes in our msgpack layout (one ``.msgpack`` member per sample)."""
+    import atdata
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*"):
+        old.unlink()
+    packed = _sample_type("msgpack")
+    samples = (
+        packed(image=atdata.Image(data, "jpeg"), label=i % 1000) for i, data in enumerate(images)
+    )
+    ds = atdata.write_samples(samples, str(directory / "b8m-%06d.tar"), maxcount=PER_SHARD)
+    return [s.location for s in ds.shard_infos]
 
 
 def write_shards(images: list[bytes], directory: Path) -> tuple[list[str], str]:
@@ -180,7 +202,7 @@ def wds_loader(urls: list[str], workers: int, batch: int) -> Callable[[], tuple[
 
 
 def ours_loader(
-    urls: list[str], workers: int, threads: int, batch: int
+    urls: list[str], workers: int, threads: int, batch: int, layout: str = "members"
 ) -> Callable[[], tuple[int, int]]:
     def run() -> tuple[int, int]:
         from torch.utils.data import DataLoader
@@ -188,7 +210,7 @@ def ours_loader(
         import atdata
 
         os.environ["ATDATA_DECODE_THREADS"] = str(threads)
-        ds = atdata.Dataset(urls, _sample_type())
+        ds = atdata.Dataset(urls, _sample_type(layout))
         loader = DataLoader(
             ds.to_torch(batch, drop_last=False), batch_size=None, num_workers=workers
         )
@@ -197,12 +219,14 @@ def ours_loader(
     return run
 
 
-def ours_ordered(urls: list[str], threads: int, batch: int) -> Callable[[], tuple[int, int]]:
+def ours_ordered(
+    urls: list[str], threads: int, batch: int, layout: str = "members"
+) -> Callable[[], tuple[int, int]]:
     def run() -> tuple[int, int]:
         import atdata
 
         os.environ["ATDATA_DECODE_THREADS"] = str(threads)
-        ds = atdata.Dataset(urls, _sample_type())
+        ds = atdata.Dataset(urls, _sample_type(layout))
         return _count(ds.ordered(batch_size=batch), lambda b: b.image, lambda b: b.label)
 
     return run
@@ -216,8 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     images = make_images(args.n)
     directory = DATA / f"B8-{args.n}"
     urls, writer = write_shards(images, directory)
+    murls = write_msgpack_shards(images, DATA / f"B8-{args.n}-msgpack")
     setup_s = time.perf_counter() - t0
-    for u in urls:  # warm the page cache
+    for u in urls + murls:  # warm the page cache
         Path(u).read_bytes()
     expected = (args.n, sum(i % 1000 for i in range(args.n)))
     rows: list[tuple[str, str, Callable[[], tuple[int, int]]]] = []
@@ -245,6 +270,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"ours ordered(batch_size) in process, decode threads={t}",
                 "ours",
                 ours_ordered(urls, t, args.batch),
+            )
+        )
+    for w in args.workers:  # the same JPEG bytes in our msgpack layout
+        rows.append(
+            (
+                f"ours msgpack layout, to_torch + DataLoader w={w}, decode threads=1",
+                "ours",
+                ours_loader(murls, w, 1, args.batch, "msgpack"),
+            )
+        )
+    for t in args.threads:
+        rows.append(
+            (
+                f"ours msgpack layout, ordered in process, decode threads={t}",
+                "ours",
+                ours_ordered(murls, t, args.batch, "msgpack"),
             )
         )
     results: dict[str, Any] = {
