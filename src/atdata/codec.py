@@ -16,6 +16,7 @@ from ._msgpack_view import unpack_map_view
 from ._npy import NPY_MAGIC, check_array_dtype, check_array_shape, parse_npy
 from .errors import SchemaError
 from .media.codec import image_checker, image_decoder, image_encoder
+from .media.spec import ImageSpec
 from .sample import DictSample
 from .schema import FieldType, Schema
 
@@ -201,7 +202,7 @@ def _encoder_required(ftype: FieldType) -> Converter | None:
 
         return enc_array
     if kind == "image":
-        return image_encoder(ftype)
+        return image_encoder(ftype.media or ImageSpec(), ftype.optional)
     if kind == "sample":
         assert ftype.schema is not None
         nested = _nested_codec(ftype)
@@ -292,7 +293,7 @@ def _decoder(ftype: FieldType) -> Converter | None:
 
         return dec_array
     if kind == "image":
-        return image_decoder(ftype)
+        return image_decoder(ftype.media or ImageSpec(), ftype.optional)
     if kind == "sample":
         assert ftype.schema is not None
         nested = _nested_codec(ftype)
@@ -313,7 +314,7 @@ def _checker(ftype: FieldType) -> Converter | None:
     if ftype.kind == "array":
         return _array_checker(ftype)
     if ftype.kind == "image":
-        return image_checker(ftype)
+        return image_checker(ftype.media or ImageSpec(), ftype.optional)
     return _decoder(ftype)
 
 

@@ -1,7 +1,7 @@
 """The codec's converters for image fields (msgpack ``bin`` values holding encoded images)."""
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -9,16 +9,9 @@ from ..errors import SchemaError
 from .image import Image, decode_image
 from .spec import ImageSpec
 
-if TYPE_CHECKING:
-    from ..schema import FieldType
-
 __all__ = ["image_checker", "image_decoder", "image_encoder", "to_image"]
 
 Converter = Callable[[Any, str], Any]
-
-
-def _spec(ftype: "FieldType") -> ImageSpec:
-    return ftype.media or ImageSpec()
 
 
 def _at(path: str, exc: SchemaError) -> SchemaError:
@@ -48,9 +41,7 @@ def to_image(value: Any, spec: ImageSpec, path: str) -> Image:
     return img.check(spec, path)
 
 
-def image_encoder(ftype: "FieldType") -> Converter:
-    spec = _spec(ftype)
-    optional = ftype.optional
+def image_encoder(spec: ImageSpec, optional: bool) -> Converter:
 
     def enc_image(value: Any, path: str) -> Any:
         if value is None and optional:
@@ -64,10 +55,8 @@ def image_encoder(ftype: "FieldType") -> Converter:
     return enc_image
 
 
-def image_decoder(ftype: "FieldType") -> Converter:
+def image_decoder(spec: ImageSpec, optional: bool) -> Converter:
     """Stored bytes -> a lazy :class:`Image` (its header checked now, its pixels when used)."""
-    spec = _spec(ftype)
-    optional = ftype.optional
 
     def dec_image(value: Any, path: str) -> Any:
         if value is None and optional:
@@ -81,10 +70,8 @@ def image_decoder(ftype: "FieldType") -> Converter:
     return dec_image
 
 
-def image_checker(ftype: "FieldType") -> Converter:
+def image_checker(spec: ImageSpec, optional: bool) -> Converter:
     """Stored bytes -> the decoded uint8 array (the batch path checks by decoding)."""
-    spec = _spec(ftype)
-    optional = ftype.optional
 
     def check_image(value: Any, path: str) -> Any:
         if value is None and optional:
