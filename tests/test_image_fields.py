@@ -213,3 +213,20 @@ def test_decoding_works_in_a_forked_child() -> None:
     os.close(write)
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 2) == b"ok" and status == 0
+
+
+def test_schema_stubs_and_generated_samples_know_image_fields(tmp_path) -> None:
+    from atdata.samplegen import make_samples
+    from atdata.stubgen import schema_stub
+
+    source = schema_stub(Schema.from_type(Photo))
+    assert (
+        "image: Annotated[atdata.Image, atdata.ImageSpec(shape=(40, 56, 3), mode='RGB', "
+        "format='jpeg')]" in source
+    )
+    assert "image: atdata.Image" in schema_stub(Schema.from_type(AnyPic))
+    samples = make_samples(Photo, 3)
+    assert all(s.image.format == "jpeg" and s.image.shape == (40, 56, 3) for s in samples)
+    ds = atdata.write_samples(samples, tmp_path / "g.tar")
+    (batch,) = list(ds.ordered(batch_size=3))
+    assert batch.image.shape == (3, 40, 56, 3)
