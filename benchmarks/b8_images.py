@@ -100,7 +100,7 @@ def write_msgpack_shards(images: list[bytes], directory: Path) -> list[str]:
         packed(image=atdata.Image(data, "jpeg"), label=i % 1000) for i, data in enumerate(images)
     )
     ds = atdata.write_samples(samples, str(directory / "b8m-%06d.tar"), maxcount=PER_SHARD)
-    return [s.location for s in ds.shard_infos]
+    return [s.url for s in ds.shard_infos]
 
 
 def write_shards(images: list[bytes], directory: Path) -> tuple[list[str], str]:
@@ -118,7 +118,7 @@ def write_shards(images: list[bytes], directory: Path) -> tuple[list[str], str]:
         ds = atdata.write_samples(
             samples, str(directory / "b8-%06d.tar"), maxcount=PER_SHARD, layout="members"
         )
-        return [s.location for s in ds.shard_infos], "atdata write_samples(layout='members')"
+        return [s.url for s in ds.shard_infos], "atdata write_samples(layout='members')"
     except TypeError:  # this tree's write_samples has no member layout yet
         pass
     import webdataset as wds

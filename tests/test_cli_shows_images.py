@@ -44,7 +44,7 @@ def test_preview_shows_image_facts_and_writes_thumbnails(home: Path, tmp_path: P
     ds = atdata.write_samples(
         [Shot(image=Image.encode(smooth(i)), label=i) for i in range(3)], tmp_path / "s.tar"
     )
-    url = ds.shard_infos[0].location
+    url = ds.shard_infos[0].url
     done = runner.invoke(app, ["preview", url, "--json", "--thumbnails", str(tmp_path / "th")])
     assert done.exit_code == 0, done.output
     rows = json.loads(done.output)

@@ -71,7 +71,7 @@ def test_our_member_shards_decode_to_the_same_pixels_in_webdataset(tmp_path) -> 
     ]
     samples[1] = Photo(image=Image.encode(arrays[1], format="png"), label=1, caption="c1")
     ds = atdata.write_samples(samples, tmp_path / "ours.tar")
-    url = ds.shard_infos[0].location
+    url = ds.shard_infos[0].url
     pipe = wds.WebDataset(url, shardshuffle=False).decode("rgb8")
     theirs = list(pipe)
     assert [sorted(k for k in d if not k.startswith("__")) for d in theirs][:2] == [

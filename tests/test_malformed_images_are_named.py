@@ -68,7 +68,7 @@ GOOD = Image.encode(smooth(1)).data
 def shard_with(tmp_path, bad: bytes, at: int = 2, n: int = 5) -> str:
     rows = [Raw(image=bad if i == at else GOOD, label=i) for i in range(n)]
     ds = atdata.write_samples(rows, tmp_path / "s.tar")
-    return ds.shard_infos[0].location
+    return ds.shard_infos[0].url
 
 
 def truncated_jpeg() -> bytes:
