@@ -55,7 +55,18 @@ PUBLIC_API = sorted(
     ]
 )
 
-HEAVY = ["redis", "psycopg", "boto3", "botocore", "httpx", "atproto", "typer", "rich", "torch", "PIL"]
+HEAVY = [
+    "redis",
+    "psycopg",
+    "boto3",
+    "botocore",
+    "httpx",
+    "atproto",
+    "typer",
+    "rich",
+    "torch",
+    "PIL",
+]
 
 
 def test_all_is_pinned() -> None:
