@@ -104,3 +104,11 @@ def test_a_truncated_jpeg_member_is_skipped_in_batches(tmp_path) -> None:
         list(Dataset(url, Photo).ordered(batch_size=3))
     got = list(Dataset(url, Photo, on_error="skip").ordered(batch_size=3))
     assert [lbl for b in got for lbl in b.label] == [0, 1, 2, 4, 5]
+
+
+@pytest.mark.parametrize("layout", ["msgpack", "members"])
+def test_schema_free_samples_store_images_as_their_bytes(tmp_path, layout: str) -> None:
+    img = Image.encode(smooth(7))
+    ds = atdata.write_samples([{"jpg": img, "cls": 4}], tmp_path / "d.tar", layout=layout)
+    (sample,) = list(ds.ordered())
+    assert sample["jpg"] == img.data and sample["cls"] == 4

@@ -382,10 +382,13 @@ def encode_members(data: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     utf-8, ``int``/``float``/``bool`` as ASCII text, ``np.ndarray`` as ``.npy``, anything else
     as JSON (what :func:`decode_member` reads back for ``txt``, ``cls``, ``json``, ``npy``)."""
     out: list[tuple[str, bytes]] = []
-    for ext, value in data.items():
+    from .media.image import Image
+
+    for ext, given in data.items():
         check_extension(ext)
-        if value is None:
+        if given is None:
             continue
+        value = given.data if isinstance(given, Image) else given  # an image: its bytes
         codec: MemberCodec
         if isinstance(value, bytes | bytearray | memoryview):
             codec = _RAW
