@@ -7,6 +7,7 @@ Images are encoded by Pillow from smooth random content (real JPEG/PNG/WebP file
 import io
 import os
 import pickle
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -230,3 +231,17 @@ def test_schema_stubs_and_generated_samples_know_image_fields(tmp_path) -> None:
     ds = atdata.write_samples(samples, tmp_path / "g.tar")
     (batch,) = list(ds.ordered(batch_size=3))
     assert batch.image.shape == (3, 40, 56, 3)
+
+
+def test_the_readme_images_section_runs_as_written(tmp_path, monkeypatch) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Encoded images\n.*?```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {"__name__": "readme_images"}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    ds = scope["ds"]
+    assert np.asarray(ds[0].image).shape == (64, 64, 3)
+    assert next(iter(ds.ordered(batch_size=32))).image.shape == (32, 64, 64, 3)
