@@ -71,7 +71,10 @@ def load(source: ShardSource, path: str | None, sha256: str | None) -> OffsetInd
     file = _directory() / f"{name}.idx"
     try:
         with open(file, "rb") as f:
-            data = f.read(MAX_SIDECAR_BYTES + 4096)
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_SIDECAR_BYTES + 4096:
+                return None
+            data = f.read(size)  # read(n) would allocate n bytes up front
         raw = msgpack.unpackb(data, raw=False)
         if not isinstance(raw, dict) or raw.get("format") != _FORMAT or raw.get("of") != ident:
             return None
