@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 
 from ._redact import redact
-from .batch import Collator, collate_maps, collate_samples
+from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .groupslots import GroupSlotReader
@@ -200,7 +200,7 @@ class PlanReader:
                 codec = codec_for(self.dataset.sample_type)
             except (SchemaError, TypeError):
                 return samples
-            return collate_samples(codec, samples, keys)
+            return collate_samples_checked(codec, samples, keys, self._handle)
         got = self._read(order, positions)
         if not got.bodies:
             return None
@@ -321,17 +321,23 @@ def iter_sequential(
             pending_keys.append(key)
             if len(pending) == batch_size:
                 progress.slot = slot + 1
-                progress.delivered += batch_size
-                yield _collated(codec, pending, pending_keys)
+                batch = _collated(reader, codec, pending, pending_keys)
+                progress.delivered += 0 if batch is None else len(batch)
+                if batch is not None:
+                    yield batch
                 pending, pending_keys = [], []
     if pending and not drop_last:
         progress.slot = total
-        progress.delivered += len(pending)
-        yield _collated(codec, pending, pending_keys)
+        batch = _collated(reader, codec, pending, pending_keys)
+        progress.delivered += 0 if batch is None else len(batch)
+        if batch is not None:
+            yield batch
 
 
-def _collated(codec: Any, samples: list[Any], keys: list[str]) -> Any:
-    return samples if codec is None else collate_samples(codec, samples, keys)
+def _collated(reader: PlanReader, codec: Any, samples: list[Any], keys: list[str]) -> Any:
+    if codec is None:
+        return samples
+    return collate_samples_checked(codec, samples, keys, reader._handle)
 
 
 def iter_layout(

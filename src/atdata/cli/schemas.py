@@ -228,7 +228,7 @@ def _type_key(t: FieldType) -> Any:
 def _loose_match(a: FieldType, b: FieldType) -> bool:
     if "any" in (a.kind, b.kind):
         return True
-    if {a.kind, b.kind} <= {"dict", "sample"}:
+    if {a.kind, b.kind} <= {"dict", "sample"} or {a.kind, b.kind} <= {"image", "bytes"}:
         return True
     if a.kind != b.kind:
         return False
