@@ -53,14 +53,14 @@ def test_skip_drops_the_unscannable_shard(tmp_path: Path, damage: str, seed: int
 
 def test_warn_names_the_shard(tmp_path: Path) -> None:
     urls = _shards(tmp_path, "garbage")
-    with pytest.warns(AtdataWarning, match="notes-000001.tar.*skipping the shard"):
+    with pytest.warns(AtdataWarning, match=r"notes-000001\.tar.*skipping the shard"):
         got = sorted(n.text for n in Dataset[Note](urls, on_error="warn").shuffled(seed=1))
     assert got == GOOD
 
 
 def test_raise_still_raises(tmp_path: Path) -> None:
     ds = Dataset[Note](_shards(tmp_path, "truncated"))
-    with warnings.catch_warnings(), pytest.raises(ShardError, match="notes-000001.tar"):
+    with warnings.catch_warnings(), pytest.raises(ShardError, match=r"notes-000001\.tar"):
         warnings.simplefilter("ignore", AtdataWarning)
         list(ds.shuffled(seed=0))
 
