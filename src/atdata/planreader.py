@@ -98,11 +98,10 @@ def epoch_order(
 ) -> EpochOrder:
     """The order of one epoch of ``dataset`` (counts and sizes from its offset indexes)."""
     shards = dataset.shards
-    cum = shards.cumulative()
-    counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
+    counts = _readable_counts(shards, dataset.on_error)
     return EpochOrder(
         counts,
-        lambda i: shards.offsets(i).sizes,
+        lambda i: shards.offsets(i).sizes if counts[i] else np.zeros(0, dtype=np.int64),
         seed=seed,
         epoch=epoch,
         window=window,
@@ -110,6 +109,23 @@ def epoch_order(
         length=length,
         resample=resample,
     )
+
+
+def _readable_counts(shards: ShardSet, on_error: str) -> list[int]:
+    """Each shard's sample count; under ``on_error`` "skip"/"warn" a shard whose offsets cannot
+    be read (no sidecar and a scan that fails: truncated or not a tar) counts as empty, so the
+    epoch skips it as it skips a shard failing its checksum."""
+    counts = []
+    for i in range(len(shards)):
+        try:
+            counts.append(len(shards.offsets(i)))
+        except ShardError as exc:
+            if on_error == "raise":
+                raise
+            if on_error == "warn":
+                warnings.warn(f"{exc}; skipping the shard", AtdataWarning, stacklevel=4)
+            counts.append(0)
+    return counts
 
 
 def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
