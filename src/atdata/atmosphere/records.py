@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .._clock import utc_now
 from ..errors import SchemaError
+from ..net.ids import record_cid
 from ..schema import Schema
 from ._fields import JsonObject, Parse, fail, json_field, omit_empty
 from ._jsonschema import JSON_SCHEMA_FORMAT, from_json_schema, to_json_schema
@@ -242,13 +243,7 @@ class SchemaRecord(_Record):
 
     def record_key(self) -> str:
         """The CID (dag-cbor, sha2-256) of :meth:`content`; the key atdata publishes it under."""
-        import hashlib
-
-        import libipld
-
-        digest = hashlib.sha256(libipld.encode_dag_cbor(self.content())).digest()
-        cid: str = libipld.encode_cid(bytes([1, 0x71, 0x12, 32]) + digest)
-        return cid
+        return record_cid(self.content())
 
     @classmethod
     def _check_layout(cls, value: Mapping[str, Any], where: str) -> None:
