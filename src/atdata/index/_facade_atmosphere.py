@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     )
     from .facade import Index
 
-__all__: list[str] = []
+__all__ = ["AtmosphereMethods"]
 
 
 class AtmosphereMethods(IndexBase):

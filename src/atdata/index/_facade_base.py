@@ -9,7 +9,7 @@ from ..sample import DictSample
 from ..schema import Schema
 from .repository import Repository
 
-__all__: list[str] = []
+__all__ = ["IndexBase", "SchemaSpec", "schema_of"]
 
 SchemaSpec = type | Schema | str
 

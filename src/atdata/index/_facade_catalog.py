@@ -17,7 +17,7 @@ from .schemas import add_schema_tx, classify_change, schema_versions_tx
 if TYPE_CHECKING:
     from .entries import DatasetEntry
 
-__all__: list[str] = []
+__all__ = ["CatalogMethods"]
 
 
 class CatalogMethods(IndexBase):

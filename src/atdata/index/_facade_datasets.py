@@ -34,7 +34,7 @@ from .repository import Repository
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__: list[str] = []
+__all__ = ["DatasetMethods"]
 
 
 class DatasetMethods(IndexBase):
