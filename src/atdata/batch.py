@@ -275,9 +275,9 @@ def collate_samples(
         if name in codec.image_fields:
             spec = codec.schema.field(name).type.media or ImageSpec()
             values = decode_column(values, spec, f"$.{name}", empty)
-        if name in codec.array_fields or name in codec.image_fields:
-            if isinstance(values, list):
-                values = _stack_arrays(values, f"$.{name}", empty)
+        stacked = name in codec.array_fields or name in codec.image_fields
+        if stacked and isinstance(values, list):
+            values = _stack_arrays(values, f"$.{name}", empty)
         columns[name] = values
     return SampleBatch(codec, columns, keys)
 
