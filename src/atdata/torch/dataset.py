@@ -62,7 +62,8 @@ def shared_empty(shape: tuple[int, ...], dtype: "np.dtype[Any]") -> "np.ndarray[
     except (TypeError, ValueError):
         return np.empty(shape, dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    storage = torch.UntypedStorage._new_shared(max(nbytes, 1))
+    new_shared: Any = torch.UntypedStorage._new_shared  # what torch's default_collate uses
+    storage = new_shared(max(nbytes, 1))
     flat = torch.empty(0, dtype=torch.uint8).set_(storage)[:nbytes]
     return flat.view(tdtype).reshape(shape).numpy()
 
