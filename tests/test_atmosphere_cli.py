@@ -22,16 +22,15 @@ from numpy.typing import NDArray
 from typer.testing import CliRunner
 
 from atdata.atmosphere import AtmosphereClient, AtmosphereSession, LabelRecord, Resolver
-from atdata.cli.app import app
-from atdata.cli.atmosphere import (
-    HANDLE_RESOLVER_ENV,
+from atdata.atmosphere.credentials import (
     PASSWORD_ENV,
-    PLC_ENV,
     load_login,
     open_session,
     resolution_settings,
     session_path,
 )
+from atdata.cli.account import HANDLE_RESOLVER_ENV, PLC_ENV
+from atdata.cli.app import app
 from atdata.errors import AuthenticationError
 from atdata.index import Index
 from atdata.sample import packable

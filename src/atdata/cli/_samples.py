@@ -6,9 +6,9 @@ first sample alone, and a preview stops after ``limit`` samples.
 """
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from ..shards.reader import iter_members, load_offsets, scan_offsets
 from ..shards.tar import split_name
 from ..shards.urls import expand_urls
 from ..sources import open_source
+
+if TYPE_CHECKING:
+    from ..sources.base import ShardSource
 
 __all__ = [
     "INFERRED_NAME",
@@ -77,10 +80,13 @@ def summarize_shard(url: str) -> ShardSummary:
     return ShardSummary(url, len(index), size, index.sha256, indexed)
 
 
-def iter_raw_samples(urls: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(key, fields)`` of every sample, in order: the msgpack map's fields, plus any other
-    members of the same key as ``bytes`` under their suffix (plain WebDataset shards)."""
-    for url in urls:
+def iter_raw_samples(
+    shards: "Iterable[str | ShardSource]",
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
+    """``(key, fields)`` of every sample of ``shards`` (URLs or opened sources), in order: the
+    msgpack map's fields, plus any other members of the same key as ``bytes`` under their suffix
+    (plain WebDataset shards)."""
+    for url in shards:
         key: str | None = None
         parts: dict[str, Any] = {}
         for member, body in iter_members(url):

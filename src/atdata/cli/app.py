@@ -9,27 +9,21 @@ Each command group is a small module of this package with a ``register(app)`` fu
 ``datasets``       ``ls``, ``rm``
 ``system``         ``version``, ``diagnose``
 ``demo``           ``demo`` (logic in :mod:`atdata.demo`)
-``atmosphere``     optional: registered when the module exists (see below)
+``account``        ``login``, ``logout`` (the stored ATProto session)
+``publishing``     ``publish``; ``ls @handle`` is listed by ``publishing.ls_remote``
 =================  ===================================================================
 
-The atmosphere commands live in ``atdata/cli/atmosphere.py``; when that module exists it is
-registered like the others (``register(app)`` adds ``login``, ``publish``, ...), and the local
-commands hand it the arguments that name the atmosphere (``at://...``, ``@handle``,
-``@handle/name``) by calling, when defined::
-
-    ls_remote(handle: str, *, as_json: bool) -> None                   # atdata ls @handle
-    inspect_remote(ref: str, *, as_json: bool) -> None                 # atdata inspect at://...
-    preview_remote(ref: str, *, limit: int, as_json: bool) -> None     # atdata preview at://...
-    verify_remote(ref: str, *, as_json: bool) -> None                  # atdata verify at://...
-
-Without the module (or the function) such an argument gets a one-line error.
+Every command is registered, whatever extras are installed: a command imports what it needs
+(the atmosphere package, redis, ...) when it runs, and a missing extra is an ImportError naming
+the ``pip install 'atdata[...]'`` command (exit 1). ``inspect``, ``preview`` and ``verify``
+take local paths, index names and atmosphere references alike: :mod:`atdata.cli.targets`
+resolves the argument once.
 
 Exit codes: 0 success; 1 an atdata error (one red line on stderr; ``--debug`` shows the
 traceback), a checksum mismatch (``verify``), different schemas (``schema diff``), a failed check
 (``diagnose``) or a declined confirmation; 2 a usage error; 130 interrupted.
 """
 
-import importlib
 import os
 from types import ModuleType
 from typing import Annotated, Any
@@ -40,15 +34,22 @@ from typer.core import TyperGroup
 
 from .._redact import redact
 from ..errors import AtdataError
-from . import datasets, demo, inspection, schemas, system, verify
-from ._shared import ATMOSPHERE_MODULE, CliError, err_console
+from . import account, datasets, demo, inspection, publishing, schemas, system, verify
+from ._shared import CliError, err_console
 
 __all__ = ["app", "build_app", "main"]
 
 #: The command modules, in the order their commands are listed.
-COMMAND_MODULES: tuple[ModuleType, ...] = (inspection, schemas, verify, datasets, system, demo)
-#: Modules registered only when they exist.
-OPTIONAL_MODULES: tuple[str, ...] = (ATMOSPHERE_MODULE,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    inspection,
+    schemas,
+    verify,
+    datasets,
+    system,
+    demo,
+    account,
+    publishing,
+)
 
 _DEBUG_ENV = "ATDATA_DEBUG"
 # click's UsageError, as the click that typer uses spells it (typer may vendor its own copy)
@@ -103,7 +104,7 @@ def _root(
 
 
 def build_app() -> typer.Typer:
-    """A fresh app with every command module (and the optional ones present) registered."""
+    """A fresh app with every command module registered."""
     app = typer.Typer(
         cls=AtdataGroup,
         name="atdata",
@@ -116,20 +117,7 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     for module in COMMAND_MODULES:
         module.register(app)
-    for name in OPTIONAL_MODULES:
-        optional = _import_optional(name)
-        if optional is not None:
-            optional.register(app)
     return app
-
-
-def _import_optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 app = build_app()
