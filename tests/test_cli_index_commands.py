@@ -137,7 +137,7 @@ def test_diagnose_checks_the_default_index_and_fails_on_a_bad_url(home: Path) ->
 def test_every_command_is_registered_whatever_extras_are_installed(home: Path) -> None:
     listed = runner.invoke(app, ["--help"])
     assert listed.exit_code == 0
-    for command in ("inspect", "preview", "verify", "ls", "login", "logout", "publish"):
+    for command in ("inspect", "preview", "verify", "ls", "login", "logout", "whoami", "publish"):
         assert f" {command} " in listed.stdout, command
 
 

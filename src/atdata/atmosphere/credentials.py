@@ -1,7 +1,7 @@
 """The stored login: an ATProto session kept between runs in ``$ATDATA_HOME/session.json``.
 
-``atdata login`` writes it and every command that needs an account (``publish``,
-``logout``) reads it; Python code can use it too::
+``atdata login`` writes it and every command that needs an account (``publish``, ``logout``,
+``whoami``) reads it; Python code can use it too::
 
     from atdata.atmosphere.credentials import load_login, open_session
 

@@ -1,4 +1,4 @@
-"""``atdata login`` and ``logout``: the ATProto account the CLI acts as.
+"""``atdata login``, ``logout`` and ``whoami``: the ATProto account the CLI acts as.
 
 ``atdata login PDS_URL HANDLE`` logs in with an app password (``--password``, else
 ``$ATDATA_APP_PASSWORD``, else a hidden prompt) and keeps the session's tokens (never the
@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..errors import AtmosphereError
 from ._remote import load_login
-from ._shared import note, out_console
+from ._shared import emit_json, note, out_console
 
 __all__ = ["HANDLE_RESOLVER_ENV", "PLC_ENV", "login_command", "logout_command", "register"]
 
@@ -112,8 +112,35 @@ def logout_command() -> None:
     console.print(Text.assemble("Logged out ", (f"@{login.handle}", "bold cyan")))
 
 
+def whoami_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """The account the stored session belongs to (read from the file; nothing is sent).
+
+    Exit 1 when not logged in.
+    """
+    login = load_login(required=True)
+    assert login is not None
+    if as_json:
+        emit_json(
+            {
+                "handle": login.handle,
+                "did": login.did,
+                "pds": login.pds,
+                "plc_url": login.plc_url,
+                "handle_resolver": login.handle_resolver,
+            }
+        )
+        return
+    out_console().print(
+        Text.assemble((f"@{login.handle}", "bold cyan"), f" ({login.did}) on {login.pds}"),
+        soft_wrap=True,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("login", short_help="Log in to a PDS (ATProto) with an app password.")(
         login_command
     )
     app.command("logout", short_help="Revoke and forget the stored session.")(logout_command)
+    app.command("whoami", short_help="The account of the stored session.")(whoami_command)

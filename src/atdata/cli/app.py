@@ -9,7 +9,7 @@ Each command group is a small module of this package with a ``register(app)`` fu
 ``datasets``       ``ls``, ``rm``
 ``system``         ``version``, ``diagnose``
 ``demo``           ``demo`` (logic in :mod:`atdata.demo`)
-``account``        ``login``, ``logout`` (the stored ATProto session)
+``account``        ``login``, ``logout``, ``whoami`` (the stored ATProto session)
 ``publishing``     ``publish``; ``ls @handle`` is listed by ``publishing.ls_remote``
 =================  ===================================================================
 
