@@ -12,6 +12,7 @@ without map/filter stages take the fast path: bodies are msgpack-decoded chunk b
 a problem are the batch's samples checked one by one, to name the bad one and apply ``on_error``.
 """
 
+import logging
 import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 
+from ._redact import Redacted
 from .batch import Collator, SampleBatch, collate_maps, collate_samples
 from .codec import Codec, codec_for, unpack_map
 from .errors import AtdataWarning, InvalidArgumentError, SchemaError, ShardError
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from .dataset import Dataset
 
 __all__ = ["Loader", "Stage", "located"]
+
+_log = logging.getLogger(__name__)
 
 ST = TypeVar("ST")
 _SAMPLE_SUFFIX = "msgpack"
@@ -365,6 +369,7 @@ class Loader(Generic[ST]):
         policy = self.dataset.on_error
         if policy == "raise":
             raise exc
+        _log.warning("skipped (on_error=%r): %s", policy, Redacted(exc))
         if policy == "warn":
             warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=3)
 

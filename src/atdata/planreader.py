@@ -7,6 +7,7 @@ samples are decoded one by one, transformed and filtered, so a batch may come ou
 its positions.
 """
 
+import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 import msgpack
 import numpy as np
 
-from ._redact import redact
+from ._redact import Redacted, redact
 from .batch import Collator, collate_maps, collate_samples
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
@@ -46,6 +47,8 @@ class Readable(Protocol):
 _ZERO_COPY_MIN = 1 << 16
 
 __all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "iter_sequential"]
+
+_log = logging.getLogger(__name__)
 
 
 def epoch_order(
@@ -120,6 +123,7 @@ class PlanReader:
         policy = self.dataset.on_error
         if policy == "raise":
             raise exc
+        _log.warning("skipped (on_error=%r): %s", policy, Redacted(exc))
         if policy == "warn":
             warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=4)
 

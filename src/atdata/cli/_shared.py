@@ -30,6 +30,7 @@ from rich.text import Text
 
 from ..errors import AtdataError
 from ..loading import is_atmosphere_reference
+from .logs import is_quiet
 
 if TYPE_CHECKING:
     from ..index import Index
@@ -99,7 +100,9 @@ def _json_default(value: Any) -> Any:
 
 
 def note(message: str) -> None:
-    """A dim note on stderr (never mixed into stdout)."""
+    """A dim note on stderr (never mixed into stdout); none with ``--quiet``."""
+    if is_quiet():
+        return
     err_console().print(Text(message, style="dim"), soft_wrap=True)
 
 
@@ -128,8 +131,8 @@ def human_size(n: int | None) -> str:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr, drawn only when stderr is a terminal (and ``enabled``), so
-    logs, pipes and ``--json`` output stay clean. Use it as a context manager, or ``start()`` and
+    """A rich progress bar on stderr, drawn only when stderr is a terminal (and ``enabled``, and
+    not ``--quiet``), so logs, pipes and ``--json`` output stay clean. Use it as a context manager, or ``start()`` and
     ``stop()`` it yourself; ``advance(amount)`` moves it."""
 
     def __init__(
@@ -155,7 +158,7 @@ class ProgressBar:
             *columns,
             console=console,
             transient=True,
-            disable=not (enabled and console.is_terminal),
+            disable=not (enabled and console.is_terminal) or is_quiet(),
         )
         self._task = self._progress.add_task(description, total=total)
         self._running = False

@@ -19,6 +19,9 @@ the ``pip install 'atdata[...]'`` command (exit 1). ``inspect``, ``preview`` and
 take local paths, index names and atmosphere references alike: :mod:`atdata.cli.targets`
 resolves the argument once.
 
+``-v``/``--verbose`` (repeatable) and ``-q``/``--quiet`` set what the library's log records
+(the ``atdata`` logger) show on stderr, for this command only: see :mod:`atdata.cli.logs`.
+
 Exit codes: 0 success; 1 an atdata error (one red line on stderr; ``--debug`` shows the
 traceback), a checksum mismatch (``verify``), different schemas (``schema diff``), a failed check
 (``diagnose``) or a declined confirmation; 2 a usage error; 130 interrupted.
@@ -34,7 +37,7 @@ from typer.core import TyperGroup
 
 from .._redact import redact
 from ..errors import AtdataError
-from . import account, datasets, demo, inspection, publishing, schemas, system, verify
+from . import account, datasets, demo, inspection, logs, publishing, schemas, system, verify
 from ._shared import CliError, err_console
 
 __all__ = ["app", "build_app", "main"]
@@ -91,9 +94,24 @@ def _error(message: str) -> None:
 
 
 def _root(
+    ctx: typer.Context,
     debug: Annotated[
         bool,
         typer.Option("--debug", help=f"Show full tracebacks (or set {_DEBUG_ENV}=1)."),
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Show the library's log records on stderr: -v info (retries, fallbacks, "
+            "failed checks), -vv debug (cache hits and misses, passed checks).",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Errors only: no notes, warnings or log records."),
     ] = False,
 ) -> None:
     """atdata: typed ML datasets in WebDataset shards, with an index, lenses and checksums.
@@ -101,6 +119,7 @@ def _root(
     Name shards by a path, directory, glob, brace pattern or URL, and datasets in the local
     index by @local/name[@version] ($ATDATA_HOME, default ~/.atdata). Start with: atdata demo
     """
+    logs.configure(ctx, verbose, quiet)
 
 
 def build_app() -> typer.Typer:

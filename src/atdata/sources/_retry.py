@@ -18,6 +18,7 @@ count. The defaults come from ``ATDATA_IDLE_TIMEOUT`` and ``ATDATA_TOTAL_TIMEOUT
 import contextlib
 import importlib.util
 import io
+import logging
 import math
 import os
 import random
@@ -27,7 +28,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._redact import Redacted
 from ..errors import InvalidArgumentError, SourceError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "IDLE_TIMEOUT_ENV",
@@ -345,7 +349,7 @@ class ResumableStream(io.RawIOBase):
                         f"reading {self.url} failed at byte {self._pos} after {failures} "
                         f"attempts: {exc}"
                     ) from (exc.__cause__ or exc)
-                self._sleep(self._policy.delay(failures, exc.retry_after), str(exc))
+                self._sleep(self._policy.delay(failures, exc.retry_after), str(exc), failures)
                 continue
             self._check_total("the server sends too slowly")
             if not chunk:
@@ -358,7 +362,7 @@ class ResumableStream(io.RawIOBase):
                         raise SourceError(
                             f"{self.url} keeps ending at byte {self._pos} of {self._total}"
                         )
-                    self._sleep(self._policy.delay(failures), "the body ended early")
+                    self._sleep(self._policy.delay(failures), "the body ended early", failures)
                     continue
                 self._eof = True
                 self._drop_body()
@@ -402,11 +406,20 @@ class ResumableStream(io.RawIOBase):
             f"with ${TOTAL_TIMEOUT_ENV} or the source's total setting"
         )
 
-    def _sleep(self, seconds: float, why: str) -> None:
+    def _sleep(self, seconds: float, why: str, failures: int) -> None:
         """Back off before a retry; the wait counts, and a retry that would start after the
         total deadline is not made."""
         if self.waited + seconds >= self.deadlines.total:
             raise self._past_total(f"{why}; the next retry would start after the deadline")
+        _log.warning(
+            "retrying %s at byte %d in %.2fs (attempt %d of %d failed: %s)",
+            Redacted(self.url),
+            self._pos,
+            seconds,
+            failures,
+            self._policy.attempts,
+            Redacted(why),
+        )
         time.sleep(seconds)
         self.waited += seconds
 

@@ -33,6 +33,7 @@ never all digits (version directories are all digits).
 
 import abc
 import hashlib
+import logging
 import re
 import secrets
 import warnings
@@ -40,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._redact import Redacted
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
 from ..shards.sink import ShardSink
 
@@ -54,9 +56,12 @@ __all__ = [
     "new_write_id",
     "shard_basename",
     "validate_dataset_name",
+    "log_verified",
     "verify_shards",
     "verify_sidecar",
 ]
+
+_log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _WRITE_ID = re.compile(r"[0-9a-f]{16}")
@@ -300,7 +305,19 @@ class DataStore(abc.ABC):
 
 def verify_shards(shards: Sequence[ShardRecord]) -> list[ShardProblem]:
     """Re-hash ``shards`` (opened by URL scheme) and report every mismatch or unreadable one."""
-    return [p for p in (_verify_one(s) for s in shards) if p is not None]
+    return [p for p in (log_verified(s, _verify_one(s)) for s in shards) if p is not None]
+
+
+def log_verified(shard: ShardRecord, problem: "ShardProblem | None") -> "ShardProblem | None":
+    """Log the result of re-hashing ``shard`` (debug when it matched, warning when not);
+    ``problem``, unchanged."""
+    if problem is None:
+        _log.debug(
+            "%s verified: %s matches its record", Redacted(shard.url), shard.checksum.algorithm
+        )
+    else:
+        _log.warning("failed verification: %s", Redacted(problem))
+    return problem
 
 
 def _verify_one(shard: ShardRecord) -> ShardProblem | None:

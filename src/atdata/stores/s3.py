@@ -38,6 +38,7 @@ from .base import (
     check_entry_key,
     check_version,
     check_write_id,
+    log_verified,
     shard_basename,
     validate_dataset_name,
     verify_sidecar,
@@ -353,7 +354,7 @@ class S3DataStore(DataStore):
         """Re-hash ``shards`` through this store's config (not the process-wide one)."""
         problems: list[ShardProblem] = []
         for shard in shards:
-            problem = self._verify_one(shard)
+            problem = log_verified(shard, self._verify_one(shard))
             if problem is not None:
                 problems.append(problem)
         return problems
