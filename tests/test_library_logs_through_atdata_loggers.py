@@ -101,6 +101,48 @@ def test_verification_passes_at_debug_and_failures_at_warning(
     assert info.location in failed[0].getMessage()
 
 
+def test_the_shard_cache_logs_misses_hits_and_evictions_at_debug(
+    http_server: FileServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from atdata.sources.cache import ShardCache
+
+    infos = atdata.write_samples(
+        _points(40), str(http_server.root / "c-%06d.tar"), maxcount=20
+    ).shard_infos
+    one_shard = max(Path(i.location).stat().st_size for i in infos)
+    cache = ShardCache(tmp_path / "cache", max_bytes=one_shard + 10)  # room for one shard
+    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    with caplog.at_level(logging.DEBUG, logger="atdata.sources.cache"):
+        assert cache.get(HttpSource(urls[0], retry=FAST), infos[0].sha256) is not None
+        assert cache.get(HttpSource(urls[0], retry=FAST), infos[0].sha256) is not None
+        assert cache.get(HttpSource(urls[1], retry=FAST), infos[1].sha256) is not None
+    messages = [r.getMessage() for r in _records(caplog, "atdata.sources.cache", logging.DEBUG)]
+    looked_up = ("shard cache hit:", "shard cache miss:")
+    assert [m.split(":")[0] for m in messages if m.startswith(looked_up)] == [
+        "shard cache miss",
+        "shard cache hit",
+        "shard cache miss",
+    ]
+    assert any("evicted" in m for m in messages)
+
+
+def test_a_slow_remote_read_is_logged_at_info(
+    http_server: FileServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atdata.sources import _retry
+
+    info = atdata.write_samples(_points(5), str(http_server.root / "s-%06d.tar")).shard_infos[0]
+    monkeypatch.setattr(_retry, "SLOW_READ_SECONDS", 0.0)  # every read counts as slow
+    with (
+        caplog.at_level(logging.INFO, logger="atdata"),
+        HttpSource(http_server.url_for(Path(info.location).name), retry=FAST) as src,
+    ):
+        with src.open() as stream:
+            stream.read()
+    (slow,) = _records(caplog, "atdata.sources._retry", logging.INFO)
+    assert "was slow" in slow.getMessage() and str(info.size) in slow.getMessage()
+
+
 def _shard_with_a_bad_sample(path: Path) -> None:
     bodies = [p.to_bytes() for p in _points(3)]
     bodies[1] = b"\xc1\xc1\xc1"  # not msgpack

@@ -41,6 +41,7 @@ __all__ = [
     "Deadlines",
     "Opener",
     "ResumableStream",
+    "SLOW_READ_SECONDS",
     "RetryPolicy",
     "Transient",
     "check_installed",
@@ -54,6 +55,9 @@ IDLE_TIMEOUT_ENV = "ATDATA_IDLE_TIMEOUT"
 TOTAL_TIMEOUT_ENV = "ATDATA_TOTAL_TIMEOUT"
 DEFAULT_IDLE_TIMEOUT = 20.0
 DEFAULT_TOTAL_TIMEOUT = 600.0
+#: A remote read that waits longer than this many seconds for its server in all is logged
+#: (info) when its stream is closed: a slow download.
+SLOW_READ_SECONDS = 30.0
 _IDLE_STRIKES = 2
 """Consecutive idle timeouts, without a byte in between, after which a read gives up."""
 
@@ -382,6 +386,13 @@ class ResumableStream(io.RawIOBase):
 
     def close(self) -> None:
         self._drop_body()
+        if not self.closed and self.waited > SLOW_READ_SECONDS:
+            _log.info(
+                "reading %s was slow: %.1fs waiting for the server for %d bytes",
+                Redacted(self.url),
+                self.waited,
+                self._pos,
+            )
         super().close()
 
     # -- internals -----------------------------------------------------------------------------

@@ -66,8 +66,6 @@ CACHE_MAX_BYTES_ENV = "ATDATA_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 50 << 30
 
 _CHUNK = 4 << 20
-#: A shard download into the cache that takes longer than this many seconds is logged (info).
-SLOW_DOWNLOAD_SECONDS = 30.0
 _log = logging.getLogger(__name__)
 _SHARD_EXT = ".shard"
 _SIDECAR_EXT = ".side"
@@ -181,17 +179,14 @@ class ShardCache:
         warning says why); the caller then reads ``source`` directly.
         """
         path = self.use(source.url, expected_sha256)
-        if path is not None:
-            _log.debug("shard cache hit: %s", Redacted(source.url))
-            return path
-        key = self.key_for(source.url, expected_sha256)
-        with self._key_lock(key):
-            path = self.use(source.url, expected_sha256)  # another thread filled it
-            if path is not None:
-                _log.debug("shard cache hit: %s", Redacted(source.url))
-                return path
-            _log.debug("shard cache miss: %s; downloading it", Redacted(source.url))
-            return self._fill(source, key, expected_sha256, expected_size)
+        if path is None:
+            key = self.key_for(source.url, expected_sha256)
+            with self._key_lock(key):
+                path = self.use(source.url, expected_sha256)  # another thread filled it
+                if path is None:
+                    return self._fill(source, key, expected_sha256, expected_size)
+        _log.debug("shard cache hit: %s", Redacted(source.url))
+        return path
 
     def use(self, url: str, expected_sha256: str | None = None) -> Path | None:
         """The entry of ``url`` when it is present and (with a digest) still has those bytes.
@@ -209,11 +204,7 @@ class ShardCache:
                 self.memo.ensure(str(path), expected_sha256, url=url)
             except IntegrityError as exc:
                 _unlink(path)
-                _log.warning(
-                    "shard cache %s: the entry of %s failed verification; deleted it",
-                    self.directory,
-                    Redacted(url),
-                )
+                _log.warning("shard cache: %s failed verification; deleted it", Redacted(url))
                 warnings.warn(
                     redact(
                         f"shard cache {self.directory}: the entry of {url} no longer matches "
@@ -331,14 +322,11 @@ class ShardCache:
         expected_sha256: str | None,
         expected_size: int | None = None,
     ) -> Path | None:
-        final = self.directory / (key + _SHARD_EXT)
+        final, url = self.directory / (key + _SHARD_EXT), Redacted(source.url)
+        _log.debug("shard cache miss: %s; downloading it", url)
         if expected_size is not None and expected_size > self.max_bytes:
-            _log.info(
-                "%s is larger than the shard cache; reading it uncached", Redacted(source.url)
-            )
             return None  # larger than the whole cache: read it uncached
         tmp = self._tmp_path(key)
-        started = time.monotonic()
         hasher = hashlib.sha256() if expected_sha256 is not None else None
         size = 0
         try:
@@ -354,10 +342,6 @@ class ShardCache:
                     if size > self.max_bytes:
                         out.close()
                         _unlink(tmp)
-                        _log.info(
-                            "%s is larger than the shard cache; reading it uncached",
-                            Redacted(source.url),
-                        )
                         return None  # larger than the whole cache: read it uncached
                     if hasher is not None:
                         hasher.update(chunk)
@@ -366,12 +350,7 @@ class ShardCache:
                 os.fsync(out.fileno())
         except _SizeMismatch as exc:
             _unlink(tmp)
-            _log.warning(
-                "%s failed verification: %s than its recorded %s bytes",
-                Redacted(source.url),
-                exc.args[0],
-                expected_size,
-            )
+            _log.warning("%s failed verification: %s than its record says", url, exc.args[0])
             raise IntegrityError(
                 f"{exc.args[0]} than the {expected_size} bytes its record says; stopped reading "
                 "it, nothing was cached",
@@ -381,12 +360,7 @@ class ShardCache:
             _unlink(tmp)
             if isinstance(exc, FileNotFoundError) and not self.directory.exists():
                 self.directory.mkdir(parents=True, exist_ok=True)
-            _log.info(
-                "shard cache %s cannot store %s (%s); reading it without the cache",
-                self.directory,
-                Redacted(source.url),
-                Redacted(exc),
-            )
+            _log.info("%s: the cache cannot store it, reading it uncached", url)
             warnings.warn(
                 redact(
                     f"shard cache {self.directory} cannot store {source.url} ({exc}); "
@@ -401,12 +375,7 @@ class ShardCache:
             raise
         if expected_size is not None and size != expected_size:
             _unlink(tmp)
-            _log.warning(
-                "%s failed verification: %d bytes, its record says %d",
-                Redacted(source.url),
-                size,
-                expected_size,
-            )
+            _log.warning("%s failed verification: %d bytes, not %d", url, size, expected_size)
             raise IntegrityError(
                 f"the shard ended after {size} bytes; its record says {expected_size}. "
                 "Nothing was cached",
@@ -416,24 +385,13 @@ class ShardCache:
             digest = hasher.hexdigest()
             if digest != expected_sha256.lower():
                 _unlink(tmp)
-                _log.warning(
-                    "%s failed verification: sha256 %s, its record says %s",
-                    Redacted(source.url),
-                    digest,
-                    expected_sha256,
-                )
+                _log.warning("%s failed verification: sha256 %s", url, digest)
                 raise IntegrityError(
                     f"downloaded bytes do not match the recorded sha256 {expected_sha256} "
                     f"(got {digest}, {size} bytes); the download was discarded, not cached",
                     shard=source.url,
                 )
         os.replace(tmp, final)
-        elapsed = time.monotonic() - started
-        if hasher is not None:
-            _log.debug("%s verified: sha256 matches its record", Redacted(source.url))
-        if elapsed > SLOW_DOWNLOAD_SECONDS:
-            _log.info("downloading %s (%d bytes) took %.1fs", Redacted(source.url), size, elapsed)
-        _log.debug("shard cache %s: stored %s (%d bytes)", self.directory, final.name, size)
         if hasher is not None and expected_sha256 is not None:
             with contextlib.suppress(OSError):  # the bytes just hashed are the entry's
                 self.memo.remember(str(final), expected_sha256, Fingerprint.of(os.stat(final)))
@@ -486,16 +444,12 @@ def _unlink(path: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class _SizeMismatch(Exception):
