@@ -101,7 +101,8 @@ def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None
                 report = (_schema_record if kind == SCHEMA else _lens_record)(client, target)
             report.show(as_json)
             return
-    with open_target(target, "inspect") as found:
+    # other records (and bare repositories, handled above) get the resolver's own message
+    with open_target(target, "inspect", datasets_only=False) as found:
         report = _REPORTS[found.kind](found)
     report.show(as_json)
 

@@ -103,13 +103,15 @@ def remote_shards(resolved: "ResolvedDataset") -> list[RemoteShard]:
 
 
 @contextlib.contextmanager
-def open_target(text: str, command: str) -> Iterator[Resolved]:
-    """``text`` resolved to a dataset for ``command`` (its name, for messages). An ``at://``
-    record that is not a dataset entry or label, or a bare ``@handle``, is a CliError."""
+def open_target(text: str, command: str, *, datasets_only: bool = True) -> Iterator[Resolved]:
+    """``text`` resolved to a dataset for ``command`` (its name, for messages). With
+    ``datasets_only``, an ``at://`` record that is not a dataset entry or label, or a bare
+    ``@handle``, is a CliError before anything is fetched; without it, resolving says what is
+    wrong with it."""
     found = classify_target(text)
     if found.kind == "atmosphere":
         kind = record_kind(text)
-        if kind is not None and kind not in DATASET_COLLECTIONS:
+        if datasets_only and kind is not None and kind not in DATASET_COLLECTIONS:
             raise CliError(
                 f"{command} takes a dataset (@handle/name[@version], or an at:// entry or label "
                 f"URI); {text!r:.200} is not one"
