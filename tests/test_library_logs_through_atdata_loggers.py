@@ -67,11 +67,11 @@ def test_a_retry_is_logged_as_a_warning_with_the_url_redacted(
     http_server: FileServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     info = atdata.write_samples(_points(5), str(http_server.root / "p-%06d.tar")).shard_infos[0]
-    url = http_server.url_for(Path(info.location).name) + f"?X-Amz-Signature={SECRET}"
+    url = http_server.url_for(Path(info.url).name) + f"?X-Amz-Signature={SECRET}"
     http_server.fail_next(2, status=503)
     with caplog.at_level(logging.INFO, logger="atdata"), HttpSource(url, retry=FAST) as src:
         with src.open() as stream:
-            assert stream.read() == Path(info.location).read_bytes()
+            assert stream.read() == Path(info.url).read_bytes()
     retries = _records(caplog, "atdata.sources._retry", logging.WARNING)
     assert len(retries) == 2
     message = retries[0].getMessage()
@@ -84,21 +84,21 @@ def test_verification_passes_at_debug_and_failures_at_warning(
 ) -> None:
     info = atdata.write_samples(_points(5), str(tmp_path / "v-%06d.tar")).shard_infos[0]
     with caplog.at_level(logging.DEBUG, logger="atdata"):
-        good = wrap_source(open_source(info.location), expected_sha256=info.sha256)
+        good = wrap_source(open_source(info.url), expected_sha256=info.checksum.digest)
         with good.open() as stream:
             stream.read()
         passed = [r for r in caplog.records if "verified" in r.getMessage()]
         assert passed and all(r.levelno == logging.DEBUG for r in passed)
         assert all(r.name.startswith("atdata.sources.") for r in passed)
         caplog.clear()
-        bad = wrap_source(open_source(info.location), expected_sha256="0" * 64)
+        bad = wrap_source(open_source(info.url), expected_sha256="0" * 64)
         with pytest.raises(IntegrityError):
             with bad.open() as stream:
                 stream.read()
     failed = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(failed) == 1 and "failed verification" in failed[0].getMessage()
     assert failed[0].name.startswith("atdata.sources.")
-    assert info.location in failed[0].getMessage()
+    assert info.url in failed[0].getMessage()
 
 
 def test_the_shard_cache_logs_misses_hits_and_evictions_at_debug(
@@ -109,13 +109,13 @@ def test_the_shard_cache_logs_misses_hits_and_evictions_at_debug(
     infos = atdata.write_samples(
         _points(40), str(http_server.root / "c-%06d.tar"), maxcount=20
     ).shard_infos
-    one_shard = max(Path(i.location).stat().st_size for i in infos)
+    one_shard = max(Path(i.url).stat().st_size for i in infos)
     cache = ShardCache(tmp_path / "cache", max_bytes=one_shard + 10)  # room for one shard
-    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    urls = [http_server.url_for(Path(i.url).name) for i in infos]
     with caplog.at_level(logging.DEBUG, logger="atdata.sources.cache"):
-        assert cache.get(HttpSource(urls[0], retry=FAST), infos[0].sha256) is not None
-        assert cache.get(HttpSource(urls[0], retry=FAST), infos[0].sha256) is not None
-        assert cache.get(HttpSource(urls[1], retry=FAST), infos[1].sha256) is not None
+        assert cache.get(HttpSource(urls[0], retry=FAST), infos[0].checksum.digest) is not None
+        assert cache.get(HttpSource(urls[0], retry=FAST), infos[0].checksum.digest) is not None
+        assert cache.get(HttpSource(urls[1], retry=FAST), infos[1].checksum.digest) is not None
     messages = [r.getMessage() for r in _records(caplog, "atdata.sources.cache", logging.DEBUG)]
     looked_up = ("shard cache hit:", "shard cache miss:")
     assert [m.split(":")[0] for m in messages if m.startswith(looked_up)] == [
@@ -135,7 +135,7 @@ def test_a_slow_remote_read_is_logged_at_info(
     monkeypatch.setattr(_retry, "SLOW_READ_SECONDS", 0.0)  # every read counts as slow
     with (
         caplog.at_level(logging.INFO, logger="atdata"),
-        HttpSource(http_server.url_for(Path(info.location).name), retry=FAST) as src,
+        HttpSource(http_server.url_for(Path(info.url).name), retry=FAST) as src,
     ):
         with src.open() as stream:
             stream.read()
@@ -231,7 +231,7 @@ def test_the_cli_redacts_what_it_logs(
 ) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     info = atdata.write_samples(_points(5), str(http_server.root / "r-%06d.tar")).shard_infos[0]
-    url = http_server.url_for(Path(info.location).name) + f"?token={SECRET}"
+    url = http_server.url_for(Path(info.url).name) + f"?token={SECRET}"
     http_server.fail_next(1, status=503)
     result = runner.invoke(app, ["-v", "preview", url, "-n", "1", "--json"])
     assert result.exit_code == 0, result.output

@@ -46,7 +46,15 @@ class Readable(Protocol):
 
 _ZERO_COPY_MIN = 1 << 16
 
-__all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "iter_sequential"]
+__all__ = [
+    "PlanReader",
+    "Progress",
+    "Readable",
+    "epoch_order",
+    "iter_layout",
+    "iter_sequential",
+    "located",
+]
 
 _log = logging.getLogger(__name__)
 

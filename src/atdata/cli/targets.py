@@ -26,7 +26,7 @@ from ._shared import CliError, classify_target, open_index
 
 if TYPE_CHECKING:
     from ..atmosphere import AtmosphereClient, ResolvedDataset
-    from ..index import DatasetEntry, Index, SchemaRecord
+    from ..index import DatasetEntry, Index, SchemaEntry
     from ..schema import Schema
     from ..sources.base import ShardSource
 
@@ -61,7 +61,7 @@ class Resolved:
     schema: "Schema | None" = None
     index: "Index | None" = None
     entry: "DatasetEntry | None" = None
-    schema_record: "SchemaRecord | None" = None
+    schema_record: "SchemaEntry | None" = None
     remote: "ResolvedDataset | None" = None
     client: "AtmosphereClient | None" = None
 
