@@ -105,6 +105,7 @@ def _root(
             "--verbose",
             "-v",
             count=True,
+            show_default=False,
             help="Show the library's log records on stderr: -v info (retries, fallbacks, "
             "failed checks), -vv debug (cache hits and misses, passed checks).",
         ),
