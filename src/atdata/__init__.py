@@ -31,6 +31,7 @@ from .errors import (
 )
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
+from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.info import ShardInfo
@@ -64,6 +65,7 @@ __all__ = [
     "LensRegistry",
     "Loader",
     "LocalDiskStore",
+    "MemberCodec",
     "NDArray",
     "NotFoundError",
     "PackableSample",
@@ -81,6 +83,8 @@ __all__ = [
     "default_registry",
     "lens",
     "load_dataset",
+    "member",
     "packable",
+    "register_member_codec",
     "write_samples",
 ]

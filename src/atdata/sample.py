@@ -127,7 +127,10 @@ class DictSample(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DictSample):
-            return bool(self._data == other._data)
+            mine, theirs = self._data, other._data
+            return mine.keys() == theirs.keys() and all(
+                _values_equal(mine[k], theirs[k]) for k in mine
+            )  # values may be arrays (``.npy`` members)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]

@@ -107,6 +107,12 @@ def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None
     report.show(as_json)
 
 
+def _layout_text(schema: "Schema | None") -> str:
+    if schema is not None and schema.layout == "members":
+        return "members (one tar member per field: WebDataset style)"
+    return "msgpack (one .msgpack member per sample)"
+
+
 def _shards_report(found: Resolved) -> Report:
     summaries = [_summarize(u) for u in found.urls]
     first = next(iter_raw_samples(found.urls), None)  # reads up to the first sample only
@@ -122,6 +128,7 @@ def _shards_report(found: Resolved) -> Report:
         "size": size,
         "schema": schema.to_dict() if schema is not None else None,
         "schema_inferred": True,
+        "layout": schema.layout if schema is not None else None,
         "shards": [s.to_dict() for s in summaries],
     }
     report = Report(data, Text.assemble(("Shards ", "bold"), text))
@@ -129,6 +136,7 @@ def _shards_report(found: Resolved) -> Report:
         ("samples", f"{count:,}"),
         ("shards", f"{len(summaries)}"),
         ("size", human_size(size)),
+        ("layout", _layout_text(schema)),
         (
             "counts from",
             "offset indexes (.idx sidecars)"
@@ -176,6 +184,7 @@ def _entry_report(found: Resolved) -> Report:
         "size": entry.size,
         "schema_ref": entry.schema_ref,
         "schema": record.schema.to_dict() if record is not None else None,
+        "layout": record.schema.layout if record is not None else None,
         "versions": versions,
         "labels": labels,
         "shards": [s.to_dict() for s in entry.shards],
@@ -197,6 +206,8 @@ def _entry_report(found: Resolved) -> Report:
         ("cid", entry.cid),
         ("shards live", where),
     ]
+    if record is not None:
+        report.facts.append(("layout", _layout_text(record.schema)))
     if labels:
         report.facts.append(("labels", ", ".join(labels)))
     report.facts += _described(entry.description, entry.tags, entry.license)
