@@ -57,9 +57,9 @@ bench-index *args:
     uv run python -m benchmarks.b6_index {{args}}
     uv run python -m benchmarks.b5_access
 
-# query benchmarks: manifests and queries come in a later issue; there is nothing to run yet
-bench-query:
-    @echo "bench-query: no query benchmark exists yet (manifests/queries are a later issue); nothing to run"
+# B9: selective queries (manifests) vs full scan, atdata 0.7 QueryExecutor and DuckDB; --samples 100000 for 1/10 scale
+bench-query *args:
+    uv run python -m benchmarks.b9_query {{args}}
 
 # store the newest results-*.json (or --from FILE) as a named run with machine and git commit
 bench-save name *args:
@@ -76,3 +76,7 @@ bench-report *runs:
 # B7: the torch training paths (DataLoader workers, the feed) vs webdataset + DataLoader
 bench-b7 *args:
     uv run python -m benchmarks.b7_torch {{args}}
+
+# B8: encoded JPEGs in member layout decoded to uint8 batches, vs webdataset and the bare Pillow loop
+bench-b8 *args:
+    uv run python -m benchmarks.b8_images {{args}}

@@ -31,6 +31,8 @@ from .errors import (
 )
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
+from .manifest.fields import Indexed
+from .media import Image, ImageSpec
 from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
@@ -57,7 +59,10 @@ __all__ = [
     "DatasetEntry",
     "DictSample",
     "Index",
+    "Image",
+    "ImageSpec",
     "IndexUnavailableError",
+    "Indexed",
     "IntegrityError",
     "InvalidArgumentError",
     "Lens",

@@ -12,9 +12,7 @@ without map/filter stages take the fast path: bodies are msgpack-decoded chunk b
 a problem are the batch's samples checked one by one, to name the bad one and apply ``on_error``.
 """
 
-import logging
 import random
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -23,10 +21,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
-from ._redact import Redacted
-from .batch import Collator, SampleBatch, collate_maps, collate_samples
+from .batch import Collator, SampleBatch, collate_maps, collate_samples_checked
 from .codec import Codec, codec_for, unpack_map
-from .errors import AtdataWarning, InvalidArgumentError, SchemaError, ShardError
+from .errors import InvalidArgumentError, SchemaError, ShardError
 from .members import decode_member, member_layout
 from .plan import (
     Consumer,
@@ -38,6 +35,7 @@ from .plan import (
     make_plan,
 )
 from .planreader import (
+    DROPPED,
     PlanReader,
     Progress,
     Readable,
@@ -46,6 +44,8 @@ from .planreader import (
     iter_layout,
     iter_sequential,
     located,
+    run_stages,
+    skip_or_raise,
 )
 from .sample import DictSample
 from .shards.reader import SampleChunk, iter_members, iter_sample_chunks, max_stream_member
@@ -53,7 +53,6 @@ from .shards.tar import split_name
 
 __all__ = ["Loader", "Stage", "located"]
 
-_log = logging.getLogger(__name__)
 
 ST = TypeVar("ST")
 _SAMPLE_SUFFIX = "msgpack"
@@ -366,12 +365,7 @@ class Loader(Generic[ST]):
             self._handle(exc)
 
     def _handle(self, exc: Exception) -> None:
-        policy = self.dataset.on_error
-        if policy == "raise":
-            raise exc
-        _log.warning("skipped (on_error=%r): %s", policy, Redacted(exc))
-        if policy == "warn":
-            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=3)
+        skip_or_raise(self.dataset.on_error, exc, stacklevel=3)
 
     # -- samples ---------------------------------------------------------------------------------
     def _samples(
@@ -394,14 +388,9 @@ class Loader(Generic[ST]):
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))
                 continue
-            keep = True
-            for stage in stages:
-                if stage.kind == "map":
-                    sample = stage.fn(sample)
-                elif not stage.fn(sample):
-                    keep = False
-                    break
-            if keep:
+            if stages:
+                sample = run_stages(stages, sample)
+            if sample is not DROPPED:
                 if progress is not None:
                     progress.delivered += 1
                     progress.slot = (url, offset)
@@ -415,9 +404,14 @@ class Loader(Generic[ST]):
             return
         codec = codec_for(stype)
         for group in _groups(keyed, size, self.drop_last):
-            yield collate_samples(
-                codec, [sample for _key, sample in group], [key for key, _sample in group]
+            batch = collate_samples_checked(
+                codec,
+                [sample for _key, sample in group],
+                [key for key, _sample in group],
+                self._handle,
             )
+            if batch is not None:
+                yield batch
 
     # -- the fast batch path ------------------------------------------------------------------------
     def _fast_batches(

@@ -38,7 +38,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .codec import field_defaults
 from .errors import InvalidArgumentError, SchemaError
+from .media.members import ImageMemberCodec
 
 __all__ = [
     "MEMBER_METADATA",
@@ -207,6 +209,7 @@ _CODECS: dict[str, MemberCodec] = {
     "list": _Json(),
     "any": _Json(),
     "array": _Npy(),
+    "image": ImageMemberCodec(),
 }
 _RAW = _Raw()
 
@@ -300,7 +303,7 @@ class MemberLayout:
         codec: Any = codec_for(sample_type)
         self.sample_type = sample_type
         self.codec = codec
-        defaults = _defaults(sample_type)
+        defaults = field_defaults(sample_type)
         plans = []
         for f in codec.schema.fields:
             if f.type.kind == "sample":
@@ -382,10 +385,13 @@ def encode_members(data: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     utf-8, ``int``/``float``/``bool`` as ASCII text, ``np.ndarray`` as ``.npy``, anything else
     as JSON (what :func:`decode_member` reads back for ``txt``, ``cls``, ``json``, ``npy``)."""
     out: list[tuple[str, bytes]] = []
-    for ext, value in data.items():
+    from .media.image import Image
+
+    for ext, given in data.items():
         check_extension(ext)
-        if value is None:
+        if given is None:
             continue
+        value = given.data if isinstance(given, Image) else given  # an image: its bytes
         codec: MemberCodec
         if isinstance(value, bytes | bytearray | memoryview):
             codec = _RAW
@@ -406,23 +412,8 @@ def encode_members(data: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     return out
 
 
-def _constant(value: Any) -> Callable[[], Any]:
-    return lambda: value
-
-
 def _none() -> None:
     return None
-
-
-def _defaults(sample_type: type) -> dict[str, Callable[[], Any]]:
-    out: dict[str, Callable[[], Any]] = {}
-    if dataclasses.is_dataclass(sample_type):
-        for f in dataclasses.fields(sample_type):
-            if f.default is not dataclasses.MISSING:
-                out[f.name] = _constant(f.default)
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f.name] = f.default_factory
-    return out
 
 
 def member_layout(sample_type: type) -> MemberLayout | None:

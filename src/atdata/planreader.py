@@ -17,7 +17,7 @@ import msgpack
 import numpy as np
 
 from ._redact import Redacted, redact
-from .batch import Collator, collate_maps, collate_samples
+from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .groupslots import GroupSlotReader
@@ -51,6 +51,7 @@ class Readable(Protocol):
 _ZERO_COPY_MIN = 1 << 16
 
 __all__ = [
+    "DROPPED",
     "PlanReader",
     "Progress",
     "Readable",
@@ -58,9 +59,35 @@ __all__ = [
     "iter_layout",
     "iter_sequential",
     "located",
+    "run_stages",
+    "skip_or_raise",
 ]
 
 _log = logging.getLogger(__name__)
+
+#: What :func:`run_stages` returns for a sample that a filter dropped.
+DROPPED: Any = object()
+
+
+def run_stages(stages: Any, sample: Any) -> Any:
+    """``sample`` after a dataset's ``map`` and ``filter`` stages, in order; :data:`DROPPED`
+    when a filter refuses it (the later stages are not run)."""
+    for stage in stages:
+        if stage.kind == "map":
+            sample = stage.fn(sample)
+        elif not stage.fn(sample):
+            return DROPPED
+    return sample
+
+
+def skip_or_raise(on_error: str, exc: Exception, *, stacklevel: int) -> None:
+    """Apply a dataset's ``on_error`` policy to a bad sample or shard: ``"raise"`` it, ``"warn"``
+    (an AtdataWarning, ``stacklevel`` as for :func:`warnings.warn`) and skip it, or skip it."""
+    if on_error == "raise":
+        raise exc
+    _log.warning("skipped (on_error=%r): %s", on_error, Redacted(exc))
+    if on_error == "warn":
+        warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=stacklevel + 1)
 
 
 def epoch_order(
@@ -75,11 +102,10 @@ def epoch_order(
 ) -> EpochOrder:
     """The order of one epoch of ``dataset`` (counts and sizes from its offset indexes)."""
     shards = dataset.shards
-    cum = shards.cumulative()
-    counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
+    counts = _readable_counts(shards, dataset.on_error)
     return EpochOrder(
         counts,
-        lambda i: shards.offsets(i).sizes,
+        lambda i: shards.offsets(i).sizes if counts[i] else np.zeros(0, dtype=np.int64),
         seed=seed,
         epoch=epoch,
         window=window,
@@ -87,6 +113,23 @@ def epoch_order(
         length=length,
         resample=resample,
     )
+
+
+def _readable_counts(shards: ShardSet, on_error: str) -> list[int]:
+    """Each shard's sample count; under ``on_error`` "skip"/"warn" a shard whose offsets cannot
+    be read (no sidecar and a scan that fails: truncated or not a tar) counts as empty, so the
+    epoch skips it as it skips a shard failing its checksum."""
+    counts = []
+    for i in range(len(shards)):
+        try:
+            counts.append(len(shards.offsets(i)))
+        except ShardError as exc:
+            if on_error == "raise":
+                raise
+            if on_error == "warn":
+                warnings.warn(f"{exc}; skipping the shard", AtdataWarning, stacklevel=4)
+            counts.append(0)
+    return counts
 
 
 def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
@@ -133,21 +176,35 @@ class PlanReader:
             self.slots = GroupSlotReader(dataset.shards)
             self._decode = partial(members.decode, cap=max_stream_member())
         self.staged = bool(dataset._stages) or members is not None
+        # a leading query stage (Dataset.where) tells which members can match before reading
+        first = dataset._stages[0].fn if dataset._stages else None
+        pick = getattr(first, "selector", None)
+        self.selector: Any = pick(dataset.shards) if callable(pick) else None
+        # raw bodies are msgpack maps only in the one-member layout
+        self.prefilter: Any = getattr(first, "prefilter", None) if members is None else None
+        self._kept: Any = None  # the positions the last _read kept
+        self._unsure: Any = None  # of those, the ones no manifest selected (test before decoding)
         try:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
             self.output_names = ()
 
     def _handle(self, exc: Exception) -> None:
-        policy = self.dataset.on_error
-        if policy == "raise":
-            raise exc
-        _log.warning("skipped (on_error=%r): %s", policy, Redacted(exc))
-        if policy == "warn":
-            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=4)
+        skip_or_raise(self.dataset.on_error, exc, stacklevel=4)
 
     def _read(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
         shards, members = order.locate(positions)
+        if self.selector is not None:
+            keep = self.selector.keep(shards, members)
+            self._unsure = self.selector.unsure(shards[keep])
+            if not keep.all():
+                shards, members = shards[keep], members[keep]
+                self._kept = np.asarray(positions)[keep]
+                got = self.slots.read(shards, members)
+                for err in got.errors:
+                    self._handle(err)
+                return got
+        self._kept = positions
         got = self.slots.read(shards, members)
         for err in got.errors:
             self._handle(err)
@@ -163,7 +220,7 @@ class PlanReader:
                 codec = codec_for(self.dataset.sample_type)
             except (SchemaError, TypeError):
                 return samples
-            return collate_samples(codec, samples, keys)
+            return collate_samples_checked(codec, samples, keys, self._handle)
         got = self._read(order, positions)
         if not got.bodies:
             return None
@@ -191,13 +248,17 @@ class PlanReader:
         ``slots``, the position each one came from)."""
         got = self._read(order, positions)
         decode = self._decode
+        prefilter = self.prefilter
+        unsure = self._unsure.tolist() if prefilter is not None else None
         out: list[Any] = []
         keys: list[str] = []
-        where = positions.tolist()
+        where = np.asarray(self._kept).tolist()
         for k, key, body, (url, offset) in zip(
             got.index, got.keys, got.bodies, got.origins, strict=True
         ):
             try:
+                if unsure is not None and unsure[k] and not prefilter(body):
+                    continue
                 sample = decode(body)
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))
@@ -205,14 +266,8 @@ class PlanReader:
             except ShardError as exc:
                 self._handle(exc)
                 continue
-            ok = True
-            for stage in self.dataset._stages:
-                if stage.kind == "map":
-                    sample = stage.fn(sample)
-                elif not stage.fn(sample):
-                    ok = False
-                    break
-            if ok:
+            sample = run_stages(self.dataset._stages, sample)
+            if sample is not DROPPED:
                 out.append(sample)
                 keys.append(key)
                 if slots is not None:
@@ -264,7 +319,8 @@ def iter_sequential(
     codec = codec_for(reader.dataset.sample_type) if batch_size is not None else None
     pending: list[Any] = []
     pending_keys: list[str] = []
-    chunk = max(batch_size or 0, 256)
+    # a query's selector drops most positions before reading: take them in larger steps
+    chunk = max(batch_size or 0, 256 if reader.selector is None else 8192)
     while pos < total:
         stop = min(pos + chunk, total)
         slots: list[int] = []
@@ -285,17 +341,23 @@ def iter_sequential(
             pending_keys.append(key)
             if len(pending) == batch_size:
                 progress.slot = slot + 1
-                progress.delivered += batch_size
-                yield _collated(codec, pending, pending_keys)
+                batch = _collated(reader, codec, pending, pending_keys)
+                progress.delivered += 0 if batch is None else len(batch)
+                if batch is not None:
+                    yield batch
                 pending, pending_keys = [], []
     if pending and not drop_last:
         progress.slot = total
-        progress.delivered += len(pending)
-        yield _collated(codec, pending, pending_keys)
+        batch = _collated(reader, codec, pending, pending_keys)
+        progress.delivered += 0 if batch is None else len(batch)
+        if batch is not None:
+            yield batch
 
 
-def _collated(codec: Any, samples: list[Any], keys: list[str]) -> Any:
-    return samples if codec is None else collate_samples(codec, samples, keys)
+def _collated(reader: PlanReader, codec: Any, samples: list[Any], keys: list[str]) -> Any:
+    if codec is None:
+        return samples
+    return collate_samples_checked(codec, samples, keys, reader._handle)
 
 
 def iter_layout(

@@ -37,7 +37,7 @@ from typer.core import TyperGroup
 
 from .._redact import redact
 from ..errors import AtdataError
-from . import account, datasets, demo, inspection, logs, publishing, schemas, system, verify
+from . import account, datasets, demo, inspection, logs, publishing, query, schemas, system, verify
 from ._shared import CliError, err_console
 
 __all__ = ["app", "build_app", "main"]
@@ -45,6 +45,7 @@ __all__ = ["app", "build_app", "main"]
 #: The command modules, in the order their commands are listed.
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     inspection,
+    query,
     schemas,
     verify,
     datasets,

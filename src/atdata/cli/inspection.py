@@ -17,8 +17,10 @@ length. Published shards are verified as they are read.
 """
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -26,6 +28,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ._media import ImageInfo, thumbnail_or_problem
 from ._remote import label_text, reader, record_kind, storage_kind
 from ._samples import decode_fields, display_value, infer_schema, iter_raw_samples, json_value
 from ._samples import summarize_shard as _summarize
@@ -80,7 +83,14 @@ class Report:
 
 
 # -- inspect ------------------------------------------------------------------------------------
-def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None:
+def inspect_command(
+    target: TargetArgument,
+    as_json: JsonOption = False,
+    histogram: Annotated[
+        str | None,
+        typer.Option("--histogram", metavar="FIELD", help="Draw a numeric field's histogram."),
+    ] = None,
+) -> None:
     """Shards, sample counts, schema, sizes and checksums of a dataset.
 
     Counts and checksums come from the shards' offset-index sidecars (a shard without one is
@@ -105,6 +115,11 @@ def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None
     with open_target(target, "inspect", datasets_only=False) as found:
         report = _REPORTS[found.kind](found)
     report.show(as_json)
+    if not as_json and found.kind != "atmosphere":  # field summaries from the shard manifests
+        from .query import open_target as query_target
+        from .query import print_field_summaries
+
+        print_field_summaries(query_target(target), histogram)
 
 
 def _layout_text(schema: "Schema | None") -> str:
@@ -364,20 +379,39 @@ def preview_command(
     target: TargetArgument,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many samples.")] = 5,
     as_json: JsonOption = False,
+    thumbnails: Annotated[
+        Path | None,
+        typer.Option(
+            "--thumbnails",
+            help="Write a PNG thumbnail (at most 128x128) of every image into this directory.",
+        ),
+    ] = None,
 ) -> None:
-    """The first samples as a table (arrays as dtype and shape).
+    """The first samples as a table (arrays as dtype and shape, images as format and size).
 
-    Arrays are shown as their dtype and shape and bytes as their length, never the bytes.
+    Arrays are shown as their dtype and shape, images (JPEG/PNG/WebP) as format, width x height
+    and mode read from their header, and bytes as their length, never the bytes.
     """
     rows: list[tuple[str, dict[str, Any]]] = []
     with open_target(target, "preview") as found:
         samples = iter_raw_samples(found.sources())
         with contextlib.closing(samples):
             for key, fields in samples:
-                rows.append((key, decode_fields(fields, found.schema)))
+                decoded = decode_fields(fields, found.schema)
+                if thumbnails is not None:
+                    _add_thumbnails(decoded, thumbnails, f"{len(rows):04d}-{key}")
+                rows.append((key, decoded))
                 if len(rows) >= limit:
                     break
     show_samples(found.title, rows, found.schema, as_json)
+
+
+def _add_thumbnails(fields: dict[str, Any], directory: Path, stem: str) -> None:
+    """Every image field gets a thumbnail file; its path joins the field's shown facts."""
+    for name, value in list(fields.items()):
+        if isinstance(value, ImageInfo):
+            where = thumbnail_or_problem(value, directory, f"{stem}-{name}")
+            fields[name] = dataclasses.replace(value, thumbnail=where)
 
 
 def show_samples(

@@ -102,25 +102,20 @@ def resolve_schema(text: str) -> SchemaInfo:
 
 # -- showing ------------------------------------------------------------------------------------
 def describe_type(ftype: FieldType) -> str:
-    """``uint8 (32, 32, 3)`` for arrays (``?`` for any size), else the field's kind."""
-    if ftype.kind == "array":
-        import numpy as np
+    """``array uint8 (32, 32, 3)`` for arrays (``?`` for any size), else as the schema says."""
+    return ftype.describe(_describe_array)
 
-        dtype = np.dtype(ftype.dtype).name if ftype.dtype else "any dtype"
-        if ftype.shape is None:
-            shape = " (any shape)"
-        else:
-            dims = ", ".join("?" if d is None else str(d) for d in ftype.shape)
-            shape = f" ({dims}{',' if len(ftype.shape) == 1 else ''})"
-        text = f"array {dtype}{shape}"
-    elif ftype.kind in ("list", "dict"):
-        inner = describe_type(ftype.item) if ftype.item else "any"
-        text = f"list[{inner}]" if ftype.kind == "list" else f"dict[str, {inner}]"
-    elif ftype.kind == "sample":
-        text = ftype.schema.name if ftype.schema else "sample"
+
+def _describe_array(ftype: FieldType) -> str:
+    import numpy as np
+
+    dtype = np.dtype(ftype.dtype).name if ftype.dtype else "any dtype"
+    if ftype.shape is None:
+        shape = " (any shape)"
     else:
-        text = ftype.kind
-    return text + (" | None" if ftype.optional else "")
+        dims = ", ".join("?" if d is None else str(d) for d in ftype.shape)
+        shape = f" ({dims}{',' if len(ftype.shape) == 1 else ''})"
+    return f"array {dtype}{shape}"
 
 
 def schema_table(info: SchemaInfo) -> Table:
@@ -130,10 +125,15 @@ def schema_table(info: SchemaInfo) -> Table:
     table.add_column("type")
     if not info.inferred:
         table.add_column("required")
+    members = any(f.members for f in info.schema.fields)
+    if members:  # member layout: each field is read from the first of these tar members found
+        table.add_column("members")
     for f in info.schema.fields:
         row = [f.name, describe_type(f.type)]
         if not info.inferred:
             row.append("yes" if f.required else "no (has a default)")
+        if members:
+            row.append(", ".join(f".{ext}" for ext in f.members or ()))
         table.add_row(*row)
     return table
 
@@ -233,7 +233,7 @@ def _type_key(t: FieldType) -> Any:
 def _loose_match(a: FieldType, b: FieldType) -> bool:
     if "any" in (a.kind, b.kind):
         return True
-    if {a.kind, b.kind} <= {"dict", "sample"}:
+    if {a.kind, b.kind} <= {"dict", "sample"} or {a.kind, b.kind} <= {"image", "bytes"}:
         return True
     if a.kind != b.kind:
         return False

@@ -16,7 +16,6 @@ The last two share one hashing loop; every form shares one report. Exit status 1
 does not match.
 """
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from .._fs import hash_stream
 from ..errors import AtdataError, IntegrityError
 from ..shards.reader import load_offsets
 from ..shards.sidecar_check import sidecar_problem
@@ -33,8 +33,6 @@ from ._shared import ProgressBar, emit_json, human_size, out_console
 from .targets import Resolved, open_target, remote_shards
 
 __all__ = ["Outcome", "register", "verify_command", "verify_path_shard"]
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -102,19 +100,13 @@ def hash_shard(
     """Read the shard at ``url`` through, comparing it with ``size`` and ``sha256`` when given;
     (bytes read, its sha256 hex digest or the problem, named ``shown``). A shard that cannot be
     read through counts as 0 bytes read."""
-    hasher = hashlib.sha256()
-    done = 0
     try:
         with open_source(url).open() as stream:
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
-                done += len(chunk)
-                advance(len(chunk))
+            digest, done = hash_stream(stream, on_chunk=lambda chunk: advance(len(chunk)))
     except IntegrityError as exc:  # an at:// blob that does not hash to its CID
         return 0, ShardProblem(shown, str(exc).split(" [shard ", 1)[0])
     except (AtdataError, OSError) as exc:
         return 0, ShardProblem(shown, f"cannot be read: {exc}")
-    digest = hasher.hexdigest()
     if size is not None and done != size:
         return done, ShardProblem(shown, "size differs", str(size), str(done))
     if sha256 is not None and digest != sha256:

@@ -17,7 +17,6 @@ in-process memo alone. ``ATDATA_VERIFY_MEMO=off`` keeps nothing on disk.
 """
 
 import contextlib
-import hashlib
 import logging
 import os
 import sqlite3
@@ -26,10 +25,11 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from .._fs import sha256_file
 from .._redact import Redacted
 from ..errors import IntegrityError, SourceError
 
-__all__ = ["MAX_ROWS", "MEMO_ENV", "Fingerprint", "VerifyMemo", "default_memo", "hash_file"]
+__all__ = ["MAX_ROWS", "MEMO_ENV", "Fingerprint", "VerifyMemo", "default_memo"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,13 +49,6 @@ class Fingerprint(NamedTuple):
     @classmethod
     def of(cls, st: os.stat_result) -> "Fingerprint":
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def hash_file(path: str) -> tuple[str, int]:
-    """(sha256 hex digest, size) of the file at ``path``."""
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256")
-        return digest.hexdigest(), f.tell()
 
 
 class VerifyMemo:
@@ -96,7 +89,7 @@ class VerifyMemo:
             )
         if self.is_verified(path, sha256, before):
             return
-        digest, _ = hash_file(path)
+        digest, _ = sha256_file(path)
         if digest != sha256:
             self.forget(path, sha256)
             _log.warning(
