@@ -53,6 +53,7 @@ from .shards.tar import split_name
 
 __all__ = ["Loader", "Stage", "located"]
 
+
 ST = TypeVar("ST")
 _SAMPLE_SUFFIX = "msgpack"
 _UNBATCHED_RUN = 64  # unbatched samples go to workers/ranks in runs of this many

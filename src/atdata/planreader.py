@@ -7,6 +7,7 @@ samples are decoded one by one, transformed and filtered, so a batch may come ou
 its positions.
 """
 
+import logging
 import warnings
 from collections.abc import Iterator
 from functools import partial
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import msgpack
 import numpy as np
 
-from ._redact import redact
+from ._redact import Redacted, redact
 from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
@@ -62,6 +63,8 @@ __all__ = [
     "skip_or_raise",
 ]
 
+_log = logging.getLogger(__name__)
+
 #: What :func:`run_stages` returns for a sample that a filter dropped.
 DROPPED: Any = object()
 
@@ -82,6 +85,7 @@ def skip_or_raise(on_error: str, exc: Exception, *, stacklevel: int) -> None:
     (an AtdataWarning, ``stacklevel`` as for :func:`warnings.warn`) and skip it, or skip it."""
     if on_error == "raise":
         raise exc
+    _log.warning("skipped (on_error=%r): %s", on_error, Redacted(exc))
     if on_error == "warn":
         warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=stacklevel + 1)
 
