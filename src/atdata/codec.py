@@ -19,14 +19,15 @@ from .sample import DictSample
 from .schema import FieldType, Schema
 
 __all__ = [
-    "SCALAR_TYPES",
     "Codec",
+    "SCALAR_TYPES",
     "array_header",
     "check_dtype_shape",
     "codec_for",
     "decode_array",
     "encode_array",
     "parse_array_header",
+    "unpack_map",
 ]
 
 T = TypeVar("T")

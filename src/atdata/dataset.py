@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .codec import codec_for, unpack_map
 from .errors import InvalidArgumentError, LensError, SchemaError
-from .loader import Loader, Stage, _dict_decoder, located
+from .loader import Loader, Stage, dict_decoder, located
 from .sample import DictSample
 from .shards.access import read_body, read_group
 from .shards.offsets import SidecarMismatch
@@ -294,7 +294,7 @@ class Dataset(Generic[ST]):
         key = idx.keys[member]
         try:
             if self._source_type is DictSample:
-                sample: Any = _dict_decoder(read_group(src, idx, member, limit=limit))
+                sample: Any = dict_decoder(read_group(src, idx, member, limit=limit))
             else:
                 body = read_body(src, idx, member, limit=limit)
                 sample = self._decoder()(body, key)

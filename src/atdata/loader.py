@@ -36,7 +36,7 @@ from .plan import (
 from .planreader import (
     PlanReader,
     Progress,
-    _decode_bodies,
+    decode_bodies,
     epoch_order,
     iter_layout,
     iter_sequential,
@@ -49,7 +49,7 @@ from .shards.tar import split_name
 if TYPE_CHECKING:
     from .dataset import Dataset
 
-__all__ = ["Loader", "Stage", "located"]
+__all__ = ["Loader", "Stage", "dict_decoder", "located"]
 
 ST = TypeVar("ST")
 _SAMPLE_SUFFIX = "msgpack"
@@ -375,7 +375,7 @@ class Loader(Generic[ST]):
         """Decoded samples after the stages; ``(key, sample)`` pairs when ``keyed``."""
         ds = self.dataset
         stype = ds._source_type
-        decode = _dict_decoder if stype is DictSample else codec_for(stype).decode
+        decode = dict_decoder if stype is DictSample else codec_for(stype).decode
         stages = ds._stages
         for key, body, url, offset in raw:
             try:
@@ -417,7 +417,7 @@ class Loader(Generic[ST]):
         keys: list[str] = []
         origins: list[tuple[str, int]] = []
         for group_keys, bodies, group_origins in groups:
-            maps.extend(_decode_bodies(bodies))
+            maps.extend(decode_bodies(bodies))
             keys.extend(group_keys)
             origins.extend(group_origins)
             while len(maps) >= size:
@@ -465,7 +465,7 @@ class Loader(Generic[ST]):
         return f"Loader({self.dataset!r}, {mode}, batch_size={self.batch_size})"
 
 
-def _dict_decoder(parts: dict[str, Any]) -> DictSample:
+def dict_decoder(parts: dict[str, Any]) -> DictSample:
     data: dict[str, Any] = {}
     for suffix, body in parts.items():
         if suffix == _SAMPLE_SUFFIX:

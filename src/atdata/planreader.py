@@ -45,7 +45,16 @@ class Readable(Protocol):
 
 _ZERO_COPY_MIN = 1 << 16
 
-__all__ = ["PlanReader", "located", "Progress", "epoch_order", "iter_layout", "iter_sequential"]
+__all__ = [
+    "PlanReader",
+    "Progress",
+    "Readable",
+    "decode_bodies",
+    "epoch_order",
+    "iter_layout",
+    "iter_sequential",
+    "located",
+]
 
 
 def epoch_order(
@@ -81,7 +90,7 @@ def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
     )
 
 
-def _decode_bodies(bodies: list[Any]) -> list[Any]:
+def decode_bodies(bodies: list[Any]) -> list[Any]:
     """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
     try:
         if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
@@ -144,7 +153,7 @@ class PlanReader:
         got = self._read(order, positions)
         if not got.bodies:
             return None
-        maps = _decode_bodies(got.bodies)
+        maps = decode_bodies(got.bodies)
         batch = self.collator.collate(maps, got.keys)
         if batch is not None:
             return batch

@@ -926,9 +926,9 @@ def preview_remote(ref: str, *, limit: int, as_json: bool) -> None:
                         break
             if len(rows) >= limit:
                 break
-    from .inspection import _show_samples
+    from .inspection import show_samples
 
-    _show_samples(ref, rows, resolved.schema, as_json)
+    show_samples(ref, rows, resolved.schema, as_json)
 
 
 # -- verify ---------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..index import DatasetEntry, Index
     from ..schema import Schema
 
-__all__ = ["inspect_command", "preview_command", "register"]
+__all__ = ["inspect_command", "preview_command", "register", "show_samples"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TargetArgument = Annotated[
@@ -255,10 +255,10 @@ def preview_command(
         rows.append((key, decode_fields(fields, schema)))
         if len(rows) >= limit:
             break
-    _show_samples(title, rows, schema, as_json)
+    show_samples(title, rows, schema, as_json)
 
 
-def _show_samples(
+def show_samples(
     title: str, rows: list[tuple[str, dict[str, Any]]], schema: "Schema | None", as_json: bool
 ) -> None:
     """Decoded sample rows as JSON (``as_json``) or as a table titled ``title``."""

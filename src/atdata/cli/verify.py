@@ -32,7 +32,7 @@ from ._shared import (
     out_console,
 )
 
-__all__ = ["register", "verify_command", "verify_path_shard"]
+__all__ = ["Outcome", "register", "verify_command", "verify_path_shard"]
 
 _CHUNK = 1 << 20
 

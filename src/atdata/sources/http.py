@@ -54,7 +54,7 @@ from .base import read_capped, register_scheme
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpSource"]
+__all__ = ["HttpSource", "deadline_transport"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUS = frozenset({408, 425, 429})

@@ -56,6 +56,7 @@ __all__ = [
     "validate_dataset_name",
     "verify_shards",
     "verify_sidecar",
+    "warn_not_owned",
 ]
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
