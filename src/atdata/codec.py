@@ -14,8 +14,8 @@ import numpy as np
 
 from ._msgpack_view import unpack_map_view
 from ._npy import NPY_MAGIC, check_array_dtype, check_array_shape, parse_npy
+from .dict_sample import DictSample
 from .errors import SchemaError
-from .sample import DictSample
 from .schema import FieldType, Schema
 
 __all__ = [

@@ -14,7 +14,7 @@ import keyword
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +22,15 @@ import numpy as np
 
 from .errors import InvalidArgumentError, SchemaError
 
-__all__ = ["MAX_SCHEMA_DEPTH", "Field", "FieldType", "Schema", "Shape", "validate_identifier"]
+__all__ = [
+    "MAX_SCHEMA_DEPTH",
+    "Field",
+    "FieldType",
+    "Schema",
+    "Shape",
+    "register_sample_type_builder",
+    "validate_identifier",
+]
 
 Kind = Literal["str", "int", "float", "bool", "bytes", "array", "list", "dict", "sample", "any"]
 _SCALAR_KINDS: dict[type, Kind] = {
@@ -263,9 +271,19 @@ class Schema:
     # -- rebuilding ------------------------------------------------------------------------
     def to_sample_type(self) -> type:
         """A working packable sample type for this schema, built without generating code."""
-        from .sample import rebuild_sample_type
+        if not _SAMPLE_TYPE_BUILDER:  # importing atdata (any submodule) imports atdata.sample
+            raise SchemaError(f"schema {self.name}: atdata.sample is not imported")
+        return _SAMPLE_TYPE_BUILDER[0](self)
 
-        return rebuild_sample_type(self)
+
+# The sample layer above hands its type builder down when it is imported (the package root imports
+# it before any submodule is used), so that this module never imports upward.
+_SAMPLE_TYPE_BUILDER: list[Callable[[Schema], type]] = []
+
+
+def register_sample_type_builder(build: Callable[[Schema], type]) -> None:
+    """Called once by :mod:`atdata.sample`: how :meth:`Schema.to_sample_type` builds a type."""
+    _SAMPLE_TYPE_BUILDER[:] = [build]
 
 
 def _docstring(sample_type: type) -> str | None:
