@@ -2,7 +2,8 @@
 
 A :class:`Codec` holds, for every field, a small converter chosen from the field's
 :class:`~atdata.schema.FieldType` when the codec is built; encoding and decoding a sample never
-look at annotations again. Arrays use the compact layout of FORMAT.md §1 (and ``.npy`` on read).
+look at annotations again. Arrays use the compact layout of docs/format.md §1 (and ``.npy`` on
+read).
 """
 
 import struct

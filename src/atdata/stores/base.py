@@ -165,7 +165,7 @@ def warn_not_owned(store: object, url: str, why: object) -> None:
 
 @dataclass(frozen=True)
 class Checksum:
-    """A digest with its algorithm named next to it (FORMAT.md §2); only sha256 is written."""
+    """A digest with its algorithm named next to it (docs/format.md §3); only sha256 is written."""
 
     algorithm: str
     digest: str
