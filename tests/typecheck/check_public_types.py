@@ -46,6 +46,18 @@ def dataset_iteration(ds: atdata.Dataset[Frame]) -> None:
 def batches(ds: atdata.Dataset[Frame]) -> None:
     assert_type(ds.ordered(batch_size=8), atdata.Loader[Frame])
     assert_type(ds.shuffled(seed=0, batch_size=8), atdata.Loader[Frame])
+    # A Loader yields samples or SampleBatches depending on batch_size, so its items are Any for
+    # now; typing them per mode (overloads on batch_size) would change this line.
+    for item in ds.ordered(batch_size=8):
+        assert_type(item, Any)
+
+
+def sample_batches(batch: atdata.SampleBatch[Frame]) -> None:
+    assert_type(len(batch), int)
+    assert_type(batch.sample_type, type[Frame])
+    assert_type(batch.samples, list[Frame])
+    for sample in batch:
+        assert_type(sample, Frame)
 
 
 def lenses(ds: atdata.Dataset[Frame]) -> None:
