@@ -56,7 +56,7 @@ def _write(root: Path, shards: int, per_shard: int) -> list[dict[str, Any]]:
     block = rng.integers(0, 255, (16, 224, 224, 3), dtype=np.uint8)
     samples = (B3(image=block[i % 16], label=i) for i in range(shards * per_shard))
     infos = write_samples(samples, str(root / "b3-%06d.tar"), maxcount=per_shard).shard_infos
-    return [{"path": i.location, "sha256": i.sha256, "size": i.size} for i in infos]
+    return [{"path": i.url, "sha256": i.checksum.digest, "size": i.size} for i in infos]
 
 
 def _child(args: argparse.Namespace) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 
 import atdata
 from atdata import NDArray
+from atdata.dataset_refs import load_dataset
 from atdata.index import Index
-from atdata.loading import load_dataset
 
 
 class Measurement(atdata.PackableSample):

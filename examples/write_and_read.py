@@ -32,7 +32,7 @@ def main(out: Path) -> None:
     shards = atdata.write_samples(frames, str(out / "frames-%06d.tar"), maxcount=250).shard_infos
     print(f"wrote {sum(s.count for s in shards)} samples in {len(shards)} shards")
     for s in shards:
-        print(f"  {Path(s.location).name}  {s.count} samples  sha256 {s.sha256[:16]}...")
+        print(f"  {Path(s.url).name}  {s.count} samples  sha256 {s.checksum.digest[:16]}...")
 
     ds = atdata.Dataset[Frame](str(out / "frames-{000000..000003}.tar"))
     print(f"{len(ds)} samples; sample 42 has label {ds[42].label} and caption {ds[42].caption!r}")

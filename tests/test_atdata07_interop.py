@@ -174,14 +174,14 @@ def _write_ours(tmp_path: Path, count: int = 8, **kwargs) -> list:
 
 def test_our_shards_are_plain_tar_and_msgpack(tmp_path):
     infos = _write_ours(tmp_path)
-    assert [Path(str(i.location)).name for i in infos] == ["ours-000000.tar", "ours-000001.tar"]
+    assert [Path(str(i.url)).name for i in infos] == ["ours-000000.tar", "ours-000001.tar"]
     seen = []
     for info in infos:
-        raw = Path(str(info.location)).read_bytes()
+        raw = Path(str(info.url)).read_bytes()
         assert len(raw) % 512 == 0 and raw[-1024:] == bytes(1024)  # end-of-archive blocks
         assert raw[257:263] == b"ustar\x00"  # POSIX ustar header
         assert len(raw) == info.size
-        with tarfile.open(str(info.location), mode="r:") as tf:  # uncompressed tar, nothing else
+        with tarfile.open(str(info.url), mode="r:") as tf:  # uncompressed tar, nothing else
             for m in tf.getmembers():
                 assert m.isreg() and not m.pax_headers
                 key, _, suffix = m.name.partition(".")
@@ -210,14 +210,14 @@ def test_our_shards_are_plain_tar_and_msgpack(tmp_path):
 def test_our_shards_are_byte_identical_when_rewritten(tmp_path):
     first = _write_ours(tmp_path / "a")
     second = _write_ours(tmp_path / "b")
-    assert [i.sha256 for i in first] == [i.sha256 for i in second]
+    assert [i.checksum.digest for i in first] == [i.checksum.digest for i in second]
     for a, b in zip(first, second, strict=True):
-        assert Path(str(a.location)).read_bytes() == Path(str(b.location)).read_bytes()
+        assert Path(str(a.url)).read_bytes() == Path(str(b.url)).read_bytes()
 
 
 def test_our_shards_with_a_key_field(tmp_path):
     infos = _write_ours(tmp_path, key_field="idx")
-    with tarfile.open(str(infos[0].location)) as tf:
+    with tarfile.open(str(infos[0].url)) as tf:
         assert tf.getnames() == [f"{i}.msgpack" for i in range(4)]
     ds = atdata.Dataset[InteropSample](str(tmp_path / "ours-{000000..000001}.tar"))
     assert_sample_equal(vars(ds.get("6")), values_for(6))

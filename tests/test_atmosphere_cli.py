@@ -201,7 +201,7 @@ def test_login_publish_ls_inspect_then_another_account_previews_and_verifies(
     assert verified.exit_code == 0, verified.output
     assert f"3 shard(s) of @{alice}/team/digits match their record" in verified.stdout
 
-    from atdata.loading import load_dataset
+    from atdata.dataset_refs import load_dataset
 
     with Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"]).activate():
         loaded = list(load_dataset(f"@{alice}/team/digits", split="train"))
@@ -426,7 +426,7 @@ def test_a_shard_at_a_url_that_changed_fails_verify_with_exit_1(
     infos = write_samples(
         _digits(20), str(http_server.root / "web-%06d.tar"), maxcount=10
     ).shard_infos
-    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    urls = [http_server.url_for(Path(i.url).name) for i in infos]
     with Index() as index:
         index.insert(urls, "web", sample_type=Digit)
     login(pds, handle)
@@ -434,7 +434,7 @@ def test_a_shard_at_a_url_that_changed_fails_verify_with_exit_1(
     assert published["storage"] == "http"
     assert invoke("verify", f"@{handle}/web").exit_code == 0
 
-    path = Path(infos[0].location)
+    path = Path(infos[0].url)
     data = bytearray(path.read_bytes())
     data[600] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -442,4 +442,4 @@ def test_a_shard_at_a_url_that_changed_fails_verify_with_exit_1(
     assert result.exit_code == 1
     (problem,) = json.loads(result.stdout)["problems"]
     assert problem["url"] == urls[0] and problem["problem"] == "sha256 differs"
-    assert problem["expected"] == infos[0].sha256
+    assert problem["expected"] == infos[0].checksum.digest

@@ -28,8 +28,9 @@ from atdata.atmosphere import (
     AtUri,
     BlobShard,
     BlobStorage,
+    Checksum,
     CodeReference,
-    EntryRecord,
+    DatasetRecord,
     HttpShard,
     HttpStorage,
     LabelRecord,
@@ -37,7 +38,6 @@ from atdata.atmosphere import (
     RecordValidationError,
     Resolver,
     SchemaRecord,
-    ShardChecksum,
     XrpcError,
 )
 from atdata.atmosphere.publish import resolve_dataset
@@ -139,9 +139,9 @@ class Digit:
 def _schema_entry(client: AtmosphereClient, name: str = "digits") -> tuple[AtUri, AtUri]:
     schema = client.publish_schema(SchemaRecord.from_schema(Schema.from_type(Digit)))
     storage = HttpStorage(
-        (HttpShard("https://data.example.com/d-000000.tar", ShardChecksum.sha256(SHA)),)
+        (HttpShard("https://data.example.com/d-000000.tar", Checksum.sha256(SHA)),)
     )
-    entry = client.publish(EntryRecord(name=name, schema_ref=str(schema.uri), storage=storage))
+    entry = client.publish(DatasetRecord(name=name, schema_ref=str(schema.uri), storage=storage))
     return schema.uri, entry.uri
 
 
@@ -301,7 +301,7 @@ def test_blobs_upload_and_come_back_verified(client: AtmosphereClient, resolver:
     assert ref.cid == blob_cid(data) and ref.size == len(data)
     assert ref.mime_type == "application/x-tar"
     schema_uri, _ = _schema_entry(client)
-    client.publish(EntryRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
+    client.publish(DatasetRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
     did = client.session.did  # type: ignore[union-attr]
 
     assert client.get_blob(did, ref.cid) == data
@@ -319,7 +319,7 @@ def test_bytes_that_do_not_match_the_cid_are_refused(
     data, other = b"the real shard" * 100, b"something else" * 100
     ref = client.upload_blob(data)
     schema_uri, _ = _schema_entry(client)
-    client.publish(EntryRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
+    client.publish(DatasetRecord("blobbed", str(schema_uri), BlobStorage((BlobShard(ref),))))
     did = client.session.did  # type: ignore[union-attr]
     fetched = client.get_blob(did, ref.cid)
     with pytest.raises(IntegrityError, match="do not match"):
@@ -352,10 +352,10 @@ def test_a_blob_over_the_limit_is_refused_before_sending(
 
 # ------------------------------------------------------------------------------ hostile input
 def _hostile_entries(schema_uri: str, marker: Path) -> dict[str, dict[str, Any]]:
-    good = EntryRecord(
+    good = DatasetRecord(
         "fine",
         schema_uri,
-        HttpStorage((HttpShard("https://x.example.com/a.tar", ShardChecksum.sha256(SHA)),)),
+        HttpStorage((HttpShard("https://x.example.com/a.tar", Checksum.sha256(SHA)),)),
     ).to_record()
 
     def variant(**changes: Any) -> dict[str, Any]:
@@ -516,7 +516,7 @@ def test_a_second_account_reads_the_first_accounts_records_and_blobs(
     data = os.urandom(50_000)
     ref = client.upload_blob(data)
     schema_uri, _ = _schema_entry(client)
-    entry = client.publish(EntryRecord("shared", str(schema_uri), BlobStorage((BlobShard(ref),))))
+    entry = client.publish(DatasetRecord("shared", str(schema_uri), BlobStorage((BlobShard(ref),))))
     client.publish(LabelRecord("shared", str(entry.uri), "1"))
 
     bob = new_account()
@@ -549,7 +549,7 @@ def test_records_in_atdata_07_shape_resolve_and_load(
 
     samples = [Digit(np.full((4, 4), i, np.uint8), i) for i in range(20)]
     (shard,) = write_samples(samples, str(tmp_path / "digits-%06d.tar")).shard_infos
-    data = Path(shard.location).read_bytes()
+    data = Path(shard.url).read_bytes()
     raw = _raw_client(alice)
     blob = raw.upload_blob(data).blob.model_dump(by_alias=True)  # mimeType "*/*", like 0.7
     schema_uri = _raw_create(

@@ -230,13 +230,13 @@ def test_shards_at_http_urls_are_published_as_urls_not_uploaded(
 
     samples = _digits(15)
     infos = write_samples(samples, str(http_server.root / "web-%06d.tar"), maxcount=10).shard_infos
-    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    urls = [http_server.url_for(Path(i.url).name) for i in infos]
     index.insert(urls, "web", sample_type=Digit)
     published = publish_dataset(index, "web", to=session)
     storage = published.entry.value.storage
     assert isinstance(storage, HttpStorage)
     assert [s.url for s in storage.shards] == urls
-    assert [s.checksum.digest for s in storage.shards] == [i.sha256 for i in infos]
+    assert [s.checksum.digest for s in storage.shards] == [i.checksum.digest for i in infos]
     resolved = resolve_dataset(f"@{session.handle}/web", resolver=resolver)
     assert resolved.urls == urls
     assert [int(s.label) for s in _load(resolved.urls, resolved.sample_type())] == [
@@ -250,7 +250,7 @@ def test_shards_at_http_urls_are_published_as_urls_not_uploaded(
 def test_lenses_are_published_as_code_references(
     index: Index, session: AtmosphereSession, resolver: Resolver
 ) -> None:
-    index.publish_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
+    index.add_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
     commit = "0123456789abcdef0123456789abcdef01234567"
     stored = publish_lens(
         index, "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
@@ -275,7 +275,7 @@ def test_load_dataset_loads_a_published_dataset_by_handle_and_by_uri(
     resolver: Resolver,
     make_session: Callable[[], AtmosphereSession],
 ) -> None:
-    from atdata.loading import load_dataset
+    from atdata.dataset_refs import load_dataset
 
     samples = _digits(25)
     index.write(samples, "digits", maxcount=10)
@@ -294,14 +294,14 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
     index: Index, session: AtmosphereSession, resolver: Resolver, http_server: FileServer
 ) -> None:
     from atdata import write_samples
-    from atdata.atmosphere.loading import load_reference
+    from atdata.atmosphere.open_dataset import load_reference
     from atdata.errors import IntegrityError
 
     (info,) = write_samples(_digits(5), str(http_server.root / "t-%06d.tar")).shard_infos
-    url = http_server.url_for(Path(info.location).name)
+    url = http_server.url_for(Path(info.url).name)
     index.insert([url], "tampered", sample_type=Digit)
     publish_dataset(index, "tampered", to=session)
-    path = Path(info.location)
+    path = Path(info.url)
     data = bytearray(path.read_bytes())
     data[600] ^= 0xFF  # inside the first member's body
     path.write_bytes(bytes(data))
@@ -312,7 +312,7 @@ def test_an_http_shard_that_differs_from_its_record_is_refused_on_load(
         list(pickle.loads(pickle.dumps(ds)))
 
 
-def test_index_publish_and_publish_lens_to_through_the_index_api(
+def test_index_publish_and_publish_lens_through_the_index_api(
     index: Index,
     session: AtmosphereSession,
     resolver: Resolver,
@@ -335,9 +335,9 @@ def test_index_publish_and_publish_lens_to_through_the_index_api(
     loaded = _load(resolved.urls, resolved.sample_type())
     assert [int(s.label) for s in loaded] == [int(s.label) for s in samples]
 
-    index.publish_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
+    index.add_lens(drop_label, source=Digit, target=Gray, putter=put_label, name="drop_label")
     commit = "89abcdef0123456789abcdef0123456789abcdef"
-    lens = index.publish_lens_to(
+    lens = index.publish_lens(
         "drop_label", to=session, repository="https://github.com/org/digits", commit=commit
     )
     assert reader.get_lens(lens.uri).value == lens.value

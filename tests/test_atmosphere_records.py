@@ -19,9 +19,10 @@ from atdata.atmosphere import (
     BlobRef,
     BlobShard,
     BlobStorage,
+    Checksum,
     CodeReference,
+    DatasetRecord,
     DatasetSize,
-    EntryRecord,
     HttpShard,
     HttpStorage,
     LabelRecord,
@@ -30,7 +31,6 @@ from atdata.atmosphere import (
     S3Shard,
     S3Storage,
     SchemaRecord,
-    ShardChecksum,
     validate_record,
 )
 from atdata.atmosphere.blobs import split_shard
@@ -214,8 +214,8 @@ def test_identical_schemas_get_identical_record_keys_and_different_ones_do_not()
 
 
 # --------------------------------------------------------------------------------- entries
-def _entry(storage: Any) -> EntryRecord:
-    return EntryRecord(
+def _entry(storage: Any) -> DatasetRecord:
+    return DatasetRecord(
         name="team/mnist",
         schema_ref=SCHEMA_URI,
         storage=storage,
@@ -228,16 +228,14 @@ def _entry(storage: Any) -> EntryRecord:
 
 
 STORAGES = [
-    HttpStorage((HttpShard("https://data.example.com/a-000000.tar", ShardChecksum.sha256(SHA)),)),
+    HttpStorage((HttpShard("https://data.example.com/a-000000.tar", Checksum.sha256(SHA)),)),
     S3Storage(
         "my-bucket",
-        (S3Shard("datasets/a-000000.tar", ShardChecksum.sha256(SHA)),),
+        (S3Shard("datasets/a-000000.tar", Checksum.sha256(SHA)),),
         region="us-east-1",
         endpoint="http://127.0.0.1:9000",
     ),
-    BlobStorage(
-        (BlobShard(BlobRef(CID, 11)), BlobShard(BlobRef(CID, 11), ShardChecksum.sha256(SHA)))
-    ),
+    BlobStorage((BlobShard(BlobRef(CID, 11)), BlobShard(BlobRef(CID, 11), Checksum.sha256(SHA)))),
 ]
 
 
@@ -246,7 +244,7 @@ def test_entry_records_round_trip_with_each_storage(storage: Any) -> None:
     entry = _entry(storage)
     record = entry.to_record()
     assert record["storage"]["$type"] == storage.TYPE
-    back = EntryRecord.from_record(json.loads(json.dumps(record)), uri=ENTRY_URI)
+    back = DatasetRecord.from_record(json.loads(json.dumps(record)), uri=ENTRY_URI)
     assert back == entry
     assert back.same_content(dataclasses.replace(entry, created_at="2020-01-01T00:00:00Z"))
 
@@ -264,7 +262,7 @@ def test_entry_metadata_as_07_msgpack_bytes_is_decoded() -> None:
     record = _entry(STORAGES[0]).to_record()
     packed = msgpack.packb({"split": "train", "source_uri": "x"})
     record["metadata"] = {"$bytes": base64.b64encode(packed).decode().rstrip("=")}
-    assert EntryRecord.from_record(record).metadata == {"split": "train", "source_uri": "x"}
+    assert DatasetRecord.from_record(record).metadata == {"split": "train", "source_uri": "x"}
 
 
 HOSTILE_ENTRIES = [
@@ -305,7 +303,7 @@ def test_hostile_entry_records_are_rejected(case: str, mutate: Any, path: str) -
     record = _entry(STORAGES[0]).to_record()
     mutate(record)
     with pytest.raises(RecordValidationError) as err:
-        EntryRecord.from_record(record, uri=ENTRY_URI)
+        DatasetRecord.from_record(record, uri=ENTRY_URI)
     assert path in str(err.value) and ENTRY_URI in str(err.value)
 
 
@@ -325,7 +323,7 @@ def test_hostile_s3_storage_is_rejected(field: str, value: str) -> None:
     else:
         record["storage"][field] = value
     with pytest.raises(RecordValidationError):
-        EntryRecord.from_record(record)
+        DatasetRecord.from_record(record)
 
 
 def test_blob_refs_must_carry_cids_and_fit_the_lexicon_limit() -> None:
@@ -333,16 +331,16 @@ def test_blob_refs_must_carry_cids_and_fit_the_lexicon_limit() -> None:
     bad = copy.deepcopy(record)
     bad["storage"]["blobs"][0]["blob"]["ref"]["$link"] = "../../etc/passwd"
     with pytest.raises(RecordValidationError, match="ref"):
-        EntryRecord.from_record(bad)
+        DatasetRecord.from_record(bad)
     big = copy.deepcopy(record)
     big["storage"]["blobs"][0]["blob"]["size"] = 10**12
     with pytest.raises(RecordValidationError, match="limit"):
-        EntryRecord.from_record(big)
+        DatasetRecord.from_record(big)
 
 
 def test_writing_an_invalid_record_fails_before_anything_is_sent() -> None:
     with pytest.raises(RecordValidationError):
-        _entry(HttpStorage((HttpShard("pipe:ls", ShardChecksum.sha256(SHA)),))).to_record()
+        _entry(HttpStorage((HttpShard("pipe:ls", Checksum.sha256(SHA)),))).to_record()
     with pytest.raises(RecordValidationError):
         dataclasses.replace(_entry(STORAGES[0]), name="a/../b").to_record()
 
@@ -497,7 +495,7 @@ class _Src:
 
 
 def test_handles_and_at_uris_are_atmosphere_references_and_local_is_not() -> None:
-    from atdata.loading import is_atmosphere_reference
+    from atdata.dataset_refs import is_atmosphere_reference
 
     assert is_atmosphere_reference("@alice.test/mnist")
     assert is_atmosphere_reference("@foo/bar")  # an invalid handle: resolving it says so

@@ -45,7 +45,7 @@ def _publish(server: FileServer, tmp: Path) -> list[str]:
             for i in range(6)
         )
         (info,) = write_samples(frames, str(tmp / f"blob{b}-%06d.tar"), maxcount=6).shard_infos
-        data = Path(info.location).read_bytes()
+        data = Path(info.url).read_bytes()
         where = server.root / f"pds{b}" / "xrpc"
         where.mkdir(parents=True)
         (where / "com.atproto.sync.getBlob").write_bytes(data)

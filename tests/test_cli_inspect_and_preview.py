@@ -58,13 +58,13 @@ def test_inspect_shards_counts_from_sidecars_and_infers_the_schema(
         raise AssertionError("a shard with a sidecar must not be scanned")
 
     monkeypatch.setattr(_samples, "scan_offsets", no_scan)
-    pattern = str(Path(shards[0].location).parent / "f-{000000..000002}.tar")
+    pattern = str(Path(shards[0].url).parent / "f-{000000..000002}.tar")
     result = runner.invoke(app, ["inspect", pattern, "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["count"] == 25
     assert [s["count"] for s in data["shards"]] == [10, 10, 5]
-    assert [s["sha256"] for s in data["shards"]] == [s.sha256 for s in shards]
+    assert [s["sha256"] for s in data["shards"]] == [s.checksum.digest for s in shards]
     assert [s["size"] for s in data["shards"]] == [s.size for s in shards]
     assert all(s["offset_index"] for s in data["shards"])
     assert data["size"] == sum(s.size for s in shards)
@@ -74,29 +74,29 @@ def test_inspect_shards_counts_from_sidecars_and_infers_the_schema(
     assert fields["caption"] == {"kind": "str"}
     assert fields["blob"] == {"kind": "bytes"}
 
-    human = runner.invoke(app, ["inspect", str(Path(shards[0].location).parent)])
+    human = runner.invoke(app, ["inspect", str(Path(shards[0].url).parent)])
     assert human.exit_code == 0, human.output
     assert "25" in human.stdout
     assert "offset indexes" in human.stdout
     assert "array uint8 (8, 8, 3)" in human.stdout
-    assert shards[1].sha256[:16] in human.stdout
+    assert shards[1].checksum.digest[:16] in human.stdout
 
 
 def test_inspect_scans_a_shard_without_sidecar_and_says_so(
     home: Path, shards: list[atdata.ShardInfo]
 ) -> None:
-    os.remove(shards[0].location + ".idx")
-    result = runner.invoke(app, ["inspect", shards[0].location, "--json"])
+    os.remove(shards[0].url + ".idx")
+    result = runner.invoke(app, ["inspect", shards[0].url, "--json"])
     assert result.exit_code == 0, result.output
     (shard,) = json.loads(result.stdout)["shards"]
     assert shard == {
-        "url": shards[0].location,
+        "url": shards[0].url,
         "count": 10,
         "size": shards[0].size,
         "sha256": None,
         "offset_index": False,
     }
-    human = runner.invoke(app, ["inspect", shards[0].location])
+    human = runner.invoke(app, ["inspect", shards[0].url])
     assert human.exit_code == 0
     assert "full scan of 1 shard" in human.stdout
     assert "no offset index" in human.stderr
@@ -138,7 +138,7 @@ def test_a_bare_name_is_an_index_dataset_unless_a_path_exists(
     assert by_name.exit_code == 0, by_name.output
     assert json.loads(by_name.stdout)["kind"] == "dataset"
     # a directory of that name in the working directory wins
-    os.symlink(Path(shards[0].location).parent, tmp_path / "frames")
+    os.symlink(Path(shards[0].url).parent, tmp_path / "frames")
     by_path = runner.invoke(app, ["inspect", "frames", "--json"])
     assert by_path.exit_code == 0, by_path.output
     assert json.loads(by_path.stdout)["kind"] == "shards"
@@ -150,7 +150,7 @@ def test_a_bare_name_is_an_index_dataset_unless_a_path_exists(
 def test_preview_shows_arrays_as_dtype_and_shape_and_bytes_as_length(
     home: Path, shards: list[atdata.ShardInfo]
 ) -> None:
-    result = runner.invoke(app, ["preview", shards[0].location, "--limit", "3"])
+    result = runner.invoke(app, ["preview", shards[0].url, "--limit", "3"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "uint8 (8, 8, 3)" in out
@@ -158,7 +158,7 @@ def test_preview_shows_arrays_as_dtype_and_shape_and_bytes_as_length(
     assert "'frame 2'" in out and "frame 3" not in out
     assert "\\x00" not in out  # no raw bytes
 
-    as_json = runner.invoke(app, ["preview", shards[0].location, "-n", "12", "--json"])
+    as_json = runner.invoke(app, ["preview", shards[0].url, "-n", "12", "--json"])
     assert as_json.exit_code == 0, as_json.output
     rows = json.loads(as_json.stdout)
     assert len(rows) == 10  # the whole shard; fewer than asked
@@ -205,9 +205,9 @@ def test_values_print_literally_never_as_markup(home: Path, tmp_path: Path) -> N
     (info,) = atdata.write_samples(
         [Tagged("[bold]loud[/bold] :cat:", ["a", "b"])], str(tmp_path / "t-%06d.tar")
     ).shard_infos
-    result = runner.invoke(app, ["preview", info.location])
+    result = runner.invoke(app, ["preview", info.url])
     assert result.exit_code == 0, result.output
     assert "'[bold]loud[/bold] :cat:'" in result.stdout
     assert "['a', 'b']" in result.stdout
-    shown = runner.invoke(app, ["inspect", info.location])
+    shown = runner.invoke(app, ["inspect", info.url])
     assert "list[str]" in shown.stdout

@@ -63,9 +63,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def refs(home: Path) -> list[str]:
     with Index() as index:
         return [
-            index.publish_schema(Reading),
-            index.publish_schema(_reading_with_unit()),
-            index.publish_schema(_reading_with_int_value()),
+            index.add_schema(Reading),
+            index.add_schema(_reading_with_unit()),
+            index.add_schema(_reading_with_int_value()),
         ]
 
 

@@ -76,22 +76,22 @@ def test_verify_paths_against_their_sidecars(home: Path, tmp_path: Path) -> None
         "problems": [],
     }
 
-    flip_byte(infos[0].location)
-    with open(infos[2].location, "ab") as f:
+    flip_byte(infos[0].url)
+    with open(infos[2].url, "ab") as f:
         f.write(b"\0" * 512)
     bad = runner.invoke(app, ["verify", "r-{000000..000002}.tar", "--json"])
     assert bad.exit_code == 1
     problems = {p["url"]: p for p in json.loads(bad.stdout)["problems"]}
     assert set(problems) == {"r-000000.tar", "r-000002.tar"}
     assert problems["r-000000.tar"]["problem"] == "sha256 differs"
-    assert problems["r-000000.tar"]["expected"] == infos[0].sha256
+    assert problems["r-000000.tar"]["expected"] == infos[0].checksum.digest
     assert problems["r-000002.tar"]["problem"] == "size differs"
 
 
 def test_a_shard_without_a_recorded_sha256_cannot_pass(home: Path, tmp_path: Path) -> None:
     (info,) = atdata.write_samples(rows(5), str(tmp_path / "r-%06d.tar")).shard_infos
-    os.remove(info.location + ".idx")
-    result = runner.invoke(app, ["verify", info.location])
+    os.remove(info.url + ".idx")
+    result = runner.invoke(app, ["verify", info.url])
     assert result.exit_code == 1
     assert "no .idx sidecar" in result.stdout
 

@@ -84,8 +84,8 @@ def _write(
     (info,) = atdata.write_samples(
         _items(start, n), str(directory / f"{name}-%06d.tar")
     ).shard_infos
-    idx = OffsetIndex.from_bytes(Path(info.location + ".idx").read_bytes(), "idx")
-    return Path(info.location).read_bytes(), idx
+    idx = OffsetIndex.from_bytes(Path(info.url + ".idx").read_bytes(), "idx")
+    return Path(info.url).read_bytes(), idx
 
 
 def _fix_checksum(data: bytearray, header: int) -> None:

@@ -105,7 +105,7 @@ def test_an_index_holding_a_too_deep_schema_record_raises_an_index_error(
         x: int
 
     index = Index(home=tmp_path)
-    ref = index.publish_schema(Flat)
+    ref = index.add_schema(Flat)
     record = index.get_schema(ref).to_record()
     record["schema"] = _record({"kind": "NESTED"}, "Flat")
     index.close()

@@ -56,14 +56,14 @@ def test_write_samples_to_one_path_returns_a_dataset_over_that_file(home: Path) 
     assert [p.name for p in Path("output").iterdir() if p.suffix == ".tar"] == ["data.tar"]
     assert list(ds) == samples
     (info,) = ds.shard_infos
-    assert info.location == "output/data.tar" and info.count == 5
-    assert info.size == Path("output/data.tar").stat().st_size and len(info.sha256) == 64
+    assert info.url == "output/data.tar" and info.count == 5
+    assert info.size == Path("output/data.tar").stat().st_size and len(info.checksum.digest) == 64
     assert atdata.Dataset[Row]("output/data.tar")[3] == samples[3]
 
 
 def test_write_samples_rolls_over_to_a_derived_pattern(home: Path) -> None:
     ds = atdata.write_samples(rows(7), "output/data.tar", maxcount=3)
-    assert [Path(s.location).name for s in ds.shard_infos] == [
+    assert [Path(s.url).name for s in ds.shard_infos] == [
         "data-000000.tar",
         "data-000001.tar",
         "data-000002.tar",
@@ -78,13 +78,13 @@ def test_a_single_shard_write_leaves_other_files_alone(home: Path) -> None:
     Path("output/data-000000.tar").write_bytes(b"someone else's file")
     ds = atdata.write_samples(rows(2), "output/data.tar")
     assert Path("output/data-000000.tar").read_bytes() == b"someone else's file"
-    assert [s.location for s in ds.shard_infos] == ["output/data.tar"]
+    assert [s.url for s in ds.shard_infos] == ["output/data.tar"]
 
 
 def test_a_percent_pattern_still_works_and_returns_a_dataset(home: Path) -> None:
     ds = atdata.write_samples(rows(4), "output/p-%06d.tar", maxcount=2)
-    assert [Path(s.location).name for s in ds.shard_infos] == ["p-000000.tar", "p-000001.tar"]
-    assert len(ds) == 4 and ds.urls == [s.location for s in ds.shard_infos]
+    assert [Path(s.url).name for s in ds.shard_infos] == ["p-000000.tar", "p-000001.tar"]
+    assert len(ds) == 4 and ds.urls == [s.url for s in ds.shard_infos]
     dicts = atdata.write_samples([{"a": 1}, {"a": 2}], "output/d.tar")
     assert dicts.sample_type is atdata.DictSample and [d["a"] for d in dicts] == [1, 2]
     with pytest.raises(SchemaError, match="empty"):

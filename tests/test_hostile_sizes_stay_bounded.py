@@ -39,7 +39,7 @@ def _shard(directory: Path) -> Path:
     (info,) = write_samples(
         (Row(i, "x" * i) for i in range(N)), str(directory / "r-%06d.tar")
     ).shard_infos
-    return Path(info.location)
+    return Path(info.url)
 
 
 def _run_limited(code: str, **env: str) -> str:

@@ -50,8 +50,8 @@ def _members(source: object) -> list[tuple[str, int, bytes]]:
 @pytest.fixture
 def shard(http_server: FileServer) -> tuple[ShardInfo, str, bytes]:
     info = _write_shard(http_server.root)
-    name = Path(info.location).name
-    return info, http_server.url_for(name), Path(info.location).read_bytes()
+    name = Path(info.url).name
+    return info, http_server.url_for(name), Path(info.url).read_bytes()
 
 
 def test_streamed_members_equal_the_local_read(http_server: FileServer, shard) -> None:
@@ -59,7 +59,7 @@ def test_streamed_members_equal_the_local_read(http_server: FileServer, shard) -
     with HttpSource(url, retry=FAST) as src:
         assert src.local_path() is None
         remote = _members(src)
-    assert remote == _members(info.location)
+    assert remote == _members(info.url)
     assert len(remote) == info.count == 40
     assert [r.range for r in http_server.requests] == [None]  # one plain GET, no resume
 
@@ -87,7 +87,7 @@ def test_random_access_through_the_offset_sidecar(shard) -> None:
     with HttpSource(url, retry=FAST) as src:
         index = load_offsets(src)
         assert index is not None and len(index) == info.count
-        assert index.sha256 == info.sha256
+        assert index.sha256 == info.checksum.digest
         offset, size = index.body_range(7)
         assert read_body(src, index, 7) == data[offset : offset + size]
         assert src.read_sidecar(".missing") is None
@@ -145,7 +145,7 @@ def test_dropped_connection_resumes_with_a_range_at_the_right_offset(
         assert stream.reopens == 1  # type: ignore[attr-defined]
         stream.close()
     assert got == data
-    assert hashlib.sha256(got).hexdigest() == info.sha256
+    assert hashlib.sha256(got).hexdigest() == info.checksum.digest
     gets = [r for r in http_server.requests if r.method == "GET"]
     assert [r.range for r in gets] == [None, f"bytes={cut}-"]
 
@@ -155,7 +155,7 @@ def test_members_survive_several_drops_mid_stream(http_server: FileServer, shard
     http_server.drop_next(3, after_bytes=70_000)
     with HttpSource(url, retry=FAST) as src:
         remote = _members(src)
-    assert remote == _members(info.location)
+    assert remote == _members(info.url)
     ranges = [r.range for r in http_server.requests]
     assert ranges == [None, "bytes=70000-", "bytes=140000-", "bytes=210000-"]
 
@@ -290,7 +290,7 @@ def test_a_shard_replaced_mid_stream_is_an_error_not_a_splice(
         stream = src.open()
         assert stream.read(1000) == data[:1000]
         stream.seek(5000)  # the next read reopens with a Range request
-        path = Path(info.location)
+        path = Path(info.url)
         path.write_bytes(data[::-1])  # same size, new bytes, new mtime and ETag
         os.utime(path, ns=(1, 2_000_000_000_000_000_000))
         with pytest.raises(SourceError, match="changed while it was being read"):
@@ -318,11 +318,11 @@ def test_shards_share_one_client_and_one_connection(
     monkeypatch.setattr(http_server._httpd, "verify_request", counting)
     monkeypatch.setattr(http_module, "_SHARED", {})
     sources = [
-        open_source(http_server.url_for(str(Path(i.location).relative_to(http_server.root))))
+        open_source(http_server.url_for(str(Path(i.url).relative_to(http_server.root))))
         for i in infos
     ]
     for info, src in zip(infos, sources, strict=True):
-        assert _members(src) == _members(info.location)
+        assert _members(src) == _members(info.url)
     assert len({id(src._get_client()) for src in sources}) == 1  # type: ignore[attr-defined]
     assert len(http_module._SHARED) == 1
     assert len(http_server.requests) == 3
@@ -405,4 +405,4 @@ def test_stream_buffers_are_never_rewritten_under_handed_out_bodies(
     with HttpSource(url, retry=FAST) as src:
         bodies = [(m.name, m.header_offset, body) for m, body in iter_members(src)]
     assert all(isinstance(b, memoryview) and b.readonly for _n, _o, b in bodies)
-    assert [(n, o, bytes(b)) for n, o, b in bodies] == _members(info.location)
+    assert [(n, o, bytes(b)) for n, o, b in bodies] == _members(info.url)

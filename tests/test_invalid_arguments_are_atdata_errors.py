@@ -24,7 +24,7 @@ class Row:
 def shard(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("rows")
     (info,) = atdata.write_samples([Row(1), Row(2)], str(out / "rows-%06d.tar")).shard_infos
-    return info.location
+    return info.url
 
 
 CALLS: dict[str, Callable[[str, Path], Any]] = {
@@ -41,7 +41,7 @@ CALLS: dict[str, Callable[[str, Path], Any]] = {
     "Index.write of nothing": lambda s, t: Index(home=t).write([], "rows"),
     "Index.get of a bad reference": lambda s, t: Index(home=t).get("atdata://x/nope/y"),
     "Index.history with a version": lambda s, t: Index(home=t).history("rows@1"),
-    "Index.publish_schema(DictSample)": lambda s, t: Index(home=t).publish_schema(DictSample),
+    "Index.add_schema(DictSample)": lambda s, t: Index(home=t).add_schema(DictSample),
     "Index with no repositories": lambda s, t: Index(repositories=[]),
 }
 

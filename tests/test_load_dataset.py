@@ -17,9 +17,9 @@ import pytest
 
 import atdata
 from atdata import Dataset, DatasetDict, DictSample, Index, load_dataset
+from atdata.dataset_refs import detect_split
 from atdata.errors import AtdataError, NotFoundError, SourceError
 from atdata.index.providers.sqlite import SQLiteProvider
-from atdata.loading import detect_split
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.stores.disk import LocalDiskStore
 from http_server import FileServer
@@ -43,7 +43,7 @@ def _write(
     infos = atdata.write_samples(
         _rows(start, n), str(directory / f"{stem}-%06d.tar"), maxcount=maxcount
     ).shard_infos
-    return [Path(info.location) for info in infos]
+    return [Path(info.url) for info in infos]
 
 
 def _write_as(path: Path, start: int = 0, n: int = 3) -> Path:

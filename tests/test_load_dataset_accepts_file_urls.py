@@ -28,7 +28,7 @@ def _shards(directory: Path, stem: str, n: int = 4, per: int = 2) -> list[str]:
     infos = atdata.write_samples(
         [Item(i) for i in range(n)], str(directory / f"{stem}-%06d.tar"), maxcount=per
     ).shard_infos
-    return [info.location for info in infos]
+    return [info.url for info in infos]
 
 
 def _url(path: str | Path, host: str = "") -> str:

@@ -23,7 +23,7 @@ class Row:
 @pytest.fixture()
 def shard(tmp_path: Path) -> str:
     (info,) = atdata.write_samples([Row(1), Row(2)], str(tmp_path / "rows-%06d.tar")).shard_infos
-    return info.location
+    return info.url
 
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])

@@ -40,7 +40,7 @@ def frame_urls(tmp_path: Path) -> list[str]:
     shards = atdata.write_samples(
         make_frames(3000), str(tmp_path / "frames-%06d.tar"), maxcount=1000
     ).shard_infos
-    return [s.location for s in shards]
+    return [s.url for s in shards]
 
 
 @pytest.fixture

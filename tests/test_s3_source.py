@@ -46,11 +46,11 @@ def shard(s3: S3Backend, tmp_path: Path) -> tuple[str, bytes, str]:
     rng = np.random.default_rng(1)
     samples = (DictSample(x=rng.standard_normal(2000).astype(np.float32), i=i) for i in range(120))
     (info,) = write_samples(samples, str(tmp_path / "a-%06d.tar"), maxcount=1000).shard_infos
-    data = Path(info.location).read_bytes()
+    data = Path(info.url).read_bytes()
     s3.client.put_object(Bucket=s3.bucket, Key=KEY, Body=data)
-    idx = Path(info.location + OFFSETS_SUFFIX).read_bytes()
+    idx = Path(info.url + OFFSETS_SUFFIX).read_bytes()
     s3.client.put_object(Bucket=s3.bucket, Key=KEY + OFFSETS_SUFFIX, Body=idx)
-    return f"s3://{s3.bucket}/{KEY}", data, info.location
+    return f"s3://{s3.bucket}/{KEY}", data, info.url
 
 
 def _members(source: Any) -> list[tuple[str, int, bytes]]:

@@ -78,11 +78,13 @@ def test_large_shards_go_up_in_parts_and_read_back_identical(s3: S3Backend, tmp_
         requests = proxy.requests
     infos = writer.shards
     local = write_samples(samples, str(tmp_path / "frames-%06d.tar"), maxcount=12).shard_infos
-    assert [i.sha256 for i in infos] == [i.sha256 for i in local]  # the same bytes as on disk
-    assert [i.location for i in infos] == [pattern % 0, pattern % 1]
+    assert [i.checksum.digest for i in infos] == [
+        i.checksum.digest for i in local
+    ]  # the same bytes as on disk
+    assert [i.url for i in infos] == [pattern % 0, pattern % 1]
 
     for info, ref in zip(infos, local, strict=True):
-        key = info.location.removeprefix(f"s3://{s3.bucket}/")
+        key = info.url.removeprefix(f"s3://{s3.bucket}/")
         path = f"/{s3.bucket}/{key}"
         mine = [r for r in requests if r.target.split("?")[0] == path]
         assert [r.method for r in mine] == ["POST", "PUT", "PUT", "PUT", "POST"]  # create, 3, done
@@ -100,14 +102,14 @@ def test_large_shards_go_up_in_parts_and_read_back_identical(s3: S3Backend, tmp_
         head = s3.client.head_object(Bucket=s3.bucket, Key=key)
         assert head["ContentLength"] == info.size
         body = s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
-        assert hashlib.sha256(body).hexdigest() == info.sha256
-        assert body == Path(ref.location).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == info.checksum.digest
+        assert body == Path(ref.url).read_bytes()
 
         reader = S3DataStore(s3.bucket, "datasets", config=s3.config)
-        assert reader.exists(info.location) and reader.exists(info.location + OFFSETS_SUFFIX)
-        src = reader.open_source(info.location)
+        assert reader.exists(info.url) and reader.exists(info.url + OFFSETS_SUFFIX)
+        src = reader.open_source(info.url)
         index = load_offsets(src)
-        assert index is not None and index.sha256 == info.sha256
+        assert index is not None and index.sha256 == info.checksum.digest
         assert len(list(iter_members(src))) == 12  # one member per sample
     assert s3.uploads() == []
 
@@ -117,9 +119,7 @@ def test_small_shards_are_a_single_put(store: S3DataStore, s3: S3Backend) -> Non
     with ShardWriter(pattern, sink_factory=store.sink_factory) as writer:
         writer.write_all(_samples(3, size=1000))
     (info,) = writer.shards
-    head = s3.client.head_object(
-        Bucket=s3.bucket, Key=info.location.removeprefix(f"s3://{s3.bucket}/")
-    )
+    head = s3.client.head_object(Bucket=s3.bucket, Key=info.url.removeprefix(f"s3://{s3.bucket}/"))
     assert "-" not in head["ETag"].strip('"')
     assert head["ContentType"] == "application/x-tar"
 

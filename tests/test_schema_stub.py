@@ -136,7 +136,7 @@ def test_stub_round_trips_a_dataset(
 
 
 def test_stub_to_stdout_of_a_stored_schema_ref(tmp_index: atdata.Index) -> None:
-    ref = tmp_index.publish_schema(Point)
+    ref = tmp_index.add_schema(Point)
     result = runner.invoke(app, ["schema", "stub", ref])
     assert result.exit_code == 0, result.output
     assert "class Point:" in result.stdout and "tags: list[str]" in result.stdout

@@ -48,9 +48,9 @@ def _epoch(
 ) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = []
     for info in infos:
-        url = server.url_for(Path(info.location).name)
+        url = server.url_for(Path(info.url).name)
         with HttpSource(url, retry=FAST) as inner:
-            src = CachedSource(inner, cache, expected_sha256=info.sha256)
+            src = CachedSource(inner, cache, expected_sha256=info.checksum.digest)
             index = load_offsets(src)
             assert index is not None and len(index) == info.count
             out += [(m.name, bytes(b)) for m, b in iter_members(src)]
@@ -67,26 +67,28 @@ def test_second_epoch_reads_the_cache_with_zero_requests(
     # one GET per shard, one per sidecar: nothing was fetched twice
     assert after_first == 2 * len(infos)
     assert sorted(r.path for r in http_server.requests) == sorted(
-        p for i in infos for p in (f"/{Path(i.location).name}", f"/{Path(i.location).name}.idx")
+        p for i in infos for p in (f"/{Path(i.url).name}", f"/{Path(i.url).name}.idx")
     )
 
     second = _epoch(http_server, infos, cache)
     assert len(http_server.requests) == after_first  # zero network requests
-    expected = [(m.name, bytes(b)) for i in infos for m, b in iter_members(i.location)]
+    expected = [(m.name, bytes(b)) for i in infos for m, b in iter_members(i.url)]
     assert first == second == expected
 
-    src = CachedSource(HttpSource(http_server.url_for("c-000000.tar")), cache, infos[0].sha256)
+    src = CachedSource(
+        HttpSource(http_server.url_for("c-000000.tar")), cache, infos[0].checksum.digest
+    )
     path = src.local_path()
     assert path is not None and Path(path).parent == cache.directory
-    assert Path(path).read_bytes() == Path(infos[0].location).read_bytes()
-    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == infos[0].sha256
+    assert Path(path).read_bytes() == Path(infos[0].url).read_bytes()
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == infos[0].checksum.digest
 
 
 def test_a_missing_sidecar_is_remembered(http_server: FileServer, tmp_path: Path) -> None:
     (info,) = _write(http_server.root, shards=1)
-    os.remove(info.location + OFFSETS_SUFFIX)
+    os.remove(info.url + OFFSETS_SUFFIX)
     cache = ShardCache(tmp_path / "cache")
-    url = http_server.url_for(Path(info.location).name)
+    url = http_server.url_for(Path(info.url).name)
     for _ in range(2):
         src = CachedSource(HttpSource(url), cache)
         assert src.read_sidecar(OFFSETS_SUFFIX) is None
@@ -103,7 +105,7 @@ def test_least_recently_used_shards_are_evicted_by_bytes(
 
     def get(info: ShardInfo) -> str | None:
         src = CachedSource(
-            HttpSource(http_server.url_for(Path(info.location).name)), cache, info.sha256
+            HttpSource(http_server.url_for(Path(info.url).name)), cache, info.checksum.digest
         )
         return src.local_path()
 
@@ -127,10 +129,10 @@ def test_a_shard_larger_than_the_cache_is_streamed_uncached(
 ) -> None:
     (info,) = _write(http_server.root, shards=1)
     cache = ShardCache(tmp_path / "cache", max_bytes=info.size // 2)
-    src = CachedSource(HttpSource(http_server.url_for("c-000000.tar")), cache, info.sha256)
+    src = CachedSource(HttpSource(http_server.url_for("c-000000.tar")), cache, info.checksum.digest)
     assert src.local_path() is None
     members = [(m.name, bytes(b)) for m, b in iter_members(src)]
-    assert members == [(m.name, bytes(b)) for m, b in iter_members(info.location)]
+    assert members == [(m.name, bytes(b)) for m, b in iter_members(info.url)]
     assert cache.entries() == []
     assert not any(p.name.startswith(".") for p in cache.directory.iterdir())
 
@@ -139,16 +141,16 @@ def test_a_corrupted_download_raises_and_is_not_cached(
     http_server: FileServer, tmp_path: Path
 ) -> None:
     (info,) = _write(http_server.root, shards=1)
-    data = bytearray(Path(info.location).read_bytes())
+    data = bytearray(Path(info.url).read_bytes())
     data[5000] ^= 0xFF  # the server now serves a corrupted copy
-    Path(info.location).write_bytes(bytes(data))
+    Path(info.url).write_bytes(bytes(data))
     cache = ShardCache(tmp_path / "cache")
     url = http_server.url_for("c-000000.tar")
     for attempt in range(2):
-        src = CachedSource(HttpSource(url), cache, expected_sha256=info.sha256)
+        src = CachedSource(HttpSource(url), cache, expected_sha256=info.checksum.digest)
         with pytest.raises(IntegrityError) as err:
             list(iter_members(src))
-        assert url in str(err.value) and info.sha256 in str(err.value)
+        assert url in str(err.value) and info.checksum.digest in str(err.value)
         assert err.value.shard == url
         assert list(cache.directory.iterdir()) == []  # no entry, no temporary left behind
         assert http_server.count("GET", "/c-000000.tar") == attempt + 1
@@ -159,7 +161,7 @@ def test_verifying_stream_checks_uncached_remote_reads(
 ) -> None:
     (info,) = _write(http_server.root, shards=1)
     url = http_server.url_for("c-000000.tar")
-    good = wrap_source(HttpSource(url), expected_sha256=info.sha256)
+    good = wrap_source(HttpSource(url), expected_sha256=info.checksum.digest)
     assert isinstance(good, VerifyingSource)
     assert len(list(iter_members(good))) == info.count
 
@@ -183,7 +185,7 @@ def test_verifying_stream_checks_uncached_remote_reads(
         del stream
 
     # a stream that does not know its size is judged at the b"" that ends it
-    plain = VerifyingStream(open(info.location, "rb"), "0" * 64, info.location)
+    plain = VerifyingStream(open(info.url, "rb"), "0" * 64, info.url)
     assert len(plain.read(info.size)) == info.size
     with pytest.raises(IntegrityError):
         plain.read(1)
@@ -193,11 +195,11 @@ def test_verifying_stream_checks_uncached_remote_reads(
 def test_local_sources_are_never_copied(tmp_path: Path) -> None:
     (info,) = _write(tmp_path, shards=1)
     cache = ShardCache(tmp_path / "cache")
-    local = FileSource(info.location)
-    wrapped = wrap_source(local, cache=cache, expected_sha256=info.sha256)
-    assert wrapped.local_path() == info.location  # read in place (and verified there)
+    local = FileSource(info.url)
+    wrapped = wrap_source(local, cache=cache, expected_sha256=info.checksum.digest)
+    assert wrapped.local_path() == info.url  # read in place (and verified there)
     assert wrap_source(local, cache=cache) is local
-    assert CachedSource(local, cache).local_path() == info.location
+    assert CachedSource(local, cache).local_path() == info.url
     assert cache.entries() == []
 
 
@@ -231,13 +233,15 @@ def test_sources_and_caches_pickle_for_worker_processes(
 
     (info,) = _write(http_server.root, shards=1)
     url = http_server.url_for("c-000000.tar")
-    src = CachedSource(HttpSource(url, retry=FAST), ShardCache(tmp_path / "cache"), info.sha256)
+    src = CachedSource(
+        HttpSource(url, retry=FAST), ShardCache(tmp_path / "cache"), info.checksum.digest
+    )
     assert src.read_range(0, 10)  # a live client and a filled entry do not stop pickling
     clone = pickle.loads(pickle.dumps(src))
     assert clone.url == url and clone.cache.directory == src.cache.directory
     assert clone.local_path() == src.local_path()
     remote = pickle.loads(pickle.dumps(HttpSource(url, retry=FAST)))
-    assert remote.read_range(0, 512) == Path(info.location).read_bytes()[:512]
+    assert remote.read_range(0, 512) == Path(info.url).read_bytes()[:512]
     remote.close()
 
 
@@ -247,7 +251,7 @@ def test_a_fill_without_a_checksum_is_cached_whole_and_not_hashed(
     import atdata.sources.cache as cache_module
 
     (info,) = _write(http_server.root, shards=1)
-    url = http_server.url_for(Path(info.location).name)
+    url = http_server.url_for(Path(info.url).name)
     real = hashlib.sha256
     made: list[tuple[object, ...]] = []
 
@@ -259,11 +263,11 @@ def test_a_fill_without_a_checksum_is_cached_whole_and_not_hashed(
     cache = ShardCache(tmp_path / "cache")
     path = cache.get(HttpSource(url, retry=FAST))
     assert path is not None
-    assert path.read_bytes() == Path(info.location).read_bytes()
+    assert path.read_bytes() == Path(info.url).read_bytes()
     assert () not in made  # only entry keys were hashed, never the shard's bytes
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".fill-")]
 
-    checked = cache.get(HttpSource(url, retry=FAST), expected_sha256=info.sha256)
+    checked = cache.get(HttpSource(url, retry=FAST), expected_sha256=info.checksum.digest)
     assert checked is not None and checked != path
     assert () in made  # with a checksum the download is hashed (and matched)
     assert checked.read_bytes() == path.read_bytes()

@@ -50,10 +50,10 @@ def _tar_members(path: str) -> list[tarfile.TarInfo]:
 def test_rollover_by_maxcount(tmp_path: Path) -> None:
     infos = atdata.write_samples(_recs(25), str(tmp_path / "s-%06d.tar"), maxcount=10).shard_infos
     assert [i.count for i in infos] == [10, 10, 5]
-    assert [i.location for i in infos] == [str(tmp_path / f"s-{n:06d}.tar") for n in range(3)]
+    assert [i.url for i in infos] == [str(tmp_path / f"s-{n:06d}.tar") for n in range(3)]
     assert _files(tmp_path) == [f"s-{n:06d}.tar{ext}" for n in range(3) for ext in ("", ".idx")]
     for info in infos:
-        assert len(_tar_members(info.location)) == info.count
+        assert len(_tar_members(info.url)) == info.count
 
 
 def test_rollover_by_maxsize(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_rollover_by_maxsize(tmp_path: Path) -> None:
     assert len(infos) > 1
     assert sum(i.count for i in infos) == 40
     for info in infos:
-        assert info.size == os.path.getsize(info.location)
+        assert info.size == os.path.getsize(info.url)
         assert info.size <= maxsize
     # filling: a shard closes only when the next member would not fit
     member = 512 + 512  # each Rec body is well under one block
@@ -76,7 +76,7 @@ def test_a_sample_larger_than_maxsize_gets_a_shard_of_its_own(tmp_path: Path) ->
     infos = atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), maxsize=4096).shard_infos
     assert [i.count for i in infos] == [1, 1, 1]
     assert infos[1].size > 4096
-    keys = [k for i in infos for k in _load_index(i.location).keys]
+    keys = [k for i in infos for k in _load_index(i.url).keys]
     assert keys == ["00000000", "00000001", "00000002"]
 
 
@@ -93,7 +93,7 @@ def test_bad_writer_arguments_are_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ keys
 def test_default_keys_are_a_zero_padded_running_index_across_shards(tmp_path: Path) -> None:
     infos = atdata.write_samples(_recs(12), str(tmp_path / "s-%06d.tar"), maxcount=5).shard_infos
-    names = [m.name for i in infos for m in _tar_members(i.location)]
+    names = [m.name for i in infos for m in _tar_members(i.url)]
     assert names == [f"{n:08d}.msgpack" for n in range(12)]
 
 
@@ -101,7 +101,7 @@ def test_key_field_names_the_members(tmp_path: Path) -> None:
     infos = atdata.write_samples(
         _recs(7), str(tmp_path / "s-%06d.tar"), maxcount=3, key_field="name"
     ).shard_infos
-    names = [m.name for i in infos for m in _tar_members(i.location)]
+    names = [m.name for i in infos for m in _tar_members(i.url)]
     assert names == [f"r{n:04d}.msgpack" for n in range(7)]
 
 
@@ -157,7 +157,7 @@ def test_writing_twice_gives_byte_identical_shards(tmp_path: Path) -> None:
         ).shard_infos
         outs.append(infos)
     a, b = outs
-    assert [i.sha256 for i in a] == [i.sha256 for i in b]
+    assert [i.checksum.digest for i in a] == [i.checksum.digest for i in b]
     for name in _files(tmp_path / "a"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
@@ -165,7 +165,7 @@ def test_writing_twice_gives_byte_identical_shards(tmp_path: Path) -> None:
 
 def test_tar_headers_carry_fixed_metadata(tmp_path: Path) -> None:
     infos = atdata.write_samples(_recs(3), str(tmp_path / "s-%06d.tar")).shard_infos
-    for m in _tar_members(infos[0].location):
+    for m in _tar_members(infos[0].url):
         assert m.isreg()
         assert (m.mtime, m.uid, m.gid, m.mode) == (0, 0, 0, 0o644)
         assert (m.uname, m.gname) == ("", "")
@@ -174,10 +174,10 @@ def test_tar_headers_carry_fixed_metadata(tmp_path: Path) -> None:
 def test_sha256_and_size_match_the_file(tmp_path: Path) -> None:
     infos = atdata.write_samples(_recs(30), str(tmp_path / "s-%06d.tar"), maxcount=8).shard_infos
     for info in infos:
-        data = Path(info.location).read_bytes()
-        assert info.sha256 == hashlib.sha256(data).hexdigest()
+        data = Path(info.url).read_bytes()
+        assert info.checksum.digest == hashlib.sha256(data).hexdigest()
         assert info.size == len(data)
-        assert info.checksum == {"algorithm": "sha256", "digest": info.sha256}
+        assert info.checksum.to_dict() == {"algorithm": "sha256", "digest": info.checksum.digest}
         assert len(data) % 512 == 0
         assert data[-1024:] == bytes(1024)  # end-of-archive blocks
 
@@ -200,7 +200,10 @@ def test_an_exception_inside_the_writer_leaves_no_partial_shard(tmp_path: Path) 
     # shard 0 was finished (3 samples) before the failure; shard 1 (2 samples) never appears
     assert _files(tmp_path) == ["s-000000.tar", "s-000000.tar.idx"]
     assert [s.count for s in w.shards] == [3]
-    assert w.shards[0].sha256 == hashlib.sha256(Path(w.shards[0].location).read_bytes()).hexdigest()
+    assert (
+        w.shards[0].checksum.digest
+        == hashlib.sha256(Path(w.shards[0].url).read_bytes()).hexdigest()
+    )
     ds = atdata.Dataset[Rec](str(tmp_path / "s-000000.tar"))
     assert [r.idx for r in ds.ordered()] == [0, 1, 2]
 
@@ -227,7 +230,7 @@ def test_rewriting_replaces_a_shard_whole(tmp_path: Path) -> None:
     pattern = str(tmp_path / "s-%06d.tar")
     atdata.write_samples(_recs(3), pattern)
     infos = atdata.write_samples(_recs(4, start=100), pattern).shard_infos
-    ds = atdata.Dataset[Rec](infos[0].location)
+    ds = atdata.Dataset[Rec](infos[0].url)
     assert [r.idx for r in ds.ordered()] == [100, 101, 102, 103]
     assert len(ds) == 4
 
@@ -237,14 +240,14 @@ def test_offset_sidecar_matches_a_tarfile_scan(tmp_path: Path) -> None:
     samples = [DictSample(i=i, blob=bytes(range(i % 7)) * (i * 50)) for i in range(20)]
     infos = atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), maxcount=8).shard_infos
     for info in infos:
-        idx = _load_index(info.location)
-        members = _tar_members(info.location)
+        idx = _load_index(info.url)
+        members = _tar_members(info.url)
         assert idx.keys == [m.name.removesuffix(".msgpack") for m in members]
         assert idx.header_offsets.tolist() == [m.offset for m in members]
         assert idx.sizes.tolist() == [m.size for m in members]
         assert [idx.body_range(i)[0] for i in range(len(idx))] == [m.offset_data for m in members]
         assert idx.shard_size == info.size
-        assert idx.sha256 == info.sha256
+        assert idx.sha256 == info.checksum.digest
         assert len(idx) == info.count
 
 
@@ -252,7 +255,7 @@ def test_offset_sidecar_matches_a_tarfile_scan(tmp_path: Path) -> None:
 def test_plain_tarfile_and_msgpack_decode_the_shard_as_documented(tmp_path: Path) -> None:
     recs = _recs(4)
     infos = atdata.write_samples(recs, str(tmp_path / "s-%06d.tar"), key_field="name").shard_infos
-    with tarfile.open(infos[0].location) as tf:
+    with tarfile.open(infos[0].url) as tf:
         assert tf.getnames() == [f"{r.name}.msgpack" for r in recs]
         for r, m in zip(recs, tf.getmembers(), strict=True):
             raw = tf.extractfile(m)
@@ -280,7 +283,7 @@ def test_dict_samples_are_written_as_plain_msgpack_maps(tmp_path: Path) -> None:
     }
     for name, samples in written.items():
         infos = atdata.write_samples(samples, str(tmp_path / f"{name}-%06d.tar")).shard_infos
-        with tarfile.open(infos[0].location) as tf:
+        with tarfile.open(infos[0].url) as tf:
             (member,) = tf.getmembers()
             raw = tf.extractfile(member)
             assert raw is not None

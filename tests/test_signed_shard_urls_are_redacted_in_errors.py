@@ -55,7 +55,7 @@ def _assert_hidden(exc: BaseException) -> None:
 def _write(server: FileServer) -> str:
     rows = [Row(i=i, v=np.full(3, i, dtype=np.float32)) for i in range(6)]
     (info,) = write_samples(rows, str(server.root / "a-%06d.tar"), maxcount=6).shard_infos
-    return Path(info.location).name
+    return Path(info.url).name
 
 
 def test_a_missing_shard(http_server: FileServer) -> None:

@@ -42,7 +42,7 @@ def _write(root: Path) -> list[tuple[Path, str]]:
     for n, size in enumerate(SIZES):
         rows = [Row(i=i, v=np.full(3, i, dtype=np.float32)) for i in range(start, start + size)]
         (info,) = write_samples(rows, str(root / f"s{n}-%06d.tar"), maxcount=size).shard_infos
-        out.append((Path(info.location), info.sha256))
+        out.append((Path(info.url), info.checksum.digest))
         start += size
     return out
 

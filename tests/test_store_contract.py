@@ -18,10 +18,11 @@ from atdata.errors import AtdataWarning, StoreError
 from atdata.index import Index
 from atdata.index import datasets as ds_ops
 from atdata.index.providers.sqlite import SQLiteProvider
+from atdata.shards.info import ShardInfo
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.writer import ShardWriter
 from atdata.sources import open_source
-from atdata.stores import Checksum, DataStore, LocalDiskStore, ShardRecord
+from atdata.stores import DataStore, LocalDiskStore
 
 pytest_plugins = ["s3_backends"]
 
@@ -108,16 +109,11 @@ def sut(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTe
         yield _s3(request, request.param)
 
 
-def _write(
-    sut: StoreUnderTest, name: str, version: int, write_id: str, n: int
-) -> list[ShardRecord]:
+def _write(sut: StoreUnderTest, name: str, version: int, write_id: str, n: int) -> list[ShardInfo]:
     pattern = sut.store.shard_pattern(name, version, write_id)
     with ShardWriter(pattern, maxcount=2, sink_factory=sut.store.sink_factory) as writer:
         writer.write_all(make_samples(n))
-    return [
-        ShardRecord(s.location, Checksum("sha256", s.sha256), s.count, s.size)
-        for s in writer.shards
-    ]
+    return list(writer.shards)
 
 
 def _read(url: str) -> bytes:

@@ -88,8 +88,8 @@ def test_a_replaced_stored_shard_is_detected(tmp_path: Path) -> None:
     path = _local_path(urls[0])
     other = write_samples(_rows(4)[::-1], str(tmp_path / "o-%06d.tar"), maxcount=4).shard_infos[0]
     st = os.stat(path)
-    assert os.path.getsize(other.location) == st.st_size
-    os.replace(other.location, path)  # same size, other inode
+    assert os.path.getsize(other.url) == st.st_size
+    os.replace(other.url, path)  # same size, other inode
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(IntegrityError):
         list(load_dataset("@local/rows", split="train"))
@@ -97,10 +97,10 @@ def test_a_replaced_stored_shard_is_detected(tmp_path: Path) -> None:
 
 def test_checksums_given_to_a_dataset_verify_local_files(tmp_path: Path) -> None:
     (info,) = write_samples(_rows(4), str(tmp_path / "d-%06d.tar"), maxcount=4).shard_infos
-    ds: Dataset[Row] = Dataset(info.location, Row, checksums={info.location: info.sha256})
+    ds: Dataset[Row] = Dataset(info.url, Row, checksums={info.url: info.checksum.digest})
     assert [r.i for r in ds] == [0, 1, 2, 3]
-    _flip_in_place(info.location)
-    fresh: Dataset[Row] = Dataset(info.location, Row, checksums={info.location: info.sha256})
+    _flip_in_place(info.url)
+    fresh: Dataset[Row] = Dataset(info.url, Row, checksums={info.url: info.checksum.digest})
     with pytest.raises(IntegrityError, match="sha256"):
         list(fresh)
 

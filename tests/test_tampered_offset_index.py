@@ -46,7 +46,7 @@ def _items(n: int = N) -> Iterator[Item]:
 @pytest.fixture
 def shard(tmp_path: Path) -> Path:
     (info,) = write_samples(_items(), str(tmp_path / "s-%06d.tar"), key_field="idx").shard_infos
-    return Path(info.location)
+    return Path(info.url)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -161,9 +161,9 @@ def test_the_index_records_each_sidecar_s_sha256(home: Path) -> None:
     with Index() as index:
         entry = index.write(_items(), name="items", maxcount=16)
         for shard in entry.shards:
-            assert shard.sidecar is not None
+            assert shard.sidecar_checksum is not None
             data = Path(shard.url + ".idx").read_bytes()
-            assert shard.sidecar.digest == hashlib.sha256(data).hexdigest()
+            assert shard.sidecar_checksum.digest == hashlib.sha256(data).hexdigest()
         again = index.get("items@1")
         assert again.shards == entry.shards  # stored and read back with the entry
 
@@ -196,7 +196,9 @@ def test_a_sidecar_describing_other_bytes_is_not_used_for_a_remote_shard(
         _store(path, raw)
         with FileServer(path.parent) as server:
             remote = index.insert([server.url_for(path.name)], name="remote", copy=False)
-            assert remote.shards[0].sidecar is None  # a sidecar for other bytes: not recorded
+            assert (
+                remote.shards[0].sidecar_checksum is None
+            )  # a sidecar for other bytes: not recorded
             ds = index.load(remote, Item)
             (n, item), caught = _quiet(lambda: (len(ds), ds[7]))
     assert (n, item.idx) == (N, 7)
@@ -256,9 +258,9 @@ def test_the_batched_path_checks_names_of_any_length_without_warnings(
 ) -> None:
     samples = [Named(n, np.full(2, i, dtype=np.float32)) for i, n in enumerate(names)]
     (info,) = write_samples(samples, str(tmp_path / "n-%06d.tar"), key_field="name").shard_infos
-    index = OffsetIndex.from_bytes(Path(info.location + ".idx").read_bytes(), "test")
+    index = OffsetIndex.from_bytes(Path(info.url + ".idx").read_bytes(), "test")
     assert index.bulk_names() is not None  # the fast path is taken
-    ds = Dataset[Named](info.location)
+    ds = Dataset[Named](info.url)
     with warnings.catch_warnings():
         warnings.simplefilter("error", AtdataWarning)
         got = [n for b in ds.ordered(batch_size=4) for n in b.name]

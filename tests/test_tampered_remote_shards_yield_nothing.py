@@ -22,9 +22,9 @@ import pytest
 from atdata import Dataset, write_samples
 from atdata.errors import IntegrityError
 from atdata.sample import DictSample, packable
+from atdata.shards.info import ShardInfo
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.shards.shardset import ShardSet
-from atdata.shards.writer import ShardInfo
 from atdata.sources import open_source
 from atdata.sources.at import AtBlobSource, blob_url, cid_of_sha256
 from atdata.sources.cache import ShardCache, wrap_source
@@ -66,12 +66,12 @@ def _attack(tmp: Path) -> tuple[ShardInfo, bytes]:
     genuine = _shard(tmp / "genuine", "a-%06d.tar", 0, 12, 128 << 10)
     other = _shard(tmp / "other", "b-%06d.tar", 1000, 3, 1000)
     noise = np.random.default_rng(9).bytes(5 << 20)
-    return genuine, Path(other.location).read_bytes() + noise
+    return genuine, Path(other.url).read_bytes() + noise
 
 
 def _same_size(genuine: ShardInfo, tmp: Path) -> bytes:
     """A replacement of exactly the recorded size (so only the digest can catch it)."""
-    other = Path(_shard(tmp / "other2", "c-%06d.tar", 2000, 3, 1000).location).read_bytes()
+    other = Path(_shard(tmp / "other2", "c-%06d.tar", 2000, 3, 1000).url).read_bytes()
     pad = genuine.size - len(other)
     assert pad > 4 << 20
     return other + np.random.default_rng(3).bytes(pad)
@@ -106,7 +106,7 @@ def test_http_without_cache_yields_no_sample_from_a_replaced_shard(
     genuine, bad = _attack(tmp_path)
     (http_server.root / "a.tar").write_bytes(bad)
     url = http_server.url_for("a.tar")
-    ds: Dataset[Any] = Dataset(url, sample_type, checksums={url: genuine.sha256})
+    ds: Dataset[Any] = Dataset(url, sample_type, checksums={url: genuine.checksum.digest})
     _expect_nothing(ds, url, batch_size=batch_size if sample_type is Vec else None)
 
 
@@ -116,7 +116,9 @@ def test_http_with_a_recorded_size_refuses_before_reading_the_body(
     genuine, bad = _attack(tmp_path)
     (http_server.root / "a.tar").write_bytes(bad)
     url = http_server.url_for("a.tar")
-    src = wrap_source(open_source(url), expected_sha256=genuine.sha256, expected_size=genuine.size)
+    src = wrap_source(
+        open_source(url), expected_sha256=genuine.checksum.digest, expected_size=genuine.size
+    )
     with pytest.raises(IntegrityError, match="record says"):
         src.open()
 
@@ -130,7 +132,7 @@ def test_http_with_the_right_size_but_other_bytes_yields_nothing(
 
     def factory(u: str) -> Any:
         return wrap_source(
-            open_source(u), expected_sha256=genuine.sha256, expected_size=genuine.size
+            open_source(u), expected_sha256=genuine.checksum.digest, expected_size=genuine.size
         )
 
     ds: Dataset[Vec] = Dataset(url, Vec, source_factory=factory)
@@ -145,14 +147,14 @@ def test_http_through_the_cache_yields_nothing_whether_or_not_it_fits(
     (http_server.root / "a.tar").write_bytes(bad)
     url = http_server.url_for("a.tar")
     cache = ShardCache(tmp_path / "cache", max_bytes=cache_bytes)
-    ds: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.sha256})
+    ds: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.checksum.digest})
     _expect_nothing(ds, url, batch_size=4)
     assert [p for p, _, _ in cache.entries() if p.suffix == ".shard"] == []
 
 
 def _flipped(genuine: ShardInfo) -> bytes:
     """The genuine shard with one byte of the last sample's array changed (same size)."""
-    data = bytearray(Path(genuine.location).read_bytes())
+    data = bytearray(Path(genuine.url).read_bytes())
     data[genuine.size - 4096] ^= 0x40
     return bytes(data)
 
@@ -163,11 +165,11 @@ def test_random_access_on_a_remote_shard_reads_only_verified_bytes(
 ) -> None:
     genuine, _ = _attack(tmp_path)
     (http_server.root / "a.tar").write_bytes(_flipped(genuine))
-    sidecar = Path(genuine.location + OFFSETS_SUFFIX).read_bytes()
+    sidecar = Path(genuine.url + OFFSETS_SUFFIX).read_bytes()
     (http_server.root / ("a.tar" + OFFSETS_SUFFIX)).write_bytes(sidecar)  # the genuine index
     url = http_server.url_for("a.tar")
     cache = ShardCache(tmp_path / "cache") if cached else False
-    ds: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.sha256})
+    ds: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.checksum.digest})
     assert len(ds) == genuine.count
     with pytest.raises(IntegrityError) as err:
         ds[genuine.count - 1]
@@ -176,9 +178,9 @@ def test_random_access_on_a_remote_shard_reads_only_verified_bytes(
         ds[0]  # a member the change did not touch: still not served from failing bytes
 
     # the genuine bytes back: random access works and reads the shard once, not per sample
-    (http_server.root / "a.tar").write_bytes(Path(genuine.location).read_bytes())
+    (http_server.root / "a.tar").write_bytes(Path(genuine.url).read_bytes())
     http_server.reset()
-    ok: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.sha256})
+    ok: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.checksum.digest})
     assert [ok[i].i for i in range(genuine.count)] == list(range(genuine.count))
     assert http_server.count("GET", "/a.tar") == 1
 
@@ -204,9 +206,9 @@ def test_random_access_over_many_remote_shards_keeps_a_bounded_number_of_downloa
 
     monkeypatch.setattr(spool.kept_spools, "limit", 3)
     infos = [_shard(http_server.root, f"m{n}-%06d.tar", n * 10, 4, 1000) for n in range(8)]
-    urls = [http_server.url_for(Path(i.location).name) for i in infos]
+    urls = [http_server.url_for(Path(i.url).name) for i in infos]
     ds: Dataset[Vec] = Dataset(
-        urls, Vec, checksums={u: i.sha256 for u, i in zip(urls, infos, strict=True)}
+        urls, Vec, checksums={u: i.checksum.digest for u, i in zip(urls, infos, strict=True)}
     )
     before = _unlinked_open_files()  # pytest's output capture uses such files too
     assert [ds[n].i for n in range(0, 32, 4)] == [n * 10 for n in range(8)]
@@ -224,12 +226,12 @@ def test_s3_yields_no_sample_from_a_replaced_shard(
     url = f"s3://{s3.bucket}/t/a.tar"
     cache = ShardCache(tmp_path / "cache") if cached else False
     with configure(s3.config):
-        ds: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.sha256})
+        ds: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.checksum.digest})
         _expect_nothing(ds, url, batch_size=4)
-        s3.client.put_object(
-            Bucket=s3.bucket, Key="t/a.tar", Body=Path(genuine.location).read_bytes()
+        s3.client.put_object(Bucket=s3.bucket, Key="t/a.tar", Body=Path(genuine.url).read_bytes())
+        good: Dataset[Vec] = Dataset(
+            url, Vec, cache=cache, checksums={url: genuine.checksum.digest}
         )
-        good: Dataset[Vec] = Dataset(url, Vec, cache=cache, checksums={url: genuine.sha256})
         assert [s.i for s in good] == list(range(genuine.count))
 
 
@@ -238,7 +240,7 @@ def test_a_pds_serving_other_bytes_for_a_blob_yields_nothing(
     http_server: FileServer, tmp_path: Path
 ) -> None:
     genuine, bad = _attack(tmp_path)
-    digest = hashlib.sha256(Path(genuine.location).read_bytes()).digest()
+    digest = hashlib.sha256(Path(genuine.url).read_bytes()).digest()
     pds_root = http_server.root / "pds" / "xrpc"
     pds_root.mkdir(parents=True)
     (pds_root / "com.atproto.sync.getBlob").write_bytes(bad)
@@ -256,4 +258,4 @@ def test_a_pds_serving_other_bytes_for_a_blob_yields_nothing(
     # a record whose sha256 disagrees with the CID is refused before anything is fetched
     with pytest.raises(IntegrityError, match="disagree"):
         wrap_source(AtBlobSource(url), expected_sha256="0" * 64)
-    assert os.path.exists(genuine.location)
+    assert os.path.exists(genuine.url)

@@ -137,9 +137,9 @@ def test_shards_atdata_writes_keep_their_version_1_sidecars(tmp_path: Path) -> N
     (info,) = write_samples(
         [DictSample(i=i) for i in range(3)], str(tmp_path / "s-%06d.tar")
     ).shard_infos
-    raw = msgpack.unpackb(Path(info.location + OFFSETS_SUFFIX).read_bytes())
+    raw = msgpack.unpackb(Path(info.url + OFFSETS_SUFFIX).read_bytes())
     assert raw["version"] == 1 and "starts" not in raw
-    assert scan_offsets(open_source(info.location)).starts is None
+    assert scan_offsets(open_source(info.url)).starts is None
 
 
 def test_a_webdataset_shard_copied_into_an_index_reads_through_its_sidecar(

@@ -52,8 +52,8 @@ def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
         iter_samples(sc, spec["n"], T, gen), str(out / spec["pattern"]), maxcount=spec["per_shard"]
     ).shard_infos
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    files = [str(i.location) for i in infos]
-    digest = hashlib.sha256("".join(i.sha256 for i in infos).encode()).hexdigest()[:16]
+    files = [str(i.url) for i in infos]
+    digest = hashlib.sha256("".join(i.checksum.digest for i in infos).encode()).hexdigest()[:16]
     return {
         "seconds": total - gen[0],
         "gen_s": gen[0],

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from .batch import SampleBatch
 from .dataset import Dataset, Loader
+from .dataset_refs import DatasetDict, load_dataset
 from .errors import (
     AtdataError,
     AtdataIndexError,
@@ -28,10 +29,10 @@ from .errors import (
 )
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
-from .loading import DatasetDict, load_dataset
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
-from .shards.writer import ShardInfo, ShardWriter
+from .shards.info import ShardInfo
+from .shards.writer import ShardWriter
 from .stores.disk import LocalDiskStore
 from .writing import write_samples
 

@@ -20,10 +20,10 @@ from typing import Annotated, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .dataset_refs import load_dataset
 from .errors import InvalidArgumentError
 from .index import Index
 from .lens import LensRegistry, lens
-from .loading import load_dataset
 from .sample import PackableSample
 from .schema import Shape
 

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice, repeat
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from .plan import (
 from .planreader import (
     PlanReader,
     Progress,
+    Readable,
     decode_bodies,
     epoch_order,
     iter_layout,
@@ -45,9 +46,6 @@ from .planreader import (
 from .sample import DictSample
 from .shards.reader import SampleChunk, iter_members, iter_sample_chunks
 from .shards.tar import split_name
-
-if TYPE_CHECKING:
-    from .dataset import Dataset
 
 __all__ = ["Loader", "Stage", "dict_decoder", "located"]
 
@@ -70,7 +68,7 @@ class Loader(Generic[ST]):
 
     def __init__(
         self,
-        dataset: "Dataset[ST]",
+        dataset: Readable,
         *,
         batch_size: int | None = None,
         seed: int | None = None,

@@ -7,7 +7,7 @@ placeholder (``"output/data-%06d.tar"``). A file path that ends up needing more 
 path whose samples fit in one shard is written as exactly that file.
 
 The returned dataset reads what was written (its sample type is that of the samples, or
-:class:`~atdata.DictSample` for dicts) and keeps each shard's location, count, size and sha256
+:class:`~atdata.DictSample` for dicts) and keeps each shard's URL, checksum, count and size
 in :attr:`WrittenDataset.shard_infos`.
 """
 
@@ -20,9 +20,10 @@ from typing import Any, TypeVar, overload
 from .dataset import Dataset
 from .errors import SchemaError
 from .sample import DictSample
+from .shards.info import ShardInfo
 from .shards.offsets import OFFSETS_SUFFIX
 from .shards.sink import LocalFileSink, ShardSink
-from .shards.writer import ShardInfo, ShardWriter
+from .shards.writer import ShardWriter
 
 __all__ = ["WrittenDataset", "rollover_pattern", "write_samples"]
 
@@ -34,10 +35,10 @@ class WrittenDataset(Dataset[T]):
     """A :class:`Dataset` over shards ``write_samples`` just wrote, with their :class:`ShardInfo`."""
 
     shard_infos: list[ShardInfo]
-    """The shards written, in order: location, sample count, size in bytes, sha256."""
+    """The shards written, in order: URL, checksum, sample count and size in bytes."""
 
     def __init__(self, shard_infos: list[ShardInfo], sample_type: type[T]) -> None:
-        super().__init__([s.location for s in shard_infos], sample_type)
+        super().__init__([s.url for s in shard_infos], sample_type)
         self.shard_infos = list(shard_infos)
 
 
@@ -93,7 +94,7 @@ def write_samples(
     >>> import tempfile, os, atdata
     >>> d = tempfile.mkdtemp()
     >>> ds = write_samples([atdata.DictSample(i=i) for i in range(3)], os.path.join(d, "x.tar"))
-    >>> [s["i"] for s in ds], [os.path.basename(s.location) for s in ds.shard_infos]
+    >>> [s["i"] for s in ds], [os.path.basename(s.url) for s in ds.shard_infos]
     ([0, 1, 2], ['x.tar'])
     """
     text = os.fspath(path)
@@ -128,7 +129,7 @@ def write_samples(
     if not infos:
         raise SchemaError(f"no samples to write to {text!r}: the input was empty")
     if single and len(infos) > 1:  # shard 0 was renamed when shard 1 started
-        infos[0] = dataclasses.replace(infos[0], location=first)
+        infos[0] = dataclasses.replace(infos[0], url=first)
     kind = seen[0]
     sample_type: type[Any] = DictSample if issubclass(kind, dict | DictSample) else kind
     return WrittenDataset(infos, sample_type)

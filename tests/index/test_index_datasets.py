@@ -106,12 +106,12 @@ def test_insert_registers_existing_shards_in_place(index: Index, tmp_path: Path)
         make_samples(12), str(tmp_path / "ext" / "x-%06d.tar"), maxcount=5
     ).shard_infos
     entry = index.insert(str(tmp_path / "ext" / "x-{000000..000002}.tar"), "ext", sample_type=Point)
-    assert entry.urls == [i.location for i in infos]
-    assert [s.checksum.digest for s in entry.shards] == [i.sha256 for i in infos]
+    assert entry.urls == [i.url for i in infos]
+    assert [s.checksum.digest for s in entry.shards] == [i.checksum.digest for i in infos]
     assert [s.count for s in entry.shards] == [5, 5, 2]
     assert entry.count == 12 and entry.stored is False
     index.remove("ext")
-    assert all(os.path.exists(i.location) for i in infos)  # not ours to delete
+    assert all(os.path.exists(i.url) for i in infos)  # not ours to delete
 
 
 def test_insert_counts_shards_without_a_sidecar_or_with_a_stale_one(
@@ -120,9 +120,9 @@ def test_insert_counts_shards_without_a_sidecar_or_with_a_stale_one(
     infos = atdata.write_samples(
         make_samples(7), str(tmp_path / "x-%06d.tar"), maxcount=4
     ).shard_infos
-    os.remove(infos[0].location + ".idx")
-    Path(infos[1].location + ".idx").write_bytes(b"garbage")
-    entry = index.insert([i.location for i in infos], "nosidecar")
+    os.remove(infos[0].url + ".idx")
+    Path(infos[1].url + ".idx").write_bytes(b"garbage")
+    entry = index.insert([i.url for i in infos], "nosidecar")
     assert [s.count for s in entry.shards] == [4, 3]
     assert entry.schema_ref is None  # registered without a type: schema-free
     assert [d["x"] for d in index.load(entry).ordered()] == list(range(7))
@@ -141,13 +141,13 @@ def test_insert_with_copy_puts_shards_and_sidecars_in_the_store(
     infos = atdata.write_samples(
         make_samples(6), str(tmp_path / "src-%06d.tar"), maxcount=4
     ).shard_infos
-    os.remove(infos[1].location + ".idx")
-    entry = index.insert([i.location for i in infos], "copied", copy=True, sample_type=Point)
+    os.remove(infos[1].url + ".idx")
+    entry = index.insert([i.url for i in infos], "copied", copy=True, sample_type=Point)
     assert entry.stored is True
     assert _files(store.root) == sorted(
         f"copied/1/<write>/copied-{i:06d}.tar{sfx}" for i in range(2) for sfx in ("", ".idx")
     )
-    assert [s.checksum.digest for s in entry.shards] == [i.sha256 for i in infos]
+    assert [s.checksum.digest for s in entry.shards] == [i.checksum.digest for i in infos]
     assert len(index.load(entry, Point)) == 6  # uses the sidecars
     assert index.verify("copied") == []
 

@@ -64,7 +64,7 @@ def test_remove_label(index: Index) -> None:
 
 
 def test_a_lens_is_recorded_with_its_schemas_and_code_references(index: Index) -> None:
-    record = index.publish_lens(image_to_label, source=Image, target=Label, putter=label_into_image)
+    record = index.add_lens(image_to_label, source=Image, target=Label, putter=label_into_image)
     assert record.name == "image_to_label"
     assert record.source_schema == "atdata://local/schema/Image@1.0.0"
     assert record.target_schema == "atdata://local/schema/Label@1.0.0"
@@ -77,7 +77,7 @@ def test_a_lens_is_recorded_with_its_schemas_and_code_references(index: Index) -
 
 def test_an_atdata_lens_object_is_recorded(index: Index) -> None:
     lens = atdata.Lens(image_to_label, label_into_image)
-    record = index.publish_lens(lens, name="img2label")
+    record = index.add_lens(lens, name="img2label")
     assert (record.name, record.getter, record.putter) == (
         "img2label",
         "index_types:image_to_label",
@@ -87,8 +87,8 @@ def test_an_atdata_lens_object_is_recorded(index: Index) -> None:
 
 
 def test_find_lenses_by_type_name_or_reference(index: Index) -> None:
-    index.publish_lens(image_to_label, source=Image, target=Label)
-    index.publish_lens("index_types:label_into_image", name="other", source=Label, target=Image)
+    index.add_lens(image_to_label, source=Image, target=Label)
+    index.add_lens("index_types:label_into_image", name="other", source=Label, target=Image)
     assert [r.name for r in index.find_lenses(Image, Label)] == ["image_to_label"]
     assert [r.name for r in index.find_lenses("Image", "Label@1.0.0")] == ["image_to_label"]
     assert [r.name for r in index.find_lenses(Label, None)] == ["other"]
@@ -98,11 +98,11 @@ def test_find_lenses_by_type_name_or_reference(index: Index) -> None:
 
 
 def test_changing_a_recorded_lens_needs_replace(index: Index) -> None:
-    index.publish_lens(image_to_label, source=Image, target=Label)
-    assert index.publish_lens(image_to_label, source=Image, target=Label).putter is None
+    index.add_lens(image_to_label, source=Image, target=Label)
+    assert index.add_lens(image_to_label, source=Image, target=Label).putter is None
     with pytest.raises(ConflictError, match="replace=True"):
-        index.publish_lens(image_to_label, source=Image, target=Label, putter=label_into_image)
-    changed = index.publish_lens(
+        index.add_lens(image_to_label, source=Image, target=Label, putter=label_into_image)
+    changed = index.add_lens(
         image_to_label, source=Image, target=Label, putter=label_into_image, replace=True
     )
     assert index.get_lens("image_to_label") == changed
@@ -112,21 +112,21 @@ def test_changing_a_recorded_lens_needs_replace(index: Index) -> None:
 
 def test_lenses_that_cannot_be_referenced_are_refused(index: Index) -> None:
     with pytest.raises(ValueError, match="top level"):
-        index.publish_lens(lambda s: s, name="anon", source=Image, target=Label)
+        index.add_lens(lambda s: s, name="anon", source=Image, target=Label)
 
     def nested(s: Image) -> Label:
         return Label(label=s.label)
 
     with pytest.raises(ValueError, match="top level"):
-        index.publish_lens(nested, source=Image, target=Label)
+        index.add_lens(nested, source=Image, target=Label)
     with pytest.raises(ValueError):
-        index.publish_lens(image_to_label, source=Image)  # no target
+        index.add_lens(image_to_label, source=Image)  # no target
     with pytest.raises(NotFoundError):
-        index.publish_lens(image_to_label, source="Image@1.0.0", target=Label)  # unpublished
+        index.add_lens(image_to_label, source="Image@1.0.0", target=Label)  # unpublished
     assert index.list_lenses() == []
 
 
 def test_resolving_a_lens_never_imports_unless_asked(index: Index) -> None:
-    index.publish_lens("some_uninstalled_module.sub:fn", name="remote", source=Image, target=Label)
+    index.add_lens("some_uninstalled_module.sub:fn", name="remote", source=Image, target=Label)
     with pytest.raises(AtdataIndexError, match="allow_import"):
         index.get_lens("remote").resolve_getter()

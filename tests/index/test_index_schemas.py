@@ -21,7 +21,7 @@ def _schema(cls_name: str, fields: dict[str, object], **defaults: object) -> Sch
 
 
 def test_first_publication_is_1_0_0_and_stores_dtype_and_shape(index: Index) -> None:
-    ref = index.publish_schema(Image)
+    ref = index.add_schema(Image)
     assert ref == "atdata://local/schema/Image@1.0.0"
     record = index.get_schema(ref)
     assert (record.name, record.version) == ("Image", "1.0.0")
@@ -32,9 +32,9 @@ def test_first_publication_is_1_0_0_and_stores_dtype_and_shape(index: Index) -> 
 
 
 def test_publishing_an_unchanged_schema_keeps_its_version(index: Index) -> None:
-    first = index.publish_schema(Image)
-    assert index.publish_schema(Image) == first
-    assert index.publish_schema(Schema.from_type(Image)) == first
+    first = index.add_schema(Image)
+    assert index.add_schema(Image) == first
+    assert index.add_schema(Schema.from_type(Image)) == first
     assert [r.version for r in index.list_schemas()] == ["1.0.0"]
 
 
@@ -54,49 +54,49 @@ def test_publishing_an_unchanged_schema_keeps_its_version(index: Index) -> None:
 def test_the_bump_rule(
     index: Index, after: dict[str, object], defaults: dict[str, object], expected: str
 ) -> None:
-    index.publish_schema(_schema("P", {"x": int, "name": str}))
-    ref = index.publish_schema(_schema("P", after, **defaults))
+    index.add_schema(_schema("P", {"x": int, "name": str}))
+    ref = index.add_schema(_schema("P", after, **defaults))
     assert ref == f"atdata://local/schema/P@{expected}"
 
 
 def test_bumps_accumulate_from_the_latest_version(index: Index) -> None:
-    index.publish_schema(_schema("C", {"x": int}))
+    index.add_schema(_schema("C", {"x": int}))
     added = _schema("C", {"x": int, "y": int}, y=0)
-    assert index.publish_schema(added).endswith("C@1.1.0")
+    assert index.add_schema(added).endswith("C@1.1.0")
     reordered = Schema("C", tuple(reversed(added.fields)))
-    assert index.publish_schema(reordered).endswith("C@1.1.1")
-    assert index.publish_schema(_schema("C", {"y": int})).endswith("C@2.0.0")
+    assert index.add_schema(reordered).endswith("C@1.1.1")
+    assert index.add_schema(_schema("C", {"y": int})).endswith("C@2.0.0")
     assert [r.version for r in index.schemas] == ["1.0.0", "1.1.0", "1.1.1", "2.0.0"]
 
 
 def test_array_dtype_and_shape_changes_are_major(index: Index) -> None:
-    index.publish_schema(_schema("A", {"a": Annotated[NDArray[np.float32], atdata.Shape(3)]}))
-    ref = index.publish_schema(_schema("A", {"a": Annotated[NDArray[np.float32], atdata.Shape(4)]}))
+    index.add_schema(_schema("A", {"a": Annotated[NDArray[np.float32], atdata.Shape(3)]}))
+    ref = index.add_schema(_schema("A", {"a": Annotated[NDArray[np.float32], atdata.Shape(4)]}))
     assert ref.endswith("A@2.0.0")
-    ref = index.publish_schema(_schema("A", {"a": Annotated[NDArray[np.float64], atdata.Shape(4)]}))
+    ref = index.add_schema(_schema("A", {"a": Annotated[NDArray[np.float64], atdata.Shape(4)]}))
     assert ref.endswith("A@3.0.0")
 
 
 def test_returning_to_an_earlier_schema_reuses_its_version(index: Index) -> None:
-    one = index.publish_schema(_schema("R", {"x": int}))
-    two = index.publish_schema(_schema("R", {"x": str}))
-    assert index.publish_schema(_schema("R", {"x": int})) == one
+    one = index.add_schema(_schema("R", {"x": int}))
+    two = index.add_schema(_schema("R", {"x": str}))
+    assert index.add_schema(_schema("R", {"x": int})) == one
     assert index.get_schema("R").ref == two  # the latest is still 2.0.0
 
 
 def test_docstrings_do_not_bump(index: Index) -> None:
     base = _schema("D", {"x": int})
-    first = index.publish_schema(base)
+    first = index.add_schema(base)
     documented = Schema(base.name, base.fields, description="now with words")
-    assert index.publish_schema(documented) == first
+    assert index.add_schema(documented) == first
 
 
 def test_explicit_versions_conflict_when_fields_differ(index: Index) -> None:
-    assert index.publish_schema(_schema("E", {"x": int}), version="3.1.4").endswith("E@3.1.4")
-    assert index.publish_schema(_schema("E", {"x": int}), version="3.1.4").endswith("E@3.1.4")
+    assert index.add_schema(_schema("E", {"x": int}), version="3.1.4").endswith("E@3.1.4")
+    assert index.add_schema(_schema("E", {"x": int}), version="3.1.4").endswith("E@3.1.4")
     with pytest.raises(ConflictError, match="different fields"):
-        index.publish_schema(_schema("E", {"x": str}), version="3.1.4")
-    assert index.publish_schema(_schema("E", {"x": str})).endswith("E@4.0.0")
+        index.add_schema(_schema("E", {"x": str}), version="3.1.4")
+    assert index.add_schema(_schema("E", {"x": str})).endswith("E@4.0.0")
 
 
 def test_rebuilt_type_reads_the_data_without_the_original_class(index: Index) -> None:
@@ -139,7 +139,7 @@ def test_a_record_naming_a_module_imports_nothing(index: Index) -> None:
 def test_unknown_schemas_raise_not_found(index: Index) -> None:
     with pytest.raises(NotFoundError, match="no schema"):
         index.get_schema_type("Nothing")
-    index.publish_schema(Image)
+    index.add_schema(Image)
     with pytest.raises(NotFoundError):
         index.get_schema("Image@9.9.9")
     with pytest.raises(ValueError):
@@ -152,9 +152,9 @@ def test_entry_and_schema_are_committed_together(index: Index) -> None:
 
     repo = index.repository()
     with pytest.raises(ValueError), repo.provider.transaction() as tx:
-        from atdata.index.schemas import publish_schema_tx
+        from atdata.index.schemas import add_schema_tx
 
-        publish_schema_tx(tx, Schema.from_type(Image), repo="local")
+        add_schema_tx(tx, Schema.from_type(Image), repo="local")
         raise ValueError("entry failed")
     assert index.list_schemas() == []
     assert ds_ops.get_entry(repo, "x", None) is None

@@ -22,6 +22,7 @@ Publish a dataset of the local index, list what an account published, load it by
 (``tests/test_atmosphere_example_runs.py`` runs this block against a local PDS.)
 """
 
+from ..shards.info import Checksum
 from ._http import XrpcError
 from .client import AtmosphereClient, OnInvalid, StoredRecord
 from .lexicon import RecordValidationError, validate_record
@@ -38,8 +39,8 @@ from .records import (
     BlobShard,
     BlobStorage,
     CodeReference,
+    DatasetRecord,
     DatasetSize,
-    EntryRecord,
     HttpShard,
     HttpStorage,
     LabelRecord,
@@ -47,7 +48,6 @@ from .records import (
     S3Shard,
     S3Storage,
     SchemaRecord,
-    ShardChecksum,
     Storage,
 )
 from .resolve import (
@@ -63,6 +63,7 @@ from .session import AtmosphereSession
 from .uri import AtUri
 
 __all__ = [
+    "Checksum",
     "HANDLE_RESOLVER_ENV",
     "PLC_URL_ENV",
     "PUBLIC_HANDLE_RESOLVER",
@@ -75,7 +76,7 @@ __all__ = [
     "BlobStorage",
     "CodeReference",
     "DatasetSize",
-    "EntryRecord",
+    "DatasetRecord",
     "HttpShard",
     "HttpStorage",
     "Identity",
@@ -89,7 +90,6 @@ __all__ = [
     "S3Shard",
     "S3Storage",
     "SchemaRecord",
-    "ShardChecksum",
     "Storage",
     "StoredRecord",
     "XrpcError",

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import AtmosphereError, IntegrityError, SourceError
+from ..shards.info import Checksum
 from ..shards.reader import iter_members
 from ..shards.tar import BLOCK
 from ..sources import open_source
 from ..sources.at import cid_of_sha256
 from .client import AtmosphereClient
-from .records import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage, ShardChecksum
+from .records import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 
 __all__ = ["BlobPlan", "ShardInput", "plan_blobs", "split_shard", "upload_blobs"]
 
@@ -168,7 +169,7 @@ def plan_blobs(
         entries.append(
             BlobShard(
                 BlobRef(cid=cid_of_sha256(digest), size=len(piece), mime_type=BLOB_MIME_TYPE),
-                ShardChecksum.sha256(digest.hex()),
+                Checksum.sha256(digest.hex()),
             )
         )
         total += len(piece)

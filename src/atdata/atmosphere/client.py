@@ -28,7 +28,7 @@ from .records import (
     BLOB_MIME_TYPE,
     SCHEMA,
     BlobRef,
-    EntryRecord,
+    DatasetRecord,
     LabelRecord,
     LensRecord,
     SchemaRecord,
@@ -40,7 +40,7 @@ from .uri import AtUri, is_cid, is_did
 __all__ = ["AtmosphereClient", "OnInvalid", "StoredRecord"]
 
 R = TypeVar("R")
-AnyRecord = TypeVar("AnyRecord", SchemaRecord, EntryRecord, LensRecord, LabelRecord)
+AnyRecord = TypeVar("AnyRecord", SchemaRecord, DatasetRecord, LensRecord, LabelRecord)
 OnInvalid = Literal["raise", "skip"]
 
 MAX_RECORD_BYTES = 4 << 20
@@ -87,13 +87,13 @@ class AtmosphereClient:
         return self.resolver
 
     # -- where ------------------------------------------------------------------------------
-    def repo_did(self, repo: str) -> str:
-        """The DID of ``repo`` (a DID, or a handle with or without ``@``)."""
-        if is_did(repo):
-            return repo
-        if self.session is not None and repo.lstrip("@").lower() == self.session.handle.lower():
+    def account_did(self, account: str) -> str:
+        """The DID of ``account`` (a DID, or a handle with or without ``@``)."""
+        if is_did(account):
+            return account
+        if self.session is not None and account.lstrip("@").lower() == self.session.handle.lower():
             return self.session.did
-        return self._need_resolver(f"resolving {repo}").resolve_handle(repo)
+        return self._need_resolver(f"resolving {account}").resolve_handle(account)
 
     def pds_for(self, did: str) -> str:
         """The PDS base URL holding ``did``'s repository."""
@@ -114,7 +114,7 @@ class AtmosphereClient:
         at = AtUri.parse(uri) if isinstance(uri, str) else uri
         if at.rkey is None or at.collection is None:
             raise AtmosphereError(f"{at} does not name a record (at://<did>/<collection>/<rkey>)")
-        did = self.repo_did(at.authority)
+        did = self.account_did(at.authority)
         pds = self.pds_for(did)
         want = AtUri(did, at.collection, at.rkey)
         data = self._http.xrpc(
@@ -143,12 +143,12 @@ class AtmosphereClient:
         return StoredRecord(uri, str(cid), value)
 
     def records(
-        self, repo: str, collection: str, *, page_size: int = MAX_PAGE_SIZE
+        self, account: str, collection: str, *, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[StoredRecord[dict[str, Any]]]:
-        """Every record of ``collection`` in ``repo``, page by page until the cursor runs out."""
+        """Every record of ``collection`` in ``account``, page by page until the cursor runs out."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidArgumentError(f"page_size must be 1..{MAX_PAGE_SIZE}")
-        did = self.repo_did(repo)
+        did = self.account_did(account)
         pds = self.pds_for(did)
         cursor: str | None = None
         seen: set[str] = set()
@@ -180,9 +180,9 @@ class AtmosphereClient:
             cursor = nxt
 
     def list_records(
-        self, repo: str, collection: str, *, page_size: int = MAX_PAGE_SIZE
+        self, account: str, collection: str, *, page_size: int = MAX_PAGE_SIZE
     ) -> list[StoredRecord[dict[str, Any]]]:
-        return list(self.records(repo, collection, page_size=page_size))
+        return list(self.records(account, collection, page_size=page_size))
 
     # -- typed reads --------------------------------------------------------------------------
     def _typed(
@@ -198,9 +198,9 @@ class AtmosphereClient:
         return self._typed(cls, self.get_record(at))
 
     def _iter_typed(
-        self, cls: type[AnyRecord], repo: str, on_invalid: OnInvalid, page_size: int
+        self, cls: type[AnyRecord], account: str, on_invalid: OnInvalid, page_size: int
     ) -> Iterator[StoredRecord[AnyRecord]]:
-        for stored in self.records(repo, cls.NSID, page_size=page_size):
+        for stored in self.records(account, cls.NSID, page_size=page_size):
             try:
                 yield self._typed(cls, stored)
             except AtmosphereError as exc:
@@ -211,8 +211,8 @@ class AtmosphereClient:
     def get_schema(self, uri: str | AtUri) -> StoredRecord[SchemaRecord]:
         return self._get_typed(SchemaRecord, uri)
 
-    def get_entry(self, uri: str | AtUri) -> StoredRecord[EntryRecord]:
-        return self._get_typed(EntryRecord, uri)
+    def get_entry(self, uri: str | AtUri) -> StoredRecord[DatasetRecord]:
+        return self._get_typed(DatasetRecord, uri)
 
     def get_lens(self, uri: str | AtUri) -> StoredRecord[LensRecord]:
         return self._get_typed(LensRecord, uri)
@@ -221,44 +221,44 @@ class AtmosphereClient:
         return self._get_typed(LabelRecord, uri)
 
     def schemas(
-        self, repo: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
+        self, account: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[StoredRecord[SchemaRecord]]:
-        return self._iter_typed(SchemaRecord, repo, on_invalid, page_size)
+        return self._iter_typed(SchemaRecord, account, on_invalid, page_size)
 
     def entries(
-        self, repo: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
-    ) -> Iterator[StoredRecord[EntryRecord]]:
-        return self._iter_typed(EntryRecord, repo, on_invalid, page_size)
+        self, account: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[StoredRecord[DatasetRecord]]:
+        return self._iter_typed(DatasetRecord, account, on_invalid, page_size)
 
     def lenses(
-        self, repo: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
+        self, account: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[StoredRecord[LensRecord]]:
-        return self._iter_typed(LensRecord, repo, on_invalid, page_size)
+        return self._iter_typed(LensRecord, account, on_invalid, page_size)
 
     def labels(
-        self, repo: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
+        self, account: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[StoredRecord[LabelRecord]]:
-        return self._iter_typed(LabelRecord, repo, on_invalid, page_size)
+        return self._iter_typed(LabelRecord, account, on_invalid, page_size)
 
     def list_schemas(
-        self, repo: str, *, on_invalid: OnInvalid = "raise"
+        self, account: str, *, on_invalid: OnInvalid = "raise"
     ) -> list[StoredRecord[SchemaRecord]]:
-        return list(self.schemas(repo, on_invalid=on_invalid))
+        return list(self.schemas(account, on_invalid=on_invalid))
 
     def list_entries(
-        self, repo: str, *, on_invalid: OnInvalid = "raise"
-    ) -> list[StoredRecord[EntryRecord]]:
-        return list(self.entries(repo, on_invalid=on_invalid))
+        self, account: str, *, on_invalid: OnInvalid = "raise"
+    ) -> list[StoredRecord[DatasetRecord]]:
+        return list(self.entries(account, on_invalid=on_invalid))
 
     def list_lenses(
-        self, repo: str, *, on_invalid: OnInvalid = "raise"
+        self, account: str, *, on_invalid: OnInvalid = "raise"
     ) -> list[StoredRecord[LensRecord]]:
-        return list(self.lenses(repo, on_invalid=on_invalid))
+        return list(self.lenses(account, on_invalid=on_invalid))
 
     def list_labels(
-        self, repo: str, *, on_invalid: OnInvalid = "raise"
+        self, account: str, *, on_invalid: OnInvalid = "raise"
     ) -> list[StoredRecord[LabelRecord]]:
-        return list(self.labels(repo, on_invalid=on_invalid))
+        return list(self.labels(account, on_invalid=on_invalid))
 
     # -- writes -------------------------------------------------------------------------------
     def create_record(

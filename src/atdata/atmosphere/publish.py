@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import AtmosphereError, ConflictError, NotFoundError
 from ..schema import Schema
+from ..shards.info import Checksum
 from .blobs import BlobPlan, ShardInput, plan_blobs, upload_blobs
 from .client import AtmosphereClient, StoredRecord
 from .records import (
@@ -34,8 +35,8 @@ from .records import (
     LABEL,
     BlobStorage,
     CodeReference,
+    DatasetRecord,
     DatasetSize,
-    EntryRecord,
     HttpShard,
     HttpStorage,
     LabelRecord,
@@ -43,7 +44,6 @@ from .records import (
     S3Shard,
     S3Storage,
     SchemaRecord,
-    ShardChecksum,
     Storage,
     check_name,
 )
@@ -76,7 +76,7 @@ class _IndexLike(Protocol):
 class PublishedDataset:
     """What :func:`publish_dataset` wrote or found: URIs of the entry, schema and label."""
 
-    entry: StoredRecord[EntryRecord]
+    entry: StoredRecord[DatasetRecord]
     schema: StoredRecord[SchemaRecord]
     label: StoredRecord[LabelRecord] | None
     #: False when everything already existed and nothing new was written.
@@ -92,11 +92,11 @@ class ResolvedDataset:
     """A published dataset, ready to load: its entry, schema and shard URLs."""
 
     uri: AtUri
-    entry: EntryRecord
+    entry: DatasetRecord
     schema_uri: AtUri
     schema: Schema
     urls: list[str]
-    checksums: list[ShardChecksum | None]
+    checksums: list[Checksum | None]
     label: StoredRecord[LabelRecord] | None = None
 
     def sample_type(self) -> type:
@@ -150,7 +150,7 @@ def publish_dataset(
         shards, storage, split=split, client=client, s3_endpoint=s3_endpoint, s3_region=s3_region
     )
     metadata = dict(entry.metadata) if entry.metadata else None
-    candidate = EntryRecord(
+    candidate = DatasetRecord(
         name=name,
         schema_ref=str(schema_stored.uri),
         storage=record_storage,
@@ -235,10 +235,10 @@ def _choose_storage(
     return plan.storage, plan
 
 
-def _checksum(shard: ShardInput) -> ShardChecksum:
+def _checksum(shard: ShardInput) -> Checksum:
     if shard.sha256 is None:
         raise AtmosphereError(f"shard {shard.url} has no sha256 checksum in the index")
-    return ShardChecksum.sha256(shard.sha256)
+    return Checksum.sha256(shard.sha256)
 
 
 def _ensure_label(
@@ -366,7 +366,7 @@ def resolve_dataset(
         entry = client.get_entry(at)
     else:
         handle, name, version = parse_dataset_ref(ref)
-        did = client.repo_did(handle)
+        did = client.account_did(handle)
         label = _pick_label(client, did, name, version)
         if label is not None:
             entry = client.get_entry(label.value.dataset_uri)
@@ -404,7 +404,7 @@ def _pick_label(
 
 def _resolved(
     client: AtmosphereClient,
-    entry: StoredRecord[EntryRecord],
+    entry: StoredRecord[DatasetRecord],
     label: StoredRecord[LabelRecord] | None,
 ) -> ResolvedDataset:
     schema_stored = client.get_schema(entry.value.schema_ref)

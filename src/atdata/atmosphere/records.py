@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from ..errors import SchemaError
 from ..schema import Schema
+from ..shards.info import Checksum
 from ..sources.at import blob_url
 from ._jsonschema import JSON_SCHEMA_FORMAT, from_json_schema, to_json_schema
 from .lexicon import NAMESPACE, RecordValidationError, lexicon, validate_record
@@ -36,7 +37,7 @@ __all__ = [
     "BlobStorage",
     "CodeReference",
     "DatasetSize",
-    "EntryRecord",
+    "DatasetRecord",
     "HttpShard",
     "HttpStorage",
     "LabelRecord",
@@ -44,7 +45,6 @@ __all__ = [
     "S3Shard",
     "S3Storage",
     "SchemaRecord",
-    "ShardChecksum",
     "Storage",
     "check_name",
     "now",
@@ -139,29 +139,16 @@ def _opt(mapping: dict[str, Any], key: str, value: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- shared pieces
-@dataclass(frozen=True)
-class ShardChecksum:
-    """``{"algorithm": "sha256", "digest": "<hex>"}``: a digest of a whole shard."""
-
-    algorithm: str
-    digest: str
-
-    @classmethod
-    def sha256(cls, digest: str) -> "ShardChecksum":
-        return cls("sha256", digest)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"algorithm": self.algorithm, "digest": self.digest}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "ShardChecksum":
-        algorithm, digest = str(data["algorithm"]).lower(), str(data["digest"]).lower()
-        if _ALGORITHM.match(algorithm) is None:
-            raise _fail(f"unknown checksum algorithm {algorithm!r:.40}", f"{path}.algorithm", where)
-        want = _DIGEST_HEX_LEN.get(algorithm)
-        if _HEX.match(digest) is None or (want is not None and len(digest) != want):
-            raise _fail(f"{digest!r:.140} is not a hex {algorithm} digest", f"{path}.digest", where)
-        return cls(algorithm, digest)
+def checksum_from_record(data: Mapping[str, Any], path: str, where: str | None) -> Checksum:
+    """The :class:`~atdata.shards.info.Checksum` at ``path`` of a record, checked: a known-form
+    algorithm name and a hex digest of that algorithm's length (both lowercased)."""
+    algorithm, digest = str(data["algorithm"]).lower(), str(data["digest"]).lower()
+    if _ALGORITHM.match(algorithm) is None:
+        raise _fail(f"unknown checksum algorithm {algorithm!r:.40}", f"{path}.algorithm", where)
+    want = _DIGEST_HEX_LEN.get(algorithm)
+    if _HEX.match(digest) is None or (want is not None and len(digest) != want):
+        raise _fail(f"{digest!r:.140} is not a hex {algorithm} digest", f"{path}.digest", where)
+    return Checksum(algorithm, digest)
 
 
 @dataclass(frozen=True)
@@ -203,7 +190,7 @@ class DatasetSize:
 @dataclass(frozen=True)
 class HttpShard:
     url: str
-    checksum: ShardChecksum
+    checksum: Checksum
 
 
 @dataclass(frozen=True)
@@ -227,21 +214,21 @@ class HttpStorage:
             p = f"{path}.shards[{i}]"
             url = _check_http_url(s["url"], f"{p}.url", where)
             shards.append(
-                HttpShard(url, ShardChecksum.from_dict(s["checksum"], f"{p}.checksum", where))
+                HttpShard(url, checksum_from_record(s["checksum"], f"{p}.checksum", where))
             )
         return cls(tuple(shards))
 
     def shard_urls(self, did: str, pds: str | None = None) -> list[str]:
         return [s.url for s in self.shards]
 
-    def checksums(self) -> list[ShardChecksum | None]:
+    def checksums(self) -> list[Checksum | None]:
         return [s.checksum for s in self.shards]
 
 
 @dataclass(frozen=True)
 class S3Shard:
     key: str
-    checksum: ShardChecksum
+    checksum: Checksum
 
 
 @dataclass(frozen=True)
@@ -277,22 +264,20 @@ class S3Storage:
         for i, s in enumerate(data["shards"]):
             p = f"{path}.shards[{i}]"
             key = _check_relative_path(s["key"], f"{p}.key", where, "S3 key")
-            shards.append(
-                S3Shard(key, ShardChecksum.from_dict(s["checksum"], f"{p}.checksum", where))
-            )
+            shards.append(S3Shard(key, checksum_from_record(s["checksum"], f"{p}.checksum", where)))
         return cls(bucket, tuple(shards), region, endpoint)
 
     def shard_urls(self, did: str, pds: str | None = None) -> list[str]:
         return [f"s3://{self.bucket}/{quote(s.key, safe='/-_.~')}" for s in self.shards]
 
-    def checksums(self) -> list[ShardChecksum | None]:
+    def checksums(self) -> list[Checksum | None]:
         return [s.checksum for s in self.shards]
 
 
 @dataclass(frozen=True)
 class BlobShard:
     blob: BlobRef
-    checksum: ShardChecksum | None = None
+    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True)
@@ -322,7 +307,7 @@ class BlobStorage:
             blobs.append(
                 BlobShard(
                     ref,
-                    ShardChecksum.from_dict(checksum, f"{p}.checksum", where) if checksum else None,
+                    checksum_from_record(checksum, f"{p}.checksum", where) if checksum else None,
                 )
             )
         return cls(tuple(blobs))
@@ -331,7 +316,7 @@ class BlobStorage:
         """``at://<did>/blob/<cid>[?pds=...]`` for each blob (see :mod:`atdata.sources.at`)."""
         return [blob_url(did, b.blob.cid, pds) for b in self.blobs]
 
-    def checksums(self) -> list[ShardChecksum | None]:
+    def checksums(self) -> list[Checksum | None]:
         return [b.checksum for b in self.blobs]
 
 
@@ -441,7 +426,7 @@ class SchemaRecord:
 
 # --------------------------------------------------------------------------------- entry
 @dataclass(frozen=True)
-class EntryRecord:
+class DatasetRecord:
     """A ``science.alt.dataset.entry`` record: one immutable version of a dataset."""
 
     name: str
@@ -476,11 +461,11 @@ class EntryRecord:
     def to_record(self) -> dict[str, Any]:
         out = self.content()
         out["createdAt"] = self.created_at
-        EntryRecord.from_record(out, uri=f"dataset entry {self.name!r}")
+        DatasetRecord.from_record(out, uri=f"dataset entry {self.name!r}")
         return out
 
     @classmethod
-    def from_record(cls, value: Any, *, uri: str | None = None) -> "EntryRecord":
+    def from_record(cls, value: Any, *, uri: str | None = None) -> "DatasetRecord":
         where = uri or "entry record"
         validate_record(ENTRY, value, where=where)
         name = check_name(value["name"], "$.name", where)
@@ -510,7 +495,7 @@ class EntryRecord:
             created_at=value["createdAt"],
         )
 
-    def same_content(self, other: "EntryRecord") -> bool:
+    def same_content(self, other: "DatasetRecord") -> bool:
         """True when both describe the same dataset (everything but ``createdAt``)."""
         return self.content() == other.content()
 
@@ -561,14 +546,16 @@ class CodeReference:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "CodeReference":
-        repo = data["repository"]
-        scheme = urlsplit(repo).scheme
-        if scheme not in ("https", "http", "at") or re.search(r"[\s\x00-\x1f\x7f\\]", repo):
+        repository = data["repository"]
+        scheme = urlsplit(repository).scheme
+        if scheme not in ("https", "http", "at") or re.search(r"[\s\x00-\x1f\x7f\\]", repository):
             raise _fail(
-                f"{repo!r:.120} is not an https:// or at:// repository", f"{path}.repository", where
+                f"{repository!r:.120} is not an https:// or at:// repository",
+                f"{path}.repository",
+                where,
             )
         if scheme != "at":
-            _check_http_url(repo, f"{path}.repository", where)
+            _check_http_url(repository, f"{path}.repository", where)
         commit = data["commit"]
         if _COMMIT.match(commit) is None:
             raise _fail(f"{commit!r:.60} is not a commit hash", f"{path}.commit", where)
@@ -577,7 +564,7 @@ class CodeReference:
         if language is not None and _LANGUAGE.match(language) is None:
             raise _fail(f"{language!r:.60} is not a language name", f"{path}.language", where)
         branch = data.get("branch")
-        return cls(repo, commit, code_path, branch, language)
+        return cls(repository, commit, code_path, branch, language)
 
 
 @dataclass(frozen=True)
@@ -715,7 +702,7 @@ def _fit(text: str | None, nsid: str, prop: str) -> str | None:
 
 def record_class(nsid: str) -> Any:
     """The record class for a collection NSID."""
-    return {c.NSID: c for c in (SchemaRecord, EntryRecord, LensRecord, LabelRecord)}[nsid]
+    return {c.NSID: c for c in (SchemaRecord, DatasetRecord, LensRecord, LabelRecord)}[nsid]
 
 
 def blob_cids(storage: Storage) -> list[str]:

@@ -73,7 +73,7 @@ def is_cid(value: object) -> bool:
 
 @dataclass(frozen=True)
 class AtUri:
-    """``at://<did-or-handle>[/<collection>[/<rkey>]]``: the address of a repo, collection or record.
+    """``at://<did-or-handle>[/<collection>[/<rkey>]]``: the address of an account, collection or record.
 
     >>> u = AtUri.parse("at://did:plc:abc123/science.alt.dataset.entry/3kabc")
     >>> (u.authority, u.collection, u.rkey)

@@ -30,8 +30,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from ..dataset_refs import is_atmosphere_reference
 from ..errors import AtdataError
-from ..loading import is_atmosphere_reference
 
 if TYPE_CHECKING:
     from ..index import Index

@@ -470,8 +470,8 @@ def _storage_kind(storage: Any) -> str:
 
 
 # -- ls @handle -------------------------------------------------------------------------------
-def _repo_of(text: str) -> str:
-    """The repository (handle or DID) an ``@handle`` / ``@did`` / ``at://repo`` argument names."""
+def _account_of(text: str) -> str:
+    """The account (handle or DID) an ``@handle`` / ``@did`` / ``at://did`` argument names."""
     from ..atmosphere import AtUri
     from ..atmosphere.uri import is_did, is_handle
 
@@ -480,22 +480,22 @@ def _repo_of(text: str) -> str:
         if at.collection is not None:
             raise CliError(f"{text!r:.200} names a record; use: atdata inspect {text}")
         return at.authority
-    repo = text[1:] if text.startswith("@") else text
-    if "/" in repo:
+    account = text[1:] if text.startswith("@") else text
+    if "/" in account:
         raise CliError(
             f"{text!r:.200}: ls lists a whole account (@handle); for one dataset use: "
             f"atdata inspect {text}"
         )
-    if not (is_handle(repo) or is_did(repo)):
+    if not (is_handle(account) or is_did(account)):
         raise CliError(f"{text!r:.200} is not a handle (@alice.example.com) or a DID")
-    return repo.lower() if is_handle(repo) else repo
+    return account.lower() if is_handle(account) else account
 
 
 def ls_remote(handle: str, *, as_json: bool) -> None:
     """``atdata ls @handle``: the datasets, labels, schemas and lenses the account published."""
-    repo = _repo_of(handle)
+    account = _account_of(handle)
     with _reader() as client, _warnings_as_notes() as skipped:
-        did = client.repo_did(repo)
+        did = client.account_did(account)
         pds = client.pds_for(did)
         entries = sorted(
             client.entries(did, on_invalid="skip"),
@@ -510,7 +510,7 @@ def ls_remote(handle: str, *, as_json: bool) -> None:
             key=lambda s: (s.value.name, s.value.version),
         )
         lenses = sorted(client.lenses(did, on_invalid="skip"), key=lambda x: x.value.name)
-    name = f"@{repo}" if not repo.startswith("did:") else repo
+    name = f"@{account}" if not account.startswith("did:") else account
     labels_of: dict[str, list[str]] = {}
     for lab in labels:
         labels_of.setdefault(lab.value.dataset_uri, []).append(_label_text(lab.value))

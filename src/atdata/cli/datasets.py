@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ..dataset_refs import is_atmosphere_reference
 from ..errors import ConflictError
-from ..loading import is_atmosphere_reference
 from ._shared import (
     CliError,
     atmosphere_function,

@@ -1,5 +1,6 @@
 """The index: datasets, schemas, labels and lenses, in repositories of a provider and a store."""
 
+from .entries import DatasetEntry, LabelEntry, LensEntry, SchemaEntry
 from .facade import Index
 from .providers import (
     PostgresProvider,
@@ -10,20 +11,19 @@ from .providers import (
     open_provider,
     provider_from_url,
 )
-from .records import DatasetEntry, LabelRecord, LensRecord, SchemaRecord
 from .repository import Repository, atdata_home, default_repository
 
 __all__ = [
     "DatasetEntry",
     "Index",
-    "LabelRecord",
-    "LensRecord",
+    "LabelEntry",
+    "LensEntry",
     "PostgresProvider",
     "Provider",
     "RedisProvider",
     "Repository",
     "SQLiteProvider",
-    "SchemaRecord",
+    "SchemaEntry",
     "Transaction",
     "atdata_home",
     "default_repository",

@@ -12,7 +12,7 @@ from typing import Any
 
 import libipld
 
-from ..stores.base import ShardRecord
+from ..shards.info import ShardInfo
 
 __all__ = ["cid_of", "dataset_cid", "schema_cid"]
 
@@ -33,7 +33,7 @@ def cid_of(value: Any) -> str:
     return cid
 
 
-def dataset_cid(schema_ref: str | None, shards: Sequence[ShardRecord]) -> str:
+def dataset_cid(schema_ref: str | None, shards: Sequence[ShardInfo]) -> str:
     """The CID of a dataset entry: its schema reference and its shards' checksums and sizes."""
     return cid_of(
         {

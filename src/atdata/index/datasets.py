@@ -40,19 +40,19 @@ from ..errors import (
     StoreError,
 )
 from ..schema import Schema
+from ..shards.info import ShardInfo
 from ..stores.base import (
-    ShardRecord,
     check_version,
     check_write_id,
     new_write_id,
     validate_dataset_name,
 )
 from .cid import dataset_cid
+from .entries import DatasetEntry, LabelEntry
 from .providers.base import Record, Transaction
-from .records import DatasetEntry, LabelRecord
 from .refs import dataset_key, name_prefix
 from .repository import Repository
-from .schemas import now, publish_schema_tx
+from .schemas import add_schema_tx, now
 
 __all__ = [
     "GarbageReport",
@@ -118,7 +118,7 @@ def commit_entry(
     name: str,
     version: int | None,
     schema: Schema | None,
-    shards: Sequence[ShardRecord],
+    shards: Sequence[ShardInfo],
     stored: bool,
     description: str | None,
     metadata: Mapping[str, Any] | None,
@@ -131,7 +131,7 @@ def commit_entry(
     are not written into the store); otherwise it is a version from :func:`reserve_version`.
     """
     with repo.provider.transaction() as tx:
-        schema_ref = publish_schema_tx(tx, schema, repo=repo.name).ref if schema else None
+        schema_ref = add_schema_tx(tx, schema, repo=repo.name).ref if schema else None
         if version is None:
             version = _allocate(tx, name)
         entry = DatasetEntry(
@@ -202,7 +202,7 @@ def remove_version(repo: Repository, name: str, version: int, *, force: bool) ->
         entry = DatasetEntry.from_record(record, repo=repo.name)
         labels = [
             lab
-            for lab in (LabelRecord.from_record(r, repo=repo.name) for _, r in tx.scan("label"))
+            for lab in (LabelEntry.from_record(r, repo=repo.name) for _, r in tx.scan("label"))
             if lab.dataset == name and lab.version == version
         ]
         if labels and not force:

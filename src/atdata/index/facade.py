@@ -16,37 +16,41 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import ConflictError, InvalidArgumentError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
+from ..shards.info import ShardInfo
 from ..shards.shardset import ShardExpectation
 from ..shards.writer import ShardWriter
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
     DataStore,
     ShardProblem,
-    ShardRecord,
     validate_dataset_name,
     verify_shards,
 )
 from . import datasets as ds_ops
 from . import labels as label_ops
 from . import lenses as lens_ops
+from .entries import DatasetEntry, LabelEntry, LensEntry, SchemaEntry
 from .ingest import (
     copy_shard,
     inspect_shard,
     normalize_url,
     shard_expectation,
-    written_record,
 )
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
 from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
-from .records import DatasetEntry, LabelRecord, LensRecord, SchemaRecord
 from .refs import name_prefix, parse_ref
 from .repository import Repository, atdata_home
-from .schemas import classify_change, publish_schema_tx, schema_versions_tx
+from .schemas import add_schema_tx, classify_change, schema_versions_tx
 
 if TYPE_CHECKING:
-    from ..atmosphere import AtmosphereClient, AtmosphereSession, PublishedDataset, StoredRecord
-    from ..atmosphere import LensRecord as AtmosphereLensRecord
+    from ..atmosphere import (
+        AtmosphereClient,
+        AtmosphereSession,
+        LensRecord,
+        PublishedDataset,
+        StoredRecord,
+    )
     from ..dataset import Dataset
 
 __all__ = ["Index"]
@@ -156,7 +160,7 @@ class Index:
         """Write ``samples`` as a new version of ``name``, straight into the repository's store.
 
         Samples are serialized once, into shards in the store, with checksums, counts and
-        offset indexes; the schema of their type is published with the entry, in the same
+        offset indexes; the schema of their type is added with the entry, in the same
         transaction. On any failure nothing is recorded and the written shards are deleted.
         """
         validate_dataset_name(name)
@@ -181,7 +185,7 @@ class Index:
             with writer:
                 writer.write(first)
                 writer.write_all(iterator)
-            shards = [written_record(info) for info in writer.shards]
+            shards = list(writer.shards)
             return ds_ops.commit_entry(
                 target,
                 name=name,
@@ -300,7 +304,7 @@ class Index:
         return Dataset(entry.urls, sample_type, source_factory=opener)
 
     def verify(
-        self, ref: str, *, on_shard: "Callable[[ShardRecord], None] | None" = None
+        self, ref: str, *, on_shard: "Callable[[ShardInfo], None] | None" = None
     ) -> list[ShardProblem]:
         """Re-hash a dataset version's shards; the mismatches (empty when all is well).
 
@@ -350,7 +354,7 @@ class Index:
         return report
 
     # -- schemas -----------------------------------------------------------------------------------
-    def publish_schema(
+    def add_schema(
         self, sample_type: type | Schema, *, version: str | None = None, repo: str | None = None
     ) -> str:
         """Store the schema of ``sample_type``; returns its reference
@@ -358,16 +362,16 @@ class Index:
         :mod:`atdata.index.schemas` for the bump rule."""
         schema = _schema_of(sample_type)
         if schema is None:
-            raise InvalidArgumentError("DictSample and dict have no schema to publish")
+            raise InvalidArgumentError("DictSample and dict have no schema to add")
         target = self.repository(repo)
         with target.provider.transaction() as tx:
-            return publish_schema_tx(tx, schema, repo=target.name, version=version).ref
+            return add_schema_tx(tx, schema, repo=target.name, version=version).ref
 
-    def get_schema(self, ref: str) -> SchemaRecord:
+    def get_schema(self, ref: str) -> SchemaEntry:
         """The schema record named by ``"Name"``, ``"Name@1.0.0"`` or a full reference."""
         parsed = parse_ref(ref, "schema")
 
-        def find(repo: Repository) -> SchemaRecord | None:
+        def find(repo: Repository) -> SchemaEntry | None:
             versions = schema_versions_tx(repo.provider, parsed.name, repo.name)
             for rec in reversed(versions):
                 if parsed.version is None or rec.version == parsed.version:
@@ -388,23 +392,20 @@ class Index:
         return cached
 
     @property
-    def schemas(self) -> Iterator[SchemaRecord]:
+    def schemas(self) -> Iterator[SchemaEntry]:
         """Every version of every schema, by repository then name, read lazily."""
         return chain.from_iterable(
-            (
-                SchemaRecord.from_record(rec, repo=r.name)
-                for _, rec in r.provider.iter_scan("schema")
-            )
+            (SchemaEntry.from_record(rec, repo=r.name) for _, rec in r.provider.iter_scan("schema"))
             for r in self._repos.values()
         )
 
-    def list_schemas(self) -> list[SchemaRecord]:
+    def list_schemas(self) -> list[SchemaEntry]:
         return list(self.schemas)
 
     # -- labels ------------------------------------------------------------------------------------
     def label(
         self, label: str, target: str, *, description: str | None = None, replace: bool = False
-    ) -> LabelRecord:
+    ) -> LabelEntry:
         """Make ``label`` name the dataset version ``target`` (no version: the current latest).
 
         Moving an existing label to a different version needs ``replace=True``.
@@ -420,7 +421,7 @@ class Index:
             replace=replace,
         )
 
-    def get_label(self, label: str) -> LabelRecord:
+    def get_label(self, label: str) -> LabelEntry:
         """The label record; ``index.get(record.target)`` is the dataset version it names."""
         parsed = parse_ref(label, "label")
         return self._first_found(
@@ -428,19 +429,19 @@ class Index:
         )
 
     @property
-    def labels(self) -> Iterator[LabelRecord]:
+    def labels(self) -> Iterator[LabelEntry]:
         return chain.from_iterable(label_ops.iter_labels(r) for r in self._repos.values())
 
-    def list_labels(self) -> list[LabelRecord]:
+    def list_labels(self) -> list[LabelEntry]:
         return list(self.labels)
 
-    def remove_label(self, label: str) -> LabelRecord:
+    def remove_label(self, label: str) -> LabelEntry:
         found = self.get_label(label)
         label_ops.remove_label(self._repos[found.repo], found.name)
         return found
 
     # -- lenses ------------------------------------------------------------------------------------
-    def publish_lens(
+    def add_lens(
         self,
         lens: Any,
         *,
@@ -451,11 +452,11 @@ class Index:
         description: str | None = None,
         replace: bool = False,
         repo: str | None = None,
-    ) -> LensRecord:
+    ) -> LensEntry:
         """Record a lens by reference: an :class:`atdata.Lens`, or a getter function (or
         ``"module:qualname"``) with ``source`` and ``target`` types, schemas or schema refs.
 
-        The schemas of source and target types are published in the same transaction.
+        The schemas of source and target types are added in the same transaction.
         """
         getter: Any = lens
         if hasattr(lens, "source") and hasattr(lens, "view") and hasattr(lens, "_get"):
@@ -465,12 +466,10 @@ class Index:
             target = target if target is not None else lens.view
             name = name or getattr(lens, "name", None)
         if source is None or target is None:
-            raise InvalidArgumentError(
-                "publish_lens needs source= and target= (types or schema refs)"
-            )
+            raise InvalidArgumentError("add_lens needs source= and target= (types or schema refs)")
         if name is None:
             name = getattr(getter, "__name__", None) or str(getter).rpartition(":")[2]
-        return lens_ops.publish_lens(
+        return lens_ops.add_lens(
             self.repository(repo),
             name=name,
             source=source,
@@ -481,25 +480,25 @@ class Index:
             replace=replace,
         )
 
-    def get_lens(self, name: str) -> LensRecord:
+    def get_lens(self, name: str) -> LensEntry:
         parsed = parse_ref(name, "lens")
 
-        def find(repo: Repository) -> LensRecord | None:
+        def find(repo: Repository) -> LensEntry | None:
             record = repo.provider.get("lens", parsed.name)
-            return None if record is None else LensRecord.from_record(record, repo=repo.name)
+            return None if record is None else LensEntry.from_record(record, repo=repo.name)
 
         return self._first_found(parsed.repo, "lens", name, find)
 
     @property
-    def lenses(self) -> Iterator[LensRecord]:
+    def lenses(self) -> Iterator[LensEntry]:
         return chain.from_iterable(lens_ops.iter_lenses(r) for r in self._repos.values())
 
-    def list_lenses(self) -> list[LensRecord]:
+    def list_lenses(self) -> list[LensEntry]:
         return list(self.lenses)
 
     def find_lenses(
         self, source: SchemaSpec | None = None, view: SchemaSpec | None = None
-    ) -> list[LensRecord]:
+    ) -> list[LensEntry]:
         """Recorded lenses from ``source`` to ``view``; each is a type (matching any stored
         version with the same fields), ``"Name"`` (any version), ``"Name@1.0.0"`` or None (any).
         """
@@ -511,7 +510,7 @@ class Index:
             if match_source(rec.repo, rec.source_schema) and match_view(rec.repo, rec.target_schema)
         ]
 
-    def remove_lens(self, name: str) -> LensRecord:
+    def remove_lens(self, name: str) -> LensEntry:
         found = self.get_lens(name)
         with self._repos[found.repo].provider.transaction() as tx:
             tx.delete("lens", found.name)
@@ -541,7 +540,7 @@ class Index:
 
         return publish_dataset(self, name, to=to, **options)
 
-    def publish_lens_to(
+    def publish_lens(
         self,
         name: str,
         *,
@@ -549,7 +548,7 @@ class Index:
         repository: str,
         commit: str,
         **options: Any,
-    ) -> "StoredRecord[AtmosphereLensRecord]":
+    ) -> "StoredRecord[LensRecord]":
         """Publish the recorded lens ``name`` to the atmosphere as references to its code in
         ``repository`` at ``commit`` (never the code itself), with both of its schemas.
 
@@ -614,7 +613,7 @@ class _EntryShardOpener:
     cache when one is on, ``$ATDATA_CACHE_DIR``, whose entries are re-checked when used).
     """
 
-    def __init__(self, store: DataStore | None, shards: Sequence[ShardRecord]) -> None:
+    def __init__(self, store: DataStore | None, shards: Sequence[ShardInfo]) -> None:
         self.store = store
         self.digests = {
             s.url: s.checksum.digest for s in shards if s.checksum.algorithm.lower() == "sha256"

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShardError, SourceError
+from ..shards.info import Checksum, ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from ..shards.reader import scan_offsets
 from ..shards.shardset import ShardExpectation
 from ..shards.sink import ShardSink
-from ..shards.writer import ShardInfo
 from ..sources import ShardSource, open_source, scheme_of
-from ..stores.base import Checksum, ShardRecord
 
-__all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation", "written_record"]
+__all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation"]
 
 _CHUNK = 1 << 20
 
@@ -33,13 +32,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def written_record(info: ShardInfo) -> ShardRecord:
-    """The record of a shard ``ShardWriter`` wrote (with its sidecar's sha256)."""
-    side = None if info.sidecar_sha256 is None else Checksum("sha256", info.sidecar_sha256)
-    return ShardRecord(info.location, Checksum("sha256", info.sha256), info.count, info.size, side)
-
-
-def shard_expectation(record: ShardRecord | None) -> ShardExpectation | None:
+def shard_expectation(record: ShardInfo | None) -> ShardExpectation | None:
     """What a shard record promises, in the form readers check shards and sidecars against."""
     if record is None:
         return None
@@ -47,20 +40,20 @@ def shard_expectation(record: ShardRecord | None) -> ShardExpectation | None:
     def sha(c: Checksum | None) -> str | None:
         return c.digest.lower() if c is not None and c.algorithm.lower() == "sha256" else None
 
-    return ShardExpectation(record.size, sha(record.checksum), sha(record.sidecar))
+    return ShardExpectation(record.size, sha(record.checksum), sha(record.sidecar_checksum))
 
 
-def inspect_shard(url: str) -> ShardRecord:
+def inspect_shard(url: str) -> ShardInfo:
     """Hash and count an existing shard in place (its sidecar's digest is recorded when the
     sidecar describes exactly these bytes)."""
     source = open_source(url)
     digest, size = _stream(source, None)
     index, sidecar = _offsets(source, digest, size)
-    side = None if sidecar is None else Checksum("sha256", hashlib.sha256(sidecar).hexdigest())
-    return ShardRecord(url, Checksum("sha256", digest), len(index), size, side)
+    side = None if sidecar is None else Checksum.sha256(hashlib.sha256(sidecar).hexdigest())
+    return ShardInfo(url, Checksum.sha256(digest), len(index), size, side)
 
 
-def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -> ShardRecord:
+def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -> ShardInfo:
     """Copy the shard at ``url`` to ``location`` (through ``open_sink``), with its sidecar."""
     source = open_source(url)
     sink = open_sink(location)
@@ -79,8 +72,8 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
     except BaseException:
         side.abort()
         raise
-    sidecar = Checksum("sha256", hashlib.sha256(data).hexdigest())
-    return ShardRecord(location, Checksum("sha256", digest), len(index), size, sidecar)
+    sidecar = Checksum.sha256(hashlib.sha256(data).hexdigest())
+    return ShardInfo(location, Checksum.sha256(digest), len(index), size, sidecar)
 
 
 def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from ..errors import ConflictError, NotFoundError
 from ..stores.base import validate_dataset_name
-from .records import LabelRecord
+from .entries import LabelEntry
 from .refs import dataset_key
 from .repository import Repository
 from .schemas import now
@@ -25,7 +25,7 @@ def set_label(
     *,
     description: str | None,
     replace: bool,
-) -> LabelRecord:
+) -> LabelEntry:
     """Point ``label`` at ``name@version`` (None: the current latest, pinned now)."""
     validate_dataset_name(label)
     with repo.provider.transaction() as tx:
@@ -38,7 +38,7 @@ def set_label(
             raise NotFoundError(f"no dataset {name}@{version} in repository {repo.name!r} to label")
         old = tx.get("label", label)
         if old is not None:
-            current = LabelRecord.from_record(old, repo=repo.name)
+            current = LabelEntry.from_record(old, repo=repo.name)
             if (current.dataset, current.version) == (name, version):
                 return current
             if not replace:
@@ -46,19 +46,19 @@ def set_label(
                     f"label {label!r} already names {current.target}; pass replace=True to move "
                     f"it to {name}@{version}"
                 )
-        record = LabelRecord(label, name, version, now(), description, repo.name)
+        record = LabelEntry(label, name, version, now(), description, repo.name)
         tx.put("label", label, record.to_record())
     return record
 
 
-def get_label(repo: Repository, label: str) -> LabelRecord | None:
+def get_label(repo: Repository, label: str) -> LabelEntry | None:
     record = repo.provider.get("label", label)
-    return None if record is None else LabelRecord.from_record(record, repo=repo.name)
+    return None if record is None else LabelEntry.from_record(record, repo=repo.name)
 
 
-def iter_labels(repo: Repository) -> Iterator[LabelRecord]:
+def iter_labels(repo: Repository) -> Iterator[LabelEntry]:
     for _, record in repo.provider.iter_scan("label"):
-        yield LabelRecord.from_record(record, repo=repo.name)
+        yield LabelEntry.from_record(record, repo=repo.name)
 
 
 def remove_label(repo: Repository, label: str) -> bool:

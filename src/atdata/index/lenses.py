@@ -1,7 +1,7 @@
 """Lenses recorded by reference, kind ``lens``: the schemas they connect and their code's name.
 
 The code is named, never stored: ``"module:qualname"`` of installed functions. Recording a
-lens publishes the schemas of its source and view types (in the same transaction). A lens name
+lens adds the schemas of its source and view types (in the same transaction). A lens name
 that is already recorded with different schemas or code needs ``replace=True``.
 """
 
@@ -10,14 +10,14 @@ from typing import Any
 
 from ..errors import ConflictError, InvalidArgumentError, NotFoundError
 from ..schema import Schema
+from .entries import LensEntry
 from .providers.base import Transaction
-from .records import LensRecord
 from .refs import parse_ref, validate_lens_name
 from .repository import Repository
+from .schemas import add_schema_tx, schema_versions_tx
 from .schemas import now as _now
-from .schemas import publish_schema_tx, schema_versions_tx
 
-__all__ = ["code_ref", "iter_lenses", "publish_lens", "schema_ref_tx"]
+__all__ = ["code_ref", "iter_lenses", "add_lens", "schema_ref_tx"]
 
 SchemaSpec = type | Schema | str
 
@@ -40,7 +40,7 @@ def code_ref(fn: Callable[..., Any] | str) -> str:
 
 
 def schema_ref_tx(tx: Transaction, spec: SchemaSpec, repo: str) -> str:
-    """The reference of a schema given as a type, a Schema (published if new) or a ref string."""
+    """The reference of a schema given as a type, a Schema (added if new) or a ref string."""
     if isinstance(spec, str):
         ref = parse_ref(spec, "schema")
         if ref.repo is not None and ref.repo != repo:
@@ -51,10 +51,10 @@ def schema_ref_tx(tx: Transaction, spec: SchemaSpec, repo: str) -> str:
                 return rec.ref
         raise NotFoundError(f"no schema {spec!r} in repository {repo!r}")
     schema = spec if isinstance(spec, Schema) else Schema.from_type(spec)
-    return publish_schema_tx(tx, schema, repo=repo).ref
+    return add_schema_tx(tx, schema, repo=repo).ref
 
 
-def publish_lens(
+def add_lens(
     repo: Repository,
     *,
     name: str,
@@ -64,12 +64,12 @@ def publish_lens(
     putter: Callable[..., Any] | str | None,
     description: str | None,
     replace: bool,
-) -> LensRecord:
+) -> LensEntry:
     validate_lens_name(name)
     getter_ref = code_ref(getter)
     putter_ref = code_ref(putter) if putter is not None else None
     with repo.provider.transaction() as tx:
-        record = LensRecord(
+        record = LensEntry(
             name=name,
             source_schema=schema_ref_tx(tx, source, repo.name),
             target_schema=schema_ref_tx(tx, target, repo.name),
@@ -81,7 +81,7 @@ def publish_lens(
         )
         old = tx.get("lens", name)
         if old is not None:
-            current = LensRecord.from_record(old, repo=repo.name)
+            current = LensEntry.from_record(old, repo=repo.name)
             if current.same_code(record):
                 return current
             if not replace:
@@ -93,6 +93,6 @@ def publish_lens(
     return record
 
 
-def iter_lenses(repo: Repository) -> Iterator[LensRecord]:
+def iter_lenses(repo: Repository) -> Iterator[LensEntry]:
     for _, record in repo.provider.iter_scan("lens"):
-        yield LensRecord.from_record(record, repo=repo.name)
+        yield LensEntry.from_record(record, repo=repo.name)

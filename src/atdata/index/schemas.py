@@ -18,8 +18,8 @@ from typing import Any, Literal, Protocol
 from ..errors import ConflictError
 from ..schema import Field, Schema
 from .cid import schema_cid
+from .entries import SchemaEntry
 from .providers.base import Record, Transaction
-from .records import SchemaRecord
 from .refs import bump_semver, name_prefix, parse_semver, schema_key
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
     "Scanner",
     "classify_change",
     "now",
-    "publish_schema_tx",
+    "add_schema_tx",
     "schema_versions_tx",
 ]
 
@@ -69,17 +69,17 @@ class Scanner(Protocol):
     ) -> list[tuple[str, Record]]: ...
 
 
-def schema_versions_tx(tx: Scanner, name: str, repo: str) -> list[SchemaRecord]:
+def schema_versions_tx(tx: Scanner, name: str, repo: str) -> list[SchemaEntry]:
     """Every stored version of schema ``name``, oldest first (by semver)."""
     records = [
-        SchemaRecord.from_record(r, repo=repo) for _, r in tx.scan("schema", name_prefix(name))
+        SchemaEntry.from_record(r, repo=repo) for _, r in tx.scan("schema", name_prefix(name))
     ]
     return sorted(records, key=lambda r: parse_semver(r.version))
 
 
-def publish_schema_tx(
+def add_schema_tx(
     tx: Transaction, schema: Schema, *, repo: str, version: str | None = None
-) -> SchemaRecord:
+) -> SchemaEntry:
     """Store ``schema`` (or find the stored version with the same fields) inside ``tx``.
 
     With an explicit ``version``, that version is created, or returned if it already holds the
@@ -92,7 +92,7 @@ def publish_schema_tx(
             if rec.version == version:
                 if classify_change(rec.schema, schema) != "none":
                     raise ConflictError(
-                        f"schema {rec.ref} already exists with different fields; publish without "
+                        f"schema {rec.ref} already exists with different fields; add it without "
                         "version= to get the next version"
                     )
                 return rec
@@ -109,7 +109,7 @@ def publish_schema_tx(
         else:
             new_version = "1.0.0"
     stored = schema.with_version(new_version)
-    record = SchemaRecord(
+    record = SchemaEntry(
         name=schema.name,
         version=new_version,
         cid=schema_cid(stored.to_dict()),

@@ -9,7 +9,6 @@ whole or not at all), hashed with sha256 as it is written, and gets an offset-in
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -19,34 +18,18 @@ import numpy as np
 from ..codec import Codec, codec_for, encode_array
 from ..errors import InvalidArgumentError, SchemaError
 from ..sample import DictSample
+from .info import Checksum, ShardInfo
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
-__all__ = ["ShardInfo", "ShardWriter"]
+__all__ = ["ShardWriter"]
 
 T = TypeVar("T")
 _SUFFIX = b".msgpack"
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9_\-:@+=,~]+$")
 _END_OF_ARCHIVE = bytes(2 * BLOCK)
 _LARGE_BODY = 1 << 16
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    """A finished shard: where it is, how many samples it holds, its size and sha256."""
-
-    location: str
-    count: int
-    size: int
-    sha256: str
-    #: sha256 of the offset-index sidecar written beside it (``location + ".idx"``)
-    sidecar_sha256: str | None = None
-
-    @property
-    def checksum(self) -> dict[str, str]:
-        """The checksum in record form: ``{"algorithm": "sha256", "digest": ...}``."""
-        return {"algorithm": "sha256", "digest": self.sha256}
 
 
 def _default_hook(value: Any) -> Any:
@@ -269,7 +252,11 @@ class ShardWriter(Generic[T]):
             raise
         self.shards.append(
             ShardInfo(
-                sink.location, len(self._keys), size, digest, hashlib.sha256(sidecar).hexdigest()
+                sink.location,
+                Checksum.sha256(digest),
+                len(self._keys),
+                size,
+                Checksum.sha256(hashlib.sha256(sidecar).hexdigest()),
             )
         )
         self._shard_number += 1

@@ -2,16 +2,14 @@
 
 from typing import Any
 
-from .base import Checksum, DataStore, ShardProblem, ShardRecord, validate_dataset_name
+from .base import DataStore, ShardProblem, validate_dataset_name
 from .disk import LocalDiskStore
 
 __all__ = [
-    "Checksum",
     "DataStore",
     "LocalDiskStore",
     "S3DataStore",
     "ShardProblem",
-    "ShardRecord",
     "validate_dataset_name",
 ]
 

@@ -41,13 +41,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
+from ..shards.info import ShardInfo
 from ..shards.sink import ShardSink
 
 __all__ = [
-    "Checksum",
     "DataStore",
     "ShardProblem",
-    "ShardRecord",
     "check_entry_key",
     "check_version",
     "check_write_id",
@@ -65,7 +64,6 @@ _FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 _MAX_NAME = 200
 _MAX_SEGMENTS = 4
 _HASH_CHUNK = 1 << 20
-_CHECKSUM_KEYS = ("algorithm", "digest")
 
 
 def validate_dataset_name(name: object) -> str:
@@ -164,68 +162,6 @@ def warn_not_owned(store: object, url: str, why: object) -> None:
 
 
 @dataclass(frozen=True)
-class Checksum:
-    """A digest with its algorithm named next to it (docs/format.md §3); only sha256 is written."""
-
-    algorithm: str
-    digest: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"algorithm": self.algorithm, "digest": self.digest}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "Checksum":
-        ok = isinstance(data, dict) and all(isinstance(data.get(k), str) for k in _CHECKSUM_KEYS)
-        if not ok:
-            raise InvalidArgumentError(
-                f"a checksum must be {{'algorithm': str, 'digest': str}}: {data!r}"
-            )
-        return cls(data["algorithm"], data["digest"])
-
-
-@dataclass(frozen=True)
-class ShardRecord:
-    """One shard of a dataset entry: its URL, checksum, sample count and size in bytes."""
-
-    url: str
-    checksum: Checksum
-    count: int
-    size: int
-    #: checksum of the offset-index sidecar ``url + ".idx"`` (None: not recorded, e.g. older
-    #: entries and shards registered without one); readers verify a sidecar against it
-    sidecar: Checksum | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "url": self.url,
-            "checksum": self.checksum.to_dict(),
-            "count": self.count,
-            "size": self.size,
-        }
-        if self.sidecar is not None:
-            out["sidecar_checksum"] = self.sidecar.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "ShardRecord":
-        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-            raise InvalidArgumentError(f"a shard record needs a 'url' string, got {data!r}")
-        count, size = data.get("count"), data.get("size")
-        if not isinstance(count, int) or not isinstance(size, int):
-            raise InvalidArgumentError(
-                f"shard record {data['url']!r} needs integer 'count' and 'size'"
-            )
-        side = data.get("sidecar_checksum")
-        return cls(
-            data["url"],
-            Checksum.from_dict(data.get("checksum")),
-            count,
-            size,
-            None if side is None else Checksum.from_dict(side),
-        )
-
-
-@dataclass(frozen=True)
 class ShardProblem:
     """A shard whose bytes do not match its record (or cannot be read at all)."""
 
@@ -294,17 +230,17 @@ class DataStore(abc.ABC):
         """Alias of :meth:`open_sink` with the ``SinkFactory`` shape, for ``ShardWriter``."""
         return self.open_sink(location)
 
-    def verify(self, shards: Sequence[ShardRecord]) -> list[ShardProblem]:
+    def verify(self, shards: Sequence[ShardInfo]) -> list[ShardProblem]:
         """Re-hash ``shards`` and report every one whose size or digest differs from its record."""
         return verify_shards(shards)
 
 
-def verify_shards(shards: Sequence[ShardRecord]) -> list[ShardProblem]:
+def verify_shards(shards: Sequence[ShardInfo]) -> list[ShardProblem]:
     """Re-hash ``shards`` (opened by URL scheme) and report every mismatch or unreadable one."""
     return [p for p in (_verify_one(s) for s in shards) if p is not None]
 
 
-def _verify_one(shard: ShardRecord) -> ShardProblem | None:
+def _verify_one(shard: ShardInfo) -> ShardProblem | None:
     from ..sources import open_source
 
     algorithm = shard.checksum.algorithm.lower()
@@ -327,12 +263,12 @@ def _verify_one(shard: ShardRecord) -> ShardProblem | None:
     return verify_sidecar(open_source(shard.url), shard)
 
 
-def verify_sidecar(source: Any, shard: ShardRecord) -> ShardProblem | None:
+def verify_sidecar(source: Any, shard: ShardInfo) -> ShardProblem | None:
     """Check the ``.idx`` sidecar of a shard whose bytes matched ``shard`` (see
     :func:`atdata.shards.sidecar_check.sidecar_problem`)."""
     from ..shards.sidecar_check import sidecar_problem
 
-    side = shard.sidecar
+    side = shard.sidecar_checksum
     problem = sidecar_problem(
         source,
         size=shard.size,

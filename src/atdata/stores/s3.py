@@ -28,13 +28,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
+from ..shards.info import ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import ShardSink
 from ..sources.s3 import S3Config, S3Source, current_config, parse_s3_url
 from .base import (
     DataStore,
     ShardProblem,
-    ShardRecord,
     check_entry_key,
     check_version,
     check_write_id,
@@ -349,7 +349,7 @@ class S3DataStore(DataStore):
             keys = [k for k in keys if "/" not in k[len(prefix) :]]
         self._delete_keys(keys)
 
-    def verify(self, shards: Sequence[ShardRecord]) -> list[ShardProblem]:
+    def verify(self, shards: Sequence[ShardInfo]) -> list[ShardProblem]:
         """Re-hash ``shards`` through this store's config (not the process-wide one)."""
         problems: list[ShardProblem] = []
         for shard in shards:
@@ -439,7 +439,7 @@ class S3DataStore(DataStore):
                 f"cannot list uploads under s3://{self.bucket}/{prefix}: {_describe(exc)}"
             ) from exc
 
-    def _verify_one(self, shard: ShardRecord) -> ShardProblem | None:
+    def _verify_one(self, shard: ShardInfo) -> ShardProblem | None:
         algorithm = shard.checksum.algorithm.lower()
         if algorithm not in hashlib.algorithms_available:
             return ShardProblem(

@@ -186,7 +186,7 @@ def is_atmosphere_reference(text: str) -> bool:
 
 
 def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict[Any]:
-    from .atmosphere.loading import load_reference
+    from .atmosphere.open_dataset import load_reference
 
     return DatasetDict({_DEFAULT_SPLIT: load_reference(ref, sample_type)})
 

@@ -1,23 +1,21 @@
-"""Typed views of index records: dataset entries, schemas, labels and lenses.
+"""The entries of an index: datasets, schemas, labels and lenses, as typed values.
 
-Each class converts to and from the plain dict a provider stores (``to_record`` /
+"Entry" is what an index holds (a row in its provider); "record" in atdata means an ATProto
+record of :mod:`atdata.atmosphere`. Each class converts to and from the plain dict a provider stores (``to_record`` /
 ``from_record``); providers never see these classes. ``from_record`` raises AtdataIndexError
 naming the record when a stored dict is malformed.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import AtdataIndexError
 from ..schema import Schema
-from ..stores.base import ShardRecord
+from ..shards.info import ShardInfo
 from .refs import format_ref
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["DatasetEntry", "LabelRecord", "LensRecord", "SchemaRecord"]
+__all__ = ["DatasetEntry", "LabelEntry", "LensEntry", "SchemaEntry"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class DatasetEntry:
     version: int
     cid: str
     schema_ref: str | None
-    shards: tuple[ShardRecord, ...]
+    shards: tuple[ShardInfo, ...]
     count: int
     created_at: str
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -83,7 +81,7 @@ class DatasetEntry:
                 version=_int(record, "version"),
                 cid=_str(record, "cid"),
                 schema_ref=_opt_str(record, "schema_ref"),
-                shards=tuple(ShardRecord.from_dict(s) for s in record["shards"]),
+                shards=tuple(ShardInfo.from_dict(s) for s in record["shards"]),
                 count=_int(record, "count"),
                 created_at=_str(record, "created_at"),
                 metadata=dict(record.get("metadata") or {}),
@@ -98,7 +96,7 @@ class DatasetEntry:
 
 
 @dataclass(frozen=True)
-class SchemaRecord:
+class SchemaEntry:
     """A stored, versioned schema: ``atdata://<repo>/schema/<Name>@<version>``."""
 
     name: str
@@ -122,7 +120,7 @@ class SchemaRecord:
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "SchemaRecord":
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "SchemaEntry":
         try:
             schema = Schema.from_dict(record["schema"])
             return cls(
@@ -138,7 +136,7 @@ class SchemaRecord:
 
 
 @dataclass(frozen=True)
-class LabelRecord:
+class LabelEntry:
     """A label naming one dataset version (``production`` -> ``mnist@3``)."""
 
     name: str
@@ -162,7 +160,7 @@ class LabelRecord:
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LabelRecord":
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LabelEntry":
         try:
             return cls(
                 name=_str(record, "name"),
@@ -177,7 +175,7 @@ class LabelRecord:
 
 
 @dataclass(frozen=True)
-class LensRecord:
+class LensEntry:
     """A lens recorded by reference: schemas it connects and where its installed code lives.
 
     ``getter`` and ``putter`` are ``"module:qualname"`` strings naming installed code; the
@@ -208,7 +206,7 @@ class LensRecord:
             "description": self.description,
         }
 
-    def same_code(self, other: "LensRecord") -> bool:
+    def same_code(self, other: "LensEntry") -> bool:
         """True when both records connect the same schemas with the same code."""
         return (self.source_schema, self.target_schema, self.getter, self.putter) == (
             other.source_schema,
@@ -218,7 +216,7 @@ class LensRecord:
         )
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LensRecord":
+    def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LensEntry":
         try:
             return cls(
                 name=_str(record, "name"),
