@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from pathlib import Path
 
 
@@ -22,6 +23,11 @@ def _load_test_infra_env(path: Path) -> None:
 
 
 _load_test_infra_env(Path(__file__).resolve().parent.parent / ".test-infra.env")
+
+# Tests never write to the user's ~/.atdata (e.g. the cache of scanned offset indexes): a test
+# that cares about ATDATA_HOME sets its own.
+if "ATDATA_HOME" not in os.environ:
+    os.environ["ATDATA_HOME"] = tempfile.mkdtemp(prefix="atdata-test-home-")
 
 # atdata's own pytest fixtures for users' suites (tmp_index, tmp_dataset, make_samples), used here too
 pytest_plugins = ["atdata.testing"]

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import tarfile
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -124,10 +125,14 @@ def test_shuffled_reader_delivers_every_atdata07_sample_once():
     assert sorted(got) == list(range(8))
 
 
-def test_random_access_by_key_on_atdata07_shards():
+def test_random_access_by_key_on_atdata07_shards(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATDATA_HOME", str(tmp_path))  # an empty cache of scanned indexes
     ds = atdata.Dataset[InteropSample](BRACE)
     with pytest.warns(atdata.AtdataWarning, match="no offset index"):  # 0.7 writes no sidecar
         assert len(ds) == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the scan was cached: no second scan
+        assert len(atdata.Dataset[InteropSample](BRACE)) == 8
     for i, expected in enumerate(expected_samples()):
         assert_sample_equal(vars(ds.get(expected["key"])), expected)
         assert_sample_equal(vars(ds[i]), expected)

@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: A line (or part of one) each example must print.
 EXPECTED = {
     "write_and_read.py": "wrote 1000 samples in 4 shards",
+    "adopt_webdataset.py": "loaded @local/pets without a class: 12 Pet samples",
     "lenses.py": "boiling point in Celsius: 100.0",
     "index_and_load.py": "loaded sensors/run@1 without a class: Measurement from atdata.rebuilt",
     "demo.py": "checksums: all shards match",

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "atdata.dict_sample",
             "atdata.codec",
+            "atdata.members",
             "atdata.sample",
             "atdata.samplegen",
             "atdata.stubgen",
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "atdata.loader",
             "atdata.planreader",
             "atdata.slots",
+            "atdata.groupslots",
             "atdata.writing",
             "atdata.torch",
         ],
@@ -58,9 +60,8 @@ def layer_of(module: str) -> int:
     best: tuple[int, int] | None = None  # (length of the matching entry, layer)
     for rank, (_, entries) in enumerate(LAYERS):
         for entry in entries:
-            if (module == entry or module.startswith(entry + ".")) and (
-                best is None or len(entry) > best[0]
-            ):
+            inside = module.startswith(entry + ".") and entry != "atdata"  # the root: itself only
+            if (module == entry or inside) and (best is None or len(entry) > best[0]):
                 best = (len(entry), rank)
     if best is None:
         raise AssertionError(f"{module} is in no layer: add it to LAYERS and docs/architecture.md")

@@ -28,6 +28,7 @@ PUBLIC_API = sorted(
         "LensRegistry",
         "Loader",
         "LocalDiskStore",
+        "MemberCodec",
         "NDArray",
         "NotFoundError",
         "PackableSample",
@@ -45,7 +46,9 @@ PUBLIC_API = sorted(
         "default_registry",
         "lens",
         "load_dataset",
+        "member",
         "packable",
+        "register_member_codec",
         "write_samples",
     ]
 )

@@ -8,6 +8,7 @@ members; each is read without a sidecar (one scan) and with the sidecar atdata w
 """
 
 import io
+import json
 import tarfile
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from atdata import AtdataWarning, Dataset, DictSample
+from atdata.members import decode_member
 from atdata.shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from atdata.shards.reader import scan_offsets
 from atdata.sources import open_source
@@ -41,6 +43,13 @@ def layouts(draw: st.DrawFn) -> list[Group]:
         for sfx in suffixes:
             if sfx == "msgpack":
                 parts[sfx] = msgpack.packb({"i": i, "v": draw(st.binary(max_size=40))})
+            elif sfx == "txt":
+                parts[sfx] = draw(st.text(max_size=200)).encode("utf-8")
+            elif sfx == "cls":
+                parts[sfx] = str(draw(st.integers(-(10**9), 10**9))).encode()
+            elif sfx == "json":
+                value = draw(st.dictionaries(st.text(max_size=5), st.integers(), max_size=4))
+                parts[sfx] = json.dumps(value).encode()
             else:
                 parts[sfx] = draw(st.binary(max_size=700))
         groups.append((key, parts))
@@ -72,7 +81,7 @@ def _expected(parts: dict[str, bytes]) -> dict[str, object]:
         if sfx == "msgpack":
             data.update(msgpack.unpackb(body))
         else:
-            data[sfx] = body
+            data[sfx] = decode_member(sfx, body)  # text, class labels, JSON decoded
     return data
 
 
@@ -127,8 +136,8 @@ def test_a_plain_webdataset_shard_has_a_length_and_random_access(tmp_path: Path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AtdataWarning)
         assert len(ds) == 5
-        assert ds[0]["cls"] == b"0" and ds[4]["jpg"] == b"\x04" * 10
-        assert ds.get("000003")["cls"] == b"3"
+        assert ds[0]["cls"] == 0 and ds[4]["jpg"] == b"\x04" * 10
+        assert ds.get("000003")["cls"] == 3 and ds[1]["json"] == {}
 
 
 def test_shards_atdata_writes_keep_their_version_1_sidecars(tmp_path: Path) -> None:
@@ -163,8 +172,8 @@ def test_a_webdataset_shard_copied_into_an_index_reads_through_its_sidecar(
         warnings.simplefilter("error", AtdataWarning)  # the sidecar is used: no scan
         ds = index.load("plain")
         assert len(ds) == 7
-        assert ds[6]["cls"] == b"6" and ds.get("000002")["jpg"] == b"\x02" * 3
-        assert [s["cls"] for s in ds.ordered()] == [str(i).encode() for i in range(7)]
+        assert ds[6]["cls"] == 6 and ds.get("000002")["jpg"] == b"\x02" * 3
+        assert [s["cls"] for s in ds.ordered()] == list(range(7))
 
 
 def test_a_group_sidecar_that_splits_a_group_is_not_trusted(tmp_path: Path) -> None:

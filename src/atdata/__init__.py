@@ -29,6 +29,7 @@ from .errors import (
 )
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
+from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.info import ShardInfo
@@ -58,6 +59,7 @@ __all__ = [
     "LensRegistry",
     "Loader",
     "LocalDiskStore",
+    "MemberCodec",
     "NDArray",
     "NotFoundError",
     "PackableSample",
@@ -75,6 +77,8 @@ __all__ = [
     "default_registry",
     "lens",
     "load_dataset",
+    "member",
     "packable",
+    "register_member_codec",
     "write_samples",
 ]

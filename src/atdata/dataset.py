@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from .codec import codec_for, unpack_map
 from .errors import InvalidArgumentError, LensError, SchemaError
 from .loader import Loader, Stage, dict_decoder, located
+from .members import member_layout
 from .sample import DictSample
 from .shards.access import read_body, read_group
 from .shards.offsets import SidecarMismatch
+from .shards.reader import max_stream_member
 from .shards.shardset import CheckedOpener, ShardSet, SourceFactory
 from .shards.urls import expand_urls
 from .sources import ShardCache
@@ -293,8 +295,13 @@ class Dataset(Generic[ST]):
         limit = self._shards.known_size(shard)
         key = idx.keys[member]
         try:
+            members = member_layout(self._source_type)
             if self._source_type is DictSample:
-                sample: Any = dict_decoder(read_group(src, idx, member, limit=limit))
+                parts = read_group(src, idx, member, limit=limit)
+                sample: Any = dict_decoder(parts, max_stream_member())
+            elif members is not None:
+                parts = read_group(src, idx, member, limit=limit)
+                sample = members.decode(parts, max_stream_member())
             else:
                 body = read_body(src, idx, member, limit=limit)
                 sample = self._decoder()(body, key)

@@ -7,7 +7,7 @@ its public home.
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["DictSample"]
+__all__ = ["DictSample", "values_equal"]
 
 
 class DictSample(Mapping[str, Any]):
@@ -59,7 +59,19 @@ class DictSample(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DictSample):
-            return bool(self._data == other._data)
+            mine, theirs = self._data, other._data
+            return mine.keys() == theirs.keys() and all(
+                values_equal(mine[k], theirs[k]) for k in mine
+            )  # values may be arrays (``.npy`` members)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Equality of two field values, arrays compared by value."""
+    import numpy as np
+
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)

@@ -16,6 +16,7 @@ import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice, repeat
 from typing import Any, Generic, Literal, TypeVar
 
@@ -24,6 +25,7 @@ import numpy as np
 from .batch import Collator, SampleBatch, collate_maps, collate_samples
 from .codec import Codec, codec_for, unpack_map
 from .errors import AtdataWarning, InvalidArgumentError, SchemaError, ShardError
+from .members import decode_member, member_layout
 from .plan import (
     Consumer,
     EpochOrder,
@@ -44,7 +46,7 @@ from .planreader import (
     located,
 )
 from .sample import DictSample
-from .shards.reader import SampleChunk, iter_members, iter_sample_chunks
+from .shards.reader import SampleChunk, iter_members, iter_sample_chunks, max_stream_member
 from .shards.tar import split_name
 
 __all__ = ["Loader", "Stage", "dict_decoder", "located"]
@@ -192,7 +194,7 @@ class Loader(Generic[ST]):
                 )
             return self._shared(consumer, slot)
         progress = self._progress
-        if self.seed is None and not ds._stages:
+        if self.seed is None and not ds._stages and member_layout(ds._source_type) is None:
             return self._ordered_fast(progress, slot)
         reader = PlanReader(ds)
         return iter_sequential(
@@ -373,7 +375,13 @@ class Loader(Generic[ST]):
         """Decoded samples after the stages; ``(key, sample)`` pairs when ``keyed``."""
         ds = self.dataset
         stype = ds._source_type
-        decode = dict_decoder if stype is DictSample else codec_for(stype).decode
+        cap = max_stream_member()
+        if stype is DictSample:
+            decode: Callable[[Any], Any] = partial(dict_decoder, cap=cap)
+        elif (members := member_layout(stype)) is not None:
+            decode = partial(members.decode, cap=cap)
+        else:
+            decode = codec_for(stype).decode
         stages = ds._stages
         for key, body, url, offset in raw:
             try:
@@ -463,13 +471,15 @@ class Loader(Generic[ST]):
         return f"Loader({self.dataset!r}, {mode}, batch_size={self.batch_size})"
 
 
-def dict_decoder(parts: dict[str, Any]) -> DictSample:
+def dict_decoder(parts: dict[str, Any], cap: int | None = None) -> DictSample:
+    """A DictSample from a key group: the ``.msgpack`` map, other members decoded by their
+    extension (:func:`atdata.members.decode_member`; bytes when unknown)."""
     data: dict[str, Any] = {}
     for suffix, body in parts.items():
         if suffix == _SAMPLE_SUFFIX:
             data.update(unpack_map(body, views=False))
         else:
-            data[suffix] = bytes(body)
+            data[suffix] = decode_member(suffix, body, cap)
     return DictSample(data)
 
 

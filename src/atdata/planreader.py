@@ -9,6 +9,7 @@ its positions.
 
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import msgpack
@@ -18,8 +19,11 @@ from ._redact import redact
 from .batch import Collator, collate_maps, collate_samples
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
+from .groupslots import GroupSlotReader
+from .members import member_layout
 from .plan import EpochOrder, Layout
 from .sample import DictSample
+from .shards.reader import max_stream_member
 from .shards.shardset import ShardSet
 from .slots import SlotReader
 
@@ -116,10 +120,17 @@ class PlanReader:
                 "give one with Dataset[T](...) or ds.as_type(T)"
             )
         self.dataset = dataset
-        self.slots = SlotReader(dataset.shards)
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
-        self.staged = bool(dataset._stages)
+        members = member_layout(dataset._source_type)
+        self.slots: SlotReader | GroupSlotReader
+        if members is None:
+            self.slots = SlotReader(dataset.shards)
+            self._decode: Any = self.codec.decode
+        else:  # key groups decoded member by member: no msgpack fast path
+            self.slots = GroupSlotReader(dataset.shards)
+            self._decode = partial(members.decode, cap=max_stream_member())
+        self.staged = bool(dataset._stages) or members is not None
         try:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
@@ -176,7 +187,7 @@ class PlanReader:
         """Decoded samples at ``positions`` after the stages, and their keys (and, into
         ``slots``, the position each one came from)."""
         got = self._read(order, positions)
-        decode = self.codec.decode
+        decode = self._decode
         out: list[Any] = []
         keys: list[str] = []
         where = positions.tolist()

@@ -14,7 +14,7 @@ import dataclasses
 import threading
 from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
-from .dict_sample import DictSample
+from .dict_sample import DictSample, values_equal
 from .errors import SchemaError
 from .schema import Schema, register_sample_type_builder
 
@@ -110,19 +110,9 @@ class _RebuiltSample(PackableSample, metaclass=_RebuiltType):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(
-            _values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__
-        )
+        return all(values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _values_equal(a: Any, b: Any) -> bool:
-    import numpy as np
-
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(a, b))
-    return bool(a == b)
 
 
 _REBUILT: dict[Schema, type[PackableSample]] = {}

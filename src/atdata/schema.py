@@ -153,6 +153,8 @@ class Field:
     name: str
     type: FieldType
     required: bool = True
+    #: member layout: the extensions of the tar members this field is read from (None: msgpack)
+    members: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,11 @@ class Schema:
         else:
             members = [(n, hasattr(sample_type, n)) for n in hints if not n.startswith("_")]
         fields = []
+        layout = _member_extensions(sample_type)
         for name, has_default in members:
             ftype = field_type_of(hints[name], f"$.{name}", depth)
-            fields.append(Field(name, ftype, required=not has_default))
+            exts = None if layout is None else layout.get(name) or (name,)
+            fields.append(Field(name, ftype, required=not has_default, members=exts))
         return cls(
             name=sample_type.__name__, fields=tuple(fields), description=_docstring(sample_type)
         )
@@ -197,10 +201,7 @@ class Schema:
         out: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
-            "fields": [
-                {"name": f.name, "type": f.type.to_dict(), "required": f.required}
-                for f in self.fields
-            ],
+            "fields": [_field_dict(f) for f in self.fields],
             "formatVersion": SCHEMA_FORMAT_VERSION,
         }
         if self.description:
@@ -231,7 +232,14 @@ class Schema:
                 )
             seen.add(fname)
             ftype = FieldType.from_dict(raw.get("type") or {}, f"$.{fname}", depth=depth)
-            fields.append(Field(fname, ftype, required=bool(raw.get("required", True))))
+            fields.append(
+                Field(
+                    fname,
+                    ftype,
+                    required=bool(raw.get("required", True)),
+                    members=_members_from(raw.get("members"), f"$.{fname}"),
+                )
+            )
         version = data.get("version", "1.0.0")
         if not isinstance(version, str):
             raise SchemaError(f"schema {name!r}: version must be a string")
@@ -254,6 +262,12 @@ class Schema:
             _without_prose(self.to_dict()), sort_keys=True, separators=(",", ":")
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def layout(self) -> str:
+        """``"members"`` when samples are stored as several members per key (fields declared
+        with :func:`atdata.member`), else ``"msgpack"`` (one ``<key>.msgpack`` member)."""
+        return "members" if any(f.members is not None for f in self.fields) else "msgpack"
 
     def same_fields(self, other: "Schema") -> bool:
         """True when both schemas describe the same fields (names, types, requiredness, order)."""
@@ -284,6 +298,42 @@ _SAMPLE_TYPE_BUILDER: list[Callable[[Schema], type]] = []
 def register_sample_type_builder(build: Callable[[Schema], type]) -> None:
     """Called once by :mod:`atdata.sample`: how :meth:`Schema.to_sample_type` builds a type."""
     _SAMPLE_TYPE_BUILDER[:] = [build]
+
+
+def _field_dict(f: Field) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": f.name, "type": f.type.to_dict(), "required": f.required}
+    if f.members is not None:
+        out["members"] = list(f.members)
+    return out
+
+
+_MEMBER_EXT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
+
+
+def _members_from(value: object, path: str) -> tuple[str, ...] | None:
+    """A field record's member extensions (validated: they become parts of member names)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 16
+        or not all(isinstance(e, str) and _MEMBER_EXT.fullmatch(e) and ".." not in e for e in value)
+    ):
+        raise SchemaError(f"bad member extensions {value!r} at {path}", path=path)
+    return tuple(value)
+
+
+def _member_extensions(sample_type: type) -> dict[str, tuple[str, ...]] | None:
+    """Field name -> declared extensions when the type uses member layout (some field was
+    declared with ``atdata.member``), else None."""
+    if not dataclasses.is_dataclass(sample_type):
+        return None
+    declared = {
+        f.name: f.metadata["atdata.member"]
+        for f in dataclasses.fields(sample_type)
+        if "atdata.member" in f.metadata
+    }
+    return declared or None
 
 
 def _docstring(sample_type: type) -> str | None:

@@ -23,7 +23,7 @@ from .sample import DictSample
 from .shards.info import ShardInfo
 from .shards.offsets import OFFSETS_SUFFIX
 from .shards.sink import LocalFileSink, ShardSink
-from .shards.writer import ShardWriter
+from .shards.writer import Layout, ShardWriter
 
 __all__ = ["WrittenDataset", "rollover_pattern", "write_samples"]
 
@@ -64,6 +64,7 @@ def write_samples(
     maxcount: int = ...,
     maxsize: int | None = ...,
     key_field: str | None = ...,
+    layout: Layout | None = ...,
 ) -> WrittenDataset[DictSample]: ...
 
 
@@ -75,6 +76,7 @@ def write_samples(
     maxcount: int = ...,
     maxsize: int | None = ...,
     key_field: str | None = ...,
+    layout: Layout | None = ...,
 ) -> WrittenDataset[T]: ...
 
 
@@ -85,11 +87,17 @@ def write_samples(
     maxcount: int = 10_000,
     maxsize: int | None = None,
     key_field: str | None = None,
+    layout: Layout | None = None,
 ) -> WrittenDataset[Any]:
     """Write ``samples`` to ``path`` (one file, or a ``%06d`` pattern); returns a Dataset over them.
 
     Memory stays bounded by one sample: the input is consumed as a stream. See the module
     docstring for how a single-file path rolls over.
+
+    ``layout``: by default the sample type's (one ``.msgpack`` member per sample, or one member
+    per field for types declared with :func:`atdata.member`); ``"members"`` also writes dicts
+    and DictSamples as one member per key (``{"jpg": b"...", "cls": 3}``), readable by
+    WebDataset's own decoders.
 
     >>> import tempfile, os, atdata
     >>> d = tempfile.mkdtemp()
@@ -122,7 +130,12 @@ def write_samples(
 
     writer: ShardWriter[Any]
     with ShardWriter(
-        pattern, maxcount=maxcount, maxsize=maxsize, key_field=key_field, sink_factory=sink_for
+        pattern,
+        maxcount=maxcount,
+        maxsize=maxsize,
+        key_field=key_field,
+        sink_factory=sink_for,
+        layout=layout,
     ) as writer:
         writer.write_all(typed(samples))
     infos = list(writer.shards)

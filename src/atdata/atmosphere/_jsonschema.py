@@ -63,6 +63,8 @@ def _object_body(fields: tuple[Field, ...]) -> dict[str, Any]:
         prop = _property(f.type)
         if f.type.optional == f.required:  # differs from "optional iff not required"
             prop["nullable"] = f.type.optional
+        if f.members is not None:  # member layout: the tar member extensions (ours)
+            prop["members"] = list(f.members)
         props[f.name] = prop
         if f.required:
             required.append(f.name)
@@ -194,7 +196,11 @@ def _fields(body: Mapping[str, Any], path: str, depth: int, counter: list[int]) 
         ftype["optional"] = bool(ftype.get("optional")) or (
             nullable if nullable is not None else not is_required
         )
-        out.append({"name": fname, "type": ftype, "required": is_required})
+        field: dict[str, Any] = {"name": fname, "type": ftype, "required": is_required}
+        members = prop.get("members") if isinstance(prop, Mapping) else None
+        if members is not None:  # validated by Schema.from_dict
+            field["members"] = members
+        out.append(field)
     return out
 
 

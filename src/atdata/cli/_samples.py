@@ -14,6 +14,7 @@ import numpy as np
 
 from ..codec import decode_array, unpack_map
 from ..errors import SchemaError
+from ..members import decode_member
 from ..schema import Field, FieldType, Schema
 from ..shards.reader import iter_members, load_offsets, scan_offsets
 from ..shards.tar import split_name
@@ -23,6 +24,7 @@ from ..sources import open_source
 __all__ = [
     "INFERRED_NAME",
     "ShardSummary",
+    "MemberFields",
     "decode_fields",
     "display_value",
     "expand_shards",
@@ -77,22 +79,33 @@ def summarize_shard(url: str) -> ShardSummary:
     return ShardSummary(url, len(index), size, index.sha256, indexed)
 
 
+class MemberFields(dict[str, Any]):
+    """The fields of a sample stored in member layout (no ``.msgpack`` member): one per
+    member, named by its extension."""
+
+
 def iter_raw_samples(urls: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(key, fields)`` of every sample, in order: the msgpack map's fields, plus any other
-    members of the same key as ``bytes`` under their suffix (plain WebDataset shards)."""
+    members of the same key under their suffix, decoded by it (text, class labels, JSON,
+    ``.npy``; ``bytes`` otherwise or when they do not decode). A sample with no ``.msgpack``
+    member comes as :class:`MemberFields`."""
     for url in urls:
         key: str | None = None
-        parts: dict[str, Any] = {}
+        parts: dict[str, Any] = MemberFields()
         for member, body in iter_members(url):
             mkey, suffix = split_name(member.name)
             if mkey != key:
                 if key is not None:
                     yield key, parts
-                key, parts = mkey, {}
+                key, parts = mkey, MemberFields()
             if suffix == _SAMPLE_SUFFIX:
+                parts = dict(parts)
                 parts.update(unpack_map(body, views=False))
             else:
-                parts[suffix] = bytes(body)
+                try:
+                    parts[suffix] = decode_member(suffix, body)
+                except SchemaError:
+                    parts[suffix] = bytes(body)
         if key is not None:
             yield key, parts
 
@@ -110,6 +123,8 @@ def decode_fields(fields: dict[str, Any], schema: Schema | None) -> dict[str, An
     declared: dict[str, FieldType] = {}
     if schema is not None:
         declared = {f.name: f.type for f in schema.fields}
+        if schema.layout == "members" and isinstance(fields, MemberFields):
+            fields = _by_field(fields, schema)
     out: dict[str, Any] = {}
     for name, value in fields.items():
         ftype = declared.get(name)
@@ -119,12 +134,26 @@ def decode_fields(fields: dict[str, Any], schema: Schema | None) -> dict[str, An
     return out
 
 
+def _by_field(members: MemberFields, schema: Schema) -> dict[str, Any]:
+    """A member-layout sample's members under the schema's field names (first extension
+    present; None when none is)."""
+    out: dict[str, Any] = {}
+    for f in schema.fields:
+        found = next((e for e in f.members or (f.name,) if e in members), None)
+        out[f.name] = members[found] if found is not None else None
+    return out
+
+
 def infer_schema(fields: dict[str, Any]) -> Schema:
     """The schema one sample's fields suggest (dtype and exact shape from its arrays)."""
     decoded = decode_fields(fields, None)
+    members = isinstance(fields, MemberFields)
     return Schema(
         name=INFERRED_NAME,
-        fields=tuple(Field(name, _infer_type(value)) for name, value in decoded.items()),
+        fields=tuple(
+            Field(name, _infer_type(value), members=(name,) if members else None)
+            for name, value in decoded.items()
+        ),
     )
 
 

@@ -71,6 +71,12 @@ def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None
         _inspect_shards(target, as_json)
 
 
+def _layout_text(schema: "Schema | None") -> str:
+    if schema is not None and schema.layout == "members":
+        return "members (one tar member per field: WebDataset style)"
+    return "msgpack (one .msgpack member per sample)"
+
+
 def _inspect_shards(text: str, as_json: bool) -> None:
     urls = expand_shards(text)
     summaries = [summarize_shard(u) for u in urls]
@@ -88,6 +94,7 @@ def _inspect_shards(text: str, as_json: bool) -> None:
                 "size": size,
                 "schema": schema.to_dict() if schema is not None else None,
                 "schema_inferred": True,
+                "layout": schema.layout if schema is not None else None,
                 "shards": [s.to_dict() for s in summaries],
             }
         )
@@ -99,6 +106,7 @@ def _inspect_shards(text: str, as_json: bool) -> None:
             ("samples", f"{count:,}"),
             ("shards", f"{len(summaries)}"),
             ("size", human_size(size)),
+            ("layout", _layout_text(schema)),
             (
                 "counts from",
                 "offset indexes (.idx sidecars)"
@@ -148,6 +156,7 @@ def _inspect_entry(target: Target, as_json: bool) -> None:
                 "size": entry.size,
                 "schema_ref": entry.schema_ref,
                 "schema": record.schema.to_dict() if record is not None else None,
+                "layout": record.schema.layout if record is not None else None,
                 "versions": versions,
                 "labels": labels,
                 "shards": [s.to_dict() for s in entry.shards],
@@ -168,6 +177,8 @@ def _inspect_entry(target: Target, as_json: bool) -> None:
         ("cid", entry.cid),
         ("shards live", _where(entry, where)),
     ]
+    if record is not None:
+        facts.append(("layout", _layout_text(record.schema)))
     if labels:
         facts.append(("labels", ", ".join(labels)))
     if entry.description:

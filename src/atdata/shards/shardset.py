@@ -19,6 +19,7 @@ from typing import Any
 from .._redact import redact
 from ..errors import AtdataWarning, ShardError
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
+from . import scancache
 from .offsets import OFFSETS_SUFFIX, OffsetIndex, sidecar_limit
 from .reader import scan_offsets
 
@@ -69,6 +70,8 @@ class ShardSet:
         self._keys: dict[str, tuple[int, int]] | None = None
         self._no_sidecar: set[int] = set()
         self._distrusted: set[int] = set()
+        self._from_cache: set[int] = set()  # indexes taken from the scan cache
+        self._scan_only: set[int] = set()  # a cached scan proved wrong: scan, don't look it up
 
     def __reduce__(
         self,
@@ -177,24 +180,45 @@ class ShardSet:
             idx = self.sidecar(i)
         if idx is None:
             src = self.source(i)
+            path, digest = _peek_local_path(src), self.expectation(i).sha256
+            if i not in self._scan_only:
+                idx = scancache.load(src, path, digest)
+                if idx is not None:
+                    self._from_cache.add(i)
+                    self._offsets[i] = idx
+                    return idx
             if i not in self._distrusted:
                 warnings.warn(
                     redact(
                         f"shard {src.url} has no offset index ({src.url}{OFFSETS_SUFFIX}); "
-                        "scanning it once. Shards written by atdata have one."
+                        "scanning it once (the result is cached under $ATDATA_HOME/offsets). "
+                        "Shards written by atdata have one."
                     ),
                     AtdataWarning,
                     stacklevel=4,
                 )
             idx = scan_offsets(src, max_size=self.known_size(i))
+            scancache.save(src, path, digest, idx)
             self._offsets[i] = idx
         return idx
 
     def rescan(self, i: int, reason: str) -> bool:
         """Drop shard ``i``'s index after a read found it wrong; False if it was a scan already
         scanned again (the shard itself changed or is corrupt)."""
-        was_sidecar = i in self._from_sidecar
-        if was_sidecar:
+        was_sidecar = i in self._from_sidecar or i in self._from_cache
+        if i in self._from_cache:
+            self._from_cache.discard(i)
+            self._scan_only.add(i)
+            scancache.forget(_peek_local_path(self.source(i)), self.expectation(i).sha256)
+            warnings.warn(
+                redact(
+                    f"the cached scan of shard {self.source(i).url} is not used: {reason}. "
+                    "Scanning the shard again."
+                ),
+                AtdataWarning,
+                stacklevel=4,
+            )
+        elif was_sidecar:
             self._from_sidecar.discard(i)
             self._distrust(i, reason)
         self._offsets.pop(i, None)

@@ -10,26 +10,29 @@ import hashlib
 import re
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgpack
 import numpy as np
 
 from ..codec import Codec, codec_for, encode_array
 from ..errors import InvalidArgumentError, SchemaError
+from ..members import MemberLayout, encode_members, member_layout
 from ..sample import DictSample
 from .info import Checksum, ShardInfo
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
-__all__ = ["ShardWriter"]
+__all__ = ["Layout", "ShardWriter"]
 
 T = TypeVar("T")
 _SUFFIX = b".msgpack"
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9_\-:@+=,~]+$")
 _END_OF_ARCHIVE = bytes(2 * BLOCK)
 _LARGE_BODY = 1 << 16
+Layout = Literal["msgpack", "members"]
+Members = list[tuple[str, bytes]]
 
 
 def _default_hook(value: Any) -> Any:
@@ -50,6 +53,11 @@ class ShardWriter(Generic[T]):
     ...         w.write(DictSample(i=i))
     >>> [s.count for s in w.shards]
     [2, 1]
+
+    The layout follows the sample type: one ``<key>.msgpack`` member per sample, or, for types
+    declared with :func:`atdata.member`, one member per field (``<key>.jpg``, ``<key>.cls``,
+    ...) that WebDataset tools read with their own decoders. ``layout="members"`` writes dicts
+    and DictSamples that way too, each key of the sample being a member's extension.
     """
 
     def __init__(
@@ -61,7 +69,10 @@ class ShardWriter(Generic[T]):
         key_field: str | None = None,
         sink_factory: SinkFactory | None = None,
         start_shard: int = 0,
+        layout: Layout | None = None,
     ) -> None:
+        if layout not in (None, "msgpack", "members"):
+            raise InvalidArgumentError(f"layout must be 'msgpack' or 'members', not {layout!r}")
         if maxcount < 1:
             raise InvalidArgumentError("maxcount must be at least 1")
         if maxsize is not None and maxsize < BLOCK * 4:
@@ -78,6 +89,11 @@ class ShardWriter(Generic[T]):
         self.maxcount = maxcount
         self.maxsize = maxsize
         self.key_field = key_field
+        self.layout = layout
+        self._members: MemberLayout | None = None
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._grouped = False
         self._sink_factory: SinkFactory = sink_factory or LocalFileSink
         self._shard_number = start_shard
         self._sample_number = 0
@@ -137,7 +153,7 @@ class ShardWriter(Generic[T]):
             self.abort()
 
     # -- internals ----------------------------------------------------------------------------
-    def _encode(self, sample: Any) -> bytes:
+    def _encode(self, sample: Any) -> bytes | Members:
         cls = type(sample)
         if cls is not self._sample_type:
             if self._sample_type is not None:
@@ -149,6 +165,22 @@ class ShardWriter(Generic[T]):
                 self._codec = None
             else:
                 self._codec = codec_for(cls)
+                self._members = member_layout(cls)
+                if self.layout == "msgpack" and self._members is not None:
+                    raise InvalidArgumentError(
+                        f"{cls.__name__} declares member fields (atdata.member): it is written "
+                        "in member layout"
+                    )
+                if self.layout == "members" and self._members is None:
+                    raise InvalidArgumentError(
+                        f"{cls.__name__} is a msgpack sample type: declare its fields with "
+                        "atdata.member(...) to write it in member layout"
+                    )
+        if self._members is not None:
+            return self._members.encode(sample)
+        if self._codec is None and self.layout == "members":
+            data = sample.to_dict() if isinstance(sample, DictSample) else sample
+            return encode_members(data)
         if self._codec is None:
             data = sample.to_dict() if isinstance(sample, DictSample) else sample
             try:
@@ -180,8 +212,18 @@ class ShardWriter(Generic[T]):
     def _shard_location(self) -> str:
         return self.pattern % self._shard_number
 
-    def _append(self, key: str, body: bytes) -> None:
-        member_size = BLOCK + len(body) + (-len(body)) % BLOCK
+    def _append(self, key: str, body: bytes | Members) -> None:
+        parts: Members = [("msgpack", body)] if isinstance(body, bytes) else body
+        if not isinstance(body, bytes):
+            self._grouped = True
+            if not parts:
+                raise SchemaError(f"sample {key!r} has no members to write")
+            for ext, _data in parts:
+                if len(key) + 1 + len(ext) > MAX_NAME:
+                    raise SchemaError(
+                        f"member name {key}.{ext} is longer than a tar name ({MAX_NAME} bytes)"
+                    )
+        member_size = sum(BLOCK + len(d) + (-len(d)) % BLOCK for _e, d in parts)
         if self._sink is not None and (
             len(self._keys) >= self.maxcount
             or (self.maxsize is not None and self._pos + member_size + 2 * BLOCK > self.maxsize)
@@ -198,26 +240,30 @@ class ShardWriter(Generic[T]):
             self._seen.add(key)
         sink = self._sink
         assert sink is not None
-        header = encode_header(key.encode() + _SUFFIX, len(body))
-        pad = padding(len(body))
-        if len(body) < _LARGE_BODY:
-            chunk = b"".join((header, body, pad))
-            sink.write(chunk)
-            self._hash.update(chunk)
-        else:
-            for piece in (header, body, pad):
-                sink.write(piece)
-                self._hash.update(piece)
+        for ext, data in parts:
+            header = encode_header(f"{key}.{ext}".encode(), len(data))
+            pad = padding(len(data))
+            if len(data) < _LARGE_BODY:
+                chunk = b"".join((header, data, pad))
+                sink.write(chunk)
+                self._hash.update(chunk)
+            else:
+                for piece in (header, data, pad):
+                    sink.write(piece)
+                    self._hash.update(piece)
         self._keys.append(key)
         self._offsets.append(self._pos)
-        self._sizes.append(len(body))
+        self._sizes.append(len(parts[0][1]))
+        self._starts.append(self._pos)
         self._pos += member_size
+        self._ends.append(self._pos)
 
     def _open_shard(self) -> None:
         self._sink = self._sink_factory(self._shard_location())
         self._hash = hashlib.sha256()
         self._pos = 0
         self._keys, self._offsets, self._sizes = [], [], []
+        self._starts, self._ends = [], []
         self._seen = set()
 
     def _finish_shard(self) -> None:
@@ -241,6 +287,9 @@ class ShardWriter(Generic[T]):
             np.asarray(self._sizes, dtype=np.int64),
             shard_size=size,
             sha256=digest,
+            # member layout: version 2, with each key group's span
+            starts=np.asarray(self._starts, dtype=np.int64) if self._grouped else None,
+            ends=np.asarray(self._ends, dtype=np.int64) if self._grouped else None,
         )
         side = self._sink_factory(sink.location + OFFSETS_SUFFIX)
         sidecar = index.to_bytes()

@@ -130,7 +130,7 @@ class _Readers:
         self.rank = owner.dataset.rank
         self.plan_lock = threading.Lock()  # the order caches permutations: one caller at a time
         self.reader = PlanReader(ds)  # the checked path: stages, bad samples, on_error
-        self.fast = not ds._stages
+        self.fast = not self.reader.staged  # member layout: the checked path too
         self.names = tuple(self.reader.output_names)
         # one slot reader per thread: its mapping cache is not shared between threads
         self.slots = [SlotReader(ds.shards) for _ in range(owner.threads)]
