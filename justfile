@@ -58,9 +58,9 @@ bench-index *args:
     uv run python -m benchmarks.b6_index {{args}}
     uv run python -m benchmarks.b5_access
 
-# query benchmarks: manifests and queries come in a later issue; there is nothing to run yet
-bench-query:
-    @echo "bench-query: no query benchmark exists yet (manifests/queries are a later issue); nothing to run"
+# B9: selective queries (manifests) vs full scan, atdata 0.7 QueryExecutor and DuckDB; --samples 100000 for 1/10 scale
+bench-query *args:
+    uv run python -m benchmarks.b9_query {{args}}
 
 # store the newest results-*.json (or --from FILE) as a named run with machine and git commit
 bench-save name *args:

@@ -23,6 +23,7 @@ EXPECTED = {
     "test_with_atdata_fixtures.py": "2 passed",
     "train_torch.py": "resumed at step 10: epoch 0, 640 of 2000 samples done",
     "train_ddp.py": "2 ranks trained 2 epochs in lockstep",
+    "query.py": "label 3 with score > 0.5: 52 samples, all label 3: True",
 }
 
 

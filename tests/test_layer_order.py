@@ -10,7 +10,7 @@ from import_graph import imports, modules, owning_module
 
 # Bottom first. An entry names a module, or a package and everything under it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("data", ["atdata.lexicons", "atdata._redact"]),
+    ("data", ["atdata.lexicons", "atdata._redact", "atdata._clock", "atdata._fs"]),
     ("errors", ["atdata.errors", "atdata._optional"]),
     ("schema", ["atdata.schema", "atdata._npy", "atdata._msgpack_view"]),
     (
@@ -25,8 +25,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("sources", ["atdata.sources"]),
-    ("shards", ["atdata.shards"]),
-    ("views", ["atdata.lens", "atdata.batch", "atdata.plan"]),
+    ("shards", ["atdata.shards", "atdata.manifest"]),
+    ("views", ["atdata.lens", "atdata.batch", "atdata.plan", "atdata.query", "atdata.queryplan"]),
     (
         "datasets",
         [

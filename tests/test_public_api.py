@@ -21,6 +21,7 @@ PUBLIC_API = sorted(
         "DictSample",
         "Index",
         "IndexUnavailableError",
+        "Indexed",
         "IntegrityError",
         "InvalidArgumentError",
         "Lens",

@@ -73,7 +73,9 @@ def test_both_keep_their_own_samples_and_removal_leaves_the_other(
     assert second.verify("frames@1") == []
     keys = s3.keys()
     b_keys = sorted(
-        u.removeprefix(f"s3://{s3.bucket}/") + sfx for u in b.urls for sfx in ("", ".idx")
+        u.removeprefix(f"s3://{s3.bucket}/") + sfx
+        for u in b.urls
+        for sfx in ("", ".idx", ".manifest")
     )
     assert keys == b_keys  # exactly the second's shards and sidecars are left
     second.remove("frames@1")

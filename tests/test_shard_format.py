@@ -51,7 +51,9 @@ def test_rollover_by_maxcount(tmp_path: Path) -> None:
     infos = atdata.write_samples(_recs(25), str(tmp_path / "s-%06d.tar"), maxcount=10).shard_infos
     assert [i.count for i in infos] == [10, 10, 5]
     assert [i.url for i in infos] == [str(tmp_path / f"s-{n:06d}.tar") for n in range(3)]
-    assert _files(tmp_path) == [f"s-{n:06d}.tar{ext}" for n in range(3) for ext in ("", ".idx")]
+    assert _files(tmp_path) == [
+        f"s-{n:06d}.tar{ext}" for n in range(3) for ext in ("", ".idx", ".manifest")
+    ]
     for info in infos:
         assert len(_tar_members(info.url)) == info.count
 
@@ -138,7 +140,7 @@ def test_duplicate_keys_in_a_shard_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="duplicate") as info:
         atdata.write_samples(samples, str(tmp_path / "s-%06d.tar"), key_field="k", maxcount=2)
     assert info.value.path == "$.k"
-    assert _files(tmp_path) == ["s-000000.tar", "s-000000.tar.idx"]
+    assert _files(tmp_path) == ["s-000000.tar", "s-000000.tar.idx", "s-000000.tar.manifest"]
 
 
 def test_one_writer_holds_one_sample_type(tmp_path: Path) -> None:
@@ -186,7 +188,7 @@ def test_sha256_and_size_match_the_file(tmp_path: Path) -> None:
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     atdata.write_samples(_recs(17), str(tmp_path / "s-%06d.tar"), maxcount=4)
     assert all(not n.startswith(".") and ".tmp" not in n for n in _files(tmp_path))
-    assert len(_files(tmp_path)) == 2 * 5
+    assert len(_files(tmp_path)) == 3 * 5  # shard, offset index, manifest
 
 
 def test_an_exception_inside_the_writer_leaves_no_partial_shard(tmp_path: Path) -> None:
@@ -198,7 +200,10 @@ def test_an_exception_inside_the_writer_leaves_no_partial_shard(tmp_path: Path) 
             w.write(r)
         raise RuntimeError("boom")
     # shard 0 was finished (3 samples) before the failure; shard 1 (2 samples) never appears
-    assert _files(tmp_path) == ["s-000000.tar", "s-000000.tar.idx"]
+    assert _files(tmp_path) == [
+        "s-000000.tar",
+        "s-000000.tar.idx",
+    ]  # ShardWriter alone: no manifest
     assert [s.count for s in w.shards] == [3]
     assert (
         w.shards[0].checksum.digest

@@ -151,3 +151,25 @@ def test_stopping_early_stops_the_readers(tmp_path: Path) -> None:
     next(it)
     it.close()  # the training loop breaks out
     assert not [t for t in threading.enumerate() if t.name.startswith("atdata-feed-")]
+
+
+@atdata.packable
+class Blob:
+    label: int
+    payload: Any  # untyped: a large bytes value arrives as a top-level msgpack bin
+
+
+def test_untyped_fields_arrive_as_bytes_like_from_the_loader(tmp_path: Path) -> None:
+    """Large bodies are decoded without copying; the feed still hands out bytes, not views
+    into the shard mapping, exactly as the regular loader does."""
+    samples = [Blob(i, bytes([i]) * 70_000) for i in range(12)]
+    atdata.write_samples(samples, str(tmp_path / "b-%06d.tar"), maxcount=12)
+    ds = atdata.Dataset[Blob](str(tmp_path / "b-*.tar"))
+    fed = [
+        (label, p)
+        for b in feed(ds, 4, drop_last=False)
+        for label, p in zip(b["label"].tolist(), b["payload"], strict=True)
+    ]
+    loaded = [(s.label, s.payload) for s in ds.ordered()]
+    assert sorted(fed) == loaded == [(i, bytes([i]) * 70_000) for i in range(12)]
+    assert {type(p) for _, p in fed} == {bytes}

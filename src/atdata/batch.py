@@ -8,7 +8,7 @@ a ``map``/``filter`` produced them. Array fields whose shapes or dtypes differ w
 
 import operator
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from typing import Any, Generic, TypeVar, cast
 
@@ -19,7 +19,15 @@ from .codec import Codec, check_dtype_shape, codec_for, decode_array, parse_arra
 from .errors import SchemaError
 from .schema import FieldType
 
-__all__ = ["ArrayPool", "Collator", "SampleBatch", "collate_maps", "collate_samples", "column_plan"]
+__all__ = [
+    "ArrayPool",
+    "Collator",
+    "SampleBatch",
+    "collate_columns",
+    "collate_maps",
+    "collate_samples",
+    "column_plan",
+]
 
 T = TypeVar("T")
 
@@ -143,30 +151,8 @@ class Collator(Generic[T]):
         self.pool = ArrayPool()
 
     def collate(self, maps: list[Any], keys: list[str]) -> SampleBatch[T] | None:
-        if set(map(type, maps)) != _DICT_ONLY or not all(
-            map(operator.eq, map(dict.keys, maps), repeat(self._names))
-        ):
-            return None
-        columns: dict[str, Any] = {}
-        for kind, name, spec in self._columns:
-            col = list(map(operator.itemgetter(name), maps))
-            if kind == "scalar":
-                if not set(map(type, col)) <= spec:
-                    return None
-            elif kind == "array":
-                col = self._stack(col, spec, f"$.{name}")
-                if col is None:
-                    return None
-            elif kind == "any":
-                if memoryview in set(map(type, col)):  # a large body's top-level bin values
-                    col = [bytes(v) if type(v) is memoryview else v for v in col]
-            elif kind == "convert":
-                try:
-                    col = [spec(v, f"$.{name}") for v in col]
-                except SchemaError:
-                    return None
-            columns[name] = col
-        return SampleBatch(self.codec, columns, keys)
+        columns = collate_columns(maps, self._names, self._columns, self._stack)
+        return None if columns is None else SampleBatch(self.codec, columns, keys)
 
     def _stack(self, col: list[Any], ftype: FieldType, path: str) -> Any:
         first = col[0]
@@ -274,6 +260,45 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
             ) from None
         columns[name] = _stack_arrays(values, f"$.{name}") if name in codec.array_fields else values
     return SampleBatch(codec, columns, keys)
+
+
+def collate_columns(
+    maps: list[Any],
+    names: frozenset[str],
+    plan: list[tuple[str, str, Any]],
+    stack: Callable[[list[Any], Any, str], Any],
+) -> dict[str, Any] | None:
+    """Field name -> column of a batch of decoded maps, checked column by column; None when
+    anything does not fit (a map that is not a dict with exactly ``names``, a value of the wrong
+    type, an array column ``stack`` cannot stack), so that the caller checks sample by sample.
+
+    ``plan`` comes from :func:`column_plan`; ``stack(column, field_type, path)`` builds an array
+    column or returns None. Shared by :class:`Collator` and the torch feed's collator.
+    """
+    if set(map(type, maps)) != _DICT_ONLY or not all(
+        map(operator.eq, map(dict.keys, maps), repeat(names))
+    ):
+        return None
+    columns: dict[str, Any] = {}
+    for kind, name, spec in plan:
+        col = list(map(operator.itemgetter(name), maps))
+        if kind == "scalar":
+            if not set(map(type, col)) <= spec:
+                return None
+        elif kind == "array":
+            col = stack(col, spec, f"$.{name}")
+            if col is None:
+                return None
+        elif kind == "any":
+            if memoryview in set(map(type, col)):  # a large body's top-level bin values
+                col = [bytes(v) if type(v) is memoryview else v for v in col]
+        elif kind == "convert":
+            try:
+                col = [spec(v, f"$.{name}") for v in col]
+            except SchemaError:
+                return None
+        columns[name] = col
+    return columns
 
 
 def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:

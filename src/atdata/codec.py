@@ -27,6 +27,7 @@ __all__ = [
     "codec_for",
     "decode_array",
     "encode_array",
+    "field_defaults",
     "parse_array_header",
     "unpack_map",
 ]
@@ -355,7 +356,7 @@ class Codec(Generic[T]):
         ]
         self._paths = {f.name: f"$.{f.name}" for f in schema.fields}
         self._optional = {f.name for f in schema.fields if not f.required or f.type.optional}
-        self._defaults = _defaults_of(sample_type)
+        self._defaults = field_defaults(sample_type)
         self._packer = msgpack.Packer(use_bin_type=True)
 
     # -- encode -----------------------------------------------------------------------------
@@ -469,7 +470,8 @@ def unpack_map(body: bytes | memoryview, *, views: bool = True) -> dict[str, Any
     return data
 
 
-def _defaults_of(sample_type: type) -> dict[str, Callable[[], Any]]:
+def field_defaults(sample_type: type) -> dict[str, Callable[[], Any]]:
+    """Field name -> a callable giving its default, for the dataclass fields that have one."""
     import dataclasses
 
     out: dict[str, Callable[[], Any]] = {}

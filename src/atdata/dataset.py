@@ -26,6 +26,7 @@ from .shards.urls import expand_urls
 from .sources import ShardCache
 
 if TYPE_CHECKING:
+    from .query import Expr, Fields
     from .torch import TorchDataset
 
 __all__ = ["Dataset", "Loader"]
@@ -113,6 +114,65 @@ class Dataset(Generic[ST]):
     def filter(self, predicate: Callable[[ST], bool]) -> "Dataset[ST]":
         """Keep samples for which ``predicate`` is true (in every mode)."""
         return self._derive(self.sample_type, Stage("filter", predicate))
+
+    # -- queries (atdata.queryplan) ------------------------------------------------------------
+    @property
+    def fields(self) -> "Fields":
+        """The samples' fields, for query expressions: ``ds.where(ds.fields.label == 3)``."""
+        from .query import Fields
+
+        names: tuple[str, ...] | None = None
+        if self.sample_type is not DictSample:  # schema-free samples: any name may exist
+            try:
+                names = codec_for(self.sample_type).names
+            except (SchemaError, TypeError):
+                names = None
+        return Fields(names)
+
+    def where(self, query: "Expr | str") -> "Dataset[ST]":
+        """The samples matching ``query`` (an expression from :attr:`fields`, or a string such
+        as ``"label == 3 and score > 0.9"``): exactly what :meth:`filter` with the same test
+        yields, in every mode and order, but shards whose manifests rule the query out are not
+        opened and inside the others only the matching members are read."""
+        from .query import as_expr
+        from .queryplan import QueryFilter, query_of
+
+        expr = as_expr(query, self.fields._names)
+        own, _plain = query_of(self)
+        if own is not None:  # where().where(): one query, both conditions
+            out = self._derive(self.sample_type, None)
+            out._decode_type = self._decode_type
+            out._stages = (Stage("filter", QueryFilter(own & expr)),)
+            return out
+        if self._stages:
+            return self.filter(QueryFilter(expr).__call__)
+        return self._derive(self.sample_type, Stage("filter", QueryFilter(expr)))
+
+    def count(self, query: "Expr | str | None" = None) -> int:
+        """How many samples match ``query`` (all: None), from the manifests where they answer."""
+        from .query import as_expr
+        from .queryplan import count_matching
+
+        return count_matching(self, None if query is None else as_expr(query, self.fields._names))
+
+    def select(self, fields: Sequence[str]) -> dict[str, list[Any]]:
+        """Columns of the samples' ``fields`` (``"__key__"``: keys), in storage order; from the
+        manifests when every shard has one holding those fields, else by reading."""
+        from .queryplan import select_columns
+
+        return select_columns(self, fields)
+
+    def to_arrow(self, fields: Sequence[str]) -> Any:
+        """:meth:`select` as a ``pyarrow.Table`` (needs ``pip install 'atdata[arrow]'``)."""
+        from .queryplan import to_arrow
+
+        return to_arrow(self, fields)
+
+    def _subset(self, shard_numbers: Sequence[int]) -> "Dataset[ST]":
+        urls = [self._shards.urls[i] for i in shard_numbers]
+        out: Dataset[ST] = Dataset(ShardSet(urls, self._shards.factory), self._source_type)
+        out.on_error = self.on_error
+        return out
 
     def as_type(self, view: type[VT], *, registry: Any = None) -> "Dataset[VT]":
         """View every sample as ``view`` through the lens registry (composing lenses if needed)."""

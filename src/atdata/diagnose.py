@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
 
+from ._optional import install_command
 from ._redact import redact
 from .errors import AtdataError
 from .index.providers.base import Provider
-from .index.providers.url import INDEX_URL_ENV, provider_from_url, redact_url
+from .index.providers.url import INDEX_URL_ENV, provider_from_url
 
 __all__ = [
     "Check",
@@ -138,14 +139,14 @@ def diagnose(
     try:
         opened = provider_from_url(url)
     except ImportError as exc:
-        checks.append(Check("index", "fail", f"cannot open {redact_url(url)}: {exc}"))
+        checks.append(Check("index", "fail", f"cannot open {redact(url)}: {exc}"))
         return Report(tuple(checks))
     except AtdataError as exc:
         checks.append(
             Check(
                 "index",
                 "fail",
-                f"cannot open {redact_url(url)}: {exc}",
+                f"cannot open {redact(url)}: {exc}",
                 "check the URL, that the server runs, and the credentials",
             )
         )
@@ -356,7 +357,7 @@ def _extras() -> list[Check]:
                     f"extra.{extra}",
                     "skip",
                     f"not installed ({', '.join(missing)} missing)",
-                    f"pip install 'atdata[{extra}]' if you need it",
+                    f"{install_command(extra)} if you need it",
                 )
             )
         else:

@@ -13,7 +13,6 @@ a problem are the batch's samples checked one by one, to name the bad one and ap
 """
 
 import random
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +23,7 @@ import numpy as np
 
 from .batch import Collator, SampleBatch, collate_maps, collate_samples
 from .codec import Codec, codec_for, unpack_map
-from .errors import AtdataWarning, InvalidArgumentError, SchemaError, ShardError
+from .errors import InvalidArgumentError, SchemaError, ShardError
 from .members import decode_member, member_layout
 from .plan import (
     Consumer,
@@ -36,6 +35,7 @@ from .plan import (
     make_plan,
 )
 from .planreader import (
+    DROPPED,
     PlanReader,
     Progress,
     Readable,
@@ -44,6 +44,8 @@ from .planreader import (
     iter_layout,
     iter_sequential,
     located,
+    run_stages,
+    skip_or_raise,
 )
 from .sample import DictSample
 from .shards.reader import SampleChunk, iter_members, iter_sample_chunks, max_stream_member
@@ -362,11 +364,7 @@ class Loader(Generic[ST]):
             self._handle(exc)
 
     def _handle(self, exc: Exception) -> None:
-        policy = self.dataset.on_error
-        if policy == "raise":
-            raise exc
-        if policy == "warn":
-            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=3)
+        skip_or_raise(self.dataset.on_error, exc, stacklevel=3)
 
     # -- samples ---------------------------------------------------------------------------------
     def _samples(
@@ -389,14 +387,9 @@ class Loader(Generic[ST]):
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))
                 continue
-            keep = True
-            for stage in stages:
-                if stage.kind == "map":
-                    sample = stage.fn(sample)
-                elif not stage.fn(sample):
-                    keep = False
-                    break
-            if keep:
+            if stages:
+                sample = run_stages(stages, sample)
+            if sample is not DROPPED:
                 if progress is not None:
                     progress.delivered += 1
                     progress.slot = (url, offset)

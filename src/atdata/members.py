@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .codec import field_defaults
 from .errors import InvalidArgumentError, SchemaError
 
 __all__ = [
@@ -301,7 +302,7 @@ class MemberLayout:
         codec: Any = codec_for(sample_type)
         self.sample_type = sample_type
         self.codec = codec
-        defaults = _defaults(sample_type)
+        defaults = field_defaults(sample_type)
         plans = []
         for f in codec.schema.fields:
             if f.type.kind == "sample":
@@ -407,23 +408,8 @@ def encode_members(data: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     return out
 
 
-def _constant(value: Any) -> Callable[[], Any]:
-    return lambda: value
-
-
 def _none() -> None:
     return None
-
-
-def _defaults(sample_type: type) -> dict[str, Callable[[], Any]]:
-    out: dict[str, Callable[[], Any]] = {}
-    if dataclasses.is_dataclass(sample_type):
-        for f in dataclasses.fields(sample_type):
-            if f.default is not dataclasses.MISSING:
-                out[f.name] = _constant(f.default)
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f.name] = f.default_factory
-    return out
 
 
 def member_layout(sample_type: type) -> MemberLayout | None:

@@ -50,6 +50,7 @@ class Readable(Protocol):
 _ZERO_COPY_MIN = 1 << 16
 
 __all__ = [
+    "DROPPED",
     "PlanReader",
     "Progress",
     "Readable",
@@ -58,7 +59,32 @@ __all__ = [
     "iter_layout",
     "iter_sequential",
     "located",
+    "run_stages",
+    "skip_or_raise",
 ]
+
+#: What :func:`run_stages` returns for a sample that a filter dropped.
+DROPPED: Any = object()
+
+
+def run_stages(stages: Any, sample: Any) -> Any:
+    """``sample`` after a dataset's ``map`` and ``filter`` stages, in order; :data:`DROPPED`
+    when a filter refuses it (the later stages are not run)."""
+    for stage in stages:
+        if stage.kind == "map":
+            sample = stage.fn(sample)
+        elif not stage.fn(sample):
+            return DROPPED
+    return sample
+
+
+def skip_or_raise(on_error: str, exc: Exception, *, stacklevel: int) -> None:
+    """Apply a dataset's ``on_error`` policy to a bad sample or shard: ``"raise"`` it, ``"warn"``
+    (an AtdataWarning, ``stacklevel`` as for :func:`warnings.warn`) and skip it, or skip it."""
+    if on_error == "raise":
+        raise exc
+    if on_error == "warn":
+        warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=stacklevel + 1)
 
 
 def epoch_order(
@@ -131,20 +157,35 @@ class PlanReader:
             self.slots = GroupSlotReader(dataset.shards)
             self._decode = partial(members.decode, cap=max_stream_member())
         self.staged = bool(dataset._stages) or members is not None
+        # a leading query stage (Dataset.where) tells which members can match before reading
+        first = dataset._stages[0].fn if dataset._stages else None
+        pick = getattr(first, "selector", None)
+        self.selector: Any = pick(dataset.shards) if callable(pick) else None
+        # raw bodies are msgpack maps only in the one-member layout
+        self.prefilter: Any = getattr(first, "prefilter", None) if members is None else None
+        self._kept: Any = None  # the positions the last _read kept
+        self._unsure: Any = None  # of those, the ones no manifest selected (test before decoding)
         try:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
             self.output_names = ()
 
     def _handle(self, exc: Exception) -> None:
-        policy = self.dataset.on_error
-        if policy == "raise":
-            raise exc
-        if policy == "warn":
-            warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=4)
+        skip_or_raise(self.dataset.on_error, exc, stacklevel=4)
 
     def _read(self, order: EpochOrder, positions: "np.ndarray[Any, Any]") -> Any:
         shards, members = order.locate(positions)
+        if self.selector is not None:
+            keep = self.selector.keep(shards, members)
+            self._unsure = self.selector.unsure(shards[keep])
+            if not keep.all():
+                shards, members = shards[keep], members[keep]
+                self._kept = np.asarray(positions)[keep]
+                got = self.slots.read(shards, members)
+                for err in got.errors:
+                    self._handle(err)
+                return got
+        self._kept = positions
         got = self.slots.read(shards, members)
         for err in got.errors:
             self._handle(err)
@@ -188,13 +229,17 @@ class PlanReader:
         ``slots``, the position each one came from)."""
         got = self._read(order, positions)
         decode = self._decode
+        prefilter = self.prefilter
+        unsure = self._unsure.tolist() if prefilter is not None else None
         out: list[Any] = []
         keys: list[str] = []
-        where = positions.tolist()
+        where = np.asarray(self._kept).tolist()
         for k, key, body, (url, offset) in zip(
             got.index, got.keys, got.bodies, got.origins, strict=True
         ):
             try:
+                if unsure is not None and unsure[k] and not prefilter(body):
+                    continue
                 sample = decode(body)
             except SchemaError as exc:
                 self._handle(located(exc, url, offset, key))
@@ -202,14 +247,8 @@ class PlanReader:
             except ShardError as exc:
                 self._handle(exc)
                 continue
-            ok = True
-            for stage in self.dataset._stages:
-                if stage.kind == "map":
-                    sample = stage.fn(sample)
-                elif not stage.fn(sample):
-                    ok = False
-                    break
-            if ok:
+            sample = run_stages(self.dataset._stages, sample)
+            if sample is not DROPPED:
                 out.append(sample)
                 keys.append(key)
                 if slots is not None:
@@ -261,7 +300,8 @@ def iter_sequential(
     codec = codec_for(reader.dataset.sample_type) if batch_size is not None else None
     pending: list[Any] = []
     pending_keys: list[str] = []
-    chunk = max(batch_size or 0, 256)
+    # a query's selector drops most positions before reading: take them in larger steps
+    chunk = max(batch_size or 0, 256 if reader.selector is None else 8192)
     while pos < total:
         stop = min(pos + chunk, total)
         slots: list[int] = []

@@ -73,9 +73,14 @@ class FieldType:
     schema: "Schema | None" = None
     sample_type: type | None = dataclasses.field(default=None, compare=False, repr=False)
 
-    def describe(self) -> str:
-        """A short human-readable form, e.g. ``array[<f4, (64,)]`` or ``list[str] | None``."""
-        if self.kind == "array":
+    def describe(self, array: Callable[["FieldType"], str] | None = None) -> str:
+        """A short human-readable form, e.g. ``array[<f4, (64,)]`` or ``list[str] | None``.
+
+        ``array`` formats array types instead (here and in list items), for other audiences.
+        """
+        if self.kind == "array" and array is not None:
+            text = array(self)
+        elif self.kind == "array":
             parts = [self.dtype or "any"]
             if self.shape is not None:
                 parts.append(
@@ -83,7 +88,7 @@ class FieldType:
                 )
             text = f"array[{', '.join(parts)}]"
         elif self.kind in ("list", "dict"):
-            inner = self.item.describe() if self.item else "any"
+            inner = self.item.describe(array) if self.item else "any"
             text = f"list[{inner}]" if self.kind == "list" else f"dict[str, {inner}]"
         elif self.kind == "sample":
             text = self.schema.name if self.schema else "sample"

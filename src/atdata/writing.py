@@ -19,6 +19,8 @@ from typing import Any, TypeVar, overload
 
 from .dataset import Dataset
 from .errors import SchemaError
+from .manifest.build import ManifestBuilder
+from .manifest.format import MANIFEST_SUFFIX
 from .sample import DictSample
 from .shards.info import ShardInfo
 from .shards.offsets import OFFSETS_SUFFIX
@@ -64,6 +66,7 @@ def write_samples(
     maxcount: int = ...,
     maxsize: int | None = ...,
     key_field: str | None = ...,
+    manifests: bool = ...,
     layout: Layout | None = ...,
 ) -> WrittenDataset[DictSample]: ...
 
@@ -76,6 +79,7 @@ def write_samples(
     maxcount: int = ...,
     maxsize: int | None = ...,
     key_field: str | None = ...,
+    manifests: bool = ...,
     layout: Layout | None = ...,
 ) -> WrittenDataset[T]: ...
 
@@ -87,11 +91,14 @@ def write_samples(
     maxcount: int = 10_000,
     maxsize: int | None = None,
     key_field: str | None = None,
+    manifests: bool = True,
     layout: Layout | None = None,
 ) -> WrittenDataset[Any]:
     """Write ``samples`` to ``path`` (one file, or a ``%06d`` pattern); returns a Dataset over them.
 
-    Memory stays bounded by one sample: the input is consumed as a stream. See the module
+    Memory stays bounded by one shard's indexed scalar fields: the input is consumed as a
+    stream. ``manifests`` writes a ``<shard>.manifest`` beside each shard (statistics and a
+    column block of the scalar fields, see :mod:`atdata.manifest`) for ``Dataset.where``. See the module
     docstring for how a single-file path rolls over.
 
     ``layout``: by default the sample type's (one ``.msgpack`` member per sample, or one member
@@ -126,6 +133,8 @@ def write_samples(
         if single and location == second:
             os.replace(text, first)
             os.replace(text + OFFSETS_SUFFIX, first + OFFSETS_SUFFIX)
+            if os.path.exists(text + MANIFEST_SUFFIX):
+                os.replace(text + MANIFEST_SUFFIX, first + MANIFEST_SUFFIX)
         return LocalFileSink(location)
 
     writer: ShardWriter[Any]
@@ -135,6 +144,7 @@ def write_samples(
         maxsize=maxsize,
         key_field=key_field,
         sink_factory=sink_for,
+        sidecar_builder=ManifestBuilder if manifests else None,
         layout=layout,
     ) as writer:
         writer.write_all(typed(samples))

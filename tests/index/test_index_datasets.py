@@ -41,7 +41,9 @@ def test_write_puts_shards_sidecars_and_a_complete_entry_in_the_store(
     assert re.fullmatch("[0-9a-f]{16}", write_dir.name)
     assert entry.urls == [str(write_dir / f"points-{i:06d}.tar") for i in range(3)]
     assert _files(store.root) == sorted(
-        f"team/points/1/<write>/points-{i:06d}.tar{sfx}" for i in range(3) for sfx in ("", ".idx")
+        f"team/points/1/<write>/points-{i:06d}.tar{sfx}"
+        for i in range(3)
+        for sfx in ("", ".idx", ".manifest")
     )
     for shard in entry.shards:
         assert shard.checksum.algorithm == "sha256"
@@ -145,7 +147,9 @@ def test_insert_with_copy_puts_shards_and_sidecars_in_the_store(
     entry = index.insert([i.url for i in infos], "copied", copy=True, sample_type=Point)
     assert entry.stored is True
     assert _files(store.root) == sorted(
-        f"copied/1/<write>/copied-{i:06d}.tar{sfx}" for i in range(2) for sfx in ("", ".idx")
+        f"copied/1/<write>/copied-{i:06d}.tar{sfx}"
+        for i in range(2)
+        for sfx in ("", ".idx", ".manifest")  # manifests travel with their shards
     )
     assert [s.checksum.digest for s in entry.shards] == [i.checksum.digest for i in infos]
     assert len(index.load(entry, Point)) == 6  # uses the sidecars
@@ -228,6 +232,7 @@ def test_remove_all_versions(index: Index, store: LocalDiskStore) -> None:
     assert _files(store.root) == [
         "other/1/<write>/other-000000.tar",
         "other/1/<write>/other-000000.tar.idx",
+        "other/1/<write>/other-000000.tar.manifest",
     ]
 
 

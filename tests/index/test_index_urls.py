@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from atdata._redact import redact
 from atdata.errors import AtdataIndexError
 from atdata.index import Index, SQLiteProvider
-from atdata.index.providers.url import INDEX_URL_ENV, open_provider, provider_from_url, redact_url
+from atdata.index.providers.url import INDEX_URL_ENV, open_provider, provider_from_url
 from atdata.stores import LocalDiskStore
 
 
@@ -56,7 +57,7 @@ def test_bad_urls_are_refused_with_the_forms_that_work(tmp_path: Path) -> None:
         open_provider("postgres")
     with pytest.raises(AtdataIndexError, match="is not a redis URL"):
         open_provider("redis", url=f"sqlite://{tmp_path}/x.db")
-    assert redact_url("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
 
 
 def test_redis_urls_carry_the_prefix_and_lock_options(redis_url: str) -> None:

@@ -146,7 +146,7 @@ def test_versions_written_before_write_ids_are_still_removed(
     old = index.write(make_samples(3), "old")
     legacy_dir = data / "old" / "1"
     for url in old.urls:  # move the shards to where releases without write ids put them
-        for suffix in ("", ".idx"):
+        for suffix in ("", ".idx", ".manifest"):
             os.replace(url + suffix, legacy_dir / (Path(url).name + suffix))
     Path(old.urls[0]).parent.rmdir()
     old_record = index.repository().provider.get("dataset", "old#0000000001")

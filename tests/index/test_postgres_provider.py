@@ -5,6 +5,7 @@ Each test works in a schema of its own in the session's throwaway cluster (``pos
 """
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -167,3 +168,26 @@ def test_unreachable_servers_and_bad_names_fail_clearly(postgres_dsn: str) -> No
     assert "hunter2" not in str(info.value)
     with pytest.raises(AtdataIndexError, match="schema name"):
         PostgresProvider(postgres_dsn, schema='x"; DROP TABLE y; --')
+
+
+def test_a_pooled_connection_killed_while_idle_is_replaced_before_it_is_used(
+    postgres_dsn: str, schema: str
+) -> None:
+    """The pool checks a connection idle for more than a second before lending it: one the
+    server dropped meanwhile is replaced, and the caller never sees the failure."""
+    provider = PostgresProvider(postgres_dsn, schema=schema, min_size=1, max_size=1)
+    try:
+        with provider.transaction() as tx:
+            tx.put("label", "a", {"n": 1})
+        assert provider.get("label", "a") == {"n": 1}
+        mine = f"SELECT pid FROM pg_stat_activity WHERE application_name = 'atdata' AND query LIKE '%\"{schema}\"%'"
+        killed = {row[0] for row in _sql(postgres_dsn, mine)}
+        assert killed
+        for pid in killed:
+            _sql(postgres_dsn, "SELECT pg_terminate_backend(%s)", pid)
+        time.sleep(1.2)  # longer than the window in which a returned connection is trusted
+        assert provider.get("label", "a") == {"n": 1}
+        now_serving = {row[0] for row in _sql(postgres_dsn, mine)}
+        assert now_serving and not now_serving & killed
+    finally:
+        provider.close()

@@ -40,13 +40,21 @@ from typer.core import TyperGroup
 
 from .._redact import redact
 from ..errors import AtdataError
-from . import datasets, demo, inspection, schemas, system, verify
+from . import datasets, demo, inspection, query, schemas, system, verify
 from ._shared import ATMOSPHERE_MODULE, CliError, err_console
 
 __all__ = ["app", "build_app", "main"]
 
 #: The command modules, in the order their commands are listed.
-COMMAND_MODULES: tuple[ModuleType, ...] = (inspection, schemas, verify, datasets, system, demo)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    inspection,
+    query,
+    schemas,
+    verify,
+    datasets,
+    system,
+    demo,
+)
 #: Modules registered only when they exist.
 OPTIONAL_MODULES: tuple[str, ...] = (ATMOSPHERE_MODULE,)
 

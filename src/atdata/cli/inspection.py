@@ -55,7 +55,14 @@ TargetArgument = Annotated[
 
 
 # -- inspect ------------------------------------------------------------------------------------
-def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None:
+def inspect_command(
+    target: TargetArgument,
+    as_json: JsonOption = False,
+    histogram: Annotated[
+        str | None,
+        typer.Option("--histogram", metavar="FIELD", help="Draw a numeric field's histogram."),
+    ] = None,
+) -> None:
     """Shards, sample counts, schema, sizes and checksums of a dataset.
 
     Counts and checksums come from the shards' offset-index sidecars (a shard without one is
@@ -69,6 +76,10 @@ def inspect_command(target: TargetArgument, as_json: JsonOption = False) -> None
         _inspect_entry(found, as_json)
     else:
         _inspect_shards(target, as_json)
+    if not as_json and found.kind != "atmosphere":  # field summaries from the shard manifests
+        from .query import open_target, print_field_summaries
+
+        print_field_summaries(open_target(target), histogram)
 
 
 def _layout_text(schema: "Schema | None") -> str:

@@ -109,25 +109,20 @@ def resolve_schema(text: str) -> SchemaInfo:
 
 # -- showing ------------------------------------------------------------------------------------
 def describe_type(ftype: FieldType) -> str:
-    """``uint8 (32, 32, 3)`` for arrays (``?`` for any size), else the field's kind."""
-    if ftype.kind == "array":
-        import numpy as np
+    """``array uint8 (32, 32, 3)`` for arrays (``?`` for any size), else as the schema says."""
+    return ftype.describe(_describe_array)
 
-        dtype = np.dtype(ftype.dtype).name if ftype.dtype else "any dtype"
-        if ftype.shape is None:
-            shape = " (any shape)"
-        else:
-            dims = ", ".join("?" if d is None else str(d) for d in ftype.shape)
-            shape = f" ({dims}{',' if len(ftype.shape) == 1 else ''})"
-        text = f"array {dtype}{shape}"
-    elif ftype.kind in ("list", "dict"):
-        inner = describe_type(ftype.item) if ftype.item else "any"
-        text = f"list[{inner}]" if ftype.kind == "list" else f"dict[str, {inner}]"
-    elif ftype.kind == "sample":
-        text = ftype.schema.name if ftype.schema else "sample"
+
+def _describe_array(ftype: FieldType) -> str:
+    import numpy as np
+
+    dtype = np.dtype(ftype.dtype).name if ftype.dtype else "any dtype"
+    if ftype.shape is None:
+        shape = " (any shape)"
     else:
-        text = ftype.kind
-    return text + (" | None" if ftype.optional else "")
+        dims = ", ".join("?" if d is None else str(d) for d in ftype.shape)
+        shape = f" ({dims}{',' if len(ftype.shape) == 1 else ''})"
+    return f"array {dtype}{shape}"
 
 
 def schema_table(info: SchemaInfo) -> Table:

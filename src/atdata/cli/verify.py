@@ -8,7 +8,6 @@ cannot be verified and counts as a problem. Sidecars are checked too: against th
 for them in the entry, else against a scan of the shard's members. Exit status 1 when anything does not match.
 """
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from .._fs import hash_stream
 from ..errors import AtdataError
 from ..shards.reader import load_offsets
 from ..shards.sidecar_check import sidecar_problem
@@ -33,8 +33,6 @@ from ._shared import (
 )
 
 __all__ = ["Outcome", "register", "verify_command", "verify_path_shard"]
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -70,20 +68,15 @@ def verify_path_shard(url: str, advance: Callable[[float], None]) -> ShardProble
         return ShardProblem(url, "has no .idx sidecar, so there is no sha256 to check against")
     if index.sha256 is None:
         return ShardProblem(url, "its .idx sidecar records no sha256 to check against")
-    hasher = hashlib.sha256()
-    size = 0
     try:
         with source.open() as stream:
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                advance(len(chunk))
+            digest, size = hash_stream(stream, on_chunk=lambda chunk: advance(len(chunk)))
     except (AtdataError, OSError) as exc:
         return ShardProblem(url, f"cannot be read: {exc}")
     if size != index.shard_size:
         return ShardProblem(url, "size differs", str(index.shard_size), str(size))
-    if hasher.hexdigest() != index.sha256:
-        return ShardProblem(url, "sha256 differs", index.sha256, hasher.hexdigest())
+    if digest != index.sha256:
+        return ShardProblem(url, "sha256 differs", index.sha256, digest)
     # the shard matches what its sidecar claims: now the sidecar must list the shard's members
     problem = sidecar_problem(source, size=size, sha256=index.sha256, required=True)
     return None if problem is None else ShardProblem(url, problem)

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._clock import utc_now
 from ..errors import (
     AtdataIndexError,
     AtdataWarning,
@@ -52,7 +53,7 @@ from .entries import DatasetEntry, LabelEntry
 from .providers.base import Record, Transaction
 from .refs import dataset_key, name_prefix
 from .repository import Repository
-from .schemas import add_schema_tx, now
+from .schemas import add_schema_tx
 
 __all__ = [
     "GarbageReport",
@@ -89,7 +90,7 @@ def reserve_version(repo: Repository, name: str) -> tuple[int, str]:
                 "name": name,
                 "version": version,
                 "write_id": write_id,
-                "created_at": now(),
+                "created_at": utc_now(),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
             },
@@ -141,7 +142,7 @@ def commit_entry(
             schema_ref=schema_ref,
             shards=tuple(shards),
             count=sum(s.count for s in shards),
-            created_at=now(),
+            created_at=utc_now(),
             metadata=dict(metadata or {}),
             description=description,
             tags=tuple(tags),
@@ -220,7 +221,7 @@ def remove_version(repo: Repository, name: str, version: int, *, force: bool) ->
             head["latest"] = remaining[-1][1]["version"] if remaining else None
         tx.put("head", name, head)
         if entry.stored:
-            trash = {"name": name, "version": version, "urls": entry.urls, "created_at": now()}
+            trash = {"name": name, "version": version, "urls": entry.urls, "created_at": utc_now()}
             tx.put("trash", key, trash)
     if entry.stored:
         _purge(repo, key, _Mark("trash", name, version, urls=entry.urls))

@@ -14,6 +14,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConflictError, InvalidArgumentError, NotFoundError
+from ..manifest.build import ManifestBuilder
 from ..sample import DictSample
 from ..schema import Schema
 from ..shards.info import ShardInfo
@@ -181,6 +182,7 @@ class Index:
                 maxsize=maxsize,
                 key_field=key_field,
                 sink_factory=store.open_sink,
+                sidecar_builder=ManifestBuilder,
             )
             with writer:
                 writer.write(first)

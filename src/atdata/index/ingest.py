@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .._fs import hash_stream
 from ..errors import ShardError, SourceError
+from ..manifest.format import MANIFEST_SUFFIX, Manifest
 from ..shards.info import Checksum, ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from ..shards.reader import scan_offsets
@@ -21,8 +23,6 @@ from ..shards.sink import ShardSink
 from ..sources import ShardSource, open_source, scheme_of
 
 __all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation"]
-
-_CHUNK = 1 << 20
 
 
 def normalize_url(url: str) -> str:
@@ -40,7 +40,12 @@ def shard_expectation(record: ShardInfo | None) -> ShardExpectation | None:
     def sha(c: Checksum | None) -> str | None:
         return c.digest.lower() if c is not None and c.algorithm.lower() == "sha256" else None
 
-    return ShardExpectation(record.size, sha(record.checksum), sha(record.sidecar_checksum))
+    return ShardExpectation(
+        record.size,
+        sha(record.checksum),
+        sha(record.sidecar_checksum),
+        sha(record.manifest_checksum),
+    )
 
 
 def inspect_shard(url: str) -> ShardInfo:
@@ -50,7 +55,9 @@ def inspect_shard(url: str) -> ShardInfo:
     digest, size = _stream(source, None)
     index, sidecar = _offsets(source, digest, size)
     side = None if sidecar is None else Checksum.sha256(hashlib.sha256(sidecar).hexdigest())
-    return ShardInfo(url, Checksum.sha256(digest), len(index), size, side)
+    manifest = _fresh_manifest(source, digest, size)
+    kept = None if manifest is None else Checksum.sha256(hashlib.sha256(manifest).hexdigest())
+    return ShardInfo(url, Checksum.sha256(digest), len(index), size, side, kept)
 
 
 def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -> ShardInfo:
@@ -73,22 +80,41 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
         side.abort()
         raise
     sidecar = Checksum.sha256(hashlib.sha256(data).hexdigest())
-    return ShardInfo(location, Checksum.sha256(digest), len(index), size, sidecar)
+    manifest = _fresh_manifest(source, digest, size)
+    kept = None
+    if manifest is not None:  # the manifest travels with its shard
+        out = open_sink(location + MANIFEST_SUFFIX)
+        try:
+            out.write(manifest)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+        kept = Checksum.sha256(hashlib.sha256(manifest).hexdigest())
+    return ShardInfo(location, Checksum.sha256(digest), len(index), size, sidecar, kept)
+
+
+def _fresh_manifest(source: ShardSource, digest: str, size: int) -> bytes | None:
+    """The shard's manifest sidecar when it describes exactly these bytes (else None: a stale
+    or malformed manifest is not recorded or copied)."""
+    try:
+        data = source.read_sidecar(MANIFEST_SUFFIX)
+        if data is None:
+            return None
+        manifest = Manifest.from_bytes(data, source.url + MANIFEST_SUFFIX)
+    except (ShardError, SourceError):
+        return None
+    if manifest.shard_sha256 != digest or manifest.shard_size != size:
+        return None
+    return data
 
 
 def _stream(source: ShardSource, sink: ShardSink | None) -> tuple[str, int]:
-    hasher = hashlib.sha256()
-    size = 0
     try:
         with source.open() as stream:
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                if sink is not None:
-                    sink.write(chunk)
+            return hash_stream(stream, on_chunk=None if sink is None else sink.write)
     except OSError as exc:
         raise SourceError(f"cannot read shard {source.url!r}: {exc}") from exc
-    return hasher.hexdigest(), size
 
 
 def _offsets(source: ShardSource, digest: str, size: int) -> tuple[OffsetIndex, bytes | None]:

@@ -7,12 +7,12 @@ removed first (or ``force=True`` on removal).
 
 from collections.abc import Iterator
 
+from .._clock import utc_now
 from ..errors import ConflictError, NotFoundError
 from ..stores.base import validate_dataset_name
 from .entries import LabelEntry
 from .refs import dataset_key
 from .repository import Repository
-from .schemas import now
 
 __all__ = ["get_label", "iter_labels", "remove_label", "set_label"]
 
@@ -46,7 +46,7 @@ def set_label(
                     f"label {label!r} already names {current.target}; pass replace=True to move "
                     f"it to {name}@{version}"
                 )
-        record = LabelEntry(label, name, version, now(), description, repo.name)
+        record = LabelEntry(label, name, version, utc_now(), description, repo.name)
         tx.put("label", label, record.to_record())
     return record
 

@@ -8,6 +8,7 @@ that is already recorded with different schemas or code needs ``replace=True``.
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._clock import utc_now
 from ..errors import ConflictError, InvalidArgumentError, NotFoundError
 from ..schema import Schema
 from .entries import LensEntry
@@ -15,7 +16,6 @@ from .providers.base import Transaction
 from .refs import parse_ref, validate_lens_name
 from .repository import Repository
 from .schemas import add_schema_tx, schema_versions_tx
-from .schemas import now as _now
 
 __all__ = ["code_ref", "iter_lenses", "add_lens", "schema_ref_tx"]
 
@@ -75,7 +75,7 @@ def add_lens(
             target_schema=schema_ref_tx(tx, target, repo.name),
             getter=getter_ref,
             putter=putter_ref,
-            created_at=_now(),
+            created_at=utc_now(),
             description=description,
             repo=repo.name,
         )

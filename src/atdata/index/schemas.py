@@ -12,9 +12,9 @@ version: nothing is written. Otherwise a new version is created from the newest 
 Descriptions (docstrings) never cause a bump. The first version of a name is ``1.0.0``.
 """
 
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from .._clock import utc_now
 from ..errors import ConflictError
 from ..schema import Field, Schema
 from .cid import schema_cid
@@ -26,7 +26,6 @@ __all__ = [
     "Change",
     "Scanner",
     "classify_change",
-    "now",
     "add_schema_tx",
     "schema_versions_tx",
 ]
@@ -114,16 +113,11 @@ def add_schema_tx(
         version=new_version,
         cid=schema_cid(stored.to_dict()),
         schema=stored,
-        created_at=now(),
+        created_at=utc_now(),
         repo=repo,
     )
     tx.create("schema", schema_key(schema.name, new_version), record.to_record())
     return record
-
-
-def now() -> str:
-    """The current UTC time in RFC 3339 form, as records store it."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _field_key(f: Field) -> Any:

@@ -63,6 +63,8 @@ class ShardInfo:
     count: int
     size: int
     sidecar_checksum: Checksum | None = None
+    #: checksum of the manifest sidecar ``url + ".manifest"`` (None: none recorded)
+    manifest_checksum: Checksum | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The index's record form of this shard."""
@@ -74,6 +76,8 @@ class ShardInfo:
         }
         if self.sidecar_checksum is not None:
             out["sidecar_checksum"] = self.sidecar_checksum.to_dict()
+        if self.manifest_checksum is not None:
+            out["manifest_checksum"] = self.manifest_checksum.to_dict()
         return out
 
     @classmethod
@@ -87,10 +91,12 @@ class ShardInfo:
                 f"shard record {data['url']!r} needs integer 'count' and 'size'"
             )
         side = data.get("sidecar_checksum")
+        manifest = data.get("manifest_checksum")
         return cls(
             data["url"],
             Checksum.from_dict(data.get("checksum")),
             count,
             size,
             None if side is None else Checksum.from_dict(side),
+            None if manifest is None else Checksum.from_dict(manifest),
         )

@@ -36,6 +36,7 @@ class ShardExpectation:
     size: int | None = None
     sha256: str | None = None
     sidecar_sha256: str | None = None
+    manifest_sha256: str | None = None
 
 
 class CheckedOpener:
@@ -83,6 +84,11 @@ class ShardSet:
 
     def __len__(self) -> int:
         return len(self.urls)
+
+    @property
+    def factory(self) -> SourceFactory:
+        """How this set opens its shards (shared by subsets of it)."""
+        return self._factory
 
     def source(self, i: int) -> ShardSource:
         src = self._sources.get(i)

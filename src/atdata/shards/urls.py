@@ -61,12 +61,18 @@ def expand_urls(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return out
 
 
+#: Suffixes of the sidecars written beside a shard: offset index, manifest (atdata.manifest).
+SIDECAR_SUFFIXES = (OFFSETS_SUFFIX, ".manifest")
+
+
 def without_sidecars(urls: list[str]) -> list[str]:
-    """``urls`` less the offset-index sidecars (``x.tar.idx``) of shards also in the list, which
-    a glob like ``name-*`` matches beside them."""
+    """``urls`` less the sidecars (``x.tar.idx``, ``x.tar.manifest``) of shards also in the
+    list, which a glob like ``name-*`` matches beside them."""
     present = set(urls)
     return [
-        u for u in urls if not (u.endswith(OFFSETS_SUFFIX) and u[: -len(OFFSETS_SUFFIX)] in present)
+        u
+        for u in urls
+        if not any(u.endswith(sfx) and u[: -len(sfx)] in present for sfx in SIDECAR_SUFFIXES)
     ]
 
 

@@ -8,9 +8,9 @@ whole or not at all), hashed with sha256 as it is written, and gets an offset-in
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgpack
 import numpy as np
@@ -24,7 +24,7 @@ from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
-__all__ = ["Layout", "ShardWriter"]
+__all__ = ["Layout", "ShardWriter", "SidecarBuilder"]
 
 T = TypeVar("T")
 _SUFFIX = b".msgpack"
@@ -33,6 +33,18 @@ _END_OF_ARCHIVE = bytes(2 * BLOCK)
 _LARGE_BODY = 1 << 16
 Layout = Literal["msgpack", "members"]
 Members = list[tuple[str, bytes]]
+
+
+class SidecarBuilder(Protocol):
+    """Builds one extra sidecar per shard from the samples written into it (e.g. a manifest)."""
+
+    suffix: str
+
+    def add(self, sample: Any) -> None:
+        """One sample was appended to the open shard."""
+
+    def finish(self, *, size: int, sha256: str, count: int) -> bytes | None:
+        """The open shard is complete: the sidecar's bytes (None: write none); then reset."""
 
 
 def _default_hook(value: Any) -> Any:
@@ -69,6 +81,7 @@ class ShardWriter(Generic[T]):
         key_field: str | None = None,
         sink_factory: SinkFactory | None = None,
         start_shard: int = 0,
+        sidecar_builder: "Callable[[], SidecarBuilder | None] | None" = None,
         layout: Layout | None = None,
     ) -> None:
         if layout not in (None, "msgpack", "members"):
@@ -109,6 +122,8 @@ class ShardWriter(Generic[T]):
         self._seen: set[str] = set()
         self.shards: list[ShardInfo] = []
         self._closed = False
+        self._builder_factory = sidecar_builder
+        self._builder: SidecarBuilder | None = None
 
     # -- public -------------------------------------------------------------------------------
     def write(self, sample: T) -> str:
@@ -118,6 +133,8 @@ class ShardWriter(Generic[T]):
         body = self._encode(sample)
         key = self._key_for(sample)
         self._append(key, body)
+        if self._builder is not None:
+            self._builder.add(sample)
         return key
 
     def write_all(self, samples: Iterable[T]) -> None:
@@ -265,6 +282,8 @@ class ShardWriter(Generic[T]):
         self._keys, self._offsets, self._sizes = [], [], []
         self._starts, self._ends = [], []
         self._seen = set()
+        if self._builder is None and self._builder_factory is not None:
+            self._builder = self._builder_factory()
 
     def _finish_shard(self) -> None:
         sink = self._sink
@@ -299,6 +318,7 @@ class ShardWriter(Generic[T]):
         except BaseException:
             side.abort()
             raise
+        extra = self._write_built(sink.location, size, digest)
         self.shards.append(
             ShardInfo(
                 sink.location,
@@ -306,6 +326,24 @@ class ShardWriter(Generic[T]):
                 len(self._keys),
                 size,
                 Checksum.sha256(hashlib.sha256(sidecar).hexdigest()),
+                None if extra is None else Checksum.sha256(extra),
             )
         )
         self._shard_number += 1
+
+    def _write_built(self, location: str, size: int, digest: str) -> str | None:
+        """Write the extra sidecar of the finished shard (if a builder makes one); its sha256."""
+        builder = self._builder
+        if builder is None:
+            return None
+        data = builder.finish(size=size, sha256=digest, count=len(self._keys))
+        if data is None:
+            return None
+        side = self._sink_factory(location + builder.suffix)
+        try:
+            side.write(data)
+            side.commit()
+        except BaseException:
+            side.abort()
+            raise
+        return hashlib.sha256(data).hexdigest()

@@ -16,7 +16,6 @@ count. The defaults come from ``ATDATA_IDLE_TIMEOUT`` and ``ATDATA_TOTAL_TIMEOUT
 """
 
 import contextlib
-import importlib.util
 import io
 import math
 import os
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._optional import check_installed  # re-exported: sources/http.py imports it from here
 from ..errors import InvalidArgumentError, SourceError
 
 __all__ = [
@@ -129,23 +129,6 @@ def waiting(until: float) -> Iterator[None]:
         yield
     finally:
         _WAITING.until = previous
-
-
-def check_installed(module: str, extra: str) -> None:
-    """Raise the ImportError of :func:`atdata._optional.require` unless ``module`` is installed.
-
-    Finds the module without importing it, so a source can be made (and served from the shard
-    cache) without paying for the import of a client library it may never need.
-    """
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise ImportError(
-            f"{module!r} is needed for this feature but is not installed; "
-            f"install it with: pip install 'atdata[{extra}]'"
-        )
 
 
 @dataclass(frozen=True)

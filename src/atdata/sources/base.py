@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
+from .._optional import install_command
 from ..errors import ShardError, SourceError
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "register_scheme",
     "registered_schemes",
     "read_capped",
+    "read_exactly",
     "scheme_of",
 ]
 
@@ -94,9 +96,24 @@ def open_source(url: str) -> ShardSource:
     if factory is None:
         raise SourceError(
             f"no source handles {scheme}:// URLs ({url!r}); known schemes: {', '.join(registered_schemes())}"
-            + (" — install 'atdata[s3]'" if scheme == "s3" else "")
+            + (f" — install it with: {install_command('s3')}" if scheme == "s3" else "")
         )
     return factory(url)
+
+
+class _Reads(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_exactly(stream: _Reads, url: str, start: int, length: int) -> bytes:
+    """The next ``length`` bytes of ``stream`` (positioned at byte ``start`` of shard ``url``);
+    SourceError when the shard ends before them."""
+    data = stream.read(length)
+    if len(data) != length:
+        raise SourceError(
+            f"shard {url!r} ended at byte {start + len(data)}, wanted {start + length}"
+        )
+    return data
 
 
 def read_capped(stream: BinaryIO, what: str, limit: int = MAX_SIDECAR_BYTES) -> bytes:

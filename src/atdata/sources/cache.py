@@ -40,9 +40,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .._fs import AtomicFile, atomic_write_bytes
 from .._redact import redact
 from ..errors import AtdataWarning, IntegrityError, InvalidArgumentError, SourceError
-from .base import ShardSource
+from .base import ShardSource, read_exactly
 from .memo import Fingerprint, VerifyMemo, default_memo
 from .verified import LocalVerifiedSource, VerifyingSource, VerifyingStream
 
@@ -324,8 +325,10 @@ class ShardCache:
         tmp = self._tmp_path(key)
         hasher = hashlib.sha256() if expected_sha256 is not None else None
         size = 0
+        out: AtomicFile | None = None
         try:
-            with source.open() as stream, open(tmp, "wb") as out:
+            with source.open() as stream:
+                out = AtomicFile(final, tmp=tmp)
                 for chunk in _read_chunks(stream):
                     if size == 0 and expected_size is not None:
                         total = getattr(stream, "total_size", None)
@@ -335,23 +338,35 @@ class ShardCache:
                     if expected_size is not None and size > expected_size:
                         raise _SizeMismatch("it is longer")
                     if size > self.max_bytes:
-                        out.close()
-                        _unlink(tmp)
+                        out.abort()
                         return None  # larger than the whole cache: read it uncached
                     if hasher is not None:
                         hasher.update(chunk)
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            if expected_size is not None and size != expected_size:
+                raise IntegrityError(
+                    f"the shard ended after {size} bytes; its record says {expected_size}. "
+                    "Nothing was cached",
+                    shard=source.url,
+                )
+            if hasher is not None and expected_sha256 is not None:
+                digest = hasher.hexdigest()
+                if digest != expected_sha256.lower():
+                    raise IntegrityError(
+                        f"downloaded bytes do not match the recorded sha256 {expected_sha256} "
+                        f"(got {digest}, {size} bytes); the download was discarded, not cached",
+                        shard=source.url,
+                    )
+            out.commit()  # fsync, rename into place, fsync of the directory
         except _SizeMismatch as exc:
-            _unlink(tmp)
+            _discard(out, tmp)
             raise IntegrityError(
                 f"{exc.args[0]} than the {expected_size} bytes its record says; stopped reading "
                 "it, nothing was cached",
                 shard=source.url,
             ) from None
         except OSError as exc:
-            _unlink(tmp)
+            _discard(out, tmp)
             if isinstance(exc, FileNotFoundError) and not self.directory.exists():
                 self.directory.mkdir(parents=True, exist_ok=True)
             warnings.warn(
@@ -364,42 +379,16 @@ class ShardCache:
             )
             return None
         except BaseException:
-            _unlink(tmp)
+            _discard(out, tmp)
             raise
-        if expected_size is not None and size != expected_size:
-            _unlink(tmp)
-            raise IntegrityError(
-                f"the shard ended after {size} bytes; its record says {expected_size}. "
-                "Nothing was cached",
-                shard=source.url,
-            )
-        if hasher is not None and expected_sha256 is not None:
-            digest = hasher.hexdigest()
-            if digest != expected_sha256.lower():
-                _unlink(tmp)
-                raise IntegrityError(
-                    f"downloaded bytes do not match the recorded sha256 {expected_sha256} "
-                    f"(got {digest}, {size} bytes); the download was discarded, not cached",
-                    shard=source.url,
-                )
-        os.replace(tmp, final)
         if hasher is not None and expected_sha256 is not None:
             with contextlib.suppress(OSError):  # the bytes just hashed are the entry's
                 self.memo.remember(str(final), expected_sha256, Fingerprint.of(os.stat(final)))
-        _fsync_dir(self.directory)
         self.evict(keep=final)
         return final
 
     def _store_small(self, path: Path, data: bytes) -> None:
-        tmp = self._tmp_path(path.stem)
-        try:
-            with open(tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        finally:
-            _unlink(tmp)
+        atomic_write_bytes(path, data, tmp=self._tmp_path(path.stem))
 
 
 def _read_chunks(stream: BinaryIO) -> Iterator[bytes | memoryview]:
@@ -434,17 +423,12 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _discard(out: AtomicFile | None, tmp: Path) -> None:
+    """Drop a fill's temporary file, open or not."""
+    if out is not None:
+        out.abort()
+    else:
+        _unlink(tmp)
 
 
 class _SizeMismatch(Exception):
@@ -528,12 +512,7 @@ class CachedSource:
             return self._direct.read_range(start, length)
         with open(path, "rb") as f:
             f.seek(start)
-            data = f.read(length)
-        if len(data) != length:
-            raise SourceError(
-                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
-            )
-        return data
+            return read_exactly(f, self.url, start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         if self.inner.local_path() is not None:

@@ -5,7 +5,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from ..errors import SourceError
-from .base import read_capped, register_scheme
+from .base import read_capped, read_exactly, register_scheme
 
 __all__ = ["FileSource"]
 
@@ -35,12 +35,7 @@ class FileSource:
     def read_range(self, start: int, length: int) -> bytes:
         with self.open() as f:
             f.seek(start)
-            data = f.read(length)
-        if len(data) != length:
-            raise SourceError(
-                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
-            )
-        return data
+            return read_exactly(f, self.url, start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         try:

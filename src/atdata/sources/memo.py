@@ -17,7 +17,6 @@ in-process memo alone. ``ATDATA_VERIFY_MEMO=off`` keeps nothing on disk.
 """
 
 import contextlib
-import hashlib
 import os
 import sqlite3
 import threading
@@ -25,9 +24,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from .._fs import sha256_file
 from ..errors import IntegrityError, SourceError
 
-__all__ = ["MAX_ROWS", "MEMO_ENV", "Fingerprint", "VerifyMemo", "default_memo", "hash_file"]
+__all__ = ["MAX_ROWS", "MEMO_ENV", "Fingerprint", "VerifyMemo", "default_memo"]
 
 MEMO_ENV = "ATDATA_VERIFY_MEMO"
 MAX_ROWS = 100_000
@@ -45,13 +45,6 @@ class Fingerprint(NamedTuple):
     @classmethod
     def of(cls, st: os.stat_result) -> "Fingerprint":
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def hash_file(path: str) -> tuple[str, int]:
-    """(sha256 hex digest, size) of the file at ``path``."""
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256")
-        return digest.hexdigest(), f.tell()
 
 
 class VerifyMemo:
@@ -86,7 +79,7 @@ class VerifyMemo:
             )
         if self.is_verified(path, sha256, before):
             return
-        digest, _ = hash_file(path)
+        digest, _ = sha256_file(path)
         if digest != sha256:
             self.forget(path, sha256)
             raise IntegrityError(

@@ -39,10 +39,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal, cast
 
-from .._optional import require
+from .._optional import check_installed, require
 from ..errors import InvalidArgumentError, SourceError
-from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient, check_installed
-from .base import read_capped, register_scheme
+from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient
+from .base import read_capped, read_exactly, register_scheme
 
 __all__ = [
     "S3Config",
@@ -242,12 +242,7 @@ class S3Source:
         if length == 0:
             return b""
         with self._stream(self.key, start=start, end=start + length) as stream:
-            data = stream.read(length)
-        if len(data) != length:
-            raise SourceError(
-                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
-            )
-        return data
+            return read_exactly(stream, self.url, start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         """The object ``key + suffix``, or None when there is none."""

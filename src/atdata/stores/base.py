@@ -36,10 +36,11 @@ import hashlib
 import re
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._fs import hash_stream
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
 from ..shards.info import ShardInfo
 from ..shards.sink import ShardSink
@@ -63,7 +64,6 @@ _WRITE_ID = re.compile(r"[0-9a-f]{16}")
 _FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 _MAX_NAME = 200
 _MAX_SEGMENTS = 4
-_HASH_CHUNK = 1 << 20
 
 
 def validate_dataset_name(name: object) -> str:
@@ -235,29 +235,32 @@ class DataStore(abc.ABC):
         return verify_shards(shards)
 
 
-def verify_shards(shards: Sequence[ShardInfo]) -> list[ShardProblem]:
-    """Re-hash ``shards`` (opened by URL scheme) and report every mismatch or unreadable one."""
-    return [p for p in (_verify_one(s) for s in shards) if p is not None]
+def verify_shards(
+    shards: Sequence[ShardInfo], open_source: Callable[[str], Any] | None = None
+) -> list[ShardProblem]:
+    """Re-hash ``shards`` and report every mismatch or unreadable one.
+
+    ``open_source`` turns a shard URL into a source (default: by URL scheme, with the
+    process-wide settings); a store passes its own to read through its own configuration.
+    """
+    if open_source is None:
+        from ..sources import open_source as by_scheme
+
+        open_source = by_scheme
+    return [p for p in (_verify_one(s, open_source) for s in shards) if p is not None]
 
 
-def _verify_one(shard: ShardInfo) -> ShardProblem | None:
-    from ..sources import open_source
-
+def _verify_one(shard: ShardInfo, open_source: Callable[[str], Any]) -> ShardProblem | None:
     algorithm = shard.checksum.algorithm.lower()
     if algorithm not in hashlib.algorithms_available:
         return ShardProblem(shard.url, f"unknown checksum algorithm {shard.checksum.algorithm!r}")
-    hasher = hashlib.new(algorithm)
-    size = 0
     try:
         with open_source(shard.url).open() as stream:
-            while chunk := stream.read(_HASH_CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
+            digest, size = hash_stream(stream, algorithm)
     except (SourceError, OSError, StoreError) as exc:
         return ShardProblem(shard.url, f"cannot be read: {exc}")
     if size != shard.size:
         return ShardProblem(shard.url, "size differs", str(shard.size), str(size))
-    digest = hasher.hexdigest()
     if digest != shard.checksum.digest.lower():
         return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
     return verify_sidecar(open_source(shard.url), shard)

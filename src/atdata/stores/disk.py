@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..errors import InvalidArgumentError, StoreError
+from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import LocalFileSink, ShardSink
 from .base import (
@@ -82,7 +83,11 @@ class LocalDiskStore(DataStore):
             except ValueError as exc:
                 warn_not_owned(self, url, exc)
                 continue
-            for target in (path, path.with_name(path.name + OFFSETS_SUFFIX)):
+            for target in (
+                path,
+                path.with_name(path.name + OFFSETS_SUFFIX),
+                path.with_name(path.name + MANIFEST_SUFFIX),
+            ):
                 try:
                     target.unlink(missing_ok=True)
                 except OSError as exc:

@@ -20,7 +20,6 @@ the store's URLs go through :class:`~atdata.sources.s3.S3Source` with the same c
 """
 
 import contextlib
-import hashlib
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
+from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.info import ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.sink import ShardSink
@@ -40,7 +40,7 @@ from .base import (
     check_write_id,
     shard_basename,
     validate_dataset_name,
-    verify_sidecar,
+    verify_shards,
     warn_not_owned,
 )
 from .credentials import config_fields
@@ -52,7 +52,6 @@ MIN_PART_SIZE = 5 << 20
 """S3's smallest part but the last; servers refuse to complete uploads with smaller parts."""
 _MAX_PARTS = 10_000
 _DELETE_BATCH = 1000
-_HASH_CHUNK = 4 << 20
 
 
 def _error_code(exc: BaseException) -> str:
@@ -327,7 +326,7 @@ class S3DataStore(DataStore):
             except (ValueError, SourceError) as exc:
                 warn_not_owned(self, url, exc)
                 continue
-            keys += [key, key + OFFSETS_SUFFIX]
+            keys += [key, key + OFFSETS_SUFFIX, key + MANIFEST_SUFFIX]
         self._delete_keys(keys)
 
     def delete_write(self, name: str, version: int, write_id: str | None) -> None:
@@ -351,12 +350,7 @@ class S3DataStore(DataStore):
 
     def verify(self, shards: Sequence[ShardInfo]) -> list[ShardProblem]:
         """Re-hash ``shards`` through this store's config (not the process-wide one)."""
-        problems: list[ShardProblem] = []
-        for shard in shards:
-            problem = self._verify_one(shard)
-            if problem is not None:
-                problems.append(problem)
-        return problems
+        return verify_shards(shards, self.open_source)
 
     # -- the rest of the S3 store API ----------------------------------------------------------
     def url_for(self, key: str) -> str:
@@ -438,28 +432,6 @@ class S3DataStore(DataStore):
             raise StoreError(
                 f"cannot list uploads under s3://{self.bucket}/{prefix}: {_describe(exc)}"
             ) from exc
-
-    def _verify_one(self, shard: ShardInfo) -> ShardProblem | None:
-        algorithm = shard.checksum.algorithm.lower()
-        if algorithm not in hashlib.algorithms_available:
-            return ShardProblem(
-                shard.url, f"unknown checksum algorithm {shard.checksum.algorithm!r}"
-            )
-        hasher = hashlib.new(algorithm)
-        size = 0
-        try:
-            with self.open_source(shard.url).open() as stream:
-                while chunk := stream.read(_HASH_CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-        except (SourceError, OSError) as exc:
-            return ShardProblem(shard.url, f"cannot be read: {exc}")
-        if size != shard.size:
-            return ShardProblem(shard.url, "size differs", str(shard.size), str(size))
-        digest = hasher.hexdigest()
-        if digest != shard.checksum.digest.lower():
-            return ShardProblem(shard.url, f"{algorithm} differs", shard.checksum.digest, digest)
-        return verify_sidecar(self.open_source(shard.url), shard)
 
 
 def _check_key(key: str, *, what: str) -> None:

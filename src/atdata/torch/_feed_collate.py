@@ -7,17 +7,15 @@ Scalar and string fields become lists. Anything irregular in a batch (ragged or 
 checks that batch sample by sample (naming the bad one) through the regular codec.
 """
 
-import operator
 import sys
 import threading
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
 import msgpack
 import numpy as np
 
-from ..batch import column_plan
+from ..batch import collate_columns, column_plan
 from ..codec import Codec, check_dtype_shape, parse_array_header, unpack_map
 from ..errors import SchemaError
 
@@ -25,7 +23,6 @@ __all__ = ["BufferCollator", "BufferPool", "decode_bodies"]
 
 _SMALL_ROW = 16 << 10  # rows below this are gathered by one join, larger ones row by row
 _ZERO_COPY_MIN = 1 << 16
-_DICT_ONLY = {dict}
 
 Alloc = Callable[[tuple[int, ...], np.dtype[Any]], "np.ndarray[Any, Any]"]
 
@@ -88,27 +85,7 @@ class BufferCollator:
 
     def collate(self, maps: list[Any]) -> dict[str, Any] | None:
         """Field name -> stacked array (pooled) or list; None when the batch needs checking."""
-        if set(map(type, maps)) != _DICT_ONLY or not all(
-            map(operator.eq, map(dict.keys, maps), repeat(self._names))
-        ):
-            return None
-        columns: dict[str, Any] = {}
-        for kind, name, spec in self._columns:
-            col = list(map(operator.itemgetter(name), maps))
-            if kind == "scalar":
-                if not set(map(type, col)) <= spec:
-                    return None
-            elif kind == "array":
-                col = self._stack(col, spec, f"$.{name}")
-                if col is None:
-                    return None
-            elif kind == "convert":
-                try:
-                    col = [spec(v, f"$.{name}") for v in col]
-                except SchemaError:
-                    return None
-            columns[name] = col
-        return columns
+        return collate_columns(maps, self._names, self._columns, self._stack)
 
     def _stack(self, col: list[Any], ftype: Any, path: str) -> Any:
         first = col[0]

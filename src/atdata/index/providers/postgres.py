@@ -26,14 +26,19 @@ discarded.
 **Faults.** When the server goes away, operations raise
 :class:`~atdata.errors.IndexUnavailableError` at once (a fresh connection is tried first, so no
 operation waits for the pool while the server is down), and the pool is rebuilt when the server
-answers again. An idle pooled connection found dead on its first statement is replaced and the
-statement retried, since nothing was sent yet.
+answers again. The pool checks a connection before lending it (psycopg_pool's ``check``, with
+``ConnectionPool.check_connection``: one empty query) when it has been idle for more than
+a second, so one that died while idle is replaced before any statement is sent on it; one used
+within the last second is lent unchecked (a check on every checkout doubled the cost of a
+single read).
 """
 
 import contextlib
 import os
 import re
 import threading
+import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,6 +83,7 @@ _VERSION_TABLE = """CREATE TABLE {schema}.atdata_schema_version (
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _WRITE_LOCK_CLASS = 0x61746461  # "atda": the writers' lock of one schema
 _MIGRATE_LOCK_CLASS = 0x61746462  # "atdb": the migrations' lock of one schema
+_CHECK_IDLE_AFTER = 1.0  # seconds: a connection idle longer is checked before it is lent
 T = TypeVar("T")
 
 
@@ -127,6 +133,7 @@ class PostgresProvider(Provider):
         self._down = True  # until a first connection succeeds: probe before building the pool
         self._closed = False
         self._orphans: list[Any] = []  # pools inherited across fork: never closed from here
+        self._check = _IdleCheck(self._pool_mod.ConnectionPool.check_connection)
         try:
             self._migrate()
         except BaseException:
@@ -210,41 +217,27 @@ class PostgresProvider(Provider):
         return scan_sql(self._q["scan"], kind, prefix, start_after, limit, param="%s", key=_key)
 
     def _read(self, fn: Callable[[Any], T]) -> T:
-        """Run one autocommit read, retried once when a dead pooled connection was used."""
-        for attempt in (1, 2):
-            pool = self._get_pool()
-            conn = self._getconn(pool)
-            try:
-                with self._translated():
-                    return fn(conn)
-            except IndexUnavailableError:
-                if attempt == 2 or not _is_broken(conn):
-                    raise
-            finally:
-                self._release(pool, conn)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run one autocommit read on a pooled connection (checked alive by the pool)."""
+        pool = self._get_pool()
+        conn = self._getconn(pool)
+        try:
+            with self._translated():
+                return fn(conn)
+        finally:
+            self._release(pool, conn)
 
     @contextmanager
     def _session(self, begin: str) -> Iterator[Any]:
         """A pooled connection inside the transaction ``begin`` opens: committed on normal exit,
-        rolled back on error. Only ``begin`` is retried (on a fresh connection, when the pooled
-        one was dead): the caller's block cannot be replayed."""
-        for attempt in (1, 2):
-            pool = self._get_pool()
-            conn = self._getconn(pool)
-            try:
-                with self._translated("starting a transaction"):
-                    conn.execute(begin, prepare=False)
-            except IndexUnavailableError:
-                broken = _is_broken(conn)
-                self._release(pool, conn)
-                if attempt == 2 or not broken:
-                    raise
-                continue
-            except BaseException:
-                self._release(pool, conn)
-                raise
-            break
+        rolled back on error. Nothing is retried: the caller's block cannot be replayed."""
+        pool = self._get_pool()
+        conn = self._getconn(pool)
+        try:
+            with self._translated("starting a transaction"):
+                conn.execute(begin, prepare=False)
+        except BaseException:
+            self._release(pool, conn)
+            raise
         try:
             yield conn
             with self._translated("committing a transaction"):
@@ -262,6 +255,7 @@ class PostgresProvider(Provider):
             with contextlib.suppress(psycopg.Error):  # the original error matters more
                 conn.execute("ROLLBACK")
         broken = _is_broken(conn)
+        self._check.used(conn)
         pool.putconn(conn)
         if broken:
             self._mark_down(pool)
@@ -321,6 +315,7 @@ class PostgresProvider(Provider):
                 },
                 open=False,
                 name=f"atdata-{self.schema}",
+                check=self._check,
             )
             pool.open(wait=False)
             self._pool = pool
@@ -481,6 +476,27 @@ def _too_new(provider: PostgresProvider, current: int) -> AtdataIndexError:
         f"version {current}, newer than this atdata understands ({MIGRATIONS[-1][0]}); "
         "upgrade atdata"
     )
+
+
+class _IdleCheck:
+    """The pool's ``check``: psycopg_pool's own check, for connections idle a while.
+
+    The pool runs it before lending a connection and replaces the connection when it raises.
+    A connection returned within the last :data:`_CHECK_IDLE_AFTER` seconds is lent without the
+    extra round trip: its server answered it just now.
+    """
+
+    def __init__(self, check: Callable[[Any], None]) -> None:
+        self._check = check
+        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def used(self, conn: Any) -> None:
+        self._returned[conn] = time.monotonic()
+
+    def __call__(self, conn: Any) -> None:
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned > _CHECK_IDLE_AFTER:
+            self._check(conn)
 
 
 def _is_broken(conn: Any) -> bool:

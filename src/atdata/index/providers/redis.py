@@ -10,8 +10,9 @@ written or deleted, and the keyspace is never SCANned):
 - ``P_lock`` - the writer lock (a random token with a TTL); ``P_meta`` - a hash holding the
   layout version (``layout``), checked when a provider opens the index.
 
-Transactions are **pessimistic**: ``transaction()`` takes the lock key (``SET NX PX``, polled
-with backoff up to ``timeout`` seconds), reads under it, buffers writes, and commits them with one
+Transactions are **pessimistic**: ``transaction()`` takes the lock key (redis-py's
+:class:`redis.lock.Lock`: ``SET NX PX`` with a random token, polled up to ``timeout`` seconds),
+reads under it, buffers writes, and commits them with one
 Lua script that first checks the lock still holds its token, then applies every write to both the
 hash and the sorted set and releases the lock. Redis runs a script atomically, so a commit is
 all or nothing, and since every writer holds the lock from its first read to its commit,
@@ -33,7 +34,6 @@ transaction may live on different nodes) unless the prefix holds a hash tag, suc
 
 import contextlib
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,34 +62,8 @@ LAYOUT_VERSION = 1
 T = TypeVar("T")
 _MISSING = object()
 
-# KEYS: lock. ARGV: token, ttl ms. Takes the lock, or keeps it when this token already holds it
-# (a retried acquire after a lost reply); 1 when held by us, 0 when someone else holds it.
-_ACQUIRE = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if v then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS: lock. ARGV: token, ttl ms. Extends the lock when we still hold it.
-_REFRESH = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# KEYS: lock. ARGV: token. Releases the lock when we still hold it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+# Seconds between two tries of a writer waiting for the lock (redis-py's Lock polls).
+_LOCK_POLL = 0.005
 
 # KEYS: lock, then (records hash, keys zset) for each write. ARGV: token, then (op, key, value)
 # for each write, op "p" (put) or "d" (delete). Applies every write, or none when the lock is no
@@ -185,9 +159,6 @@ class RedisProvider(Provider):
             )
         except (ValueError, TypeError) as exc:
             raise AtdataIndexError(redact(f"bad Redis URL {self.where}: {exc}")) from exc
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._refresh = self._client.register_script(_REFRESH)
-        self._release = self._client.register_script(_RELEASE)
         self._commit = self._client.register_script(_COMMIT)
         self._scan = self._client.register_script(_SCAN)
         self._check_layout()
@@ -201,16 +172,16 @@ class RedisProvider(Provider):
         self._check_open()
         refuse_nesting(self, self._local)
         token = os.urandom(16).hex().encode()
-        self._lock(token)
+        lock = self._lock(token)
         self._local.depth = 1
-        tx = _RedisTransaction(self, token)
+        tx = _RedisTransaction(self, lock, token)
         try:
             yield tx
             tx.closed = True
             tx.commit()  # applies the writes and releases the lock, or raises
         except BaseException:
             tx.closed = True
-            self._unlock(token)  # a no-op when the commit already released it
+            self._unlock(lock)  # a no-op when the commit already released it
             raise
         finally:
             self._local.depth = 0
@@ -324,27 +295,28 @@ class RedisProvider(Provider):
                 "upgrade atdata or use another prefix"
             )
 
-    def _lock(self, token: bytes) -> None:
-        ttl_ms = max(1, int(self.lock_ttl * 1000))
-        deadline = time.monotonic() + self.timeout
-        delay = 0.0005
-        while True:
-            got = self._retrying(lambda: self._acquire(keys=[self._lock_key], args=[token, ttl_ms]))
-            if got:
-                return
-            if time.monotonic() >= deadline:
-                raise IndexUnavailableError(
-                    f"the index in Redis at {self.where} (prefix {self.prefix!r}) stayed locked "
-                    f"by another writer for {self.timeout:g}s; retry later. A writer that "
-                    f"crashed releases the lock after {self.lock_ttl:g}s."
-                )
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.01)
+    def _lock(self, token: bytes) -> Any:
+        """The writer lock, held under ``token`` (which the commit script checks)."""
+        lock = self._client.lock(
+            self._lock_key,
+            timeout=self.lock_ttl,
+            sleep=_LOCK_POLL,
+            blocking_timeout=self.timeout,
+            thread_local=False,
+        )
+        if not self._retrying(lambda: lock.acquire(token=token)):
+            raise IndexUnavailableError(
+                f"the index in Redis at {self.where} (prefix {self.prefix!r}) stayed locked "
+                f"by another writer for {self.timeout:g}s; retry later. A writer that "
+                f"crashed releases the lock after {self.lock_ttl:g}s."
+            )
+        return lock
 
-    def _unlock(self, token: bytes) -> None:
-        # On failure the lock expires on its own; the original error matters more.
-        with contextlib.suppress(AtdataIndexError):
-            self._retrying(lambda: self._release(keys=[self._lock_key], args=[token]))
+    def _unlock(self, lock: Any) -> None:
+        # Only while still ours (redis-py checks the token). On failure the lock expires on its
+        # own; the original error matters more.
+        with contextlib.suppress(AtdataIndexError), self._translated():
+            lock.release()
 
     def _scan_page(
         self,
@@ -419,8 +391,9 @@ def _translate(provider: RedisProvider, doing: str) -> Iterator[None]:
 class _RedisTransaction(Transaction):
     """Reads under the writer lock; writes buffered until commit."""
 
-    def __init__(self, provider: RedisProvider, token: bytes) -> None:
+    def __init__(self, provider: RedisProvider, lock: Any, token: bytes) -> None:
         self._p = provider
+        self._lock = lock
         self._token = token
         self._writes: dict[tuple[str, str], bytes | None] = {}
         self._refreshed = time.monotonic()
@@ -433,12 +406,15 @@ class _RedisTransaction(Transaction):
         if now - self._refreshed < self._p.lock_ttl / 3:
             return
         p = self._p
-        ttl_ms = max(1, int(p.lock_ttl * 1000))
-        if not p._retrying(lambda: p._refresh(keys=[p._lock_key], args=[self._token, ttl_ms])):
+        try:
+            p._retrying(self._lock.reacquire)  # the TTL starts again, if the lock is still ours
+        except AtdataIndexError as exc:
+            if not isinstance(exc.__cause__, p._mod.exceptions.LockNotOwnedError):
+                raise
             raise IndexUnavailableError(
                 f"{p!r}: this transaction lost the writer lock (idle for more than "
                 f"{p.lock_ttl:g}s); nothing was written, retry the operation"
-            )
+            ) from exc.__cause__
         self._refreshed = now
 
     def get(self, kind: str, key: str) -> Record | None:
@@ -505,7 +481,7 @@ class _RedisTransaction(Transaction):
     def commit(self) -> None:
         p = self._p
         if not self._writes:
-            p._unlock(self._token)
+            p._unlock(self._lock)
             return
         keys: list[bytes] = [p._lock_key]
         args: list[bytes] = [self._token]

@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
+from ..._clock import utc_now
 from ...errors import AtdataIndexError, ConflictError, IndexUnavailableError
 from ._common import dumps_record as _dumps
 from ._common import loads_record as _loads
@@ -206,7 +206,7 @@ class _SQLiteTransaction(Transaction):
                 "INSERT INTO atdata_records (kind, key, value, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, "
                 "updated_at = excluded.updated_at",
-                (check_kind(kind), check_key(key), _dumps(record, kind, key), _now()),
+                (check_kind(kind), check_key(key), _dumps(record, kind, key), utc_now()),
             )
 
     def create(self, kind: str, key: str, record: Record) -> None:
@@ -214,7 +214,7 @@ class _SQLiteTransaction(Transaction):
             with _translated(self._where):
                 self._conn.execute(
                     "INSERT INTO atdata_records (kind, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                    (check_kind(kind), check_key(key), _dumps(record, kind, key), _now()),
+                    (check_kind(kind), check_key(key), _dumps(record, kind, key), utc_now()),
                 )
         except _Duplicate:
             raise ConflictError(f"{kind} {key!r} already exists in {self._where}") from None
@@ -301,13 +301,9 @@ def _migrate(conn: sqlite3.Connection, where: str) -> None:
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO atdata_migrations (version, applied_at) VALUES (?, ?)",
-                (version, _now()),
+                (version, utc_now()),
             )
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

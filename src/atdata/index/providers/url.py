@@ -25,7 +25,7 @@ from ..._redact import redact
 from ...errors import AtdataIndexError
 from .base import Provider
 
-__all__ = ["INDEX_URL_ENV", "PROVIDER_NAMES", "open_provider", "provider_from_url", "redact_url"]
+__all__ = ["INDEX_URL_ENV", "PROVIDER_NAMES", "open_provider", "provider_from_url"]
 
 INDEX_URL_ENV = "ATDATA_INDEX_URL"
 PROVIDER_NAMES = ("sqlite", "redis", "postgres")
@@ -68,7 +68,7 @@ def provider_from_url(url: str, **options: Any) -> Provider:
     name = _SCHEMES.get(scheme)
     if name is None:
         raise AtdataIndexError(
-            f"unknown index URL scheme {scheme!r} in {redact_url(url)!r}: use one of "
+            f"unknown index URL scheme {scheme!r} in {redact(url)!r}: use one of "
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     if name == "sqlite":
@@ -123,20 +123,11 @@ def open_provider(
     return _require_scheme(target, name, options)
 
 
-def redact_url(url: str) -> str:
-    """``url`` (or a keyword DSN) with every secret replaced by ``***``, for messages and logs.
-
-    The userinfo password and secret query parameters (``password``, ``sslpassword``,
-    ``token``...) are hidden: see :func:`atdata._redact.redact`, which this is.
-    """
-    return redact(url)
-
-
 # -- internals ---------------------------------------------------------------------------------
 def _require_scheme(url: str, name: str, options: dict[str, Any]) -> Provider:
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if _SCHEMES.get(scheme) != name:
-        raise AtdataIndexError(f"{redact_url(url)!r} is not a {name} URL")
+        raise AtdataIndexError(f"{redact(url)!r} is not a {name} URL")
     return provider_from_url(url, **options)
 
 
@@ -154,9 +145,7 @@ def _open(name: str, target: str, options: dict[str, Any], url: str) -> Provider
 
         return PostgresProvider(target, **options)
     except TypeError as exc:  # an option this provider does not take
-        raise AtdataIndexError(
-            f"bad option for the {name} index at {redact_url(url)}: {exc}"
-        ) from exc
+        raise AtdataIndexError(f"bad option for the {name} index at {redact(url)}: {exc}") from exc
 
 
 def _sqlite_path(url: str) -> tuple[str, dict[str, Any]]:
@@ -171,7 +160,7 @@ def _sqlite_path(url: str) -> tuple[str, dict[str, Any]]:
     path = urllib.parse.unquote(rest)
     if not path:
         raise AtdataIndexError(
-            f"the index URL {redact_url(url)!r} names no file: use sqlite:///path/index.db"
+            f"the index URL {redact(url)!r} names no file: use sqlite:///path/index.db"
         )
     return path, _parse_params(urllib.parse.parse_qsl(query), _OPTIONS["sqlite"], url, strict=True)
 
@@ -194,7 +183,7 @@ def _parse_params(
         if key not in known:
             if strict:
                 raise AtdataIndexError(
-                    f"unknown parameter {key!r} in the index URL {redact_url(url)!r}; "
+                    f"unknown parameter {key!r} in the index URL {redact(url)!r}; "
                     f"known: {', '.join(sorted(known))}"
                 )
             continue
@@ -202,6 +191,6 @@ def _parse_params(
             out[key] = known[key](value)
         except ValueError:
             raise AtdataIndexError(
-                f"bad value {value!r} for {key!r} in the index URL {redact_url(url)!r}"
+                f"bad value {value!r} for {key!r} in the index URL {redact(url)!r}"
             ) from None
     return out

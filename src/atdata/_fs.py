@@ -1,0 +1,174 @@
+"""Local files written whole or not at all, and file digests: the package's one implementation.
+
+:class:`AtomicFile` writes a file so that a reader, or the next process after a crash, sees
+either the old content or the new, never a part: bytes go to a temporary sibling (same
+directory, so the rename stays on one filesystem), which is flushed, fsynced and renamed over
+the target, and then the directory is fsynced so that the rename itself survives a power loss.
+``exclusive=True`` never replaces an existing target (:class:`FileExistsError`).
+:func:`atomic_write_bytes` is the one-call form for small files.
+
+:func:`sha256_file` hashes a file with :func:`hashlib.file_digest`; :func:`hash_stream` hashes
+an open binary stream (a shard source's) and counts its bytes, optionally passing each chunk on.
+Code that hashes as a side effect of another loop (shard writer, cache fill, spool) keeps its own
+running hasher.
+"""
+
+import errno
+import hashlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+__all__ = ["AtomicFile", "atomic_write_bytes", "fsync_dir", "hash_stream", "sha256_file"]
+
+_HASH_CHUNK = 1 << 20
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
+
+
+class AtomicFile:
+    """``path``'s new content, written to a temporary sibling until :meth:`commit`.
+
+    ``tmp`` names the temporary file (default ``.<name>.tmp-<pid>-<random>`` beside ``path``;
+    it must be in the same directory). ``mode``: the new file's permission bits, set exactly
+    whatever the umask (default: ``0o666`` less the umask, as :func:`open` does). The temporary
+    file is created exclusively and never through a symlink. ``exclusive=True``: commit never
+    replaces a file already at ``path`` (FileExistsError, the temporary file dropped, the
+    existing one untouched) - a hard link plus unlink of the temporary name, or where hard
+    links are unsupported an ``O_EXCL`` placeholder replaced by the rename.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        tmp: str | os.PathLike[str] | None = None,
+        mode: int | None = None,
+        exclusive: bool = False,
+        buffer_size: int = 1 << 20,
+    ) -> None:
+        self.path = Path(path)
+        self.exclusive = exclusive
+        self.tmp = (
+            Path(tmp)
+            if tmp is not None
+            else self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.tmp, flags, 0o666 if mode is None else mode)
+        try:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)  # exactly these bits, whatever the umask
+            self._file: BinaryIO = os.fdopen(fd, "wb", buffering=buffer_size)
+        except BaseException:
+            os.close(fd)
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        """Make the bytes written so far ``path``'s content (durably); on failure nothing changed."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            if self.exclusive:
+                _rename_no_replace(self.tmp, self.path)
+            else:
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Drop the temporary file; ``path`` keeps what it had."""
+        if not self._file.closed:
+            self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int | None = None,
+    tmp: str | os.PathLike[str] | None = None,
+) -> None:
+    """Replace ``path``'s content with ``data`` atomically (see :class:`AtomicFile`)."""
+    out = AtomicFile(path, tmp=tmp, mode=mode, buffer_size=0)
+    try:
+        out.write(data)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush ``path``'s directory entries (a rename or link into it) to disk, where possible.
+
+    Best effort: platforms and filesystems that cannot open or fsync a directory are skipped.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _rename_no_replace(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` unless ``dst`` exists (FileExistsError, ``src`` kept)."""
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # no hard links here: claim the name with an exclusive create, then rename over our claim
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        os.replace(src, dst)
+        return
+    os.unlink(src)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(sha256 hex digest, size in bytes) of the file at ``path``."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return digest.hexdigest(), f.tell()
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def hash_stream(
+    stream: _Readable,
+    algorithm: str = "sha256",
+    *,
+    on_chunk: Callable[[bytes], object] | None = None,
+) -> tuple[str, int]:
+    """(hex digest, size in bytes) of what ``stream`` yields until its end.
+
+    ``algorithm`` is a :mod:`hashlib` name; ``on_chunk`` is called with each chunk after it
+    was hashed (to copy it on, or to count progress).
+    """
+    hasher = hashlib.new(algorithm)
+    size = 0
+    while chunk := stream.read(_HASH_CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return hasher.hexdigest(), size
