@@ -12,7 +12,7 @@ from import_graph import imports, modules, owning_module
 LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["atdata.lexicons", "atdata._redact", "atdata._clock", "atdata._fs"]),
     ("errors", ["atdata.errors", "atdata._optional"]),
-    ("schema", ["atdata.schema", "atdata._npy", "atdata._msgpack_view"]),
+    ("schema", ["atdata.schema", "atdata._npy", "atdata._msgpack_view", "atdata.media"]),
     (
         "samples",
         [
