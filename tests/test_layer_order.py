@@ -12,6 +12,7 @@ from import_graph import imports, modules, owning_module
 LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["atdata.lexicons", "atdata._redact", "atdata._clock", "atdata._fs"]),
     ("errors", ["atdata.errors", "atdata._optional"]),
+    ("net", ["atdata.net"]),
     ("schema", ["atdata.schema", "atdata._npy", "atdata._msgpack_view", "atdata.media"]),
     (
         "samples",
@@ -46,14 +47,6 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("apps", ["atdata.cli", "atdata.demo", "atdata.diagnose", "atdata.testing"]),
     ("package", ["atdata"]),
 ]
-
-# Known upward edges, each owned by a change in flight (issue 11). Delete an entry when its owner
-# lands; the test then holds the line.
-ALLOWED_UPWARD: dict[tuple[str, str], str] = {
-    # issue 11 point 1 (one network layer) moves the offset-index scan out of the at:// source
-    ("atdata.sources.at", "atdata.shards.offsets"): "network-layer helper",
-    ("atdata.sources.at", "atdata.shards.reader"): "network-layer helper",
-}
 
 
 def layer_of(module: str) -> int:
@@ -91,16 +84,8 @@ def test_modules_import_only_their_layer_or_lower() -> None:
     bad = [
         f"{m}:{line} imports {t} ({LAYERS[layer_of(m)][0]} -> {LAYERS[layer_of(t)][0]})"
         for m, t, line in _upward_edges()
-        if (m, t) not in ALLOWED_UPWARD
     ]
     assert not bad, "upward imports:\n  " + "\n  ".join(bad)
-
-
-def test_allowed_upward_edges_still_exist() -> None:
-    """An allow-list entry whose import is gone must be deleted with it."""
-    present = {(m, t) for m, t, _ in _upward_edges()}
-    stale = [edge for edge in ALLOWED_UPWARD if edge not in present]
-    assert not stale, f"allow-listed edges that no longer exist (delete them): {stale}"
 
 
 def test_no_module_imports_the_package_root() -> None:
@@ -133,14 +118,6 @@ def test_the_architecture_doc_draws_the_same_order() -> None:
     assert drawn == [name for name, _ in reversed(LAYERS)]
 
 
-# Import cycles being untangled by changes in flight (issue 11 point 5), by their members.
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"atdata.shards.reader", "atdata.sources", "atdata.sources.at"}): (
-        "network-layer helper"
-    ),
-}
-
-
 def _cycles() -> list[frozenset[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules()}
     for module in modules():
@@ -165,8 +142,5 @@ def _cycles() -> list[frozenset[str]]:
 
 
 def test_no_import_cycles() -> None:
-    found = _cycles()
-    bad = [sorted(c) for c in found if c not in ALLOWED_CYCLES]
-    assert not bad, f"import cycles: {bad}"
-    stale = [sorted(c) for c in ALLOWED_CYCLES if c not in found]
-    assert not stale, f"allow-listed cycles that are gone (delete them): {stale}"
+    found = [sorted(c) for c in _cycles()]
+    assert not found, f"import cycles: {found}"

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import AtmosphereError, IntegrityError, SourceError
+from ..net.ids import cid_of_sha256
 from ..shards.info import Checksum
 from ..shards.reader import iter_members
 from ..shards.tar import BLOCK
 from ..sources import open_source
-from ..sources.at import cid_of_sha256
 from .client import AtmosphereClient
 from .records import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 

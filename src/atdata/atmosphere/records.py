@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeAlias
 from urllib.parse import quote, urlsplit
 
 from ..errors import SchemaError
+from ..net.ids import record_cid
 from ..schema import Schema
 from ..shards.info import Checksum
 from ..sources.at import blob_url
@@ -378,11 +379,7 @@ class SchemaRecord:
 
     def record_key(self) -> str:
         """The CID (dag-cbor, sha2-256) of :meth:`content`; the key atdata publishes it under."""
-        import libipld
-
-        digest = _sha256(libipld.encode_dag_cbor(self.content()))
-        cid: str = libipld.encode_cid(bytes([1, 0x71, 0x12, 32]) + digest)
-        return cid
+        return record_cid(self.content())
 
     def to_record(self) -> dict[str, Any]:
         out = self.content()
@@ -683,12 +680,6 @@ class LabelRecord:
 
 
 # ------------------------------------------------------------------------------- helpers
-def _sha256(data: bytes) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(data).digest()
-
-
 def _fit(text: str | None, nsid: str, prop: str) -> str | None:
     """``text`` cut (at a character boundary) to the lexicon's maxLength for ``nsid``.``prop``."""
     if text is None:
