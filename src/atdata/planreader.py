@@ -55,6 +55,7 @@ __all__ = [
     "PlanReader",
     "Progress",
     "Readable",
+    "decode_bodies",
     "epoch_order",
     "iter_layout",
     "iter_sequential",
@@ -139,7 +140,7 @@ def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
     )
 
 
-def _decode_bodies(bodies: list[Any]) -> list[Any]:
+def decode_bodies(bodies: list[Any]) -> list[Any]:
     """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
     try:
         if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
@@ -224,7 +225,7 @@ class PlanReader:
         got = self._read(order, positions)
         if not got.bodies:
             return None
-        maps = _decode_bodies(got.bodies)
+        maps = decode_bodies(got.bodies)
         batch = self.collator.collate(maps, got.keys)
         if batch is not None:
             return batch

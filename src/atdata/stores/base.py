@@ -59,6 +59,7 @@ __all__ = [
     "log_verified",
     "verify_shards",
     "verify_sidecar",
+    "warn_not_owned",
 ]
 
 _log = logging.getLogger(__name__)
