@@ -7,6 +7,7 @@ samples are decoded one by one, transformed and filtered, so a batch may come ou
 its positions.
 """
 
+import logging
 import warnings
 from collections.abc import Iterator
 from functools import partial
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import msgpack
 import numpy as np
 
-from ._redact import redact
+from ._redact import Redacted, redact
 from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
@@ -55,6 +56,7 @@ __all__ = [
     "PlanReader",
     "Progress",
     "Readable",
+    "decode_bodies",
     "epoch_order",
     "iter_layout",
     "iter_sequential",
@@ -62,6 +64,8 @@ __all__ = [
     "run_stages",
     "skip_or_raise",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: What :func:`run_stages` returns for a sample that a filter dropped.
 DROPPED: Any = object()
@@ -83,6 +87,7 @@ def skip_or_raise(on_error: str, exc: Exception, *, stacklevel: int) -> None:
     (an AtdataWarning, ``stacklevel`` as for :func:`warnings.warn`) and skip it, or skip it."""
     if on_error == "raise":
         raise exc
+    _log.warning("skipped (on_error=%r): %s", on_error, Redacted(exc))
     if on_error == "warn":
         warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=stacklevel + 1)
 
@@ -136,7 +141,7 @@ def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
     )
 
 
-def _decode_bodies(bodies: list[Any]) -> list[Any]:
+def decode_bodies(bodies: list[Any]) -> list[Any]:
     """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
     try:
         if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
@@ -228,7 +233,7 @@ class PlanReader:
         got = self._read(order, positions)
         if not got.bodies:
             return None
-        maps = _decode_bodies(got.bodies)
+        maps = decode_bodies(got.bodies)
         batch = self.collator.collate(maps, got.keys)
         if batch is not None:
             return batch
