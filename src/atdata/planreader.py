@@ -21,6 +21,7 @@ from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .groupslots import GroupSlotReader
+from .media.pool import Allocator
 from .members import member_layout
 from .plan import EpochOrder, Layout
 from .sample import DictSample
@@ -168,6 +169,7 @@ class PlanReader:
         self.dataset = dataset
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
+        self.empty: Allocator | None = None  # where batch arrays go (None: plain numpy)
         members = member_layout(dataset._source_type)
         self.slots: SlotReader | GroupSlotReader
         if members is None:
@@ -189,6 +191,12 @@ class PlanReader:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
             self.output_names = ()
+
+    def use_allocator(self, empty: Allocator) -> None:
+        """Allocate every batch array with ``empty(shape, dtype)`` from now on (a fresh array
+        each call: the reader never writes into an array it has handed out)."""
+        self.empty = empty
+        self.collator.empty = empty
 
     def _handle(self, exc: Exception) -> None:
         skip_or_raise(self.dataset.on_error, exc, stacklevel=4)
@@ -221,7 +229,7 @@ class PlanReader:
                 codec = codec_for(self.dataset.sample_type)
             except (SchemaError, TypeError):
                 return samples
-            return collate_samples_checked(codec, samples, keys, self._handle)
+            return collate_samples_checked(codec, samples, keys, self._handle, self.empty)
         got = self._read(order, positions)
         if not got.bodies:
             return None
@@ -358,7 +366,7 @@ def iter_sequential(
 def _collated(reader: PlanReader, codec: Any, samples: list[Any], keys: list[str]) -> Any:
     if codec is None:
         return samples
-    return collate_samples_checked(codec, samples, keys, reader._handle)
+    return collate_samples_checked(codec, samples, keys, reader._handle, reader.empty)
 
 
 def iter_layout(
