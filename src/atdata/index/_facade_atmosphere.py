@@ -1,7 +1,7 @@
 """The atmosphere methods of :class:`~atdata.index.Index`: publishing a dataset version or a
 recorded lens to an ATProto repository (the atmosphere package is imported only when called)."""
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._facade_base import IndexBase
 
@@ -13,13 +13,21 @@ if TYPE_CHECKING:
         PublishedDataset,
         StoredRecord,
     )
-    from .facade import Index
+    from .entries import DatasetEntry, LensEntry, SchemaEntry
 
 __all__ = ["AtmosphereMethods"]
 
 
 class AtmosphereMethods(IndexBase):
-    """``publish`` and ``publish_lens`` (part of ``Index``; ``self`` is always an Index)."""
+    """``publish`` and ``publish_lens`` (part of ``Index``)."""
+
+    if TYPE_CHECKING:  # provided by DatasetMethods and CatalogMethods in the assembled Index
+
+        def get(self, ref: str) -> DatasetEntry: ...
+
+        def get_schema(self, ref: str) -> SchemaEntry: ...
+
+        def get_lens(self, name: str) -> LensEntry: ...
 
     # -- the atmosphere ----------------------------------------------------------------------------
     def publish(
@@ -43,7 +51,7 @@ class AtmosphereMethods(IndexBase):
         """
         from ..atmosphere.publish import publish_dataset
 
-        return publish_dataset(cast("Index", self), name, to=to, **options)
+        return publish_dataset(self, name, to=to, **options)
 
     def publish_lens(
         self,
@@ -62,6 +70,4 @@ class AtmosphereMethods(IndexBase):
         """
         from ..atmosphere.publish import publish_lens
 
-        return publish_lens(
-            cast("Index", self), name, to=to, repository=repository, commit=commit, **options
-        )
+        return publish_lens(self, name, to=to, repository=repository, commit=commit, **options)
