@@ -98,6 +98,10 @@ def epoch_order(
 ) -> EpochOrder:
     """The order of one epoch of ``dataset`` (counts and sizes from its offset indexes)."""
     shards = dataset.shards
+    first = dataset._stages[0].fn if dataset._stages else None
+    pick = getattr(first, "selector", None)
+    if callable(pick):  # a query: shards its manifests rule out are counted from them
+        pick(shards).prime()
     cum = shards.cumulative()
     counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
     return EpochOrder(
@@ -148,18 +152,18 @@ class PlanReader:
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
         members = member_layout(dataset._source_type)
+        # a leading query stage (Dataset.where) tells which members can match before reading
+        first = dataset._stages[0].fn if dataset._stages else None
+        pick = getattr(first, "selector", None)
+        self.selector: Any = pick(dataset.shards) if callable(pick) else None
         self.slots: SlotReader | GroupSlotReader
-        if members is None:
-            self.slots = SlotReader(dataset.shards)
+        if members is None:  # a query verifies the headers of the members it reads, not all
+            self.slots = SlotReader(dataset.shards, whole=self.selector is None)
             self._decode: Any = self.codec.decode
         else:  # key groups decoded member by member: no msgpack fast path
             self.slots = GroupSlotReader(dataset.shards)
             self._decode = partial(members.decode, cap=max_stream_member())
         self.staged = bool(dataset._stages) or members is not None
-        # a leading query stage (Dataset.where) tells which members can match before reading
-        first = dataset._stages[0].fn if dataset._stages else None
-        pick = getattr(first, "selector", None)
-        self.selector: Any = pick(dataset.shards) if callable(pick) else None
         # raw bodies are msgpack maps only in the one-member layout
         self.prefilter: Any = getattr(first, "prefilter", None) if members is None else None
         self._kept: Any = None  # the positions the last _read kept

@@ -56,6 +56,9 @@ class Selector:
         if manifest is not None and self.names <= manifest.fields.keys():
             if not self.expr.may_match(manifest.fields):
                 mask = np.zeros(manifest.count, dtype=bool)
+                self.shards.count_from(i, manifest.count)  # its offset index is not loaded
+            elif (manifest := self.manifests.confirmed(i)) is None:
+                mask = None
             else:
                 fields = manifest.fields
                 try:
@@ -73,6 +76,12 @@ class Selector:
                 mask[positions] = rows
         self._masks[i] = mask
         return mask
+
+    def prime(self) -> None:
+        """Decide every shard (before an epoch's order is built): the shards the manifests rule
+        out are counted from them, and their offset indexes are never loaded."""
+        for i in range(len(self.shards)):
+            self.shard_mask(i)
 
     def keep(
         self, shards: "np.ndarray[Any, Any]", members: "np.ndarray[Any, Any]"
