@@ -62,10 +62,8 @@ class Selector:
             else:
                 fields = manifest.fields
                 try:
-                    columns = {
-                        n: Column(fields[n].kind, manifest.columns[n], fields[n].nulls)
-                        for n in self.names
-                    }
+                    raw = manifest.columns_of(self.names)
+                    columns = {n: Column(fields[n].kind, raw[n], fields[n].nulls) for n in raw}
                     positions = manifest.positions
                 except ShardError as exc:
                     self.manifests.reject(i, str(exc))

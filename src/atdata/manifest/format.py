@@ -209,15 +209,25 @@ class Manifest:
 
     @property
     def columns(self) -> dict[str, list[Any]]:
-        if self._columns is None:
-            self._decode_block()
+        """Every field's column (the column block decoded and checked on first use)."""
+        if self._columns is None or len(self._columns) < len(self.fields):
+            self._decode_block(None)
         assert self._columns is not None
         return self._columns
+
+    def columns_of(self, names: "set[str] | frozenset[str]") -> dict[str, list[Any]]:
+        """The columns of ``names`` (fields of this manifest): only those are decoded."""
+        held = self._columns or {}
+        missing = {n for n in names if n not in held}
+        if missing or self._positions is None:
+            self._decode_block(missing)
+        assert self._columns is not None
+        return {n: self._columns[n] for n in names}
 
     @property
     def positions(self) -> "np.ndarray[Any, np.dtype[np.int64]]":
         if self._positions is None:
-            self._decode_block()
+            self._decode_block(set())
         assert self._positions is not None
         return self._positions
 
@@ -273,30 +283,53 @@ class Manifest:
             fields[name] = stats
         return cls(sha.lower(), size, count, fields, block=block, where=where)
 
-    def _decode_block(self) -> None:
+    def _decode_block(self, names: set[str] | None) -> None:
+        """Decode and check the positions and the columns of ``names`` (None: all); the other
+        columns are skipped over, not decoded."""
         where, count = self._where, self.count
+        wanted = set(self.fields) if names is None else names & self.fields.keys()
+        positions: Any = None
+        columns_raw: dict[Any, Any] | None = None
         try:
-            raw = msgpack.unpackb(self._block or b"", raw=False, strict_map_key=False)
+            unpacker = msgpack.Unpacker(
+                raw=False, strict_map_key=False, max_buffer_size=max(len(self._block or b""), 1)
+            )
+            unpacker.feed(self._block or b"")
+            for _ in range(unpacker.read_map_header()):
+                key = unpacker.unpack()
+                if key == "positions" and self._positions is None:
+                    positions = unpacker.unpack()
+                elif key == "columns":
+                    columns_raw = {}
+                    for _ in range(unpacker.read_map_header()):
+                        name = unpacker.unpack()
+                        if isinstance(name, str) and name in wanted:
+                            columns_raw[name] = unpacker.unpack()
+                        else:
+                            unpacker.skip()
+                else:
+                    unpacker.skip()
         except Exception as exc:
             raise ShardError(
                 f"manifest {where}: the column block is not valid msgpack: {exc}"
             ) from None
-        if not isinstance(raw, dict):
-            raise ShardError(f"manifest {where} has no column block")
-        positions, columns_raw = raw.get("positions"), raw.get("columns")
-        if not isinstance(positions, list) or len(positions) != count:
-            raise ShardError(f"manifest {where}: {count} samples but not as many positions")
-        if not set(map(type, positions)) <= {int}:
-            raise ShardError(f"manifest {where}: a position is not an integer")
-        pos = np.asarray(positions, dtype=np.int64) if positions else np.zeros(0, np.int64)
-        if not np.array_equal(pos, np.arange(count, dtype=np.int64)):
-            raise ShardError(
-                f"manifest {where}: its positions are not the members 0..{count - 1} of the shard"
-            )
-        if not isinstance(columns_raw, dict):
+        pos = self._positions
+        if pos is None:
+            if not isinstance(positions, list) or len(positions) != count:
+                raise ShardError(f"manifest {where}: {count} samples but not as many positions")
+            if not set(map(type, positions)) <= {int}:
+                raise ShardError(f"manifest {where}: a position is not an integer")
+            pos = np.asarray(positions, dtype=np.int64) if positions else np.zeros(0, np.int64)
+            if not np.array_equal(pos, np.arange(count, dtype=np.int64)):
+                raise ShardError(
+                    f"manifest {where}: its positions are not the members 0..{count - 1} of "
+                    "the shard"
+                )
+        if columns_raw is None:
             raise ShardError(f"manifest {where} has no columns")
-        columns: dict[str, list[Any]] = {}
-        for name, stats in self.fields.items():
+        columns: dict[str, list[Any]] = dict(self._columns or {})
+        for name in wanted:
+            stats = self.fields[name]
             column = columns_raw.get(name)
             if not isinstance(column, list) or len(column) != count:
                 raise ShardError(f"manifest {where}: column $.{name} does not hold {count} values")
