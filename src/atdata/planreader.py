@@ -102,8 +102,10 @@ def epoch_order(
     pick = getattr(first, "selector", None)
     if callable(pick):  # a query: shards its manifests rule out are counted from them
         pick(shards).prime()
-    cum = shards.cumulative()
-    counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
+        counts = [shards.count(i) for i in range(len(shards))]
+    else:
+        cum = shards.cumulative()
+        counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
     return EpochOrder(
         counts,
         lambda i: shards.offsets(i).sizes,

@@ -215,15 +215,15 @@ class ShardSet:
         if data is None:
             return None
         self._claim_bytes = (i, data)  # the full load that often follows reads it from here
-        if expect.sidecar_sha256 is not None:
-            if hashlib.sha256(data).hexdigest() != expect.sidecar_sha256.lower():
-                return None
+        recorded = expect.sidecar_sha256
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded.lower():
+            return None
         if len(data) > sidecar_limit(expect.size):
             return None
         found = read_claim(data)
         if found is None:
             return None
-        sha, size, count = found
+        sha, size, _ = found
         if expect.size is not None and expect.size != size:
             return None
         if expect.sha256 is not None and sha is not None and expect.sha256 != sha:
@@ -233,12 +233,12 @@ class ShardSet:
     def count_from(self, i: int, count: int) -> None:
         """Take shard ``i``'s sample count as ``count`` (what its offset index claims, checked
         by the caller: see :meth:`claimed`) without loading the index, unless it is loaded."""
-        if i not in self._offsets and self._counts.get(i) != count:
+        if i not in self._offsets:
             self._counts[i] = count
-            self._cumulative = None
 
     def count(self, i: int) -> int:
-        """Samples in shard ``i``."""
+        """Samples in shard ``i``: as :meth:`count_from` took it, else from its offset index
+        (:meth:`cumulative`, and so ``len()``, always loads the index)."""
         idx = self._offsets.get(i)
         if idx is not None:
             return len(idx)
@@ -250,11 +250,8 @@ class ShardSet:
         idx = self._offsets.get(i)
         if idx is None:
             idx = self.sidecar(i)
-            if idx is not None and self._counts.pop(i, len(idx)) != len(idx):
-                self._cumulative = None  # it claimed another count than it holds
+            self._counts.pop(i, None)
         if idx is None:
-            if self._counts.pop(i, None) is not None:
-                self._cumulative = None
             src = self.source(i)
             path, digest = _peek_local_path(src), self.expectation(i).sha256
             if i not in self._scan_only:
@@ -305,7 +302,7 @@ class ShardSet:
     def cumulative(self) -> list[int]:
         """Running sample counts: shard i holds samples [cum[i], cum[i+1])."""
         if self._cumulative is None:
-            self._cumulative = [0, *accumulate(self.count(i) for i in range(len(self.urls)))]
+            self._cumulative = [0, *accumulate(len(self.offsets(i)) for i in range(len(self.urls)))]
         return self._cumulative
 
     def total(self) -> int:
