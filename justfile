@@ -76,3 +76,7 @@ bench-report *runs:
 # B7: the torch training paths (DataLoader workers, the feed) vs webdataset + DataLoader
 bench-b7 *args:
     uv run python -m benchmarks.b7_torch {{args}}
+
+# B8: encoded JPEGs in member layout decoded to uint8 batches, vs webdataset and the bare Pillow loop
+bench-b8 *args:
+    uv run python -m benchmarks.b8_images {{args}}

@@ -1,6 +1,7 @@
 """Shards anywhere (issue 5): B3 read from loopback HTTP and S3 against local disk and atdata 0.7.
 
     uv run python -m benchmarks.remote_bench [--quick] [--repeat N] [--no-atdata07] [--no-s3]
+                                             [--no-cache] [--readahead-sweep]
                                              [--profile] [--keep-data] [--out PATH]
 
 What happens, in one run on one set of shards:
@@ -81,6 +82,9 @@ for _t, _name, _lib, _07 in (
     ROWS += [
         (f"{_t}/bytes", _name, f"{_lib} alone (bytes only)", "-", f"{_t}/ours", "local/raw"),
         (f"{_t}/ours", _name, "ours", "off", None, "local/ours"),
+        (f"{_t}/ours-ra0", _name, "ours, read-ahead off", "off", f"{_t}/ours", "local/ours"),
+        (f"{_t}/ours-ra1m", _name, "ours, read-ahead 1 MiB", "off", f"{_t}/ours", "local/ours"),
+        (f"{_t}/ours-ra4m", _name, "ours, read-ahead 4 MiB", "off", f"{_t}/ours", "local/ours"),
         (f"{_t}/ours-cache1", _name, "ours", "on: epoch 1 (fills)", None, "local/ours"),
         (f"{_t}/ours-cache2", _name, "ours", "on: epoch 2", None, "local/ours"),
         (f"{_t}/ours-cache-new", _name, "ours", "on: new process", None, "local/ours"),
@@ -326,6 +330,8 @@ class Bench:
         self.series: dict[str, Series] = {}
         self.logs: dict[str, RequestLog] = {}
         self.failures: list[str] = []
+        self.readahead_sweep = bool(args.readahead_sweep)
+        self.cache_rows = not args.no_cache
         n, per = args.samples, args.per_shard
         self.base = DATA / f"remote-{SCENARIO}-{n}"
         self.shard_dir = self.base / "shards"
@@ -400,6 +406,12 @@ class Bench:
             common = dict(where, transport=t)
             self.measure(f"{t}/bytes", "remote", t, dict(common, op="bytes"))
             self.measure(f"{t}/ours", "remote", t, dict(common, op="read"))
+            if self.readahead_sweep:  # the default (256 KiB chunks) against off and other sizes
+                for name, chunk in (("ra0", 0), ("ra1m", 1 << 20), ("ra4m", 4 << 20)):
+                    spec = dict(common, op="read", readahead_chunk=chunk)
+                    self.measure(f"{t}/ours-{name}", "remote", t, spec)
+            if not self.cache_rows:
+                continue
             shutil.rmtree(self.cache_dir, ignore_errors=True)
             cached = dict(common, op="read", cache_dir=str(self.cache_dir / t))
             self.measure(
@@ -574,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-shard", type=int, help="samples per shard (default 1,000; 500 --quick)")
     p.add_argument("--no-atdata07", action="store_true", help="skip the atdata 0.7 comparator")
     p.add_argument("--no-s3", action="store_true", help="skip S3 (moto)")
+    p.add_argument("--no-cache", action="store_true", help="skip the shard-cache rows")
+    p.add_argument(
+        "--readahead-sweep",
+        action="store_true",
+        help="add ours with read-ahead off, 1 MiB and 4 MiB chunks (default: 256 KiB)",
+    )
     p.add_argument(
         "--profile", action="store_true", help="cProfile one extra epoch of ours per transport"
     )

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -208,9 +209,8 @@ def test_tokens_are_refreshed_before_they_expire_and_reported(
     seen: list[str] = []
     s = AtmosphereSession.restore(session.export(), on_refresh=seen.append)
     before = json.loads(s.export())
-    client = s._client
-    later = client.get_current_time() + timedelta(hours=3)  # past the access token's expiry
-    monkeypatch.setattr(client, "get_current_time", lambda: later)
+    later = time.time() + timedelta(hours=3).total_seconds()  # past the access token's expiry
+    monkeypatch.setattr(s, "_now", lambda: later)
     AtmosphereClient(s, resolver=resolver).publish(
         LabelRecord("after-refresh", f"at://{s.did}/science.alt.dataset.entry/3n2ukhgqvrc2u")
     )
@@ -344,7 +344,7 @@ def test_a_blob_over_the_limit_is_refused_before_sending(
     assert client.max_blob_bytes() == 50 * 1024 * 1024  # the lexicon's maxSize is lower
     monkeypatch.setattr(session, "_blob_limit", 4096)  # a PDS with a small limit
     sent: list[int] = []
-    monkeypatch.setattr(session, "call", lambda what, fn: sent.append(1))
+    monkeypatch.setattr(session, "auth_headers", lambda: sent.append(1) or {})
     with pytest.raises(AtmosphereError, match="4096-byte limit"):
         client.upload_blob(b"x" * 4097)
     assert sent == []

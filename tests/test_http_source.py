@@ -301,7 +301,7 @@ def test_a_shard_replaced_mid_stream_is_an_error_not_a_splice(
 def test_shards_share_one_client_and_one_connection(
     http_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import atdata.sources.http as http_module
+    import atdata.net.transport as transport
 
     infos: list[ShardInfo] = []
     for i in range(3):
@@ -316,7 +316,7 @@ def test_shards_share_one_client_and_one_connection(
         return verify(request, client_address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(http_server._httpd, "verify_request", counting)
-    monkeypatch.setattr(http_module, "_SHARED", {})
+    monkeypatch.setattr(transport, "_SHARED", {})
     sources = [
         open_source(http_server.url_for(str(Path(i.url).relative_to(http_server.root))))
         for i in infos
@@ -324,7 +324,7 @@ def test_shards_share_one_client_and_one_connection(
     for info, src in zip(infos, sources, strict=True):
         assert _members(src) == _members(info.url)
     assert len({id(src._get_client()) for src in sources}) == 1  # type: ignore[attr-defined]
-    assert len(http_module._SHARED) == 1
+    assert len(transport._SHARED) == 1
     assert len(http_server.requests) == 3
     assert len(connections) == 1  # one kept-alive connection served all three shards
 
@@ -332,16 +332,16 @@ def test_shards_share_one_client_and_one_connection(
 def test_a_forked_worker_does_not_reuse_the_parents_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import atdata.sources.http as http_module
+    import atdata.net.transport as transport
 
-    monkeypatch.setattr(http_module, "_SHARED", {})
+    monkeypatch.setattr(transport, "_SHARED", {})
     src = HttpSource("http://127.0.0.1:1/a.tar")
     parent = src._get_client()
     assert src._get_client() is parent
-    monkeypatch.setattr(http_module.os, "getpid", lambda: -1)  # as seen from a forked child
+    monkeypatch.setattr(transport.os, "getpid", lambda: -1)  # as seen from a forked child
     child = src._get_client()
     assert child is not parent
-    injected = http_module.require("httpx", "http").Client()
+    injected = transport.require("httpx", "http").Client()
     try:
         assert HttpSource("http://127.0.0.1:1/a.tar", client=injected)._get_client() is injected
     finally:

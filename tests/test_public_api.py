@@ -20,6 +20,8 @@ PUBLIC_API = sorted(
         "DatasetEntry",
         "DictSample",
         "Index",
+        "Image",
+        "ImageSpec",
         "IndexUnavailableError",
         "Indexed",
         "IntegrityError",
@@ -54,7 +56,18 @@ PUBLIC_API = sorted(
     ]
 )
 
-HEAVY = ["redis", "psycopg", "boto3", "botocore", "httpx", "atproto", "typer", "rich", "torch"]
+HEAVY = [
+    "redis",
+    "psycopg",
+    "boto3",
+    "botocore",
+    "httpx",
+    "atproto",
+    "typer",
+    "rich",
+    "torch",
+    "PIL",
+]
 
 
 def test_all_is_pinned() -> None:

@@ -12,6 +12,7 @@ Ops:
   parsed or kept.
 """
 
+import os
 import time
 
 _t0 = time.perf_counter()
@@ -69,6 +70,8 @@ def _url(spec: dict[str, Any]) -> str:
 
 def read(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     loopback_guard()
+    if spec.get("readahead_chunk") is not None:  # read-ahead chunk in bytes; 0 turns it off
+        os.environ["ATDATA_READAHEAD_CHUNK"] = str(spec["readahead_chunk"])
     T = sample_type(sc)
     key = sc.id_field
     cache = spec.get("cache_dir") or False

@@ -30,6 +30,7 @@ from .errors import (
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .manifest.fields import Indexed
+from .media import Image, ImageSpec
 from .members import MemberCodec, member, register_member_codec
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
@@ -52,6 +53,8 @@ __all__ = [
     "DatasetEntry",
     "DictSample",
     "Index",
+    "Image",
+    "ImageSpec",
     "IndexUnavailableError",
     "Indexed",
     "IntegrityError",

@@ -17,6 +17,8 @@ import numpy as np
 from .codec import SCALAR_TYPES as _SCALAR_KINDS
 from .codec import Codec, check_dtype_shape, codec_for, decode_array, parse_array_header
 from .errors import SchemaError
+from .media.pool import decode_column
+from .media.spec import ImageSpec
 from .schema import FieldType
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "collate_columns",
     "collate_maps",
     "collate_samples",
+    "collate_samples_checked",
     "column_plan",
 ]
 
@@ -151,7 +154,7 @@ class Collator(Generic[T]):
         self.pool = ArrayPool()
 
     def collate(self, maps: list[Any], keys: list[str]) -> SampleBatch[T] | None:
-        columns = collate_columns(maps, self._names, self._columns, self._stack)
+        columns = collate_columns(maps, self._names, self._columns, self._stack, self.pool.empty)
         return None if columns is None else SampleBatch(self.codec, columns, keys)
 
     def _stack(self, col: list[Any], ftype: FieldType, path: str) -> Any:
@@ -211,6 +214,8 @@ def collate_maps(
     for name in codec.names:
         if name in array_fields:
             columns[name] = _stack_array_bytes([m[name] for m in maps], f"$.{name}")
+        elif name in codec.image_fields:  # decoded by check_map
+            columns[name] = _stack_arrays([m[name] for m in maps], f"$.{name}")
         else:
             columns[name] = [m[name] for m in maps]
     return SampleBatch(codec, columns, keys)
@@ -258,7 +263,12 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
             raise SchemaError(
                 f"$.{name}: missing in a sample of the batch", path=f"$.{name}"
             ) from None
-        columns[name] = _stack_arrays(values, f"$.{name}") if name in codec.array_fields else values
+        if name in codec.image_fields:
+            spec = codec.schema.field(name).type.media or ImageSpec()
+            values = decode_column(values, spec, f"$.{name}")
+        if name in codec.array_fields or name in codec.image_fields:
+            values = _stack_arrays(values, f"$.{name}") if isinstance(values, list) else values
+        columns[name] = values
     return SampleBatch(codec, columns, keys)
 
 
@@ -267,13 +277,14 @@ def collate_columns(
     names: frozenset[str],
     plan: list[tuple[str, str, Any]],
     stack: Callable[[list[Any], Any, str], Any],
+    empty: Callable[..., Any],
 ) -> dict[str, Any] | None:
     """Field name -> column of a batch of decoded maps, checked column by column; None when
     anything does not fit (a map that is not a dict with exactly ``names``, a value of the wrong
     type, an array column ``stack`` cannot stack), so that the caller checks sample by sample.
 
     ``plan`` comes from :func:`column_plan`; ``stack(column, field_type, path)`` builds an array
-    column or returns None. Shared by :class:`Collator` and the torch feed's collator.
+    column or returns None; image columns decode into arrays from ``empty(shape, dtype)``. Shared by :class:`Collator` and the torch feed's collator.
     """
     if set(map(type, maps)) != _DICT_ONLY or not all(
         map(operator.eq, map(dict.keys, maps), repeat(names))
@@ -289,6 +300,11 @@ def collate_columns(
             col = stack(col, spec, f"$.{name}")
             if col is None:
                 return None
+        elif kind == "image":
+            try:
+                col = decode_column(col, spec, f"$.{name}", empty)
+            except SchemaError:
+                return None
         elif kind == "any":
             if memoryview in set(map(type, col)):  # a large body's top-level bin values
                 col = [bytes(v) if type(v) is memoryview else v for v in col]
@@ -301,9 +317,39 @@ def collate_columns(
     return columns
 
 
+def collate_samples_checked(
+    codec: Codec[T],
+    samples: Sequence[T],
+    keys: list[str],
+    handle: Callable[[SchemaError], None],
+) -> SampleBatch[T] | None:
+    """:func:`collate_samples`, except that a sample whose image does not decode is handed to
+    ``handle`` (a SchemaError naming the field and the sample key) and left out of the batch;
+    None when no sample is left."""
+    try:
+        return collate_samples(codec, samples, keys)
+    except SchemaError:
+        if not codec.image_fields:
+            raise
+    good: list[T] = []
+    good_keys: list[str] = []
+    specs = {n: codec.schema.field(n).type.media or ImageSpec() for n in codec.image_fields}
+    for sample, key in zip(samples, keys, strict=True):
+        try:
+            for name, spec in specs.items():
+                decode_column([sample.__dict__.get(name)], spec, f"$.{name}", threads=1)
+        except SchemaError as exc:
+            handle(SchemaError(f"{exc} [sample {key!r}]", path=exc.path))
+            continue
+        good.append(sample)
+        good_keys.append(key)
+    return collate_samples(codec, good, good_keys) if good else None
+
+
 def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:
     """How each field's column is collated: ``(kind, name, detail)`` with kind ``scalar`` (the
-    accepted Python types), ``array`` (the field type), ``any``, or ``convert`` (the decoder)."""
+    accepted Python types), ``array`` (the field type), ``image`` (its ImageSpec), ``any``, or
+    ``convert`` (the decoder)."""
     columns: list[tuple[str, str, Any]] = []
     for f in codec.schema.fields:
         kind = f.type.kind
@@ -314,6 +360,8 @@ def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:
             columns.append(("scalar", f.name, frozenset(accepted)))
         elif kind == "array":
             columns.append(("array", f.name, f.type))
+        elif kind == "image":
+            columns.append(("image", f.name, f.type.media or ImageSpec()))
         elif kind == "any":
             columns.append(("any", f.name, None))
         else:

@@ -15,6 +15,8 @@ import numpy as np
 from ._msgpack_view import unpack_map_view
 from ._npy import NPY_MAGIC, check_array_dtype, check_array_shape, parse_npy
 from .errors import SchemaError
+from .media.codec import image_checker, image_decoder, image_encoder
+from .media.spec import ImageSpec
 from .sample import DictSample
 from .schema import FieldType, Schema
 
@@ -200,6 +202,8 @@ def _encoder_required(ftype: FieldType) -> Converter | None:
                 raise SchemaError(f"{path}: {exc}", path=path) from None
 
         return enc_array
+    if kind == "image":
+        return image_encoder(ftype.media or ImageSpec(), ftype.optional)
     if kind == "sample":
         assert ftype.schema is not None
         nested = _nested_codec(ftype)
@@ -289,6 +293,8 @@ def _decoder(ftype: FieldType) -> Converter | None:
             return arr
 
         return dec_array
+    if kind == "image":
+        return image_decoder(ftype.media or ImageSpec(), ftype.optional)
     if kind == "sample":
         assert ftype.schema is not None
         nested = _nested_codec(ftype)
@@ -302,6 +308,15 @@ def _decoder(ftype: FieldType) -> Converter | None:
 
 def _dec_any(value: Any, path: str) -> Any:
     return bytes(value) if type(value) is memoryview else value
+
+
+def _checker(ftype: FieldType) -> Converter | None:
+    """The batch path's converter: arrays validated but left as bytes, images decoded."""
+    if ftype.kind == "array":
+        return _array_checker(ftype)
+    if ftype.kind == "image":
+        return image_checker(ftype.media or ImageSpec(), ftype.optional)
+    return _decoder(ftype)
 
 
 def _array_checker(ftype: FieldType) -> Converter:
@@ -347,11 +362,8 @@ class Codec(Generic[T]):
         self._encoders = [(f.name, _encoder(f.type)) for f in schema.fields]
         self._decoders = [(f.name, c) for f in schema.fields if (c := _decoder(f.type)) is not None]
         self.array_fields = frozenset(f.name for f in schema.fields if f.type.kind == "array")
-        self._checkers = [
-            (f.name, _array_checker(f.type) if f.name in self.array_fields else c)
-            for f in schema.fields
-            if (c := _decoder(f.type)) is not None
-        ]
+        self.image_fields = frozenset(f.name for f in schema.fields if f.type.kind == "image")
+        self._checkers = [(f.name, c) for f in schema.fields if (c := _checker(f.type)) is not None]
         self._paths = {f.name: f"$.{f.name}" for f in schema.fields}
         self._optional = {f.name for f in schema.fields if not f.required or f.type.optional}
         self._defaults = field_defaults(sample_type)
@@ -411,7 +423,8 @@ class Codec(Generic[T]):
         return _identity
 
     def check_map(self, data: Any) -> dict[str, Any]:
-        """Validate a decoded map for batching: every field checked, arrays left as bytes."""
+        """Validate a decoded map for batching: every field checked, arrays left as bytes,
+        images decoded to arrays."""
         return self._convert(data, "$", self._checkers)
 
     def _convert(

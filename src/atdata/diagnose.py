@@ -54,7 +54,7 @@ _EXTRAS = {
     "postgres": ("psycopg", "psycopg_pool"),
     "s3": ("boto3",),
     "http": ("httpx",),
-    "atmosphere": ("atproto", "httpx"),
+    "atmosphere": ("httpx",),
 }
 
 

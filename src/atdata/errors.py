@@ -1,7 +1,7 @@
 """The exceptions atdata raises.
 
 Every error a user can see derives from :class:`AtdataError`; errors from optional dependencies
-(redis, psycopg, botocore, httpx, atproto) are translated into one of these with ``raise ... from``.
+(redis, psycopg, botocore, httpx) are translated into one of these with ``raise ... from``.
 Messages name the thing that failed (shard URL and member offset, sample key, field path such as
 ``$.image``, record URI) and, where there is one, what to do about it. Some also derive from the
 built-in exception a caller would expect (``InvalidArgumentError`` is a ``ValueError``,

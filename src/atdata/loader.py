@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
-from .batch import Collator, SampleBatch, collate_maps, collate_samples
+from .batch import Collator, SampleBatch, collate_maps, collate_samples_checked
 from .codec import Codec, codec_for, unpack_map
 from .errors import InvalidArgumentError, SchemaError, ShardError
 from .members import decode_member, member_layout
@@ -403,9 +403,14 @@ class Loader(Generic[ST]):
             return
         codec = codec_for(stype)
         for group in _groups(keyed, size, self.drop_last):
-            yield collate_samples(
-                codec, [sample for _key, sample in group], [key for key, _sample in group]
+            batch = collate_samples_checked(
+                codec,
+                [sample for _key, sample in group],
+                [key for key, _sample in group],
+                self._handle,
             )
+            if batch is not None:
+                yield batch
 
     # -- the fast batch path ------------------------------------------------------------------------
     def _fast_batches(

@@ -40,6 +40,7 @@ import numpy as np
 
 from .codec import field_defaults
 from .errors import InvalidArgumentError, SchemaError
+from .media.members import ImageMemberCodec
 
 __all__ = [
     "MEMBER_METADATA",
@@ -208,6 +209,7 @@ _CODECS: dict[str, MemberCodec] = {
     "list": _Json(),
     "any": _Json(),
     "array": _Npy(),
+    "image": ImageMemberCodec(),
 }
 _RAW = _Raw()
 
@@ -383,10 +385,13 @@ def encode_members(data: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     utf-8, ``int``/``float``/``bool`` as ASCII text, ``np.ndarray`` as ``.npy``, anything else
     as JSON (what :func:`decode_member` reads back for ``txt``, ``cls``, ``json``, ``npy``)."""
     out: list[tuple[str, bytes]] = []
-    for ext, value in data.items():
+    from .media.image import Image
+
+    for ext, given in data.items():
         check_extension(ext)
-        if value is None:
+        if given is None:
             continue
+        value = given.data if isinstance(given, Image) else given  # an image: its bytes
         codec: MemberCodec
         if isinstance(value, bytes | bytearray | memoryview):
             codec = _RAW

@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 
 from ._redact import redact
-from .batch import Collator, collate_maps, collate_samples
+from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .groupslots import GroupSlotReader
@@ -100,15 +100,10 @@ def epoch_order(
     shards = dataset.shards
     first = dataset._stages[0].fn if dataset._stages else None
     pick = getattr(first, "selector", None)
-    if callable(pick):  # a query: shards its manifests rule out are counted from them
-        pick(shards).prime()
-        counts = [shards.count(i) for i in range(len(shards))]
-    else:
-        cum = shards.cumulative()
-        counts = [cum[i + 1] - cum[i] for i in range(len(shards))]
+    counts = _readable_counts(shards, dataset.on_error, pick(shards) if callable(pick) else None)
     return EpochOrder(
         counts,
-        lambda i: shards.offsets(i).sizes,
+        lambda i: shards.offsets(i).sizes if counts[i] else np.zeros(0, dtype=np.int64),
         seed=seed,
         epoch=epoch,
         window=window,
@@ -116,6 +111,29 @@ def epoch_order(
         length=length,
         resample=resample,
     )
+
+
+def _readable_counts(shards: ShardSet, on_error: str, selector: Any = None) -> list[int]:
+    """Each shard's sample count; under ``on_error`` "skip"/"warn" a shard whose offsets cannot
+    be read (no sidecar and a scan that fails: truncated or not a tar) counts as empty, so the
+    epoch skips it as it skips a shard failing its checksum. With a query's ``selector``, every
+    shard is decided first, and those its manifests rule out are counted from them (their offset
+    indexes are not loaded)."""
+    counts = []
+    for i in range(len(shards)):
+        try:
+            if selector is not None:
+                selector.shard_mask(i)
+                counts.append(shards.count(i))
+                continue
+            counts.append(len(shards.offsets(i)))
+        except ShardError as exc:
+            if on_error == "raise":
+                raise
+            if on_error == "warn":
+                warnings.warn(f"{exc}; skipping the shard", AtdataWarning, stacklevel=4)
+            counts.append(0)
+    return counts
 
 
 def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
@@ -206,7 +224,7 @@ class PlanReader:
                 codec = codec_for(self.dataset.sample_type)
             except (SchemaError, TypeError):
                 return samples
-            return collate_samples(codec, samples, keys)
+            return collate_samples_checked(codec, samples, keys, self._handle)
         got = self._read(order, positions)
         if not got.bodies:
             return None
@@ -327,17 +345,23 @@ def iter_sequential(
             pending_keys.append(key)
             if len(pending) == batch_size:
                 progress.slot = slot + 1
-                progress.delivered += batch_size
-                yield _collated(codec, pending, pending_keys)
+                batch = _collated(reader, codec, pending, pending_keys)
+                progress.delivered += 0 if batch is None else len(batch)
+                if batch is not None:
+                    yield batch
                 pending, pending_keys = [], []
     if pending and not drop_last:
         progress.slot = total
-        progress.delivered += len(pending)
-        yield _collated(codec, pending, pending_keys)
+        batch = _collated(reader, codec, pending, pending_keys)
+        progress.delivered += 0 if batch is None else len(batch)
+        if batch is not None:
+            yield batch
 
 
-def _collated(codec: Any, samples: list[Any], keys: list[str]) -> Any:
-    return samples if codec is None else collate_samples(codec, samples, keys)
+def _collated(reader: PlanReader, codec: Any, samples: list[Any], keys: list[str]) -> Any:
+    if codec is None:
+        return samples
+    return collate_samples_checked(codec, samples, keys, reader._handle)
 
 
 def iter_layout(

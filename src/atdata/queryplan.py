@@ -75,12 +75,6 @@ class Selector:
         self._masks[i] = mask
         return mask
 
-    def prime(self) -> None:
-        """Decide every shard (before an epoch's order is built): the shards the manifests rule
-        out are counted from them, and their offset indexes are never loaded."""
-        for i in range(len(self.shards)):
-            self.shard_mask(i)
-
     def keep(
         self, shards: "np.ndarray[Any, Any]", members: "np.ndarray[Any, Any]"
     ) -> "np.ndarray[Any, Any]":

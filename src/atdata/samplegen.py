@@ -71,6 +71,8 @@ def _value(ftype: FieldType, rng: np.random.Generator, label: str) -> Any:
         return rng.bytes(int(rng.integers(0, 16)))
     if kind == "array":
         return _array(ftype, rng)
+    if kind == "image":
+        return _image(ftype, rng)
     if kind == "list":
         item = ftype.item or FieldType("int")
         return [_value(item, rng, f"{label}.{j}") for j in range(int(rng.integers(0, 4)))]
@@ -81,6 +83,20 @@ def _value(ftype: FieldType, rng: np.random.Generator, label: str) -> Any:
         cls = ftype.sample_type or ftype.schema.to_sample_type()
         return _sample(cls, ftype.schema, rng, 0)
     raise SchemaError(f"cannot generate values of kind {kind!r} for {label}")
+
+
+def _image(ftype: FieldType, rng: np.random.Generator) -> Any:
+    """A small random image in the field's format, mode and declared shape (needs Pillow)."""
+    from .media.image import Image
+    from .media.spec import MODES, ImageSpec
+
+    spec = ftype.media or ImageSpec()
+    h, w, c = spec.shape or (None, None, None)
+    channels = MODES[spec.mode] if spec.mode else (c or 3)
+    shape = (h or int(rng.integers(4, 17)), w or int(rng.integers(4, 17)), channels)
+    fmt = spec.format or ("png" if channels == 4 else "jpeg")
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    return Image.encode(pixels, format=fmt, quality=spec.quality)
 
 
 def _array(ftype: FieldType, rng: np.random.Generator) -> np.ndarray[Any, Any]:

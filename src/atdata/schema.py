@@ -21,10 +21,14 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import InvalidArgumentError, SchemaError
+from .media.image import Image
+from .media.spec import ImageSpec
 
 __all__ = ["MAX_SCHEMA_DEPTH", "Field", "FieldType", "Schema", "Shape", "validate_identifier"]
 
-Kind = Literal["str", "int", "float", "bool", "bytes", "array", "list", "dict", "sample", "any"]
+Kind = Literal[
+    "str", "int", "float", "bool", "bytes", "array", "image", "list", "dict", "sample", "any"
+]
 _SCALAR_KINDS: dict[type, Kind] = {
     str: "str",
     int: "int",
@@ -64,6 +68,7 @@ class FieldType:
     item: "FieldType | None" = None
     schema: "Schema | None" = None
     sample_type: type | None = dataclasses.field(default=None, compare=False, repr=False)
+    media: ImageSpec | None = None  # kind "image": what the field declares
 
     def describe(self, array: Callable[["FieldType"], str] | None = None) -> str:
         """A short human-readable form, e.g. ``array[<f4, (64,)]`` or ``list[str] | None``.
@@ -79,6 +84,8 @@ class FieldType:
                     "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")"
                 )
             text = f"array[{', '.join(parts)}]"
+        elif self.kind == "image":
+            text = (self.media or ImageSpec()).describe()
         elif self.kind in ("list", "dict"):
             inner = self.item.describe(array) if self.item else "any"
             text = f"list[{inner}]" if self.kind == "list" else f"dict[str, {inner}]"
@@ -100,6 +107,8 @@ class FieldType:
             out["item"] = self.item.to_dict()
         if self.schema is not None:
             out["schema"] = self.schema.to_dict()
+        if self.kind == "image":
+            out["image"] = (self.media or ImageSpec()).to_dict()
         return out
 
     @classmethod
@@ -117,6 +126,7 @@ class FieldType:
             "bool",
             "bytes",
             "array",
+            "image",
             "list",
             "dict",
             "sample",
@@ -135,6 +145,7 @@ class FieldType:
             shape = tuple(shape)
         item = data.get("item")
         schema = data.get("schema")
+        media = ImageSpec.from_dict(data.get("image", {}), path) if kind == "image" else None
         return cls(
             kind=kind,
             optional=bool(data.get("optional", False)),
@@ -142,6 +153,7 @@ class FieldType:
             shape=shape,
             item=cls.from_dict(item, path + "[]", depth=depth + 1) if item is not None else None,
             schema=Schema.from_dict(schema, depth=depth + 1) if schema is not None else None,
+            media=media,
         )
 
 
@@ -392,10 +404,17 @@ def field_type_of(annotation: Any, path: str, depth: int = 0) -> FieldType:
     if origin is typing.Annotated:
         args = typing.get_args(annotation)
         annotation = args[0]
+        spec: ImageSpec | None = None
         for meta in args[1:]:
             if isinstance(meta, Shape):
                 shape = meta.dims
+            elif isinstance(meta, ImageSpec):
+                spec = meta
         inner = field_type_of(annotation, path, depth)
+        if inner.kind == "image":
+            return _image_field(inner, spec, shape, path)
+        if spec is not None:
+            raise SchemaError(f"ImageSpec(...) annotates a non-image field at {path}", path=path)
         if shape is not None:
             if inner.kind != "array":
                 raise SchemaError(f"Shape(...) annotates a non-array field at {path}", path=path)
@@ -410,6 +429,8 @@ def field_type_of(annotation: Any, path: str, depth: int = 0) -> FieldType:
         return dataclasses.replace(field_type_of(members[0], path, depth), optional=True)
     if annotation is Any:
         return FieldType("any")
+    if annotation is Image:
+        return FieldType("image", media=ImageSpec())
     if annotation in _SCALAR_KINDS:
         return FieldType(_SCALAR_KINDS[annotation])
     if annotation is np.ndarray or origin is np.ndarray:
@@ -428,6 +449,19 @@ def field_type_of(annotation: Any, path: str, depth: int = 0) -> FieldType:
         schema = Schema.from_type(annotation, depth=depth + 1)
         return FieldType("sample", schema=schema, sample_type=annotation)
     raise SchemaError(f"unsupported field type {annotation!r} at {path}", path=path)
+
+
+def _image_field(
+    inner: FieldType, spec: ImageSpec | None, shape: tuple[int | None, ...] | None, path: str
+) -> FieldType:
+    """An image field's type with its ``ImageSpec`` (and a ``Shape`` as the spec's shape)."""
+    spec = spec or ImageSpec()
+    if shape is not None:
+        try:
+            spec = dataclasses.replace(spec, shape=shape)
+        except InvalidArgumentError as exc:
+            raise SchemaError(f"{exc} at {path}", path=path) from None
+    return dataclasses.replace(inner, media=spec)
 
 
 def _is_type_alias(obj: Any) -> bool:

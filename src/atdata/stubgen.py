@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from .errors import SchemaError
+from .media.spec import ImageSpec
 from .schema import FieldType, Schema, validate_identifier
 
 __all__ = ["schema_stub"]
@@ -114,7 +115,29 @@ def _base_annotation(ftype: FieldType, path: str) -> str:
             return array
         dims = ", ".join("None" if d is None else str(int(d)) for d in ftype.shape)
         return f"Annotated[{array}, atdata.Shape({dims})]"
+    if kind == "image":
+        return _image_annotation(ftype)
     raise SchemaError(f"unknown field kind {kind!r} at {path}", path=path)
+
+
+def _image_annotation(ftype: FieldType) -> str:
+    """``atdata.Image``, with an ``atdata.ImageSpec(...)`` of the (validated) declared values."""
+    spec = ftype.media
+    if spec is None or spec == ImageSpec():
+        return "atdata.Image"
+    args = []
+    if spec.shape is not None:
+        dims = ", ".join("None" if d is None else str(int(d)) for d in spec.shape)
+        args.append(f"shape=({dims})")
+    for name in ("mode", "format"):
+        value = getattr(spec, name)
+        if value is not None:
+            args.append(f"{name}={str(value)!r}")
+    if spec.quality != ImageSpec().quality:
+        args.append(f"quality={int(spec.quality)}")
+    if spec.max_pixels is not None:
+        args.append(f"max_pixels={int(spec.max_pixels)}")
+    return f"Annotated[atdata.Image, atdata.ImageSpec({', '.join(args)})]"
 
 
 def _scalar(dtype: str | None, path: str) -> str:

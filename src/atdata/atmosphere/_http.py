@@ -11,19 +11,17 @@ Every GET has an idle deadline (connect, and each read: ``timeout``, default
 passing either raises :class:`ReadDeadlineExceeded` naming the URL and the deadline.
 """
 
-import http.client
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .._optional import require
 from ..errors import AtmosphereError
-from ..sources._retry import DeadlineExceeded, Deadlines, waiting
-from ..sources.at import plain_http_base
+from ..net.deadlines import DeadlineExceeded, Deadlines, waiting
+from ..net.ids import plain_http_base
+from ..net.transport import TransportError, retrying, send, shared_client
 
 if TYPE_CHECKING:
     import httpx
@@ -90,34 +88,19 @@ def error_summary(status: int, body: bytes) -> tuple[str | None, str]:
 
 
 class HttpReader:
-    """GETs with a byte cap per response. Thread-safe; one pooled httpx client, made on first use."""
+    """GETs and POSTs with a byte cap per response, through the process's pooled client of
+    :mod:`atdata.net.transport` (thread-safe). Idempotent GETs are retried, with backoff, after
+    a connection failure; redirects are only followed when a caller asks (DID documents)."""
 
     def __init__(self, *, timeout: float | None = None, total_timeout: float | None = None) -> None:
         self.deadlines = Deadlines.resolve(timeout, total_timeout)
         self.timeout = self.deadlines.idle
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
 
     def _http(self) -> "httpx.Client":
-        with self._lock:
-            if self._client is None:
-                httpx = require("httpx", "atmosphere")
-                from ..sources.http import deadline_transport
-
-                self._client = httpx.Client(
-                    timeout=self.timeout,
-                    follow_redirects=False,
-                    headers={"User-Agent": USER_AGENT},
-                    trust_env=False,
-                    transport=deadline_transport(trust_env=False),
-                )
-            return self._client
+        return shared_client(self.timeout, extra="atmosphere")
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        """Nothing to release: the pooled client is shared by the process and closed at exit."""
 
     def get(
         self,
@@ -135,51 +118,84 @@ class HttpReader:
         More than ``max_bytes`` of body (declared or actually sent) raises AtmosphereError
         before the excess is read. ``on_chunk`` sees the body as it arrives (for hashing).
         """
-        httpx = require("httpx", "atmosphere")
         client = self._http()
         until = time.monotonic() + self.deadlines.total
+        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+
+        def attempt() -> bytes:
+            resp = send(
+                client,
+                "GET",
+                url,
+                params=params,
+                headers=hdrs,
+                max_redirects=3 if follow_redirects else 0,
+            )
+            try:
+                return self._body(resp, max_bytes, what, on_chunk)
+            finally:
+                resp.close()
+
         try:
-            with (
-                waiting(until),
-                client.stream(
-                    "GET",
-                    url,
-                    params=dict(params) if params else None,
-                    headers=dict(headers) if headers else None,
-                    follow_redirects=follow_redirects,
-                ) as resp,
-            ):
-                declared = resp.headers.get("content-length")
-                if resp.status_code >= 300:
-                    err_body = _read_capped(resp, 16384, None) or b""
-                    name, summary = error_summary(resp.status_code, err_body)
-                    raise XrpcError(
-                        f"{what} failed: {summary}", status=resp.status_code, error=name
-                    )
-                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise AtmosphereError(
-                        f"{what}: the server announced {int(declared)} bytes, more than the "
-                        f"{max_bytes} allowed"
-                    )
-                body = _read_capped(resp, max_bytes, on_chunk)
-                if body is None:
-                    raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
-                return body
-        except httpx.TimeoutException as exc:
-            if time.monotonic() >= until:
-                raise ReadDeadlineExceeded(
-                    f"{what}: GET {printable(url, 200)} passed its total deadline of "
-                    f"{self.deadlines.total:g}s; raise it with $ATDATA_TOTAL_TIMEOUT"
-                ) from exc
-            raise ReadDeadlineExceeded(
-                f"{what}: GET {printable(url, 200)} sent no byte within the idle deadline of "
-                f"{self.deadlines.idle:g}s ({type(exc).__name__}); raise it with "
-                "$ATDATA_IDLE_TIMEOUT"
-            ) from exc
-        except httpx.HTTPError as exc:
+            with waiting(until):
+                if on_chunk is not None:  # a consumer saw the bytes: no second try
+                    return attempt()
+                return retrying(
+                    attempt,
+                    total=max(0.0, until - time.monotonic()),
+                    retry_if=_retry_connect,
+                )
+        except TransportError as exc:
+            raise self._translate(exc, f"GET {printable(url, 200)}", what, until) from (
+                exc.__cause__ or exc
+            )
+        except Exception as exc:
+            httpx = require("httpx", "atmosphere")
+            if isinstance(exc, httpx.HTTPError):  # while reading the body
+                err = TransportError(
+                    f"{type(exc).__name__}: {exc}",
+                    transient=True,
+                    idle=isinstance(exc, httpx.TimeoutException),
+                )
+                raise self._translate(err, f"GET {printable(url, 200)}", what, until) from exc
+            raise
+
+    def _body(
+        self,
+        resp: "httpx.Response",
+        max_bytes: int,
+        what: str,
+        on_chunk: Callable[[bytes], None] | None,
+    ) -> bytes:
+        declared = resp.headers.get("content-length")
+        if resp.status_code >= 300:
+            err_body = _read_capped(resp, 16384, None) or b""
+            name, summary = error_summary(resp.status_code, err_body)
+            raise XrpcError(f"{what} failed: {summary}", status=resp.status_code, error=name)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise AtmosphereError(
-                f"{what} failed: {printable(str(exc)) or type(exc).__name__}"
-            ) from exc
+                f"{what}: the server announced {int(declared)} bytes, more than the "
+                f"{max_bytes} allowed"
+            )
+        body = _read_capped(resp, max_bytes, on_chunk)
+        if body is None:
+            raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
+        return body
+
+    def _translate(
+        self, exc: TransportError, request: str, what: str, until: float
+    ) -> AtmosphereError:
+        if time.monotonic() >= until:
+            return ReadDeadlineExceeded(
+                f"{what}: {request} passed its total deadline of "
+                f"{self.deadlines.total:g}s; raise it with $ATDATA_TOTAL_TIMEOUT"
+            )
+        if exc.idle:
+            return ReadDeadlineExceeded(
+                f"{what}: {request} sent no byte within the idle deadline of "
+                f"{self.deadlines.idle:g}s; raise it with $ATDATA_IDLE_TIMEOUT"
+            )
+        return AtmosphereError(f"{what} failed: {printable(str(exc))}")
 
     def post(
         self,
@@ -189,41 +205,34 @@ class HttpReader:
         headers: Mapping[str, str],
         max_bytes: int,
         what: str,
+        expect_json: bool = True,
     ) -> Any:
         """POST ``content`` and return the JSON answer (XrpcError for a non-2xx status).
 
-        Uses ``http.client`` directly: for request bodies of tens of megabytes (blob uploads)
-        it is several times faster than httpx. Redirects are not followed.
+        Not retried (a procedure may not be idempotent); redirects are not followed.
         """
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise AtmosphereError(f"{what}: {printable(url, 200)!r} is not an http(s) URL")
-        conn_cls = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        conn = conn_cls(parts.hostname, parts.port, timeout=self.timeout)
+        client = self._http()
+        until = time.monotonic() + self.deadlines.total
+        hdrs = {"User-Agent": USER_AGENT, **headers}
         try:
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            conn.request(
-                "POST",
-                path,
-                body=content,
-                headers={"User-Agent": USER_AGENT, **headers, "Content-Length": str(len(content))},
+            with waiting(until):
+                resp = send(client, "POST", url, content=content, headers=hdrs, max_redirects=0)
+                try:
+                    body = self._body(resp, max_bytes, what, None)
+                finally:
+                    resp.close()
+        except TransportError as exc:
+            raise self._translate(exc, f"POST {printable(url, 200)}", what, until) from (
+                exc.__cause__ or exc
             )
-            resp = conn.getresponse()
-            body = resp.read(max_bytes + 1)
-            status = resp.status
-        except (OSError, http.client.HTTPException) as exc:
-            raise AtmosphereError(
-                f"{what} failed: {type(exc).__name__}: {printable(str(exc))}"
-            ) from exc
-        finally:
-            conn.close()
-        if status >= 300:
-            name, summary = error_summary(status, body[:16384])
-            raise XrpcError(f"{what} failed: {summary}", status=status, error=name)
-        if len(body) > max_bytes:
-            raise AtmosphereError(f"{what}: the response is larger than {max_bytes} bytes")
+        except Exception as exc:
+            httpx = require("httpx", "atmosphere")
+            if isinstance(exc, httpx.HTTPError):
+                err = TransportError(f"{type(exc).__name__}: {exc}", transient=True)
+                raise self._translate(err, f"POST {printable(url, 200)}", what, until) from exc
+            raise
+        if not expect_json:
+            return None
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -234,25 +243,40 @@ class HttpReader:
         url: str,
         *,
         params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
         max_bytes: int,
         what: str,
     ) -> Any:
-        body = self.get(url, params=params, max_bytes=max_bytes, what=what)
+        body = self.get(url, params=params, headers=headers, max_bytes=max_bytes, what=what)
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
 
     def xrpc(
-        self, service: str, nsid: str, params: Mapping[str, str | int], *, max_bytes: int, what: str
+        self,
+        service: str,
+        nsid: str,
+        params: Mapping[str, str | int],
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int,
+        what: str,
     ) -> dict[str, Any]:
-        """GET ``<service>/xrpc/<nsid>`` and return its JSON object."""
+        """GET ``<service>/xrpc/<nsid>`` (an XRPC query) and return its JSON object."""
         data = self.get_json(
-            f"{service}/xrpc/{nsid}", params=params, max_bytes=max_bytes, what=what
+            f"{service}/xrpc/{nsid}", params=params, headers=headers, max_bytes=max_bytes, what=what
         )
         if not isinstance(data, dict):
             raise AtmosphereError(f"{what}: expected a JSON object, got {type(data).__name__}")
         return data
+
+
+def _retry_connect(exc: BaseException) -> float | None:
+    """Retry hint for an idempotent GET: a connection that failed (not one that went idle)."""
+    if isinstance(exc, TransportError) and exc.transient and not exc.idle:
+        return 0.0
+    return None
 
 
 def _read_capped(

@@ -7,6 +7,7 @@ Field kinds map to draft-07 properties::
     array  {"$ref": NDARRAY_REF, "dtype": "<f4", "shape": [null, 3]}     (dtype/shape: ours, optional)
     list   {"type": "array", "items": P}  dict   {"type": "object", "additionalProperties": P}
     sample {"type": "object", "title": Name, "properties": {...}, "required": [...]}
+    image  bytes plus {"atdataImage": {"format": "jpeg", "mode": "RGB", "shape": [...]}}   (ours; others see bytes)
     any    {}
 
 Records are stored as DAG-CBOR, which sorts map keys, so each object also carries
@@ -79,6 +80,8 @@ def _property(ft: FieldType) -> dict[str, Any]:
         return {"type": _SCALARS[ft.kind]}
     if ft.kind == "bytes":
         return dict(_BYTES)
+    if ft.kind == "image":
+        return {**_BYTES, "atdataImage": ft.media.to_dict() if ft.media else {}}
     if ft.kind == "array":
         prop: dict[str, Any] = {"$ref": NDARRAY_REF}
         if ft.dtype is not None:
@@ -235,6 +238,8 @@ def _field_type(prop: Any, path: str, depth: int, counter: list[int]) -> dict[st
             if not isinstance(shape, list) or len(shape) > MAX_DIMS:
                 raise SchemaError(f"{path}.shape must be a list of at most {MAX_DIMS}", path=path)
             out["shape"] = shape
+    elif type_ == "string" and "atdataImage" in prop:
+        out = {"kind": "image", "image": prop["atdataImage"]}
     elif type_ == "string":
         is_bytes = prop.get("format") == "byte" or prop.get("contentEncoding") == "base64"
         out = {"kind": "bytes" if is_bytes else "str"}

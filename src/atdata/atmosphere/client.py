@@ -21,20 +21,14 @@ from ..errors import (
     InvalidArgumentError,
     SourceError,
 )
-from ..sources.at import AtBlobSource, blob_cid, blob_url
+from ..net.ids import blob_cid
+from ..sources.at import AtBlobSource, blob_url
 from ._http import HttpReader, XrpcError
 from .lexicon import NAMESPACE, RecordValidationError, lexicon, validate_object, validate_record
-from .records import (
-    BLOB_MIME_TYPE,
-    SCHEMA,
-    BlobRef,
-    DatasetRecord,
-    LabelRecord,
-    LensRecord,
-    SchemaRecord,
-)
+from .records import SCHEMA, DatasetRecord, LabelRecord, LensRecord, SchemaRecord
 from .resolve import Resolver
 from .session import AtmosphereSession
+from .storage import BLOB_MIME_TYPE, BlobRef
 from .uri import AtUri, is_cid, is_did
 
 __all__ = ["AtmosphereClient", "OnInvalid", "StoredRecord"]
@@ -55,6 +49,16 @@ class StoredRecord(Generic[R]):
     uri: AtUri
     cid: str
     value: R
+
+
+def _written(
+    answer: Mapping[str, Any], record: dict[str, Any], what: str
+) -> "StoredRecord[dict[str, Any]]":
+    """The stored record of a createRecord/putRecord answer (``uri`` and ``cid``, checked)."""
+    uri, cid = answer.get("uri"), answer.get("cid")
+    if not isinstance(uri, str) or not is_cid(cid):
+        raise AtmosphereError(f"{what}: the PDS answered without a record URI and CID")
+    return StoredRecord(AtUri.parse(uri), str(cid), record)
 
 
 def _lexicon_blob_limit() -> int:
@@ -269,18 +273,19 @@ class AtmosphereClient:
         record = dict(value)
         if collection.startswith(NAMESPACE + "."):
             validate_record(collection, record, where=f"new {collection} record")
-        from atproto import models
-
         did = me.did
-        resp = me.call(
-            f"creating a {collection} record in {did}",
-            lambda c: c.com.atproto.repo.create_record(
-                models.ComAtprotoRepoCreateRecord.Data(
-                    repo=did, collection=collection, record=record, rkey=rkey, validate_=False
-                )
-            ),
+        body: dict[str, Any] = {
+            "repo": did,
+            "collection": collection,
+            "record": record,
+            "validate": False,
+        }
+        if rkey is not None:
+            body["rkey"] = rkey
+        resp = me.procedure(
+            "com.atproto.repo.createRecord", body, f"creating a {collection} record in {did}"
         )
-        return StoredRecord(AtUri.parse(resp.uri), str(resp.cid), record)
+        return _written(resp, record, f"creating a {collection} record in {did}")
 
     def put_record(
         self, collection: str, rkey: str, value: Mapping[str, Any]
@@ -290,18 +295,20 @@ class AtmosphereClient:
         record = dict(value)
         if collection.startswith(NAMESPACE + "."):
             validate_record(collection, record, where=f"{collection}/{rkey}")
-        from atproto import models
-
         did = me.did
-        resp = me.call(
-            f"writing {collection}/{rkey} in {did}",
-            lambda c: c.com.atproto.repo.put_record(
-                models.ComAtprotoRepoPutRecord.Data(
-                    repo=did, collection=collection, rkey=rkey, record=record, validate_=False
-                )
-            ),
+        what = f"writing {collection}/{rkey} in {did}"
+        resp = me.procedure(
+            "com.atproto.repo.putRecord",
+            {
+                "repo": did,
+                "collection": collection,
+                "rkey": rkey,
+                "record": record,
+                "validate": False,
+            },
+            what,
         )
-        return StoredRecord(AtUri.parse(resp.uri), str(resp.cid), record)
+        return _written(resp, record, what)
 
     def delete_record(self, uri: str | AtUri) -> None:
         """Delete a record of the session's repository."""
@@ -309,16 +316,10 @@ class AtmosphereClient:
         at = AtUri.parse(uri) if isinstance(uri, str) else uri
         if at.authority != me.did or at.collection is None or at.rkey is None:
             raise AtmosphereError(f"{at} is not a record of {me.did}")
-        from atproto import models
-
-        collection, rkey = at.collection, at.rkey
-        me.call(
+        me.procedure(
+            "com.atproto.repo.deleteRecord",
+            {"repo": me.did, "collection": at.collection, "rkey": at.rkey},
             f"deleting {at}",
-            lambda c: c.com.atproto.repo.delete_record(
-                models.ComAtprotoRepoDeleteRecord.Data(
-                    repo=me.did, collection=collection, rkey=rkey
-                )
-            ),
         )
 
     def publish(self, record: AnyRecord, *, rkey: str | None = None) -> StoredRecord[AnyRecord]:

@@ -1,30 +1,36 @@
 """A logged-in ATProto session: login, export/restore, token refresh, translated errors.
 
-:class:`AtmosphereSession` wraps the ``atproto`` SDK's ``Client``. Its access token is refreshed
-before it expires (the SDK does this ahead of each call) and once more when a PDS answers
-``ExpiredToken`` anyway (clock skew). Credentials (app password, tokens) are never logged, never
-put in an exception message and never shown by ``repr``; :meth:`AtmosphereSession.export` is the
-only way they leave the object, for callers that want to store a session and
-:meth:`AtmosphereSession.restore` it later instead of logging in again.
+:class:`AtmosphereSession` speaks XRPC through the transport of :mod:`atdata.net` with the
+public lexicon shapes: ``com.atproto.server.createSession`` (login), ``refreshSession``,
+``getSession`` (checking a restored session), ``deleteSession`` (logout) and
+``describeServer``; records and blobs are written with :meth:`AtmosphereSession.procedure`
+(``com.atproto.repo.createRecord`` ...). The access token is refreshed shortly before it expires
+(its ``exp`` claim is read, not trusted for anything else) and once more when a PDS answers
+``ExpiredToken`` anyway (clock skew). Credentials (app password, tokens) are never logged,
+never put in an exception message and never shown by ``repr``;
+:meth:`AtmosphereSession.export` is the only way they leave the object, for callers that want
+to store a session and :meth:`AtmosphereSession.restore` it later instead of logging in again.
 """
 
+import base64
+import binascii
 import json
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from .._optional import require
 from ..errors import AtmosphereError, AuthenticationError
-from ._http import XrpcError, check_service_url, printable
+from ._http import HttpReader, XrpcError, check_service_url
 from .uri import is_did, is_handle
 
-if TYPE_CHECKING:
-    from atproto import Client
+__all__ = ["AtmosphereSession"]
 
-__all__ = ["AtmosphereSession", "translate_sdk_error"]
-
-T = TypeVar("T")
 EXPORT_VERSION = 1
+_REFRESH_AHEAD = 120.0
+"""Seconds before its expiry at which an access token is refreshed."""
+_MAX_ANSWER = 1 << 20
 _AUTH_ERRORS = frozenset(
     {
         "AuthenticationRequired",
@@ -38,73 +44,67 @@ _AUTH_ERRORS = frozenset(
 )
 
 
-def translate_sdk_error(exc: BaseException, what: str) -> AtmosphereError:
-    """An atdata error for an exception raised by the atproto SDK while doing ``what``.
-
-    Only the status, the XRPC error name and a printable, shortened server message are kept,
-    so nothing from request headers (tokens) can end up in the message.
-    """
-    from atproto_client import exceptions as sdk
-
-    if isinstance(exc, sdk.LoginRequiredError):
-        return AuthenticationError(f"{what}: not logged in")
-    if isinstance(exc, sdk.RequestErrorBase):
-        response = exc.response
-        if response is None:
-            cause = exc.__cause__
-            detail = printable(str(cause)) if cause is not None else type(exc).__name__
-            return AtmosphereError(f"{what}: cannot reach the server ({detail})")
-        status = response.status_code
-        content = response.content
-        name = getattr(content, "error", None)
-        message = getattr(content, "message", None)
-        name = printable(name, 60) if isinstance(name, str) else None
-        summary = f"HTTP {status}" + (f" {name}" if name else "")
-        if isinstance(message, str) and message:
-            summary += f": {printable(message)}"
-        if status in (401, 403) or name in _AUTH_ERRORS:
-            err: AtmosphereError = AuthenticationError(f"{what} failed: {summary}")
-        else:
-            err = XrpcError(f"{what} failed: {summary}", status=status, error=name)
-        return err
-    if isinstance(exc, AtmosphereError):
-        return exc
-    return AtmosphereError(f"{what} failed: {printable(str(exc)) or type(exc).__name__}")
+@dataclass
+class _Tokens:
+    did: str
+    handle: str
+    access_jwt: str
+    refresh_jwt: str
 
 
-def _is_expired_token(exc: BaseException) -> bool:
-    from atproto_client import exceptions as sdk
+def _as_auth_error(exc: XrpcError) -> AtmosphereError:
+    if exc.status in (401, 403) or exc.error in _AUTH_ERRORS:
+        return AuthenticationError(str(exc))
+    return exc
 
-    if not isinstance(exc, sdk.RequestErrorBase) or exc.response is None:
-        return False
-    return getattr(exc.response.content, "error", None) == "ExpiredToken"
+
+def _token_expiry(jwt: str) -> float | None:
+    """The ``exp`` claim (seconds since the epoch) of a JWT, unverified; None if unreadable."""
+    try:
+        payload = jwt.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, RecursionError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def _tokens(answer: object, what: str) -> _Tokens:
+    """The tokens of a createSession/refreshSession answer; AuthenticationError if malformed."""
+    if not isinstance(answer, dict):
+        raise AuthenticationError(f"{what}: the PDS answered with no session")
+    did, handle = answer.get("did"), answer.get("handle")
+    access, refresh = answer.get("accessJwt"), answer.get("refreshJwt")
+    if not is_did(did) or not (is_handle(handle) or handle == "handle.invalid"):
+        raise AuthenticationError(f"{what}: the PDS answered a malformed DID or handle")
+    if not all(isinstance(t, str) and t for t in (access, refresh)):
+        raise AuthenticationError(f"{what}: the PDS answered malformed tokens")
+    return _Tokens(str(did), str(handle), str(access), str(refresh))
 
 
 class AtmosphereSession:
     """An authenticated connection to one account on one PDS.
 
     Build one with :meth:`login` or :meth:`restore`. ``did``, ``handle`` and ``pds_url`` say who
-    and where; :meth:`call` runs an SDK request with error translation and refresh-on-expiry.
-    ``on_refresh`` (if given) is called with a fresh :meth:`export` string whenever the tokens
-    change, so a stored session can be kept current.
+    and where; :meth:`query` and :meth:`procedure` call XRPC methods as the account, with error
+    translation and refresh-on-expiry. ``on_refresh`` (if given) is called with a fresh
+    :meth:`export` string whenever the tokens change, so a stored session can be kept current.
     """
 
     def __init__(
         self,
-        client: "Client",
+        tokens: _Tokens,
         *,
         pds_url: str,
+        timeout: float = 120.0,
         on_refresh: Callable[[str], None] | None = None,
     ) -> None:
-        session = client._session
-        if session is None:
-            raise AuthenticationError("the atproto client is not logged in")
-        self._client = client
+        self._tokens: _Tokens | None = tokens
         self._pds_url = pds_url
+        self._http = HttpReader(timeout=timeout)
         self._lock = threading.RLock()
         self._on_refresh = on_refresh
         self._blob_limit: int | None = None
-        client.on_session_change(self._session_changed)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -122,15 +122,21 @@ class AtmosphereSession:
         ident = handle_or_did[1:] if handle_or_did.startswith("@") else handle_or_did
         if not (is_handle(ident) or is_did(ident)):
             raise AuthenticationError(f"{handle_or_did!r:.100} is neither a handle nor a DID")
-        client = cls._new_client(pds_url, timeout)
+        what = f"login as {ident} on {pds_url}"
+        http = HttpReader(timeout=timeout)
         try:
-            client.login(ident, app_password, fetch_bsky_profile=False)
-        except Exception as exc:
-            err = translate_sdk_error(exc, f"login as {ident} on {pds_url}")
-            raise (
-                err if isinstance(err, AuthenticationError) else AuthenticationError(str(err))
-            ) from None
-        return cls(client, pds_url=pds_url, on_refresh=on_refresh)
+            answer = http.post(
+                f"{pds_url}/xrpc/com.atproto.server.createSession",
+                content=json.dumps({"identifier": ident, "password": app_password}).encode(),
+                headers={"Content-Type": "application/json"},
+                max_bytes=_MAX_ANSWER,
+                what=what,
+            )
+        except XrpcError as exc:
+            raise AuthenticationError(str(exc)) from None
+        except AtmosphereError as exc:
+            raise AuthenticationError(f"{what}: cannot reach the server ({exc})") from None
+        return cls(_tokens(answer, what), pds_url=pds_url, timeout=timeout, on_refresh=on_refresh)
 
     @classmethod
     def restore(
@@ -162,50 +168,39 @@ class AtmosphereSession:
             raise AuthenticationError("exported session has a malformed DID or handle")
         if not all(isinstance(t, str) and t and ":::" not in t for t in (access, refresh)):
             raise AuthenticationError("exported session has malformed tokens")
-        client = cls._new_client(pds_url, timeout)
-        session_string = ":::".join([handle, did, access, refresh, pds_url])
-        try:
-            client.login(session_string=session_string, fetch_bsky_profile=False)
-        except Exception as exc:
-            raise AuthenticationError(
-                str(translate_sdk_error(exc, "restoring the session"))
-            ) from None
-        session = cls(client, pds_url=pds_url, on_refresh=on_refresh)
+        session = cls(
+            _Tokens(did, handle, access, refresh),
+            pds_url=pds_url,
+            timeout=timeout,
+            on_refresh=on_refresh,
+        )
         if verify:
-            got = session.call(
-                "checking the restored session", lambda c: c.com.atproto.server.get_session()
+            got = session.query(
+                "com.atproto.server.getSession", {}, "checking the restored session"
             )
-            if got.did != did:
+            if got.get("did") != did:
                 raise AuthenticationError("the restored session belongs to a different account")
         return session
-
-    @staticmethod
-    def _new_client(pds_url: str, timeout: float) -> "Client":
-        require("atproto", "atmosphere")
-        from atproto import Client
-        from atproto_client.request import Request
-
-        return Client(base_url=pds_url, request=Request(timeout=timeout, trust_env=False))
 
     # -- identity ---------------------------------------------------------------------------
     @property
     def did(self) -> str:
-        return str(self._state().did)
+        return self._state().did
 
     @property
     def handle(self) -> str:
-        return str(self._state().handle)
+        return self._state().handle
 
     @property
     def pds_url(self) -> str:
         """The PDS base URL this session talks to."""
         return self._pds_url
 
-    def _state(self) -> Any:
-        session = self._client._session
-        if session is None:
+    def _state(self) -> _Tokens:
+        tokens = self._tokens
+        if tokens is None:
             raise AuthenticationError("the session was closed or never logged in")
-        return session
+        return tokens
 
     def __repr__(self) -> str:
         try:
@@ -238,55 +233,94 @@ class AtmosphereSession:
                 }
             )
 
+    @staticmethod
+    def _now() -> float:
+        """Seconds since the epoch (a seam for tests of token expiry)."""
+        return time.time()
+
     def refresh(self) -> None:
         """Exchange the refresh token for new tokens now (normally automatic)."""
         with self._lock:
+            s = self._state()
+            what = f"refreshing the session of {s.did}"
             try:
-                self._client._refresh_and_set_session()
-            except Exception as exc:
-                raise AuthenticationError(
-                    str(translate_sdk_error(exc, f"refreshing the session of {self.did}"))
-                ) from None
-
-    def _session_changed(self, event: Any, _session: Any) -> None:
-        if self._on_refresh is not None and getattr(event, "value", None) == "refresh":
-            self._on_refresh(self.export())
-
-    def call(self, what: str, fn: "Callable[[Client], T]") -> T:
-        """Run ``fn(client)``, translating SDK errors; refresh and retry once on ExpiredToken."""
-        with self._lock:
-            for attempt in (0, 1):
-                try:
-                    return fn(self._client)
-                except Exception as exc:
-                    if attempt == 0 and _is_expired_token(exc):
-                        self.refresh()
-                        continue
-                    raise translate_sdk_error(exc, what) from None
-            raise AssertionError("unreachable")
+                answer = self._http.post(
+                    f"{self._pds_url}/xrpc/com.atproto.server.refreshSession",
+                    content=b"",
+                    headers={"Authorization": f"Bearer {s.refresh_jwt}"},
+                    max_bytes=_MAX_ANSWER,
+                    what=what,
+                )
+            except AtmosphereError as exc:
+                raise AuthenticationError(str(exc)) from None
+            fresh = _tokens(answer, what)
+            if fresh.did != s.did:
+                raise AuthenticationError(f"{what}: the PDS answered for another account")
+            self._tokens = fresh
+            if self._on_refresh is not None:
+                self._on_refresh(self.export())
 
     def auth_headers(self) -> dict[str, str]:
         """The Authorization header of the current access token (refreshed if due)."""
         with self._lock:
-            try:
-                if self._client._should_refresh_session():
-                    self.refresh()
-            except AuthenticationError:
-                raise
-            except Exception as exc:
-                raise translate_sdk_error(exc, "checking the session") from None
+            expiry = _token_expiry(self._state().access_jwt)
+            if expiry is not None and expiry - self._now() < _REFRESH_AHEAD:
+                self.refresh()
             return {"Authorization": f"Bearer {self._state().access_jwt}"}
+
+    def _authed(self, what: str, send: Callable[[dict[str, str]], Any]) -> Any:
+        """``send(auth headers)``, translating errors; refresh and retry once on ExpiredToken."""
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    return send(self.auth_headers())
+                except XrpcError as exc:
+                    if attempt == 0 and exc.error == "ExpiredToken":
+                        self.refresh()
+                        continue
+                    raise _as_auth_error(exc) from None
+            raise AssertionError("unreachable")
+
+    def query(self, nsid: str, params: Mapping[str, str | int], what: str) -> dict[str, Any]:
+        """GET ``/xrpc/<nsid>`` as this account; the JSON object answered."""
+        return dict(
+            self._authed(
+                what,
+                lambda auth: self._http.xrpc(
+                    self._pds_url, nsid, params, headers=auth, max_bytes=_MAX_ANSWER, what=what
+                ),
+            )
+        )
+
+    def procedure(self, nsid: str, body: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """POST a JSON ``body`` to ``/xrpc/<nsid>`` as this account; the JSON object answered."""
+        content = json.dumps(body, separators=(",", ":")).encode()
+        answer = self._authed(
+            what,
+            lambda auth: self._http.post(
+                f"{self._pds_url}/xrpc/{nsid}",
+                content=content,
+                headers={**auth, "Content-Type": "application/json"},
+                max_bytes=_MAX_ANSWER,
+                what=what,
+            ),
+        )
+        if not isinstance(answer, dict):
+            raise AtmosphereError(f"{what}: expected a JSON object, got {type(answer).__name__}")
+        return answer
 
     # -- server facts -----------------------------------------------------------------------
     def blob_upload_limit(self) -> int | None:
         """The PDS's blob size limit in bytes from ``describeServer``, or None if it does not say."""
         if self._blob_limit is None:
-            info = self.call(
-                f"describing the server {self._pds_url}",
-                lambda c: c.invoke_query("com.atproto.server.describeServer"),
+            info = self._http.xrpc(
+                self._pds_url,
+                "com.atproto.server.describeServer",
+                {},
+                max_bytes=_MAX_ANSWER,
+                what=f"describing the server {self._pds_url}",
             )
-            content = getattr(info, "content", None)
-            limit = content.get("blobUploadLimit") if isinstance(content, dict) else None
+            limit = info.get("blobUploadLimit")
             if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
                 self._blob_limit = limit
             else:
@@ -297,11 +331,17 @@ class AtmosphereSession:
     def logout(self) -> None:
         """Revoke the session on the PDS (its refresh token stops working) and forget it."""
         with self._lock:
+            s = self._state()
             try:
-                self._client.com.atproto.server.delete_session(
-                    headers=self._client._get_refresh_auth_headers(), ignore_session_check=True
+                self._http.post(
+                    f"{self._pds_url}/xrpc/com.atproto.server.deleteSession",
+                    content=b"",
+                    headers={"Authorization": f"Bearer {s.refresh_jwt}"},
+                    max_bytes=_MAX_ANSWER,
+                    what="logging out",
+                    expect_json=False,
                 )
-            except Exception as exc:
-                raise translate_sdk_error(exc, "logging out") from None
+            except XrpcError as exc:
+                raise _as_auth_error(exc) from None
             finally:
-                self._client._session_dispatcher._session = None
+                self._tokens = None

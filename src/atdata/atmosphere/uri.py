@@ -1,4 +1,4 @@
-"""ATProto identifier syntax: DIDs, handles, NSIDs, record keys, CIDs and ``at://`` URIs.
+"""``at://`` URIs (the identifier checks they use live in :mod:`atdata.net.ids`).
 
 Everything here is pure string checking (no network). The checks are the AT Protocol's
 published syntax rules, slightly stricter where that costs nothing (no query or fragment on
@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import AtmosphereError
+from ..net.ids import is_cid, is_did, is_handle, is_nsid, is_record_key
 
 __all__ = [
     "AtUri",
@@ -20,26 +21,7 @@ __all__ = [
     "normalize_handle",
 ]
 
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]\Z")
-_HANDLE = re.compile(
-    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\Z"
-)
-_NSID = re.compile(
-    r"^[a-zA-Z]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?"
-    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?)+"
-    r"\.[a-zA-Z]([a-zA-Z0-9]{0,62})?\Z"
-)
-_RKEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}\Z")
-_CID_B32 = re.compile(r"^b[a-z2-7]{10,200}\Z")
 _AT_URI = re.compile(r"^at://([^/?#\s]+)(?:/([^/?#\s]+)(?:/([^/?#\s]+))?)?/?\Z")
-
-
-def is_did(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 2048 and _DID.match(value) is not None
-
-
-def is_handle(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 253 and _HANDLE.match(value) is not None
 
 
 def normalize_handle(value: str) -> str:
@@ -48,27 +30,6 @@ def normalize_handle(value: str) -> str:
     if not is_handle(handle):
         raise AtmosphereError(f"{value!r} is not a valid handle (like alice.example.com)")
     return handle.lower()
-
-
-def is_nsid(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 317 and _NSID.match(value) is not None
-
-
-def is_record_key(value: object) -> bool:
-    return isinstance(value, str) and value not in (".", "..") and _RKEY.match(value) is not None
-
-
-def is_cid(value: object) -> bool:
-    """True for a base32 CIDv1 string (``b...``) that decodes as a CID."""
-    if not isinstance(value, str) or _CID_B32.match(value) is None:
-        return False
-    try:
-        import libipld
-
-        libipld.decode_cid(value)
-    except Exception:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ..shards.reader import iter_members, load_offsets, scan_offsets
 from ..shards.tar import split_name
 from ..shards.urls import expand_urls
 from ..sources import open_source
+from ._media import ImageInfo, image_info
 
 __all__ = [
     "INFERRED_NAME",
@@ -130,6 +131,11 @@ def decode_fields(fields: dict[str, Any], schema: Schema | None) -> dict[str, An
         ftype = declared.get(name)
         wanted = ftype.kind == "array" if ftype is not None else schema is None
         array = _as_array(value) if wanted and isinstance(value, bytes) else None
+        if array is None and (ftype is None or ftype.kind in ("image", "bytes", "any")):
+            info = image_info(value)
+            if info is not None:
+                out[name] = info
+                continue
         out[name] = array if array is not None else value
     return out
 
@@ -162,6 +168,8 @@ def _infer_type(value: Any) -> FieldType:
         return FieldType("any", optional=True)
     if isinstance(value, np.ndarray):
         return FieldType("array", dtype=value.dtype.str, shape=tuple(value.shape))
+    if isinstance(value, ImageInfo):
+        return value.field_type()
     for kind, types in (
         ("bool", bool),
         ("int", int),
@@ -185,6 +193,8 @@ def display_value(value: Any) -> str:
     """A short text form: arrays as dtype and shape, bytes as a length, long text cut."""
     if isinstance(value, np.ndarray):
         return f"{value.dtype.name} {_shape_text(value.shape)}"
+    if isinstance(value, ImageInfo):
+        return value.text()
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value):,} bytes>"
     if isinstance(value, str):
@@ -206,6 +216,8 @@ def json_value(value: Any) -> Any:
     """A JSON form: arrays as ``{"dtype", "shape"}``, bytes as ``{"bytes": length}``."""
     if isinstance(value, np.ndarray):
         return {"dtype": value.dtype.name, "shape": list(value.shape)}
+    if isinstance(value, ImageInfo):
+        return value.json()
     if isinstance(value, bytes | bytearray | memoryview):
         return {"bytes": len(value)}
     if isinstance(value, list | tuple):

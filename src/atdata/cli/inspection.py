@@ -9,12 +9,15 @@ dataset everything comes from its record, without reading a shard.
 length. ``at://`` and ``@handle/name`` arguments go to the atmosphere commands.
 """
 
+import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from ._media import ImageInfo, thumbnail_or_problem
 from ._samples import (
     decode_fields,
     display_value,
@@ -250,10 +253,18 @@ def preview_command(
     target: TargetArgument,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many samples.")] = 5,
     as_json: JsonOption = False,
+    thumbnails: Annotated[
+        Path | None,
+        typer.Option(
+            "--thumbnails",
+            help="Write a PNG thumbnail (at most 128x128) of every image into this directory.",
+        ),
+    ] = None,
 ) -> None:
-    """The first samples as a table (arrays as dtype and shape).
+    """The first samples as a table (arrays as dtype and shape, images as format and size).
 
-    Arrays are shown as their dtype and shape and bytes as their length, never the bytes.
+    Arrays are shown as their dtype and shape, images (JPEG/PNG/WebP) as format, width x height
+    and mode read from their header, and bytes as their length, never the bytes.
     """
     found = classify_target(target)
     schema: Schema | None = None
@@ -274,10 +285,21 @@ def preview_command(
         title = target
     rows: list[tuple[str, dict[str, Any]]] = []
     for key, fields in iter_raw_samples(urls):
-        rows.append((key, decode_fields(fields, schema)))
+        decoded = decode_fields(fields, schema)
+        if thumbnails is not None:
+            _add_thumbnails(decoded, thumbnails, f"{len(rows):04d}-{key}")
+        rows.append((key, decoded))
         if len(rows) >= limit:
             break
     _show_samples(title, rows, schema, as_json)
+
+
+def _add_thumbnails(fields: dict[str, Any], directory: Path, stem: str) -> None:
+    """Every image field gets a thumbnail file; its path joins the field's shown facts."""
+    for name, value in list(fields.items()):
+        if isinstance(value, ImageInfo):
+            where = thumbnail_or_problem(value, directory, f"{stem}-{name}")
+            fields[name] = dataclasses.replace(value, thumbnail=where)
 
 
 def _show_samples(

@@ -125,10 +125,15 @@ def schema_table(info: SchemaInfo) -> Table:
     table.add_column("type")
     if not info.inferred:
         table.add_column("required")
+    members = any(f.members for f in info.schema.fields)
+    if members:  # member layout: each field is read from the first of these tar members found
+        table.add_column("members")
     for f in info.schema.fields:
         row = [f.name, describe_type(f.type)]
         if not info.inferred:
             row.append("yes" if f.required else "no (has a default)")
+        if members:
+            row.append(", ".join(f".{ext}" for ext in f.members or ()))
         table.add_row(*row)
     return table
 
@@ -228,7 +233,7 @@ def _type_key(t: FieldType) -> Any:
 def _loose_match(a: FieldType, b: FieldType) -> bool:
     if "any" in (a.kind, b.kind):
         return True
-    if {a.kind, b.kind} <= {"dict", "sample"}:
+    if {a.kind, b.kind} <= {"dict", "sample"} or {a.kind, b.kind} <= {"image", "bytes"}:
         return True
     if a.kind != b.kind:
         return False

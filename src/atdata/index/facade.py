@@ -19,7 +19,7 @@ from ..sample import DictSample
 from ..schema import Schema
 from ..shards.info import ShardInfo
 from ..shards.shardset import ShardExpectation
-from ..shards.writer import ShardWriter
+from ..shards.writer import Layout, ShardWriter
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from ..stores.base import (
     DataStore,
@@ -157,12 +157,15 @@ class Index:
         tags: Sequence[str] = (),
         license: str | None = None,
         repo: str | None = None,
+        layout: Layout | None = None,
     ) -> DatasetEntry:
         """Write ``samples`` as a new version of ``name``, straight into the repository's store.
 
         Samples are serialized once, into shards in the store, with checksums, counts and
         offset indexes; the schema of their type is added with the entry, in the same
         transaction. On any failure nothing is recorded and the written shards are deleted.
+        ``layout`` is as for :func:`atdata.write_samples`: by default the sample type's own;
+        ``"members"`` also writes dicts and DictSamples as one tar member per key.
         """
         validate_dataset_name(name)
         _check_annotations(metadata, tags)
@@ -182,6 +185,7 @@ class Index:
                 maxsize=maxsize,
                 key_field=key_field,
                 sink_factory=store.open_sink,
+                layout=layout,
                 sidecar_builder=ManifestBuilder,
             )
             with writer:

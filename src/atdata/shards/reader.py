@@ -20,7 +20,9 @@ import numpy as np
 
 from .._redact import redact
 from ..errors import AtdataWarning, ShardError, SourceError
+from ..net.readahead import read_ahead
 from ..sources import ShardSource, open_source
+from ..sources.base import register_sidecar_builder
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .tar import (
     _ZERO_BLOCK,
@@ -81,7 +83,8 @@ def iter_members(
         stream = src.open()
         try:
             if start_offset:
-                _skip_stream(stream, start_offset, src.url)
+                _skip_stream(stream, start_offset, src.url)  # a seek where the stream can
+            stream = read_ahead(stream)  # the next bytes arrive while these are parsed
             yield from _iter_stream(stream, src.url, start_offset, max_size)
         finally:
             stream.close()
@@ -492,3 +495,11 @@ def scan_offsets(
 
 def as_array(values: list[int]) -> "np.ndarray[Any, np.dtype[np.int64]]":
     return np.asarray(values, dtype=np.int64)
+
+
+def _offsets_sidecar(source: ShardSource) -> bytes:
+    """The offset-index sidecar of a source that carries none, built from its bytes."""
+    return scan_offsets(source).to_bytes()
+
+
+register_sidecar_builder(OFFSETS_SUFFIX, _offsets_sidecar)

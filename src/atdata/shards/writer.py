@@ -17,6 +17,7 @@ import numpy as np
 
 from ..codec import Codec, codec_for, encode_array
 from ..errors import InvalidArgumentError, SchemaError
+from ..media.image import Image
 from ..members import MemberLayout, encode_members, member_layout
 from ..sample import DictSample
 from .info import Checksum, ShardInfo
@@ -52,6 +53,8 @@ def _default_hook(value: Any) -> Any:
         return encode_array(value)
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, Image):
+        return value.data  # an encoded image in a schema-free sample: its bytes
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 

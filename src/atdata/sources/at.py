@@ -12,7 +12,7 @@ parameter is the owner's PDS base URL (percent-encoded); without it the PDS is f
 :func:`use_pds_locator` (``atdata.atmosphere.Resolver.activate()`` does that). Whatever server
 answers, the bytes are only trusted after they hash to the CID: blob CIDs are CIDv1 with the raw
 codec (0x55) and a sha2-256 multihash, and a mismatch raises :class:`IntegrityError` before any
-byte is handed on. Bytes are fetched (stdlib ``http.client``, no proxies) with
+byte is handed on. Bytes are fetched through the transport (:mod:`atdata.net`) with
 ``com.atproto.sync.getBlob?did=...&cid=...`` into an unlinked temporary file, hashed on the way
 (a :class:`~atdata.sources.spool.Spool`), so a blob never stays in memory: a stream from
 ``open()`` owns its download and frees it when closed; random access (``read_range``) keeps one
@@ -28,19 +28,25 @@ the deadline, so a PDS trickling or stalling a blob cannot hold a reader forever
 
 import contextlib
 import contextvars
-import hashlib
-import http.client
 import re
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
-from urllib.parse import SplitResult, parse_qs, quote, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, quote
 
-from ..errors import IntegrityError, InvalidArgumentError, SourceError
-from ._retry import IDLE_TIMEOUT_ENV, TOTAL_TIMEOUT_ENV, DeadlineExceeded, Deadlines
-from .base import ShardSource, register_scheme
+from ..errors import IntegrityError, SourceError
+from ..net.deadlines import Deadlines
+from ..net.fetch import fetch_body
+from ..net.ids import (
+    blob_cid,
+    cid_digest,
+    cid_of_sha256,
+    is_cid_text,
+    is_did,
+    plain_http_base,
+    verify_blob,
+)
+from .base import ShardSource, register_scheme, sidecar_builder
 from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
 
 __all__ = [
@@ -57,9 +63,6 @@ __all__ = [
 
 #: Largest blob an AtBlobSource downloads unless told otherwise.
 DEFAULT_MAX_BLOB_BYTES = 1 << 30
-RAW_CODEC = 0x55
-_READ = 4 << 20
-SHA2_256 = 0x12
 
 PdsLocator = Callable[[str], str]
 """Maps a DID to the base URL of the PDS hosting its repository."""
@@ -67,68 +70,15 @@ PdsLocator = Callable[[str], str]
 _CURRENT_LOCATOR: contextvars.ContextVar[PdsLocator | None] = contextvars.ContextVar(
     "atdata_pds_locator", default=None
 )
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]\Z")
-_CID = re.compile(r"^b[a-z2-7]{10,200}\Z")
 _URL = re.compile(r"^at://([^/?#]+)/blob/([^/?#]+)(?:\?([^#]*))?\Z")
-
-
-# ------------------------------------------------------------------------------------ CIDs
-def blob_cid(data: bytes | memoryview) -> str:
-    """The CID a PDS gives these bytes as a blob: CIDv1, raw codec, sha2-256, base32."""
-    return cid_of_sha256(hashlib.sha256(data).digest())
-
-
-def cid_of_sha256(digest: bytes) -> str:
-    """The raw-codec CIDv1 of bytes whose sha256 digest is ``digest``."""
-    import libipld
-
-    if len(digest) != 32:
-        raise InvalidArgumentError("a sha256 digest is 32 bytes")
-    cid: str = libipld.encode_cid(bytes([1, RAW_CODEC, SHA2_256, 32]) + digest)
-    return cid
-
-
-def _cid_digest(cid: str, where: str) -> bytes:
-    """The sha2-256 digest a blob CID commits to; IntegrityError for anything else."""
-    import libipld
-
-    if not isinstance(cid, str) or _CID.match(cid) is None:
-        raise IntegrityError(f"{cid!r:.100} is not a base32 CIDv1", shard=where)
-    try:
-        parsed = libipld.decode_cid(cid)
-    except Exception as exc:
-        raise IntegrityError(f"{cid!r} is not a valid CID: {exc}", shard=where) from None
-    mh = parsed["hash"]
-    if parsed["version"] != 1 or mh["code"] != SHA2_256 or mh["size"] != 32:
-        raise IntegrityError(
-            f"CID {cid} is not a CIDv1 with a sha2-256 hash; cannot verify it", shard=where
-        )
-    if parsed["codec"] != RAW_CODEC:
-        raise IntegrityError(
-            f"CID {cid} has codec 0x{parsed['codec']:x}, not raw (0x55) as blobs do", shard=where
-        )
-    digest: bytes = mh["digest"]
-    return digest
-
-
-def verify_blob(data: bytes | memoryview, cid: str, *, where: str | None = None) -> None:
-    """Raise IntegrityError unless ``data`` is exactly the blob ``cid`` names."""
-    want = _cid_digest(cid, where or cid)
-    got = hashlib.sha256(data).digest()
-    if got != want:
-        raise IntegrityError(
-            f"blob bytes do not match CID {cid} (sha256 {got.hex()}, expected {want.hex()}); "
-            "the server sent different or corrupted data",
-            shard=where or cid,
-        )
 
 
 # ------------------------------------------------------------------------------------ URLs
 def blob_url(did: str, cid: str, pds: str | None = None) -> str:
     """The source URL of blob ``cid`` in ``did``'s repository (optionally pinning its PDS)."""
-    if _DID.match(did) is None:
+    if not is_did(did):
         raise SourceError(f"{did!r:.100} is not a DID")
-    if _CID.match(cid) is None:
+    if not is_cid_text(cid):
         raise SourceError(f"{cid!r:.100} is not a base32 CID")
     url = f"at://{did}/blob/{cid}"
     if pds is not None:
@@ -147,9 +97,9 @@ def parse_blob_url(url: str) -> tuple[str, str, str | None]:
             )
         raise SourceError(f"{url!r:.300} is not an at:// blob URL")
     did, cid, query = m.group(1), m.group(2), m.group(3)
-    if _DID.match(did) is None:
+    if not is_did(did):
         raise SourceError(f"blob URL {url!r:.300} does not name a DID")
-    if _CID.match(cid) is None:
+    if not is_cid_text(cid):
         raise SourceError(f"blob URL {url!r:.300} does not name a base32 CID")
     pds = None
     if query:
@@ -160,23 +110,6 @@ def parse_blob_url(url: str) -> tuple[str, str, str | None]:
         if "pds" in params:
             pds = _check_pds(params["pds"][0], url)
     return did, cid, pds
-
-
-def plain_http_base(url: str) -> SplitResult | None:
-    """The parts of ``url`` when it is a plain http(s) base URL (a host; no credentials, query,
-    fragment, whitespace or control characters), else None."""
-    parts = urlsplit(url)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-        or re.search(r"[\s\x00-\x1f\x7f]", url)
-    ):
-        return None
-    return parts
 
 
 def _check_pds(pds: str, url: str) -> str:
@@ -232,7 +165,7 @@ class AtBlobSource:
     @property
     def content_sha256(self) -> str:
         """The sha256 the blob's CID commits to (hex)."""
-        return _cid_digest(self.cid, self.url).hex()
+        return cid_digest(self.cid, self.url).hex()
 
     def _pds_url(self) -> str:
         if self._pds is not None:
@@ -257,13 +190,17 @@ class AtBlobSource:
     def download(self, *, in_memory: int = 0) -> Spool:
         """The blob, verified against its CID, in a new spool (the caller closes it)."""
         pds = self._pds_url()
-        want = _cid_digest(self.cid, self.url)
-        url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode(
-            {"did": self.did, "cid": self.cid}
-        )
+        want = cid_digest(self.cid, self.url)
         writer = SpoolWriter(self.url, max_bytes=self.max_bytes, in_memory=in_memory)
         try:
-            _http_get(url, self.max_bytes, self.deadlines, where=self.url, on_chunk=writer.write)
+            fetch_body(
+                f"{pds}/xrpc/com.atproto.sync.getBlob",
+                params={"did": self.did, "cid": self.cid},
+                max_bytes=self.max_bytes,
+                deadlines=self.deadlines,
+                where=self.url,
+                on_chunk=writer.write,
+            )
         except BaseException:
             writer.abort()
             raise
@@ -352,165 +289,8 @@ class _SpoolShard:
 
 
 def _scan_sidecar(source: ShardSource, suffix: str) -> bytes | None:
-    from ..shards.offsets import OFFSETS_SUFFIX
-    from ..shards.reader import scan_offsets
-
-    if suffix != OFFSETS_SUFFIX:
-        return None
-    return scan_offsets(source).to_bytes()
-
-
-def _http_get(
-    url: str,
-    max_bytes: int,
-    deadlines: Deadlines,
-    *,
-    where: str,
-    on_chunk: Callable[[bytes], object],
-) -> int:
-    """GET ``url`` (following up to 3 http(s) redirects), handing each chunk to ``on_chunk``;
-    at most ``max_bytes``, within ``deadlines``. Returns the number of bytes.
-
-    Plain ``http.client`` with large reads: for bodies of tens of megabytes it is several
-    times faster than httpx's streaming, and it reads no proxy settings from the environment.
-    Sockets time out after ``deadlines.idle`` seconds without a byte; a timer shuts the
-    connection down when ``deadlines.total`` has passed (a trickle never trips a socket
-    timeout), and the read then ends in :class:`DeadlineExceeded`.
-    """
-    started = time.monotonic()
-    for _hop in range(4):
-        left = deadlines.total - (time.monotonic() - started)
-        if left <= 0:
-            raise _past_total(where, deadlines, started, "following redirects")
-        with _Connection(url, where, deadlines, left) as conn:
-            try:
-                resp = conn.get()
-                if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
-                    url = urljoin(url, resp.getheader("Location", ""))
-                    continue
-                if resp.status != 200:
-                    detail = _error_text(resp.read(4096))
-                    conn.check(started)
-                    raise SourceError(f"cannot fetch {where}: HTTP {resp.status}{detail}")
-                return _read_body(
-                    resp, max_bytes, where, on_chunk=on_chunk, conn=conn, started=started
-                )
-            except (OSError, http.client.HTTPException) as exc:
-                conn.check(started, exc)
-                raise SourceError(f"cannot fetch {where}: {type(exc).__name__}: {exc}") from exc
-    raise SourceError(f"cannot fetch {where}: too many redirects")
-
-
-def _read_body(
-    resp: http.client.HTTPResponse,
-    max_bytes: int,
-    where: str,
-    *,
-    on_chunk: Callable[[bytes], object],
-    conn: "_Connection",
-    started: float,
-) -> int:
-    declared = resp.getheader("Content-Length")
-    size = int(declared) if declared and declared.isdigit() else None
-    if size is not None and size > max_bytes:
-        raise SourceError(
-            f"{where} is {size} bytes, more than the {max_bytes} allowed "
-            "(raise max_bytes if this is expected)"
-        )
-    got = 0
-    while True:
-        chunk = resp.read(min(_READ, max_bytes + 1 - got))
-        conn.check(started)  # a body ended by the total deadline is not a whole body
-        if not chunk:
-            break
-        got += len(chunk)
-        if got > max_bytes:
-            raise SourceError(
-                f"{where} is larger than {max_bytes} bytes; refusing to download more "
-                "(raise max_bytes if this is expected)"
-            )
-        on_chunk(chunk)
-    if size is not None and got != size:
-        raise SourceError(f"cannot fetch {where}: the body ended at {got} of {size} bytes")
-    return got
-
-
-class _Connection:
-    """One http.client connection for a GET, shut down by a timer when the total deadline
-    passes; :meth:`check` turns what that (or an idle socket timeout) did into DeadlineExceeded."""
-
-    def __init__(self, url: str, where: str, deadlines: Deadlines, left: float) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SourceError(f"cannot fetch {where}: {url!r:.200} is not an http(s) URL")
-        conn_cls = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        self.where = where
-        self.deadlines = deadlines
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.conn = conn_cls(parts.hostname, parts.port, timeout=min(deadlines.idle, left))
-        self.expired = threading.Event()
-        self._timer = threading.Timer(left, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> "_Connection":
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        self.conn.close()
-
-    def _expire(self) -> None:
-        self.expired.set()
-        sock = self.conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def get(self) -> http.client.HTTPResponse:
-        self.conn.request("GET", self.path, headers={"User-Agent": "atdata", "Accept": "*/*"})
-        sock = self.conn.sock
-        if sock is not None:
-            sock.settimeout(self.deadlines.idle)
-        if self.expired.is_set():  # shut down while connecting (the socket was not there yet)
-            raise ConnectionAbortedError("the total deadline passed")
-        return self.conn.getresponse()
-
-    def check(self, started: float, exc: BaseException | None = None) -> None:
-        """Raise DeadlineExceeded if a deadline ended this connection."""
-        if self.expired.is_set():
-            why = f"{type(exc).__name__}: {exc}" if exc is not None else "still reading"
-            raise _past_total(self.where, self.deadlines, started, why) from exc
-        if isinstance(exc, TimeoutError):
-            raise DeadlineExceeded(
-                f"reading {self.where} stalled: no byte within the idle deadline of "
-                f"{self.deadlines.idle:g}s (raise it with ${IDLE_TIMEOUT_ENV} or the source's "
-                "timeout setting)"
-            ) from exc
-
-
-def _past_total(where: str, deadlines: Deadlines, started: float, why: str) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        f"reading {where} passed its total deadline of {deadlines.total:g}s (waited "
-        f"{time.monotonic() - started:.1f}s: {why}); raise it with ${TOTAL_TIMEOUT_ENV} or the "
-        "source's total_timeout setting"
-    )
-
-
-def _error_text(body: bytes) -> str:
-    import json
-
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    parts = [str(data.get(k)) for k in ("error", "message") if isinstance(data.get(k), str)]
-    text = re.sub(r"[^\x20-\x7e]", "?", ": ".join(parts))[:300]
-    return f" ({text})" if text else ""
+    build = sidecar_builder(suffix)
+    return None if build is None else build(source)
 
 
 register_scheme("at", AtBlobSource)

@@ -24,7 +24,9 @@ __all__ = [
     "registered_schemes",
     "read_capped",
     "read_exactly",
+    "register_sidecar_builder",
     "scheme_of",
+    "sidecar_builder",
 ]
 
 #: No sidecar is read past this many bytes (an offset index of ~400k samples; see
@@ -60,6 +62,22 @@ SourceFactory = Callable[[str], ShardSource]
 GlobExpander = Callable[[str], list[str]]
 _REGISTRY: dict[str, SourceFactory] = {}
 _GLOBBERS: dict[str, GlobExpander] = {}
+
+
+SidecarBuilder = Callable[["ShardSource"], bytes]
+_SIDECAR_BUILDERS: dict[str, SidecarBuilder] = {}
+
+
+def register_sidecar_builder(suffix: str, builder: SidecarBuilder) -> None:
+    """Let sources that carry no sidecars (``at://`` blobs) build the ``suffix`` sidecar from
+    their verified bytes with ``builder``. The shard layer registers its offset-index scan
+    here when it is imported; sources, which sit below it, never import it."""
+    _SIDECAR_BUILDERS[suffix] = builder
+
+
+def sidecar_builder(suffix: str) -> SidecarBuilder | None:
+    """The builder registered for ``suffix``, if any."""
+    return _SIDECAR_BUILDERS.get(suffix)
 
 
 def register_glob(scheme: str, expander: GlobExpander) -> None:

@@ -27,19 +27,15 @@ makes its own.
   :class:`~atdata.sources._retry.DeadlineExceeded` (a SourceError) naming the URL and deadline.
 """
 
-import atexit
-import contextlib
-import os
-import threading
-import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .._optional import require
 from ..errors import InvalidArgumentError, SourceError
+from ..net.transport import TransportError, send, shared_client
 from ._retry import (
     Body,
     Deadlines,
@@ -47,7 +43,6 @@ from ._retry import (
     RetryPolicy,
     Transient,
     check_installed,
-    waiting_until,
 )
 from .base import read_capped, register_scheme
 
@@ -56,10 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpSource"]
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUS = frozenset({408, 425, 429})
 _SCHEMES = ("http", "https")
-_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 
 class _NotFound(SourceError):
@@ -181,7 +174,7 @@ class HttpSource:
     def _get_client(self) -> "httpx.Client":
         client = self._client
         if client is None:
-            client = _shared_client(self.deadlines.idle)
+            client = shared_client(self.deadlines.idle)
         return client
 
     def _opener(self, url: str) -> "_HttpOpener":
@@ -189,32 +182,15 @@ class HttpSource:
 
     def _send(self, url: str, headers: dict[str, str]) -> "httpx.Response":
         """GET ``url`` as a streamed response, following redirects to http(s) only."""
-        httpx = self._httpx
-        client = self._get_client()
-        origin = _origin(url)
-        for _hop in range(self._max_redirects + 1):
-            try:
-                request = client.build_request("GET", url, headers=headers)
-                response = client.send(request, stream=True, follow_redirects=False)
-            except httpx.TimeoutException as exc:
-                raise Transient(f"{type(exc).__name__}: {exc}", idle=True) from exc
-            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                raise Transient(f"{type(exc).__name__}: {exc}") from exc
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise SourceError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
-            if response.status_code not in _REDIRECTS:
-                return response
-            location = response.headers.get("Location")
-            response.close()
-            if not location:
-                raise SourceError(f"GET {url} answered {response.status_code} without a Location")
-            target = urljoin(url, location)
-            if urlsplit(target).scheme.lower() not in _SCHEMES:
-                raise SourceError(f"refusing redirect from {url} to {target!r}: not http(s)")
-            if _origin(target) != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
-            url = target
-        raise SourceError(f"GET {self.url}: more than {self._max_redirects} redirects")
+        try:
+            return send(
+                self._get_client(), "GET", url, headers=headers, max_redirects=self._max_redirects
+            )
+        except TransportError as exc:  # chained to the client library's error
+            cause = exc.__cause__ or exc
+            if exc.transient:
+                raise Transient(str(exc), idle=exc.idle) from cause
+            raise SourceError(str(exc)) from cause
 
 
 class _HttpOpener:
@@ -297,126 +273,25 @@ class _HttpBody:
         self.total = total
         self._chunks = response.iter_raw()
         self._pending = b""
+        self._at = 0  # bytes of _pending already returned (no re-slicing of the rest)
 
     def read(self, n: int) -> bytes:
-        if not self._pending:
+        if self._at >= len(self._pending):
             try:
-                self._pending = next(self._chunks, b"")
+                self._pending, self._at = next(self._chunks, b""), 0
             except self._httpx.HTTPError as exc:  # reset, timeout, body cut short
                 idle = isinstance(exc, self._httpx.TimeoutException)
                 raise Transient(f"{type(exc).__name__}: {exc}", idle=idle) from exc
-        data, self._pending = self._pending[:n], self._pending[n:]
+        pending, at = self._pending, self._at
+        if at == 0 and n >= len(pending):  # the whole chunk: no copy
+            self._at = len(pending)
+            return pending
+        data = pending[at : at + n]
+        self._at = at + len(data)
         return data
 
     def close(self) -> None:
         self.response.close()
-
-
-_SHARED: dict[tuple[int, float], "httpx.Client"] = {}
-"""The shared clients, by (process id, timeout): a forked child never uses its parent's."""
-_SHARED_LOCK = threading.Lock()
-
-
-def _shared_client(timeout: float) -> "httpx.Client":
-    """The process's client for ``timeout`` (httpx clients are thread-safe), made once."""
-    key = (os.getpid(), timeout)
-    client = _SHARED.get(key)
-    if client is not None:
-        return client
-    httpx = require("httpx", "http")
-    with _SHARED_LOCK:
-        client = _SHARED.get(key)
-        if client is None:
-            # headers go with each request and redirects are followed by hand, so the timeout
-            # is the only setting a client carries
-            client = httpx.Client(
-                timeout=httpx.Timeout(timeout),
-                follow_redirects=False,
-                transport=deadline_transport(),
-            )
-            _SHARED[key] = client
-        return client
-
-
-@atexit.register
-def _close_shared_clients() -> None:
-    """Close this process's shared clients (never those a forked child inherited)."""
-    pid = os.getpid()
-    with _SHARED_LOCK:
-        mine = [key for key in _SHARED if key[0] == pid]
-        clients = [_SHARED.pop(key) for key in mine]
-    for client in clients:
-        with contextlib.suppress(Exception):
-            client.close()
-
-
-def deadline_transport(**options: Any) -> "httpx.HTTPTransport":
-    """An ``httpx.HTTPTransport`` whose sockets never wait past :func:`waiting_until`.
-
-    httpx bounds each socket operation, never a whole request: a server sending its headers or
-    body one byte at a time never trips a read timeout. This transport clamps the timeout of
-    every connect, read and write to the deadline of the request waiting on it (set by
-    :class:`ResumableStream`, or by ``with waiting(until):``), and fails the operation at once
-    when that has passed. ``options`` go to ``httpx.HTTPTransport``.
-    """
-    lib = require("httpx", "http")
-    transport: httpx.HTTPTransport = lib.HTTPTransport(**options)
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if backend is not None:  # httpcore's pool: wrap its network backend
-        pool._network_backend = _ClampedBackend(backend)  # type: ignore[union-attr]
-    return transport
-
-
-def _clamped(timeout: float | None, error: str) -> float | None:
-    until = waiting_until()
-    if until is None:
-        return timeout
-    left = until - time.monotonic()
-    if left <= 0:
-        httpcore = require("httpcore", "http")
-        raise getattr(httpcore, error)("the request's total deadline has passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _ClampedBackend:
-    """An httpcore network backend whose streams respect the waiting request's deadline."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> "_ClampedStream":
-        kwargs["timeout"] = _clamped(kwargs.get("timeout"), "ConnectTimeout")
-        return _ClampedStream(self._inner.connect_tcp(*args, **kwargs))
-
-    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> "_ClampedStream":
-        kwargs["timeout"] = _clamped(kwargs.get("timeout"), "ConnectTimeout")
-        return _ClampedStream(self._inner.connect_unix_socket(*args, **kwargs))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class _ClampedStream:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data: bytes = self._inner.read(max_bytes, _clamped(timeout, "ReadTimeout"))
-        return data
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _clamped(timeout, "WriteTimeout"))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, *args: Any, **kwargs: Any) -> "_ClampedStream":
-        kwargs["timeout"] = _clamped(kwargs.get("timeout"), "ConnectTimeout")
-        return _ClampedStream(self._inner.start_tls(*args, **kwargs))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
@@ -450,11 +325,6 @@ def _valid_date(value: str | None) -> str | None:
     except (TypeError, ValueError):
         return None
     return value
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _with_suffix(url: str, suffix: str) -> str:

@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_READ_CHUNK = 256 << 10
+_READ_CHUNK = 1 << 20  # most bytes one read takes (read1: what has arrived, up to this)
 
 
 @dataclass(frozen=True)

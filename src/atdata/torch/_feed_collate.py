@@ -85,7 +85,7 @@ class BufferCollator:
 
     def collate(self, maps: list[Any]) -> dict[str, Any] | None:
         """Field name -> stacked array (pooled) or list; None when the batch needs checking."""
-        return collate_columns(maps, self._names, self._columns, self._stack)
+        return collate_columns(maps, self._names, self._columns, self._stack, self.pool.empty)
 
     def _stack(self, col: list[Any], ftype: Any, path: str) -> Any:
         first = col[0]
