@@ -26,6 +26,7 @@ from ..errors import InvalidArgumentError, ShardError
 
 __all__ = [
     "MAX_SHARD_SIZE",
+    "MAX_SIDECAR_BYTES",
     "OFFSETS_SUFFIX",
     "OffsetIndex",
     "SidecarMismatch",

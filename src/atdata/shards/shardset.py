@@ -9,6 +9,7 @@ as absent: an ``AtdataWarning`` says so and the shard is scanned instead. It is 
 
 import bisect
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -16,14 +17,16 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from .._redact import redact
-from ..errors import AtdataWarning, ShardError
+from .._redact import Redacted, redact
+from ..errors import AtdataWarning, ShardError, SourceError
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from . import scancache
 from .offsets import OFFSETS_SUFFIX, OffsetIndex, read_claim, sidecar_limit
 from .reader import scan_offsets
 
 __all__ = ["CheckedOpener", "ShardExpectation", "ShardSet", "SourceFactory"]
+
+_log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[str], ShardSource]
 _BLOCK = 512
@@ -210,7 +213,7 @@ class ShardSet:
         expect = self.expectation(i)
         try:
             data = src.read_sidecar(OFFSETS_SUFFIX)
-        except (ShardError, OSError):
+        except (ShardError, SourceError, OSError):
             return None  # the full load reports it
         if data is None:
             return None
@@ -260,6 +263,7 @@ class ShardSet:
                     self._from_cache.add(i)
                     self._offsets[i] = idx
                     return idx
+            _log.info("%s: no usable offset index; scanning the shard", Redacted(src.url))
             if i not in self._distrusted:
                 warnings.warn(
                     redact(
