@@ -69,7 +69,11 @@ def _fill(inner: BinaryIO, chunk: int, out: "queue.Queue[Item]", stop: threading
         while not stop.is_set():
             if readinto is not None:
                 buf = bytearray(chunk)
-                n = readinto(buf)
+                try:
+                    n = readinto(buf)
+                except (NotImplementedError, io.UnsupportedOperation):
+                    readinto = None  # a stream that only implements read(): use that
+                    continue
                 if not n:
                     break
                 data: memoryview | bytes = memoryview(buf)[:n]
