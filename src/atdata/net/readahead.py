@@ -22,6 +22,7 @@ import io
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from typing import BinaryIO, cast
 
 from ..errors import InvalidArgumentError, SourceError
@@ -65,18 +66,7 @@ def _fill(inner: BinaryIO, chunk: int, out: "queue.Queue[Item]", stop: threading
     """The filling thread: chunks of ``inner`` into ``out`` until the end, a failure or ``stop``."""
     item: Item = _EOF
     try:
-        readinto = getattr(inner, "readinto", None)
-        while not stop.is_set():
-            if readinto is not None:
-                buf = bytearray(chunk)
-                n = readinto(buf)
-                if not n:
-                    break
-                data: memoryview | bytes = memoryview(buf)[:n]
-            else:
-                data = inner.read(chunk)
-                if not data:
-                    break
+        for data in _chunks(inner, chunk, stop):
             if not _put(out, data, stop):
                 return
     except BaseException as exc:  # handed to the consumer, raised where it would have been
@@ -85,6 +75,33 @@ def _fill(inner: BinaryIO, chunk: int, out: "queue.Queue[Item]", stop: threading
         with contextlib.suppress(Exception):
             inner.close()  # before the end is announced: the connection is free again
     _put(out, item, stop)
+
+
+def _chunks(inner: BinaryIO, chunk: int, stop: threading.Event) -> Iterator[memoryview | bytes]:
+    """``inner``'s bytes in pieces. A stream with ``iter_chunks`` (a
+    :class:`~atdata.sources._retry.ResumableStream`) gives the transport's own chunks (each at
+    most one socket read, 1 MiB): no copy and no allocation here, the consumer's ``readinto``
+    copies each byte once. Others are read ``chunk`` bytes at a time."""
+    iter_chunks = getattr(inner, "iter_chunks", None)
+    if iter_chunks is not None:
+        for data in iter_chunks():
+            if stop.is_set():
+                return
+            yield data
+        return
+    readinto = getattr(inner, "readinto", None)
+    while not stop.is_set():
+        if readinto is not None:
+            buf = bytearray(chunk)
+            n = readinto(buf)
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+        else:
+            data = inner.read(chunk)
+            if not data:
+                return
+            yield data
 
 
 def _put(out: "queue.Queue[Item]", item: Item, stop: threading.Event) -> bool:
