@@ -3,8 +3,12 @@
 A remote shard is read as one long response body, and the reader parses each buffer before
 asking for the next: without help, the socket idles while Python parses and the parser idles
 while bytes arrive. :class:`ReadAhead` wraps a sequential stream; on the first read a daemon
-thread starts filling a bounded queue with chunks of ``chunk`` bytes (at most ``depth`` of them
-waiting, so memory stays at ``chunk * (depth + 1)`` per stream), and ``readinto`` hands them on.
+thread starts filling a bounded queue with chunks (at most ``depth`` of them waiting), and
+``readinto`` copies them into the consumer's buffer. A stream with ``iter_chunks`` (the remote
+sources' :class:`~atdata.sources._retry.ResumableStream`) is queued in the chunks the transport
+received, each at most one socket read of 1 MiB, without a copy on this side, so memory stays
+at ``1 MiB * (depth + 1)`` per stream; any other stream is read ``chunk`` bytes at a time
+(``chunk * (depth + 1)``).
 
 The wrapped stream is used by the thread alone: its deadlines, resumes and retries (a
 :class:`~atdata.sources._retry.ResumableStream`) and any hashing wrapped around it run there,
@@ -13,8 +17,9 @@ raised without read-ahead. The thread closes the wrapped stream as soon as it ha
 (so its connection goes back to the pool before the consumer opens the next shard), fails, or
 is told to stop by :meth:`ReadAhead.close`.
 
-``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 256 KiB); ``0`` turns read-ahead
-off (:func:`read_ahead` then returns the stream itself).
+``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 256 KiB; streams without
+``iter_chunks`` only); ``0`` turns read-ahead off (:func:`read_ahead` then returns the stream
+itself).
 """
 
 import contextlib
