@@ -27,6 +27,7 @@ fmt:
 # Static type check (config in pyproject.toml)
 typecheck:
     uv run mypy
+    uv run mypy tests/typecheck
 
 # Run the benchmarks
 bench *args:

@@ -20,7 +20,7 @@ from atdata.sources._retry import RetryPolicy
 from atdata.sources.s3 import S3Config
 from services import rclone_s3
 
-__all__ = ["S3Backend", "rclone_s3", "s3"]
+__all__ = ["S3Backend", "make_s3_backend", "rclone_s3", "s3"]
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05)
 
@@ -51,8 +51,13 @@ class S3Backend:
 
 @pytest.fixture(params=["moto", "rclone"])
 def s3(request: pytest.FixtureRequest) -> S3Backend:
+    return make_s3_backend(request, request.param)
+
+
+def make_s3_backend(request: pytest.FixtureRequest, name: str) -> S3Backend:
+    """A fresh bucket on the S3 server ``name`` ("moto" or "rclone"), for a fixture of yours."""
     pytest.importorskip("boto3", reason="boto3 missing: uv sync --all-extras")
-    if request.param == "moto":
+    if name == "moto":
         endpoint: str = request.getfixturevalue("s3_endpoint")
         client = request.getfixturevalue("s3_client")  # resets moto's state
         config = S3Config(
@@ -77,4 +82,4 @@ def s3(request: pytest.FixtureRequest) -> S3Backend:
         client = config.client()
     bucket = f"atdata-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
-    return S3Backend(request.param, endpoint, client, config, bucket)
+    return S3Backend(name, endpoint, client, config, bucket)

@@ -31,9 +31,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
@@ -73,9 +73,40 @@ def unavailable(message: str) -> NoReturn:
 
 
 def free_port() -> int:
+    """A loopback port that was free a moment ago. Another process may take it before our server
+    binds it: start servers through :func:`on_a_free_port`, which tries again on a new port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_PortT = TypeVar("_PortT")
+_START_ATTEMPTS = 5
+
+
+def on_a_free_port(start: Callable[[int], _PortT]) -> tuple[int, _PortT]:
+    """``start(port)`` on a fresh free port, again on another one when it fails (the port was
+    taken between our check and the server's bind: the server exits, or never listens)."""
+    for attempt in range(_START_ATTEMPTS):
+        port = free_port()
+        try:
+            return port, start(port)
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError):
+            if attempt == _START_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_HELD_PORTS: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A loopback port where nothing listens, for the rest of this process: the port stays bound
+    (without ``listen``), so connections to it are refused and no other process can take it."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(held)
+    return int(held.getsockname()[1])
 
 
 def _tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -134,17 +165,25 @@ def redis_url() -> Iterator[str]:
             "redis-server), or set ATDATA_TEST_REDIS_URL=redis://127.0.0.1:6379/0"
         )
     workdir = tempfile.mkdtemp(prefix="atdata-redis-")
-    port = free_port()
-    # fmt: off
-    argv = [
-        exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", workdir,
-        "--save", "", "--appendonly", "no", "--daemonize", "no",
-        "--logfile", os.path.join(workdir, "redis.log"),
-    ]
-    # fmt: on
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        # fmt: off
+        argv = [
+            exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", workdir,
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--logfile", os.path.join(workdir, "redis.log"),
+        ]
+        # fmt: on
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_tcp(port, 10, proc)
+        except BaseException:
+            _stop(proc)
+            raise
+        return proc
+
+    port, proc = on_a_free_port(start)
     try:
-        _wait_tcp(port, 10, proc)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         _stop(proc)
@@ -187,23 +226,27 @@ def postgres_dsn() -> Iterator[str]:
             unavailable("running as root but there is no `postgres` user to run PostgreSQL as")
         os.chown(workdir, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = os.path.join(workdir, "data"), free_port()
+    data = os.path.join(workdir, "data")
     log = os.path.join(workdir, "server.log")
     pg_ctl = str(bindir / "pg_ctl")
 
     def run(*argv: str) -> None:
         subprocess.run([*as_user, *argv], check=True, stdout=subprocess.DEVNULL)
 
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    )
+    def options(port: int) -> str:
+        return (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+
     started = False
     try:
         # fmt: off
         run(str(bindir / "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
-        run(pg_ctl, "-D", data, "-l", log, "-w", "-t", "30", "-o", options, "start")
+        port, _ = on_a_free_port(
+            lambda port: run(pg_ctl, "-D", data, "-l", log, "-w", "-t", "30", "-o", options(port), "start")
+        )
         started = True
         run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
             POSTGRES_TEST_DB)
@@ -389,21 +432,30 @@ def rclone_s3() -> Iterator[dict[str, str]]:
     workdir = tempfile.mkdtemp(prefix="atdata-rclone-")
     root = os.path.join(workdir, "data")
     os.mkdir(root)
-    port = free_port()
-    # fmt: off
-    argv = [
-        exe, "serve", "s3", "--config", os.devnull, "--addr", f"127.0.0.1:{port}",
-        "--auth-key", f"{RCLONE_S3_KEY},{RCLONE_S3_SECRET}", "--vfs-cache-mode", "off",
-        "--log-file", os.path.join(workdir, "rclone.log"),
-        f":local:{root}",
-    ]
-    # fmt: on
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        # fmt: off
+        argv = [
+            exe, "serve", "s3", "--config", os.devnull, "--addr", f"127.0.0.1:{port}",
+            "--auth-key", f"{RCLONE_S3_KEY},{RCLONE_S3_SECRET}", "--vfs-cache-mode", "off",
+            "--log-file", os.path.join(workdir, "rclone.log"),
+            f":local:{root}",
+        ]
+        # fmt: on
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_tcp(port, 15, proc)
-        except (RuntimeError, TimeoutError) as exc:
-            unavailable(f"rclone serve s3 did not start: {exc}")
+        except BaseException:
+            _stop(proc)
+            raise
+        return proc
+
+    try:
+        port, proc = on_a_free_port(start)
+    except (RuntimeError, TimeoutError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        unavailable(f"rclone serve s3 did not start: {exc}")
+    try:
         yield {
             "endpoint": f"http://127.0.0.1:{port}",
             "key": RCLONE_S3_KEY,
@@ -435,10 +487,11 @@ class RedisServer:
         if exe is None:
             raise FileNotFoundError("redis-server not found: apt-get install redis-server")
         self.workdir = tempfile.mkdtemp(prefix="atdata-redis-")
+        self._choose_port = port is None  # until the first start succeeds
         self.port = port or free_port()
         # fmt: off
-        self.argv = [
-            exe, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.workdir,
+        self._args = [
+            exe, "--bind", "127.0.0.1", "--dir", self.workdir,
             "--save", "", "--daemonize", "no", "--logfile", os.path.join(self.workdir, "redis.log"),
             "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always",
             *extra_args,
@@ -447,15 +500,35 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def argv(self) -> list[str]:
+        return [*self._args, "--port", str(self.port)]
+
+    @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
+        if self._choose_port:  # the first start: another process may have taken our port
+            self.port, _ = on_a_free_port(lambda port: self._start_on(port, timeout))
+            self._choose_port = False
+        else:
+            self._start_on(self.port, timeout)
+
+    def _start_on(self, port: int, timeout: float) -> None:
+        self.port = port
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        try:
+            self._wait_ping(timeout)
+        except BaseException:
+            self.stop(kill=True)
+            raise
+
+    def _wait_ping(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         _wait_tcp(self.port, timeout, self.proc)
         while time.monotonic() < deadline:  # answering PING: the AOF is loaded
@@ -516,6 +589,7 @@ class PostgresCluster:
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self.data = os.path.join(self.workdir, "data")
         self.log = os.path.join(self.workdir, "server.log")
+        self._choose_port = port is None  # until the first start succeeds
         self.port = port or free_port()
         self.database = database
         self.running = False
@@ -538,12 +612,22 @@ class PostgresCluster:
             self._run(str(self.bindir / "initdb"), "-D", self.data, "-U", "postgres",
                       "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
             # fmt: on
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} "
-            "-c fsync=off -c full_page_writes=off -c max_connections=200"
-        )
         pg_ctl = str(self.bindir / "pg_ctl")
-        self._run(pg_ctl, "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", options, "start")
+
+        def start_on(port: int) -> None:
+            options = (
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {self.workdir} "
+                "-c fsync=off -c full_page_writes=off -c max_connections=200"
+            )
+            self._run(
+                pg_ctl, "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", options, "start"
+            )
+
+        if self._choose_port:  # the first start: another process may have taken our port
+            self.port, _ = on_a_free_port(start_on)
+            self._choose_port = False
+        else:
+            start_on(self.port)
         self.running = True
         if not self._initialized:
             # fmt: off

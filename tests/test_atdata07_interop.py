@@ -1,4 +1,4 @@
-"""Interop with atdata 0.7.0b1 shards (FORMAT.md §1), both directions.
+"""Interop with atdata 0.7.0b1 shards (docs/format.md §1), both directions.
 
 - ``tests/fixtures/atdata07/``: two shards written by atdata 0.7's own ``write_samples`` (random
   UUID keys, PAX headers, float mtimes) and ``expected.json``; ``make_fixture.py`` made them.
@@ -160,7 +160,7 @@ def test_dict_sample_reads_atdata07_shards_without_guessing_arrays():
 
 # --------------------------------------------------------------------------- our bytes, by hand
 def parse_compact(buf: bytes) -> np.ndarray:
-    """FORMAT.md §1 compact array layout, parsed independently of atdata."""
+    """docs/format.md §1 compact array layout, parsed independently of atdata."""
     dlen = buf[0]
     dtype = np.dtype(buf[1 : 1 + dlen].decode("ascii"))
     ndim = buf[1 + dlen]

@@ -1,6 +1,6 @@
 """The atmosphere commands against a real local PDS and PLC directory: ``atdata login``,
-``publish``, ``ls @handle``, ``inspect at://...``, ``preview`` / ``verify @handle/name`` and
-``logout``; tampered blobs and hostile records exit 1 with a clear message.
+``whoami``, ``publish``, ``ls @handle``, ``inspect at://...``, ``preview`` / ``verify
+@handle/name`` and ``logout``; tampered blobs and hostile records exit 1 with a clear message.
 
 Each test gets its own ``$ATDATA_HOME`` and fresh accounts. ``ATDATA_PLC_URL`` points at the
 local PLC directory and handles resolve through the logged-in PDS; an autouse guard refuses
@@ -22,16 +22,15 @@ from numpy.typing import NDArray
 from typer.testing import CliRunner
 
 from atdata.atmosphere import AtmosphereClient, AtmosphereSession, LabelRecord, Resolver
-from atdata.cli.app import app
-from atdata.cli.atmosphere import (
-    HANDLE_RESOLVER_ENV,
+from atdata.atmosphere.credentials import (
     PASSWORD_ENV,
-    PLC_ENV,
     load_login,
     open_session,
     resolution_settings,
     session_path,
 )
+from atdata.cli.account import HANDLE_RESOLVER_ENV, PLC_ENV
+from atdata.cli.app import app
 from atdata.errors import AuthenticationError
 from atdata.index import Index
 from atdata.sample import packable
@@ -136,6 +135,11 @@ def test_login_publish_ls_inspect_then_another_account_previews_and_verifies(
     stored = json.loads(path.read_text())
     assert stored["session"]["handle"] == alice
     assert PDS_TEST_PASSWORD not in path.read_text()
+    who = invoke("whoami", "--json")
+    assert who.exit_code == 0, who.output
+    assert json.loads(who.stdout)["handle"] == alice
+    assert json.loads(who.stdout)["did"] == stored["session"]["did"]
+    assert f"@{alice}" in invoke("whoami").stdout
     for secret in (
         PDS_TEST_PASSWORD,
         stored["session"]["accessJwt"],
@@ -319,6 +323,8 @@ def test_commands_that_need_a_login_or_a_dataset_say_so(
         index.write(_digits(3), "digits")
     no_login = invoke("publish", "digits")
     assert no_login.exit_code == 1 and "not logged in" in no_login.stderr
+    nobody = invoke("whoami")
+    assert nobody.exit_code == 1 and "not logged in" in nobody.stderr
     handle = new_handle()
     login(pds, handle)
     missing = invoke("publish", "nope")

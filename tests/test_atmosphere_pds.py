@@ -541,7 +541,7 @@ def test_a_second_account_reads_the_first_accounts_records_and_blobs(
 def test_records_in_atdata_07_shape_resolve_and_load(
     alice: Account, resolver: Resolver, tmp_path: Path
 ) -> None:
-    """Records built by hand from FORMAT.md §3 the way atdata 0.7 writes them: no dtype or
+    """Records built by hand from docs/format.md §6 the way atdata 0.7 writes them: no dtype or
     shape, no propertyOrder, blobs uploaded without a MIME type, msgpack metadata bytes."""
     from atdata import write_samples
     from atdata.dataset import Dataset

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,12 +38,9 @@ def atdata_cmd(tmp_path: Path) -> Run:
 
 
 def test_the_installed_script_has_real_exit_codes(atdata_cmd: Run, tmp_path: Path) -> None:
-    started = time.perf_counter()
     demo = atdata_cmd("demo")
-    elapsed = time.perf_counter() - started
     assert demo.returncode == 0, demo.stderr
     assert "demo@1" in demo.stdout
-    assert elapsed < 30, f"atdata demo took {elapsed:.1f} s"
 
     ls = atdata_cmd("ls", "--json")
     assert ls.returncode == 0

@@ -1,10 +1,10 @@
 """``atdata ls``, ``rm``, ``version`` and ``diagnose`` on a real SQLite index in a temporary
-``ATDATA_HOME``; ``@handle`` and ``at://`` arguments go to the atmosphere module when it exists."""
+``ATDATA_HOME``; every command is registered, and ``@handle`` / ``at://`` arguments are
+atmosphere references."""
 
 import json
 import os
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -134,37 +134,35 @@ def test_diagnose_checks_the_default_index_and_fails_on_a_bad_url(home: Path) ->
     assert "fail" in bad.stdout
 
 
-def test_atmosphere_arguments_go_to_the_atmosphere_module(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[str, str, bool]] = []
-    module = types.ModuleType("atdata.cli.atmosphere")
-    module.ls_remote = lambda handle, *, as_json: calls.append(("ls", handle, as_json))  # type: ignore[attr-defined]
-    module.inspect_remote = lambda ref, *, as_json: calls.append(("inspect", ref, as_json))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "atdata.cli.atmosphere", module)
-    assert runner.invoke(app, ["ls", "@alice.example.com", "--json"]).exit_code == 0
-    assert (
-        runner.invoke(app, ["inspect", "at://did:plc:abc/science.alt.dataset.entry/x"]).exit_code
-        == 0
-    )
-    assert runner.invoke(app, ["inspect", "@alice.example.com/mnist"]).exit_code == 0
-    assert calls == [
-        ("ls", "@alice.example.com", True),
-        ("inspect", "at://did:plc:abc/science.alt.dataset.entry/x", False),
-        ("inspect", "@alice.example.com/mnist", False),
-    ]
-    # a module without the function: a clear error, not a traceback
-    no_preview = runner.invoke(app, ["preview", "@alice.example.com/mnist"])
-    assert no_preview.exit_code == 1
-    assert "needs the atmosphere commands" in no_preview.stderr
+def test_every_command_is_registered_whatever_extras_are_installed(home: Path) -> None:
+    listed = runner.invoke(app, ["--help"])
+    assert listed.exit_code == 0
+    for command in ("inspect", "preview", "verify", "ls", "login", "logout", "whoami", "publish"):
+        assert f" {command} " in listed.stdout, command
 
 
-def test_atmosphere_arguments_without_the_atmosphere_module(
+def test_a_missing_extra_is_named_with_its_install_command(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "atdata.cli.atmosphere", None)  # import fails: not there
-    for args in (["ls", "@alice.example.com"], ["inspect", "at://did:plc:abc/x/y"]):
-        result = runner.invoke(app, args)
+    """The atmosphere commands import their extra when they run; without it, one line saying
+    what to install (exit 1), not a traceback and not a missing command."""
+    monkeypatch.setitem(sys.modules, "httpx", None)  # import fails: not installed
+    result = runner.invoke(app, ["login", "http://127.0.0.1:9", "alice.test", "--password", "x"])
+    assert result.exit_code == 1, result.output
+    assert "pip install 'atdata[atmosphere]'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_atmosphere_arguments_are_resolved_as_atmosphere_references(home: Path) -> None:
+    """``@handle``, ``@handle/name`` and ``at://`` go to the atmosphere in every command; these
+    fail before any request is made."""
+    schema_uri = "at://did:plc:abc/science.alt.dataset.schema/x"
+    for command in ("preview", "verify"):
+        result = runner.invoke(app, [command, schema_uri])
         assert result.exit_code == 1, result.output
-        assert "needs the atmosphere commands" in result.stderr
-        assert "Traceback" not in result.output
+        assert f"{command} takes a dataset" in result.stderr
+    one = runner.invoke(app, ["ls", "@alice.example.com/mnist"])
+    assert one.exit_code == 1 and "ls lists a whole account" in one.stderr
+    bad = runner.invoke(app, ["verify", "@not_a_handle/x"])
+    assert bad.exit_code == 1 and "not a valid handle" in bad.stderr
+    assert "Traceback" not in bad.output

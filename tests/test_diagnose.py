@@ -96,9 +96,9 @@ def test_sqlite_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_an_unreachable_index_fails_without_leaking_its_password() -> None:
-    from services import free_port
+    from services import refused_port
 
-    report = diagnose(f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    report = diagnose(f"redis://:hunter2@127.0.0.1:{refused_port()}/0")
     assert isinstance(report, Report)
     assert report.ok is False and report["index"].status == "fail"
     assert "hunter2" not in report.to_text()

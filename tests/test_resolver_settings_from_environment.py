@@ -20,8 +20,8 @@ from atdata.atmosphere.resolve import (
     PUBLIC_PLC_URL,
     resolution_settings,
 )
-from atdata.cli.atmosphere import HANDLE_RESOLVER_ENV as CLI_HANDLE_ENV
-from atdata.cli.atmosphere import PLC_ENV as CLI_PLC_ENV
+from atdata.cli.account import HANDLE_RESOLVER_ENV as CLI_HANDLE_ENV
+from atdata.cli.account import PLC_ENV as CLI_PLC_ENV
 from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
 from services import PDS_TEST_PASSWORD
 

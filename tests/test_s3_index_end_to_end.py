@@ -25,6 +25,7 @@ import atdata
 from atdata import Dataset, DatasetDict, DictSample, Index, NDArray, Shape, load_dataset
 from atdata.errors import IntegrityError, NotFoundError, SchemaError, SourceError, StoreError
 from atdata.index.providers.sqlite import SQLiteProvider
+from atdata.manifest.format import MANIFEST_SUFFIX
 from atdata.shards.offsets import OFFSETS_SUFFIX
 from atdata.sources.cache import CACHE_DIR_ENV, ShardCache
 from atdata.sources.s3 import configure, current_config
@@ -139,7 +140,7 @@ def test_write_streams_shards_into_the_bucket_and_load_dataset_streams_them_back
     assert keys == sorted(
         u.removeprefix(f"s3://{s3.bucket}/") + suffix
         for u in entry.urls
-        for suffix in ("", OFFSETS_SUFFIX)
+        for suffix in ("", OFFSETS_SUFFIX, MANIFEST_SUFFIX)
     )
     for shard in entry.shards:
         data = _object(s3, shard.url)
@@ -206,9 +207,9 @@ def test_a_sample_failing_halfway_leaves_no_entry_and_no_objects(
             yield from (_Big(i, np.full(2 << 20, i, dtype=np.uint8)) for i in range(3))
             assert len(_uploads(s3)) == 1
             yield _Big("not an int", np.zeros(1, dtype=np.uint8))  # type: ignore[arg-type]
-        else:  # two whole shards (and their sidecars) are in the bucket first
+        else:  # two whole shards (with their offset indexes and manifests) are in the bucket first
             yield from _frames(23)
-            assert len(s3.keys()) == 4
+            assert len(s3.keys()) == 6
             yield Frame("not an int", "x", np.zeros(8, dtype=np.float32))  # type: ignore[arg-type]
 
     store = _store(s3, part_size=MIN_PART_SIZE)

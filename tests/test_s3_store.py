@@ -198,15 +198,3 @@ def test_exists_and_delete_by_url(store: S3DataStore, s3: S3Backend) -> None:
     assert not store.exists(url)
     with pytest.raises(StoreError, match="outside"):
         store.delete(["s3://elsewhere/k.tar"])
-
-
-def test_verify_reports_changed_shards(store: S3DataStore, s3: S3Backend) -> None:
-    pattern = store.shard_pattern("checked", 1, W1)
-    with ShardWriter(pattern, maxcount=2, sink_factory=store.sink_factory) as w:
-        w.write_all(_samples(4, size=100))
-    records = [i for i in w.shards]
-    assert store.verify(records) == []
-    key = records[1].url.removeprefix(f"s3://{s3.bucket}/")
-    s3.client.put_object(Bucket=s3.bucket, Key=key, Body=b"x" * records[1].size)
-    (problem,) = store.verify(records)
-    assert problem.url == records[1].url and "sha256" in problem.problem

@@ -22,13 +22,13 @@ from atdata import Index
 from atdata._redact import redact
 from atdata.diagnose import diagnose
 from atdata.index.providers.url import provider_from_url
-from services import free_port
+from services import refused_port
 
 SECRET = "Sekr1tPw0rd"
 
 
 def _dead_port() -> int:
-    return free_port()  # free: nothing listens there
+    return refused_port()  # bound, not listening: refused, and nobody else can take it
 
 
 def _forms(scheme_host: str, base: str) -> list[str]:

@@ -5,6 +5,8 @@ them back with ``atdata.Dataset[T](...)`` as samples or stacked batches, and vie
 lenses. The public API is exactly ``__all__`` (pinned by a test).
 """
 
+import logging
+
 from numpy.typing import NDArray
 
 from .batch import SampleBatch
@@ -40,6 +42,10 @@ from .stores.disk import LocalDiskStore
 from .writing import write_samples
 
 __version__ = "0.1.0"
+
+# the library logs under "atdata.<module>" and leaves output to the application (the CLI's
+# -v/--quiet configure it there); this only keeps Python's last-resort handler quiet
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AtdataError",

@@ -1,7 +1,7 @@
 """Checks on array headers read from shards: ``.npy`` headers parsed here, dtype/shape validated.
 
 A shard's array headers are untrusted. Both layouts we read (the compact layout and ``.npy``, see
-FORMAT.md §1) are checked here before numpy sees them, so that a hostile header ends in a
+docs/format.md §1) are checked here before numpy sees them, so that a hostile header ends in a
 :class:`~atdata.errors.SchemaError` rather than whatever numpy raises (or allocates):
 
 - the dtype must be a plain one the writer could have produced: no objects, no fields

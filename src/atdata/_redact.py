@@ -21,7 +21,7 @@ or ``auth`` (case-insensitive). Redacting twice gives the same text.
 
 import re
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "Redacted", "redact"]
 
 MASK = "***"
 
@@ -68,3 +68,21 @@ def redact(text: str) -> str:
     text = _URL_NETLOC.sub(_mask_userinfo, text)
     text = _QUERY_PAIR.sub(_mask_pair, text)
     return _KEYWORD_PAIR.sub(_mask_pair, text)
+
+
+class Redacted:
+    """``text`` for a log call: redacted only if the record is emitted (``str()`` redacts).
+
+    >>> str(Redacted("https://h/x?X-Amz-Signature=abc"))
+    'https://h/x?X-Amz-Signature=***'
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: object) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return redact(str(self.text))
+
+    __repr__ = __str__

@@ -17,7 +17,7 @@ import numpy as np
 from .codec import SCALAR_TYPES as _SCALAR_KINDS
 from .codec import Codec, check_dtype_shape, codec_for, decode_array, parse_array_header
 from .errors import SchemaError
-from .media.pool import decode_column
+from .media.pool import Allocator, decode_column
 from .media.spec import ImageSpec
 from .schema import FieldType
 
@@ -152,9 +152,11 @@ class Collator(Generic[T]):
         self._names = frozenset(codec.names)
         self._columns = column_plan(codec)
         self.pool = ArrayPool()
+        #: where batch arrays are allocated (a DataLoader worker swaps in shared memory)
+        self.empty: Allocator = self.pool.empty
 
     def collate(self, maps: list[Any], keys: list[str]) -> SampleBatch[T] | None:
-        columns = collate_columns(maps, self._names, self._columns, self._stack, self.pool.empty)
+        columns = collate_columns(maps, self._names, self._columns, self._stack, self.empty)
         return None if columns is None else SampleBatch(self.codec, columns, keys)
 
     def _stack(self, col: list[Any], ftype: FieldType, path: str) -> Any:
@@ -177,7 +179,7 @@ class Collator(Generic[T]):
                 return self._one_by_one(col, ftype, path)
             return table[:, hlen:].copy().view(dtype).reshape((count, *shape))
         header = first[:hlen]
-        out = self.pool.empty((count, *shape), dtype)
+        out = self.empty((count, *shape), dtype)
         flat = memoryview(cast(Any, out)).cast("B")
         for i, v in enumerate(col):
             if v[:hlen] != header:
@@ -240,21 +242,28 @@ def _stack_array_bytes(values: list[Any], path: str) -> Any:
     return out
 
 
-def _stack_arrays(arrays: list[Any], path: str) -> Any:
+def _stack_arrays(arrays: list[Any], path: str, empty: Allocator | None = None) -> Any:
     first = arrays[0]
     if first is None or not isinstance(first, np.ndarray):
         return arrays
     for a in arrays:
         if not isinstance(a, np.ndarray) or a.shape != first.shape or a.dtype != first.dtype:
             return arrays
-    out = np.empty((len(arrays), *first.shape), dtype=first.dtype)
+    out = (empty or _fresh)((len(arrays), *first.shape), first.dtype)
     for i, a in enumerate(arrays):
         out[i] = a
     return out
 
 
-def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> SampleBatch[T]:
-    """Collate sample instances (e.g. after ``map``) into a batch."""
+def _fresh(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    return np.empty(shape, dtype=dtype)
+
+
+def collate_samples(
+    codec: Codec[T], samples: Sequence[T], keys: list[str], empty: Allocator | None = None
+) -> SampleBatch[T]:
+    """Collate sample instances (e.g. after ``map``) into a batch (batch arrays from
+    ``empty(shape, dtype)`` when given)."""
     columns: dict[str, Any] = {}
     for name in codec.names:
         try:
@@ -265,9 +274,10 @@ def collate_samples(codec: Codec[T], samples: Sequence[T], keys: list[str]) -> S
             ) from None
         if name in codec.image_fields:
             spec = codec.schema.field(name).type.media or ImageSpec()
-            values = decode_column(values, spec, f"$.{name}")
-        if name in codec.array_fields or name in codec.image_fields:
-            values = _stack_arrays(values, f"$.{name}") if isinstance(values, list) else values
+            values = decode_column(values, spec, f"$.{name}", empty)
+        stacked = name in codec.array_fields or name in codec.image_fields
+        if stacked and isinstance(values, list):
+            values = _stack_arrays(values, f"$.{name}", empty)
         columns[name] = values
     return SampleBatch(codec, columns, keys)
 
@@ -322,12 +332,13 @@ def collate_samples_checked(
     samples: Sequence[T],
     keys: list[str],
     handle: Callable[[SchemaError], None],
+    empty: Allocator | None = None,
 ) -> SampleBatch[T] | None:
     """:func:`collate_samples`, except that a sample whose image does not decode is handed to
     ``handle`` (a SchemaError naming the field and the sample key) and left out of the batch;
     None when no sample is left."""
     try:
-        return collate_samples(codec, samples, keys)
+        return collate_samples(codec, samples, keys, empty)
     except SchemaError:
         if not codec.image_fields:
             raise
@@ -343,7 +354,7 @@ def collate_samples_checked(
             continue
         good.append(sample)
         good_keys.append(key)
-    return collate_samples(codec, good, good_keys) if good else None
+    return collate_samples(codec, good, good_keys, empty) if good else None
 
 
 def column_plan(codec: Codec[Any]) -> list[tuple[str, str, Any]]:

@@ -2,7 +2,8 @@
 
 A :class:`Codec` holds, for every field, a small converter chosen from the field's
 :class:`~atdata.schema.FieldType` when the codec is built; encoding and decoding a sample never
-look at annotations again. Arrays use the compact layout of FORMAT.md §1 (and ``.npy`` on read).
+look at annotations again. Arrays use the compact layout of docs/format.md §1 (and ``.npy`` on
+read).
 """
 
 import struct
@@ -14,15 +15,15 @@ import numpy as np
 
 from ._msgpack_view import unpack_map_view
 from ._npy import NPY_MAGIC, check_array_dtype, check_array_shape, parse_npy
+from .dict_sample import DictSample
 from .errors import SchemaError
 from .media.codec import image_checker, image_decoder, image_encoder
 from .media.spec import ImageSpec
-from .sample import DictSample
 from .schema import FieldType, Schema
 
 __all__ = [
-    "SCALAR_TYPES",
     "Codec",
+    "SCALAR_TYPES",
     "array_header",
     "check_dtype_shape",
     "codec_for",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_array",
     "field_defaults",
     "parse_array_header",
+    "unpack_map",
 ]
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .codec import codec_for, unpack_map
 from .errors import InvalidArgumentError, LensError, SchemaError
-from .loader import Loader, Stage, _dict_decoder, located
+from .loader import Loader, Stage, dict_decoder, located
 from .members import member_layout
 from .sample import DictSample
 from .shards.access import read_body, read_group
@@ -358,7 +358,7 @@ class Dataset(Generic[ST]):
             members = member_layout(self._source_type)
             if self._source_type is DictSample:
                 parts = read_group(src, idx, member, limit=limit)
-                sample: Any = _dict_decoder(parts, max_stream_member())
+                sample: Any = dict_decoder(parts, max_stream_member())
             elif members is not None:
                 parts = read_group(src, idx, member, limit=limit)
                 sample = members.decode(parts, max_stream_member())

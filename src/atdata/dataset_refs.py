@@ -15,7 +15,7 @@ import glob
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import unquote, urlsplit
 
 from .dataset import Dataset
@@ -42,8 +42,8 @@ _PATTERN_CHARS = re.compile(r"[*?\[{]")
 _QUERY_SCHEMES = frozenset({"http", "https"})
 
 
-class DatasetDict(dict[str, Dataset[Any]]):
-    """Datasets by split name (``train``, ``test``, ``validation``, ...)."""
+class DatasetDict(dict[str, Dataset[T]], Generic[T]):
+    """Datasets by split name (``train``, ``test``, ``validation``, ...), all of one sample type."""
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}: {len(v.shards)} shard(s)" for k, v in self.items())
@@ -63,6 +63,54 @@ def detect_split(path: str) -> str | None:
     return None
 
 
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type[T],
+    *,
+    split: str,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
+    index: Any = None,
+    streaming: bool = True,
+) -> Dataset[T]: ...
+
+
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: None = None,
+    *,
+    split: str,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
+    index: Any = None,
+    streaming: bool = True,
+) -> Dataset[Any]: ...
+
+
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type[T],
+    *,
+    split: None = None,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
+    index: Any = None,
+    streaming: bool = True,
+) -> DatasetDict[T]: ...
+
+
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: None = None,
+    *,
+    split: None = None,
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
+    index: Any = None,
+    streaming: bool = True,
+) -> DatasetDict[Any]: ...
+
+
 def load_dataset(
     path: str | os.PathLike[str],
     sample_type: type[T] | None = None,
@@ -71,7 +119,7 @@ def load_dataset(
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
     index: Any = None,
     streaming: bool = True,
-) -> Any:
+) -> Dataset[Any] | DatasetDict[Any]:
     """Load a dataset by path, URL or name; see the module docstring for the forms accepted.
 
     ``streaming`` is accepted for familiarity with Hugging Face ``datasets``: atdata datasets
@@ -112,7 +160,7 @@ def _local_path(text: str) -> str:
     return unquote(parsed.path)
 
 
-def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDict:
+def _from_index(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDict[Any]:
     if index is None:
         from .index import Index
 
@@ -137,7 +185,7 @@ def is_atmosphere_reference(text: str) -> bool:
     return text.startswith("@") and text != "@local" and not text.startswith("@local/")
 
 
-def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict:
+def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict[Any]:
     from .atmosphere.open_dataset import load_reference
 
     return DatasetDict({_DEFAULT_SPLIT: load_reference(ref, sample_type)})
@@ -147,7 +195,7 @@ def _from_files(
     text: str,
     sample_type: type[T] | None,
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None,
-) -> DatasetDict:
+) -> DatasetDict[Any]:
     if data_files is not None:
         return _from_data_files(text, sample_type, data_files)
     tried: list[str] = []
@@ -218,10 +266,10 @@ def _from_data_files(
     base: str,
     sample_type: type[T] | None,
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]],
-) -> DatasetDict:
+) -> DatasetDict[Any]:
     mapping: Mapping[str, str | Sequence[str]]
     mapping = data_files if isinstance(data_files, Mapping) else {_DEFAULT_SPLIT: data_files}
-    out = DatasetDict()
+    out: DatasetDict[Any] = DatasetDict()
     for name, spec in mapping.items():
         patterns = [spec] if isinstance(spec, str) else list(spec)
         local = [_local_path(p) for p in patterns]

@@ -39,7 +39,7 @@ from .planreader import (
     PlanReader,
     Progress,
     Readable,
-    _decode_bodies,
+    decode_bodies,
     epoch_order,
     iter_layout,
     iter_sequential,
@@ -51,7 +51,8 @@ from .sample import DictSample
 from .shards.reader import SampleChunk, iter_members, iter_sample_chunks, max_stream_member
 from .shards.tar import split_name
 
-__all__ = ["Loader", "Stage", "located"]
+__all__ = ["Loader", "Stage", "dict_decoder", "located"]
+
 
 ST = TypeVar("ST")
 _SAMPLE_SUFFIX = "msgpack"
@@ -375,7 +376,7 @@ class Loader(Generic[ST]):
         stype = ds._source_type
         cap = max_stream_member()
         if stype is DictSample:
-            decode: Callable[[Any], Any] = partial(_dict_decoder, cap=cap)
+            decode: Callable[[Any], Any] = partial(dict_decoder, cap=cap)
         elif (members := member_layout(stype)) is not None:
             decode = partial(members.decode, cap=cap)
         else:
@@ -421,7 +422,7 @@ class Loader(Generic[ST]):
         keys: list[str] = []
         origins: list[tuple[str, int]] = []
         for group_keys, bodies, group_origins in groups:
-            maps.extend(_decode_bodies(bodies))
+            maps.extend(decode_bodies(bodies))
             keys.extend(group_keys)
             origins.extend(group_origins)
             while len(maps) >= size:
@@ -469,7 +470,7 @@ class Loader(Generic[ST]):
         return f"Loader({self.dataset!r}, {mode}, batch_size={self.batch_size})"
 
 
-def _dict_decoder(parts: dict[str, Any], cap: int | None = None) -> DictSample:
+def dict_decoder(parts: dict[str, Any], cap: int | None = None) -> DictSample:
     """A DictSample from a key group: the ``.msgpack`` map, other members decoded by their
     extension (:func:`atdata.members.decode_member`; bytes when unknown)."""
     data: dict[str, Any] = {}

@@ -47,6 +47,7 @@ __all__ = [
     "MemberLayout",
     "MemberCodec",
     "decode_member",
+    "encode_members",
     "member",
     "member_layout",
     "member_codec",

@@ -18,6 +18,7 @@ from .errors import AtdataError, InvalidArgumentError
 
 __all__ = [
     "Consumer",
+    "EpochOrder",
     "Layout",
     "PassOrder",
     "Plan",

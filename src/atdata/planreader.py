@@ -7,6 +7,7 @@ samples are decoded one by one, transformed and filtered, so a batch may come ou
 its positions.
 """
 
+import logging
 import warnings
 from collections.abc import Iterator
 from functools import partial
@@ -15,11 +16,12 @@ from typing import Any, Protocol
 import msgpack
 import numpy as np
 
-from ._redact import redact
+from ._redact import Redacted, redact
 from .batch import Collator, collate_maps, collate_samples_checked
 from .codec import codec_for, unpack_map
 from .errors import AtdataWarning, SchemaError, ShardError
 from .groupslots import GroupSlotReader
+from .media.pool import Allocator
 from .members import member_layout
 from .plan import EpochOrder, Layout
 from .sample import DictSample
@@ -54,6 +56,7 @@ __all__ = [
     "PlanReader",
     "Progress",
     "Readable",
+    "decode_bodies",
     "epoch_order",
     "iter_layout",
     "iter_sequential",
@@ -61,6 +64,8 @@ __all__ = [
     "run_stages",
     "skip_or_raise",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: What :func:`run_stages` returns for a sample that a filter dropped.
 DROPPED: Any = object()
@@ -82,6 +87,7 @@ def skip_or_raise(on_error: str, exc: Exception, *, stacklevel: int) -> None:
     (an AtdataWarning, ``stacklevel`` as for :func:`warnings.warn`) and skip it, or skip it."""
     if on_error == "raise":
         raise exc
+    _log.warning("skipped (on_error=%r): %s", on_error, Redacted(exc))
     if on_error == "warn":
         warnings.warn(f"skipped: {exc}", AtdataWarning, stacklevel=stacklevel + 1)
 
@@ -135,7 +141,7 @@ def located(exc: SchemaError, url: str, offset: int, key: str) -> SchemaError:
     )
 
 
-def _decode_bodies(bodies: list[Any]) -> list[Any]:
+def decode_bodies(bodies: list[Any]) -> list[Any]:
     """Bodies as decoded values (a SchemaError instance in place of one that failed)."""
     try:
         if max(map(len, bodies), default=0) < _ZERO_COPY_MIN:
@@ -163,6 +169,7 @@ class PlanReader:
         self.dataset = dataset
         self.codec = codec_for(dataset._source_type)
         self.collator = Collator(self.codec)
+        self.empty: Allocator | None = None  # where batch arrays go (None: plain numpy)
         members = member_layout(dataset._source_type)
         self.slots: SlotReader | GroupSlotReader
         if members is None:
@@ -184,6 +191,12 @@ class PlanReader:
             self.output_names: tuple[str, ...] = codec_for(dataset.sample_type).names
         except (SchemaError, TypeError):
             self.output_names = ()
+
+    def use_allocator(self, empty: Allocator) -> None:
+        """Allocate every batch array with ``empty(shape, dtype)`` from now on (a fresh array
+        each call: the reader never writes into an array it has handed out)."""
+        self.empty = empty
+        self.collator.empty = empty
 
     def _handle(self, exc: Exception) -> None:
         skip_or_raise(self.dataset.on_error, exc, stacklevel=4)
@@ -216,11 +229,11 @@ class PlanReader:
                 codec = codec_for(self.dataset.sample_type)
             except (SchemaError, TypeError):
                 return samples
-            return collate_samples_checked(codec, samples, keys, self._handle)
+            return collate_samples_checked(codec, samples, keys, self._handle, self.empty)
         got = self._read(order, positions)
         if not got.bodies:
             return None
-        maps = _decode_bodies(got.bodies)
+        maps = decode_bodies(got.bodies)
         batch = self.collator.collate(maps, got.keys)
         if batch is not None:
             return batch
@@ -353,7 +366,7 @@ def iter_sequential(
 def _collated(reader: PlanReader, codec: Any, samples: list[Any], keys: list[str]) -> Any:
     if codec is None:
         return samples
-    return collate_samples_checked(codec, samples, keys, reader._handle)
+    return collate_samples_checked(codec, samples, keys, reader._handle, reader.empty)
 
 
 def iter_layout(

@@ -22,7 +22,14 @@ from .manifest.load import ManifestCache
 from .query import Column, Expr
 from .shards.shardset import ShardSet
 
-__all__ = ["QueryFilter", "Selector", "count_matching", "select_columns", "to_arrow"]
+__all__ = [
+    "QueryFilter",
+    "Selector",
+    "count_matching",
+    "query_of",
+    "select_columns",
+    "to_arrow",
+]
 
 KEY = "__key__"
 

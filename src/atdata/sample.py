@@ -12,11 +12,11 @@ process-wide cache, so that one schema gives one class object in every process.
 import copyreg
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
+from .dict_sample import DictSample, values_equal
 from .errors import SchemaError
-from .schema import Schema
+from .schema import Schema, register_sample_type_builder
 
 __all__ = ["DictSample", "PackableSample", "is_packable", "packable", "rebuild_sample_type"]
 
@@ -79,63 +79,6 @@ def is_packable(obj: object) -> bool:
     ) or (isinstance(obj, type) and issubclass(obj, PackableSample))
 
 
-class DictSample(Mapping[str, Any]):
-    """A schema-free sample: the decoded msgpack map, with attribute and item access.
-
-    Values are exactly what msgpack decoded; ``bin`` values stay ``bytes`` unless a schema says
-    they are arrays. Members of the same key with other suffixes appear under their suffix.
-    """
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
-        merged = dict(data or {})
-        merged.update(kwargs)
-        object.__setattr__(self, "_data", merged)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_data":  # not set yet (e.g. during unpickling): never recurse
-            raise AttributeError(name)
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(
-                f"DictSample has no field {name!r}; fields: {list(self._data)}"
-            ) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("DictSample is read-only; build a new one with DictSample({...})")
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A shallow copy of the data as a plain dict."""
-        return dict(self._data)
-
-    def __reduce__(self) -> tuple[type["DictSample"], tuple[dict[str, Any]]]:
-        return (DictSample, (self._data,))
-
-    def __repr__(self) -> str:
-        return f"DictSample({self._data!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, DictSample):
-            mine, theirs = self._data, other._data
-            return mine.keys() == theirs.keys() and all(
-                _values_equal(mine[k], theirs[k]) for k in mine
-            )  # values may be arrays (``.npy`` members)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 class _RebuiltType(type):
     """Metaclass of rebuilt sample types; it only marks them for the pickling reducer below."""
 
@@ -167,19 +110,9 @@ class _RebuiltSample(PackableSample, metaclass=_RebuiltType):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(
-            _values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__
-        )
+        return all(values_equal(self.__dict__.get(k), other.__dict__.get(k)) for k in self.__dict__)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _values_equal(a: Any, b: Any) -> bool:
-    import numpy as np
-
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(a, b))
-    return bool(a == b)
 
 
 _REBUILT: dict[Schema, type[PackableSample]] = {}
@@ -231,3 +164,6 @@ def _rebuilt_base() -> type[PackableSample]:
 
 # pickle consults copyreg's table for a class's metaclass before pickling the class by name
 copyreg.pickle(_RebuiltType, _reduce_rebuilt)
+
+# Schema.to_sample_type builds through this module; the schema layer below never imports it.
+register_sample_type_builder(rebuild_sample_type)

@@ -24,7 +24,15 @@ from .errors import InvalidArgumentError, SchemaError
 from .media.image import Image
 from .media.spec import ImageSpec
 
-__all__ = ["MAX_SCHEMA_DEPTH", "Field", "FieldType", "Schema", "Shape", "validate_identifier"]
+__all__ = [
+    "MAX_SCHEMA_DEPTH",
+    "Field",
+    "FieldType",
+    "Schema",
+    "Shape",
+    "register_sample_type_builder",
+    "validate_identifier",
+]
 
 Kind = Literal[
     "str", "int", "float", "bool", "bytes", "array", "image", "list", "dict", "sample", "any"
@@ -294,9 +302,19 @@ class Schema:
     # -- rebuilding ------------------------------------------------------------------------
     def to_sample_type(self) -> type:
         """A working packable sample type for this schema, built without generating code."""
-        from .sample import rebuild_sample_type
+        if not _SAMPLE_TYPE_BUILDER:  # importing atdata (any submodule) imports atdata.sample
+            raise SchemaError(f"schema {self.name}: atdata.sample is not imported")
+        return _SAMPLE_TYPE_BUILDER[0](self)
 
-        return rebuild_sample_type(self)
+
+# The sample layer above hands its type builder down when it is imported (the package root imports
+# it before any submodule is used), so that this module never imports upward.
+_SAMPLE_TYPE_BUILDER: list[Callable[[Schema], type]] = []
+
+
+def register_sample_type_builder(build: Callable[[Schema], type]) -> None:
+    """Called once by :mod:`atdata.sample`: how :meth:`Schema.to_sample_type` builds a type."""
+    _SAMPLE_TYPE_BUILDER[:] = [build]
 
 
 def _field_dict(f: Field) -> dict[str, Any]:

@@ -45,7 +45,8 @@ def check_writer_waits_for_the_lock(holder: Provider, waiter: Provider) -> None:
         with pytest.raises(IndexUnavailableError, match="locked by another writer"):
             with waiter.transaction() as tx:
                 tx.put("head", "x", {"by": "waiter"})
-        assert 0.25 < time.monotonic() - started < 3
+        # it waited out its timeout first (a lower bound: a loaded machine only adds to it)
+        assert time.monotonic() - started >= 0.25
         assert waiter.get("head", "x") is None  # reads never wait for the lock
     finally:
         release.set()

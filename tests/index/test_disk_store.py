@@ -116,24 +116,3 @@ def test_delete_write_removes_one_write_and_empty_parents(tmp_path: Path) -> Non
         store.delete_write("x", 0, W1)
     with pytest.raises(ValueError):
         store.delete_write("x", 1, "..")
-
-
-def test_verify_reports_size_digest_and_missing_shards(tmp_path: Path) -> None:
-    store = LocalDiskStore(tmp_path)
-    with ShardWriter(
-        store.shard_pattern("v", 1, W1), maxcount=2, sink_factory=store.open_sink
-    ) as writer:
-        writer.write_all(make_samples(6))
-    records = [s for s in writer.shards]
-    assert store.verify(records) == []
-    Path(records[0].url).write_bytes(Path(records[0].url).read_bytes() + b"\0" * 512)
-    raw = bytearray(Path(records[1].url).read_bytes())
-    raw[-1100] ^= 0xFF
-    Path(records[1].url).write_bytes(bytes(raw))
-    os.remove(records[2].url)
-    problems = store.verify(records)
-    assert [(p.url, p.problem.split()[0]) for p in problems] == [
-        (records[0].url, "size"),
-        (records[1].url, "sha256"),
-        (records[2].url, "cannot"),
-    ]

@@ -48,7 +48,8 @@ def _fails_promptly(op: Callable[[], object]) -> IndexUnavailableError:
     started = time.monotonic()
     with pytest.raises(IndexUnavailableError) as info:
         op()
-    assert time.monotonic() - started < 10, "an operation hung while the server was away"
+    # a hang guard, not a speed check: the provider gives up after its 5 s timeout
+    assert time.monotonic() - started < 60, "an operation hung while the server was away"
     assert "unavailable" in str(info.value) or "loading" in str(info.value)
     return info.value
 

@@ -35,20 +35,12 @@ from .publish import (
     resolve_dataset,
 )
 from .records import (
-    BlobRef,
-    BlobShard,
-    BlobStorage,
     CodeReference,
     DatasetRecord,
     DatasetSize,
-    HttpShard,
-    HttpStorage,
     LabelRecord,
     LensRecord,
-    S3Shard,
-    S3Storage,
     SchemaRecord,
-    Storage,
 )
 from .resolve import (
     HANDLE_RESOLVER_ENV,
@@ -60,6 +52,16 @@ from .resolve import (
     current_resolver,
 )
 from .session import AtmosphereSession
+from .storage import (
+    BlobRef,
+    BlobShard,
+    BlobStorage,
+    HttpShard,
+    HttpStorage,
+    S3Shard,
+    S3Storage,
+    Storage,
+)
 from .uri import AtUri
 
 __all__ = [

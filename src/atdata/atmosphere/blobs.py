@@ -19,25 +19,23 @@ from typing import BinaryIO
 
 from ..errors import AtmosphereError, IntegrityError, SourceError
 from ..net.ids import cid_of_sha256
-from ..shards.info import Checksum
+from ..shards.info import Checksum, ShardInfo
 from ..shards.reader import iter_members
 from ..shards.tar import BLOCK
 from ..sources import open_source
 from .client import AtmosphereClient
-from .records import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
+from .storage import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 
-__all__ = ["BlobPlan", "ShardInput", "plan_blobs", "split_shard", "upload_blobs"]
+__all__ = ["BlobPlan", "plan_blobs", "sha256_of", "split_shard", "upload_blobs"]
 
 _END_OF_ARCHIVE = bytes(2 * BLOCK)
 
 
-@dataclass(frozen=True)
-class ShardInput:
-    """A shard to publish: where it is, and (if known) its size and sha256 from the index."""
-
-    url: str
-    size: int | None = None
-    sha256: str | None = None
+def sha256_of(shard: ShardInfo) -> str | None:
+    """The shard's recorded sha256 (lowercase hex), or None when it was recorded with another
+    algorithm."""
+    c = shard.checksum
+    return c.digest.lower() if c.algorithm.lower() == "sha256" else None
 
 
 class _BytesSource:
@@ -95,7 +93,7 @@ def split_shard(data: bytes, limit: int, *, where: str) -> list[bytes]:
     return pieces
 
 
-def _read(shard: ShardInput) -> tuple[bytes, bytes]:
+def _read(shard: ShardInfo) -> tuple[bytes, bytes]:
     """The shard's bytes and their sha256 digest (checked against the index's, if known)."""
     try:
         with open_source(shard.url).open() as f:
@@ -105,16 +103,17 @@ def _read(shard: ShardInput) -> tuple[bytes, bytes]:
     except OSError as exc:
         raise SourceError(f"cannot read shard {shard.url}: {exc}") from exc
     digest = hashlib.sha256(data).digest()
-    if shard.sha256 is not None and digest.hex() != shard.sha256:
+    recorded = sha256_of(shard)
+    if recorded is not None and digest.hex() != recorded:
         raise IntegrityError(
-            f"shard bytes hash to {digest.hex()}, but the index recorded {shard.sha256}; "
+            f"shard bytes hash to {digest.hex()}, but the index recorded {recorded}; "
             "refusing to publish a corrupted shard",
             shard=shard.url,
         )
     return data, digest
 
 
-def _pieces(shards: Sequence[ShardInput], limit: int, split: bool) -> Iterator[tuple[bytes, bytes]]:
+def _pieces(shards: Sequence[ShardInfo], limit: int, split: bool) -> Iterator[tuple[bytes, bytes]]:
     """(bytes, sha256 digest) of each blob the shards become, in order."""
     for shard in shards:
         data, digest = _read(shard)
@@ -131,13 +130,13 @@ def _pieces(shards: Sequence[ShardInput], limit: int, split: bool) -> Iterator[t
             yield piece, hashlib.sha256(piece).digest()
 
 
-def check_sizes(shards: Sequence[ShardInput], limit: int, split: bool) -> None:
+def check_sizes(shards: Sequence[ShardInfo], limit: int, split: bool) -> None:
     """Refuse shards whose recorded size is over ``limit`` (when not splitting) before anything
     is read or sent. Shards of unknown size are checked by :func:`plan_blobs` after reading,
     still before any upload."""
     if split:
         return
-    too_big = [f"{s.url} ({s.size} bytes)" for s in shards if s.size is not None and s.size > limit]
+    too_big = [f"{s.url} ({s.size} bytes)" for s in shards if s.size > limit]
     if too_big:
         raise AtmosphereError(
             f"{len(too_big)} shard(s) exceed the {limit}-byte blob limit of this PDS and lexicon: "
@@ -158,7 +157,7 @@ class BlobPlan:
 
 
 def plan_blobs(
-    shards: Sequence[ShardInput], *, limit: int, split: bool = False, keep_bytes: int = 512 << 20
+    shards: Sequence[ShardInfo], *, limit: int, split: bool = False, keep_bytes: int = 512 << 20
 ) -> BlobPlan:
     """The storageBlobs these shards become (CIDs computed locally; nothing is sent)."""
     check_sizes(shards, limit, split)
@@ -184,7 +183,7 @@ def plan_blobs(
 
 def upload_blobs(
     client: AtmosphereClient,
-    shards: Sequence[ShardInput],
+    shards: Sequence[ShardInfo],
     plan: BlobPlan,
     *,
     limit: int,

@@ -25,17 +25,10 @@ from ..net.ids import blob_cid
 from ..sources.at import AtBlobSource, blob_url
 from ._http import HttpReader, XrpcError
 from .lexicon import NAMESPACE, RecordValidationError, lexicon, validate_object, validate_record
-from .records import (
-    BLOB_MIME_TYPE,
-    SCHEMA,
-    BlobRef,
-    DatasetRecord,
-    LabelRecord,
-    LensRecord,
-    SchemaRecord,
-)
+from .records import SCHEMA, DatasetRecord, LabelRecord, LensRecord, SchemaRecord
 from .resolve import Resolver
 from .session import AtmosphereSession
+from .storage import BLOB_MIME_TYPE, BlobRef
 from .uri import AtUri, is_cid, is_did
 
 __all__ = ["AtmosphereClient", "OnInvalid", "StoredRecord"]

@@ -27,28 +27,23 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import AtmosphereError, ConflictError, NotFoundError
 from ..schema import Schema
-from ..shards.info import Checksum
-from .blobs import BlobPlan, ShardInput, plan_blobs, upload_blobs
+from ..shards.info import Checksum, ShardInfo
+from .blobs import BlobPlan, plan_blobs, sha256_of, upload_blobs
 from .client import AtmosphereClient, StoredRecord
 from .records import (
     ENTRY,
     LABEL,
-    BlobStorage,
     CodeReference,
     DatasetRecord,
     DatasetSize,
-    HttpShard,
-    HttpStorage,
     LabelRecord,
     LensRecord,
-    S3Shard,
-    S3Storage,
     SchemaRecord,
-    Storage,
     check_name,
 )
 from .resolve import Resolver
 from .session import AtmosphereSession
+from .storage import BlobStorage, HttpShard, HttpStorage, S3Shard, S3Storage, Storage
 from .uri import AtUri, normalize_handle
 
 __all__ = [
@@ -144,7 +139,7 @@ def publish_dataset(
     schema: Schema = schema_rec.schema.with_version(schema_rec.version)
     schema_stored = client.publish_schema(SchemaRecord.from_schema(schema))
     name = check_name(entry.name)
-    shards = [ShardInput(s.url, s.size, _sha256_of(s.checksum)) for s in entry.shards]
+    shards = list(entry.shards)
 
     record_storage, plan = _choose_storage(
         shards, storage, split=split, client=client, s3_endpoint=s3_endpoint, s3_region=s3_region
@@ -193,14 +188,8 @@ def publish_dataset(
     return PublishedDataset(stored_entry, schema_stored, stored_label, created)
 
 
-def _sha256_of(checksum: Any) -> str | None:
-    if checksum is not None and getattr(checksum, "algorithm", None) == "sha256":
-        return str(checksum.digest).lower()
-    return None
-
-
 def _choose_storage(
-    shards: list[ShardInput],
+    shards: list[ShardInfo],
     mode: StorageMode,
     *,
     split: bool,
@@ -235,10 +224,11 @@ def _choose_storage(
     return plan.storage, plan
 
 
-def _checksum(shard: ShardInput) -> Checksum:
-    if shard.sha256 is None:
+def _checksum(shard: ShardInfo) -> Checksum:
+    digest = sha256_of(shard)
+    if digest is None:
         raise AtmosphereError(f"shard {shard.url} has no sha256 checksum in the index")
-    return Checksum.sha256(shard.sha256)
+    return Checksum.sha256(digest)
 
 
 def _ensure_label(

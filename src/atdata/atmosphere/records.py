@@ -1,10 +1,12 @@
-"""Typed ``science.alt.dataset`` records: schema, entry (with its storage union), lens, label.
+"""Typed ``science.alt.dataset`` records: schema, dataset entry, lens, label.
 
 Each record class has ``to_record()`` (the JSON value to publish, checked against the lexicon
 first) and ``from_record(value, uri=...)`` (checked against the lexicon, then against atdata's
-rules for safe use). Reading never runs anything: shard locations must be ``http(s)`` URLs or
-plain S3 keys, names must not look like paths, code references stay references, metadata is
-plain data, and every string and list is bounded by the lexicon. A failure raises
+rules for safe use). Both come from the field declarations (:mod:`atdata.atmosphere._fields`):
+each field names its JSON key, its check and when it is left out. Reading never runs anything:
+shard locations must be ``http(s)`` URLs or plain S3 keys (:mod:`atdata.atmosphere.storage`),
+names must not look like paths, code references stay references, metadata is plain data, and
+every string and list is bounded by the lexicon. A failure raises
 :class:`~atdata.atmosphere.lexicon.RecordValidationError` (an ``AtmosphereError``) naming the
 record URI and the JSON path.
 """
@@ -13,74 +15,56 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeAlias
-from urllib.parse import quote, urlsplit
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
+from .._clock import utc_now
 from ..errors import SchemaError
 from ..net.ids import record_cid
 from ..schema import Schema
-from ..shards.info import Checksum
-from ..sources.at import blob_url
+from ._fields import JsonObject, Parse, fail, json_field, omit_empty
 from ._jsonschema import JSON_SCHEMA_FORMAT, from_json_schema, to_json_schema
-from .lexicon import NAMESPACE, RecordValidationError, lexicon, validate_record
+from .lexicon import NAMESPACE, lexicon, validate_record
+from .storage import BlobStorage, Storage, check_http_url, check_relative_path, parse_storage
 from .uri import AtUri
 
 __all__ = [
-    "BLOB_MIME_TYPE",
     "ENTRY",
     "LABEL",
     "LENS",
     "SCHEMA",
-    "BlobRef",
-    "BlobShard",
-    "BlobStorage",
     "CodeReference",
-    "DatasetSize",
     "DatasetRecord",
-    "HttpShard",
-    "HttpStorage",
+    "DatasetSize",
     "LabelRecord",
     "LensRecord",
-    "S3Shard",
-    "S3Storage",
     "SchemaRecord",
-    "Storage",
+    "blob_cids",
     "check_name",
     "now",
+    "record_class",
 ]
 
 SCHEMA = f"{NAMESPACE}.schema"
 ENTRY = f"{NAMESPACE}.entry"
 LENS = f"{NAMESPACE}.lens"
 LABEL = f"{NAMESPACE}.label"
-STORAGE_HTTP = f"{NAMESPACE}.storageHttp"
-STORAGE_S3 = f"{NAMESPACE}.storageS3"
-STORAGE_BLOBS = f"{NAMESPACE}.storageBlobs"
-BLOB_MIME_TYPE = "application/x-tar"
 SCHEMA_RECORD_VERSION = 1
 MAX_METADATA_BYTES = 100_000
 
-_HEX = re.compile(r"^[0-9a-f]+\Z")
-_ALGORITHM = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}\Z")
-_DIGEST_HEX_LEN = {"sha256": 64, "sha512": 128, "blake3": 64, "sha1": 40, "md5": 32}
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z")
-_REGION = re.compile(r"^[a-z0-9-]{1,50}\Z")
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}\Z")
 _LANGUAGE = re.compile(r"^[a-z][a-z0-9+#-]{0,49}\Z")
 _UNSAFE_NAME = re.compile(r"[\\:@\x00-\x1f\x7f]")
+_R = TypeVar("_R", bound="_Record")
 
 
 def now() -> str:
-    """The current UTC time as an RFC 3339 string with milliseconds (``...Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as ATProto records carry it: RFC 3339, milliseconds, ``Z``."""
+    return utc_now("milliseconds")
 
 
-def _fail(message: str, path: str, where: str | None) -> RecordValidationError:
-    return RecordValidationError(message, path=path, where=where)
-
-
+# ------------------------------------------------------------------------------- checks
 def check_name(value: str, path: str = "$.name", where: str | None = None) -> str:
     """``value`` if it is safe as a dataset, label or lens name, else an error.
 
@@ -95,7 +79,7 @@ def check_name(value: str, path: str = "$.name", where: str | None = None) -> st
         or any(p in ("", ".", "..") for p in parts)
         or _UNSAFE_NAME.search(value) is not None
     ):
-        raise _fail(
+        raise fail(
             f"{value!r:.100} is not a usable name: '/'-separated parts, none empty, '.' or '..', "
             "and no '\\', ':', '@', control characters or surrounding spaces",
             path,
@@ -104,241 +88,136 @@ def check_name(value: str, path: str = "$.name", where: str | None = None) -> st
     return value
 
 
-def _check_http_url(url: str, path: str, where: str | None) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fail(
-            f"{url!r:.120} is not an http(s) URL; shards are only fetched over http(s)", path, where
-        )
-    if parts.username is not None or parts.password is not None:
-        raise _fail("URLs in records must not carry credentials", path, where)
-    if re.search(r"[\s\x00-\x1f\x7f\\]", url):
-        raise _fail(f"{url!r:.120} contains whitespace or control characters", path, where)
-    try:
-        parts.port  # noqa: B018
-    except ValueError:
-        raise _fail(f"{url!r:.120} has a bad port", path, where) from None
-    return url
+def _record_uri(collection: str, noun: str) -> Parse:
+    """A ``parse`` for an AT-URI that must name a record of ``collection`` (normalised)."""
+
+    def parse(value: str, path: str, where: str | None) -> str:
+        ref = AtUri.parse(value)
+        if ref.collection != collection or ref.rkey is None:
+            raise fail(f"{ref} is not a {noun} URI", path, where)
+        return str(ref)
+
+    return parse
 
 
-def _check_relative_path(value: str, path: str, where: str | None, what: str) -> str:
-    segments = value.split("/")
-    if (
-        not value
-        or value.startswith("/")
-        or "\\" in value
-        or any(s in (".", "..") for s in segments)
-        or re.search(r"[\x00-\x1f\x7f]", value)
-    ):
-        raise _fail(f"{what} {value!r:.120} must be a relative path without '..'", path, where)
+def _code_repository(value: str, path: str, where: str | None) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in ("https", "http", "at") or re.search(r"[\s\x00-\x1f\x7f\\]", value):
+        raise fail(f"{value!r:.120} is not an https:// or at:// repository", path, where)
+    if scheme != "at":
+        check_http_url(value, path, where)
     return value
 
 
-def _opt(mapping: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        mapping[key] = value
+def _commit(value: str, path: str, where: str | None) -> str:
+    if _COMMIT.match(value) is None:
+        raise fail(f"{value!r:.60} is not a commit hash", path, where)
+    return value
 
 
-# ----------------------------------------------------------------------------- shared pieces
-def checksum_from_record(data: Mapping[str, Any], path: str, where: str | None) -> Checksum:
-    """The :class:`~atdata.shards.info.Checksum` at ``path`` of a record, checked: a known-form
-    algorithm name and a hex digest of that algorithm's length (both lowercased)."""
-    algorithm, digest = str(data["algorithm"]).lower(), str(data["digest"]).lower()
-    if _ALGORITHM.match(algorithm) is None:
-        raise _fail(f"unknown checksum algorithm {algorithm!r:.40}", f"{path}.algorithm", where)
-    want = _DIGEST_HEX_LEN.get(algorithm)
-    if _HEX.match(digest) is None or (want is not None and len(digest) != want):
-        raise _fail(f"{digest!r:.140} is not a hex {algorithm} digest", f"{path}.digest", where)
-    return Checksum(algorithm, digest)
+def _code_path(value: str, path: str, where: str | None) -> str:
+    return check_relative_path(value, path, where, "code path")
 
 
-@dataclass(frozen=True)
-class BlobRef:
-    """A blob in a repository: its CID, size in bytes and MIME type."""
-
-    cid: str
-    size: int
-    mime_type: str = BLOB_MIME_TYPE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "$type": "blob",
-            "ref": {"$link": self.cid},
-            "mimeType": self.mime_type,
-            "size": self.size,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BlobRef":
-        return cls(cid=data["ref"]["$link"], size=data["size"], mime_type=data["mimeType"])
+def _language(value: str, path: str, where: str | None) -> str:
+    if _LANGUAGE.match(value) is None:
+        raise fail(f"{value!r:.60} is not a language name", path, where)
+    return value
 
 
-@dataclass(frozen=True)
-class DatasetSize:
-    samples: int | None = None
-    bytes: int | None = None
-    shards: int | None = None
-
-    def to_dict(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        _opt(out, "samples", self.samples)
-        _opt(out, "bytes", self.bytes)
-        _opt(out, "shards", self.shards)
-        return out
+def _version_name(value: str, path: str, where: str | None) -> str:
+    return check_name(value, path, where)
 
 
-# ------------------------------------------------------------------------------- storage
-@dataclass(frozen=True)
-class HttpShard:
-    url: str
-    checksum: Checksum
+def _metadata(raw: Any, path: str, where: str | None) -> dict[str, Any] | None:
+    """Entry metadata: a JSON object, or (older writers) msgpack bytes as ``{"$bytes": b64}``."""
+    if set(raw) == {"$bytes"}:
+        import msgpack
+
+        try:
+            data = base64.b64decode(raw["$bytes"] + "=" * (-len(raw["$bytes"]) % 4), validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise fail("$bytes is not base64", path, where) from None
+        if len(data) > MAX_METADATA_BYTES:
+            raise fail(f"more than {MAX_METADATA_BYTES} bytes of metadata", path, where)
+        try:
+            decoded = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except Exception as exc:
+            raise fail(f"metadata bytes are not msgpack ({exc})", path, where) from None
+        if not isinstance(decoded, dict):
+            raise fail("metadata bytes do not hold a map", path, where)
+        return decoded
+    import json
+
+    if len(json.dumps(raw)) > MAX_METADATA_BYTES:
+        raise fail(f"more than {MAX_METADATA_BYTES} bytes of metadata", path, where)
+    return dict(raw)
 
 
-@dataclass(frozen=True)
-class HttpStorage:
-    """Shards served over http(s)."""
-
-    shards: tuple[HttpShard, ...]
-
-    TYPE: ClassVar[str] = STORAGE_HTTP
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "$type": self.TYPE,
-            "shards": [{"url": s.url, "checksum": s.checksum.to_dict()} for s in self.shards],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "HttpStorage":
-        shards = []
-        for i, s in enumerate(data["shards"]):
-            p = f"{path}.shards[{i}]"
-            url = _check_http_url(s["url"], f"{p}.url", where)
-            shards.append(
-                HttpShard(url, checksum_from_record(s["checksum"], f"{p}.checksum", where))
-            )
-        return cls(tuple(shards))
-
-    def shard_urls(self, did: str, pds: str | None = None) -> list[str]:
-        return [s.url for s in self.shards]
-
-    def checksums(self) -> list[Checksum | None]:
-        return [s.checksum for s in self.shards]
+def _tags(value: list[str], path: str, where: str | None) -> tuple[str, ...]:
+    return tuple(value)
 
 
-@dataclass(frozen=True)
-class S3Shard:
-    key: str
-    checksum: Checksum
+def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
 
 
-@dataclass(frozen=True)
-class S3Storage:
-    """Shards as objects in one S3 bucket (``endpoint`` for S3-compatible services)."""
+def _to_dict(value: JsonObject) -> dict[str, Any]:
+    return value.to_dict()
 
-    bucket: str
-    shards: tuple[S3Shard, ...]
-    region: str | None = None
-    endpoint: str | None = None
 
-    TYPE: ClassVar[str] = STORAGE_S3
+# ------------------------------------------------------------------------------- records
+class _Record(JsonObject):
+    """A record: its ``$type`` is its NSID, and reading checks the lexicon before the fields."""
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"$type": self.TYPE, "bucket": self.bucket}
-        _opt(out, "region", self.region)
-        _opt(out, "endpoint", self.endpoint)
-        out["shards"] = [{"key": s.key, "checksum": s.checksum.to_dict()} for s in self.shards]
+    NSID: ClassVar[str]
+    #: how a record being written is named in errors (``str.format`` over its fields)
+    WHAT: ClassVar[str]
+    #: how a record being read is named in errors when no URI is given
+    READING: ClassVar[str]
+
+    def to_record(self) -> dict[str, Any]:
+        """The record to publish; checked by reading it back (so atdata never writes what it
+        would refuse to read)."""
+        out = self.to_dict()
+        type(self).from_record(out, uri=self.WHAT.format(**vars(self)))
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "S3Storage":
-        bucket = data["bucket"]
-        if _BUCKET.match(bucket) is None or ".." in bucket:
-            raise _fail(f"{bucket!r:.80} is not an S3 bucket name", f"{path}.bucket", where)
-        region = data.get("region")
-        if region is not None and _REGION.match(region) is None:
-            raise _fail(f"{region!r:.60} is not a region name", f"{path}.region", where)
-        endpoint = data.get("endpoint")
-        if endpoint is not None:
-            _check_http_url(endpoint, f"{path}.endpoint", where)
-        shards = []
-        for i, s in enumerate(data["shards"]):
-            p = f"{path}.shards[{i}]"
-            key = _check_relative_path(s["key"], f"{p}.key", where, "S3 key")
-            shards.append(S3Shard(key, checksum_from_record(s["checksum"], f"{p}.checksum", where)))
-        return cls(bucket, tuple(shards), region, endpoint)
-
-    def shard_urls(self, did: str, pds: str | None = None) -> list[str]:
-        return [f"s3://{self.bucket}/{quote(s.key, safe='/-_.~')}" for s in self.shards]
-
-    def checksums(self) -> list[Checksum | None]:
-        return [s.checksum for s in self.shards]
-
-
-@dataclass(frozen=True)
-class BlobShard:
-    blob: BlobRef
-    checksum: Checksum | None = None
-
-
-@dataclass(frozen=True)
-class BlobStorage:
-    """Shards held as blobs in the publishing account's repository."""
-
-    blobs: tuple[BlobShard, ...]
-
-    TYPE: ClassVar[str] = STORAGE_BLOBS
-
-    def to_dict(self) -> dict[str, Any]:
-        out = []
-        for b in self.blobs:
-            item: dict[str, Any] = {"blob": b.blob.to_dict()}
-            if b.checksum is not None:
-                item["checksum"] = b.checksum.to_dict()
-            out.append(item)
-        return {"$type": self.TYPE, "blobs": out}
+    def from_record(cls: type[_R], value: Any, *, uri: str | None = None) -> _R:
+        """The record ``value`` (fetched from ``uri``), checked against its lexicon and
+        atdata's rules; RecordValidationError naming the JSON path otherwise."""
+        where = uri or cls.READING
+        validate_record(cls.NSID, value, where=where)
+        cls._check_layout(value, where)
+        return cls._build(cls.parse_fields(value, "$", where), value, where)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "BlobStorage":
-        blobs = []
-        for i, b in enumerate(data["blobs"]):
-            p = f"{path}.blobs[{i}]"
-            ref = BlobRef.from_dict(b["blob"])
-            checksum = b.get("checksum")
-            blobs.append(
-                BlobShard(
-                    ref,
-                    checksum_from_record(checksum, f"{p}.checksum", where) if checksum else None,
-                )
-            )
-        return cls(tuple(blobs))
+    def _check_layout(cls, value: Mapping[str, Any], where: str) -> None:
+        """Record-wide checks before the fields are read (none by default)."""
 
-    def shard_urls(self, did: str, pds: str | None = None) -> list[str]:
-        """``at://<did>/blob/<cid>[?pds=...]`` for each blob (see :mod:`atdata.sources.at`)."""
-        return [blob_url(did, b.blob.cid, pds) for b in self.blobs]
-
-    def checksums(self) -> list[Checksum | None]:
-        return [b.checksum for b in self.blobs]
+    @classmethod
+    def _build(cls: type[_R], fields: dict[str, Any], value: Mapping[str, Any], where: str) -> _R:
+        return cls(**fields)
 
 
-Storage: TypeAlias = HttpStorage | S3Storage | BlobStorage
-_STORAGE: dict[str, Any] = {c.TYPE: c for c in (HttpStorage, S3Storage, BlobStorage)}
-
-
-# -------------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
-class SchemaRecord:
+class SchemaRecord(_Record):
     """A ``science.alt.dataset.schema`` record: a sample type published as JSON Schema."""
 
-    name: str
-    version: str
-    json_schema: Mapping[str, Any]
-    description: str | None = None
-    metadata: Mapping[str, Any] | None = None
-    created_at: str = field(default_factory=now)
-    schema_type: str = "jsonSchema"
+    name: str = json_field("name")
+    version: str = json_field("version")
+    json_schema: Mapping[str, Any] = json_field("schema", dump=_as_dict)
+    description: str | None = json_field("description", default=None)
+    metadata: Mapping[str, Any] | None = json_field("metadata", dump=_as_dict, default=None)
+    created_at: str = json_field("createdAt", in_content=False, default_factory=now)
+    schema_type: str = json_field("schemaType", omit=None, default="jsonSchema")
 
     NSID: ClassVar[str] = SCHEMA
+    TYPE: ClassVar[str | None] = SCHEMA
+    CONSTANTS: ClassVar[Mapping[str, Any]] = {"atdataSchemaVersion": SCHEMA_RECORD_VERSION}
+    WHAT: ClassVar[str] = "schema {name}@{version}"
+    READING: ClassVar[str] = "schema record"
 
     @classmethod
     def from_schema(
@@ -360,323 +239,131 @@ class SchemaRecord:
                 self.json_schema, name=self.name, version=self.version, description=self.description
             )
         except SchemaError as exc:
-            raise _fail(f"the schema cannot be used: {exc}", exc.path, where) from None
-
-    def content(self) -> dict[str, Any]:
-        """The record without ``createdAt``: what makes two schema records the same."""
-        out: dict[str, Any] = {
-            "$type": SCHEMA,
-            "name": self.name,
-            "version": self.version,
-            "schemaType": self.schema_type,
-            "schema": dict(self.json_schema),
-            "atdataSchemaVersion": SCHEMA_RECORD_VERSION,
-        }
-        _opt(out, "description", self.description)
-        if self.metadata is not None:
-            out["metadata"] = dict(self.metadata)
-        return out
+            raise fail(f"the schema cannot be used: {exc}", exc.path, where) from None
 
     def record_key(self) -> str:
         """The CID (dag-cbor, sha2-256) of :meth:`content`; the key atdata publishes it under."""
         return record_cid(self.content())
 
-    def to_record(self) -> dict[str, Any]:
-        out = self.content()
-        out["createdAt"] = self.created_at
-        SchemaRecord.from_record(out, uri=f"schema {self.name}@{self.version}")
-        return out
-
     @classmethod
-    def from_record(cls, value: Any, *, uri: str | None = None) -> "SchemaRecord":
-        where = uri or "schema record"
-        validate_record(SCHEMA, value, where=where)
+    def _check_layout(cls, value: Mapping[str, Any], where: str) -> None:
         if value["schemaType"] != "jsonSchema":
-            raise _fail(
+            raise fail(
                 f"schemaType {value['schemaType']!r:.60} is not supported", "$.schemaType", where
             )
         body = value["schema"]
         if body.get("$type") != JSON_SCHEMA_FORMAT:
-            raise _fail(
+            raise fail(
                 f"schema format {body.get('$type')!r:.80} is not supported", "$.schema.$type", where
             )
         layout = value.get("atdataSchemaVersion", 1)
         if layout > SCHEMA_RECORD_VERSION:
-            raise _fail(
+            raise fail(
                 f"record layout version {layout} is newer than this atdata understands "
                 f"({SCHEMA_RECORD_VERSION}); upgrade atdata",
                 "$.atdataSchemaVersion",
                 where,
             )
-        record = cls(
-            name=value["name"],
-            version=value["version"],
-            json_schema=body,
-            description=value.get("description"),
-            metadata=value.get("metadata"),
-            created_at=value["createdAt"],
-            schema_type=value["schemaType"],
-        )
+
+    @classmethod
+    def _build(cls, fields: dict[str, Any], value: Mapping[str, Any], where: str) -> "SchemaRecord":
+        record = cls(**fields)
         record.to_schema(where=where)  # reject unusable schemas when read, not when used
         return record
 
 
-# --------------------------------------------------------------------------------- entry
 @dataclass(frozen=True)
-class DatasetRecord:
+class DatasetSize(JsonObject):
+    samples: int | None = json_field("samples", default=None)
+    bytes: int | None = json_field("bytes", default=None)
+    shards: int | None = json_field("shards", default=None)
+
+
+def _size(value: Mapping[str, Any], path: str, where: str | None) -> DatasetSize | None:
+    return DatasetSize.from_dict(value, path, where) if value else None
+
+
+@dataclass(frozen=True)
+class DatasetRecord(_Record):
     """A ``science.alt.dataset.entry`` record: one immutable version of a dataset."""
 
-    name: str
-    schema_ref: str
-    storage: Storage
-    description: str | None = None
-    tags: tuple[str, ...] = ()
-    license: str | None = None
-    size: DatasetSize | None = None
-    metadata: Mapping[str, Any] | None = None
-    created_at: str = field(default_factory=now)
+    name: str = json_field("name", parse=check_name)
+    schema_ref: str = json_field("schemaRef", parse=_record_uri(SCHEMA, "schema record"))
+    storage: Storage = json_field("storage", parse=parse_storage, dump=_to_dict)
+    description: str | None = json_field("description", default=None)
+    tags: tuple[str, ...] = json_field("tags", parse=_tags, dump=list, omit=omit_empty, default=())
+    license: str | None = json_field("license", default=None)
+    size: DatasetSize | None = json_field("size", parse=_size, dump=_to_dict, default=None)
+    metadata: Mapping[str, Any] | None = json_field(
+        "metadata", parse=_metadata, dump=_as_dict, omit=omit_empty, default=None
+    )
+    created_at: str = json_field("createdAt", in_content=False, default_factory=now)
 
     NSID: ClassVar[str] = ENTRY
-
-    def content(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "$type": ENTRY,
-            "name": self.name,
-            "schemaRef": self.schema_ref,
-            "storage": self.storage.to_dict(),
-        }
-        _opt(out, "description", self.description)
-        if self.tags:
-            out["tags"] = list(self.tags)
-        _opt(out, "license", self.license)
-        if self.size is not None:
-            out["size"] = self.size.to_dict()
-        if self.metadata:
-            out["metadata"] = dict(self.metadata)
-        return out
-
-    def to_record(self) -> dict[str, Any]:
-        out = self.content()
-        out["createdAt"] = self.created_at
-        DatasetRecord.from_record(out, uri=f"dataset entry {self.name!r}")
-        return out
-
-    @classmethod
-    def from_record(cls, value: Any, *, uri: str | None = None) -> "DatasetRecord":
-        where = uri or "entry record"
-        validate_record(ENTRY, value, where=where)
-        name = check_name(value["name"], "$.name", where)
-        schema_ref = AtUri.parse(value["schemaRef"])
-        if schema_ref.collection != SCHEMA or schema_ref.rkey is None:
-            raise _fail(f"{schema_ref} is not a schema record URI", "$.schemaRef", where)
-        storage_raw = value["storage"]
-        kind = _STORAGE.get(storage_raw["$type"])
-        if kind is None:
-            raise _fail(
-                f"storage type {storage_raw['$type']!r:.80} is not supported",
-                "$.storage.$type",
-                where,
-            )
-        size = value.get("size")
-        return cls(
-            name=name,
-            schema_ref=str(schema_ref),
-            storage=kind.from_dict(storage_raw, "$.storage", where),
-            description=value.get("description"),
-            tags=tuple(value.get("tags", ())),
-            license=value.get("license"),
-            size=DatasetSize(**{k: size.get(k) for k in ("samples", "bytes", "shards")})
-            if size
-            else None,
-            metadata=_decode_metadata(value.get("metadata"), where),
-            created_at=value["createdAt"],
-        )
+    TYPE: ClassVar[str | None] = ENTRY
+    WHAT: ClassVar[str] = "dataset entry {name!r}"
+    READING: ClassVar[str] = "entry record"
 
     def same_content(self, other: "DatasetRecord") -> bool:
         """True when both describe the same dataset (everything but ``createdAt``)."""
         return self.content() == other.content()
 
 
-def _decode_metadata(raw: Any, where: str) -> dict[str, Any] | None:
-    """Entry metadata: a JSON object, or (older writers) msgpack bytes as ``{"$bytes": b64}``."""
-    if raw is None:
-        return None
-    if set(raw) == {"$bytes"}:
-        import msgpack
-
-        try:
-            data = base64.b64decode(raw["$bytes"] + "=" * (-len(raw["$bytes"]) % 4), validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raise _fail("$bytes is not base64", "$.metadata", where) from None
-        if len(data) > MAX_METADATA_BYTES:
-            raise _fail(f"more than {MAX_METADATA_BYTES} bytes of metadata", "$.metadata", where)
-        try:
-            decoded = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except Exception as exc:
-            raise _fail(f"metadata bytes are not msgpack ({exc})", "$.metadata", where) from None
-        if not isinstance(decoded, dict):
-            raise _fail("metadata bytes do not hold a map", "$.metadata", where)
-        return decoded
-    import json
-
-    if len(json.dumps(raw)) > MAX_METADATA_BYTES:
-        raise _fail(f"more than {MAX_METADATA_BYTES} bytes of metadata", "$.metadata", where)
-    return dict(raw)
-
-
-# ---------------------------------------------------------------------------------- lens
 @dataclass(frozen=True)
-class CodeReference:
+class CodeReference(JsonObject):
     """Where a function's code lives. Only a reference: atdata never fetches or runs it."""
 
-    repository: str
-    commit: str
-    path: str
-    branch: str | None = None
-    language: str | None = "python"
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"repository": self.repository, "commit": self.commit, "path": self.path}
-        _opt(out, "branch", self.branch)
-        _opt(out, "language", self.language)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str, where: str | None) -> "CodeReference":
-        repository = data["repository"]
-        scheme = urlsplit(repository).scheme
-        if scheme not in ("https", "http", "at") or re.search(r"[\s\x00-\x1f\x7f\\]", repository):
-            raise _fail(
-                f"{repository!r:.120} is not an https:// or at:// repository",
-                f"{path}.repository",
-                where,
-            )
-        if scheme != "at":
-            _check_http_url(repository, f"{path}.repository", where)
-        commit = data["commit"]
-        if _COMMIT.match(commit) is None:
-            raise _fail(f"{commit!r:.60} is not a commit hash", f"{path}.commit", where)
-        code_path = _check_relative_path(data["path"], f"{path}.path", where, "code path")
-        language = data.get("language")
-        if language is not None and _LANGUAGE.match(language) is None:
-            raise _fail(f"{language!r:.60} is not a language name", f"{path}.language", where)
-        branch = data.get("branch")
-        return cls(repository, commit, code_path, branch, language)
+    repository: str = json_field("repository", parse=_code_repository)
+    commit: str = json_field("commit", parse=_commit)
+    path: str = json_field("path", parse=_code_path)
+    branch: str | None = json_field("branch", default=None)
+    language: str | None = json_field("language", parse=_language, absent=None, default="python")
 
 
 @dataclass(frozen=True)
-class LensRecord:
+class LensRecord(_Record):
     """A ``science.alt.dataset.lens`` record: two schemas and references to the lens's code."""
 
-    name: str
-    source_schema: str
-    target_schema: str
-    getter: CodeReference
-    putter: CodeReference
-    description: str | None = None
-    source_schema_version: str | None = None
-    target_schema_version: str | None = None
-    metadata: Mapping[str, Any] | None = None
-    created_at: str = field(default_factory=now)
+    name: str = json_field("name", parse=check_name)
+    source_schema: str = json_field("sourceSchema", parse=_record_uri(SCHEMA, "schema record"))
+    target_schema: str = json_field("targetSchema", parse=_record_uri(SCHEMA, "schema record"))
+    getter: CodeReference = json_field("getterCode", parse=CodeReference.parser(), dump=_to_dict)
+    putter: CodeReference = json_field("putterCode", parse=CodeReference.parser(), dump=_to_dict)
+    description: str | None = json_field("description", default=None)
+    source_schema_version: str | None = json_field("sourceSchemaVersion", default=None)
+    target_schema_version: str | None = json_field("targetSchemaVersion", default=None)
+    metadata: Mapping[str, Any] | None = json_field("metadata", dump=_as_dict, default=None)
+    created_at: str = json_field("createdAt", in_content=False, default_factory=now)
 
     NSID: ClassVar[str] = LENS
-
-    def content(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "$type": LENS,
-            "name": self.name,
-            "sourceSchema": self.source_schema,
-            "targetSchema": self.target_schema,
-            "getterCode": self.getter.to_dict(),
-            "putterCode": self.putter.to_dict(),
-        }
-        _opt(out, "description", self.description)
-        _opt(out, "sourceSchemaVersion", self.source_schema_version)
-        _opt(out, "targetSchemaVersion", self.target_schema_version)
-        if self.metadata is not None:
-            out["metadata"] = dict(self.metadata)
-        return out
-
-    def to_record(self) -> dict[str, Any]:
-        out = self.content()
-        out["createdAt"] = self.created_at
-        LensRecord.from_record(out, uri=f"lens {self.name!r}")
-        return out
+    TYPE: ClassVar[str | None] = LENS
+    WHAT: ClassVar[str] = "lens {name!r}"
+    READING: ClassVar[str] = "lens record"
 
     @classmethod
-    def from_record(cls, value: Any, *, uri: str | None = None) -> "LensRecord":
-        where = uri or "lens record"
-        validate_record(LENS, value, where=where)
-        name = check_name(value["name"], "$.name", where)
-        schemas = []
-        for key in ("sourceSchema", "targetSchema"):
-            ref = AtUri.parse(value[key])
-            if ref.collection != SCHEMA or ref.rkey is None:
-                raise _fail(f"{ref} is not a schema record URI", f"$.{key}", where)
-            schemas.append(str(ref))
-        getter = CodeReference.from_dict(value["getterCode"], "$.getterCode", where)
-        putter = CodeReference.from_dict(value["putterCode"], "$.putterCode", where)
-        legacy_language = value.get("language")
+    def _build(cls, fields: dict[str, Any], value: Mapping[str, Any], where: str) -> "LensRecord":
+        legacy_language = value.get("language")  # older records: one language for both
+        getter, putter = fields["getter"], fields["putter"]
         if legacy_language is not None and getter.language is None:
-            getter = replace(getter, language=legacy_language)
-            putter = replace(putter, language=putter.language or legacy_language)
-        return cls(
-            name=name,
-            source_schema=schemas[0],
-            target_schema=schemas[1],
-            getter=getter,
-            putter=putter,
-            description=value.get("description"),
-            source_schema_version=value.get("sourceSchemaVersion"),
-            target_schema_version=value.get("targetSchemaVersion"),
-            metadata=value.get("metadata"),
-            created_at=value["createdAt"],
-        )
+            fields["getter"] = replace(getter, language=legacy_language)
+            fields["putter"] = replace(putter, language=putter.language or legacy_language)
+        return cls(**fields)
 
 
-# --------------------------------------------------------------------------------- label
 @dataclass(frozen=True)
-class LabelRecord:
+class LabelRecord(_Record):
     """A ``science.alt.dataset.label`` record: ``name`` (and ``version``) -> an entry URI."""
 
-    name: str
-    dataset_uri: str
-    version: str | None = None
-    description: str | None = None
-    created_at: str = field(default_factory=now)
+    name: str = json_field("name", parse=check_name)
+    dataset_uri: str = json_field("datasetUri", parse=_record_uri(ENTRY, "dataset entry"))
+    version: str | None = json_field("version", parse=_version_name, default=None)
+    description: str | None = json_field("description", default=None)
+    created_at: str = json_field("createdAt", in_content=False, default_factory=now)
 
     NSID: ClassVar[str] = LABEL
-
-    def content(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"$type": LABEL, "name": self.name, "datasetUri": self.dataset_uri}
-        _opt(out, "version", self.version)
-        _opt(out, "description", self.description)
-        return out
-
-    def to_record(self) -> dict[str, Any]:
-        out = self.content()
-        out["createdAt"] = self.created_at
-        LabelRecord.from_record(out, uri=f"label {self.name!r}")
-        return out
-
-    @classmethod
-    def from_record(cls, value: Any, *, uri: str | None = None) -> "LabelRecord":
-        where = uri or "label record"
-        validate_record(LABEL, value, where=where)
-        name = check_name(value["name"], "$.name", where)
-        target = AtUri.parse(value["datasetUri"])
-        if target.collection != ENTRY or target.rkey is None:
-            raise _fail(f"{target} is not a dataset entry URI", "$.datasetUri", where)
-        version = value.get("version")
-        if version is not None:
-            check_name(version, "$.version", where)
-        return cls(
-            name=name,
-            dataset_uri=str(target),
-            version=version,
-            description=value.get("description"),
-            created_at=value["createdAt"],
-        )
+    TYPE: ClassVar[str | None] = LABEL
+    WHAT: ClassVar[str] = "label {name!r}"
+    READING: ClassVar[str] = "label record"
 
 
 # ------------------------------------------------------------------------------- helpers

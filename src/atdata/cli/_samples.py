@@ -6,9 +6,9 @@ first sample alone, and a preview stops after ``limit`` samples.
 """
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from ..shards.tar import split_name
 from ..shards.urls import expand_urls
 from ..sources import open_source
 from ._media import ImageInfo, image_info
+
+if TYPE_CHECKING:
+    from ..sources.base import ShardSource
 
 __all__ = [
     "INFERRED_NAME",
@@ -85,12 +88,14 @@ class MemberFields(dict[str, Any]):
     member, named by its extension."""
 
 
-def iter_raw_samples(urls: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(key, fields)`` of every sample, in order: the msgpack map's fields, plus any other
-    members of the same key under their suffix, decoded by it (text, class labels, JSON,
-    ``.npy``; ``bytes`` otherwise or when they do not decode). A sample with no ``.msgpack``
-    member comes as :class:`MemberFields`."""
-    for url in urls:
+def iter_raw_samples(
+    shards: "Iterable[str | ShardSource]",
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
+    """``(key, fields)`` of every sample of ``shards`` (URLs or opened sources), in order: the
+    msgpack map's fields, plus any other members of the same key under their suffix, decoded by
+    it (text, class labels, JSON, ``.npy``; ``bytes`` otherwise or when they do not decode). A
+    sample with no ``.msgpack`` member comes as :class:`MemberFields`."""
+    for url in shards:
         key: str | None = None
         parts: dict[str, Any] = MemberFields()
         for member, body in iter_members(url):

@@ -5,12 +5,10 @@ Human output goes to stdout through rich; errors, warnings and progress bars go 
 so they follow whatever ``sys.stdout``/``sys.stderr`` are at that moment (pytest, CliRunner).
 """
 
-import importlib
 import json
 import os
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,17 +30,16 @@ from rich.text import Text
 
 from ..dataset_refs import is_atmosphere_reference
 from ..errors import AtdataError
+from .logs import is_quiet
 
 if TYPE_CHECKING:
     from ..index import Index
 
 __all__ = [
-    "ATMOSPHERE_MODULE",
     "PIPE_WIDTH",
     "CliError",
     "ProgressBar",
     "Target",
-    "atmosphere_function",
     "classify_target",
     "dataset_ref",
     "emit_json",
@@ -51,11 +48,8 @@ __all__ = [
     "note",
     "open_index",
     "out_console",
+    "print_facts",
 ]
-
-#: The module the atmosphere commands live in (``login``, ``publish``, ``ls @handle``,
-#: ``inspect at://...``); see :mod:`atdata.cli.app` for what it provides.
-ATMOSPHERE_MODULE = "atdata.cli.atmosphere"
 
 _NAME_FORM = re.compile(r"^[a-z0-9][a-z0-9._/-]*(@([0-9]+|latest))?\Z")
 _PATH_HINTS = re.compile(r"[*?\[{]|\.tar$|^[./~]")
@@ -106,8 +100,22 @@ def _json_default(value: Any) -> Any:
 
 
 def note(message: str) -> None:
-    """A dim note on stderr (never mixed into stdout)."""
+    """A dim note on stderr (never mixed into stdout); none with ``--quiet``."""
+    if is_quiet():
+        return
     err_console().print(Text(message, style="dim"), soft_wrap=True)
+
+
+def print_facts(rows: list[tuple[str, str]]) -> None:
+    """``key  value`` rows on stdout, the keys dim."""
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    out_console().print(table)
 
 
 def human_size(n: int | None) -> str:
@@ -123,8 +131,8 @@ def human_size(n: int | None) -> str:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr, drawn only when stderr is a terminal (and ``enabled``), so
-    logs, pipes and ``--json`` output stay clean. Use it as a context manager, or ``start()`` and
+    """A rich progress bar on stderr, drawn only when stderr is a terminal (and ``enabled``, and
+    not ``--quiet``), so logs, pipes and ``--json`` output stay clean. Use it as a context manager, or ``start()`` and
     ``stop()`` it yourself; ``advance(amount)`` moves it."""
 
     def __init__(
@@ -150,7 +158,7 @@ class ProgressBar:
             *columns,
             console=console,
             transient=True,
-            disable=not (enabled and console.is_terminal),
+            disable=not (enabled and console.is_terminal) or is_quiet(),
         )
         self._task = self._progress.add_task(description, total=total)
         self._running = False
@@ -227,21 +235,3 @@ def classify_target(text: str, *, bare_names: bool = True) -> Target:
     if bare_names and _NAME_FORM.match(text):
         return Target("index", text, dataset_ref(text))
     return Target("path", text)
-
-
-# -- the atmosphere -----------------------------------------------------------------------------
-def atmosphere_function(name: str, what: str) -> Callable[..., Any]:
-    """The function ``name`` of :data:`ATMOSPHERE_MODULE`; a clear error when it is missing."""
-    try:
-        module = importlib.import_module(ATMOSPHERE_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != ATMOSPHERE_MODULE:
-            raise
-        module = None
-    fn: Callable[..., Any] | None = getattr(module, name, None)
-    if not callable(fn):
-        raise CliError(
-            f"{what} needs the atmosphere commands, which this version of atdata does not have "
-            "yet; use a local path or @local/<name>"
-        )
-    return fn

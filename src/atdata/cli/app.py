@@ -9,27 +9,24 @@ Each command group is a small module of this package with a ``register(app)`` fu
 ``datasets``       ``ls``, ``rm``
 ``system``         ``version``, ``diagnose``
 ``demo``           ``demo`` (logic in :mod:`atdata.demo`)
-``atmosphere``     optional: registered when the module exists (see below)
+``account``        ``login``, ``logout``, ``whoami`` (the stored ATProto session)
+``publishing``     ``publish``; ``ls @handle`` is listed by ``publishing.ls_remote``
 =================  ===================================================================
 
-The atmosphere commands live in ``atdata/cli/atmosphere.py``; when that module exists it is
-registered like the others (``register(app)`` adds ``login``, ``publish``, ...), and the local
-commands hand it the arguments that name the atmosphere (``at://...``, ``@handle``,
-``@handle/name``) by calling, when defined::
+Every command is registered, whatever extras are installed: a command imports what it needs
+(the atmosphere package, redis, ...) when it runs, and a missing extra is an ImportError naming
+the ``pip install 'atdata[...]'`` command (exit 1). ``inspect``, ``preview`` and ``verify``
+take local paths, index names and atmosphere references alike: :mod:`atdata.cli.targets`
+resolves the argument once.
 
-    ls_remote(handle: str, *, as_json: bool) -> None                   # atdata ls @handle
-    inspect_remote(ref: str, *, as_json: bool) -> None                 # atdata inspect at://...
-    preview_remote(ref: str, *, limit: int, as_json: bool) -> None     # atdata preview at://...
-    verify_remote(ref: str, *, as_json: bool) -> None                  # atdata verify at://...
-
-Without the module (or the function) such an argument gets a one-line error.
+``-v``/``--verbose`` (repeatable) and ``-q``/``--quiet`` set what the library's log records
+(the ``atdata`` logger) show on stderr, for this command only: see :mod:`atdata.cli.logs`.
 
 Exit codes: 0 success; 1 an atdata error (one red line on stderr; ``--debug`` shows the
 traceback), a checksum mismatch (``verify``), different schemas (``schema diff``), a failed check
 (``diagnose``) or a declined confirmation; 2 a usage error; 130 interrupted.
 """
 
-import importlib
 import os
 from types import ModuleType
 from typing import Annotated, Any
@@ -40,8 +37,8 @@ from typer.core import TyperGroup
 
 from .._redact import redact
 from ..errors import AtdataError
-from . import datasets, demo, inspection, query, schemas, system, verify
-from ._shared import ATMOSPHERE_MODULE, CliError, err_console
+from . import account, datasets, demo, inspection, logs, publishing, query, schemas, system, verify
+from ._shared import CliError, err_console
 
 __all__ = ["app", "build_app", "main"]
 
@@ -54,9 +51,9 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     datasets,
     system,
     demo,
+    account,
+    publishing,
 )
-#: Modules registered only when they exist.
-OPTIONAL_MODULES: tuple[str, ...] = (ATMOSPHERE_MODULE,)
 
 _DEBUG_ENV = "ATDATA_DEBUG"
 # click's UsageError, as the click that typer uses spells it (typer may vendor its own copy)
@@ -98,9 +95,25 @@ def _error(message: str) -> None:
 
 
 def _root(
+    ctx: typer.Context,
     debug: Annotated[
         bool,
         typer.Option("--debug", help=f"Show full tracebacks (or set {_DEBUG_ENV}=1)."),
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Show the library's log records on stderr: -v info (retries, fallbacks, "
+            "failed checks), -vv debug (cache hits and misses, passed checks).",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Errors only: no notes, warnings or log records."),
     ] = False,
 ) -> None:
     """atdata: typed ML datasets in WebDataset shards, with an index, lenses and checksums.
@@ -108,10 +121,11 @@ def _root(
     Name shards by a path, directory, glob, brace pattern or URL, and datasets in the local
     index by @local/name[@version] ($ATDATA_HOME, default ~/.atdata). Start with: atdata demo
     """
+    logs.configure(ctx, verbose, quiet)
 
 
 def build_app() -> typer.Typer:
-    """A fresh app with every command module (and the optional ones present) registered."""
+    """A fresh app with every command module registered."""
     app = typer.Typer(
         cls=AtdataGroup,
         name="atdata",
@@ -124,20 +138,7 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     for module in COMMAND_MODULES:
         module.register(app)
-    for name in OPTIONAL_MODULES:
-        optional = _import_optional(name)
-        if optional is not None:
-            optional.register(app)
     return app
-
-
-def _import_optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 app = build_app()

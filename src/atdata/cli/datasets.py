@@ -1,6 +1,6 @@
 """``atdata ls`` (datasets and their versions in the index) and ``atdata rm NAME[@version]``.
 
-``ls @handle`` lists a handle's datasets on the atmosphere, through the atmosphere commands.
+``ls @handle`` lists a handle's datasets on the atmosphere (:func:`atdata.cli.publishing.ls_remote`).
 """
 
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,7 +13,6 @@ from ..dataset_refs import is_atmosphere_reference
 from ..errors import ConflictError
 from ._shared import (
     CliError,
-    atmosphere_function,
     dataset_ref,
     emit_json,
     human_size,
@@ -59,7 +58,9 @@ def ls_command(
 ) -> None:
     """List the datasets in the index with their versions."""
     if where is not None and is_atmosphere_reference(where):
-        atmosphere_function("ls_remote", f"ls {where}")(where, as_json=as_json)
+        from .publishing import ls_remote
+
+        ls_remote(where, as_json=as_json)
         return
     if where not in (None, "@local"):
         raise typer.BadParameter(

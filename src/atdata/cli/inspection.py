@@ -1,49 +1,46 @@
-"""``atdata inspect PATH|@local/name[@v]`` and ``atdata preview PATH|@local/name``.
+"""``atdata inspect PATH|NAME`` and ``atdata preview PATH|NAME``, for every form of argument.
+
+The argument is resolved once (:func:`atdata.cli.targets.open_target`): shards by path or URL, a
+dataset of the local index (``@local/name[@v]``), or a published one (``@handle/name[@v]``,
+``at://``). ``inspect`` turns what each form knows into one :class:`Report` and one function
+prints it; ``preview`` reads the first samples through one loop whatever the form.
 
 ``inspect`` reports shards, sample counts, sizes, checksums and the schema. For shards named by a
 path, counts and checksums come from the offset-index sidecars (a tar is scanned only when it has
 none, and the output says so) and the schema is inferred from the first sample. For an index
-dataset everything comes from its record, without reading a shard.
+dataset everything comes from its record, without reading a shard; for a published one from its
+entry and schema records. ``inspect`` of an ``at://`` schema or lens record shows that record,
+of a bare ``@handle`` the account's listing (as ``ls @handle``).
 
 ``preview`` prints the first samples as a table; arrays show as dtype and shape, bytes as their
-length. ``at://`` and ``@handle/name`` arguments go to the atmosphere commands.
+length. Published shards are verified as they are read.
 """
 
+import contextlib
 import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from ._media import ImageInfo, thumbnail_or_problem
-from ._samples import (
-    decode_fields,
-    display_value,
-    expand_shards,
-    infer_schema,
-    iter_raw_samples,
-    json_value,
-    summarize_shard,
-)
-from ._shared import (
-    Target,
-    atmosphere_function,
-    classify_target,
-    emit_json,
-    human_size,
-    note,
-    open_index,
-    out_console,
-)
+from ._remote import label_text, reader, record_kind, storage_kind
+from ._samples import decode_fields, display_value, infer_schema, iter_raw_samples, json_value
+from ._samples import summarize_shard as _summarize
+from ._shared import classify_target, emit_json, human_size, note, out_console, print_facts
 from .schemas import SchemaInfo, schema_table
+from .targets import Resolved, open_target, remote_shards
 
 if TYPE_CHECKING:
-    from ..index import DatasetEntry, Index
+    from ..atmosphere import AtmosphereClient
     from ..schema import Schema
 
-__all__ = ["inspect_command", "preview_command", "register"]
+__all__ = ["Report", "inspect_command", "preview_command", "register"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TargetArgument = Annotated[
@@ -55,6 +52,34 @@ TargetArgument = Annotated[
         show_default=False,
     ),
 ]
+
+
+@dataclass
+class Report:
+    """What ``inspect`` shows: ``data`` for ``--json``; else the header, lines under it, the
+    facts, then ``body`` (renderables, ``""`` for a blank line) and notes on stderr."""
+
+    data: dict[str, Any]
+    header: Text
+    lines: list[Text] = field(default_factory=list)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    body: list[RenderableType] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def show(self, as_json: bool) -> None:
+        if as_json:
+            emit_json(self.data)
+            return
+        console = out_console()
+        console.print(self.header, soft_wrap=True)
+        for line in self.lines:
+            console.print(line, soft_wrap=True)
+        if self.facts:
+            print_facts(self.facts)
+        for block in self.body:
+            console.print(block, soft_wrap=isinstance(block, Text | str))
+        for text in self.notes:
+            note(text)
 
 
 # -- inspect ------------------------------------------------------------------------------------
@@ -72,17 +97,29 @@ def inspect_command(
     scanned) or, for a dataset in the index, from its record; a schema not recorded is inferred
     from the first sample.
     """
-    found = classify_target(target)
-    if found.kind == "atmosphere":
-        atmosphere_function("inspect_remote", f"inspect {target}")(target, as_json=as_json)
-    elif found.kind == "index":
-        _inspect_entry(found, as_json)
-    else:
-        _inspect_shards(target, as_json)
-    if not as_json and found.kind != "atmosphere":  # field summaries from the shard manifests
-        from .query import open_target, print_field_summaries
+    if classify_target(target).kind == "atmosphere":
+        from ..atmosphere.records import LENS, SCHEMA
 
-        print_field_summaries(open_target(target), histogram)
+        kind = record_kind(target)
+        if kind == "repo":
+            from .publishing import ls_remote
+
+            ls_remote(target, as_json=as_json)
+            return
+        if kind in (SCHEMA, LENS):
+            with reader() as client:
+                report = (_schema_record if kind == SCHEMA else _lens_record)(client, target)
+            report.show(as_json)
+            return
+    # other records (and bare repositories, handled above) get the resolver's own message
+    with open_target(target, "inspect", datasets_only=False) as found:
+        report = _REPORTS[found.kind](found)
+    report.show(as_json)
+    if not as_json and found.kind != "atmosphere":  # field summaries from the shard manifests
+        from .query import open_target as query_target
+        from .query import print_field_summaries
+
+        print_field_summaries(query_target(target), histogram)
 
 
 def _layout_text(schema: "Schema | None") -> str:
@@ -91,160 +128,249 @@ def _layout_text(schema: "Schema | None") -> str:
     return "msgpack (one .msgpack member per sample)"
 
 
-def _inspect_shards(text: str, as_json: bool) -> None:
-    urls = expand_shards(text)
-    summaries = [summarize_shard(u) for u in urls]
-    first = next(iter_raw_samples(urls), None)  # reads up to the first sample only
+def _shards_report(found: Resolved) -> Report:
+    summaries = [_summarize(u) for u in found.urls]
+    first = next(iter_raw_samples(found.urls), None)  # reads up to the first sample only
     schema = infer_schema(first[1]) if first is not None else None
     count = sum(s.count for s in summaries)
     size = sum(s.size for s in summaries)
     scanned = [s.url for s in summaries if not s.indexed]
-    if as_json:
-        emit_json(
-            {
-                "kind": "shards",
-                "target": text,
-                "count": count,
-                "size": size,
-                "schema": schema.to_dict() if schema is not None else None,
-                "schema_inferred": True,
-                "layout": schema.layout if schema is not None else None,
-                "shards": [s.to_dict() for s in summaries],
-            }
-        )
-        return
-    console = out_console()
-    console.print(Text.assemble(("Shards ", "bold"), text), soft_wrap=True)
-    _facts(
-        [
-            ("samples", f"{count:,}"),
-            ("shards", f"{len(summaries)}"),
-            ("size", human_size(size)),
-            ("layout", _layout_text(schema)),
-            (
-                "counts from",
-                "offset indexes (.idx sidecars)"
-                if not scanned
-                else f"a full scan of {len(scanned)} shard(s) without an .idx sidecar",
-            ),
-        ]
-    )
+    text = found.text
+    data = {
+        "kind": "shards",
+        "target": text,
+        "count": count,
+        "size": size,
+        "schema": schema.to_dict() if schema is not None else None,
+        "schema_inferred": True,
+        "layout": schema.layout if schema is not None else None,
+        "shards": [s.to_dict() for s in summaries],
+    }
+    report = Report(data, Text.assemble(("Shards ", "bold"), text))
+    report.facts = [
+        ("samples", f"{count:,}"),
+        ("shards", f"{len(summaries)}"),
+        ("size", human_size(size)),
+        ("layout", _layout_text(schema)),
+        (
+            "counts from",
+            "offset indexes (.idx sidecars)"
+            if not scanned
+            else f"a full scan of {len(scanned)} shard(s) without an .idx sidecar",
+        ),
+    ]
     if schema is not None:
-        console.print()
-        console.print(Text("Schema (inferred from the first sample)", style="bold"))
-        console.print(schema_table(SchemaInfo(schema, text, inferred=True)))
+        report.body += [
+            "",
+            Text("Schema (inferred from the first sample)", style="bold"),
+            schema_table(SchemaInfo(schema, text, inferred=True)),
+        ]
     else:
-        console.print(Text("no samples to infer a schema from", style="yellow"))
-    console.print()
-    console.print(_shard_table([(s.url, s.count, s.size, s.sha256) for s in summaries]))
+        report.body += ["", Text("no samples to infer a schema from", style="yellow")]
+    report.body += ["", _shard_table([(s.url, s.count, s.size, s.sha256) for s in summaries])]
     if scanned:
-        note(
+        report.notes.append(
             f"{len(scanned)} shard(s) have no offset index (.idx); they were scanned, and their "
             "sha256 is unknown. Shards written by atdata have one."
         )
+    return report
 
 
-def _inspect_entry(target: Target, as_json: bool) -> None:
-    with open_index() as index:
-        entry = index.get(target.ref)
-        record = index.get_schema(entry.schema_ref) if entry.schema_ref else None
-        versions = [e.version for e in index.history(entry.name)]
-        labels = [lb.name for lb in index.labels if lb.target == entry.ref]
-        where = _store_root(index)
-    if as_json:
-        emit_json(
-            {
-                "kind": "dataset",
-                "name": entry.name,
-                "version": entry.version,
-                "ref": entry.ref,
-                "uri": entry.uri,
-                "cid": entry.cid,
-                "created_at": entry.created_at,
-                "description": entry.description,
-                "tags": list(entry.tags),
-                "license": entry.license,
-                "metadata": dict(entry.metadata),
-                "stored": entry.stored,
-                "count": entry.count,
-                "size": entry.size,
-                "schema_ref": entry.schema_ref,
-                "schema": record.schema.to_dict() if record is not None else None,
-                "layout": record.schema.layout if record is not None else None,
-                "versions": versions,
-                "labels": labels,
-                "shards": [s.to_dict() for s in entry.shards],
-            }
-        )
-        return
-    console = out_console()
-    console.print(
-        Text.assemble(("Dataset ", "bold"), (entry.ref, "bold cyan"), ("  " + entry.uri, "dim")),
-        soft_wrap=True,
+def _entry_report(found: Resolved) -> Report:
+    index, entry, record = found.index, found.entry, found.schema_record
+    assert index is not None and entry is not None
+    versions = [e.version for e in index.history(entry.name)]
+    labels = [lb.name for lb in index.labels if lb.target == entry.ref]
+    root = getattr(index.repository().store, "root", None)
+    data = {
+        "kind": "dataset",
+        "name": entry.name,
+        "version": entry.version,
+        "ref": entry.ref,
+        "uri": entry.uri,
+        "cid": entry.cid,
+        "created_at": entry.created_at,
+        "description": entry.description,
+        "tags": list(entry.tags),
+        "license": entry.license,
+        "metadata": dict(entry.metadata),
+        "stored": entry.stored,
+        "count": entry.count,
+        "size": entry.size,
+        "schema_ref": entry.schema_ref,
+        "schema": record.schema.to_dict() if record is not None else None,
+        "layout": record.schema.layout if record is not None else None,
+        "versions": versions,
+        "labels": labels,
+        "shards": [s.to_dict() for s in entry.shards],
+    }
+    header = Text.assemble(
+        ("Dataset ", "bold"), (entry.ref, "bold cyan"), ("  " + entry.uri, "dim")
     )
-    facts = [
+    if entry.stored:
+        where = f"in the index's store ({root})" if root is not None else "in the index's store"
+    else:
+        where = "where they were registered (not managed by the index)"
+    report = Report(data, header)
+    report.facts = [
         ("samples", f"{entry.count:,}"),
         ("shards", str(len(entry.shards))),
         ("size", human_size(entry.size)),
         ("versions", ", ".join(map(str, versions)) + f" (this is {entry.version})"),
         ("created", entry.created_at),
         ("cid", entry.cid),
-        ("shards live", _where(entry, where)),
+        ("shards live", where),
     ]
     if record is not None:
-        facts.append(("layout", _layout_text(record.schema)))
+        report.facts.append(("layout", _layout_text(record.schema)))
     if labels:
-        facts.append(("labels", ", ".join(labels)))
-    if entry.description:
-        facts.append(("description", entry.description))
-    if entry.tags:
-        facts.append(("tags", ", ".join(entry.tags)))
-    if entry.license:
-        facts.append(("license", entry.license))
-    _facts(facts)
-    console.print()
+        report.facts.append(("labels", ", ".join(labels)))
+    report.facts += _described(entry.description, entry.tags, entry.license)
     if record is not None:
-        console.print(
+        report.body += [
+            "",
             Text.assemble(
                 ("Schema ", "bold"), f"{record.name}@{record.version}  ", (record.ref, "dim")
-            )
-        )
-        console.print(schema_table(SchemaInfo(record.schema, record.ref, record.ref, record.cid)))
+            ),
+            schema_table(SchemaInfo(record.schema, record.ref, record.ref, record.cid)),
+        ]
     else:
-        console.print(Text("no schema recorded (samples load as DictSample)", style="yellow"))
-    console.print()
-    console.print(_shard_table([(s.url, s.count, s.size, s.checksum.digest) for s in entry.shards]))
+        report.body += [
+            "",
+            Text("no schema recorded (samples load as DictSample)", style="yellow"),
+        ]
+    rows = [(s.url, s.count, s.size, s.checksum.digest) for s in entry.shards]
+    report.body += ["", _shard_table(rows)]
+    return report
 
 
-def _store_root(index: "Index") -> str | None:
-    store = index.repository().store
-    root = getattr(store, "root", None)
-    return str(root) if root is not None else None
+def _remote_report(found: Resolved) -> Report:
+    resolved = found.remote
+    assert resolved is not None
+    ref, entry, label, size = found.text, resolved.entry, resolved.label, resolved.entry.size
+    shards = remote_shards(resolved)
+    schema = resolved.schema
+    data = {
+        "kind": "atmosphere-dataset",
+        "ref": ref,
+        "uri": str(resolved.uri),
+        "did": resolved.uri.did,
+        "name": entry.name,
+        "version": label.value.version if label is not None else None,
+        "label": str(label.uri) if label is not None else None,
+        "description": entry.description,
+        "tags": list(entry.tags),
+        "license": entry.license,
+        "metadata": dict(entry.metadata) if entry.metadata else None,
+        "created_at": entry.created_at,
+        "count": size.samples if size else None,
+        "size": size.bytes if size else None,
+        "storage": storage_kind(entry.storage),
+        "schema_uri": str(resolved.schema_uri),
+        "schema": schema.to_dict(),
+        "shards": [s.to_dict() for s in shards],
+    }
+    header = Text.assemble(("Dataset ", "bold"), (entry.name, "bold cyan"), ("  " + ref, "dim"))
+    report = Report(data, header)
+    report.facts = [
+        ("uri", str(resolved.uri)),
+        ("samples", f"{size.samples:,}" if size and size.samples is not None else "-"),
+        ("shards", f"{len(shards)} ({storage_kind(entry.storage)})"),
+        ("size", human_size(size.bytes if size else None)),
+        ("created", entry.created_at),
+    ]
+    if label is not None:
+        report.facts.append(("label", f"{label_text(label.value)}  {label.uri}"))
+    report.facts += _described(entry.description, entry.tags, entry.license)
+    title = f"{schema.name}@{schema.version}"
+    rows = [(s.shown, None, s.size, s.sha256) for s in shards]
+    report.body += [
+        "",
+        Text.assemble(("Schema ", "bold"), f"{title}  ", (str(resolved.schema_uri), "dim")),
+        schema_table(SchemaInfo(schema, title)),
+        "",
+        _shard_table(rows, counts=False, missing_sha="- (checked by CID)"),
+    ]
+    return report
 
 
-def _where(entry: "DatasetEntry", store_root: str | None) -> str:
-    if entry.stored:
-        return f"in the index's store ({store_root})" if store_root else "in the index's store"
-    return "where they were registered (not managed by the index)"
+_REPORTS = {"shards": _shards_report, "index": _entry_report, "atmosphere": _remote_report}
 
 
-def _facts(rows: list[tuple[str, str]]) -> None:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        table.add_row(key, value)
-    out_console().print(table)
+def _schema_record(client: "AtmosphereClient", ref: str) -> Report:
+    stored = client.get_schema(ref)
+    schema = stored.value.to_schema(where=str(stored.uri))
+    data = {
+        "kind": "atmosphere-schema",
+        "uri": str(stored.uri),
+        "cid": stored.cid,
+        "name": schema.name,
+        "version": schema.version,
+        "created_at": stored.value.created_at,
+        "schema": schema.to_dict(),
+    }
+    title = f"{schema.name}@{schema.version}"
+    report = Report(
+        data, Text.assemble(("Schema ", "bold"), (title, "bold cyan"), f"  {stored.uri}")
+    )
+    if schema.description:
+        report.lines.append(Text(schema.description, style="dim"))
+    report.body.append(schema_table(SchemaInfo(schema, title)))
+    return report
 
 
-def _shard_table(rows: list[tuple[str, int, int, str | None]]) -> Table:
+def _lens_record(client: "AtmosphereClient", ref: str) -> Report:
+    stored = client.get_lens(ref)
+    lens = stored.value
+    data = {
+        "kind": "atmosphere-lens",
+        "uri": str(stored.uri),
+        "cid": stored.cid,
+        "name": lens.name,
+        "description": lens.description,
+        "source_schema": lens.source_schema,
+        "target_schema": lens.target_schema,
+        "getter": lens.getter.to_dict(),
+        "putter": lens.putter.to_dict(),
+    }
+    report = Report(
+        data, Text.assemble(("Lens ", "bold"), (lens.name, "bold cyan"), f"  {stored.uri}")
+    )
+    report.facts = [
+        ("from", lens.source_schema),
+        ("to", lens.target_schema),
+        ("getter", f"{lens.getter.repository} @ {lens.getter.commit}: {lens.getter.path}"),
+        ("putter", f"{lens.putter.repository} @ {lens.putter.commit}: {lens.putter.path}"),
+        ("description", lens.description or "-"),
+    ]
+    report.notes.append("lens code is only referenced; atdata never fetches or runs it")
+    return report
+
+
+def _described(description: str | None, tags: Any, license: str | None) -> list[tuple[str, str]]:
+    facts = [("description", description)] if description else []
+    if tags:
+        facts.append(("tags", ", ".join(tags)))
+    if license:
+        facts.append(("license", license))
+    return facts
+
+
+def _shard_table(
+    rows: Sequence[tuple[str, int | None, int | None, str | None]],
+    *,
+    counts: bool = True,
+    missing_sha: str = "-",
+) -> Table:
     table = Table(header_style="bold", box=None, pad_edge=False, title_justify="left")
     table.add_column("shard", overflow="fold")
-    table.add_column("samples", justify="right")
+    if counts:
+        table.add_column("samples", justify="right")
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("sha256", no_wrap=True)
     for url, count, size, sha in rows:
-        table.add_row(url, f"{count:,}", human_size(size), (sha[:16] + "…") if sha else "-")
+        cells = [url] + ([f"{count or 0:,}"] if counts else [])
+        table.add_row(*cells, human_size(size), (sha[:16] + "…") if sha else missing_sha)
     return table
 
 
@@ -266,32 +392,18 @@ def preview_command(
     Arrays are shown as their dtype and shape, images (JPEG/PNG/WebP) as format, width x height
     and mode read from their header, and bytes as their length, never the bytes.
     """
-    found = classify_target(target)
-    schema: Schema | None = None
-    if found.kind == "atmosphere":
-        atmosphere_function("preview_remote", f"preview {target}")(
-            target, limit=limit, as_json=as_json
-        )
-        return
-    if found.kind == "index":
-        with open_index() as index:
-            entry = index.get(found.ref)
-            if entry.schema_ref is not None:
-                schema = index.get_schema(entry.schema_ref).schema
-            urls = entry.urls
-            title = entry.ref
-    else:
-        urls = expand_shards(target)
-        title = target
     rows: list[tuple[str, dict[str, Any]]] = []
-    for key, fields in iter_raw_samples(urls):
-        decoded = decode_fields(fields, schema)
-        if thumbnails is not None:
-            _add_thumbnails(decoded, thumbnails, f"{len(rows):04d}-{key}")
-        rows.append((key, decoded))
-        if len(rows) >= limit:
-            break
-    _show_samples(title, rows, schema, as_json)
+    with open_target(target, "preview") as found:
+        samples = iter_raw_samples(found.sources())
+        with contextlib.closing(samples):
+            for key, fields in samples:
+                decoded = decode_fields(fields, found.schema)
+                if thumbnails is not None:
+                    _add_thumbnails(decoded, thumbnails, f"{len(rows):04d}-{key}")
+                rows.append((key, decoded))
+                if len(rows) >= limit:
+                    break
+    show_samples(found.title, rows, found.schema, as_json)
 
 
 def _add_thumbnails(fields: dict[str, Any], directory: Path, stem: str) -> None:
@@ -302,7 +414,7 @@ def _add_thumbnails(fields: dict[str, Any], directory: Path, stem: str) -> None:
             fields[name] = dataclasses.replace(value, thumbnail=where)
 
 
-def _show_samples(
+def show_samples(
     title: str, rows: list[tuple[str, dict[str, Any]]], schema: "Schema | None", as_json: bool
 ) -> None:
     """Decoded sample rows as JSON (``as_json``) or as a table titled ``title``."""
@@ -314,12 +426,6 @@ def _show_samples(
             ]
         )
         return
-    _print_samples(title, rows, schema)
-
-
-def _print_samples(
-    title: str, rows: list[tuple[str, dict[str, Any]]], schema: "Schema | None"
-) -> None:
     console = out_console()
     if not rows:
         console.print(f"{title}: no samples")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..dataset import Dataset
     from ..manifest import FieldStats
 
-__all__ = ["field_summaries", "print_field_summaries", "register"]
+__all__ = ["field_summaries", "open_target", "print_field_summaries", "register"]
 
 _BINS = 20
 _BAR = 40

@@ -24,7 +24,14 @@ from ..schema import Field, FieldType, Schema
 from ._samples import expand_shards, infer_schema, iter_raw_samples
 from ._shared import CliError, classify_target, emit_json, open_index, out_console
 
-__all__ = ["SchemaInfo", "describe_type", "diff_schemas", "register", "resolve_schema"]
+__all__ = [
+    "SchemaInfo",
+    "describe_type",
+    "diff_schemas",
+    "register",
+    "resolve_schema",
+    "schema_table",
+]
 
 _SCHEMA_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(@(\d+\.\d+\.\d+|latest))?\Z")
 

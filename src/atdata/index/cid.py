@@ -1,4 +1,4 @@
-"""Content identifiers (FORMAT.md §2): CIDv1, dag-cbor, sha2-256, base32 (``bafyrei...``).
+"""Content identifiers (docs/format.md §3): CIDv1, dag-cbor, sha2-256, base32 (``bafyrei...``).
 
 A dataset entry's CID covers what the data *is*: its schema reference and, in order, each
 shard's checksum, sample count and size. Shard URLs, names, descriptions and timestamps are

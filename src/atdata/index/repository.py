@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._home import atdata_home
 from ..stores.base import DataStore
 from ..stores.disk import LocalDiskStore
 from .providers.base import Provider
@@ -27,11 +28,6 @@ class Repository:
 
     def close(self) -> None:
         self.provider.close()
-
-
-def atdata_home() -> Path:
-    """``$ATDATA_HOME``, or ``~/.atdata`` when it is unset or empty (read at call time)."""
-    return Path(os.environ.get("ATDATA_HOME") or "~/.atdata").expanduser()
 
 
 def default_repository(home: str | os.PathLike[str] | None = None) -> Repository:

@@ -4,3 +4,5 @@ One JSON document per NSID under ``science/alt/dataset/``. They are the single s
 for the shape of every record atdata publishes or reads: :mod:`atdata.atmosphere` validates
 records against them before sending and after receiving.
 """
+
+__all__: list[str] = []

@@ -12,7 +12,7 @@ from ..errors import ShardError, SourceError
 from ..sources import ShardSource
 from .offsets import OffsetIndex, SidecarMismatch
 from .reader import Body, max_stream_member
-from .tar import BLOCK, Member, _octal, _pax_records, parse_members, split_name
+from .tar import BLOCK, Member, parse_members, parse_octal, pax_records, split_name
 
 __all__ = ["read_body", "read_group"]
 
@@ -146,7 +146,7 @@ def _check_group_ends(
     name = _regular_name(after)
     if name is None and len(after) == BLOCK and after[156:157] in (b"x", b"L"):
         try:
-            size = _octal(after[124:136], "size", source.url, end)
+            size = parse_octal(after[124:136], "size", source.url, end)
         except ShardError:
             return  # reading that sample reports the damage
         if 0 <= size <= _MAX_EXTENSION and end + 2 * BLOCK + size <= index.shard_size:
@@ -154,7 +154,7 @@ def _check_group_ends(
             more = _read_span(source, end + BLOCK, end + 2 * BLOCK + padded, limit)
             body, header = more[:size], more[padded:]
             if after[156:157] == b"x":
-                name = _pax_records(body, source.url, end).get("path") or _regular_name(header)
+                name = pax_records(body, source.url, end).get("path") or _regular_name(header)
             else:
                 name = body.split(b"\x00", 1)[0].decode("utf-8", "replace")
     if name is not None and split_name(name)[0] == index.keys[i]:

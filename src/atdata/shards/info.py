@@ -1,7 +1,7 @@
 """What is known about one finished shard: :class:`ShardInfo` and its :class:`Checksum`.
 
 One class for every layer: :class:`~atdata.shards.writer.ShardWriter` returns it, index entries
-store it (``to_dict``/``from_dict`` is the index's record form, FORMAT.md §2), stores verify
+store it (``to_dict``/``from_dict`` is the index's record form, docs/format.md §3), stores verify
 against it, and the atmosphere records carry the same :class:`Checksum`. This module imports
 nothing from atdata but its errors, so every layer may use it.
 """
@@ -18,7 +18,7 @@ _CHECKSUM_KEYS = ("algorithm", "digest")
 
 @dataclass(frozen=True)
 class Checksum:
-    """A digest with its algorithm named next to it (FORMAT.md §2); atdata writes only sha256.
+    """A digest with its algorithm named next to it (docs/format.md §3); atdata writes only sha256.
 
     ``to_dict`` gives the wire form ``{"algorithm": "sha256", "digest": "<hex>"}``.
     """

@@ -24,7 +24,14 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShardError
 
-__all__ = ["MAX_SHARD_SIZE", "OFFSETS_SUFFIX", "OffsetIndex", "SidecarMismatch", "sidecar_limit"]
+__all__ = [
+    "MAX_SHARD_SIZE",
+    "MAX_SIDECAR_BYTES",
+    "OFFSETS_SUFFIX",
+    "OffsetIndex",
+    "SidecarMismatch",
+    "sidecar_limit",
+]
 
 OFFSETS_SUFFIX = ".idx"
 _FORMAT = "atdata.offsets"

@@ -25,18 +25,21 @@ from ..sources import ShardSource, open_source
 from ..sources.base import register_sidecar_builder
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .tar import (
-    _ZERO_BLOCK,
     BLOCK,
+    ZERO_BLOCK,
     Member,
-    _octal,
     header_checksum_ok,
     parse_members,
+    parse_octal,
     split_name,
     verify_indexed_headers,
 )
 
 __all__ = [
+    "Body",
+    "SampleChunk",
     "iter_members",
+    "iter_sample_chunks",
     "load_offsets",
     "max_stream_member",
     "scan_offsets",
@@ -241,7 +244,7 @@ def _indexed_chunks(
             return
         i = j
     end = int(header_offsets[-1]) + BLOCK + int(sizes[-1]) + (-int(sizes[-1])) % BLOCK if n else 0
-    if end < len(mm) and (end + BLOCK > len(mm) or mm[end : end + BLOCK] != _ZERO_BLOCK):
+    if end < len(mm) and (end + BLOCK > len(mm) or mm[end : end + BLOCK] != ZERO_BLOCK):
         yield from _parse_rest(path, url, end, "what follows its last member")
 
 
@@ -456,7 +459,7 @@ def _member_extent(buf: bytes, pos: int) -> int:
     if len(buf) - pos < BLOCK:
         return BLOCK
     try:
-        size = _octal(buf[pos + 124 : pos + 136], "size", "", pos)
+        size = parse_octal(buf[pos + 124 : pos + 136], "size", "", pos)
     except ShardError:
         return 2 * BLOCK
     return BLOCK + max(size, 0) + (-size) % BLOCK

@@ -9,6 +9,7 @@ as absent: an ``AtdataWarning`` says so and the shard is scanned instead. It is 
 
 import bisect
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from .._redact import redact
+from .._redact import Redacted, redact
 from ..errors import AtdataWarning, ShardError
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from . import scancache
@@ -24,6 +25,8 @@ from .offsets import OFFSETS_SUFFIX, OffsetIndex, sidecar_limit
 from .reader import scan_offsets
 
 __all__ = ["CheckedOpener", "ShardExpectation", "ShardSet", "SourceFactory"]
+
+_log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[str], ShardSource]
 _BLOCK = 512
@@ -193,6 +196,7 @@ class ShardSet:
                     self._from_cache.add(i)
                     self._offsets[i] = idx
                     return idx
+            _log.info("%s: no usable offset index; scanning the shard", Redacted(src.url))
             if i not in self._distrusted:
                 warnings.warn(
                     redact(

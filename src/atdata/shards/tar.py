@@ -13,10 +13,24 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShardError
 
-__all__ = ["BLOCK", "Member", "ParsedChunk", "encode_header", "padding", "parse_members"]
+__all__ = [
+    "BLOCK",
+    "MAX_NAME",
+    "Member",
+    "ParsedChunk",
+    "ZERO_BLOCK",
+    "encode_header",
+    "header_checksum_ok",
+    "padding",
+    "parse_members",
+    "parse_octal",
+    "pax_records",
+    "split_name",
+    "verify_indexed_headers",
+]
 
 BLOCK = 512
-_ZERO_BLOCK = bytes(BLOCK)
+ZERO_BLOCK = bytes(BLOCK)
 MAX_NAME = 100
 # Tar bodies of sizes above this are refused: no shard member here is legitimately that large, and
 # the bound keeps a corrupt size field from being trusted.
@@ -59,7 +73,7 @@ def encode_header(name: bytes, size: int) -> bytes:
 
 def padding(size: int) -> bytes:
     """Zero bytes that pad a body of ``size`` bytes to a whole block."""
-    return _ZERO_BLOCK[: (-size) % BLOCK]
+    return ZERO_BLOCK[: (-size) % BLOCK]
 
 
 @dataclass(slots=True)
@@ -118,7 +132,7 @@ class ParsedChunk:
     at_end: bool  # an end-of-archive marker (zero block) was reached
 
 
-def _octal(field: bytes, what: str, shard: str, offset: int) -> int:
+def parse_octal(field: bytes, what: str, shard: str, offset: int) -> int:
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256
         value = int.from_bytes(field[1:], "big")
         return -value if field[:1] == b"\xff" else value
@@ -133,7 +147,7 @@ def _octal(field: bytes, what: str, shard: str, offset: int) -> int:
         ) from None
 
 
-def _pax_records(body: bytes, shard: str, offset: int) -> dict[str, str]:
+def pax_records(body: bytes, shard: str, offset: int) -> dict[str, str]:
     out: dict[str, str] = {}
     pos = 0
     while pos < len(body):
@@ -180,14 +194,14 @@ def parse_members(
         while len(members) < max_members:
             if pos + BLOCK > end:
                 break
-            if buf[pos] == 0 and buf[pos : pos + BLOCK] == _ZERO_BLOCK:
+            if buf[pos] == 0 and buf[pos : pos + BLOCK] == ZERO_BLOCK:
                 at_end = True
                 break
             stopped = True
             try:
                 size = int(buf[pos + 124 : pos + 135], 8)
             except ValueError:
-                size = _octal(buf[pos + 124 : pos + 136], "size", shard, base + pos)
+                size = parse_octal(buf[pos + 124 : pos + 136], "size", shard, base + pos)
             if size < 0 or size > MAX_MEMBER:
                 raise ShardError(
                     f"tar header gives an impossible size {size}", shard=shard, offset=base + pos
@@ -209,7 +223,7 @@ def parse_members(
                     long_name, pax = None, {}
                 append_member(Member(name, base + pos, base + body_start, size))
             elif typeflag == _PAX:
-                pax = _pax_records(bytes(buf[body_start:body_end]), shard, base + pos)
+                pax = pax_records(bytes(buf[body_start:body_end]), shard, base + pos)
             elif typeflag == _GNU_LONGNAME:
                 long_name = (
                     bytes(buf[body_start:body_end]).split(b"\x00", 1)[0].decode("utf-8", "replace")

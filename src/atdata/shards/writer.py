@@ -25,7 +25,7 @@ from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import LocalFileSink, ShardSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
-__all__ = ["ShardWriter", "SidecarBuilder"]
+__all__ = ["Layout", "ShardWriter", "SidecarBuilder"]
 
 T = TypeVar("T")
 _SUFFIX = b".msgpack"

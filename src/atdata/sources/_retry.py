@@ -17,11 +17,13 @@ count. The defaults come from ``ATDATA_IDLE_TIMEOUT`` and ``ATDATA_TOTAL_TIMEOUT
 
 import contextlib
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from .._optional import check_installed  # re-exported: sources/http.py imports it from here
+from .._redact import Redacted
 from ..errors import InvalidArgumentError, SourceError
 from ..net.deadlines import (
     IDLE_TIMEOUT_ENV,
@@ -33,6 +35,8 @@ from ..net.deadlines import (
     waiting_until,
 )
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     "IDLE_TIMEOUT_ENV",
     "TOTAL_TIMEOUT_ENV",
@@ -41,6 +45,7 @@ __all__ = [
     "Deadlines",
     "Opener",
     "ResumableStream",
+    "SLOW_READ_SECONDS",
     "RetryPolicy",
     "Transient",
     "check_installed",
@@ -48,6 +53,9 @@ __all__ = [
     "waiting_until",
 ]
 
+#: A remote read that waits longer than this many seconds for its server in all is logged
+#: (info) when its stream is closed: a slow download.
+SLOW_READ_SECONDS = 30.0
 _IDLE_STRIKES = 2
 """Consecutive idle timeouts, without a byte in between, after which a read gives up."""
 
@@ -218,7 +226,7 @@ class ResumableStream(io.RawIOBase):
                         f"reading {self.url} failed at byte {self._pos} after {failures} "
                         f"attempts: {exc}"
                     ) from (exc.__cause__ or exc)
-                self._sleep(self._policy.delay(failures, exc.retry_after), str(exc))
+                self._sleep(self._policy.delay(failures, exc.retry_after), str(exc), failures)
                 continue
             self._check_total("the server sends too slowly")
             if not chunk:
@@ -231,7 +239,7 @@ class ResumableStream(io.RawIOBase):
                         raise SourceError(
                             f"{self.url} keeps ending at byte {self._pos} of {self._total}"
                         )
-                    self._sleep(self._policy.delay(failures), "the body ended early")
+                    self._sleep(self._policy.delay(failures), "the body ended early", failures)
                     continue
                 self._eof = True
                 self._drop_body()
@@ -251,6 +259,13 @@ class ResumableStream(io.RawIOBase):
 
     def close(self) -> None:
         self._drop_body()
+        if not self.closed and self.waited > SLOW_READ_SECONDS:
+            _log.info(
+                "reading %s was slow: %.1fs waiting for the server for %d bytes",
+                Redacted(self.url),
+                self.waited,
+                self._pos,
+            )
         super().close()
 
     # -- internals -----------------------------------------------------------------------------
@@ -275,11 +290,20 @@ class ResumableStream(io.RawIOBase):
             f"with ${TOTAL_TIMEOUT_ENV} or the source's total setting"
         )
 
-    def _sleep(self, seconds: float, why: str) -> None:
+    def _sleep(self, seconds: float, why: str, failures: int) -> None:
         """Back off before a retry; the wait counts, and a retry that would start after the
         total deadline is not made."""
         if self.waited + seconds >= self.deadlines.total:
             raise self._past_total(f"{why}; the next retry would start after the deadline")
+        _log.warning(
+            "retrying %s at byte %d in %.2fs (attempt %d of %d failed: %s)",
+            Redacted(self.url),
+            self._pos,
+            seconds,
+            failures,
+            self._policy.attempts,
+            Redacted(why),
+        )
         time.sleep(seconds)
         self.waited += seconds
 

@@ -50,13 +50,14 @@ from .base import ShardSource, register_scheme, sidecar_builder
 from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
 
 __all__ = [
-    "DEFAULT_MAX_BLOB_BYTES",
     "AtBlobSource",
+    "DEFAULT_MAX_BLOB_BYTES",
     "PdsLocator",
     "blob_cid",
     "blob_url",
     "cid_of_sha256",
     "parse_blob_url",
+    "plain_http_base",
     "use_pds_locator",
     "verify_blob",
 ]

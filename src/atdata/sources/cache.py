@@ -30,6 +30,7 @@ through a :class:`~atdata.sources.verified.VerifyingSource`, never unchecked);
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .._fs import AtomicFile, atomic_write_bytes
-from .._redact import redact
+from .._redact import Redacted, redact
 from ..errors import AtdataWarning, IntegrityError, InvalidArgumentError, SourceError
 from .base import ShardSource, read_exactly
 from .memo import Fingerprint, VerifyMemo, default_memo
@@ -66,6 +67,7 @@ CACHE_MAX_BYTES_ENV = "ATDATA_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 50 << 30
 
 _CHUNK = 4 << 20
+_log = logging.getLogger(__name__)
 _SHARD_EXT = ".shard"
 _SIDECAR_EXT = ".side"
 _ABSENT_EXT = ".absent"
@@ -178,14 +180,14 @@ class ShardCache:
         warning says why); the caller then reads ``source`` directly.
         """
         path = self.use(source.url, expected_sha256)
-        if path is not None:
-            return path
-        key = self.key_for(source.url, expected_sha256)
-        with self._key_lock(key):
-            path = self.use(source.url, expected_sha256)  # another thread filled it
-            if path is not None:
-                return path
-            return self._fill(source, key, expected_sha256, expected_size)
+        if path is None:
+            key = self.key_for(source.url, expected_sha256)
+            with self._key_lock(key):
+                path = self.use(source.url, expected_sha256)  # another thread filled it
+                if path is None:
+                    return self._fill(source, key, expected_sha256, expected_size)
+        _log.debug("shard cache hit: %s", Redacted(source.url))
+        return path
 
     def use(self, url: str, expected_sha256: str | None = None) -> Path | None:
         """The entry of ``url`` when it is present and (with a digest) still has those bytes.
@@ -203,6 +205,7 @@ class ShardCache:
                 self.memo.ensure(str(path), expected_sha256, url=url)
             except IntegrityError as exc:
                 _unlink(path)
+                _log.warning("shard cache: %s failed verification; deleted it", Redacted(url))
                 warnings.warn(
                     redact(
                         f"shard cache {self.directory}: the entry of {url} no longer matches "
@@ -292,6 +295,7 @@ class ShardCache:
             if keep is not None and path == keep:
                 continue
             _unlink(path)
+            _log.debug("shard cache %s: evicted %s (%d bytes)", self.directory, path.name, size)
             removed.append(path)
             total -= size
         return removed
@@ -319,7 +323,8 @@ class ShardCache:
         expected_sha256: str | None,
         expected_size: int | None = None,
     ) -> Path | None:
-        final = self.directory / (key + _SHARD_EXT)
+        final, url = self.directory / (key + _SHARD_EXT), Redacted(source.url)
+        _log.debug("shard cache miss: %s; downloading it", url)
         if expected_size is not None and expected_size > self.max_bytes:
             return None  # larger than the whole cache: read it uncached
         tmp = self._tmp_path(key)
@@ -369,6 +374,7 @@ class ShardCache:
             _discard(out, tmp)
             if isinstance(exc, FileNotFoundError) and not self.directory.exists():
                 self.directory.mkdir(parents=True, exist_ok=True)
+            _log.info("%s: the cache cannot store it, reading it uncached", url)
             warnings.warn(
                 redact(
                     f"shard cache {self.directory} cannot store {source.url} ({exc}); "

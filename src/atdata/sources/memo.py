@@ -17,6 +17,7 @@ in-process memo alone. ``ATDATA_VERIFY_MEMO=off`` keeps nothing on disk.
 """
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -25,9 +26,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .._fs import sha256_file
+from .._redact import Redacted
 from ..errors import IntegrityError, SourceError
 
 __all__ = ["MAX_ROWS", "MEMO_ENV", "Fingerprint", "VerifyMemo", "default_memo"]
+
+_log = logging.getLogger(__name__)
 
 MEMO_ENV = "ATDATA_VERIFY_MEMO"
 MAX_ROWS = 100_000
@@ -72,6 +76,12 @@ class VerifyMemo:
         sha256 = sha256.lower()
         before = _stat(path, url)
         if expected_size is not None and before.size != expected_size:
+            _log.warning(
+                "%s failed verification: %d bytes, its record says %d",
+                Redacted(url),
+                before.size,
+                expected_size,
+            )
             raise IntegrityError(
                 f"the file has {before.size} bytes; its record says {expected_size}. It was "
                 "changed or replaced after it was written; restore it or re-insert the dataset",
@@ -82,11 +92,18 @@ class VerifyMemo:
         digest, _ = sha256_file(path)
         if digest != sha256:
             self.forget(path, sha256)
+            _log.warning(
+                "%s failed verification: sha256 %s, its record says %s",
+                Redacted(url),
+                digest,
+                sha256,
+            )
             raise IntegrityError(
                 f"the file's bytes do not match the recorded sha256 {sha256} (got {digest}); "
                 "it was changed after it was written. Restore it or re-insert the dataset",
                 shard=url,
             )
+        _log.debug("%s verified: sha256 matches its record", Redacted(url))
         if _stat(path, url) == before:  # not changed while it was hashed
             self.remember(path, sha256, before)
 

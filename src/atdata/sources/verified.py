@@ -16,10 +16,12 @@
 
 import hashlib
 import io
+import logging
 import os
 import threading
 from typing import Any, BinaryIO
 
+from .._redact import Redacted
 from ..errors import IntegrityError, InvalidArgumentError
 from .base import ShardSource
 from .memo import VerifyMemo, default_memo
@@ -33,6 +35,8 @@ from .spool import (
 )
 
 __all__ = ["LocalVerifiedSource", "VerifyingSource", "VerifyingStream"]
+
+_log = logging.getLogger(__name__)
 
 
 class VerifyingSource:
@@ -255,8 +259,16 @@ class VerifyingStream(io.RawIOBase):
         self._checked = True
         digest = self._hash.hexdigest()
         if digest != self._expected:
+            _log.warning(
+                "%s failed verification: sha256 %s over %d bytes, its record says %s",
+                Redacted(self.url),
+                digest,
+                self._pos,
+                self._expected,
+            )
             raise IntegrityError(
                 f"shard bytes do not match the recorded sha256 {self._expected} "
                 f"(got {digest} over {self._pos} bytes)",
                 shard=self.url,
             )
+        _log.debug("%s verified: sha256 matches its record", Redacted(self.url))

@@ -33,6 +33,7 @@ never all digits (version directories are all digits).
 
 import abc
 import hashlib
+import logging
 import re
 import secrets
 import warnings
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._fs import hash_stream
+from .._redact import Redacted
 from ..errors import AtdataWarning, InvalidArgumentError, SourceError, StoreError
 from ..shards.info import ShardInfo
 from ..shards.sink import ShardSink
@@ -54,9 +56,13 @@ __all__ = [
     "new_write_id",
     "shard_basename",
     "validate_dataset_name",
+    "log_verified",
     "verify_shards",
     "verify_sidecar",
+    "warn_not_owned",
 ]
+
+_log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _WRITE_ID = re.compile(r"[0-9a-f]{16}")
@@ -246,7 +252,21 @@ def verify_shards(
         from ..sources import open_source as by_scheme
 
         open_source = by_scheme
-    return [p for p in (_verify_one(s, open_source) for s in shards) if p is not None]
+    return [
+        p for p in (log_verified(s, _verify_one(s, open_source)) for s in shards) if p is not None
+    ]
+
+
+def log_verified(shard: ShardInfo, problem: "ShardProblem | None") -> "ShardProblem | None":
+    """Log the result of re-hashing ``shard`` (debug when it matched, warning when not);
+    ``problem``, unchanged."""
+    if problem is None:
+        _log.debug(
+            "%s verified: %s matches its record", Redacted(shard.url), shard.checksum.algorithm
+        )
+    else:
+        _log.warning("failed verification: %s", Redacted(problem))
+    return problem
 
 
 def _verify_one(shard: ShardInfo, open_source: Callable[[str], Any]) -> ShardProblem | None:

@@ -49,7 +49,37 @@ def resolve_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def shared_empty(shape: tuple[int, ...], dtype: "np.dtype[Any]") -> "np.ndarray[Any, Any]":
+    """A new, uninitialised array in torch shared memory (plain numpy for a dtype torch lacks).
+
+    Used for the batch arrays a DataLoader worker builds: the tensor over it (see
+    :func:`to_tensors`) leaves the worker by handle, where an ordinary array's batch would be
+    copied into a new shared-memory segment by torch first. Each call makes a new segment; none
+    is ever written again once handed out, so a batch the training loop keeps never changes.
+    """
+    try:
+        tdtype = torch.from_numpy(np.empty(0, dtype)).dtype
+    except (TypeError, ValueError):
+        return np.empty(shape, dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    new_shared: Any = torch.UntypedStorage._new_shared  # what torch's default_collate uses
+    storage = new_shared(max(nbytes, 1))
+    flat = torch.empty(0, dtype=torch.uint8).set_(storage)[:nbytes]
+    return flat.view(tdtype).reshape(shape).numpy()
+
+
 def _writable(a: "np.ndarray[Any, Any]") -> "torch.Tensor":
+    base = a.base
+    if (
+        isinstance(base, torch.Tensor)
+        and base.is_shared()
+        and tuple(base.shape) == a.shape
+        and base.data_ptr() == a.ctypes.data
+        and a.flags.c_contiguous
+        and base.is_contiguous()
+        and a.flags.writeable
+    ):
+        return base  # made by shared_empty: the same memory, already shareable by handle
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
@@ -259,6 +289,8 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         if self._reader is None:
             self._reader = PlanReader(self.dataset)
         reader = self._reader
+        if info is not None:  # batches leave this worker through shared memory: build them there
+            reader.use_allocator(shared_empty)
         names = tuple(reader.output_names)
         if info is None:
             if self._finished:  # the last iteration read this epoch to its end: start afresh
