@@ -105,3 +105,27 @@ def test_a_stream_dropped_without_closing_stops_its_reader() -> None:
     gc.collect()
     thread.join(5)
     assert not thread.is_alive() and inner.closed
+
+
+class _ReadOnly(io.RawIOBase):
+    """A raw stream that implements read() alone (its readinto() is RawIOBase's unimplemented one)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = io.BytesIO(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(self._step if n is None or n < 0 else min(n, self._step))
+
+
+def test_a_stream_with_only_read_hands_on_every_byte() -> None:
+    data = bytes(range(256)) * 37 + b"tail"  # ends inside the last read, like a truncated shard
+    stream = ReadAhead(_ReadOnly(data, step=700), chunk=1000, depth=2)  # type: ignore[arg-type]
+    got = bytearray()
+    while block := stream.read(333):
+        got += block
+    stream.close()
+    assert bytes(got) == data

@@ -104,7 +104,9 @@ def epoch_order(
 ) -> EpochOrder:
     """The order of one epoch of ``dataset`` (counts and sizes from its offset indexes)."""
     shards = dataset.shards
-    counts = _readable_counts(shards, dataset.on_error)
+    first = dataset._stages[0].fn if dataset._stages else None
+    pick = getattr(first, "selector", None)
+    counts = _readable_counts(shards, dataset.on_error, pick(shards) if callable(pick) else None)
     return EpochOrder(
         counts,
         lambda i: shards.offsets(i).sizes if counts[i] else np.zeros(0, dtype=np.int64),
@@ -117,13 +119,19 @@ def epoch_order(
     )
 
 
-def _readable_counts(shards: ShardSet, on_error: str) -> list[int]:
+def _readable_counts(shards: ShardSet, on_error: str, selector: Any = None) -> list[int]:
     """Each shard's sample count; under ``on_error`` "skip"/"warn" a shard whose offsets cannot
     be read (no sidecar and a scan that fails: truncated or not a tar) counts as empty, so the
-    epoch skips it as it skips a shard failing its checksum."""
+    epoch skips it as it skips a shard failing its checksum. With a query's ``selector``, every
+    shard is decided first, and those its manifests rule out are counted from them (their offset
+    indexes are not loaded)."""
     counts = []
     for i in range(len(shards)):
         try:
+            if selector is not None:
+                selector.shard_mask(i)
+                counts.append(shards.count(i))
+                continue
             counts.append(len(shards.offsets(i)))
         except ShardError as exc:
             if on_error == "raise":
@@ -171,18 +179,18 @@ class PlanReader:
         self.collator = Collator(self.codec)
         self.empty: Allocator | None = None  # where batch arrays go (None: plain numpy)
         members = member_layout(dataset._source_type)
+        # a leading query stage (Dataset.where) tells which members can match before reading
+        first = dataset._stages[0].fn if dataset._stages else None
+        pick = getattr(first, "selector", None)
+        self.selector: Any = pick(dataset.shards) if callable(pick) else None
         self.slots: SlotReader | GroupSlotReader
-        if members is None:
-            self.slots = SlotReader(dataset.shards)
+        if members is None:  # a query verifies the headers of the members it reads, not all
+            self.slots = SlotReader(dataset.shards, whole=self.selector is None)
             self._decode: Any = self.codec.decode
         else:  # key groups decoded member by member: no msgpack fast path
             self.slots = GroupSlotReader(dataset.shards)
             self._decode = partial(members.decode, cap=max_stream_member())
         self.staged = bool(dataset._stages) or members is not None
-        # a leading query stage (Dataset.where) tells which members can match before reading
-        first = dataset._stages[0].fn if dataset._stages else None
-        pick = getattr(first, "selector", None)
-        self.selector: Any = pick(dataset.shards) if callable(pick) else None
         # raw bodies are msgpack maps only in the one-member layout
         self.prefilter: Any = getattr(first, "prefilter", None) if members is None else None
         self._kept: Any = None  # the positions the last _read kept

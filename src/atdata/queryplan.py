@@ -63,13 +63,14 @@ class Selector:
         if manifest is not None and self.names <= manifest.fields.keys():
             if not self.expr.may_match(manifest.fields):
                 mask = np.zeros(manifest.count, dtype=bool)
+                self.shards.count_from(i, manifest.count)  # its offset index is not loaded
+            elif (manifest := self.manifests.confirmed(i)) is None:
+                mask = None
             else:
                 fields = manifest.fields
                 try:
-                    columns = {
-                        n: Column(fields[n].kind, manifest.columns[n], fields[n].nulls)
-                        for n in self.names
-                    }
+                    raw = manifest.columns_of(self.names)
+                    columns = {n: Column(fields[n].kind, raw[n], fields[n].nulls) for n in raw}
                     positions = manifest.positions
                 except ShardError as exc:
                     self.manifests.reject(i, str(exc))

@@ -2,8 +2,10 @@
 
 Local shards are mapped whole (a few at a time) and, every ``trim_bytes`` of bodies read, their
 pages are let go (``MADV_DONTNEED``: the page cache keeps them), so resident memory stays bounded
-however the plan jumps around the shards. The headers the offset index points at are verified in bulk (checksum, type,
-size). Remote shards are read with one ranged request per run of consecutive members.
+however the plan jumps around the shards. The headers the offset index points at are verified
+in bulk before bodies are used (checksum, type, size): every member up to the last one read, or,
+for a query that selects members, only those read. Remote shards are read with one ranged
+request per run of consecutive members.
 """
 
 import contextlib
@@ -79,22 +81,25 @@ class SlotRead:
 class SlotReader:
     """Reads members of a :class:`ShardSet` by (shard, member) through the offset indexes."""
 
-    def __init__(self, shards: ShardSet, trim_bytes: int = 128 << 20) -> None:
+    def __init__(
+        self, shards: ShardSet, trim_bytes: int = 128 << 20, *, whole: bool = True
+    ) -> None:
         self.shards = shards
         self.trim_bytes = trim_bytes
+        #: True: every member up to the last one read is verified, so reading stops at the
+        #: first damaged member as a sequential read does; False (a query that selects a few
+        #: members): only the headers of the members read are verified
+        self.whole = whole
         self._checked: dict[int, str | None] = {}  # shard -> local path (None: remote)
+        self._verified: dict[int, int] = {}  # local shard -> leading members verified (whole)
         self._maps: dict[int, Any] = {}  # shard -> mapping of the whole shard (a few, LRU)
         self._touched = 0  # bytes read through the mappings since they were last trimmed
         self._spans: dict[int, tuple[int, bytes]] = {}  # remote shard -> (offset, bytes) held
         self._broken: dict[int, int] = {}  # shard -> first damaged member (local shards)
 
     def _path(self, i: int, errors: list[ShardError]) -> str | None:
-        """Shard ``i``'s local path (None: remote), checking a local shard on first use.
-
-        Every header the offset index points at is verified at once (checksum, type, size, and
-        that the member lies inside the file); from the first that fails on, the shard's members
-        are left out, as a sequential read stops at a damaged member.
-        """
+        """Shard ``i``'s local path (None: remote); a stored or cached shard is verified
+        (sha256) when it is first opened, and none of its members is read if that fails."""
         if i not in self._checked:
             src = self.shards.source(i)
             try:  # a local or cached shard is verified (sha256) when it is opened
@@ -104,21 +109,42 @@ class SlotReader:
                 self._checked[i] = None
                 errors.append(exc)
                 return None
-            if path is not None:
-                broken = _first_bad_member(path, src.url, self.shards.offsets(i))
-                if broken is not None:
-                    member, offset = broken
-                    self._broken[i] = member
-                    errors.append(
-                        ShardError(
-                            "member header does not match the offset index (corrupt, truncated "
-                            "or changed shard); the rest of this shard is skipped",
-                            shard=src.url,
-                            offset=offset,
-                        )
-                    )
             self._checked[i] = path
         return self._checked[i]
+
+    def _verify(
+        self, i: int, path: str, mem: "np.ndarray[Any, Any]", errors: list[ShardError]
+    ) -> None:
+        """Verify the headers the offset index points at before ``mem`` (ascending) of local
+        shard ``i`` is read (checksum, type, size, and that the member lies inside the file):
+        with :attr:`whole`, every member up to the last of ``mem``, else only ``mem``'s. From
+        the first that fails on, the shard's members are left out, as a sequential read stops
+        at a damaged member."""
+        index = self.shards.offsets(i)
+        if self.whole:
+            done = self._verified.get(i, 0)
+            upto = int(mem[-1]) + 1
+            if upto <= done:
+                return
+            members = np.arange(done, upto, dtype=np.int64)
+        else:
+            members = mem
+        url = self.shards.source(i).url
+        broken = _first_bad_member(self._mapping(i, path, url), index, members)
+        if broken is None:
+            if self.whole:
+                self._verified[i] = upto
+            return
+        member, offset = broken
+        self._broken[i] = member
+        errors.append(
+            ShardError(
+                "member header does not match the offset index (corrupt, truncated "
+                "or changed shard); the rest of this shard is skipped",
+                shard=self.shards.source(i).url,
+                offset=offset,
+            )
+        )
 
     def _mapping(self, shard: int, path: str, url: str) -> Any:
         mm = self._maps.pop(shard, None)
@@ -162,6 +188,8 @@ class SlotReader:
             mem = m_sorted[a:b]
             where = order[a:b]
             path = self._path(shard, out.errors)
+            if path is not None and shard not in self._broken:
+                self._verify(shard, path, mem, out.errors)
             broken = self._broken.get(shard)
             if broken is not None:
                 where = where[mem < broken]
@@ -248,7 +276,7 @@ class SlotReader:
                 errors.append(exc)
                 return [None] * len(offs)
         rel = offs - base
-        # a local shard's headers were all verified when it was first used (see _path)
+        # a local shard's headers were verified before its members were read (see _verify)
         bad = None if path is not None else verify_indexed_headers(buf, rel, sizes)
         view = memoryview(buf)
         if bad is None:
@@ -303,27 +331,24 @@ class SlotReader:
         return first, data
 
 
-def _first_bad_member(path: str, url: str, index: OffsetIndex) -> tuple[int, int] | None:
-    """(member number, header offset) of the first member whose header fails, or None."""
-    n = len(index)
-    if not n:
+def _first_bad_member(
+    buf: Any, index: OffsetIndex, members: "np.ndarray[Any, Any]"
+) -> tuple[int, int] | None:
+    """(member number, header offset) of the first of ``members`` (ascending) whose header
+    in ``buf`` (the whole shard) fails, or None."""
+    if not len(members):
         return None
-    try:
-        size = os.stat(path).st_size
-    except OSError as exc:
-        raise SourceError(f"cannot open shard {url!r}: {exc}") from exc
-    ends = index.header_offsets + BLOCK + index.sizes
-    outside = np.nonzero(ends > size)[0]
-    fits = int(outside[0]) if outside.size else n
+    offsets = index.header_offsets[members]
+    ends = offsets + BLOCK + index.sizes[members]
+    outside = np.nonzero(ends > len(buf))[0]
+    fits = int(outside[0]) if outside.size else len(members)
     bad = None
     if fits:
-        buf = _map_span(path, url, 0, size)
-        bad = verify_indexed_headers(buf, index.header_offsets[:fits], index.sizes[:fits])
-        del buf
-    first = bad if bad is not None else (fits if fits < n else None)
+        bad = verify_indexed_headers(buf, offsets[:fits], index.sizes[members[:fits]])
+    first = bad if bad is not None else (fits if fits < len(members) else None)
     if first is None:
         return None
-    return first, int(index.header_offsets[first])
+    return int(members[first]), int(offsets[first])
 
 
 def _map_span(path: str, url: str, offset: int, length: int) -> Any:

@@ -17,7 +17,6 @@ match what the shard's record (or its offset index) says, and only when its posi
 members ``0..count-1`` of that offset index. Anything else is ignored, never trusted.
 """
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -42,19 +41,81 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-@dataclass
 class FieldStats:
-    """What a manifest says about one field of one shard."""
+    """What a manifest says about one field of one shard.
 
-    kind: FieldKind
-    count: int
-    nulls: int
-    min: Any = None
-    max: Any = None
-    distinct: int = 0
-    values: dict[Any, int] | None = None
-    top: list[tuple[Any, int]] = field(default_factory=list)
-    bloom: Bloom | None = None
+    Read from a manifest, the value counts, top values and Bloom filter are checked and decoded
+    only when first used (most queries need the range alone); a malformed part then reads as
+    absent (``values``: ShardError, since exact counts are trusted to rule shards out).
+    """
+
+    def __init__(
+        self,
+        kind: FieldKind,
+        count: int,
+        nulls: int,
+        *,
+        min: Any = None,
+        max: Any = None,
+        distinct: int = 0,
+        values: dict[Any, int] | None = None,
+        top: list[tuple[Any, int]] | None = None,
+        bloom: Bloom | None = None,
+    ) -> None:
+        self.kind = kind
+        self.count = count
+        self.nulls = nulls
+        self.min = min
+        self.max = max
+        self.distinct = distinct
+        self._values = values
+        self._top = [] if top is None else top
+        self._bloom = bloom
+        self._raw: dict[str, Any] | None = None  # undecoded parts (see from_dict)
+        self._where = ""
+
+    def _take(self, name: str) -> Any:
+        raw = self._raw
+        return None if raw is None else raw.pop(name, None)
+
+    @property
+    def values(self) -> dict[Any, int] | None:
+        """Exact value counts (None beyond the bound)."""
+        if self._raw is not None and "values" in self._raw:
+            raw, counts = self._take("values"), self._take("counts")
+            if raw is not None:
+                if not (
+                    isinstance(raw, list)
+                    and isinstance(counts, list)
+                    and len(raw) == len(counts)
+                    and set(map(type, counts)) <= {int}
+                    and all_of_kind(self.kind, raw, nullable=False)
+                ):
+                    raise ShardError(f"manifest {self._where}: bad value counts")
+                self._values = dict(zip(raw, counts, strict=True))
+        return self._values
+
+    @property
+    def top(self) -> list[tuple[Any, int]]:
+        """The most frequent values, with their counts."""
+        if self._raw is not None and "top" in self._raw:
+            kind = self.kind
+            self._top = [
+                (p[0], p[1])
+                for p in self._take("top") or []
+                if isinstance(p, list)
+                and len(p) == 2
+                and _fits(kind, p[0])
+                and isinstance(p[1], int)
+            ]
+        return self._top
+
+    @property
+    def bloom(self) -> Bloom | None:
+        """Set membership beyond the bound (None: not kept, or malformed)."""
+        if self._raw is not None and "bloom" in self._raw:
+            self._bloom = Bloom.from_dict(self._take("bloom"))
+        return self._bloom
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,35 +143,19 @@ class FieldStats:
         for v in (lo, hi):
             if v is not None and not _fits(kind, v):
                 raise ShardError(f"manifest {where}: a {kind} field has a range of another type")
-        values = None
-        raw, counts = data.get("values"), data.get("counts")
-        if raw is not None:
-            if not (
-                isinstance(raw, list)
-                and isinstance(counts, list)
-                and len(raw) == len(counts)
-                and set(map(type, counts)) <= {int}
-                and all_of_kind(kind, raw, nullable=False)
-            ):
-                raise ShardError(f"manifest {where}: bad value counts")
-            values = dict(zip(raw, counts, strict=True))
-        top = [
-            (p[0], p[1])
-            for p in data.get("top") or []
-            if isinstance(p, list) and len(p) == 2 and _fits(kind, p[0]) and isinstance(p[1], int)
-        ]
         distinct = data.get("distinct")
-        return cls(
+        stats = cls(
             kind,
             count,
             nulls,
-            lo,
-            hi,
-            distinct if isinstance(distinct, int) else 0,
-            values,
-            top,
-            Bloom.from_dict(data.get("bloom")),
+            min=lo,
+            max=hi,
+            distinct=distinct if isinstance(distinct, int) else 0,
         )
+        stats._raw = {k: data.get(k) for k in ("values", "counts", "top", "bloom")}
+        stats._where = where
+        stats.values  # noqa: B018 - exact counts are checked when the manifest is read
+        return stats
 
 
 _ALLOWED: dict[str, set[type]] = {
@@ -164,15 +209,25 @@ class Manifest:
 
     @property
     def columns(self) -> dict[str, list[Any]]:
-        if self._columns is None:
-            self._decode_block()
+        """Every field's column (the column block decoded and checked on first use)."""
+        if self._columns is None or len(self._columns) < len(self.fields):
+            self._decode_block(None)
         assert self._columns is not None
         return self._columns
+
+    def columns_of(self, names: "set[str] | frozenset[str]") -> dict[str, list[Any]]:
+        """The columns of ``names`` (fields of this manifest): only those are decoded."""
+        held = self._columns or {}
+        missing = {n for n in names if n not in held}
+        if missing or self._positions is None:
+            self._decode_block(missing)
+        assert self._columns is not None
+        return {n: self._columns[n] for n in names}
 
     @property
     def positions(self) -> "np.ndarray[Any, np.dtype[np.int64]]":
         if self._positions is None:
-            self._decode_block()
+            self._decode_block(set())
         assert self._positions is not None
         return self._positions
 
@@ -228,30 +283,53 @@ class Manifest:
             fields[name] = stats
         return cls(sha.lower(), size, count, fields, block=block, where=where)
 
-    def _decode_block(self) -> None:
+    def _decode_block(self, names: set[str] | None) -> None:
+        """Decode and check the positions and the columns of ``names`` (None: all); the other
+        columns are skipped over, not decoded."""
         where, count = self._where, self.count
+        wanted = set(self.fields) if names is None else names & self.fields.keys()
+        positions: Any = None
+        columns_raw: dict[Any, Any] | None = None
         try:
-            raw = msgpack.unpackb(self._block or b"", raw=False, strict_map_key=False)
+            unpacker = msgpack.Unpacker(
+                raw=False, strict_map_key=False, max_buffer_size=max(len(self._block or b""), 1)
+            )
+            unpacker.feed(self._block or b"")
+            for _ in range(unpacker.read_map_header()):
+                key = unpacker.unpack()
+                if key == "positions" and self._positions is None:
+                    positions = unpacker.unpack()
+                elif key == "columns":
+                    columns_raw = {}
+                    for _ in range(unpacker.read_map_header()):
+                        name = unpacker.unpack()
+                        if isinstance(name, str) and name in wanted:
+                            columns_raw[name] = unpacker.unpack()
+                        else:
+                            unpacker.skip()
+                else:
+                    unpacker.skip()
         except Exception as exc:
             raise ShardError(
                 f"manifest {where}: the column block is not valid msgpack: {exc}"
             ) from None
-        if not isinstance(raw, dict):
-            raise ShardError(f"manifest {where} has no column block")
-        positions, columns_raw = raw.get("positions"), raw.get("columns")
-        if not isinstance(positions, list) or len(positions) != count:
-            raise ShardError(f"manifest {where}: {count} samples but not as many positions")
-        if not set(map(type, positions)) <= {int}:
-            raise ShardError(f"manifest {where}: a position is not an integer")
-        pos = np.asarray(positions, dtype=np.int64) if positions else np.zeros(0, np.int64)
-        if not np.array_equal(pos, np.arange(count, dtype=np.int64)):
-            raise ShardError(
-                f"manifest {where}: its positions are not the members 0..{count - 1} of the shard"
-            )
-        if not isinstance(columns_raw, dict):
+        pos = self._positions
+        if pos is None:
+            if not isinstance(positions, list) or len(positions) != count:
+                raise ShardError(f"manifest {where}: {count} samples but not as many positions")
+            if not set(map(type, positions)) <= {int}:
+                raise ShardError(f"manifest {where}: a position is not an integer")
+            pos = np.asarray(positions, dtype=np.int64) if positions else np.zeros(0, np.int64)
+            if not np.array_equal(pos, np.arange(count, dtype=np.int64)):
+                raise ShardError(
+                    f"manifest {where}: its positions are not the members 0..{count - 1} of "
+                    "the shard"
+                )
+        if columns_raw is None:
             raise ShardError(f"manifest {where} has no columns")
-        columns: dict[str, list[Any]] = {}
-        for name, stats in self.fields.items():
+        columns: dict[str, list[Any]] = dict(self._columns or {})
+        for name in wanted:
+            stats = self.fields[name]
             column = columns_raw.get(name)
             if not isinstance(column, list) or len(column) != count:
                 raise ShardError(f"manifest {where}: column $.{name} does not hold {count} values")

@@ -27,6 +27,7 @@ class ManifestCache:
     def __init__(self, shards: ShardSet) -> None:
         self.shards = shards
         self._loaded: dict[int, Manifest | None] = {}
+        self._confirmed: set[int] = set()
         #: why shard i's manifest is not used (absent ones are not listed)
         self.rejected: dict[int, str] = {}
 
@@ -61,9 +62,19 @@ class ManifestCache:
                     f"({expect.manifest_sha256})"
                 )
         manifest = Manifest.from_bytes(data, where)
-        index = self.shards.offsets(i)
-        shard_sha = expect.sha256 or index.sha256
-        shard_size = expect.size if expect.size is not None else index.shard_size
+        # what the offset index states, without loading it whole when a query prunes the shard
+        # (the full index is loaded, and compared again, before any of its members is read)
+        claim = self.shards.claimed(i)
+        if claim is None:
+            index = self.shards.offsets(i)
+            claim = (index.sha256, index.shard_size, len(index))
+        self._agrees(i, manifest, claim)
+        return manifest
+
+    def _agrees(self, i: int, manifest: Manifest, claim: tuple[str | None, int, int]) -> None:
+        expect = self.shards.expectation(i)
+        shard_sha = expect.sha256 or claim[0]
+        shard_size = expect.size if expect.size is not None else claim[1]
         if shard_sha is None:
             raise ShardError("the shard's sha256 is not known, so the manifest cannot be checked")
         if manifest.shard_sha256 != shard_sha.lower() or manifest.shard_size != shard_size:
@@ -72,10 +83,24 @@ class ManifestCache:
                 f"{manifest.shard_size}, but the shard has sha256 {shard_sha} and size "
                 f"{shard_size} (stale: rebuild it with `atdata manifest build`)"
             )
-        if manifest.count != len(index):
+        if manifest.count != claim[2]:
             raise ShardError(
-                f"it describes {manifest.count} samples, the shard's offset index {len(index)}"
+                f"it describes {manifest.count} samples, the shard's offset index {claim[2]}"
             )
+
+    def confirmed(self, i: int) -> Manifest | None:
+        """Shard ``i``'s manifest, checked again against its fully loaded offset index (before
+        members are read by it)."""
+        manifest = self.get(i)
+        if manifest is None or i in self._confirmed:
+            return manifest
+        index = self.shards.offsets(i)
+        try:
+            self._agrees(i, manifest, (index.sha256, index.shard_size, len(index)))
+        except ShardError as exc:
+            self.reject(i, str(exc))
+            return None
+        self._confirmed.add(i)
         return manifest
 
     def reject(self, i: int, reason: str) -> None:

@@ -20,7 +20,7 @@ from ..errors import InvalidArgumentError, SchemaError
 from .image import Image, Opened, decode_image, sniff_format
 from .spec import ImageSpec
 
-__all__ = ["decode_column", "decode_threads"]
+__all__ = ["Allocator", "decode_column", "decode_threads"]
 
 THREADS_ENV = "ATDATA_DECODE_THREADS"
 Allocator = Callable[[tuple[int, ...], np.dtype[Any]], np.ndarray[Any, Any]]

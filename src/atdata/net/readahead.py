@@ -3,8 +3,12 @@
 A remote shard is read as one long response body, and the reader parses each buffer before
 asking for the next: without help, the socket idles while Python parses and the parser idles
 while bytes arrive. :class:`ReadAhead` wraps a sequential stream; on the first read a daemon
-thread starts filling a bounded queue with chunks of ``chunk`` bytes (at most ``depth`` of them
-waiting, so memory stays at ``chunk * (depth + 1)`` per stream), and ``readinto`` hands them on.
+thread starts filling a bounded queue with chunks (at most ``depth`` of them waiting), and
+``readinto`` copies them into the consumer's buffer. A stream with ``iter_chunks`` (the remote
+sources' :class:`~atdata.sources._retry.ResumableStream`) is queued in the chunks the transport
+received, each at most one socket read of 1 MiB, without a copy on this side, so memory stays
+at ``1 MiB * (depth + 1)`` per stream; any other stream is read ``chunk`` bytes at a time
+(``chunk * (depth + 1)``).
 
 The wrapped stream is used by the thread alone: its deadlines, resumes and retries (a
 :class:`~atdata.sources._retry.ResumableStream`) and any hashing wrapped around it run there,
@@ -13,8 +17,9 @@ raised without read-ahead. The thread closes the wrapped stream as soon as it ha
 (so its connection goes back to the pool before the consumer opens the next shard), fails, or
 is told to stop by :meth:`ReadAhead.close`.
 
-``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 256 KiB); ``0`` turns read-ahead
-off (:func:`read_ahead` then returns the stream itself).
+``$ATDATA_READAHEAD_CHUNK`` sets ``chunk`` in bytes (default 256 KiB; streams without
+``iter_chunks`` only); ``0`` turns read-ahead off (:func:`read_ahead` then returns the stream
+itself).
 """
 
 import contextlib
@@ -22,6 +27,7 @@ import io
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from typing import BinaryIO, cast
 
 from ..errors import InvalidArgumentError, SourceError
@@ -65,18 +71,7 @@ def _fill(inner: BinaryIO, chunk: int, out: "queue.Queue[Item]", stop: threading
     """The filling thread: chunks of ``inner`` into ``out`` until the end, a failure or ``stop``."""
     item: Item = _EOF
     try:
-        readinto = getattr(inner, "readinto", None)
-        while not stop.is_set():
-            if readinto is not None:
-                buf = bytearray(chunk)
-                n = readinto(buf)
-                if not n:
-                    break
-                data: memoryview | bytes = memoryview(buf)[:n]
-            else:
-                data = inner.read(chunk)
-                if not data:
-                    break
+        for data in _chunks(inner, chunk, stop):
             if not _put(out, data, stop):
                 return
     except BaseException as exc:  # handed to the consumer, raised where it would have been
@@ -85,6 +80,37 @@ def _fill(inner: BinaryIO, chunk: int, out: "queue.Queue[Item]", stop: threading
         with contextlib.suppress(Exception):
             inner.close()  # before the end is announced: the connection is free again
     _put(out, item, stop)
+
+
+def _chunks(inner: BinaryIO, chunk: int, stop: threading.Event) -> Iterator[memoryview | bytes]:
+    """``inner``'s bytes in pieces. A stream with ``iter_chunks`` (a
+    :class:`~atdata.sources._retry.ResumableStream`) gives the transport's own chunks (each at
+    most one socket read, 1 MiB): no copy and no allocation here, the consumer's ``readinto``
+    copies each byte once. Others are read ``chunk`` bytes at a time."""
+    iter_chunks = getattr(inner, "iter_chunks", None)
+    if iter_chunks is not None:
+        for data in iter_chunks():
+            if stop.is_set():
+                return
+            yield data
+        return
+    readinto = getattr(inner, "readinto", None)
+    while not stop.is_set():
+        if readinto is not None:
+            buf = bytearray(chunk)
+            try:
+                n = readinto(buf)
+            except (NotImplementedError, io.UnsupportedOperation):
+                readinto = None  # a stream that only implements read(): use that
+                continue
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+        else:
+            data = inner.read(chunk)
+            if not data:
+                return
+            yield data
 
 
 def _put(out: "queue.Queue[Item]", item: Item, stop: threading.Event) -> bool:

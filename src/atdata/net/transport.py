@@ -54,9 +54,12 @@ T = TypeVar("T")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _SCHEMES = frozenset({"http", "https"})
-SOCKET_READ = 1 << 20
+SOCKET_READ = 256 << 10
 """Most bytes one socket read takes (httpcore asks for 64 KiB; whatever has arrived is
-taken, so a fast body comes in fewer, larger chunks)."""
+taken, so a fast body comes in fewer, larger chunks). Client CPU per GB on loopback, median of
+3 (benchmarks/RESULTS.md): 64 KiB 0.80 s, 128 KiB 0.67, 256 KiB 0.46-0.48, 512 KiB 0.56,
+1 MiB 0.59-0.74: each read allocates its ``bytes`` and h11 copies it twice, and past 256 KiB
+those copies leave the cache."""
 
 
 class TransportError(AtdataError):

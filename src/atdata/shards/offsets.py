@@ -30,6 +30,7 @@ __all__ = [
     "OFFSETS_SUFFIX",
     "OffsetIndex",
     "SidecarMismatch",
+    "read_claim",
     "sidecar_limit",
 ]
 
@@ -63,6 +64,42 @@ def sidecar_limit(shard_size: int | None) -> int:
     if shard_size is None:
         return MAX_SIDECAR_BYTES
     return min(MAX_SIDECAR_BYTES, 4096 + (shard_size // _BLOCK) * _PER_SAMPLE_SIDECAR)
+
+
+_CLAIM = ("format", "version", "shard_size", "sha256", "count")
+
+
+def read_claim(data: bytes) -> tuple[str | None, int, int] | None:
+    """(sha256, shard size, sample count) a sidecar states, from its leading fields only (the
+    key and offset arrays are skipped, not decoded); None when it is not a well-formed sidecar
+    as far as those fields go."""
+    try:
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        n = unpacker.read_map_header()
+        got: dict[str, Any] = {}
+        for _ in range(n):
+            name = unpacker.unpack()
+            if name in _CLAIM:
+                got[name] = unpacker.unpack()
+                if len(got) == len(_CLAIM):
+                    break
+            else:
+                unpacker.skip()
+    except Exception:
+        return None
+    size, count, sha = got.get("shard_size"), got.get("count"), got.get("sha256")
+    if (
+        got.get("format") != _FORMAT
+        or got.get("version") not in (_VERSION, _VERSION_GROUPS)
+        or type(size) is not int
+        or not 0 <= size <= MAX_SHARD_SIZE
+        or type(count) is not int
+        or not 0 <= count <= size // _BLOCK
+        or not (sha is None or isinstance(sha, str))
+    ):
+        return None
+    return sha, size, count
 
 
 def _padded(sizes: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":

@@ -49,6 +49,9 @@ _STREAM_CHUNK = 4 << 20
 _FIRST_CHUNK = 64  # members parsed before the first samples are handed on
 _MAX_CHUNK = 4096
 _STREAM_SAMPLE_CHUNK = 256
+# stream buffers kept for reuse: a batch of _STREAM_SAMPLE_CHUNK samples can hold views into
+# ~10 buffers of _STREAM_CHUNK (B3: 150 KB samples), released together when the batch is done
+_SPENT_BUFFERS = 16
 _SAMPLE_SUFFIX = "msgpack"
 
 Body = memoryview | bytes
@@ -322,13 +325,19 @@ def _iter_stream(
     eof = False
     need = _STREAM_CHUNK
     member_cap = max_stream_member()
+    spent: list[bytearray] = []  # buffers parsed already, reused once nothing points into them
     while True:
         if not eof and len(buf) - pos < need:
-            # a new buffer each time: the views handed out below keep pointing into the old one
+            # another buffer each time: the views handed out below keep pointing into the old one
             with memoryview(buf) as old:
-                buf, eof = _refill(
-                    stream, old[pos:], max(_STREAM_CHUNK, need - (len(buf) - pos)), url
+                fresh, eof = _refill(
+                    stream, old[pos:], max(_STREAM_CHUNK, need - (len(buf) - pos)), url, spent
                 )
+            if isinstance(buf, bytearray):
+                spent.append(buf)
+                if len(spent) > _SPENT_BUFFERS:
+                    del spent[0]
+            buf = fresh
             base += pos
             pos = 0
             if max_size is not None and base + len(buf) > max_size:
@@ -378,17 +387,23 @@ def _check_extent(extent: int, offset: int, max_size: int | None, cap: int, url:
         )
 
 
-def _refill(stream: BinaryIO, kept: memoryview, count: int, url: str) -> tuple[bytearray, bool]:
-    """A new buffer of ``kept`` plus up to ``count`` more bytes of ``stream``, and whether it ended.
+def _refill(
+    stream: BinaryIO, kept: memoryview, count: int, url: str, spent: list[bytearray] | None = None
+) -> tuple[bytearray, bool]:
+    """A buffer of ``kept`` plus up to ``count`` more bytes of ``stream``, and whether it ended.
 
-    The bytes are read straight into the new buffer (``readinto``, when the stream has it), so
+    The bytes are read straight into the buffer (``readinto``, when the stream has it), so
     each byte is copied once on its way from the stream. The buffer grows one chunk at a time,
     so memory grows with the bytes that actually arrive, never with what a size field promises.
-    The buffer is never written again once returned: views into it are handed to the caller.
+    The buffer is never written again while anything points into it: it is one of ``spent``
+    only when no view of it (a member body, an array decoded from one) is left, else new.
     """
     readinto = getattr(stream, "readinto", None)
     held = len(kept)
-    buf = bytearray(held + min(count, _STREAM_CHUNK))
+    size = held + min(count, _STREAM_CHUNK)
+    buf = _unused(spent, size) if spent else None
+    if buf is None:
+        buf = bytearray(size)
     buf[:held] = kept
     filled = held
     end = held + count
@@ -416,6 +431,28 @@ def _refill(stream: BinaryIO, kept: memoryview, count: int, url: str) -> tuple[b
     if filled < len(buf):
         del buf[filled:]
     return buf, eof
+
+
+def _unused(spent: list[bytearray], size: int) -> bytearray | None:
+    """One of ``spent`` that nothing points into any more, taken out and resized to ``size``.
+
+    Every view of a bytearray (a memoryview, a slice of one, a numpy array over one) is an
+    export of it, and a bytearray with exports cannot change size: the resize below succeeds
+    only for a buffer whose bytes nobody can see. Only this reader holds the buffer itself, so
+    no new view of it can appear once it has none.
+    """
+    for i, buf in enumerate(spent):
+        try:
+            buf.append(0)  # raises BufferError while any view of it exists
+        except BufferError:
+            continue
+        del spent[i]
+        if len(buf) > size:
+            del buf[size:]
+        elif len(buf) < size:
+            buf.extend(bytes(size - len(buf)))
+        return buf
+    return None
 
 
 def _member_extent(buf: bytes, pos: int) -> int:

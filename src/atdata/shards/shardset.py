@@ -18,10 +18,10 @@ from itertools import accumulate
 from typing import Any
 
 from .._redact import Redacted, redact
-from ..errors import AtdataWarning, ShardError
+from ..errors import AtdataWarning, ShardError, SourceError
 from ..sources import ShardCache, ShardSource, open_source, wrap_source
 from . import scancache
-from .offsets import OFFSETS_SUFFIX, OffsetIndex, sidecar_limit
+from .offsets import OFFSETS_SUFFIX, OffsetIndex, read_claim, sidecar_limit
 from .reader import scan_offsets
 
 __all__ = ["CheckedOpener", "ShardExpectation", "ShardSet", "SourceFactory"]
@@ -76,6 +76,9 @@ class ShardSet:
         self._distrusted: set[int] = set()
         self._from_cache: set[int] = set()  # indexes taken from the scan cache
         self._scan_only: set[int] = set()  # a cached scan proved wrong: scan, don't look it up
+        self._claimed: dict[int, tuple[str | None, int, int]] = {}  # see claimed()
+        self._claim_bytes: tuple[int, bytes] | None = None  # the last sidecar claimed() read
+        self._counts: dict[int, int] = {}  # counts taken without loading the index (count_from)
 
     def __reduce__(
         self,
@@ -136,7 +139,11 @@ class ShardSet:
             except OSError:
                 local_size = None
         try:
-            data = src.read_sidecar(OFFSETS_SUFFIX)
+            held = self._claim_bytes
+            self._claim_bytes = None
+            data = (
+                held[1] if held is not None and held[0] == i else src.read_sidecar(OFFSETS_SUFFIX)
+            )
             if data is None:
                 return None
             if expect.sidecar_sha256 is not None:
@@ -182,11 +189,71 @@ class ShardSet:
         self._no_sidecar.add(i)
         self._distrusted.add(i)
 
+    def claimed(self, i: int) -> tuple[str | None, int, int] | None:
+        """(sha256, shard size, sample count) that shard ``i``'s offset index states, without
+        loading it whole when it is not loaded yet: only the sidecar's leading fields are decoded,
+        after the checks that need no more (the sha256 recorded for the sidecar, a believable
+        size, the shard's recorded size and sha256). None when there is no such sidecar (or it
+        fails those checks; the full load then decides). A shard whose manifest rules it out is
+        never read, so this is all a query needs of it."""
+        idx = self._offsets.get(i)
+        if idx is not None:
+            return idx.sha256, idx.shard_size, len(idx)
+        if i in self._no_sidecar:
+            return None
+        if i not in self._claimed:
+            found = self._read_claim(i)
+            if found is None:
+                return None
+            self._claimed[i] = found
+        return self._claimed[i]
+
+    def _read_claim(self, i: int) -> tuple[str | None, int, int] | None:
+        src = self.source(i)
+        expect = self.expectation(i)
+        try:
+            data = src.read_sidecar(OFFSETS_SUFFIX)
+        except (ShardError, SourceError, OSError):
+            return None  # the full load reports it
+        if data is None:
+            return None
+        self._claim_bytes = (i, data)  # the full load that often follows reads it from here
+        recorded = expect.sidecar_sha256
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded.lower():
+            return None
+        if len(data) > sidecar_limit(expect.size):
+            return None
+        found = read_claim(data)
+        if found is None:
+            return None
+        sha, size, _ = found
+        if expect.size is not None and expect.size != size:
+            return None
+        if expect.sha256 is not None and sha is not None and expect.sha256 != sha:
+            return None
+        return found
+
+    def count_from(self, i: int, count: int) -> None:
+        """Take shard ``i``'s sample count as ``count`` (what its offset index claims, checked
+        by the caller: see :meth:`claimed`) without loading the index, unless it is loaded."""
+        if i not in self._offsets:
+            self._counts[i] = count
+
+    def count(self, i: int) -> int:
+        """Samples in shard ``i``: as :meth:`count_from` took it, else from its offset index
+        (:meth:`cumulative`, and so ``len()``, always loads the index)."""
+        idx = self._offsets.get(i)
+        if idx is not None:
+            return len(idx)
+        known = self._counts.get(i)
+        return known if known is not None else len(self.offsets(i))
+
     def offsets(self, i: int) -> OffsetIndex:
         """The offset index of shard ``i``: its sidecar, else a full scan (with a warning)."""
         idx = self._offsets.get(i)
         if idx is None:
             idx = self.sidecar(i)
+            self._counts.pop(i, None)
         if idx is None:
             src = self.source(i)
             path, digest = _peek_local_path(src), self.expectation(i).sha256

@@ -6,6 +6,7 @@ themselves here. ``pipe:`` and any unknown scheme are refused, whoever supplied 
 read from a record or a config is ever run as a command.
 """
 
+import os
 import re
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
@@ -138,8 +139,12 @@ def read_capped(stream: BinaryIO, what: str, limit: int = MAX_SIDECAR_BYTES) -> 
     """All of ``stream`` if it holds at most ``limit`` bytes; ShardError naming ``what`` if more."""
     parts: list[bytes] = []
     held = 0
+    try:  # a file: ask for its size (plus one byte, to see it end), not for the whole limit
+        step = os.fstat(stream.fileno()).st_size + 1
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        step = limit + 1
     while held <= limit:
-        got = stream.read(limit + 1 - held)
+        got = stream.read(min(step, limit + 1 - held))
         if not got:
             return b"".join(parts)
         parts.append(got)
