@@ -15,8 +15,9 @@ import pytest
 
 import atdata
 from atdata import AtdataError, AtdataIndexError, Index, SchemaError
-from atdata.atmosphere._http import HttpReader, error_summary
+from atdata.atmosphere._http import HttpReader
 from atdata.errors import AtmosphereError
+from atdata.net.error_body import error_summary
 from atdata.schema import MAX_SCHEMA_DEPTH, FieldType, Schema, field_type_of
 from http_server import serve_directory
 

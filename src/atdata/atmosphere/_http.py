@@ -12,7 +12,6 @@ passing either raises :class:`ReadDeadlineExceeded` naming the URL and the deadl
 """
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._optional import require
 from ..errors import AtmosphereError
 from ..net.deadlines import DeadlineExceeded, Deadlines, waiting
+from ..net.error_body import error_summary, printable
 from ..net.ids import plain_http_base
 from ..net.transport import TransportError, retrying, send, shared_client
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpReader", "ReadDeadlineExceeded", "XrpcError", "check_service_url", "printable"]
 
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 USER_AGENT = "atdata-atmosphere"
 
 
@@ -47,12 +46,6 @@ class ReadDeadlineExceeded(AtmosphereError, DeadlineExceeded):
     """A request to an atmosphere service passed its idle or total deadline."""
 
 
-def printable(text: str, limit: int = 300) -> str:
-    """``text`` with non-printable characters replaced and cut to ``limit`` characters."""
-    text = _UNPRINTABLE.sub("?", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def check_service_url(url: object, what: str) -> str:
     """``url`` without a trailing slash if it is a plain http(s) base URL, else AtmosphereError."""
     if not isinstance(url, str) or len(url) > 2000:
@@ -68,23 +61,6 @@ def check_service_url(url: object, what: str) -> str:
     except ValueError:
         raise AtmosphereError(f"{what} has a bad port: {printable(url, 200)!r}") from None
     return url.rstrip("/")
-
-
-def error_summary(status: int, body: bytes) -> tuple[str | None, str]:
-    """(XRPC error name, printable summary) from an error response body."""
-    name: str | None = None
-    message = ""
-    try:
-        data = json.loads(body[:8192])
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        data = None
-    if isinstance(data, dict):
-        if isinstance(data.get("error"), str):
-            name = printable(data["error"], 60)
-        if isinstance(data.get("message"), str):
-            message = printable(data["message"])
-    summary = f"HTTP {status}" + (f" {name}" if name else "") + (f": {message}" if message else "")
-    return name, summary
 
 
 class HttpReader:

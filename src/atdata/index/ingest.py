@@ -19,7 +19,7 @@ from ..shards.info import Checksum, ShardInfo
 from ..shards.offsets import OFFSETS_SUFFIX, OffsetIndex
 from ..shards.reader import scan_offsets
 from ..shards.shardset import ShardExpectation
-from ..shards.sink import ShardSink
+from ..shards.sink import ShardSink, write_whole
 from ..sources import ShardSource, open_source, scheme_of
 
 __all__ = ["copy_shard", "inspect_shard", "normalize_url", "shard_expectation"]
@@ -71,26 +71,11 @@ def copy_shard(url: str, location: str, open_sink: Callable[[str], ShardSink]) -
         sink.abort()
         raise
     index, _ = _offsets(source, digest, size)
-    data = index.to_bytes()
-    side = open_sink(location + OFFSETS_SUFFIX)
-    try:
-        side.write(data)
-        side.commit()
-    except BaseException:
-        side.abort()
-        raise
-    sidecar = Checksum.sha256(hashlib.sha256(data).hexdigest())
+    sidecar = Checksum.sha256(write_whole(open_sink, location + OFFSETS_SUFFIX, index.to_bytes()))
     manifest = _fresh_manifest(source, digest, size)
     kept = None
     if manifest is not None:  # the manifest travels with its shard
-        out = open_sink(location + MANIFEST_SUFFIX)
-        try:
-            out.write(manifest)
-            out.commit()
-        except BaseException:
-            out.abort()
-            raise
-        kept = Checksum.sha256(hashlib.sha256(manifest).hexdigest())
+        kept = Checksum.sha256(write_whole(open_sink, location + MANIFEST_SUFFIX, manifest))
     return ShardInfo(location, Checksum.sha256(digest), len(index), size, sidecar, kept)
 
 

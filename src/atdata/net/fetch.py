@@ -8,20 +8,18 @@ seconds, each socket wait within ``deadlines.idle``. Passing either raises
 :class:`~atdata.net.deadlines.DeadlineExceeded` naming ``where`` and the deadline.
 """
 
-import json
-import re
 import time
 from collections.abc import Callable, Mapping
 
 from .._optional import require
 from ..errors import SourceError
 from .deadlines import IDLE_TIMEOUT_ENV, TOTAL_TIMEOUT_ENV, DeadlineExceeded, Deadlines, waiting
+from .error_body import error_summary
 from .transport import TransportError, send, shared_client
 
-__all__ = ["USER_AGENT", "error_text", "fetch_body"]
+__all__ = ["USER_AGENT", "fetch_body"]
 
 USER_AGENT = "atdata"
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def fetch_body(
@@ -48,8 +46,8 @@ def fetch_body(
             response = send(client, "GET", url, headers=headers, params=params, max_redirects=3)
             try:
                 if response.status_code != 200:
-                    detail = error_text(_head(response, 4096))
-                    raise SourceError(f"cannot fetch {where}: HTTP {response.status_code}{detail}")
+                    summary = error_summary(response.status_code, _head(response, 4096))[1]
+                    raise SourceError(f"cannot fetch {where}: {summary}")
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
                 if encoding not in ("", "identity"):
                     raise SourceError(
@@ -118,16 +116,3 @@ def _deadline_or(
             f"(raise it with ${IDLE_TIMEOUT_ENV} or the source's timeout setting)"
         )
     return SourceError(f"cannot fetch {where}: {exc}")
-
-
-def error_text(body: bytes) -> str:
-    """`` (<error>: <message>)`` of an XRPC error body, printable and short, or ``""``."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    parts = [str(data.get(k)) for k in ("error", "message") if isinstance(data.get(k), str)]
-    text = _UNPRINTABLE.sub("?", ": ".join(parts))[:300]
-    return f" ({text})" if text else ""

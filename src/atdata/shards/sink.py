@@ -7,6 +7,7 @@ the local one writes a temporary file in the target directory, fsyncs it and ren
 raises :class:`FileExistsError` and leaves the existing file as it was.
 """
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from .._fs import AtomicFile
 
-__all__ = ["LocalFileSink", "ShardSink", "SinkFactory"]
+__all__ = ["LocalFileSink", "ShardSink", "SinkFactory", "write_whole"]
 
 
 class ShardSink(Protocol):
@@ -48,3 +49,16 @@ class LocalFileSink(AtomicFile):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(path, buffer_size=buffer_size, exclusive=exclusive)
         self.location = str(self.path)
+
+
+def write_whole(open_sink: SinkFactory, location: str, data: bytes) -> str:
+    """Write ``data`` to ``location`` through a sink from ``open_sink``: committed whole, or
+    aborted (nothing appears) on any failure. The sha256 hex digest of ``data``."""
+    sink = open_sink(location)
+    try:
+        sink.write(data)
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    return hashlib.sha256(data).hexdigest()

@@ -22,7 +22,7 @@ from ..members import MemberLayout, encode_members, member_layout
 from ..sample import DictSample
 from .info import Checksum, ShardInfo
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
-from .sink import LocalFileSink, ShardSink, SinkFactory
+from .sink import LocalFileSink, ShardSink, SinkFactory, write_whole
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
 __all__ = ["Layout", "ShardWriter", "SidecarBuilder"]
@@ -313,14 +313,9 @@ class ShardWriter(Generic[T]):
             starts=np.asarray(self._starts, dtype=np.int64) if self._grouped else None,
             ends=np.asarray(self._ends, dtype=np.int64) if self._grouped else None,
         )
-        side = self._sink_factory(sink.location + OFFSETS_SUFFIX)
-        sidecar = index.to_bytes()
-        try:
-            side.write(sidecar)
-            side.commit()
-        except BaseException:
-            side.abort()
-            raise
+        sidecar_sha256 = write_whole(
+            self._sink_factory, sink.location + OFFSETS_SUFFIX, index.to_bytes()
+        )
         extra = self._write_built(sink.location, size, digest)
         self.shards.append(
             ShardInfo(
@@ -328,7 +323,7 @@ class ShardWriter(Generic[T]):
                 Checksum.sha256(digest),
                 len(self._keys),
                 size,
-                Checksum.sha256(hashlib.sha256(sidecar).hexdigest()),
+                Checksum.sha256(sidecar_sha256),
                 None if extra is None else Checksum.sha256(extra),
             )
         )
@@ -342,11 +337,4 @@ class ShardWriter(Generic[T]):
         data = builder.finish(size=size, sha256=digest, count=len(self._keys))
         if data is None:
             return None
-        side = self._sink_factory(location + builder.suffix)
-        try:
-            side.write(data)
-            side.commit()
-        except BaseException:
-            side.abort()
-            raise
-        return hashlib.sha256(data).hexdigest()
+        return write_whole(self._sink_factory, location + builder.suffix, data)

@@ -1,0 +1,73 @@
+"""The atmosphere methods of :class:`~atdata.index.Index`: publishing a dataset version or a
+recorded lens to an ATProto repository (the atmosphere package is imported only when called)."""
+
+from typing import TYPE_CHECKING, Any
+
+from ._facade_base import IndexBase
+
+if TYPE_CHECKING:
+    from ..atmosphere import (
+        AtmosphereClient,
+        AtmosphereSession,
+        LensRecord,
+        PublishedDataset,
+        StoredRecord,
+    )
+    from .entries import DatasetEntry, LensEntry, SchemaEntry
+
+__all__ = ["AtmosphereMethods"]
+
+
+class AtmosphereMethods(IndexBase):
+    """``publish`` and ``publish_lens`` (part of ``Index``)."""
+
+    if TYPE_CHECKING:  # provided by DatasetMethods and CatalogMethods in the assembled Index
+
+        def get(self, ref: str) -> DatasetEntry: ...
+
+        def get_schema(self, ref: str) -> SchemaEntry: ...
+
+        def get_lens(self, name: str) -> LensEntry: ...
+
+    # -- the atmosphere ----------------------------------------------------------------------------
+    def publish(
+        self,
+        name: str,
+        *,
+        to: "AtmosphereSession | AtmosphereClient",
+        **options: Any,
+    ) -> "PublishedDataset":
+        """Publish the dataset version ``name`` (``"mnist"``, ``"mnist@3"``) to the atmosphere:
+        its schema, an entry record and a label ``name``/``version`` in the ATProto repository
+        of ``to`` (a logged-in :class:`~atdata.atmosphere.AtmosphereSession`).
+
+        Anyone can then load it with ``load_dataset("@<handle>/<name>[@<version>]")``. Shards
+        at http(s) or S3 URLs are referenced by URL; others are uploaded as PDS blobs. Running
+        it again writes nothing new. ``options`` are those of
+        :func:`atdata.atmosphere.publish_dataset`: ``storage="auto"|"urls"|"blobs"``,
+        ``split=True`` (cut shards over the PDS blob limit at sample boundaries),
+        ``replace_label=True``, ``label=False``, ``s3_endpoint``, ``s3_region``.
+        Needs ``pip install 'atdata[atmosphere]'``.
+        """
+        from ..atmosphere.publish import publish_dataset
+
+        return publish_dataset(self, name, to=to, **options)
+
+    def publish_lens(
+        self,
+        name: str,
+        *,
+        to: "AtmosphereSession | AtmosphereClient",
+        repository: str,
+        commit: str,
+        **options: Any,
+    ) -> "StoredRecord[LensRecord]":
+        """Publish the recorded lens ``name`` to the atmosphere as references to its code in
+        ``repository`` at ``commit`` (never the code itself), with both of its schemas.
+
+        ``options`` are those of :func:`atdata.atmosphere.publish_lens` (``getter_path``,
+        ``putter_path``, ``branch``). An identical lens record already published is reused.
+        """
+        from ..atmosphere.publish import publish_lens
+
+        return publish_lens(self, name, to=to, repository=repository, commit=commit, **options)
