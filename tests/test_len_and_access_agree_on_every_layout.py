@@ -3,6 +3,7 @@ every layout atdata writes: msgpack samples, member-layout typed samples, and me
 DictSamples; with the sidecars written and without them (one scan, then the scan cache)."""
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,8 @@ def test_every_access_path_agrees(
     if not data:
         return
     monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
-    folder = tmp_path / f"{layout}-{abs(hash((str(data), maxcount, drop_sidecars))) % 10**12}"
-    folder.mkdir()
+    # a fresh folder per example: hypothesis may run the same example twice
+    folder = Path(tempfile.mkdtemp(prefix=f"{layout}-", dir=tmp_path))
     written = atdata.write_samples(
         _samples(layout, data),
         str(folder / "s-%06d.tar"),

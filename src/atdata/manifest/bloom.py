@@ -44,12 +44,16 @@ class Bloom:
         n = max(1, len(items))
         m = min(_MAX_BITS, max(64, math.ceil(-n * math.log(rate) / math.log(2) ** 2)))
         k = max(1, round(m / n * math.log(2)))
-        arr = np.zeros((m + 7) // 8, dtype=np.uint8)
-        for value in items:
-            h1, h2 = _hashes(value)
-            for i in range(k):
-                bit = (h1 + i * h2) % m
-                arr[bit >> 3] |= 1 << (bit & 7)
+        # bit i of a value is (h1 + i * h2) % m, as may_contain computes it; reduced mod m
+        # first, every term fits in 64 bits (m < 2**27, k < 64), so numpy sets them all at once
+        pairs = [_hashes(value) for value in items]
+        h1 = np.fromiter((a % m for a, _ in pairs), dtype=np.uint64, count=len(pairs))
+        h2 = np.fromiter((b % m for _, b in pairs), dtype=np.uint64, count=len(pairs))
+        steps = np.arange(k, dtype=np.uint64)
+        bits = (h1[:, None] + steps[None, :] * h2[:, None]) % np.uint64(m)
+        bitmap = np.zeros(m, dtype=bool)
+        bitmap[bits.ravel()] = True
+        arr = np.packbits(bitmap, bitorder="little")
         return cls(arr.tobytes(), m, k)
 
     def may_contain(self, value: Any) -> bool:
