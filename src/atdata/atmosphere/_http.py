@@ -209,10 +209,7 @@ class HttpReader:
             raise
         if not expect_json:
             return None
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
+        return _parse_json(body, what)
 
     def get_json(
         self,
@@ -224,10 +221,7 @@ class HttpReader:
         what: str,
     ) -> Any:
         body = self.get(url, params=params, headers=headers, max_bytes=max_bytes, what=what)
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None
+        return _parse_json(body, what)
 
     def xrpc(
         self,
@@ -272,3 +266,11 @@ def _read_capped(
             on_chunk(chunk)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _parse_json(body: bytes, what: str) -> Any:
+    """``body`` parsed as JSON; AtmosphereError naming ``what`` when it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise AtmosphereError(f"{what}: the answer is not JSON ({exc})") from None

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..index import Index
 
 __all__ = [
+    "JsonOption",
     "PIPE_WIDTH",
     "CliError",
     "ProgressBar",
@@ -50,6 +51,9 @@ __all__ = [
     "out_console",
     "print_facts",
 ]
+
+#: The ``--json`` flag of commands that can print JSON for scripts.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 _NAME_FORM = re.compile(r"^[a-z0-9][a-z0-9._/-]*(@([0-9]+|latest))?\Z")
 _PATH_HINTS = re.compile(r"[*?\[{]|\.tar$|^[./~]")

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..errors import AtmosphereError
 from ._remote import load_login
-from ._shared import emit_json, note, out_console
+from ._shared import JsonOption, emit_json, note, out_console
 
 __all__ = ["HANDLE_RESOLVER_ENV", "PLC_ENV", "login_command", "logout_command", "register"]
 
@@ -113,7 +113,7 @@ def logout_command() -> None:
 
 
 def whoami_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The account the stored session belongs to (read from the file; nothing is sent).
 

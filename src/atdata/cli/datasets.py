@@ -13,6 +13,7 @@ from ..dataset_refs import is_atmosphere_reference
 from ..errors import ConflictError
 from ._shared import (
     CliError,
+    JsonOption,
     dataset_ref,
     emit_json,
     human_size,
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from ..index import DatasetEntry
 
 __all__ = ["ls_command", "register", "rm_command"]
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _version_dict(e: "DatasetEntry") -> dict[str, Any]:

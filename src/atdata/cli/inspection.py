@@ -32,7 +32,15 @@ from ._media import ImageInfo, thumbnail_or_problem
 from ._remote import label_text, reader, record_kind, storage_kind
 from ._samples import decode_fields, display_value, infer_schema, iter_raw_samples, json_value
 from ._samples import summarize_shard as _summarize
-from ._shared import classify_target, emit_json, human_size, note, out_console, print_facts
+from ._shared import (
+    JsonOption,
+    classify_target,
+    emit_json,
+    human_size,
+    note,
+    out_console,
+    print_facts,
+)
 from .schemas import SchemaInfo, schema_table
 from .targets import Resolved, open_target, remote_shards
 
@@ -42,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Report", "inspect_command", "preview_command", "register"]
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TargetArgument = Annotated[
     str,
     typer.Argument(

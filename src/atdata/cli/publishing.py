@@ -17,6 +17,7 @@ from ..errors import AuthenticationError
 from ._remote import label_text, load_login, reader, storage_kind, warnings_as_notes
 from ._shared import (
     CliError,
+    JsonOption,
     dataset_ref,
     emit_json,
     human_size,
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from ..atmosphere import PublishedDataset
 
 __all__ = ["ls_remote", "publish_command", "register"]
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 class StorageChoice(StrEnum):

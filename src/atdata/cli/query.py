@@ -16,7 +16,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ._samples import display_value, expand_shards, infer_schema, iter_raw_samples, json_value
-from ._shared import ProgressBar, classify_target, emit_json, note, open_index, out_console
+from ._shared import (
+    JsonOption,
+    ProgressBar,
+    classify_target,
+    emit_json,
+    note,
+    open_index,
+    out_console,
+)
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -67,7 +75,7 @@ def query_command(
     ],
     count: Annotated[bool, typer.Option("--count", help="Print only how many match.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N samples.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Samples matching QUERY (==, !=, <, <=, >, >=, in, not in, and, or, not; .between(a, b),
     .is_null()). Shards whose manifests rule the query out are not read."""

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from ..schema import Field, FieldType, Schema
 from ._samples import expand_shards, infer_schema, iter_raw_samples
-from ._shared import CliError, classify_target, emit_json, open_index, out_console
+from ._shared import CliError, JsonOption, classify_target, emit_json, open_index, out_console
 
 __all__ = [
     "SchemaInfo",
@@ -42,8 +42,6 @@ schema_app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 # -- resolving ----------------------------------------------------------------------------------

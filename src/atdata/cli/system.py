@@ -9,11 +9,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ._shared import CliError, emit_json, out_console
+from ._shared import CliError, JsonOption, emit_json, out_console
 
 __all__ = ["diagnose_command", "register", "version_command"]
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 

@@ -29,7 +29,7 @@ from ..shards.reader import load_offsets
 from ..shards.sidecar_check import sidecar_problem
 from ..sources import open_source
 from ..stores.base import ShardProblem
-from ._shared import ProgressBar, emit_json, human_size, out_console
+from ._shared import JsonOption, ProgressBar, emit_json, human_size, out_console
 from .targets import Resolved, open_target, remote_shards
 
 __all__ = ["Outcome", "register", "verify_command", "verify_path_shard"]
@@ -212,7 +212,7 @@ def verify_command(
             show_default=False,
         ),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-hash shards against their recorded checksums; exit 1 on a mismatch.
 

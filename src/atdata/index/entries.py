@@ -6,9 +6,9 @@ record of :mod:`atdata.atmosphere`. Each class converts to and from the plain di
 naming the record when a stored dict is malformed.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import AtdataIndexError
 from ..schema import Schema
@@ -75,24 +75,7 @@ class DatasetEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "DatasetEntry":
-        try:
-            return cls(
-                name=_str(record, "name"),
-                version=_int(record, "version"),
-                cid=_str(record, "cid"),
-                schema_ref=_opt_str(record, "schema_ref"),
-                shards=tuple(ShardInfo.from_dict(s) for s in record["shards"]),
-                count=_int(record, "count"),
-                created_at=_str(record, "created_at"),
-                metadata=dict(record.get("metadata") or {}),
-                description=_opt_str(record, "description"),
-                tags=tuple(str(t) for t in record.get("tags") or ()),
-                license=_opt_str(record, "license"),
-                stored=bool(record.get("stored", False)),
-                repo=repo,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("dataset", record, exc) from exc
+        return _from_record(cls, "dataset", record, repo, _DATASET_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -121,18 +104,7 @@ class SchemaEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "SchemaEntry":
-        try:
-            schema = Schema.from_dict(record["schema"])
-            return cls(
-                name=_str(record, "name"),
-                version=_str(record, "version"),
-                cid=_str(record, "cid"),
-                schema=schema,
-                created_at=_str(record, "created_at"),
-                repo=repo,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("schema", record, exc) from exc
+        return _from_record(cls, "schema", record, repo, _SCHEMA_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -161,17 +133,7 @@ class LabelEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LabelEntry":
-        try:
-            return cls(
-                name=_str(record, "name"),
-                dataset=_str(record, "dataset"),
-                version=_int(record, "version"),
-                created_at=_str(record, "created_at"),
-                description=_opt_str(record, "description"),
-                repo=repo,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("label", record, exc) from exc
+        return _from_record(cls, "label", record, repo, _LABEL_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -217,19 +179,7 @@ class LensEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, repo: str) -> "LensEntry":
-        try:
-            return cls(
-                name=_str(record, "name"),
-                source_schema=_str(record, "source_schema"),
-                target_schema=_str(record, "target_schema"),
-                getter=_str(record, "getter"),
-                putter=_opt_str(record, "putter"),
-                created_at=_str(record, "created_at"),
-                description=_opt_str(record, "description"),
-                repo=repo,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("lens", record, exc) from exc
+        return _from_record(cls, "lens", record, repo, _LENS_FIELDS)
 
 
 def resolve_code_ref(ref: str, *, allow_import: bool = False) -> Any:
@@ -280,6 +230,84 @@ def _int(record: Mapping[str, Any], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{key!r} must be an integer, got {type(value).__name__}")
     return value
+
+
+def _shards(record: Mapping[str, Any], key: str) -> tuple[ShardInfo, ...]:
+    return tuple(ShardInfo.from_dict(s) for s in record[key])
+
+
+def _metadata(record: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return dict(record.get(key) or {})
+
+
+def _tags(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    return tuple(str(t) for t in record.get(key) or ())
+
+
+def _flag(record: Mapping[str, Any], key: str) -> bool:
+    return bool(record.get(key, False))
+
+
+def _schema(record: Mapping[str, Any], key: str) -> Schema:
+    return Schema.from_dict(record[key])
+
+
+_Read = Callable[[Mapping[str, Any], str], Any]
+_E = TypeVar("_E")
+
+# Each entry's fields, in the order they are read (the first bad one is the one reported).
+_DATASET_FIELDS: dict[str, _Read] = {
+    "name": _str,
+    "version": _int,
+    "cid": _str,
+    "schema_ref": _opt_str,
+    "shards": _shards,
+    "count": _int,
+    "created_at": _str,
+    "metadata": _metadata,
+    "description": _opt_str,
+    "tags": _tags,
+    "license": _opt_str,
+    "stored": _flag,
+}
+_SCHEMA_FIELDS: dict[str, _Read] = {
+    "schema": _schema,
+    "name": _str,
+    "version": _str,
+    "cid": _str,
+    "created_at": _str,
+}
+_LABEL_FIELDS: dict[str, _Read] = {
+    "name": _str,
+    "dataset": _str,
+    "version": _int,
+    "created_at": _str,
+    "description": _opt_str,
+}
+_LENS_FIELDS: dict[str, _Read] = {
+    "name": _str,
+    "source_schema": _str,
+    "target_schema": _str,
+    "getter": _str,
+    "putter": _opt_str,
+    "created_at": _str,
+    "description": _opt_str,
+}
+
+
+def _from_record(
+    make: Callable[..., _E],
+    kind: str,
+    record: Mapping[str, Any],
+    repo: str,
+    fields: Mapping[str, _Read],
+) -> _E:
+    """``make(**fields read from record, repo=repo)``; AtdataIndexError naming the record when
+    a field is missing or of the wrong type."""
+    try:
+        return make(**{key: read(record, key) for key, read in fields.items()}, repo=repo)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(kind, record, exc) from exc
 
 
 def _malformed(kind: str, record: Mapping[str, Any], exc: Exception) -> AtdataIndexError:

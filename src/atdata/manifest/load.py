@@ -10,12 +10,11 @@ only through the (separately checked) offset index, so no manifest can point a r
 its shard.
 """
 
-import hashlib
 import warnings
 
 from .._redact import redact
 from ..errors import AtdataWarning, ShardError, SourceError
-from ..shards.shardset import ShardSet
+from ..shards.shardset import ShardSet, check_sidecar_sha256
 from .format import MANIFEST_SUFFIX, Manifest
 
 __all__ = ["ManifestCache"]
@@ -54,13 +53,7 @@ class ManifestCache:
 
     def _check(self, i: int, data: bytes, where: str) -> Manifest:
         expect = self.shards.expectation(i)
-        if expect.manifest_sha256 is not None:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != expect.manifest_sha256.lower():
-                raise ShardError(
-                    f"its sha256 {digest} differs from the one recorded for it "
-                    f"({expect.manifest_sha256})"
-                )
+        check_sidecar_sha256(data, expect.manifest_sha256)
         manifest = Manifest.from_bytes(data, where)
         # what the offset index states, without loading it whole when a query prunes the shard
         # (the full index is loaded, and compared again, before any of its members is read)

@@ -9,7 +9,7 @@ from .._msgpack_view import unpack_map_view
 from ..errors import InvalidArgumentError, ShardError
 from ..shards.reader import iter_members
 from ..shards.shardset import ShardSet
-from ..shards.sink import LocalFileSink
+from ..shards.sink import LocalFileSink, write_whole
 from ..shards.tar import split_name
 from .build import ManifestBuilder
 from .fields import FieldKind, indexed_fields
@@ -65,13 +65,7 @@ def build_manifests(
             )
         if fields is None:
             fields = builder._fields  # the same fields for every shard of the dataset
-        sink = LocalFileSink(path + MANIFEST_SUFFIX)
-        try:
-            sink.write(blob)
-            sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
+        write_whole(LocalFileSink, path + MANIFEST_SUFFIX, blob)
         written.append(path + MANIFEST_SUFFIX)
         if on_shard is not None:
             on_shard(src.url, len(index))

@@ -24,7 +24,13 @@ from . import scancache
 from .offsets import OFFSETS_SUFFIX, OffsetIndex, read_claim, sidecar_limit
 from .reader import scan_offsets
 
-__all__ = ["CheckedOpener", "ShardExpectation", "ShardSet", "SourceFactory"]
+__all__ = [
+    "CheckedOpener",
+    "ShardExpectation",
+    "ShardSet",
+    "SourceFactory",
+    "check_sidecar_sha256",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -146,13 +152,7 @@ class ShardSet:
             )
             if data is None:
                 return None
-            if expect.sidecar_sha256 is not None:
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != expect.sidecar_sha256.lower():
-                    raise ShardError(
-                        f"its sha256 {digest} differs from the one recorded for it "
-                        f"({expect.sidecar_sha256})"
-                    )
+            check_sidecar_sha256(data, expect.sidecar_sha256)
             size = expect.size if expect.size is not None else local_size
             if len(data) > sidecar_limit(size):
                 raise ShardError(f"{len(data)} bytes is too large for a shard of {size} bytes")
@@ -356,3 +356,14 @@ def _peek_local_path(src: ShardSource) -> str | None:
         found = peek()
         return found if isinstance(found, str) else None
     return src.local_path()
+
+
+def check_sidecar_sha256(data: bytes, recorded: str | None) -> None:
+    """ShardError when a sidecar's ``data`` does not hash to the ``recorded`` sha256 (when one
+    is recorded)."""
+    if recorded is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != recorded.lower():
+            raise ShardError(
+                f"its sha256 {digest} differs from the one recorded for it ({recorded})"
+            )

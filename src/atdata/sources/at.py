@@ -47,7 +47,7 @@ from ..net.ids import (
     verify_blob,
 )
 from .base import ShardSource, register_scheme, sidecar_builder
-from .spool import STREAM_IN_MEMORY_BYTES, Spool, SpoolWriter, kept_spools
+from .spool import STREAM_IN_MEMORY_BYTES, KeepsSpool, Spool, SpoolWriter
 
 __all__ = [
     "AtBlobSource",
@@ -131,7 +131,7 @@ def use_pds_locator(locator: PdsLocator) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------------- source
-class AtBlobSource:
+class AtBlobSource(KeepsSpool):
     """A shard held as a PDS blob; bytes are verified against the CID before any is used."""
 
     def __init__(
@@ -214,14 +214,6 @@ class AtBlobSource:
                 shard=self.url,
             )
         return spool
-
-    def _keep(self) -> Spool:
-        with self._lock:
-            kept = self._kept
-            if kept is None or kept.closed:
-                kept = self._kept = self.download()
-        kept_spools.used(self)
-        return kept
 
     def release_kept(self) -> None:
         """Let the kept spool go (closed once no reader uses it)."""

@@ -9,10 +9,11 @@ read from a record or a config is ever run as a command.
 import os
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 from .._optional import install_command
-from ..errors import ShardError, SourceError
+from ..errors import InvalidArgumentError, ShardError, SourceError
 
 __all__ = [
     "MAX_SIDECAR_BYTES",
@@ -24,6 +25,7 @@ __all__ = [
     "registered_schemes",
     "read_capped",
     "read_exactly",
+    "read_range_via",
     "register_sidecar_builder",
     "scheme_of",
     "sidecar_builder",
@@ -133,6 +135,23 @@ def read_exactly(stream: _Reads, url: str, start: int, length: int) -> bytes:
             f"shard {url!r} ended at byte {start + len(data)}, wanted {start + length}"
         )
     return data
+
+
+def read_range_via(
+    open_range: Callable[[int, int], AbstractContextManager[_Reads]],
+    url: str,
+    start: int,
+    length: int,
+) -> bytes:
+    """``read_range`` of a remote source: exactly ``length`` bytes from ``start``, read from the
+    stream ``open_range(start, start + length)`` opens (none for ``length`` 0);
+    InvalidArgumentError for a negative range, SourceError when the shard ends before them."""
+    if start < 0 or length < 0:
+        raise InvalidArgumentError(f"bad range start={start} length={length}")
+    if length == 0:
+        return b""
+    with open_range(start, start + length) as stream:
+        return read_exactly(stream, url, start, length)
 
 
 def read_capped(stream: BinaryIO, what: str, limit: int = MAX_SIDECAR_BYTES) -> bytes:

@@ -44,7 +44,7 @@ from ._retry import (
     Transient,
     check_installed,
 )
-from .base import read_capped, register_scheme
+from .base import read_capped, read_range_via, register_scheme
 
 if TYPE_CHECKING:
     import httpx
@@ -134,17 +134,9 @@ class HttpSource:
 
     def read_range(self, start: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``start`` (Range request, retried and resumed)."""
-        if start < 0 or length < 0:
-            raise InvalidArgumentError(f"bad range start={start} length={length}")
-        if length == 0:
-            return b""
-        with self._stream(self.url, start=start, end=start + length) as stream:
-            data = stream.read(length)
-        if len(data) != length:
-            raise SourceError(
-                f"shard {self.url!r} ended at byte {start + len(data)}, wanted {start + length}"
-            )
-        return data
+        return read_range_via(
+            lambda s, e: self._stream(self.url, start=s, end=e), self.url, start, length
+        )
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         """The bytes at this URL with ``suffix`` added to its path, or None on 404."""

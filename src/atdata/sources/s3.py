@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, Literal, cast
 from .._optional import check_installed, require
 from ..errors import InvalidArgumentError, SourceError
 from ._retry import Body, Deadlines, ResumableStream, RetryPolicy, Transient
-from .base import read_capped, read_exactly, register_scheme
+from .base import read_capped, read_range_via, register_scheme
 
 __all__ = [
     "S3Config",
@@ -237,12 +237,9 @@ class S3Source:
 
     def read_range(self, start: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``start`` (one ranged GET, resumed if cut short)."""
-        if start < 0 or length < 0:
-            raise InvalidArgumentError(f"bad range start={start} length={length}")
-        if length == 0:
-            return b""
-        with self._stream(self.key, start=start, end=start + length) as stream:
-            return read_exactly(stream, self.url, start, length)
+        return read_range_via(
+            lambda s, e: self._stream(self.key, start=s, end=e), self.url, start, length
+        )
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         """The object ``key + suffix``, or None when there is none."""

@@ -28,6 +28,7 @@ from ..errors import IntegrityError, InvalidArgumentError, SourceError
 
 __all__ = [
     "DEFAULT_MAX_SPOOL_BYTES",
+    "KeepsSpool",
     "MAX_KEPT_SPOOLS",
     "STREAM_IN_MEMORY_BYTES",
     "Spool",
@@ -375,3 +376,27 @@ class _KeptSpools:
 
 
 kept_spools = _KeptSpools(MAX_KEPT_SPOOLS)
+
+
+class KeepsSpool:
+    """Mixin for a source that downloads its whole shard once and keeps it for random access,
+    bounded process-wide by :data:`kept_spools`. The class sets ``_kept`` (None) and ``_lock``
+    and defines ``download`` and ``release_kept``."""
+
+    _kept: Spool | None
+    _lock: threading.Lock
+
+    def download(self, *, in_memory: int = 0) -> Spool:
+        raise NotImplementedError
+
+    def release_kept(self) -> None:
+        raise NotImplementedError
+
+    def _keep(self) -> Spool:
+        """The kept spool, downloaded now when there is none (or it was let go)."""
+        with self._lock:
+            kept = self._kept
+            if kept is None or kept.closed:
+                kept = self._kept = self.download()
+        kept_spools.used(self)
+        return kept

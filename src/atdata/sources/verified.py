@@ -28,9 +28,9 @@ from .memo import VerifyMemo, default_memo
 from .spool import (
     DEFAULT_MAX_SPOOL_BYTES,
     STREAM_IN_MEMORY_BYTES,
+    KeepsSpool,
     Spool,
     check_digest,
-    kept_spools,
     spool_stream,
 )
 
@@ -39,7 +39,7 @@ __all__ = ["LocalVerifiedSource", "VerifyingSource", "VerifyingStream"]
 _log = logging.getLogger(__name__)
 
 
-class VerifyingSource:
+class VerifyingSource(KeepsSpool):
     """``inner`` (remote) whose bytes are only handed out once they match ``expected_sha256``."""
 
     def __init__(
@@ -82,14 +82,6 @@ class VerifyingSource:
         )
         return check_digest(spool, self.expected_sha256)
 
-    def _spool(self) -> Spool:
-        with self._lock:
-            kept = self._kept
-            if kept is None or kept.closed:
-                kept = self._kept = self.download()
-        kept_spools.used(self)
-        return kept
-
     def release_kept(self) -> None:
         """Let the kept spool go (closed once no reader uses it)."""
         self._kept = None
@@ -104,7 +96,7 @@ class VerifyingSource:
         return self.download(in_memory=STREAM_IN_MEMORY_BYTES).reader(owns=True)
 
     def read_range(self, start: int, length: int) -> bytes:
-        return self._spool().read_range(start, length)
+        return self._keep().read_range(start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
         return self.inner.read_sidecar(suffix)
@@ -112,7 +104,7 @@ class VerifyingSource:
     def size(self) -> int:
         if self.expected_size is not None:
             return self.expected_size
-        return self._spool().size
+        return self._keep().size
 
 
 class LocalVerifiedSource:

@@ -163,10 +163,12 @@ class PostgresProvider(Provider):
         finally:
             self._local.depth = 0
 
+    # get and scan outside a transaction: the transaction's own statements, run on one pooled
+    # connection in autocommit; arguments are checked before a connection is taken.
     def get(self, kind: str, key: str) -> Record | None:
-        args = (check_kind(kind), _key(check_key(key)))
-        row = self._read(lambda c: c.execute(self._q["get"], args).fetchone())
-        return None if row is None else _loads(row[0], kind, key)
+        check_kind(kind)
+        check_key(key)
+        return self._read(lambda c: _PostgresTransaction(self, c).get(kind, key))
 
     def scan(
         self,
@@ -176,11 +178,14 @@ class PostgresProvider(Provider):
         start_after: str | None = None,
         limit: int | None = None,
     ) -> list[tuple[str, Record]]:
-        sql, args = self._scan_query(kind, prefix, start_after, limit)
+        self._scan_query(kind, prefix, start_after, limit)
         if limit is not None and limit <= 0:
             return []
-        rows = self._read(lambda c: c.execute(sql, args).fetchall())
-        return [(k, _loads(v, kind, k)) for k, v in rows]
+        return self._read(
+            lambda c: _PostgresTransaction(self, c).scan(
+                kind, prefix, start_after=start_after, limit=limit
+            )
+        )
 
     def close(self) -> None:
         with self._guard:
