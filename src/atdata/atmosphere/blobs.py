@@ -21,8 +21,8 @@ from ..errors import AtmosphereError, IntegrityError, ShardError, SourceError
 from ..manifest.format import MANIFEST_SUFFIX
 from ..net.ids import cid_of_sha256
 from ..shards.info import Checksum, ShardInfo
-from ..shards.reader import iter_members
 from ..shards.offsets import OFFSETS_SUFFIX
+from ..shards.reader import iter_members
 from ..shards.tar import BLOCK
 from ..sources import open_source
 from .client import AtmosphereClient
