@@ -147,3 +147,33 @@ def test_a_manifest_blob_of_another_shard_or_with_wrong_bytes_is_ignored(
     ds = load_reference(f"@{session.handle}/rows", Row, resolver=resolver, cache=False)
     with pytest.warns(AtdataWarning, match="manifest"):
         assert _keys(ds.where(ds.fields.label == 7)) == want
+
+
+_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+_OTHER = "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba"
+
+
+def test_the_manifest_field_round_trips_and_records_without_it_stay_valid() -> None:
+    from atdata.atmosphere.storage import BlobRef, BlobShard
+
+    plain = {"blob": {"$type": "blob", "ref": {"$link": _CID}, "mimeType": "x", "size": 9}}
+    shard = BlobShard.from_dict(plain)
+    assert shard.manifest is None and shard.offsets is None and shard.sidecars() == {}
+    assert "manifest" not in shard.to_dict()
+    withm = replace(shard, manifest=BlobRef(_OTHER, 3, "application/octet-stream"))
+    data = withm.to_dict()
+    assert data["manifest"]["ref"] == {"$link": _OTHER}
+    assert BlobShard.from_dict(data) == withm
+    url = BlobStorage((withm,)).shard_urls("did:plc:abcdefghijklmnopqrstuvwx")[0]
+    assert at_source.blob_sidecars(url) == {".manifest": _OTHER}
+    assert at_source.parse_blob_url(url)[1] == _CID
+
+
+@pytest.mark.parametrize(
+    "query", ["manifest=notacid", f"manifest={_OTHER}&manifest={_CID}", f"other={_OTHER}"]
+)
+def test_blob_urls_with_bad_sidecar_parameters_are_refused(query: str) -> None:
+    from atdata.errors import SourceError
+
+    with pytest.raises(SourceError, match="blob URL"):
+        at_source.parse_blob_url(f"at://did:plc:abcdefghijklmnopqrstuvwx/blob/{_CID}?{query}")

@@ -196,6 +196,7 @@ def plan_blobs(
     total = 0
     for piece, digest, whole in _pieces(shards, limit, split):
         found = _sidecars(whole) if whole is not None else {}
+        found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
         sidecars.append(found)
         entries.append(
             BlobShard(
