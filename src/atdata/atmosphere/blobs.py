@@ -14,12 +14,14 @@ hashes the shards and returns the blob storage they would become (CIDs computed 
 import hashlib
 import io
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ..errors import AtmosphereError, IntegrityError, SourceError
+from ..errors import AtmosphereError, IntegrityError, ShardError, SourceError
+from ..manifest.format import MANIFEST_SUFFIX
 from ..net.ids import cid_of_sha256
 from ..shards.info import Checksum, ShardInfo
+from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.reader import iter_members
 from ..shards.tar import BLOCK
 from ..sources import open_source
@@ -29,6 +31,8 @@ from .storage import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 __all__ = ["BlobPlan", "plan_blobs", "sha256_of", "split_shard", "upload_blobs"]
 
 _END_OF_ARCHIVE = bytes(2 * BLOCK)
+#: MIME type of the manifest and offset-index blobs uploaded beside a shard
+SIDECAR_MIME_TYPE = "application/octet-stream"
 
 
 def sha256_of(shard: ShardInfo) -> str | None:
@@ -113,12 +117,35 @@ def _read(shard: ShardInfo) -> tuple[bytes, bytes]:
     return data, digest
 
 
-def _pieces(shards: Sequence[ShardInfo], limit: int, split: bool) -> Iterator[tuple[bytes, bytes]]:
-    """(bytes, sha256 digest) of each blob the shards become, in order."""
+def _sidecars(shard: ShardInfo) -> dict[str, bytes]:
+    """The shard's manifest and offset index sidecars whose bytes match the checksums the index
+    recorded for them (suffix -> bytes); a sidecar unrecorded, missing or stale is left out."""
+    found: dict[str, bytes] = {}
+    recorded = (
+        (MANIFEST_SUFFIX, shard.manifest_checksum),
+        (OFFSETS_SUFFIX, shard.sidecar_checksum),
+    )
+    for suffix, checksum in recorded:
+        if checksum is None or checksum.algorithm.lower() != "sha256":
+            continue
+        try:
+            data = open_source(shard.url).read_sidecar(suffix)
+        except (SourceError, ShardError, OSError):
+            continue
+        if data is not None and hashlib.sha256(data).hexdigest() == checksum.digest.lower():
+            found[suffix] = data
+    return found
+
+
+def _pieces(
+    shards: Sequence[ShardInfo], limit: int, split: bool
+) -> Iterator[tuple[bytes, bytes, ShardInfo | None]]:
+    """(bytes, sha256 digest, the shard when the blob is all of it) of each blob the shards
+    become, in order."""
     for shard in shards:
         data, digest = _read(shard)
         if len(data) <= limit:
-            yield data, digest
+            yield data, digest, shard
             continue
         if not split:
             raise AtmosphereError(
@@ -127,7 +154,7 @@ def _pieces(shards: Sequence[ShardInfo], limit: int, split: bool) -> Iterator[tu
                 "http(s)/S3 URL instead (nothing was uploaded)"
             )
         for piece in split_shard(data, limit, where=shard.url):
-            yield piece, hashlib.sha256(piece).digest()
+            yield piece, hashlib.sha256(piece).digest(), None
 
 
 def check_sizes(shards: Sequence[ShardInfo], limit: int, split: bool) -> None:
@@ -154,6 +181,8 @@ class BlobPlan:
 
     storage: BlobStorage
     pieces: list[bytes] | None
+    #: per blob, the sidecars (suffix -> bytes) uploaded beside it (see :func:`_sidecars`)
+    sidecars: list[dict[str, bytes]] = field(default_factory=list)
 
 
 def plan_blobs(
@@ -163,12 +192,18 @@ def plan_blobs(
     check_sizes(shards, limit, split)
     entries = []
     kept: list[bytes] | None = []
+    sidecars: list[dict[str, bytes]] = []
     total = 0
-    for piece, digest in _pieces(shards, limit, split):
+    for piece, digest, whole in _pieces(shards, limit, split):
+        found = _sidecars(whole) if whole is not None else {}
+        found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
+        sidecars.append(found)
         entries.append(
             BlobShard(
                 BlobRef(cid=cid_of_sha256(digest), size=len(piece), mime_type=BLOB_MIME_TYPE),
                 Checksum.sha256(digest.hex()),
+                manifest=_ref(found.get(MANIFEST_SUFFIX)),
+                offsets=_ref(found.get(OFFSETS_SUFFIX)),
             )
         )
         total += len(piece)
@@ -178,7 +213,22 @@ def plan_blobs(
             kept = None
     if not entries:
         raise AtmosphereError("a dataset needs at least one shard to publish")
-    return BlobPlan(BlobStorage(tuple(entries)), kept)
+    return BlobPlan(BlobStorage(tuple(entries)), kept, sidecars)
+
+
+def _ref(data: bytes | None) -> BlobRef | None:
+    if data is None:
+        return None
+    digest = hashlib.sha256(data).digest()
+    return BlobRef(cid=cid_of_sha256(digest), size=len(data), mime_type=SIDECAR_MIME_TYPE)
+
+
+def _upload_sidecar(
+    client: AtmosphereClient, planned: BlobRef | None, data: bytes | None
+) -> BlobRef | None:
+    if planned is None or data is None:
+        return None
+    return client.upload_blob(data, mime_type=planned.mime_type, cid=planned.cid)
 
 
 def upload_blobs(
@@ -194,12 +244,14 @@ def upload_blobs(
     Bytes the plan did not keep are read again and must hash to the planned CIDs.
     """
     uploaded = []
-    pieces: Iterator[tuple[bytes, bytes | None]] = (
-        ((p, None) for p in plan.pieces)
+    pieces: Iterator[tuple[bytes, bytes | None, ShardInfo | None]] = (
+        ((p, None, None) for p in plan.pieces)
         if plan.pieces is not None
         else _pieces(shards, limit, split)
     )
-    for planned, (piece, digest) in zip(plan.storage.blobs, pieces, strict=False):
+    for i, (planned, (piece, digest, _)) in enumerate(
+        zip(plan.storage.blobs, pieces, strict=False)
+    ):
         if digest is not None and cid_of_sha256(digest) != planned.blob.cid:
             raise IntegrityError(
                 f"shard bytes changed between planning and upload (now {cid_of_sha256(digest)})",
@@ -207,7 +259,10 @@ def upload_blobs(
             )
         # the PDS computes the CID of what it received; upload_blob checks it is the planned one
         ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
-        uploaded.append(BlobShard(ref, planned.checksum))
+        side = plan.sidecars[i] if i < len(plan.sidecars) else {}
+        manifest = _upload_sidecar(client, planned.manifest, side.get(MANIFEST_SUFFIX))
+        offsets = _upload_sidecar(client, planned.offsets, side.get(OFFSETS_SUFFIX))
+        uploaded.append(BlobShard(ref, planned.checksum, manifest=manifest, offsets=offsets))
     if len(uploaded) != len(plan.storage.blobs) or next(pieces, None) is not None:
         raise AtmosphereError("the shards changed between planning and upload; publish again")
     return BlobStorage(tuple(uploaded))

@@ -11,11 +11,13 @@ blobs are checked against their CIDs, and http(s)/S3 shards against the sha256 i
 from typing import Any
 
 from ..dataset import Dataset
-from ..shards.shardset import CheckedOpener, ShardSet
+from ..net.ids import cid_digest
+from ..shards.shardset import CheckedOpener, ShardExpectation, ShardSet
 from ..sources import at as _at  # registers at://
 from ..sources.cache import ShardCache
 from .publish import ResolvedDataset, resolve_dataset
 from .resolve import Resolver, current_resolver
+from .storage import BlobStorage
 
 __all__ = ["load_reference"]
 
@@ -54,6 +56,15 @@ def dataset_of(
         if c is not None and c.algorithm == "sha256" and not url.startswith("at://")
     }
 
+    # a blob's CID fixes its sha256 and the record its size: the offset index and manifest
+    # fetched as blobs beside it must describe exactly that shard
+    storage = resolved.entry.storage
+    blobs: dict[str, ShardExpectation] = {}
+    if isinstance(storage, BlobStorage):
+        for url, b in zip(resolved.urls, storage.blobs, strict=True):
+            digest = cid_digest(b.blob.cid, url).hex()
+            blobs[url] = ShardExpectation(size=b.blob.size, sha256=digest)
+
     # a ShardSet, not URL strings: "?pds=" in blob URLs is not a glob
-    shards = ShardSet(list(resolved.urls), CheckedOpener(cache, expected))
+    shards = ShardSet(list(resolved.urls), CheckedOpener(cache, expected, blobs))
     return Dataset(shards, sample_type or resolved.sample_type())

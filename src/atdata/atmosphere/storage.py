@@ -127,6 +127,10 @@ def _dump_all(items: tuple[JsonObject, ...]) -> list[dict[str, Any]]:
     return [item.to_dict() for item in items]
 
 
+def _blob_dict(blob: "BlobRef") -> dict[str, Any]:
+    return blob.to_dict()
+
+
 # ---------------------------------------------------------------------------------- shapes
 @dataclass(frozen=True)
 class BlobRef(JsonObject):
@@ -187,16 +191,30 @@ class S3Storage(JsonObject):
         return [s.checksum for s in self.shards]
 
 
-def _blob_dict(blob: BlobRef) -> dict[str, Any]:
-    return blob.to_dict()
-
-
 @dataclass(frozen=True)
 class BlobShard(JsonObject):
     blob: BlobRef = json_field("blob", parse=BlobRef.parser(), dump=_blob_dict)
     checksum: Checksum | None = json_field(
         "checksum", parse=_optional_checksum, dump=_checksum_dict, default=None
     )
+    #: the shard's manifest (``<shard>.manifest``) held as a blob of the same repository
+    manifest: BlobRef | None = json_field(
+        "manifest", parse=BlobRef.parser(), dump=_blob_dict, default=None
+    )
+    #: the shard's offset index (``<shard>.idx``) held as a blob, so a query that prunes the
+    #: shard by its manifest need not download it to count its samples
+    offsets: BlobRef | None = json_field(
+        "offsets", parse=BlobRef.parser(), dump=_blob_dict, default=None
+    )
+
+    def sidecars(self) -> dict[str, str]:
+        """Sidecar suffix -> CID of the blob holding it."""
+        out: dict[str, str] = {}
+        if self.manifest is not None:
+            out[".manifest"] = self.manifest.cid
+        if self.offsets is not None:
+            out[".idx"] = self.offsets.cid
+        return out
 
 
 @dataclass(frozen=True)
@@ -211,7 +229,7 @@ class BlobStorage(JsonObject):
 
     def shard_urls(self, did: str, pds: str | None = None) -> list[str]:
         """``at://<did>/blob/<cid>[?pds=...]`` for each blob (see :mod:`atdata.sources.at`)."""
-        return [blob_url(did, b.blob.cid, pds) for b in self.blobs]
+        return [blob_url(did, b.blob.cid, pds, b.sidecars()) for b in self.blobs]
 
     def checksums(self) -> list[Checksum | None]:
         return [b.checksum for b in self.blobs]

@@ -50,11 +50,21 @@ class ShardExpectation:
 
 class CheckedOpener:
     """A source factory that opens shards by URL, through a shard cache (if any) and checked
-    against expected sha256 digests (by URL). Picklable: the setting travels, not open files."""
+    against expected sha256 digests (by URL). Picklable: the setting travels, not open files.
+    ``expectations`` (by URL) are what a record says about shards (see :class:`ShardSet`)."""
 
-    def __init__(self, cache: ShardCache | None, digests: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        cache: ShardCache | None,
+        digests: Mapping[str, str],
+        expectations: Mapping[str, ShardExpectation] | None = None,
+    ) -> None:
         self.cache = cache
         self.digests = dict(digests)
+        self.expectations = dict(expectations or {})
+
+    def expectation(self, url: str) -> ShardExpectation | None:
+        return self.expectations.get(url)
 
     def __call__(self, url: str) -> ShardSource:
         return wrap_source(

@@ -30,11 +30,11 @@ import contextlib
 import contextvars
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, quote
 
-from ..errors import IntegrityError, SourceError
+from ..errors import IntegrityError, ShardError, SourceError
 from ..net.deadlines import Deadlines
 from ..net.fetch import fetch_body
 from ..net.ids import (
@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
     "PdsLocator",
     "blob_cid",
+    "blob_sidecars",
     "blob_url",
     "cid_of_sha256",
     "parse_blob_url",
@@ -71,24 +72,53 @@ PdsLocator = Callable[[str], str]
 _CURRENT_LOCATOR: contextvars.ContextVar[PdsLocator | None] = contextvars.ContextVar(
     "atdata_pds_locator", default=None
 )
+#: sidecar suffix -> the blob URL parameter naming the blob that holds it
+_SIDECAR_PARAMS = {".manifest": "manifest", ".idx": "idx"}
+#: largest sidecar blob fetched (manifests and offset indexes are far smaller)
+MAX_SIDECAR_BLOB_BYTES = 64 << 20
 _URL = re.compile(r"^at://([^/?#]+)/blob/([^/?#]+)(?:\?([^#]*))?\Z")
 
 
 # ------------------------------------------------------------------------------------ URLs
-def blob_url(did: str, cid: str, pds: str | None = None) -> str:
-    """The source URL of blob ``cid`` in ``did``'s repository (optionally pinning its PDS)."""
+def blob_url(
+    did: str, cid: str, pds: str | None = None, sidecars: Mapping[str, str] | None = None
+) -> str:
+    """The source URL of blob ``cid`` in ``did``'s repository (optionally pinning its PDS).
+
+    ``sidecars`` maps sidecar suffixes (``".manifest"``, ``".idx"``) to the CIDs of blobs in the
+    same repository holding them; they travel in the URL (``&manifest=<cid>``, ``&idx=<cid>``)
+    so that :meth:`AtBlobSource.read_sidecar` fetches them instead of the shard.
+    """
     if not is_did(did):
         raise SourceError(f"{did!r:.100} is not a DID")
     if not is_cid_text(cid):
         raise SourceError(f"{cid!r:.100} is not a base32 CID")
     url = f"at://{did}/blob/{cid}"
+    params: list[str] = []
     if pds is not None:
-        url += "?pds=" + quote(_check_pds(pds, url), safe="")
-    return url
+        params.append("pds=" + quote(_check_pds(pds, url), safe=""))
+    for suffix, side in sorted((sidecars or {}).items()):
+        name = _SIDECAR_PARAMS.get(suffix)
+        if name is None:
+            raise SourceError(f"{suffix!r:.40} is not a sidecar a blob URL can name")
+        if not is_cid_text(side):
+            raise SourceError(f"{side!r:.100} is not a base32 CID")
+        params.append(f"{name}={side}")
+    return url + ("?" + "&".join(params) if params else "")
 
 
 def parse_blob_url(url: str) -> tuple[str, str, str | None]:
     """``(did, cid, pds or None)`` of a blob URL; SourceError for anything else."""
+    did, cid, pds, _ = _parse(url)
+    return did, cid, pds
+
+
+def blob_sidecars(url: str) -> dict[str, str]:
+    """The sidecar blobs a blob URL names: suffix -> CID (see :func:`blob_url`)."""
+    return _parse(url)[3]
+
+
+def _parse(url: str) -> tuple[str, str, str | None, dict[str, str]]:
     m = _URL.match(url)
     if m is None:
         if url.startswith("at://"):
@@ -103,14 +133,24 @@ def parse_blob_url(url: str) -> tuple[str, str, str | None]:
     if not is_cid_text(cid):
         raise SourceError(f"blob URL {url!r:.300} does not name a base32 CID")
     pds = None
+    sidecars: dict[str, str] = {}
     if query:
         params = parse_qs(query, keep_blank_values=True, strict_parsing=False)
-        unknown = set(params) - {"pds"}
-        if unknown or len(params.get("pds", [])) > 1:
-            raise SourceError(f"blob URL {url!r:.300}: only one ?pds= parameter is understood")
+        unknown = set(params) - {"pds", *_SIDECAR_PARAMS.values()}
+        if unknown or any(len(v) > 1 for v in params.values()):
+            raise SourceError(
+                f"blob URL {url!r:.300}: only one each of ?pds=, &manifest= and &idx= "
+                "parameters is understood"
+            )
         if "pds" in params:
             pds = _check_pds(params["pds"][0], url)
-    return did, cid, pds
+        for suffix, name in _SIDECAR_PARAMS.items():
+            if name in params:
+                side = params[name][0]
+                if not is_cid_text(side):
+                    raise SourceError(f"blob URL {url!r:.300}: {name}= is not a base32 CID")
+                sidecars[suffix] = side
+    return did, cid, pds, sidecars
 
 
 def _check_pds(pds: str, url: str) -> str:
@@ -144,7 +184,7 @@ class AtBlobSource(KeepsSpool):
         total_timeout: float | None = None,
     ) -> None:
         self.url = url
-        self.did, self.cid, self._pds = parse_blob_url(url)
+        self.did, self.cid, self._pds, self._sidecars = _parse(url)
         self._locator = pds_locator or _CURRENT_LOCATOR.get()
         self.max_bytes = max_bytes
         self.deadlines = Deadlines.resolve(timeout, total_timeout)
@@ -243,15 +283,45 @@ class AtBlobSource(KeepsSpool):
         return spool.read_range(start, length)
 
     def read_sidecar(self, suffix: str) -> bytes | None:
-        """Blob records carry no sidecars; the offset index is built from the verified bytes
-        (so readers do not warn about a missing index). The download made for it is handed to
-        the next ``open()`` rather than fetched twice."""
+        """A sidecar the URL names a blob for (``&manifest=``, ``&idx=``) is that blob's bytes,
+        verified against its CID (a failed fetch or a CID mismatch raises SourceError for a
+        manifest, which readers then ignore, and falls back to scanning for an offset index);
+        a sidecar no blob holds and none can be built from the shard is None (no download);
+        otherwise the offset index is built from the verified
+        shard bytes (so readers do not warn about a missing index), and the download made for
+        it is handed to the next ``open()`` rather than fetched twice."""
+        side = self._sidecars.get(suffix)
+        if side is not None and suffix != ".idx":
+            return self._sidecar_blob(side)  # SourceError: the caller reads without it
+        if side is not None:
+            try:
+                return self._sidecar_blob(side)
+            except SourceError:
+                pass  # built from the shard below
+        if sidecar_builder(suffix) is None:
+            return None
         with self._lock:
             fresh = self._kept is None or self._kept.closed
         spool = self._keep()
         if fresh:
             self._hand_off = True
         return _scan_sidecar(_SpoolShard(self.url, spool), suffix)
+
+    def _sidecar_blob(self, cid: str) -> bytes:
+        """The verified bytes of the sidecar blob ``cid``; SourceError (naming why) if it cannot
+        be fetched or does not hash to its CID."""
+        url = blob_url(self.did, cid, self._pds)
+        blob = AtBlobSource(
+            url,
+            pds_locator=self._locator,
+            max_bytes=MAX_SIDECAR_BLOB_BYTES,
+            timeout=self.deadlines.idle,
+            total_timeout=self.deadlines.total,
+        )
+        try:
+            return blob.fetch()
+        except (ShardError, OSError) as exc:  # IntegrityError: the bytes are not the CID's
+            raise SourceError(f"sidecar blob {url} of {self.url}: {exc}") from exc
 
     def derive_sidecar(self, source: ShardSource, suffix: str) -> bytes | None:
         """The sidecar built from ``source``, another copy of this blob (e.g. a cached one)."""
