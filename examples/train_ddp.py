@@ -9,6 +9,7 @@ the last checkpoint, with the samples of the epoch not yet trained on, each once
 """
 
 import datetime
+import gc
 import os
 import subprocess
 import sys
@@ -100,6 +101,11 @@ def main(out: Path) -> None:
             print(f"epoch {epoch}: batches per rank {per_rank}, loss {loss.item():.4f}")
     if rank == 0:
         print(f"{world} ranks trained {EPOCHS} epochs in lockstep ({step} steps)")
+    # tear down in order while the interpreter is whole: the loader's workers and the DDP
+    # reducer (which holds Gloo work objects) before the process group they talk through
+    dist.barrier()
+    del batches, model, opt
+    gc.collect()
     dist.destroy_process_group()
 
 
