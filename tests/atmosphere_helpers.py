@@ -35,3 +35,21 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def new_account_session(pds: dict[str, Any], prefix: str = "m") -> Any:
+    """A fresh account on the local PDS (``pds`` fixture) and an AtmosphereSession logged in to it."""
+    import os
+
+    from atproto import Client, models
+
+    from atdata.atmosphere import AtmosphereSession
+    from services import PDS_TEST_PASSWORD
+
+    handle = f"{prefix}{os.urandom(5).hex()}.test"
+    Client(base_url=pds["pds"]).com.atproto.server.create_account(
+        models.ComAtprotoServerCreateAccount.Data(
+            handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
+        )
+    )
+    return AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD)

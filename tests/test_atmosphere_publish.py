@@ -2,7 +2,6 @@
 resolve_dataset, the functions Index.publish and load_dataset are wired to)."""
 
 import hashlib
-import os
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,9 +28,11 @@ from atdata.sample import packable
 from atdata.schema import Shape
 from atdata.shards.shardset import ShardSet
 from atdata.sources import open_source
-from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
+from atmosphere_helpers import (
+    loopback_only,  # noqa: F401 - autouse guard
+    new_account_session,
+)
 from http_server import FileServer
-from services import PDS_TEST_PASSWORD
 
 pytestmark = pytest.mark.services
 
@@ -66,16 +67,8 @@ def _digits(n: int, seed: int = 0) -> list[Any]:
 
 @pytest.fixture
 def make_session(pds: dict[str, Any]) -> Callable[[], AtmosphereSession]:
-    from atproto import Client, models
-
     def make() -> AtmosphereSession:
-        handle = f"p{os.urandom(5).hex()}.test"
-        Client(base_url=pds["pds"]).com.atproto.server.create_account(
-            models.ComAtprotoServerCreateAccount.Data(
-                handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
-            )
-        )
-        return AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD)
+        return new_account_session(pds, prefix="p")  # type: ignore[no-any-return]
 
     return make
 

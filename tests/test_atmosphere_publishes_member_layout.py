@@ -19,8 +19,10 @@ from atdata.atmosphere import AtmosphereSession
 from atdata.atmosphere.publish import publish_dataset
 from atdata.errors import AtmosphereError
 from atdata.index import Index
-from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
-from services import PDS_TEST_PASSWORD
+from atmosphere_helpers import (
+    loopback_only,  # noqa: F401 - autouse guard
+    new_account_session,
+)
 
 pytestmark = pytest.mark.services
 
@@ -43,15 +45,7 @@ def _rows(n: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def session(pds: dict[str, Any]) -> AtmosphereSession:
-    from atproto import Client, models
-
-    handle = f"m{os.urandom(5).hex()}.test"
-    Client(base_url=pds["pds"]).com.atproto.server.create_account(
-        models.ComAtprotoServerCreateAccount.Data(
-            handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
-        )
-    )
-    return AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD)
+    return new_account_session(pds)  # type: ignore[no-any-return]
 
 
 def _load_fresh(ref: str, pds: dict[str, Any], home: Path, fields: str) -> list[list[Any]]:

@@ -5,7 +5,6 @@ blob that is not what the record's CID says, or that belongs to another shard, i
 query still answers exactly what ``filter`` answers. Runs against the real local PDS; getBlob
 requests are counted at the transport seam (``fetch_body``), with the real transport under it."""
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,24 +20,18 @@ from atdata.dataset import Dataset
 from atdata.errors import AtdataWarning
 from atdata.index import Index
 from atdata.shards.shardset import ShardSet
-from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
+from atmosphere_helpers import (
+    loopback_only,  # noqa: F401 - autouse guard
+    new_account_session,
+)
 from query_helpers import Row, make_rows
-from services import PDS_TEST_PASSWORD
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 def session(pds: dict[str, Any]) -> AtmosphereSession:
-    from atproto import Client, models
-
-    handle = f"m{os.urandom(5).hex()}.test"
-    Client(base_url=pds["pds"]).com.atproto.server.create_account(
-        models.ComAtprotoServerCreateAccount.Data(
-            handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
-        )
-    )
-    return AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD)
+    return new_account_session(pds)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
