@@ -184,6 +184,4 @@ def executor_named(name: str, workers: int | None = None) -> Executor:
         module = importlib.import_module(".ray_executor", __package__)
         made: Executor = module.RayExecutor(workers)
         return made
-    raise InvalidArgumentError(
-        f"unknown executor {name!r}: use 'inprocess', 'process' or 'ray'"
-    )
+    raise InvalidArgumentError(f"unknown executor {name!r}: use 'inprocess', 'process' or 'ray'")

@@ -4,7 +4,8 @@ An input shard is **reused** when the previous derived version has a task with t
 id (same transform identity, same input bytes, same output options): its output shards are
 carried over without running the transform. Otherwise it is **changed** when the previous
 version had an input of the same file name with other bytes, and **new** when it had none.
-Previous tasks whose input bytes are no longer in the source are **dropped**. With another
+Previous tasks whose input (by bytes or by file name) is no longer in the source are
+**dropped**. With another
 transform identity nothing is reused (``transform_changed``).
 """
 
@@ -96,7 +97,11 @@ def make_plan(
             planned.append(PlannedInput(i, shard, task_id, "changed"))
         else:
             planned.append(PlannedInput(i, shard, task_id, "new"))
-    present = {s.sha256 for s in inputs}
+    present = {s.sha256 for s in inputs} | {posixpath.basename(s.url) for s in inputs}
     changed = previous.transform.digest != identity_digest
-    dropped = [t for t in previous.tasks if not all(i.sha256 in present for i in t.inputs)]
+    dropped = [
+        t
+        for t in previous.tasks
+        if not any(i.sha256 in present or posixpath.basename(i.url) in present for i in t.inputs)
+    ]
     return DerivePlan(planned, dropped, previous_ref, changed)

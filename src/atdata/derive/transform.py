@@ -39,7 +39,12 @@ class TransformIdentity:
     digest: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "name": self.name, "version": self.version, "digest": self.digest}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> "TransformIdentity":

@@ -47,7 +47,9 @@ def run_task(task: DeriveTask) -> TaskResult:
     )
 
 
-def _outputs(task: DeriveTask, failures: list[SampleFailure], counts: dict[str, int]) -> Iterator[Any]:
+def _outputs(
+    task: DeriveTask, failures: list[SampleFailure], counts: dict[str, int]
+) -> Iterator[Any]:
     """The transform's output samples, in input order (failures recorded or raised)."""
     fn, size = task.transform.fn, task.transform.batch_size
     batch: list[Any] = []

@@ -187,8 +187,17 @@ class DeriveMethods(IndexBase):
                     on_task(result)
             results.sort(key=lambda r: r.index)
             entry = _commit(
-                target, name, version_no, spec, results, parents, on_error,
-                description=description, metadata=metadata, tags=tags, license=license,
+                target,
+                name,
+                version_no,
+                spec,
+                results,
+                parents,
+                on_error,
+                description=description,
+                metadata=metadata,
+                tags=tags,
+                license=license,
             )
         except BaseException:
             if not ran:  # nothing finished that a later run could reuse
@@ -292,7 +301,9 @@ def _carry_over(
                 tuple(o for o in outs if o is not None),
                 done.samples_in,
                 done.samples_out,
-                tuple(f.__class__(f.key, planned.shard.url, f.error_type, f.message) for f in failures),
+                tuple(
+                    f.__class__(f.key, planned.shard.url, f.error_type, f.message) for f in failures
+                ),
             )
     if found is None:
         found = journal.find(planned.task_id, planned.index)
