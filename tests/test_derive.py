@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import atdata
+from atdata.derive import InProcessExecutor, ProcessPoolExecutor
+from atdata.derive.executors import DeriveTask, TaskResult
+from atdata.index import Index, _facade_derive
 from derive_transforms import (
     CALLS,
     Count,
@@ -20,12 +25,6 @@ from derive_transforms import (
     keep_even,
     stalling_count,
 )
-
-import atdata
-from atdata.derive import InProcessExecutor, ProcessPoolExecutor
-from atdata.derive.executors import DeriveTask, TaskResult
-from atdata.index import Index
-from atdata.index import _facade_derive
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ first): code you name on your own command line, never code read from an index or
 
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -16,6 +16,7 @@ from rich.text import Text
 from ._shared import JsonOption, ProgressBar, dataset_ref, emit_json, open_index, out_console
 
 if TYPE_CHECKING:
+    from ..derive.executors import OnError
     from ..index import DatasetEntry, Index
 
 __all__ = ["derive_command", "derive_errors_command", "lineage_command", "register"]
@@ -27,6 +28,7 @@ def derive_command(
         str, typer.Argument(help="module:function (or module:lens) to apply to each sample.")
     ],
     name: Annotated[str, typer.Argument(help="The dataset the output is a new version of.")],
+    *,
     executor: Annotated[
         str, typer.Option(help="inprocess, process (a local pool) or ray.")
     ] = "inprocess",
@@ -50,6 +52,7 @@ def derive_command(
     dataset_ref(source)
     if on_error not in ("raise", "record"):
         raise typer.BadParameter("--on-error is 'raise' or 'record'")
+    policy = cast("OnError", on_error)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     fn = resolve_code_ref(transform, allow_import=True)
@@ -62,7 +65,7 @@ def derive_command(
             version=version,
             batch_size=batch_size,
             dry_run=True,
-            on_error=on_error,  # type: ignore[arg-type]
+            on_error=policy,
         )
         if dry_run:
             if as_json:
@@ -87,7 +90,7 @@ def derive_command(
                 executor=run,
                 version=version,
                 batch_size=batch_size,
-                on_error=on_error,  # type: ignore[arg-type]
+                on_error=policy,
                 on_task=lambda r: bar.advance(r.samples_in),
             )
     failures = len((entry.lineage or {}).get("failures") or ())

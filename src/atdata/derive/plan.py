@@ -84,12 +84,15 @@ def make_plan(
 ) -> DerivePlan:
     """Compare the inputs (with their task ids) to the previous derived version's lineage."""
     if previous is None:
-        planned = [PlannedInput(i, s, t, "new") for i, (s, t) in enumerate(zip(inputs, task_ids))]
+        planned = [
+            PlannedInput(i, s, t, "new")
+            for i, (s, t) in enumerate(zip(inputs, task_ids, strict=True))
+        ]
         return DerivePlan(planned, previous=previous_ref)
     by_task = {t.task_id: t for t in previous.tasks}
     names = {posixpath.basename(i.url): i.sha256 for t in previous.tasks for i in t.inputs}
     planned = []
-    for i, (shard, task_id) in enumerate(zip(inputs, task_ids)):
+    for i, (shard, task_id) in enumerate(zip(inputs, task_ids, strict=True)):
         done = by_task.get(task_id)
         if done is not None:
             planned.append(PlannedInput(i, shard, task_id, "reused", done))

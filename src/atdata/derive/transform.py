@@ -90,7 +90,7 @@ class Transform:
         h.update(f"batch={self.batch_size}\0version={self.version}\0".encode())
         if isinstance(self.fn, Lens):
             lens = self.fn
-            kind, name = "lens", lens.name
+            kind, name = "lens", _lens_name(lens)
             h.update(f"{_type_name(lens.source)}->{_type_name(lens.view)}\0".encode())
             _hash_callable(h, lens._get)
         else:
@@ -117,6 +117,10 @@ def _qualified(fn: Any) -> str:
     return f"{module}:{qualname}"
 
 
+def _lens_name(lens: Lens[Any, Any]) -> str:
+    return str(lens.name)
+
+
 def _hash_callable(h: "hashlib._Hash", fn: Any, depth: int = 0) -> None:
     """Feed ``fn``'s code and parameters into ``h`` (partials and callables unwrapped)."""
     if depth > 8:
@@ -127,8 +131,8 @@ def _hash_callable(h: "hashlib._Hash", fn: Any, depth: int = 0) -> None:
         return
     code = getattr(fn, "__code__", None)
     if code is None:  # a callable object: its class's __call__ and its state
-        call = getattr(type(fn), "__call__", None)
-        if call is not None and hasattr(call, "__code__"):
+        call = type(fn).__dict__.get("__call__")
+        if getattr(call, "__code__", None) is not None:
             _hash_callable(h, call, depth + 1)
         h.update(_stable(getattr(fn, "__dict__", None)))
         return
@@ -154,5 +158,5 @@ def _stable(value: Any) -> bytes:
     """Bytes that stand for ``value`` from one run to the next (pickle; repr when it cannot)."""
     try:
         return pickle.dumps(value, protocol=4)
-    except Exception:  # noqa: BLE001 - anything unpicklable is described by its repr
+    except Exception:
         return repr(value).encode()

@@ -74,7 +74,7 @@ def _apply(
 ) -> Iterator[Any]:
     try:
         out = call(samples)
-    except Exception as exc:  # noqa: BLE001 - a transform may raise anything; it is data here
+    except Exception as exc:
         if task.on_error != "record":
             raise
         keys = _keys(task)

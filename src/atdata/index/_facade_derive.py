@@ -17,6 +17,7 @@ from ..derive.executors import (
     InProcessExecutor,
     InputShard,
     OnError,
+    SampleFailure,
     TaskResult,
 )
 from ..derive.journal import Journal
@@ -190,10 +191,10 @@ class DeriveMethods(IndexBase):
                 target,
                 name,
                 version_no,
-                spec,
-                results,
-                parents,
-                on_error,
+                spec=spec,
+                results=results,
+                parents=parents,
+                on_error=on_error,
                 description=description,
                 metadata=metadata,
                 tags=tags,
@@ -232,7 +233,7 @@ class DeriveMethods(IndexBase):
             )
             store = self._repos[entry.repo].store
             inputs = [_input(s) for s in entry.shards]
-            readers = [
+            readers: list[Dataset[Any]] = [
                 Dataset([s.url], sample_type, source_factory=_EntryShardOpener(store, [s]))
                 for s in entry.shards
             ]
@@ -240,9 +241,9 @@ class DeriveMethods(IndexBase):
         if isinstance(source, Dataset):
             known = {s.url: s for s in getattr(source, "shard_infos", ())}
             infos = [known.get(u) or inspect_shard(normalize_url(u)) for u in source.urls]
-            readers = [Dataset([s.url], source.sample_type) for s in infos]
+            own = [Dataset([s.url], source.sample_type) for s in infos]
             ref = infos[0].url if infos else "(empty)"
-            return [ParentRef(ref, None)], [_input(s) for s in infos], readers
+            return [ParentRef(ref, None)], [_input(s) for s in infos], list(own)
         raise InvalidArgumentError(
             f"derive's source is an index reference ('frames@3') or a Dataset, got {source!r}"
         )
@@ -289,7 +290,7 @@ def _carry_over(
         by_url = {s.url: s for s in previous.shards}
         outs = [by_url.get(u) for u in done.outputs]
         if all(o is not None for o in outs):
-            failures = ()
+            failures: tuple[SampleFailure, ...] = ()
             prior = _lineage_of(previous)
             if prior is not None:
                 urls = {i.url for i in done.inputs}
@@ -302,7 +303,8 @@ def _carry_over(
                 done.samples_in,
                 done.samples_out,
                 tuple(
-                    f.__class__(f.key, planned.shard.url, f.error_type, f.message) for f in failures
+                    SampleFailure(f.key, planned.shard.url, f.error_type, f.message)
+                    for f in failures
                 ),
             )
     if found is None:
@@ -332,6 +334,7 @@ def _commit(
     target: Repository,
     name: str,
     version: int,
+    *,
     spec: Transform,
     results: list[TaskResult],
     parents: list[ParentRef],

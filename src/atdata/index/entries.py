@@ -15,7 +15,7 @@ from ..schema import Schema
 from ..shards.info import ShardInfo
 from .refs import format_ref
 
-__all__ = ["DatasetEntry", "LabelEntry", "LensEntry", "SchemaEntry"]
+__all__ = ["DatasetEntry", "LabelEntry", "LensEntry", "SchemaEntry", "resolve_code_ref"]
 
 
 @dataclass(frozen=True)
