@@ -10,7 +10,7 @@ and the transform: the same on every executor, and reusable by later derives).
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import AtdataError, InvalidArgumentError
+from ..errors import AtdataError, InvalidArgumentError, TransformError
 from ..manifest.build import ManifestBuilder
 from ..shards.writer import ShardWriter
 from .executors import DeriveTask, SampleFailure, TaskResult
@@ -74,16 +74,22 @@ def _apply(
 ) -> Iterator[Any]:
     try:
         out = call(samples)
-    except Exception as exc:
-        if task.on_error != "record":
-            raise
+    except Exception as exc:  # a transform may raise anything: here it is data
         keys = _keys(task)
-        for offset in range(len(samples)):
-            position = first + offset
-            key = keys[position] if position < len(keys) else f"#{position}"
-            failures.append(
-                SampleFailure(key, task.inputs[0].url, type(exc).__qualname__, str(exc)[:500])
-            )
+        named = [
+            keys[first + n] if first + n < len(keys) else f"#{first + n}"
+            for n in range(len(samples))
+        ]
+        if task.on_error != "record":
+            what = f"sample {named[0]!r}" if len(named) == 1 else f"samples {named[0]!r}..."
+            raise TransformError(
+                f"the transform raised on {what} of shard {task.inputs[0].url!r}: "
+                f"{type(exc).__qualname__}: {exc} (on_error='record' keeps going and records "
+                "each failure; nothing was committed)"
+            ) from exc
+        shard = task.inputs[0].url
+        for key in named:
+            failures.append(SampleFailure(key, shard, type(exc).__qualname__, str(exc)[:500]))
         return
     if out is None:
         return
