@@ -151,7 +151,7 @@ def test_recorded_failures_keep_going_and_name_each_sample(index: Index, tmp_pat
     for i in (3, 14, 15):
         bad[i] = Frame(i=i, text="boom")
     index.write(bad, "frames", maxcount=10)
-    with pytest.raises(atdata.TransformError, match="sample '00000003' of shard .*cannot") as err:
+    with pytest.raises(atdata.TransformError, match=r"sample '00000003' of shard .*cannot") as err:
         index.derive("frames", count_words, "counts")
     assert isinstance(err.value.__cause__, ValueError)
     assert index.history("frames") and not [e for e in index.datasets if e.name == "counts"]

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from derive_transforms import Frame, frames
 from typer.testing import CliRunner
 
 from atdata.atmosphere import DatasetRecord, HttpShard, HttpStorage
 from atdata.atmosphere.publish import MAX_PUBLISHED_LINEAGE_SHARDS, published_lineage
 from atdata.cli.app import app
 from atdata.index import Index
+from derive_transforms import Frame, frames
 
 runner = CliRunner()
 VENV07_PYTHON = Path(__file__).resolve().parent.parent / "benchmarks" / ".venv07" / "bin" / "python"
