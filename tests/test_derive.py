@@ -126,10 +126,14 @@ def test_incremental_run_touches_only_new_and_changed_shards(
     assert sorted(CALLS) == list(range(10, 20)) + list(range(30, 40))
     assert second.shards[0].checksum == first.shards[0].checksum
     assert [s.i for s in index.load(second.ref)] == list(range(0, 20)) + list(range(30, 40))
+    # the carried-over shard is the new version's own: removing the old version keeps it
+    index.remove(first.ref)
+    assert [s.i for s in index.load(second.ref)] == list(range(0, 20)) + list(range(30, 40))
+    assert index.verify(second.ref) == []
     # nothing changed: nothing runs
     runs.clear()
-    index.derive("frames@2", count_words, "counts")
-    assert runs == []
+    third = index.derive("frames@2", count_words, "counts")
+    assert runs == [] and [s.checksum for s in third.shards] == [s.checksum for s in second.shards]
     # another transform identity: everything runs again
     plan = index.derive("frames@2", count_words, "counts", version="2", dry_run=True)
     assert plan.transform_changed and plan.summary()["reused"]["shards"] == 0

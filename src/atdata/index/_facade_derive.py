@@ -8,6 +8,7 @@ anything fails nothing is committed; outputs of tasks that finished stay in the 
 in the journal, for the next run (the pending version's files are removed by ``gc`` later).
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -26,7 +27,9 @@ from ..derive.plan import DerivePlan, PlannedInput, make_plan, task_id_for
 from ..derive.transform import Transform, as_transform
 from ..derive.work import run_task
 from ..errors import AtdataError, InvalidArgumentError, SchemaError
+from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.info import ShardInfo
+from ..shards.offsets import OFFSETS_SUFFIX
 from ..stores.base import DataStore, validate_dataset_name
 from . import datasets as ds_ops
 from ._facade_base import IndexBase, schema_of
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from ..dataset import Dataset
 
 __all__ = ["DeriveMethods"]
+
+_SIDECARS = (OFFSETS_SUFFIX, MANIFEST_SUFFIX)
 
 _Source = tuple[list[ParentRef], list[InputShard], list["Dataset[Any]"]]
 
@@ -314,9 +319,7 @@ def _carry_over(
     if found is None:
         return None
     try:
-        copies = tuple(
-            copy_shard(s.url, pattern % n, store.open_sink) for n, s in enumerate(found.outputs)
-        )
+        copies = tuple(_carry(store, s, pattern % n) for n, s in enumerate(found.outputs))
     except AtdataError:
         return None
     return TaskResult(
@@ -328,6 +331,15 @@ def _carry_over(
         found.samples_out,
         found.failures,
     )
+
+
+def _carry(store: DataStore, shard: ShardInfo, location: str) -> ShardInfo:
+    """``shard`` at ``location``: hard-linked where the store can (the bytes are the recorded
+    ones: readers check them against the checksum), else copied and re-hashed."""
+    link = getattr(store, "link_shard", None)
+    if callable(link) and store.owns(shard.url) and link(shard.url, location, _SIDECARS):
+        return dataclasses.replace(shard, url=location)
+    return copy_shard(shard.url, location, store.open_sink)
 
 
 def _commit(
