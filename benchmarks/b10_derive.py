@@ -13,7 +13,8 @@ Workloads, on scenario data (benchmarks/scenarios.py):
 Methods, each writing the same output: ``loop`` = ``atdata.write_samples(ds.map(fn), ...)`` over
 the source shards (one process, what a user writes today); ``inprocess`` =
 ``index.derive(..., executor=InProcessExecutor())``; ``pool-N`` = ``ProcessPoolExecutor(N)``
-(N = 1 .. cores; the pool's start-up is included); ``ray-N`` = the Ray executor (hook: included
+(N = 1 .. cores; forkserver with atdata preloaded; the pool's start-up is included), and
+``pool-N-spawn`` with N = cores and the spawn start method; ``ray-N`` = the Ray executor (hook: included
 when ``atdata.derive.ray_executor`` imports). Repetitions are interleaved (the methods rotate
 each round) and each figure is the median; every derive writes a new name, so nothing is reused.
 
@@ -108,6 +109,7 @@ def executors(cores: int) -> dict[str, Any]:
     made: dict[str, Any] = {"inprocess": InProcessExecutor()}
     for n in range(1, cores + 1):
         made[f"pool-{n}"] = ProcessPoolExecutor(n)
+    made[f"pool-{cores}-spawn"] = ProcessPoolExecutor(cores, mp_context="spawn")
     try:
         import atdata.derive.ray_executor  # noqa: F401 - the hook for the Ray column
     except ImportError:

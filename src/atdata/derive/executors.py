@@ -142,13 +142,20 @@ class ProcessPoolExecutor:
 
     Tasks and the work function are pickled to the workers, so the transform must be
     importable by reference (a module-level function or lens, not a lambda or closure).
-    ``mp_context`` picks the start method (default ``"spawn"``: no threads forked).
+    ``mp_context`` picks the start method: by default ``"forkserver"`` where there is one (workers
+    fork from a single-threaded server that has atdata imported already: no threads forked, no
+    second import of atdata per worker), else ``"spawn"``.
     """
 
-    def __init__(self, workers: int | None = None, *, mp_context: str = "spawn") -> None:
+    def __init__(self, workers: int | None = None, *, mp_context: str | None = None) -> None:
+        import multiprocessing
+
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1, got {workers}")
         self.workers = workers or os.cpu_count() or 1
+        if mp_context is None:
+            methods = multiprocessing.get_all_start_methods()
+            mp_context = "forkserver" if "forkserver" in methods else "spawn"
         self.mp_context = mp_context
 
     def run(self, tasks: Sequence[DeriveTask], work: WorkFunction) -> Iterator[TaskResult]:
@@ -157,6 +164,8 @@ class ProcessPoolExecutor:
         import multiprocessing
 
         ctx = multiprocessing.get_context(self.mp_context)
+        if self.mp_context == "forkserver":
+            ctx.set_forkserver_preload(["atdata", "atdata.derive.work", "atdata.index"])
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(self.workers, len(tasks)), mp_context=ctx
         ) as pool:
