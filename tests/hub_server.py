@@ -32,10 +32,16 @@ class _File:
     oid: str  # sha256 of the content (the blob's name on disk)
     size: int
     lfs: bool
+    git_oid: str  # the git blob id: of the content, or of the LFS pointer file
 
-    @property
-    def git_oid(self) -> str:
-        return hashlib.sha1(f"blob {self.size}\0{self.oid}".encode()).hexdigest()
+
+def _git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _lfs_file(oid: str, size: int) -> _File:
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n"
+    return _File(oid, size, True, _git_blob(pointer.encode()))
 
 
 @dataclass
@@ -64,6 +70,7 @@ class HubServer:
         self.token = token
         self.repos: dict[str, _Repo] = {}
         self.lfs_puts = 0
+        self.put_oids: list[str] = []  # every LFS object uploaded, in order (repeats included)
         self.fail_uploads_after: int | None = None
         self.lock = threading.Lock()
         os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
@@ -237,6 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.store(data)
         with self.hub.lock:
             self.hub.lfs_puts += 1
+            self.hub.put_oids.append(parts[1])
         self._send(200, {})
 
     # -- handlers ---------------------------------------------------------------------------
@@ -367,12 +375,13 @@ class _Handler(BaseHTTPRequestHandler):
                         return self._error(412, "parent commit is not the head")
                 elif key == "file":
                     data = base64.b64decode(value["content"])
-                    files[value["path"]] = _File(self.hub.store(data), len(data), False)
+                    oid = self.hub.store(data)
+                    files[value["path"]] = _File(oid, len(data), False, _git_blob(data))
                 elif key == "lfsFile":
                     oid = value["oid"]
                     if not os.path.exists(self.hub.blob_path(oid)):
                         return self._error(400, f"LFS object {oid} was never uploaded")
-                    files[value["path"]] = _File(oid, int(value["size"]), True)
+                    files[value["path"]] = _lfs_file(oid, int(value["size"]))
                 elif key == "deletedFile":
                     files.pop(value["path"], None)
             made = self.hub.commit(repo, files, title)
