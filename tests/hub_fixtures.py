@@ -8,14 +8,17 @@ from pathlib import Path
 import pytest
 
 from hub_server import HubServer
+from services import unavailable
 
 __all__ = ["hub"]
 
 
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    pytest.importorskip("huggingface_hub")
-    import huggingface_hub.constants as hf_constants
+    try:
+        import huggingface_hub.constants as hf_constants
+    except ImportError:
+        unavailable("huggingface_hub missing: uv sync --all-extras")
 
     server = HubServer(str(tmp_path / "hub")).start()
     env = {

@@ -199,3 +199,23 @@ def test_unknown_schemes_fail_when_loading_not_when_iterating() -> None:
         load_dataset("hf://models/org/name")
     assert "hf" in atdata.sources.registered_schemes()
     assert os.environ.get("HF_ENDPOINT") is None or True
+
+
+def test_the_cli_publishes_to_the_hub_and_says_when_nothing_changed(hub: HubServer) -> None:
+    from typer.testing import CliRunner
+
+    from atdata.cli.app import app
+
+    with Index() as index:
+        index.write(_rows(6), name="rows", maxcount=3)
+    runner = CliRunner()
+    to = "hf://datasets/org/cli"
+    first = runner.invoke(app, ["publish", "rows", "--to", to, "--private", "--json"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["created"] and report["repo"] == "org/cli" and hub.repos["org/cli"].private
+    again = runner.invoke(app, ["publish", "rows", "--to", to, "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == {**report, "created": False, "uploaded": []}
+    bad = runner.invoke(app, ["publish", "rows", "--to", "s3://bucket/x"])
+    assert bad.exit_code != 0 and "hf://datasets" in bad.output
