@@ -133,7 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
-    def _send(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
         for k, v in (headers or {}).items():
@@ -153,8 +155,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo(self, repo_id: str, *, write: bool = False) -> _Repo | None:
         repo = self.hub.repos.get(repo_id)
-        if repo is None or (repo.private or write) and not self._authorized():
-            self._error(401 if not self._authorized() else 404, "Repository not found", "RepoNotFound")
+        if repo is None or ((repo.private or write) and not self._authorized()):
+            self._error(
+                401 if not self._authorized() else 404, "Repository not found", "RepoNotFound"
+            )
             return None
         return repo
 
