@@ -20,7 +20,15 @@ from .._optional import require
 from ..errors import SourceError
 from ..schema import Schema
 
-__all__ = ["CardFacts", "CardShard", "HubCard", "dataset_card", "read_card", "size_category"]
+__all__ = [
+    "MAX_CARD_BYTES",
+    "CardFacts",
+    "CardShard",
+    "HubCard",
+    "dataset_card",
+    "read_card",
+    "size_category",
+]
 
 #: A card larger than this is refused (a card listing ~100k shards fits).
 MAX_CARD_BYTES = 32 << 20
@@ -203,8 +211,10 @@ def _shard(item: Any, where: str) -> CardShard:
     ok = ok and all(isinstance(item.get(k, 0), int) for k in ("size", "count"))
     sidecars = item.get("sidecars", {}) if isinstance(item, dict) else None
     ok = ok and isinstance(sidecars, dict) and all(isinstance(v, str) for v in sidecars.values())
-    if not ok:
-        raise SourceError(f"{where}: a shard in the card's atdata block is malformed: {item!r:.200}")
+    if not ok or not isinstance(sidecars, dict):
+        raise SourceError(
+            f"{where}: a shard in the card's atdata block is malformed: {item!r:.200}"
+        )
     return CardShard(
         item["path"],
         item["sha256"].lower(),

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._fs import sha256_file
 from .._optional import require
 from ..errors import InvalidArgumentError, SourceError
 from ..shards.info import ShardInfo
-from .._fs import sha256_file
-from ..shards.urls import OFFSETS_SUFFIX
+from ..shards.offsets import OFFSETS_SUFFIX
 from ..sources import scheme_of
 from ..sources.hf import hub_api, parse_hub_url
 from .card import CardFacts, CardShard, dataset_card
@@ -116,24 +116,30 @@ def publish_to_hub(
         return HubPublished(where.repo_id, head, (), ())
     operations: list[Any] = []
     total, done = sum(f.size for f in todo), 0
-    for item in todo:
-        op = hub.CommitOperationAdd(item.path, item.content if item.local is None else item.local)
-        api.preupload_lfs_files(where.repo_id, [op], repo_type="dataset")
-        operations.append(op)
-        done += item.size
-        if progress is not None:
-            progress(item.path, done, total)
-    operations += [hub.CommitOperationDelete(p) for p in stale]
-    info = api.create_commit(
-        where.repo_id,
-        operations,
-        commit_message=f"atdata: publish {entry.name}@{entry.version}",
-        repo_type="dataset",
-        parent_commit=head,
-    )
-    return HubPublished(
-        where.repo_id, info.oid, tuple(f.path for f in todo), tuple(stale)
-    )
+    try:
+        for item in todo:
+            data = item.content if item.local is None else item.local
+            op = hub.CommitOperationAdd(item.path, data)
+            api.preupload_lfs_files(where.repo_id, [op], repo_type="dataset")
+            operations.append(op)
+            done += item.size
+            if progress is not None:
+                progress(item.path, done, total)
+        operations += [hub.CommitOperationDelete(p) for p in stale]
+        info = api.create_commit(
+            where.repo_id,
+            operations,
+            commit_message=f"atdata: publish {entry.name}@{entry.version}",
+            repo_type="dataset",
+            parent_commit=head,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:  # the client's HTTP errors among them
+        raise SourceError(
+            f"publishing {entry.name}@{entry.version} to {to} stopped after {len(operations)} "
+            f"of {len(todo)} file(s): {exc}; run it again to resume (what was uploaded is "
+            "not sent again)"
+        ) from exc
+    return HubPublished(where.repo_id, info.oid, tuple(f.path for f in todo), tuple(stale))
 
 
 def _git(item: _Upload) -> str:
@@ -182,5 +188,7 @@ def _plan_shards(
                 raise SourceError(f"sidecar {local!r} does not match the index's checksum")
             sidecars[suffix] = digest
             uploads.append(_Upload(path + suffix, local, digest, size))
-        shards.append(CardShard(path, info.checksum.digest.lower(), info.size, info.count, part, sidecars))
+        shards.append(
+            CardShard(path, info.checksum.digest.lower(), info.size, info.count, part, sidecars)
+        )
     return uploads, shards

@@ -18,8 +18,8 @@ from typing import Any
 from .._optional import require
 from ..dataset import Dataset
 from ..errors import NotFoundError, SourceError
+from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.shardset import CheckedOpener, ShardExpectation
-from ..shards.urls import OFFSETS_SUFFIX
 from ..sources import ShardCache
 from ..sources.base import read_capped
 from ..sources.hf import HubPath, hub_api, list_files, open_hub_source, parse_hub_url

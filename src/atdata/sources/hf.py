@@ -24,7 +24,16 @@ from ..errors import SourceError
 from .base import ShardSource, register_glob, register_scheme
 from .http import HttpSource
 
-__all__ = ["HubPath", "hub_api", "hub_endpoint", "hub_headers", "parse_hub_url"]
+__all__ = [
+    "HubPath",
+    "expand_hub_glob",
+    "hub_api",
+    "hub_endpoint",
+    "hub_headers",
+    "list_files",
+    "open_hub_source",
+    "parse_hub_url",
+]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
