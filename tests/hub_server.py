@@ -71,6 +71,8 @@ class HubServer:
         self.repos: dict[str, _Repo] = {}
         self.lfs_puts = 0
         self.put_oids: list[str] = []  # every LFS object uploaded, in order (repeats included)
+        self.downloads: list[tuple[str, str | None]] = []  # (path, Range) of each resolve GET
+        self.cut_next_download_at: int | None = None  # send this many bytes, then hang up
         self.fail_uploads_after: int | None = None
         self.lock = threading.Lock()
         os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
@@ -326,9 +328,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        with self.hub.lock:
+            self.hub.downloads.append((path, self.headers.get("Range")))
+            cut, self.hub.cut_next_download_at = self.hub.cut_next_download_at, None
         with open(self.hub.blob_path(f.oid), "rb") as blob:
             blob.seek(start)
             left = end - start + 1
+            if cut is not None:  # a transfer broken mid-body: the client must resume by Range
+                self.wfile.write(blob.read(cut))
+                self.close_connection = True
+                return
             while left > 0:
                 chunk = blob.read(min(_CHUNK, left))
                 if not chunk:

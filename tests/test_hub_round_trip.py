@@ -146,6 +146,32 @@ def test_a_pinned_revision_holds_while_a_second_commit_lands_mid_epoch(hub: HubS
     assert np.array_equal(next(iter(new)).v, _rows(12, seed=2)[0].v)
 
 
+def test_a_second_epoch_reads_from_the_verified_shard_cache(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ATDATA_CACHE_DIR", str(tmp_path / "cache"))
+    with Index() as index:
+        index.write(_rows(9), name="rows", maxcount=3)
+        _publish(index, "rows", "org/cached")
+    ds = load_dataset("hf://datasets/org/cached", split="train")
+    assert [r.i for r in ds] == list(range(9))
+    shards = [p for p, _ in hub.downloads if p.endswith(".tar")]
+    assert len(shards) == 3
+    assert [r.i for r in ds] == list(range(9))
+    assert [p for p, _ in hub.downloads if p.endswith(".tar")] == shards  # nothing fetched again
+
+
+def test_a_broken_download_resumes_with_a_ranged_read(hub: HubServer) -> None:
+    with Index() as index:
+        index.write(_rows(6), name="rows", maxcount=6)
+        _publish(index, "rows", "org/ranged")
+    ds = load_dataset("hf://datasets/org/ranged", split="train")
+    hub.cut_next_download_at = 4096
+    assert [r.i for r in ds] == list(range(6))
+    tars = [(p, r) for p, r in hub.downloads if p.endswith(".tar")]
+    assert tars[0][1] is None and tars[1][1] == "bytes=4096-"
+
+
 def test_a_tampered_shard_on_the_server_is_caught(hub: HubServer) -> None:
     with Index() as index:
         index.write(_rows(6), name="rows", maxcount=3)
