@@ -30,7 +30,6 @@ def publish_to_hub_command(ref: str, to: str, *, private: bool, as_json: bool) -
         raise
     except Exception as exc:  # the client's own HTTP errors: say what failed, no traceback
         raise CliError(f"publishing to {to} failed: {exc}") from None
-    assert isinstance(published, HubPublished)
     _report(published, ref, as_json)
 
 

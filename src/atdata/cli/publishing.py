@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import AuthenticationError
-from ..hub import HubPublished
 from ._hub import publish_to_hub_command
 from ._remote import label_text, load_login, reader, storage_kind, warnings_as_notes
 from ._shared import (
@@ -110,7 +109,6 @@ def publish_command(
             )
     except AuthenticationError as exc:
         raise login_again(exc, login) from None
-    assert not isinstance(published, HubPublished)
     _report_published(published, session.handle, as_json)
 
 

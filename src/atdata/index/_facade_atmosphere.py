@@ -1,7 +1,7 @@
 """The atmosphere methods of :class:`~atdata.index.Index`: publishing a dataset version or a
 recorded lens to an ATProto repository (the atmosphere package is imported only when called)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._facade_base import IndexBase
 
@@ -31,6 +31,14 @@ class AtmosphereMethods(IndexBase):
         def get_lens(self, name: str) -> LensEntry: ...
 
     # -- the atmosphere ----------------------------------------------------------------------------
+    @overload
+    def publish(self, name: str, *, to: str, **options: Any) -> "HubPublished": ...
+
+    @overload
+    def publish(
+        self, name: str, *, to: "AtmosphereSession | AtmosphereClient", **options: Any
+    ) -> "PublishedDataset": ...
+
     def publish(
         self,
         name: str,
