@@ -246,3 +246,28 @@ def test_the_cli_publishes_to_the_hub_and_says_when_nothing_changed(hub: HubServ
     assert json.loads(again.stdout) == {**report, "created": False, "uploaded": []}
     bad = runner.invoke(app, ["publish", "rows", "--to", "s3://bucket/x"])
     assert bad.exit_code != 0 and "hf://datasets" in bad.output
+
+
+def test_hf_datasets_streams_what_atdata_published(hub: HubServer) -> None:
+    """The card's configs/data_files are what the Hub's own loader reads: HF ``datasets``
+    (real library, fresh process, same loopback server) streams every published sample."""
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        from services import unavailable
+
+        unavailable("datasets missing: uv sync --all-extras")
+    with Index() as index:
+        index.write(_rows(7), name="rows", maxcount=3)
+        _publish(index, "rows", "org/hfreads")
+    script = (
+        "import json, datasets\n"
+        "datasets.disable_progress_bars()\n"
+        "ds = datasets.load_dataset('org/hfreads', split='train', streaming=True)\n"
+        "print(json.dumps(sorted(r['__key__'] for r in ds)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(json.loads(out.stdout.strip().splitlines()[-1])) == 7
