@@ -11,6 +11,7 @@ The thread is not a daemon (queued commits finish before the interpreter exits) 
 after ``idle_s`` seconds without work; the next submit starts a new one.
 """
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -124,7 +125,5 @@ class Background:
     @staticmethod
     def _drop(task: Task) -> None:
         if task.on_drop is not None:
-            try:
+            with contextlib.suppress(Exception):  # cleanup after a failure reported itself
                 task.on_drop()
-            except Exception:  # noqa: S110 - cleanup after a failure; the failure is reported
-                pass

@@ -21,10 +21,11 @@ from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import ShardSink, SinkFactory, write_whole
 from .tar import BLOCK
 
-__all__ = ["END_OF_ARCHIVE", "ShardContents", "ShardJob"]
+__all__ = ["END_OF_ARCHIVE", "Buffer", "ShardContents", "ShardJob"]
 
 END_OF_ARCHIVE = bytes(2 * BLOCK)
-Buffer = bytes | bytearray | memoryview
+Buffer = bytes | memoryview
+"""What a shard job writes: immutable bytes, or a view of a buffer handed over whole."""
 
 
 @dataclass(slots=True)

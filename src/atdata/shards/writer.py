@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import msgpack
 import numpy as np
@@ -196,7 +196,7 @@ class ShardWriter(Generic[T]):
             self.abort()
 
     # -- internals ----------------------------------------------------------------------------
-    def _encode(self, sample: Any) -> bytes | list[Buffer] | Members:
+    def _encode(self, sample: Any) -> bytes | list[bytes] | Members:
         cls = type(sample)
         if cls is not self._sample_type:
             if self._sample_type is not None:
@@ -255,20 +255,21 @@ class ShardWriter(Generic[T]):
     def _shard_location(self) -> str:
         return self.pattern % self._shard_number
 
-    def _append(self, key: str, body: bytes | list[Buffer] | Members) -> None:
+    def _append(self, key: str, body: bytes | list[bytes] | Members) -> None:
         parts: list[tuple[str, list[Buffer]]]
         if isinstance(body, bytes):
             parts = [("msgpack", [body])]
         elif body and isinstance(body[0], tuple):
             self._grouped = True
-            parts = [(ext, [data]) for ext, data in body]  # type: ignore[misc]
+            parts = [(ext, [data]) for ext, data in body]
             for ext, _data in parts:
                 if len(key) + 1 + len(ext) > MAX_NAME:
                     raise SchemaError(
                         f"member name {key}.{ext} is longer than a tar name ({MAX_NAME} bytes)"
                     )
         elif body:
-            parts = [("msgpack", body)]  # type: ignore[list-item]
+            body_parts: list[Buffer] = [*cast(list[bytes], body)]
+            parts = [("msgpack", body_parts)]
         else:
             raise SchemaError(f"sample {key!r} has no members to write")
         lengths = [sum(len(d) for d in datas) for _e, datas in parts]
@@ -295,7 +296,7 @@ class ShardWriter(Generic[T]):
                     small += data
                 else:  # handed on as it is: an immutable buffer the encoder made for us
                     if small:
-                        pieces.append(small)
+                        pieces.append(memoryview(small))
                         small = bytearray()
                     pieces.append(data)
             small += padding(n)
@@ -312,7 +313,7 @@ class ShardWriter(Generic[T]):
 
     def _submit_pieces(self) -> None:
         if self._small:
-            self._pieces.append(self._small)
+            self._pieces.append(memoryview(self._small))
             self._small = bytearray()
         pieces, self._pieces, staged, self._staged = self._pieces, [], self._staged, 0
         if pieces:
