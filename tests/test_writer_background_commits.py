@@ -214,3 +214,8 @@ def test_a_killed_writer_leaves_no_partial_shard_under_a_final_name(tmp_path: Pa
             assert index.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         samples = list(atdata.Dataset[DictSample](str(path)))
         assert len(samples) == 16
+
+
+def test_a_queue_bound_below_one_byte_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(atdata.errors.InvalidArgumentError, match="max_queued_bytes"):
+        ShardWriter(str(tmp_path / "x-%06d.tar"), max_queued_bytes=0)

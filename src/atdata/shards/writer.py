@@ -100,6 +100,8 @@ class ShardWriter(Generic[T]):
             raise InvalidArgumentError(f"layout must be 'msgpack' or 'members', not {layout!r}")
         if maxcount < 1:
             raise InvalidArgumentError("maxcount must be at least 1")
+        if max_queued_bytes < 1:
+            raise InvalidArgumentError("max_queued_bytes must be at least 1")
         if maxsize is not None and maxsize < BLOCK * 4:
             raise InvalidArgumentError("maxsize is too small to hold any sample")
         try:
