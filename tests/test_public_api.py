@@ -44,6 +44,7 @@ PUBLIC_API = sorted(
         "Shape",
         "SourceError",
         "StoreError",
+        "TransformError",
         "__version__",
         "current_registry",
         "default_registry",

@@ -28,6 +28,7 @@ from .errors import (
     ShardError,
     SourceError,
     StoreError,
+    TransformError,
 )
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
@@ -83,6 +84,7 @@ __all__ = [
     "ShardWriter",
     "SourceError",
     "StoreError",
+    "TransformError",
     "__version__",
     "current_registry",
     "default_registry",

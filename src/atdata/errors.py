@@ -19,6 +19,7 @@ built-in exception a caller would expect (``InvalidArgumentError`` is a ``ValueE
     │   ├── ConflictError      a write would silently replace something different
     │   └── IndexUnavailableError   the index backend cannot be reached right now
     ├── StoreError             a data store could not write, read or delete shard bytes
+    ├── TransformError         a derive's transform raised on a sample (on_error="raise")
     └── AtmosphereError        an ATProto request failed or a record is malformed
         └── AuthenticationError  login or token refresh failed
 """
@@ -43,6 +44,7 @@ __all__ = [
     "ShardError",
     "SourceError",
     "StoreError",
+    "TransformError",
 ]
 
 
@@ -130,6 +132,11 @@ class IndexUnavailableError(AtdataIndexError):
 
 class StoreError(AtdataError):
     """A data store failed to write, read, verify or delete shard bytes."""
+
+
+class TransformError(AtdataError):
+    """A derive's transform raised on a sample: the message names the sample's key and input
+    shard, ``__cause__`` is the transform's own exception. Nothing was committed."""
 
 
 class AtmosphereError(AtdataError):

@@ -21,6 +21,7 @@ to the validated entry, its :class:`~atdata.schema.Schema` and the shard URLs to
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -51,6 +52,7 @@ __all__ = [
     "ResolvedDataset",
     "parse_dataset_ref",
     "publish_dataset",
+    "published_lineage",
     "publish_lens",
     "resolve_dataset",
 ]
@@ -158,6 +160,7 @@ def publish_dataset(
             shards=len(record_storage.checksums()),
         ),
         metadata=metadata,
+        lineage=published_lineage(getattr(entry, "lineage", None)),
     )
     candidate.to_record()  # validate before anything is uploaded
     me = client.session.did if client.session else ""
@@ -411,3 +414,38 @@ def _resolved(
         checksums=storage.checksums(),
         label=label,
     )
+
+
+#: the per-shard digests of a published lineage are left out past this many shards
+MAX_PUBLISHED_LINEAGE_SHARDS = 500
+
+
+def published_lineage(lineage: "Mapping[str, Any] | None") -> dict[str, Any] | None:
+    """The lineage of an index entry as a dataset record carries it: parents, the transform's
+    identity, per task the input and output shard digests, and how many samples failed.
+
+    Local shard URLs and failure messages stay in the index (they can name private paths or
+    hold sample data); past MAX_PUBLISHED_LINEAGE_SHARDS tasks the digests are left out and
+    ``shardsOmitted`` holds their number.
+    """
+    if not lineage:
+        return None
+    tasks = list(lineage.get("tasks") or ())
+    out: dict[str, Any] = {
+        "parents": [
+            {"ref": str(p.get("ref")), "cid": p.get("cid")} for p in lineage.get("parents") or ()
+        ],
+        "transform": dict(lineage.get("transform") or {}),
+        "failures": len(lineage.get("failures") or ()),
+    }
+    if len(tasks) <= MAX_PUBLISHED_LINEAGE_SHARDS:
+        out["shards"] = [
+            {
+                "inputs": [str(i.get("sha256")) for i in t.get("inputs") or ()],
+                "outputs": [str(d) for d in t.get("output_sha256") or ()],
+            }
+            for t in tasks
+        ]
+    else:
+        out["shardsOmitted"] = len(tasks)
+    return out

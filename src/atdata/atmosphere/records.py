@@ -154,6 +154,16 @@ def _metadata(raw: Any, path: str, where: str | None) -> dict[str, Any] | None:
     return dict(raw)
 
 
+def _lineage(raw: Any, path: str, where: str | None) -> dict[str, Any] | None:
+    """A derived entry's lineage: a JSON object of at most MAX_METADATA_BYTES (kept as data;
+    :func:`atdata.atmosphere.publish.published_lineage` makes it from an index entry's)."""
+    import json
+
+    if len(json.dumps(raw)) > MAX_METADATA_BYTES:
+        raise fail(f"more than {MAX_METADATA_BYTES} bytes of lineage", path, where)
+    return dict(raw)
+
+
 def _tags(value: list[str], path: str, where: str | None) -> tuple[str, ...]:
     return tuple(value)
 
@@ -296,6 +306,10 @@ class DatasetRecord(_Record):
     size: DatasetSize | None = json_field("size", parse=_size, dump=_to_dict, default=None)
     metadata: Mapping[str, Any] | None = json_field(
         "metadata", parse=_metadata, dump=_as_dict, omit=omit_empty, default=None
+    )
+    #: a derived dataset's lineage (parents, transform, shard digests); see the lexicon
+    lineage: Mapping[str, Any] | None = json_field(
+        "lineage", parse=_lineage, dump=_as_dict, omit=omit_empty, default=None
     )
     created_at: str = json_field("createdAt", in_content=False, default_factory=now)
 

@@ -7,6 +7,7 @@ Each command group is a small module of this package with a ``register(app)`` fu
 ``schemas``        ``schema show``, ``schema diff``, ``schema ls``
 ``verify``         ``verify``
 ``datasets``       ``ls``, ``rm``
+``derive``         ``derive``, ``lineage``, ``derive-errors``
 ``system``         ``version``, ``diagnose``
 ``demo``           ``demo`` (logic in :mod:`atdata.demo`)
 ``account``        ``login``, ``logout``, ``whoami`` (the stored ATProto session)
@@ -37,7 +38,19 @@ from typer.core import TyperGroup
 
 from .._redact import redact
 from ..errors import AtdataError
-from . import account, datasets, demo, inspection, logs, publishing, query, schemas, system, verify
+from . import (
+    account,
+    datasets,
+    demo,
+    derive,
+    inspection,
+    logs,
+    publishing,
+    query,
+    schemas,
+    system,
+    verify,
+)
 from ._shared import CliError, err_console
 
 __all__ = ["app", "build_app", "main"]
@@ -49,6 +62,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     schemas,
     verify,
     datasets,
+    derive,
     system,
     demo,
     account,

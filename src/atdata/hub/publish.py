@@ -101,6 +101,7 @@ def publish_to_hub(
         license=entry.license,
         tags=tuple(entry.tags),
         repo_id=where.repo_id,
+        extra=_lineage_block(entry.lineage),
     )
     card = dataset_card(facts).encode()
     files.append(_Upload(_CARD, None, hashlib.sha256(card).hexdigest(), len(card), card))
@@ -192,3 +193,12 @@ def _plan_shards(
             CardShard(path, info.checksum.digest.lower(), info.size, info.count, part, sidecars)
         )
     return uploads, shards
+
+
+def _lineage_block(lineage: Any) -> dict[str, Any]:
+    """A derived entry's lineage as the card's ``atdata`` block carries it (as the atmosphere
+    record does: refs, CIDs, digests; no local paths)."""
+    from ..atmosphere.publish import published_lineage
+
+    published = published_lineage(lineage)
+    return {"lineage": published} if published else {}

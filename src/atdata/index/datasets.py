@@ -125,14 +125,20 @@ def commit_entry(
     metadata: Mapping[str, Any] | None,
     tags: Sequence[str],
     license: str | None,
+    schema_ref: str | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> DatasetEntry:
     """Record a dataset version, its schema and its head in one transaction.
+
+    ``schema_ref`` names a schema already recorded (used when ``schema`` is None);
+    ``lineage`` is a derived version's lineage record (:mod:`atdata.derive.lineage`).
 
     ``version`` None allocates the next version inside the same transaction (for shards that
     are not written into the store); otherwise it is a version from :func:`reserve_version`.
     """
     with repo.provider.transaction() as tx:
-        schema_ref = add_schema_tx(tx, schema, repo=repo.name).ref if schema else None
+        if schema is not None:
+            schema_ref = add_schema_tx(tx, schema, repo=repo.name).ref
         if version is None:
             version = _allocate(tx, name)
         entry = DatasetEntry(
@@ -149,6 +155,7 @@ def commit_entry(
             license=license,
             stored=stored,
             repo=repo.name,
+            lineage=dict(lineage) if lineage else None,
         )
         key = dataset_key(name, version)
         tx.create("dataset", key, entry.to_record())

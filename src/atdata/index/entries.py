@@ -15,7 +15,7 @@ from ..schema import Schema
 from ..shards.info import ShardInfo
 from .refs import format_ref
 
-__all__ = ["DatasetEntry", "LabelEntry", "LensEntry", "SchemaEntry"]
+__all__ = ["DatasetEntry", "LabelEntry", "LensEntry", "SchemaEntry", "resolve_code_ref"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class DatasetEntry:
     #: True when the repository's store holds the shards (they are deleted with the entry).
     stored: bool = False
     repo: str = "local"
+    #: a derived version's lineage record (parents, transform, shard provenance, failures;
+    #: :class:`atdata.derive.lineage.Lineage` reads it); None for versions not derived
+    lineage: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
 
     @property
     def urls(self) -> list[str]:
@@ -71,6 +74,7 @@ class DatasetEntry:
             "tags": list(self.tags),
             "license": self.license,
             "stored": self.stored,
+            **({"lineage": dict(self.lineage)} if self.lineage else {}),
         }
 
     @classmethod
@@ -248,6 +252,15 @@ def _flag(record: Mapping[str, Any], key: str) -> bool:
     return bool(record.get(key, False))
 
 
+def _lineage(record: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{key!r} must be a mapping or null, got {type(value).__name__}")
+    return dict(value)
+
+
 def _schema(record: Mapping[str, Any], key: str) -> Schema:
     return Schema.from_dict(record[key])
 
@@ -269,6 +282,7 @@ _DATASET_FIELDS: dict[str, _Read] = {
     "tags": _tags,
     "license": _opt_str,
     "stored": _flag,
+    "lineage": _lineage,
 }
 _SCHEMA_FIELDS: dict[str, _Read] = {
     "schema": _schema,

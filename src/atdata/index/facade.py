@@ -14,6 +14,7 @@ from ..stores.base import DataStore
 from ._facade_atmosphere import AtmosphereMethods
 from ._facade_catalog import CatalogMethods
 from ._facade_datasets import DatasetMethods
+from ._facade_derive import DeriveMethods
 from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
 from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
@@ -22,7 +23,7 @@ from .repository import Repository, atdata_home
 __all__ = ["Index"]
 
 
-class Index(DatasetMethods, CatalogMethods, AtmosphereMethods):
+class Index(DatasetMethods, DeriveMethods, CatalogMethods, AtmosphereMethods):
     """Datasets, schemas, labels and lenses, kept in one or more repositories.
 
     ``Index()`` is SQLite at ``$ATDATA_HOME/index.db`` with shards under ``$ATDATA_HOME/data``

@@ -7,12 +7,14 @@ absolute paths. Nothing outside ``root`` is ever written or deleted, and inside 
 entry or one write owns (see :mod:`atdata.stores.base`).
 """
 
+import contextlib
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .._fs import fsync_dir
 from ..errors import InvalidArgumentError, StoreError
 from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.offsets import OFFSETS_SUFFIX
@@ -111,6 +113,40 @@ class LocalDiskStore(DataStore):
         self._prune(version_dir)
 
     # -- internals ----------------------------------------------------------------------------
+    def link_shard(self, url: str, location: str, suffixes: Sequence[str]) -> bool:
+        """Make the shard at ``url`` (and its sidecars ``url + suffix``) appear at ``location``
+        as hard links: both inside this store, ``location`` new (StoreError if it exists).
+
+        For carrying a shard over into a new version without copying its bytes (shards are
+        never modified in place; deleting one entry's name leaves the other). False when
+        it cannot link (another file system, no hard links): the caller copies instead.
+        """
+        src, dst = self._path_inside(url), self._path_inside(location)
+        made: list[Path] = []
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", *suffixes):
+                side = Path(str(src) + suffix)
+                if suffix and not side.exists():
+                    continue
+                target = Path(str(dst) + suffix)
+                os.link(side, target)
+                made.append(target)
+            fsync_dir(dst.parent)
+        except FileExistsError:
+            self._unlink_all(made)
+            raise StoreError(f"{location!r} already exists and was not overwritten") from None
+        except OSError:
+            self._unlink_all(made)
+            return False
+        return True
+
+    @staticmethod
+    def _unlink_all(paths: Sequence[Path]) -> None:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def _version_dir(self, name: str, version: int) -> Path:
         validate_dataset_name(name)
         return self.root.joinpath(*name.split("/"), str(check_version(version)))
