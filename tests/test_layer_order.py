@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "atdata.groupslots",
             "atdata.writing",
             "atdata.torch",
+            "atdata.hf_datasets",
         ],
     ),
     ("stores", ["atdata.stores"]),

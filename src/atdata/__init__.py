@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from .batch import SampleBatch
 from .dataset import Dataset, Loader
 from .dataset_refs import DatasetDict, load_dataset
+from .hf_datasets import from_hf
 from .errors import (
     AtdataError,
     AtdataIndexError,
@@ -86,6 +87,7 @@ __all__ = [
     "__version__",
     "current_registry",
     "default_registry",
+    "from_hf",
     "lens",
     "load_dataset",
     "member",
