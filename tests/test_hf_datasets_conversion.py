@@ -171,7 +171,7 @@ def test_from_hf_writes_shards_while_the_source_is_still_producing(tmp_path: Pat
 
 def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
     nested = datasets.Dataset.from_dict({"meta": [{"a": 1}], "ok": [1]})
-    with pytest.raises(atdata.SchemaError, match="column 'meta'.*remove or cast"):
+    with pytest.raises(atdata.SchemaError, match=r"column 'meta'.*remove or cast"):
         atdata.from_hf(nested, tmp_path / "x.tar")
     spaced = datasets.Dataset.from_dict({"has space": [1]})
     with pytest.raises(atdata.SchemaError, match="rename_column"):
@@ -187,7 +187,7 @@ def test_schema_fields_without_hf_features_are_refused(tmp_path: Path) -> None:
         d: dict[str, int]
 
     ds = atdata.write_samples([Mapped({"a": 1})], tmp_path / "m.tar")
-    with pytest.raises(atdata.SchemaError, match="'d'.*no Hugging Face feature"):
+    with pytest.raises(atdata.SchemaError, match=r"'d'.*no Hugging Face feature"):
         ds.to_hf(streaming=True)
 
 
@@ -196,6 +196,6 @@ def test_a_bad_row_names_its_row_and_column(tmp_path: Path) -> None:
         {"img": [{"bytes": b"GIF89a....", "path": None}]},
         features=datasets.Features({"img": datasets.Image()}),
     )
-    with pytest.raises(atdata.SchemaError, match="row 0, column 'img'.*not a JPEG, PNG or WebP"):
+    with pytest.raises(atdata.SchemaError, match=r"row 0, column 'img'.*not a JPEG, PNG or WebP"):
         atdata.from_hf(hf, tmp_path / "bad.tar")
     assert not os.path.exists(tmp_path / "bad.tar")

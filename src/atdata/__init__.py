@@ -12,7 +12,6 @@ from numpy.typing import NDArray
 from .batch import SampleBatch
 from .dataset import Dataset, Loader
 from .dataset_refs import DatasetDict, load_dataset
-from .hf_datasets import from_hf
 from .errors import (
     AtdataError,
     AtdataIndexError,
@@ -30,6 +29,7 @@ from .errors import (
     SourceError,
     StoreError,
 )
+from .hf_datasets import from_hf
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .manifest.fields import Indexed

@@ -318,7 +318,7 @@ class Dataset(Generic[ST]):
         arrays as ``Array2D``..``Array5D`` (or nested ``List``) of the declared dtype and shape,
         ``atdata.Image`` as ``datasets.Image``, ``bytes`` as binary, scalars as ``Value``.
         """
-        from .hf_datasets import to_hf
+        from .hf_datasets.export import to_hf
 
         return to_hf(self, streaming=streaming, cache_dir=cache_dir)
 

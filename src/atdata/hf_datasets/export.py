@@ -9,7 +9,7 @@ import pickle
 import uuid
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,13 +19,19 @@ from ..media.image import Image
 from ..schema import Schema
 from .features import features_of_schema, hf
 
-if TYPE_CHECKING:
-    from ..dataset import Dataset
-
 __all__ = ["to_hf"]
 
 
-def to_hf(dataset: "Dataset[Any]", *, streaming: bool = False, cache_dir: str | None = None) -> Any:
+class _Samples(Protocol):
+    """What is converted: an :class:`atdata.Dataset` (not imported here: it imports this)."""
+
+    @property
+    def sample_type(self) -> type[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def to_hf(dataset: _Samples, *, streaming: bool = False, cache_dir: str | None = None) -> Any:
     """``dataset`` as a Hugging Face ``datasets.Dataset`` (``streaming=True``: ``IterableDataset``).
 
     See :meth:`atdata.Dataset.to_hf`.
@@ -49,7 +55,7 @@ class _Rows:
     pickle (sample types by reference), which is also how it travels to DataLoader workers.
     """
 
-    def __init__(self, dataset: "Dataset[Any]", convert: Callable[[Any], dict[str, Any]]) -> None:
+    def __init__(self, dataset: _Samples, convert: Callable[[Any], dict[str, Any]]) -> None:
         self._dataset = dataset
         self._convert = convert
 
@@ -78,7 +84,7 @@ def _unpicklable(_token: str, reason: str) -> _Rows:
     )
 
 
-def _plan(dataset: "Dataset[Any]") -> tuple[Any, Callable[[Any], dict[str, Any]]]:
+def _plan(dataset: _Samples) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
     """The features of the dataset's rows (None for DictSample: ``datasets`` infers them) and the
     function that turns one sample into one row."""
     sample_type = dataset.sample_type

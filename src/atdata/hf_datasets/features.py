@@ -39,7 +39,7 @@ _NUMERIC = {
     "float64",
 }
 _SCALARS = {"str": "string", "int": "int64", "float": "float64", "bool": "bool", "bytes": "binary"}
-_FROM_VALUE = {
+_FROM_VALUE: dict[str, Any] = {
     "string": "str",
     "large_string": "str",
     "binary": "bytes",
@@ -153,7 +153,8 @@ def field_type_of_feature(feature: Any, path: str) -> FieldType:
     elif isinstance(feature, datasets.Image):
         return FieldType("image", media=ImageSpec())
     elif isinstance(feature, _array_kinds(datasets)):
-        return _array_type(feature.dtype, tuple(feature.shape), path)
+        array: Any = feature
+        return _array_type(array.dtype, tuple(array.shape), path)
     elif isinstance(feature, datasets.List | datasets.LargeList):
         dims, leaf = _list_nest(feature, datasets)
         if isinstance(leaf, datasets.Value) and leaf.dtype in _NUMERIC:

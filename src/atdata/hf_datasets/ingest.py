@@ -20,15 +20,16 @@ from .features import hf, schema_of_features
 
 __all__ = ["SupportsWrite", "from_hf"]
 
-R = TypeVar("R", covariant=True)
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
-class SupportsWrite(Protocol[R]):
+class SupportsWrite(Protocol[R_co]):
     """What :func:`from_hf` writes into: an :class:`atdata.Index` (its ``write`` method)."""
 
     def write(
         self, samples: Iterable[Any], name: str, *, maxcount: int = ..., maxsize: int | None = ...
-    ) -> R: ...
+    ) -> R_co: ...
 
 
 @overload
@@ -85,7 +86,9 @@ def from_hf(
             "this IterableDataset does not know its features; resolve them first "
             "(hf_dataset._resolve_features()) or give them when it is made"
         )
-    schema = Schema.from_type(sample_type) if sample_type else schema_of_features(features, type_name)
+    schema = (
+        Schema.from_type(sample_type) if sample_type else schema_of_features(features, type_name)
+    )
     target = sample_type or schema.to_sample_type()
     convert = _converter(schema, target, features)
     total = hf_dataset.num_rows if isinstance(hf_dataset, datasets.Dataset) else None
@@ -135,9 +138,7 @@ def _converter(
             try:
                 values[column] = cell(row[column])
             except (TypeError, ValueError, SchemaError) as exc:
-                raise SchemaError(
-                    f"row {i}, column {column!r}: {exc}", path=f"$.{column}"
-                ) from exc
+                raise SchemaError(f"row {i}, column {column!r}: {exc}", path=f"$.{column}") from exc
         return target(**values)
 
     return convert
@@ -177,7 +178,8 @@ def _array_cell(t: FieldType) -> Callable[[Any], np.ndarray[Any, Any]]:
         if out.dtype == object:
             raise SchemaError("the nested lists are ragged (not an n-dimensional array)")
         if shape is not None and (
-            out.ndim != len(shape) or any(d is not None and d != n for d, n in zip(shape, out.shape))
+            out.ndim != len(shape)
+            or any(d is not None and d != n for d, n in zip(shape, out.shape, strict=True))
         ):
             raise SchemaError(f"array of shape {out.shape} does not fit the declared {shape}")
         return out
