@@ -317,7 +317,9 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
             self._finished = True
 
     def _worker_ring(self, worker: int) -> SlotRing | None:
-        if self._ring_control is None:
+        """This worker's slot ring; none (a fresh segment per batch) with ``$ATDATA_WORKER_SLOTS=0``
+        or in a copy of the dataset not handed over at worker start."""
+        if self._ring_control is None or os.environ.get("ATDATA_WORKER_SLOTS", "").strip() == "0":
             return None
         if self._ring is None:
             self._ring = SlotRing(self._ring_control, self._ring_token, worker)
