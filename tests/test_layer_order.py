@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("stores", ["atdata.stores"]),
     ("atmosphere", ["atdata.atmosphere"]),
+    ("hub", ["atdata.hub"]),
     ("index", ["atdata.index"]),
     ("dataset_refs", ["atdata.dataset_refs"]),
     ("apps", ["atdata.cli", "atdata.demo", "atdata.diagnose", "atdata.testing"]),

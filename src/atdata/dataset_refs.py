@@ -3,6 +3,9 @@
 * ``@local/name[@version]``: a dataset in the index (default ``Index()``); its schema gives the
   sample type when none is passed, and shard checksums are verified on download.
 * ``at://did/science.alt.dataset.entry/rkey`` and ``@handle/name[@version]``: the atmosphere.
+* ``hf://datasets/org/name[@revision][/path or glob]``: a Hugging Face Hub dataset repository,
+  pinned to one commit, split by its card's ``configs``/``data_files`` or by file names
+  (:mod:`atdata.hub.reading`).
 * a local file, directory, glob or brace pattern, or an http(s)/s3 URL: shards found there,
   grouped into splits by name (``train``/``training``, ``test``/``testing``,
   ``validation``/``valid``/``val``/``dev``, delimited by ``-``, ``_``, ``.`` or a path separator)
@@ -21,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from .dataset import Dataset
 from .errors import NotFoundError, SourceError
 from .shards.urls import expand_braces, expand_urls, without_sidecars
-from .sources import scheme_of
+from .sources import registered_schemes, scheme_of
 
 __all__ = ["DatasetDict", "detect_split", "is_atmosphere_reference", "load_dataset"]
 
@@ -132,7 +135,12 @@ def load_dataset(
         splits = _from_index(text[len("@local/") :], sample_type, index)
     elif is_atmosphere_reference(text):
         splits = _from_atmosphere(text, sample_type)
+    elif scheme_of(text) == "hf" and data_files is None:
+        from .hub.reading import load_hub
+
+        splits = DatasetDict(load_hub(text, sample_type, detect_split))
     else:
+        _check_scheme(text)
         splits = _from_files(_local_path(text), sample_type, data_files)
     if split is None:
         return splits
@@ -142,6 +150,16 @@ def load_dataset(
             raise NotFoundError(f"no split {split!r} in {text!r}; available: {sorted(splits)}")
         split = wanted
     return splits[split]
+
+
+def _check_scheme(text: str) -> None:
+    """SourceError now, not at iteration, when no source reads ``text``'s URL scheme."""
+    scheme = scheme_of(text)
+    if scheme != "file" and scheme not in registered_schemes():
+        raise SourceError(
+            f"no source reads {scheme}:// URLs ({text!r:.200}); known schemes: "
+            + ", ".join(registered_schemes())
+        )
 
 
 def _local_path(text: str) -> str:

@@ -10,6 +10,8 @@ import numpy as np
 
 import atdata
 from atdata import NDArray
+from atdata.atmosphere import AtmosphereSession, PublishedDataset
+from atdata.hub import HubPublished
 
 
 @atdata.packable
@@ -77,3 +79,8 @@ def write_samples_returns(frames: list[Frame]) -> None:
     assert_type(written.shard_infos, list[atdata.ShardInfo])
     rows = atdata.write_samples([{"a": 1}], "out/rows.tar")
     assert_type(rows[0], atdata.DictSample)
+
+
+def _publish_targets(index: atdata.Index, session: AtmosphereSession) -> None:
+    assert_type(index.publish("x", to="hf://datasets/org/x"), HubPublished)
+    assert_type(index.publish("x", to=session), PublishedDataset)

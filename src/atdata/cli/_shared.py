@@ -180,6 +180,10 @@ class ProgressBar:
     def advance(self, amount: float) -> None:
         self._progress.advance(self._task, amount)
 
+    def update(self, *, total: float | None = None, description: str | None = None) -> None:
+        """Set the total (once known) and the description shown."""
+        self._progress.update(self._task, total=total, description=description)
+
     def __enter__(self) -> "ProgressBar":
         self.start()
         return self

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import AuthenticationError
+from ._hub import publish_to_hub_command
 from ._remote import label_text, load_login, reader, storage_kind, warnings_as_notes
 from ._shared import (
     CliError,
@@ -48,6 +49,7 @@ def publish_command(
             show_default=False,
         ),
     ],
+    *,
     storage: Annotated[
         StorageChoice,
         typer.Option(
@@ -68,14 +70,33 @@ def publish_command(
             help="Move an existing label name@version that points at another entry.",
         ),
     ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="hf://datasets/ORG/NAME",
+            help="Publish to this Hugging Face Hub dataset repository instead of the "
+            "atmosphere (token: $HF_TOKEN or `hf auth login`).",
+            show_default=False,
+        ),
+    ] = None,
+    private: Annotated[
+        bool,
+        typer.Option("--private", help="With --to: create the Hub repository private."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Publish a dataset of the index to your ATProto repository (log in first).
 
     Writes its schema (once per distinct schema), an entry record and a label name@version;
     shards go up as blobs unless they are at http(s)/S3 URLs. Re-running writes nothing new.
+    With --to hf://datasets/ORG/NAME: one commit to that Hub repository (shards, sidecars and
+    a dataset card); nothing when it already holds this version.
     """
     ref = dataset_ref(name[len("@local/") :] if name.startswith("@local/") else name)
+    if to is not None:
+        publish_to_hub_command(ref, to, private=private, as_json=as_json)
+        return
     from ..atmosphere.credentials import login_again, open_session
 
     login = load_login(required=True)

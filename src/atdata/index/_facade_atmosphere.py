@@ -1,7 +1,7 @@
 """The atmosphere methods of :class:`~atdata.index.Index`: publishing a dataset version or a
 recorded lens to an ATProto repository (the atmosphere package is imported only when called)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._facade_base import IndexBase
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
         PublishedDataset,
         StoredRecord,
     )
+    from ..hub import HubPublished
     from .entries import DatasetEntry, LensEntry, SchemaEntry
 
 __all__ = ["AtmosphereMethods"]
@@ -30,13 +31,21 @@ class AtmosphereMethods(IndexBase):
         def get_lens(self, name: str) -> LensEntry: ...
 
     # -- the atmosphere ----------------------------------------------------------------------------
+    @overload
+    def publish(self, name: str, *, to: str, **options: Any) -> "HubPublished": ...
+
+    @overload
+    def publish(
+        self, name: str, *, to: "AtmosphereSession | AtmosphereClient", **options: Any
+    ) -> "PublishedDataset": ...
+
     def publish(
         self,
         name: str,
         *,
-        to: "AtmosphereSession | AtmosphereClient",
+        to: "AtmosphereSession | AtmosphereClient | str",
         **options: Any,
-    ) -> "PublishedDataset":
+    ) -> "PublishedDataset | HubPublished":
         """Publish the dataset version ``name`` (``"mnist"``, ``"mnist@3"``) to the atmosphere:
         its schema, an entry record and a label ``name``/``version`` in the ATProto repository
         of ``to`` (a logged-in :class:`~atdata.atmosphere.AtmosphereSession`).
@@ -48,7 +57,16 @@ class AtmosphereMethods(IndexBase):
         ``split=True`` (cut shards over the PDS blob limit at sample boundaries),
         ``replace_label=True``, ``label=False``, ``s3_endpoint``, ``s3_region``.
         Needs ``pip install 'atdata[atmosphere]'``.
+
+        ``to="hf://datasets/org/name"`` publishes to that Hugging Face Hub dataset repository
+        instead: shards, sidecars and a dataset card in one commit (nothing when unchanged);
+        ``options`` are those of :func:`atdata.hub.publish_to_hub` (``private``, ``token``,
+        ``split``, ``progress``). Needs ``pip install 'atdata[hf]'``.
         """
+        if isinstance(to, str):
+            from ..hub.publish import publish_to_hub
+
+            return publish_to_hub(self, name, to=to, **options)
         from ..atmosphere.publish import publish_dataset
 
         return publish_dataset(self, name, to=to, **options)

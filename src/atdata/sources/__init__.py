@@ -1,4 +1,4 @@
-"""How shard bytes are opened: a scheme registry with file, http(s), s3 and at sources.
+"""How shard bytes are opened: a scheme registry with file, http(s), s3, at and hf sources.
 
 Importing this package registers every built-in scheme; none of them imports its optional
 dependency (httpx, boto3) until a URL of that scheme is opened.
@@ -6,6 +6,7 @@ dependency (httpx, boto3) until a URL of that scheme is opened.
 
 from . import at as _at
 from . import file as _file
+from . import hf as _hf
 from . import http as _http
 from . import s3 as _s3
 from ._retry import RetryPolicy
@@ -35,4 +36,4 @@ __all__ = [
 ]
 
 register_glob("s3", _s3.expand_s3_glob)
-del _at, _file, _http
+del _at, _file, _hf, _http
