@@ -110,6 +110,11 @@ class RingBatch(dict[str, Any]):
         self.token = token
         self.marks = list(marks)
 
+    def __copy__(self) -> "RingBatch":
+        # torch's default_convert (the collate_fn of DataLoader(batch_size=None)) copies the
+        # batch in the worker: the copy keeps the marks (pickling is for the trip to the parent)
+        return RingBatch(self, token=self.token, marks=self.marks)
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return received, (dict(self), self.token, self.marks)
 
