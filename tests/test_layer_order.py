@@ -13,7 +13,16 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["atdata.lexicons", "atdata._redact", "atdata._clock", "atdata._fs", "atdata._home"]),
     ("errors", ["atdata.errors", "atdata._optional"]),
     ("net", ["atdata.net"]),
-    ("schema", ["atdata.schema", "atdata._npy", "atdata._msgpack_view", "atdata.media"]),
+    (
+        "schema",
+        [
+            "atdata.schema",
+            "atdata._npy",
+            "atdata._msgpack_view",
+            "atdata._msgpack_parts",
+            "atdata.media",
+        ],
+    ),
     (
         "samples",
         [

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar, cast
 import msgpack
 import numpy as np
 
+from ._msgpack_parts import pack_map_parts
 from ._msgpack_view import unpack_map_view
 from ._npy import NPY_MAGIC, check_array_dtype, check_array_shape, parse_npy
 from .dict_sample import DictSample
@@ -23,9 +24,11 @@ from .schema import FieldType, Schema
 
 __all__ = [
     "Codec",
+    "LARGE_ARRAY",
     "SCALAR_TYPES",
     "array_header",
     "check_dtype_shape",
+    "check_storable",
     "codec_for",
     "decode_array",
     "encode_array",
@@ -40,6 +43,8 @@ Converter = Callable[[Any, str], Any]
 _NPY_MAGIC = NPY_MAGIC
 _HEADER_CACHE: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], int]] = {}
 _HEADER_CACHE_MAX = 4096
+#: Arrays of at least this many bytes are written without copies through msgpack's buffer.
+LARGE_ARRAY = 1 << 16
 
 
 # --------------------------------------------------------------------------- array layout
@@ -53,6 +58,12 @@ def array_header(dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
 
 def encode_array(value: np.ndarray[Any, Any]) -> bytes:
     """Serialize an array in the compact layout (C order, no padding)."""
+    check_storable(value)
+    return array_header(value.dtype, value.shape) + np.ascontiguousarray(value).tobytes()
+
+
+def check_storable(value: np.ndarray[Any, Any]) -> None:
+    """Raise SchemaError for an array the compact layout cannot hold."""
     if value.dtype.hasobject:
         raise SchemaError("object arrays cannot be stored")
     if value.dtype.names is not None:
@@ -62,7 +73,6 @@ def encode_array(value: np.ndarray[Any, Any]) -> bytes:
         )
     if value.ndim > 255:
         raise SchemaError(f"arrays of {value.ndim} dimensions cannot be stored (max 255)")
-    return array_header(value.dtype, value.shape) + np.ascontiguousarray(value).tobytes()
 
 
 def parse_array_header(buf: bytes | memoryview) -> tuple[np.dtype[Any], tuple[int, ...], int]:
@@ -370,6 +380,7 @@ class Codec(Generic[T]):
         self._optional = {f.name for f in schema.fields if not f.required or f.type.optional}
         self._defaults = field_defaults(sample_type)
         self._packer = msgpack.Packer(use_bin_type=True)
+        self._array_types = {f.name: f.type for f in schema.fields if f.type.kind == "array"}
 
     # -- encode -----------------------------------------------------------------------------
     def to_map(self, sample: T) -> dict[str, Any]:
@@ -401,6 +412,43 @@ class Codec(Generic[T]):
         except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"cannot serialize {self.schema.name} sample: {exc}") from exc
         return body
+
+    def encode_parts(self, sample: T) -> list[bytes]:
+        """:meth:`encode`'s bytes as a list of pieces (their concatenation): arrays of at least
+        ``LARGE_ARRAY`` bytes are copied once, into a piece of their own."""
+        if not self._array_types:
+            return [self.encode(sample)]
+        try:
+            values = sample.to_dict() if isinstance(sample, DictSample) else sample.__dict__
+        except AttributeError:
+            return [self.encode(sample)]  # raises the usual type error
+        large: dict[str, tuple[bytes, np.ndarray[Any, Any]]] = {}
+        for name, ftype in self._array_types.items():
+            value = values.get(name)
+            if isinstance(value, np.ndarray) and value.nbytes >= LARGE_ARRAY:
+                path = self._paths[name]
+                _check_array(ftype, value, path)
+                try:
+                    check_storable(value)
+                except SchemaError as exc:
+                    raise SchemaError(f"{path}: {exc}", path=path) from None
+                large[name] = (array_header(value.dtype, value.shape), value)
+        if not large:
+            return [self.encode(sample)]
+        out: dict[str, Any] = {}
+        for name, conv in self._encoders:
+            if name in large:
+                out[name] = None
+                continue
+            try:
+                value = values[name]
+            except KeyError:
+                raise SchemaError(f"$.{name}: missing field", path=f"$.{name}") from None
+            out[name] = value if conv is None else conv(value, f"$.{name}")
+        try:
+            return pack_map_parts(self._packer, out, large)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(f"cannot serialize {self.schema.name} sample: {exc}") from exc
 
     # -- decode -----------------------------------------------------------------------------
     def decode(self, body: bytes | memoryview) -> T:

@@ -6,11 +6,11 @@ Each shard is written through a :class:`~atdata.shards.sink.ShardSink` (atomic: 
 whole or not at all), hashed with sha256 as it is written, and gets an offset-index sidecar.
 """
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable
+from functools import partial
 from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import msgpack
 import numpy as np
@@ -20,9 +20,10 @@ from ..errors import InvalidArgumentError, SchemaError
 from ..media.image import Image
 from ..members import MemberLayout, encode_members, member_layout
 from ..sample import DictSample
-from .info import Checksum, ShardInfo
-from .offsets import OFFSETS_SUFFIX, OffsetIndex
-from .sink import LocalFileSink, ShardSink, SinkFactory, write_whole
+from .background import Background, Task
+from .info import ShardInfo
+from .shard_job import END_OF_ARCHIVE, Buffer, ShardContents, ShardJob
+from .sink import LocalFileSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
 
 __all__ = ["Layout", "ShardWriter", "SidecarBuilder"]
@@ -30,8 +31,8 @@ __all__ = ["Layout", "ShardWriter", "SidecarBuilder"]
 T = TypeVar("T")
 _SUFFIX = b".msgpack"
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9_\-:@+=,~]+$")
-_END_OF_ARCHIVE = bytes(2 * BLOCK)
-_LARGE_BODY = 1 << 16
+_LARGE_BODY = 1 << 16  # bodies from this size on are handed to the sink as they are, not copied
+_BATCH = 1 << 20  # bytes staged before they go to the background thread
 Layout = Literal["msgpack", "members"]
 Members = list[tuple[str, bytes]]
 
@@ -73,6 +74,13 @@ class ShardWriter(Generic[T]):
     declared with :func:`atdata.member`, one member per field (``<key>.jpg``, ``<key>.cls``,
     ...) that WebDataset tools read with their own decoders. ``layout="members"`` writes dicts
     and DictSamples that way too, each key of the sample being a member's extension.
+
+    Sinks are opened, written, hashed and committed (fsync and rename, or an upload) on a
+    background thread, fed by a queue that holds at most ``max_queued_bytes``: ``write`` blocks
+    while it is full. A failure there (a full disk, a refused upload) is raised by the next
+    ``write`` or by ``close``, with a note naming the shard; that shard never appears under its
+    final name, and :attr:`shards` lists only shards that are committed with their sidecars
+    (all of them once ``close`` returned).
     """
 
     def __init__(
@@ -86,11 +94,14 @@ class ShardWriter(Generic[T]):
         start_shard: int = 0,
         sidecar_builder: "Callable[[], SidecarBuilder | None] | None" = None,
         layout: Layout | None = None,
+        max_queued_bytes: int = 64 << 20,
     ) -> None:
         if layout not in (None, "msgpack", "members"):
             raise InvalidArgumentError(f"layout must be 'msgpack' or 'members', not {layout!r}")
         if maxcount < 1:
             raise InvalidArgumentError("maxcount must be at least 1")
+        if max_queued_bytes < 1:
+            raise InvalidArgumentError("max_queued_bytes must be at least 1")
         if maxsize is not None and maxsize < BLOCK * 4:
             raise InvalidArgumentError("maxsize is too small to hold any sample")
         try:
@@ -116,8 +127,11 @@ class ShardWriter(Generic[T]):
         self._codec: Codec[Any] | None = None
         self._sample_type: type | None = None
         self._packer = msgpack.Packer(use_bin_type=True, default=_default_hook)
-        self._sink: ShardSink | None = None
-        self._hash: Any = None
+        self._job: ShardJob | None = None
+        self._background = Background(max_bytes=max_queued_bytes)
+        self._small = bytearray()
+        self._pieces: list[Buffer] = []
+        self._staged = 0
         self._pos = 0
         self._keys: list[str] = []
         self._offsets: list[int] = []
@@ -133,6 +147,8 @@ class ShardWriter(Generic[T]):
         """Append one sample; returns its key."""
         if self._closed:
             raise InvalidArgumentError("this ShardWriter is closed")
+        if self._background.error is not None:
+            raise self._background.error
         body = self._encode(sample)
         key = self._key_for(sample)
         self._append(key, body)
@@ -145,18 +161,27 @@ class ShardWriter(Generic[T]):
             self.write(sample)
 
     def close(self) -> list[ShardInfo]:
-        """Finish the open shard; returns every shard written."""
+        """Finish the open shard and wait until every shard is committed; returns them all.
+
+        Raises the first error of the background thread (the failed shard is not committed)."""
         if not self._closed:
             self._closed = True
-            self._finish_shard()
+            try:
+                self._finish_shard()
+            except BaseException:
+                self._background.cancel()
+                raise
+        self._background.drain()
         return self.shards
 
     def abort(self) -> None:
-        """Discard the open shard (finished shards stay)."""
+        """Discard the open shard (finished shards stay: their commits are waited for)."""
         self._closed = True
-        if self._sink is not None:
-            self._sink.abort()
-            self._sink = None
+        job, self._job = self._job, None
+        open_job = job.location if job is not None else None
+        self._background.cancel(keep=lambda task: task.where != open_job)
+        if job is not None:
+            job.abort()
 
     def __enter__(self) -> "ShardWriter[T]":
         return self
@@ -173,7 +198,7 @@ class ShardWriter(Generic[T]):
             self.abort()
 
     # -- internals ----------------------------------------------------------------------------
-    def _encode(self, sample: Any) -> bytes | Members:
+    def _encode(self, sample: Any) -> bytes | list[bytes] | Members:
         cls = type(sample)
         if cls is not self._sample_type:
             if self._sample_type is not None:
@@ -208,7 +233,7 @@ class ShardWriter(Generic[T]):
             except (TypeError, ValueError, OverflowError) as exc:
                 raise SchemaError(f"cannot serialize sample {self._sample_number}: {exc}") from exc
             return body
-        return self._codec.encode(sample)
+        return self._codec.encode_parts(sample)
 
     def _key_for(self, sample: Any) -> str:
         if self.key_field is None:
@@ -232,24 +257,31 @@ class ShardWriter(Generic[T]):
     def _shard_location(self) -> str:
         return self.pattern % self._shard_number
 
-    def _append(self, key: str, body: bytes | Members) -> None:
-        parts: Members = [("msgpack", body)] if isinstance(body, bytes) else body
-        if not isinstance(body, bytes):
+    def _append(self, key: str, body: bytes | list[bytes] | Members) -> None:
+        parts: list[tuple[str, list[Buffer]]]
+        if isinstance(body, bytes):
+            parts = [("msgpack", [body])]
+        elif body and isinstance(body[0], tuple):
             self._grouped = True
-            if not parts:
-                raise SchemaError(f"sample {key!r} has no members to write")
+            parts = [(ext, [data]) for ext, data in body]
             for ext, _data in parts:
                 if len(key) + 1 + len(ext) > MAX_NAME:
                     raise SchemaError(
                         f"member name {key}.{ext} is longer than a tar name ({MAX_NAME} bytes)"
                     )
-        member_size = sum(BLOCK + len(d) + (-len(d)) % BLOCK for _e, d in parts)
-        if self._sink is not None and (
+        elif body:
+            body_parts: list[Buffer] = [*cast(list[bytes], body)]
+            parts = [("msgpack", body_parts)]
+        else:
+            raise SchemaError(f"sample {key!r} has no members to write")
+        lengths = [sum(len(d) for d in datas) for _e, datas in parts]
+        member_size = sum(BLOCK + n + (-n) % BLOCK for n in lengths)
+        if self._job is not None and (
             len(self._keys) >= self.maxcount
             or (self.maxsize is not None and self._pos + member_size + 2 * BLOCK > self.maxsize)
         ):
             self._finish_shard()
-        if self._sink is None:
+        if self._job is None:
             self._open_shard()
         if self.key_field is not None:  # checked here: a rollover above starts a new key set
             if key in self._seen:
@@ -258,83 +290,67 @@ class ShardWriter(Generic[T]):
                     path=f"$.{self.key_field}",
                 )
             self._seen.add(key)
-        sink = self._sink
-        assert sink is not None
-        for ext, data in parts:
-            header = encode_header(f"{key}.{ext}".encode(), len(data))
-            pad = padding(len(data))
-            if len(data) < _LARGE_BODY:
-                chunk = b"".join((header, data, pad))
-                sink.write(chunk)
-                self._hash.update(chunk)
-            else:
-                for piece in (header, data, pad):
-                    sink.write(piece)
-                    self._hash.update(piece)
+        small, pieces = self._small, self._pieces
+        for (ext, datas), n in zip(parts, lengths, strict=True):
+            small += encode_header(f"{key}.{ext}".encode(), n)
+            for data in datas:
+                if len(data) < _LARGE_BODY:
+                    small += data
+                else:  # handed on as it is: an immutable buffer the encoder made for us
+                    if small:
+                        pieces.append(memoryview(small))
+                        small = bytearray()
+                    pieces.append(data)
+            small += padding(n)
+        self._small = small
+        self._staged += member_size
+        if self._staged >= _BATCH:
+            self._submit_pieces()
         self._keys.append(key)
         self._offsets.append(self._pos)
-        self._sizes.append(len(parts[0][1]))
+        self._sizes.append(lengths[0])
         self._starts.append(self._pos)
         self._pos += member_size
         self._ends.append(self._pos)
 
+    def _submit_pieces(self) -> None:
+        if self._small:
+            self._pieces.append(memoryview(self._small))
+            self._small = bytearray()
+        pieces, self._pieces, staged, self._staged = self._pieces, [], self._staged, 0
+        if pieces:
+            job = self._job
+            assert job is not None
+            self._background.submit(
+                Task(partial(job.write, pieces), job.location, staged, job.abort)
+            )
+
     def _open_shard(self) -> None:
-        self._sink = self._sink_factory(self._shard_location())
-        self._hash = hashlib.sha256()
+        job = ShardJob(self._sink_factory, self._shard_location(), self.shards.append)
+        self._background.submit(Task(job.open, job.location, 0, job.abort))
+        self._job = job
         self._pos = 0
         self._keys, self._offsets, self._sizes = [], [], []
         self._starts, self._ends = [], []
         self._seen = set()
-        if self._builder is None and self._builder_factory is not None:
-            self._builder = self._builder_factory()
+        self._builder = self._builder_factory() if self._builder_factory is not None else None
 
     def _finish_shard(self) -> None:
-        sink = self._sink
-        if sink is None:
+        job = self._job
+        if job is None:
             return
-        try:
-            sink.write(_END_OF_ARCHIVE)
-            self._hash.update(_END_OF_ARCHIVE)
-            size = self._pos + len(_END_OF_ARCHIVE)
-            digest = self._hash.hexdigest()
-            sink.commit()
-        except BaseException:
-            sink.abort()
-            self._sink = None
-            raise
-        self._sink = None
-        index = OffsetIndex(
+        self._submit_pieces()
+        self._job = None
+        contents = ShardContents(
             self._keys,
-            np.asarray(self._offsets, dtype=np.int64),
-            np.asarray(self._sizes, dtype=np.int64),
-            shard_size=size,
-            sha256=digest,
-            # member layout: version 2, with each key group's span
-            starts=np.asarray(self._starts, dtype=np.int64) if self._grouped else None,
-            ends=np.asarray(self._ends, dtype=np.int64) if self._grouped else None,
+            self._offsets,
+            self._sizes,
+            self._starts,
+            self._ends,
+            self._grouped,
+            self._pos + len(END_OF_ARCHIVE),
+            self._builder,
         )
-        sidecar_sha256 = write_whole(
-            self._sink_factory, sink.location + OFFSETS_SUFFIX, index.to_bytes()
-        )
-        extra = self._write_built(sink.location, size, digest)
-        self.shards.append(
-            ShardInfo(
-                sink.location,
-                Checksum.sha256(digest),
-                len(self._keys),
-                size,
-                Checksum.sha256(sidecar_sha256),
-                None if extra is None else Checksum.sha256(extra),
-            )
-        )
+        self._builder = None
+        self._background.submit(Task(partial(job.finish, contents), job.location, 0, job.abort))
         self._shard_number += 1
-
-    def _write_built(self, location: str, size: int, digest: str) -> str | None:
-        """Write the extra sidecar of the finished shard (if a builder makes one); its sha256."""
-        builder = self._builder
-        if builder is None:
-            return None
-        data = builder.finish(size=size, sha256=digest, count=len(self._keys))
-        if data is None:
-            return None
-        return write_whole(self._sink_factory, location + builder.suffix, data)

@@ -1,0 +1,105 @@
+"""One shard's background half: its sink, its running sha256, its commit and its sidecars.
+
+A :class:`~atdata.shards.writer.ShardWriter` makes one :class:`ShardJob` per shard and runs its
+steps on the writer's background thread, in order: :meth:`open` (the sink factory is called
+there, after the previous shard was committed), :meth:`write` (bytes to the sink and the hash),
+:meth:`finish` (end of archive, commit: fsync and rename, or the upload's completion; then the
+offset index and the extra sidecar, each committed whole). A shard's :class:`ShardInfo` exists
+only once the shard and its sidecars are durable and hashed. :meth:`abort` drops the sink: no
+partial shard appears under its final name.
+"""
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .info import Checksum, ShardInfo
+from .offsets import OFFSETS_SUFFIX, OffsetIndex
+from .sink import ShardSink, SinkFactory, write_whole
+from .tar import BLOCK
+
+__all__ = ["END_OF_ARCHIVE", "Buffer", "ShardContents", "ShardJob"]
+
+END_OF_ARCHIVE = bytes(2 * BLOCK)
+Buffer = bytes | memoryview
+"""What a shard job writes: immutable bytes, or a view of a buffer handed over whole."""
+
+
+@dataclass(slots=True)
+class ShardContents:
+    """What the producer knows of a finished shard: its members, size and extra sidecar."""
+
+    keys: list[str]
+    offsets: list[int]
+    sizes: list[int]
+    starts: list[int]
+    ends: list[int]
+    grouped: bool
+    size: int
+    builder: Any  # a SidecarBuilder or None
+
+
+class ShardJob:
+    """The sink, hash and commit of the shard at ``location`` (see the module docstring)."""
+
+    def __init__(
+        self, open_sink: SinkFactory, location: str, done: Callable[[ShardInfo], None]
+    ) -> None:
+        self.open_sink = open_sink
+        self.location = location
+        self.done = done
+        self._sink: ShardSink | None = None
+        self._hash = hashlib.sha256()
+
+    def open(self) -> None:
+        self._sink = self.open_sink(self.location)
+
+    def write(self, pieces: Sequence[Buffer]) -> None:
+        sink, update = self._sink, self._hash.update
+        assert sink is not None
+        for piece in pieces:
+            sink.write(piece)
+            update(piece)
+
+    def abort(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.abort()
+
+    def finish(self, contents: ShardContents) -> None:
+        sink = self._sink
+        assert sink is not None
+        self.write((END_OF_ARCHIVE,))
+        digest = self._hash.hexdigest()
+        sink.commit()  # a failing commit aborts itself
+        self._sink = None
+        index = OffsetIndex(
+            contents.keys,
+            np.asarray(contents.offsets, dtype=np.int64),
+            np.asarray(contents.sizes, dtype=np.int64),
+            shard_size=contents.size,
+            sha256=digest,
+            # member layout: version 2, with each key group's span
+            starts=np.asarray(contents.starts, dtype=np.int64) if contents.grouped else None,
+            ends=np.asarray(contents.ends, dtype=np.int64) if contents.grouped else None,
+        )
+        sidecar = write_whole(self.open_sink, sink.location + OFFSETS_SUFFIX, index.to_bytes())
+        extra = None
+        builder = contents.builder
+        if builder is not None:
+            data = builder.finish(size=contents.size, sha256=digest, count=len(contents.keys))
+            if data is not None:
+                extra = write_whole(self.open_sink, sink.location + builder.suffix, data)
+        self.done(
+            ShardInfo(
+                sink.location,
+                Checksum.sha256(digest),
+                len(contents.keys),
+                contents.size,
+                Checksum.sha256(sidecar),
+                None if extra is None else Checksum.sha256(extra),
+            )
+        )
