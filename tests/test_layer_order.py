@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "atdata.groupslots",
             "atdata.writing",
             "atdata.torch",
+            "atdata.hf_datasets",
         ],
     ),
     ("stores", ["atdata.stores"]),

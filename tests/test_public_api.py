@@ -48,6 +48,7 @@ PUBLIC_API = sorted(
         "__version__",
         "current_registry",
         "default_registry",
+        "from_hf",
         "lens",
         "load_dataset",
         "member",

@@ -30,6 +30,7 @@ from .errors import (
     StoreError,
     TransformError,
 )
+from .hf_datasets import from_hf
 from .index import DatasetEntry, Index
 from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .manifest.fields import Indexed
@@ -88,6 +89,7 @@ __all__ = [
     "__version__",
     "current_registry",
     "default_registry",
+    "from_hf",
     "lens",
     "load_dataset",
     "member",

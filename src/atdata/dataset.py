@@ -309,6 +309,19 @@ class Dataset(Generic[ST]):
             epoch=epoch,
         )
 
+    def to_hf(self, *, streaming: bool = False, cache_dir: str | None = None) -> Any:
+        """This dataset as a Hugging Face ``datasets.Dataset`` (needs ``atdata[hf-datasets]``).
+
+        ``streaming=True`` gives an ``IterableDataset`` that reads the shards on each pass;
+        otherwise ``datasets`` writes the rows into its Arrow cache (``cache_dir``) as they are
+        read. Either way samples are converted one at a time. The features follow the schema:
+        arrays as ``Array2D``..``Array5D`` (or nested ``List``) of the declared dtype and shape,
+        ``atdata.Image`` as ``datasets.Image``, ``bytes`` as binary, scalars as ``Value``.
+        """
+        from .hf_datasets.export import to_hf
+
+        return to_hf(self, streaming=streaming, cache_dir=cache_dir)
+
     def __iter__(self) -> Iterator[ST]:
         return iter(self.ordered())
 

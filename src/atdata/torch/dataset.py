@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..batch import SampleBatch
 from ..plan import EpochOrder, Layout, PlanError, make_layout
 from ..planreader import PlanReader, Readable, epoch_order
+from ._ring import SlotRing, new_control
 
 __all__ = ["TorchDataset", "resolve_world", "to_tensors"]
 
@@ -158,6 +159,9 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         self.buffer_size = buffer_size
         self.buffer_bytes = buffer_bytes
         self._shared: Any = multiprocessing.RawArray("q", [epoch, 0, -1])
+        # the workers' shared-memory slots for batches; see atdata.torch._ring
+        self._ring_token, self._ring_control = new_control()
+        self._ring: SlotRing | None = None
         self._consumed = 0  # batches handed out by an in-process iteration
         self._finished = False  # that iteration reached the end of the epoch
         self._reader: PlanReader | None = None
@@ -169,8 +173,10 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         state = self.__dict__.copy()
         state["_reader"] = None
         state["_orders"] = {}
+        state["_ring"] = None
         if get_spawning_popen() is None:  # not handing over to a child: shared memory cannot go
             state["_shared"] = list(self._shared)
+            state["_ring_control"] = None  # a copy elsewhere allocates fresh segments
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -289,8 +295,10 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
         if self._reader is None:
             self._reader = PlanReader(self.dataset)
         reader = self._reader
+        ring = None
         if info is not None:  # batches leave this worker through shared memory: build them there
-            reader.use_allocator(shared_empty)
+            ring = self._worker_ring(worker)
+            reader.use_allocator(ring.empty if ring is not None else shared_empty)
         names = tuple(reader.output_names)
         if info is None:
             if self._finished:  # the last iteration read this epoch to its end: start afresh
@@ -300,11 +308,22 @@ class TorchDataset(IterableDataset[dict[str, Any]]):
             self._finished = False
         for j in range(worker, layout.rank_batches, workers):
             batch = to_tensors(reader.batch(order, layout.positions(self.rank, j)), names)
+            if ring is not None:
+                batch = ring.claim(batch)
             if info is None:
                 self._consumed = j + 1
             yield batch
         if info is None:
             self._finished = True
+
+    def _worker_ring(self, worker: int) -> SlotRing | None:
+        """This worker's slot ring; none (a fresh segment per batch) with ``$ATDATA_WORKER_SLOTS=0``
+        or in a copy of the dataset not handed over at worker start."""
+        if self._ring_control is None or os.environ.get("ATDATA_WORKER_SLOTS", "").strip() == "0":
+            return None
+        if self._ring is None:
+            self._ring = SlotRing(self._ring_control, self._ring_token, worker)
+        return self._ring
 
     def __repr__(self) -> str:
         mode = "resampled" if self.resample else ("shuffled" if self.shuffle else "ordered")

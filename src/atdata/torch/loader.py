@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import default_convert as _untyped_convert
 
 from ._position import ConsumedPosition
+from ._ring import RingBatch
 from .dataset import TorchDataset
 
 __all__ = ["TorchLoader", "convert_batch", "loader"]
@@ -21,7 +22,7 @@ def convert_batch(batch: Any) -> Any:
     """The DataLoader's ``collate_fn`` for batches made already (picklable): what its default
     (``default_convert``) gives, without walking lists of plain values (strings, keys) item by
     item, which costs milliseconds per batch of 1024."""
-    if type(batch) is not dict:
+    if not isinstance(batch, dict):
         return default_convert(batch)
     out: dict[str, Any] = {}
     for name, value in batch.items():
@@ -31,6 +32,8 @@ def convert_batch(batch: Any) -> Any:
             out[name] = value
         else:
             out[name] = default_convert(value)
+    if isinstance(batch, RingBatch):  # keeps its slot marks on the way to the training process
+        return RingBatch(out, token=batch.token, marks=batch.marks)
     return out
 
 
