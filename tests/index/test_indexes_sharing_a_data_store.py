@@ -8,6 +8,7 @@ failing or crashing in one must leave the other's shards whole.
 
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -84,6 +85,11 @@ def _crash_while_writing(home: str) -> None:
 
     def samples() -> Iterator[Point]:
         yield from make_samples(5)
+        # shards are committed on the writer's background thread: die once they are in the store
+        write_dirs = Path(home) / "data" / "mnist" / "1"
+        deadline = time.monotonic() + 60
+        while len(list(write_dirs.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         os._exit(3)  # the writer dies with shards of mnist@1 in the store and a pending mark
 
     Index().write(samples(), "mnist", maxcount=2)
