@@ -19,7 +19,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def _blocks() -> list[str]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Hugging Face Hub", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Hugging Face Hub", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 

@@ -31,6 +31,7 @@ from atdata.sources.cache import CACHE_DIR_ENV, ShardCache
 from atdata.sources.s3 import configure, current_config
 from atdata.stores.s3 import MIN_PART_SIZE, S3DataStore
 from tcp_proxy import CuttingProxy
+from waiting import wait_until
 
 if TYPE_CHECKING:
     from s3_backends import S3Backend
@@ -205,11 +206,12 @@ def test_a_sample_failing_halfway_leaves_no_entry_and_no_objects(
     def samples() -> Iterator[Any]:
         if multipart:  # 6 MiB into one shard: its first 5 MiB part is already uploading
             yield from (_Big(i, np.full(2 << 20, i, dtype=np.uint8)) for i in range(3))
-            assert len(_uploads(s3)) == 1
+            # (shards are written on the writer's background thread: wait for the upload to open)
+            wait_until(lambda: len(_uploads(s3)) == 1, "the multipart upload to open")
             yield _Big("not an int", np.zeros(1, dtype=np.uint8))  # type: ignore[arg-type]
         else:  # two whole shards (with their offset indexes and manifests) are in the bucket first
             yield from _frames(23)
-            assert len(s3.keys()) == 6
+            wait_until(lambda: len(s3.keys()) == 6, "two whole shards in the bucket")
             yield Frame("not an int", "x", np.zeros(8, dtype=np.float32))  # type: ignore[arg-type]
 
     store = _store(s3, part_size=MIN_PART_SIZE)
@@ -252,6 +254,7 @@ def test_a_server_failing_mid_write_leaves_no_entry_and_gc_removes_the_objects(
             def samples() -> Iterator[Frame]:
                 for i in range(N):
                     if i == PER_SHARD + 3:  # shard 0 is in the bucket; the server goes away
+                        wait_until(lambda: len(s3.keys()) == 3, "shard 0 in the bucket")
                         proxy.failing = True
                     yield _frame(i)
 
