@@ -44,6 +44,7 @@ from . import (
     demo,
     derive,
     inspection,
+    local,
     logs,
     publishing,
     query,
@@ -67,6 +68,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
     account,
     publishing,
+    local,
 )
 
 _DEBUG_ENV = "ATDATA_DEBUG"
