@@ -74,3 +74,25 @@ def test_a_wrong_password_and_an_unknown_handle_are_authentication_errors(
         AtmosphereSession.login("nobody-here.test", PDS_TEST_PASSWORD, resolver=resolver)
     with pytest.raises(AuthenticationError, match="not both"):
         AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD, resolver=resolver)  # type: ignore[call-overload]
+
+
+def test_the_cli_logs_in_with_a_handle_alone(
+    pds: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from atdata.cli.app import app
+
+    handle, did = _account(pds)
+    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
+    env = {
+        "ATDATA_APP_PASSWORD": PDS_TEST_PASSWORD,
+        "ATDATA_PLC_URL": pds["plc"],
+        "ATDATA_HANDLE_RESOLVER": pds["pds"],
+    }
+    result = CliRunner().invoke(app, ["login", handle], env=env)
+    assert result.exit_code == 0, result.output
+    pds_of_did = Resolver(plc_url=pds["plc"]).pds_endpoint(did)  # as the DID document says
+    assert f"@{handle} ({did}) on {pds_of_did}" in " ".join(result.stdout.split())
+    who = CliRunner().invoke(app, ["whoami", "--json"], env=env)
+    assert who.exit_code == 0 and did in who.stdout
