@@ -32,6 +32,8 @@ if "ATDATA_HOME" not in os.environ:
 # atdata's own pytest fixtures for users' suites (tmp_index, tmp_dataset, make_samples), used here too
 pytest_plugins = ["atdata.testing"]
 
+import pytest  # noqa: E402
+
 from services import (  # noqa: E402
     http_server,
     pds,
@@ -43,6 +45,7 @@ from services import (  # noqa: E402
 )
 
 __all__ = [
+    "home",
     "http_server",
     "pds",
     "pds_account",
@@ -51,3 +54,14 @@ __all__ = [
     "s3_client",
     "s3_endpoint",
 ]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``ATDATA_HOME`` (``tmp_path / "home"``), no ``ATDATA_INDEX_URL``, and
+    ``tmp_path`` as the working directory (a module may define its own ``home``)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ATDATA_HOME", str(home))
+    monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return home

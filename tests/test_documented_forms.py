@@ -15,14 +15,6 @@ from readme_blocks import README, python_blocks
 pytest_plugins = ["s3_backends"]  # the `s3` fixture: moto and rclone on loopback
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "home"
-
-
 @atdata.packable
 class Row:
     i: int
