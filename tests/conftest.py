@@ -46,6 +46,7 @@ from services import (  # noqa: E402
 
 __all__ = [
     "home",
+    "private_verify_memo",
     "http_server",
     "pds",
     "pds_account",
@@ -65,3 +66,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture
+def private_verify_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No shared shard cache and a verification memo of this test's own."""
+    monkeypatch.delenv("ATDATA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("ATDATA_VERIFY_MEMO", str(tmp_path / "memo.sqlite"))
