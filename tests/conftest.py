@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import shlex
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from atdata.atmosphere import Resolver
 
 
 def _load_test_infra_env(path: Path) -> None:
@@ -47,6 +52,7 @@ from services import (  # noqa: E402
 __all__ = [
     "home",
     "private_verify_memo",
+    "resolver",
     "http_server",
     "pds",
     "pds_account",
@@ -73,3 +79,13 @@ def private_verify_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     """No shared shard cache and a verification memo of this test's own."""
     monkeypatch.delenv("ATDATA_CACHE_DIR", raising=False)
     monkeypatch.setenv("ATDATA_VERIFY_MEMO", str(tmp_path / "memo.sqlite"))
+
+
+@pytest.fixture
+def resolver(pds: dict[str, Any]) -> Iterator[Resolver]:
+    """An atproto resolver that knows only the loopback PLC directory and PDS."""
+    from atdata.atmosphere import Resolver
+
+    r = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
+    yield r
+    r.close()
