@@ -3,12 +3,13 @@ section, and running one in a fresh interpreter with its own ``ATDATA_HOME``."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from fresh_env import fresh_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -51,9 +52,7 @@ def run_block(
     """Run ``code`` in a new interpreter in ``cwd``, with ``ATDATA_HOME`` set to ``home`` and
     no other variable of the environment starting with one of ``drop_prefixes``, plus ``env``;
     assert it exits 0 and return what it printed."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
-    clean["ATDATA_HOME"] = str(home)
-    clean.update(env or {})
+    clean = fresh_env(home, drop_prefixes=drop_prefixes, **(env or {}))
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=cwd,
