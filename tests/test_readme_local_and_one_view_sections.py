@@ -2,7 +2,6 @@
 example run as written: the first in bash against the services `atdata local up` starts (then
 stopped), the second in a fresh process against the local PDS harness, logging in by handle."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,29 +14,25 @@ import pytest
 
 from atdata.localdev.services import find_pg_bindir, find_rclone
 from atmosphere_helpers import new_account_session
+from fresh_env import fresh_env
+from readme_blocks import python_blocks, run_block, section
 from services import PDS_TEST_PASSWORD
 
 pytestmark = pytest.mark.services
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def _section(title: str, lang: str) -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = re.split(r"\n##+ ", text.split(title, 1)[1], maxsplit=1)[0]
-    return re.findall(rf"```{lang}\n(.*?)```", section, re.DOTALL)
-
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ATDATA_", "AWS_"))}
-    env["ATDATA_HOME"] = str(home)
-    return env
+    return fresh_env(home, drop_prefixes=("ATDATA_", "AWS_"))
 
 
 def test_the_local_services_block_runs(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None or find_pg_bindir() is None or not find_rclone():
         pytest.skip("redis-server, PostgreSQL or rclone not installed")
-    (block,) = _section("### Services on this machine", "bash")
+    (block,) = re.findall(
+        r"```bash\n(.*?)```",
+        section("### Services on this machine (the non-embedded setups)"),
+        re.DOTALL,
+    )
     assert 'eval "$(uv run atdata local up)"' in block
     # `uv run` is this test's Python (the environment under test)
     script = block.replace("uv run atdata", f"{sys.executable} -m atdata.cli")
@@ -68,26 +63,16 @@ def test_the_local_services_block_runs(tmp_path: Path) -> None:
 
 
 def test_the_one_view_example_runs(pds: dict[str, Any], tmp_path: Path) -> None:
-    (code,) = _section("## One view of local and remote", "python")
+    (code,) = python_blocks("## One view of local and remote")
     session = new_account_session(pds, prefix="r")
-    env = _env(tmp_path / "home")
-    env.update(
-        ATDATA_HANDLE=session.handle,
-        ATDATA_APP_PASSWORD=PDS_TEST_PASSWORD,
-        ATDATA_PLC_URL=pds["plc"],
-        ATDATA_HANDLE_RESOLVER=pds["pds"],
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines() == [
+    env = {
+        "ATDATA_HANDLE": session.handle,
+        "ATDATA_APP_PASSWORD": PDS_TEST_PASSWORD,
+        "ATDATA_PLC_URL": pds["plc"],
+        "ATDATA_HANDLE_RESOLVER": pds["pds"],
+    }
+    out = run_block(code, tmp_path, tmp_path / "home", env=env)
+    assert out.splitlines() == [
         "local counts@1",
         f"atmosphere @{session.handle}/counts@1",
         "True 45",
