@@ -138,6 +138,11 @@ class _Listed:
         return [_Hit(u) for u in self.uris[:limit]]
 
 
+class _Overfull(_Listed):
+    def search_datasets(self, q: str | None = None, *, limit: int = 25) -> list[_Hit]:
+        return [_Hit(u) for u in self.uris]
+
+
 def test_search_hits_are_read_again_from_the_publishers_pds(
     tmp_path: Path, pds: dict[str, Any], session: AtmosphereSession, resolver: Resolver
 ) -> None:
@@ -152,6 +157,9 @@ def test_search_hits_are_read_again_from_the_publishers_pds(
         assert result.ref == f"@{other.handle}/found@1" or result.uri == str(published.uri)
         assert result.uri == str(published.uri) and result.did == other.did
         assert [int(s.label) for s in index.load(result)] == list(range(4))
+    twice = _Overfull([str(published.uri)] * 3)  # a service sending more than asked for
+    with Index(home=tmp_path / "mine", atmosphere=session, discovery=twice) as index:
+        assert len(index.search("found", limit=2)) == 2
 
 
 def test_atmosphere_names_need_an_atmosphere(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ every hit from its publisher's PDS, so a discovery service cannot forge a datase
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..atmosphere import (
@@ -32,7 +33,7 @@ from ..atmosphere import (
     resolve_dataset,
 )
 from ..atmosphere.open_dataset import dataset_of
-from ..errors import AtmosphereError, InvalidArgumentError
+from ..errors import AtmosphereError, InvalidArgumentError, NotFoundError
 from ..schema import Schema
 
 if TYPE_CHECKING:
@@ -190,13 +191,14 @@ class AtmosphereView:
         if self.discovery is None:
             raise InvalidArgumentError("search needs Index(atmosphere=..., discovery=...)")
         found: list[RemoteDataset] = []
-        for hit in self.discovery.search_datasets(q, limit=limit):
+        # no more than `limit` hits are followed, whatever the service sends
+        for hit in islice(self.discovery.search_datasets(q, limit=limit), max(limit, 0)):
             uri = getattr(hit, "uri", None)
             if not isinstance(uri, str) or not uri.startswith("at://"):
                 continue
             try:
                 found.append(self.get(uri))
-            except AtmosphereError:
+            except (AtmosphereError, NotFoundError):
                 continue
         return found
 
