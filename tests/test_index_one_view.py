@@ -97,6 +97,7 @@ def test_local_and_published_datasets_in_one_index(
         assert [int(s.label) for s in index.load(f"@{session.handle}/shared@1", Pixel)] == want
         ds = load_dataset(f"@{session.handle}/shared", index=index, split="train")
         assert [int(s.label) for s in ds] == want
+        assert [int(s.label) for s in load_dataset(got, index=index, split="train")] == want
         assert [int(s.label) for s in load_dataset("@local/kept-here", index=index)["train"]] == [
             int(s.label) for s in _pixels(6)
         ]

@@ -79,6 +79,10 @@ class RemoteDataset:
     #: where it lives: always ``"atmosphere"`` (local entries say their repository's name)
     repo: str = "atmosphere"
 
+    def __fspath__(self) -> str:
+        """The ``at://`` URI: ``load_dataset(remote)`` loads it."""
+        return self.uri
+
     @property
     def ref(self) -> str:
         """``@handle/name[@version]`` when the handle is known, else the ``at://`` URI."""
