@@ -156,3 +156,16 @@ def test_with_indexer_says_why_it_cannot(home: Path) -> None:
     word = "not installed" if not indexer_available() else "not supported yet"
     assert word in got.stderr
     assert not (local_root(home) / "state.json").exists()  # nothing was started
+
+
+def test_as_root_an_unreachable_home_is_reported_and_down_cleans_up(home: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs PostgreSQL as another user")
+    home.chmod(0o700)  # the `postgres` user cannot traverse it
+    got = _cli(home, "up", check=False)
+    assert got.returncode == 1
+    assert "PostgreSQL runs as `postgres`, which cannot reach" in " ".join(got.stderr.split())
+    pids = _pids(home)  # what started before the failure is recorded...
+    assert pids
+    _cli(home, "down")  # ...and stopped
+    assert not any(_alive(p) for p in pids)
