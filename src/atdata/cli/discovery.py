@@ -53,6 +53,7 @@ def indexer_command(
 
 def search_command(
     text: Annotated[str | None, typer.Argument(help="Words of the name or description.")] = None,
+    *,
     schema: Annotated[
         str | None, typer.Option("--schema", help="Schema at:// URI, CID or name.")
     ] = None,

@@ -40,8 +40,8 @@ class Indexer:
         self.server = make_server(self.store, host or "127.0.0.1", int(port or 0))
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
-        bound_host, bound_port = self.server.server_address[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        bound_port = self.server.server_address[1]
+        self.url = f"http://{host or '127.0.0.1'}:{bound_port}"
         return self.url
 
     def stop(self) -> None:

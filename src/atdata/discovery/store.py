@@ -7,6 +7,7 @@ so a search is an index lookup, not a scan. Every change an event makes and the 
 written in one transaction (:meth:`IndexStore.apply`): a crash leaves either both or neither.
 """
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -130,10 +131,8 @@ class IndexStore:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):  # closing from another thread: best effort
                 conn.close()
-            except Exception:  # closing from another thread: best effort
-                pass
 
     def _create(self) -> None:
         p = self.p
@@ -185,7 +184,7 @@ class IndexStore:
             for record in mutation.upserts:
                 self._upsert(cur, record)
             for did, rev in mutation.repo_revs.items():
-                self._upsert_kv(cur, "repos", "did", "rev", did, rev)
+                self._upsert_kv(cur, "repos", ("did", "rev"), did, rev)
             for name, n in mutation.counters.items():
                 self._run(
                     cur,
@@ -194,9 +193,10 @@ class IndexStore:
                     [name, n],
                 )
             if host is not None and seq is not None:
-                self._upsert_kv(cur, "cursors", "host", "seq", host, seq)
+                self._upsert_kv(cur, "cursors", ("host", "seq"), host, seq)
 
-    def _upsert_kv(self, cur: Any, table: str, key: str, col: str, k: Any, v: Any) -> None:
+    def _upsert_kv(self, cur: Any, table: str, cols: tuple[str, str], k: Any, v: Any) -> None:
+        key, col = cols
         self._run(
             cur,
             f"INSERT INTO {self.p}{table} ({key}, {col}) VALUES (?, ?) ON CONFLICT ({key}) "
@@ -210,8 +210,10 @@ class IndexStore:
 
     def _upsert(self, cur: Any, r: IndexedRecord) -> None:
         v = r.value
-        size = v.get("size") if isinstance(v.get("size"), dict) else {}
-        size_bytes = size.get("bytes") if isinstance(size.get("bytes"), int) else None
+        size = v.get("size")
+        size_bytes = size.get("bytes") if isinstance(size, dict) else None
+        if not isinstance(size_bytes, int):
+            size_bytes = None
         self._delete(cur, r.uri)
         self._run(
             cur,
