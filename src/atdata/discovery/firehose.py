@@ -112,6 +112,7 @@ class Follower:
         except Rejected as exc:
             log.info("rejected %s event %s from %s: %s", kind, seq, self.host, exc)
             mutation = Mutation(counters={f"rejected.{exc.reason}": 1})
+        mutation.count("events.applied")  # with the cursor: a check that none is lost or doubled
         self.store.apply(mutation, host=self.host, seq=seq)
 
     def _event(self, kind: Any, body: Mapping[str, Any]) -> Mutation:
