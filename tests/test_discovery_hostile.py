@@ -37,7 +37,9 @@ def setup(tmp_path: Path) -> Iterator[tuple[Signer, Follower, IndexStore]]:
 
 
 def _entry(did: str, name: str, **extra: Any) -> dict[str, Any]:
-    storage = HttpStorage((HttpShard("https://data.example.com/a.tar", Checksum.sha256("ab" * 32)),))
+    storage = HttpStorage(
+        (HttpShard("https://data.example.com/a.tar", Checksum.sha256("ab" * 32)),)
+    )
     record = DatasetRecord(name, f"at://{did}/science.alt.dataset.schema/s1", storage)
     return {**record.to_record(), **extra}
 
