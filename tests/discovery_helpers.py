@@ -141,7 +141,7 @@ class Signer:
         node = libipld.encode_dag_cbor({"l": None, "e": entries})
         blocks[block_cid(node)] = node
         self.rev += 1
-        rev = f"3zzzzzzzzz{self.rev:03d}"
+        rev = f"3zzzzzz{self.rev:06d}"
         unsigned = {
             "did": self.did,
             "version": 3,

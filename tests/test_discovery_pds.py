@@ -51,8 +51,9 @@ def second_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         yield info
 
 
-def _search_cli(url: str, *args: str) -> list[dict[str, Any]]:
-    """``atdata search --json`` in another process."""
+def _search_cli(url: str, *args: str, dids: set[str] | None = None) -> list[dict[str, Any]]:
+    """``atdata search --json`` in another process (results of ``dids`` only, when given: the
+    session's PDS also holds other tests' datasets)."""
     out = subprocess.run(
         [sys.executable, "-m", "atdata.cli", "search", *args, "--indexer", url, "--json"],
         capture_output=True,
@@ -60,7 +61,8 @@ def _search_cli(url: str, *args: str) -> list[dict[str, Any]]:
         check=True,
         timeout=60,
     )
-    return list(json.loads(out.stdout)["results"])
+    results = list(json.loads(out.stdout)["results"])
+    return [r for r in results if dids is None or r["did"] in dids]
 
 
 def _publish(session: Any, resolver: Resolver, home: Path, name: str, tags: list[str]) -> Any:
@@ -94,19 +96,23 @@ def test_an_indexer_following_two_pdses_finds_every_dataset_and_tracks_changes(
             LensRecord("identity", schema_uri, schema_uri, code, code, description="same")
         )
 
+        dids = {alice.did, bob.did, carol.did}
+
         def found() -> set[str]:
-            return {r["uri"] for r in _search_cli(url, "--tag", "sensors")}
+            return {r["uri"] for r in _search_cli(url, "--tag", "sensors", dids=dids)}
 
         want = {str(p.uri) for p in published.values()}
         wait_until(lambda: found() == want, "every dataset searchable", timeout=30)
         # by text, by schema (URI and name), by repo, by license-less filters
-        by_text = _search_cli(url, "rainfall")
+        by_text = _search_cli(url, "rainfall", dids=dids)
         assert [r["uri"] for r in by_text] == [str(published["carol"].uri)]
         assert by_text[0]["name"] == "rainfall" and by_text[0]["did"] == carol.did
         carol_uri = str(published["carol"].uri)
         assert {r["uri"] for r in _search_cli(url, "--schema", schema_uri)} == {carol_uri}
         schema_name = carol_client.get_schema(schema_uri).value.name
-        assert {r["uri"] for r in _search_cli(url, "--schema", schema_name)} == want  # all three
+        assert {
+            r["uri"] for r in _search_cli(url, "--schema", schema_name, dids=dids)
+        } == want  # all three
         assert {r["uri"] for r in _search_cli(url, "--tag", "city")} == {str(published["bob"].uri)}
         assert _search_cli(url, "nothing-like-this") == []
         client = DiscoveryClient(url)
@@ -116,13 +122,13 @@ def test_an_indexer_following_two_pdses_finds_every_dataset_and_tracks_changes(
         seen, cursor = [], None
         while True:
             page = client.search_datasets(tags=["sensors"], limit=1, cursor=cursor)
-            seen += [r.uri for r in page]
+            seen += [r.uri for r in page if r.did in dids]
             cursor = page.cursor
             if cursor is None:
                 break
         assert sorted(seen) == sorted(want)
         # a result loads as it is
-        (result,) = client.search_datasets("weather")
+        (result,) = client.search_datasets("weather", repo=alice.did)
         with resolvers[0].activate():
             ds = atdata.load_dataset(result, Reading, split="train")
             assert sorted(int(s.station) for s in ds) == list(range(6))
@@ -143,7 +149,8 @@ def test_an_indexer_following_two_pdses_finds_every_dataset_and_tracks_changes(
         )
         stats = client.stats()
         assert stats["counters"].get("records.deleted", 0) >= 1
-        assert not any(k.startswith("rejected.") for k in stats["counters"])
+        # (rejections are not asserted here: the session's PDS also holds other tests' hostile
+        # records; tests/test_discovery_hostile.py counts them exactly)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     store = IndexStore(db)
