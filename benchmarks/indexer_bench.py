@@ -33,8 +33,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from discovery_helpers import Signer, frame, serve_doc  # noqa: E402
-
 from atdata.atmosphere import Checksum, DatasetRecord, HttpShard, HttpStorage  # noqa: E402
 from atdata.discovery import DiscoveryClient  # noqa: E402
 from atdata.discovery.firehose import Follower  # noqa: E402
@@ -42,6 +40,7 @@ from atdata.discovery.ingest import Ingestor  # noqa: E402
 from atdata.discovery.server import make_server  # noqa: E402
 from atdata.discovery.store import IndexStore, Mutation  # noqa: E402
 from atdata.discovery.verify import KeyResolver  # noqa: E402
+from discovery_helpers import Signer, frame, serve_doc  # noqa: E402
 
 PER_COMMIT = 100
 WORDS = ["mnist", "weather", "traffic", "audio", "genome", "protein", "galaxy", "speech"]
@@ -151,11 +150,10 @@ def bench_ingest_and_search(sizes: list[int], queries: int, work: Path) -> dict[
 
 
 def bench_publish_to_searchable(rounds: int, work: Path) -> dict[str, Any]:
-    from atmosphere_helpers import new_account_session
-    from services import launch_pds
-
     from atdata.atmosphere import AtmosphereClient, Resolver
     from atdata.discovery.service import Indexer
+    from atmosphere_helpers import new_account_session
+    from services import launch_pds
 
     (work / "pds").mkdir()
     with launch_pds(work / "pds") as pds:
