@@ -79,11 +79,12 @@ class Signer:
     """An account whose key is made here: a did:web DID (its document served by ``serve_doc``)
     and commits signed with its secp256k1 key."""
 
-    def __init__(self, did: str) -> None:
+    def __init__(self, did: str, *, p256: bool = False) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
         self.did = did
-        self.key = ec.generate_private_key(ec.SECP256K1())
+        self.p256 = p256
+        self.key = ec.generate_private_key(ec.SECP256R1() if p256 else ec.SECP256K1())
         self.rev = 0
 
     def document(self) -> dict[str, Any]:
@@ -100,7 +101,9 @@ class Signer:
                     "id": f"{self.did}#atproto",
                     "type": "Multikey",
                     "controller": self.did,
-                    "publicKeyMultibase": libipld.encode_multibase("z", b"\xe7\x01" + point),
+                    "publicKeyMultibase": libipld.encode_multibase(
+                        "z", (b"\x80\x24" if self.p256 else b"\xe7\x01") + point
+                    ),
                 }
             ],
         }
@@ -113,7 +116,11 @@ class Signer:
 
         der = self.key.sign(libipld.encode_dag_cbor(unsigned), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
-        n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+        n = (
+            0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+            if self.p256
+            else 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+        )
         s = min(s, n - s)
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 

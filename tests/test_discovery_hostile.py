@@ -7,15 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import libipld
 import pytest
 
 from atdata.atmosphere import Checksum, DatasetRecord, HttpShard, HttpStorage
+from atdata.discovery.car import read_car
 from atdata.discovery.firehose import Follower
 from atdata.discovery.ingest import Ingestor
 from atdata.discovery.store import IndexStore, Mutation
 from atdata.discovery.verify import KeyResolver
 from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
-from discovery_helpers import Signer, frame, serve_doc
+from discovery_helpers import Signer, block_cid, car_bytes, frame, serve_doc
 
 ENTRY = "science.alt.dataset.entry"
 HOST = "http://127.0.0.1:9"  # never contacted: every repository is known, so no backfill
@@ -111,3 +113,38 @@ def test_hostile_records_and_commits_are_dropped_and_counted(
     # replaying the same events changes nothing
     follower.handle(frame(signer.commit_body({f"{ENTRY}/late": _entry(did, "late")}, seq=3)))
     assert len(store.snapshot()) == 1
+
+
+def test_p256_keys_verify_and_a_high_s_signature_is_refused(tmp_path: Path) -> None:
+    signer = Signer("did:web:pending", p256=True)
+    with serve_doc([signer]) as host:
+        signer.did = f"did:web:{host}"
+        store = IndexStore(f"sqlite:///{tmp_path / 'i.sqlite'}")
+        keys = KeyResolver(["http://localhost:9"])
+        try:
+            store.apply(Mutation(repo_revs={signer.did: "0"}))
+            follower = Follower(HOST, store, Ingestor(keys))
+            follower.handle(
+                frame(signer.commit_body({f"{ENTRY}/p": _entry(signer.did, "p")}, seq=1))
+            )
+            assert len(store.snapshot()) == 1
+            # the same signature with s replaced by n - s verifies mathematically, but ATProto
+            # requires low-S: refused (no second valid encoding of one signature)
+            body = signer.commit_body({f"{ENTRY}/q": _entry(signer.did, "q")}, seq=2)
+            car = body["blocks"]
+            blocks = read_car(car).blocks
+            commit = libipld.decode_dag_cbor(blocks[body["commit"]])
+            n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+            s = int.from_bytes(commit["sig"][32:], "big")
+            high = commit["sig"][:32] + (n - s).to_bytes(32, "big")
+            forged = libipld.encode_dag_cbor({**commit, "sig": high})
+            blocks.pop(body["commit"])
+            blocks[block_cid(forged)] = forged
+            body["commit"] = block_cid(forged)
+            body["blocks"] = car_bytes(block_cid(forged), blocks)
+            follower.handle(frame(body))
+            assert len(store.snapshot()) == 1
+            assert store.counters()["rejected.bad_signature"] == 1
+        finally:
+            keys.close()
+            store.close()

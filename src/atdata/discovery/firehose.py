@@ -5,7 +5,7 @@ A frame is two DAG-CBOR values back to back: a header ``{op, t}`` (``op`` 1: a m
 cursor (its ``seq``) in one transaction, so a follower killed at any point resumes after the last
 event it applied: nothing is lost and nothing applied twice. A ``#commit`` of a repository the
 index has not seen, or whose ``since`` is not the revision the index holds (a gap), is answered
-with the whole repository (``com.atproto.sync.getRepo``) instead; ``#sync`` likewise.
+with the whole repository (``com.atproto.sync.getRepo``) instead; ``#sync`` and a ``tooBig`` commit (blocks left out) likewise.
 ``#identity`` drops the account's cached signing key; ``#account`` with status ``deleted``
 removes its records.
 """
@@ -126,7 +126,7 @@ class Follower:
                 raise Rejected("malformed", "commit has no rev")
             if known is not None and rev <= known:
                 return Mutation(counters={"events.skipped": 1})
-            if known is None or (since is not None and since != known):
+            if known is None or (since is not None and since != known) or body.get("tooBig"):
                 return self.backfill(did)
             return self.ingestor.commit(body)
         if kind == "#sync":
