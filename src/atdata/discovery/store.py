@@ -9,9 +9,9 @@ written in one transaction (:meth:`IndexStore.apply`): a crash leaves either bot
 
 import contextlib
 import json
+import queue
 import re
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,7 +68,7 @@ def _schema_clause(param: str, column: str, p: str) -> tuple[str, list[Any]]:
 
 
 class IndexStore:
-    """A connection per thread to one index database."""
+    """One index database, through a small pool of connections."""
 
     def __init__(self, url: str, *, prefix: str = "idx_") -> None:
         if not _TABLE_PREFIX.match(prefix):
@@ -78,29 +78,19 @@ class IndexStore:
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         if not self.postgres and not url.startswith("sqlite:///"):
             raise ValueError(f"database URL {url!r:.100} is neither sqlite:/// nor postgresql://")
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
+        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
         self._create()
 
     # -- connections ----------------------------------------------------------------------
-    def _connect(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+    def _new_connection(self) -> Any:
         if self.postgres:
             import psycopg
 
-            conn = psycopg.connect(self.url, autocommit=False)
-        else:
-            conn = sqlite3.connect(
-                self.url[len("sqlite:///") :], timeout=30, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        self._local.conn = conn
-        with self._lock:
-            self._all.append(conn)
+            return psycopg.connect(self.url, autocommit=False)
+        conn = sqlite3.connect(self.url[len("sqlite:///") :], timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
     def _sql(self, sql: str) -> str:
@@ -108,16 +98,27 @@ class IndexStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        conn = self._connect()
+        """A cursor in one transaction, on a pooled connection (one per concurrent user: the
+        server's request threads and the followers share a few)."""
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._new_connection()
         cur = conn.cursor()
         try:
             yield cur
             conn.commit()
         except BaseException:
-            conn.rollback()
+            with contextlib.suppress(Exception):
+                conn.rollback()
             raise
         finally:
             cur.close()
+            if getattr(conn, "closed", False) or self._closed:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            else:
+                self._pool.put(conn)
 
     def _run(self, cur: Any, sql: str, args: Sequence[Any] = ()) -> Any:
         cur.execute(self._sql(sql), tuple(args))
@@ -128,10 +129,14 @@ class IndexStore:
             return list(self._run(cur, sql, args).fetchall())
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(Exception):  # closing from another thread: best effort
+        """Close the pooled connections (one in use is closed when its transaction ends)."""
+        self._closed = True
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                return
+            with contextlib.suppress(Exception):
                 conn.close()
 
     def _create(self) -> None:
