@@ -1,10 +1,6 @@
 """The README's "Discovering datasets" Python example runs as written against a real local PDS
 and an indexer following it (``$ATDATA_INDEXER_URL``, ``$ATDATA_PLC_URL`` set for it)."""
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,10 +16,10 @@ from atdata.index import Index
 from atdata.sample import packable
 from atdata.schema import Shape
 from atmosphere_helpers import loopback_only, new_account_session  # noqa: F401 - autouse guard
+from readme_blocks import python_blocks, run_block
 from waiting import wait_until
 
 pytestmark = pytest.mark.services
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @packable
@@ -32,14 +28,6 @@ class Station:
 
     values: Annotated[NDArray[np.float32], Shape(3)]
     station: int
-
-
-def _example() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Discovering datasets", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "the section has no python code block"
-    return match.group(1)
 
 
 def test_the_readme_discovery_example_runs_as_written(pds: dict[str, Any], tmp_path: Path) -> None:
@@ -60,25 +48,15 @@ def test_the_readme_discovery_example_runs_as_written(pds: dict[str, Any], tmp_p
             "the dataset indexed",
             timeout=30,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
-        env.update(
-            ATDATA_HOME=str(tmp_path / "reader"),
-            ATDATA_INDEXER_URL=url,
-            ATDATA_PLC_URL=pds["plc"],
-            ATDATA_HANDLE_RESOLVER=pds["pds"],
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", _example()],
-            cwd=tmp_path,
-            env=env,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        (code,) = python_blocks("## Discovering datasets")
+        stdout = run_block(
+            code,
+            tmp_path,
+            tmp_path / "reader",
+            env={"ATDATA_INDEXER_URL": url, "ATDATA_PLC_URL": pds["plc"]},
         )
     finally:
         indexer.stop()
         resolver.close()
-    assert result.returncode == 0, result.stderr
-    assert f"{published.uri} weather - hourly station weather" in result.stdout
-    assert result.stdout.splitlines()[-1] == "7 samples"
+    assert f"{published.uri} weather - hourly station weather" in stdout
+    assert stdout.splitlines()[-1] == "7 samples"
