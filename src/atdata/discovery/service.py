@@ -5,6 +5,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from .._optional import require
 from .firehose import Follower
 from .ingest import Ingestor
 from .server import make_server
@@ -30,6 +31,8 @@ class Indexer:
 
     def start(self) -> str:
         """Start following and serving; the base URL it serves on."""
+        for module in ("websockets", "cryptography"):
+            require(module, "indexer")
         host, _, port = self.listen.rpartition(":")
         self.store = IndexStore(self.db, prefix=self.prefix)
         self.keys = KeyResolver(self.plc_urls)
