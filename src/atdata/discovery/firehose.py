@@ -22,7 +22,7 @@ from .store import IndexStore, Mutation
 __all__ = ["Follower", "MAX_FRAME_BYTES", "MAX_REPO_BYTES"]
 
 log = logging.getLogger(__name__)
-MAX_FRAME_BYTES = 4 << 20
+MAX_FRAME_BYTES = 16 << 20
 MAX_REPO_BYTES = 64 << 20
 
 
