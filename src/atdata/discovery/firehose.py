@@ -142,12 +142,21 @@ class Follower:
         return Mutation(counters={"events.other": 1})
 
     def backfill(self, did: str) -> Mutation:
-        """The whole repository of ``did`` from this host, as a replacing mutation."""
-        url = f"{self.host}/xrpc/com.atproto.sync.getRepo?did={quote(did, safe=':')}"
-        try:
-            car = self.ingestor.keys.http.get(
-                url, max_bytes=MAX_REPO_BYTES, what=f"fetching the repository of {did}"
-            )
-        except Exception as exc:
-            raise Rejected("backfill_failed", f"{did}: {exc}") from None
-        return self.ingestor.repository(did, car)
+        """The whole repository of ``did``, as a replacing mutation: from this host, else (a
+        relay that serves no repositories) from the PDS its DID document names. The signature
+        check makes either source as good as the other."""
+        path = f"/xrpc/com.atproto.sync.getRepo?did={quote(did, safe=':')}"
+        errors = []
+        for source in ("host", "pds"):
+            try:
+                base = self.host if source == "host" else self.ingestor.keys.pds_endpoint(did)
+                car = self.ingestor.keys.http.get(
+                    base.rstrip("/") + path,
+                    max_bytes=MAX_REPO_BYTES,
+                    what=f"fetching the repository of {did}",
+                )
+            except Exception as exc:
+                errors.append(str(exc))
+                continue
+            return self.ingestor.repository(did, car)
+        raise Rejected("backfill_failed", f"{did}: " + "; ".join(errors))

@@ -110,6 +110,16 @@ class KeyResolver:
             return key
         raise SignatureError(f"cannot find the signing key of {did!r:.100}: " + "; ".join(errors))
 
+    def pds_endpoint(self, did: str) -> str:
+        """The PDS that hosts ``did``'s repository, from its DID document."""
+        errors = []
+        for resolver in self._resolvers:
+            try:
+                return resolver.pds_endpoint(did)
+            except AtmosphereError as exc:
+                errors.append(str(exc))
+        raise AtmosphereError(f"cannot find the PDS of {did!r:.100}: " + "; ".join(errors))
+
     @property
     def http(self) -> Any:
         """The HTTP reader (the project's transport) the resolvers fetch with."""
