@@ -160,3 +160,27 @@ def test_an_indexer_following_two_pdses_finds_every_dataset_and_tracks_changes(
         store.close()
     for r in resolvers:
         r.close()
+
+
+def test_a_backfill_through_a_host_without_repositories_reads_the_accounts_pds(
+    pds: dict[str, Any],
+) -> None:
+    """Following a relay that serves no ``getRepo``: the repository comes from the PDS its DID
+    document names, and is checked all the same."""
+    from atdata.atmosphere import LabelRecord
+    from atdata.discovery.firehose import Follower
+    from atdata.discovery.ingest import Ingestor
+    from atdata.discovery.verify import KeyResolver
+
+    session = new_account_session(pds, prefix="relay")
+    resolver = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
+    entry = f"at://{session.did}/science.alt.dataset.entry/3n2ukhgqvrc2u"
+    label = AtmosphereClient(session, resolver=resolver).publish(LabelRecord("x", entry))
+    keys = KeyResolver([pds["plc"]])
+    try:
+        mutation = Follower("http://127.0.0.1:9", None, Ingestor(keys)).backfill(session.did)  # type: ignore[arg-type]
+    finally:
+        keys.close()
+        resolver.close()
+    assert [r.uri for r in mutation.upserts] == [str(label.uri)]
+    assert mutation.replace_repos == [session.did]
