@@ -43,6 +43,7 @@ from . import (
     datasets,
     demo,
     derive,
+    discovery,
     inspection,
     local,
     logs,
@@ -69,6 +70,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     account,
     publishing,
     local,
+    discovery,
 )
 
 _DEBUG_ENV = "ATDATA_DEBUG"
