@@ -3,6 +3,7 @@
 the user's ATProto repository, with names that say where each comes from; ``publish`` promotes.
 Against the local PDS harness."""
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,26 @@ def test_atmosphere_names_need_an_atmosphere(tmp_path: Path) -> None:
             index.search("mnist")
         with pytest.raises(InvalidArgumentError, match="discovery= needs atmosphere="):
             Index(home=tmp_path / "other", discovery=_Listed([]))
+
+
+def test_search_through_a_real_indexer_following_the_pds(
+    tmp_path: Path, pds: dict[str, Any], session: AtmosphereSession, resolver: Resolver
+) -> None:
+    from atdata.discovery import DiscoveryClient
+    from discovery_helpers import indexer_process
+    from waiting import wait_until
+
+    other = new_account_session(pds, prefix="x")
+    word = f"w{os.urandom(4).hex()}"
+    db = f"sqlite:///{tmp_path / 'indexer.sqlite'}"
+    with indexer_process([pds["pds"]], [pds["plc"]], db) as (_, url):
+        with Index(home=tmp_path / "theirs") as theirs:
+            theirs.write(_pixels(3), word)
+            published = theirs.publish(word, to=other)
+        with Index(
+            home=tmp_path / "mine", atmosphere=session, discovery=DiscoveryClient(url)
+        ) as index:
+            wait_until(lambda: len(index.search(word)) == 1, "the indexer to find it", timeout=30)
+            (hit,) = index.search(word)
+            assert hit.uri == str(published.uri) and hit.did == other.did
+            assert [int(s.label) for s in index.load(hit)] == list(range(3))
