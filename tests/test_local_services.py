@@ -15,10 +15,16 @@ from pathlib import Path
 import pytest
 
 from atdata.index import Index
-from atdata.localdev import Service, indexer_available, local_root
+from atdata.localdev import Service, local_root
 from atdata.localdev.services import find_pg_bindir, find_rclone
+from atdata.sample import packable
 
 pytestmark = pytest.mark.services
+
+
+@packable
+class Reading:
+    value: int
 
 
 def _missing() -> str | None:
@@ -150,12 +156,32 @@ def test_a_dead_service_shows_in_status(home: Path) -> None:
     assert status.returncode == 1 and "DOWN: not running" in status.stdout
 
 
-def test_with_indexer_says_why_it_cannot(home: Path) -> None:
-    got = _cli(home, "up", "--with-indexer", check=False)
-    assert got.returncode == 1
-    word = "not installed" if not indexer_available() else "not supported yet"
-    assert word in got.stderr
-    assert not (local_root(home) / "state.json").exists()  # nothing was started
+def test_with_indexer_a_dataset_published_to_the_local_pds_is_searchable(home: Path) -> None:
+    if not (os.environ.get("PDS_NODE") and os.environ.get("PDS_HARNESS_DIR")):
+        pytest.skip("the PDS harness is not provisioned (scripts/provision-test-infra.sh)")
+    from atdata.discovery import DiscoveryClient
+    from atmosphere_helpers import new_account_session
+    from waiting import wait_until
+
+    env = _exports(_cli(home, "up", "--with-indexer").stdout)  # implies --with-pds
+    assert env["ATDATA_INDEXER_URL"].startswith("http://127.0.0.1:")
+    pids = _pids(home)
+    assert len(pids) == 5
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("ATDATA_PLC_URL", "ATDATA_HANDLE_RESOLVER"):
+            mp.setenv(key, env[key])
+        session = new_account_session({"pds": env["ATDATA_PDS_URL"]}, prefix="l")
+        word = f"w{os.urandom(4).hex()}"
+        with Index(home=home / "mine") as index:
+            index.write([Reading(i) for i in range(3)], word)
+            published = index.publish(word, to=session)
+        search = DiscoveryClient(env["ATDATA_INDEXER_URL"])
+        found = lambda: [r.uri for r in search.search_datasets(word)]  # noqa: E731
+        wait_until(lambda: found() == [str(published.uri)], "the indexer to find it", timeout=30)
+    status = _cli(home, "status")
+    assert status.stdout.count("ok: ") == 5, status.stdout
+    _cli(home, "down")
+    assert not any(_alive(p) for p in pids)
 
 
 def test_as_root_an_unreachable_home_is_reported_and_down_cleans_up(home: Path) -> None:

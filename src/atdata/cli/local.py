@@ -23,24 +23,23 @@ def up_command(
         bool, typer.Option("--with-pds", help="Also start the ATProto PDS test harness.")
     ] = False,
     with_indexer: Annotated[
-        bool, typer.Option("--with-indexer", help="Also start the discovery indexer.")
+        bool,
+        typer.Option(
+            "--with-indexer",
+            help="Also start the discovery indexer, following the local PDS (implies --with-pds).",
+        ),
     ] = False,
 ) -> None:
     """Start the services (those already running are kept) and print the variables to export:
     eval "$(atdata local up)"."""
     from ..localdev import exports, indexer_available, up
 
-    if with_indexer:
-        if not indexer_available():
-            raise CliError(
-                "--with-indexer: the discovery indexer (atdata.discovery) is not installed in "
-                "this atdata; start without --with-indexer"
-            )
+    if with_indexer and not indexer_available():
         raise CliError(
-            "--with-indexer: starting the indexer from `atdata local up` is not supported yet; "
-            "run the indexer's own command against the services this starts"
+            "--with-indexer: the discovery indexer (atdata.discovery) is not installed in "
+            "this atdata; start without --with-indexer"
         )
-    services = up(with_pds=with_pds)
+    services = up(with_pds=with_pds, with_indexer=with_indexer)
     for line in exports(services):
         typer.echo(line)
     err_console().print(

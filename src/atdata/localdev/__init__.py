@@ -2,7 +2,8 @@
 non-embedded setups, from binaries found on the machine.
 
 :func:`up` starts Redis (append-only persistence), PostgreSQL and an S3-compatible server
-(``rclone serve s3``), optionally the ATProto PDS test harness, each on 127.0.0.1 on a free port
+(``rclone serve s3``), optionally the ATProto PDS test harness and the discovery indexer
+following it (``atdata indexer``), each on 127.0.0.1 on a free port
 with a generated password or key, with its data under ``$ATDATA_HOME/local``; it records them
 in ``$ATDATA_HOME/local/state.json`` (mode 0600: it holds the credentials). :func:`exports`
 gives the shell lines that point atdata at them (``ATDATA_INDEX_URL``, ``AWS_ENDPOINT_URL_S3``
@@ -21,6 +22,7 @@ from .services import (
     LocalDevError,
     Service,
     healthy,
+    start_indexer,
     start_pds,
     start_postgres,
     start_redis,
@@ -80,8 +82,16 @@ def indexer_available() -> bool:
     return importlib.util.find_spec("atdata.discovery") is not None
 
 
-def up(home: str | os.PathLike[str] | None = None, *, with_pds: bool = False) -> dict[str, Service]:
-    """Start every service not already running; the services, by name."""
+def up(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    with_pds: bool = False,
+    with_indexer: bool = False,
+) -> dict[str, Service]:
+    """Start every service not already running; the services, by name. ``with_indexer``
+    starts the discovery indexer following the local PDS (so it implies ``with_pds``)."""
+    if with_indexer and not indexer_available():
+        raise LocalDevError("the discovery indexer (atdata.discovery) is not installed")
     root = local_root(home)
     root.mkdir(parents=True, exist_ok=True, mode=0o711)
     running = {n: s for n, s in _read(root).items() if healthy(s)[0]}
@@ -89,12 +99,14 @@ def up(home: str | os.PathLike[str] | None = None, *, with_pds: bool = False) ->
         last = {str(k): int(v) for k, v in json.loads((root / "ports.json").read_text()).items()}
     except (OSError, ValueError, TypeError, AttributeError):
         last = {}
-    wanted = ["redis", "postgres", "s3"] + (["pds"] if with_pds else [])
+    wanted = ["redis", "postgres", "s3"] + (["pds"] if with_pds or with_indexer else [])
     try:
         for name in wanted:
             if name not in running:
                 running[name] = _STARTERS[name](root, last.get(name))
                 _write(root, running)
+        if with_indexer and "indexer" not in running:
+            running["indexer"] = start_indexer(root, running["pds"], last.get("indexer"))
     finally:
         _write(root, running)
         (root / "ports.json").write_text(json.dumps({n: s.port for n, s in running.items()}))
@@ -147,4 +159,6 @@ def exports(services: dict[str, Service]) -> list[str]:
         put("ATDATA_HANDLE_RESOLVER", pds.url)
         if pds.info.get("plc"):
             put("ATDATA_PLC_URL", str(pds.info["plc"]))
+    if "indexer" in services:
+        put("ATDATA_INDEXER_URL", services["indexer"].url)
     return lines

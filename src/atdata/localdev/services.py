@@ -32,6 +32,7 @@ __all__ = [
     "healthy",
     "start_pds",
     "start_postgres",
+    "start_indexer",
     "start_redis",
     "start_s3",
     "stop",
@@ -378,6 +379,41 @@ def start_pds(root: Path, prefer: int | None = None) -> Service:
     raise LocalDevError(f"the PDS harness did not start (see {data / 'pds.log'})")
 
 
+# ----------------------------------------------------------------------------------- indexer
+def start_indexer(root: Path, pds: Service, prefer: int | None = None) -> Service:
+    """``atdata indexer`` following the local PDS (``pds``), its database SQLite under
+    ``root/indexer``, listening on ``prefer`` when free, else on a port the OS picks."""
+    data = root / "indexer"
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    port = prefer if prefer and not _listening(prefer) else 0
+    plc = str(pds.info.get("plc") or "")
+    # fmt: off
+    argv = [sys.executable, "-m", "atdata.cli", "indexer", "--follow", pds.url, "--plc", plc,
+            "--db", f"sqlite:///{data / 'index.sqlite'}", "--listen", f"127.0.0.1:{port}"]
+    # fmt: on
+    out = data / "listening.txt"
+    out.unlink(missing_ok=True)
+    with open(out, "wb") as stdout, open(data / "indexer.log", "ab") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = out.read_text() if out.exists() else ""
+        if text.startswith("indexer listening on ") and text.endswith("\n"):
+            url = text.split()[-1]
+            bound = int(url.rsplit(":", 1)[1].strip("/"))
+            return Service("indexer", proc.pid, bound, url, str(data), {})
+        time.sleep(0.1)
+    if proc.poll() is None:
+        _kill(proc)
+    raise LocalDevError(f"the indexer did not start (see {data / 'indexer.log'})")
+
+
 # ----------------------------------------------------------------------------- check, stop
 def _redis_ping(svc: Service) -> bool:
     password = svc.url.split("://:", 1)[1].split("@", 1)[0]
@@ -405,6 +441,8 @@ def _ours(svc: Service) -> bool:
         return "postgres" in cmdline
     if svc.name == "pds":
         return "launch.mjs" in cmdline
+    if svc.name == "indexer":
+        return "atdata.cli indexer" in cmdline
     return str(svc.port) in cmdline
 
 
