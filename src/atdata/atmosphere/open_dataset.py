@@ -19,7 +19,7 @@ from .publish import ResolvedDataset, resolve_dataset
 from .resolve import Resolver, current_resolver
 from .storage import BlobStorage
 
-__all__ = ["load_reference"]
+__all__ = ["dataset_of", "load_reference"]
 
 del _at
 

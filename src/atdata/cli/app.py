@@ -45,6 +45,7 @@ from . import (
     derive,
     discovery,
     inspection,
+    local,
     logs,
     publishing,
     query,
@@ -68,6 +69,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
     account,
     publishing,
+    local,
     discovery,
 )
 

@@ -120,7 +120,7 @@ def lineage_command(
     """Show where a dataset version came from (ancestors) and what was derived from it."""
     dataset_ref(ref)
     with open_index() as index:
-        entry = index.get(ref)
+        entry = index.entry(ref)
         ancestors = _ancestors(index, entry)
         descendants = [e.ref for e in index.derived_from(entry.name)]
     if as_json:
@@ -177,7 +177,7 @@ def _ancestors(index: "Index", entry: "DatasetEntry", depth: int = 1) -> list[di
     for parent in lineage.parents:
         out.append({"ref": parent.ref, "cid": parent.cid, "transform": made_by, "depth": depth})
         try:
-            above = index.get(parent.ref)
+            above = index.entry(parent.ref)
         except AtdataError:
             continue  # a parent outside the index (a plain Dataset), or removed since
         out += _ancestors(index, above, depth + 1)

@@ -53,7 +53,7 @@ class DeriveMethods(IndexBase):
 
     if TYPE_CHECKING:  # provided by the other mixins in the assembled Index
 
-        def get(self, ref: str) -> DatasetEntry: ...
+        def entry(self, ref: str) -> DatasetEntry: ...
         def get_schema_type(self, ref: str) -> type: ...
         def history(self, name: str, *, repo: str | None = None) -> list[DatasetEntry]: ...
         @property
@@ -214,7 +214,7 @@ class DeriveMethods(IndexBase):
 
     def lineage(self, ref: str) -> Lineage | None:
         """The lineage recorded in a dataset version (None: it was not derived)."""
-        return _lineage_of(self.get(ref))
+        return _lineage_of(self.entry(ref))
 
     def derived_from(self, name: str) -> list[DatasetEntry]:
         """Every dataset version (in any repository) whose lineage names a version of ``name``
@@ -232,7 +232,7 @@ class DeriveMethods(IndexBase):
         from ..dataset import Dataset
 
         if isinstance(source, str):
-            entry = self.get(source)
+            entry = self.entry(source)
             sample_type = (
                 self.get_schema_type(entry.schema_ref) if entry.schema_ref is not None else None
             )
