@@ -39,6 +39,7 @@ _MIN_CHUNK = 64 << 10
 _MAX_CHUNK = 1 << 30
 _DIGEST = 32
 _QUEUE_DEPTH = 8
+_LAG = 16  # most verified chunks held back from the whole-blob hash
 _POLL = 0.1
 
 
@@ -116,6 +117,9 @@ class ChunkVerifiedStream(io.RawIOBase):
     chunk, before end-of-stream is returned).
     """
 
+    #: the download runs ahead of the reader on its own thread (read_ahead adds no other)
+    reads_ahead = True
+
     def __init__(self, fetch: Fetch, chunks: ChunkDigests, whole_sha256: str, url: str) -> None:
         super().__init__()
         self.url = url
@@ -178,7 +182,16 @@ class ChunkVerifiedStream(io.RawIOBase):
             super().close()
 
     # -- producer (background thread) --------------------------------------------------------
-    def _put(self, item: memoryview | BaseException | None) -> None:
+    def _put(
+        self, item: memoryview | BaseException | None, idle: Callable[[], object] | None = None
+    ) -> None:
+        """Queue ``item`` for the reader; while the queue is full, ``idle()`` runs first."""
+        if idle is not None:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                idle()
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=_POLL)
@@ -191,6 +204,7 @@ class ChunkVerifiedStream(io.RawIOBase):
         chunks = self._chunks
         size = chunks.chunk_size
         whole = hashlib.sha256()
+        unhashed: list[memoryview] = []  # verified chunks not yet in the whole-blob hash
         parts: list[bytes] = []  # the pieces of the chunk being gathered
         have = 0
         index = 0
@@ -210,8 +224,17 @@ class ChunkVerifiedStream(io.RawIOBase):
                     shard=self.url,
                 )
             index += 1
-            self._put(chunk)
-            whole.update(chunk)  # after handing it on: hashing releases the GIL, the reader runs
+            # the whole-blob hash is off the reader's path: it runs while the reader is behind
+            # (the queue is full), or once _LAG chunks wait for it, or at the end
+            unhashed.append(chunk)
+            if len(unhashed) > _LAG:
+                catch_up()
+            self._put(chunk, catch_up)
+
+        def catch_up() -> None:
+            for view in unhashed:
+                whole.update(view)
+            unhashed.clear()
 
         def on_piece(piece: bytes) -> None:
             nonlocal parts, have
@@ -233,6 +256,7 @@ class ChunkVerifiedStream(io.RawIOBase):
             fetch(on_piece)
             if have:
                 emit(memoryview(b"".join(parts)))
+            catch_up()
             if index != chunks.count:
                 raise IntegrityError(
                     f"the blob ended after {index} of its {chunks.count} recorded chunks",
