@@ -246,7 +246,7 @@ def create_account(pds: str, prefix: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- ours
-def write_dataset(home: Path, n: int) -> Any:
+def write_dataset(home: Path, n: int, shard_bytes: int | None = None) -> Any:
     """``n`` samples of float32[DIM] + label into the index at ``home``; the entry."""
     from typing import Annotated
 
@@ -267,7 +267,7 @@ def write_dataset(home: Path, n: int) -> Any:
         return index.write(
             (Vec(rng.random(DIM, dtype=np.float32), i) for i in range(n)),
             "vecs",
-            maxsize=SHARD_BYTES,
+            maxsize=shard_bytes or SHARD_BYTES,
         )
 
 
@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=400, help="samples of 256 KiB")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--no-atdata07", action="store_true", help="measure ours only")
+    parser.add_argument(
+        "--shard-mib", type=int, help=f"largest shard (blob) in MiB (default {SHARD_BYTES >> 20})"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--atdata07-driver", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -390,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="atdata-bench-atmo-"))
     try:
         say(f"writing {args.samples} samples of {DIM * 4 // 1024} KiB ...")
-        entry = write_dataset(work / "home", args.samples)
+        shard_bytes = args.shard_mib << 20 if args.shard_mib else None
+        entry = write_dataset(work / "home", args.samples, shard_bytes)
         shard_files = [s.url.removeprefix("file://") for s in entry.shards]
         dataset = {
             "samples": entry.count,
