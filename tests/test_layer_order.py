@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("stores", ["atdata.stores"]),
     ("atmosphere", ["atdata.atmosphere"]),
+    ("discovery", ["atdata.discovery"]),
     ("hub", ["atdata.hub"]),
     ("derive", ["atdata.derive"]),
     ("index", ["atdata.index"]),

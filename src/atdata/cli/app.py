@@ -43,6 +43,7 @@ from . import (
     datasets,
     demo,
     derive,
+    discovery,
     inspection,
     logs,
     publishing,
@@ -67,6 +68,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
     account,
     publishing,
+    discovery,
 )
 
 _DEBUG_ENV = "ATDATA_DEBUG"

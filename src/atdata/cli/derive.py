@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["derive_command", "derive_errors_command", "lineage_command", "register"]
 
+_RefArgument = Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)]
+
 
 def derive_command(
     source: Annotated[str, typer.Argument(help="The source dataset: NAME[@VERSION].")],
@@ -112,7 +114,7 @@ def derive_command(
 
 
 def lineage_command(
-    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)],
+    ref: _RefArgument,
     as_json: JsonOption = False,
 ) -> None:
     """Show where a dataset version came from (ancestors) and what was derived from it."""
@@ -138,7 +140,7 @@ def lineage_command(
 
 
 def derive_errors_command(
-    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)],
+    ref: _RefArgument,
     as_json: JsonOption = False,
 ) -> None:
     """List the samples the transform failed on (derives run with --on-error record)."""

@@ -23,9 +23,9 @@ from ..derive.executors import (
 )
 from ..derive.journal import Journal
 from ..derive.lineage import Lineage, ParentRef, TaskLineage
-from ..derive.plan import DerivePlan, PlannedInput, make_plan, task_id_for
+from ..derive.plan import DerivePlan, PlannedInput, make_plan, task_ids_for
 from ..derive.transform import Transform, as_transform
-from ..derive.work import run_task
+from ..derive.work import KEY_SCHEME, run_task
 from ..errors import AtdataError, InvalidArgumentError, SchemaError
 from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.info import ShardInfo
@@ -143,8 +143,8 @@ class DeriveMethods(IndexBase):
         identity = spec.identity()
         target = self.repository(repo)
         parents, inputs, readers = self._derive_source(source)
-        options = f"maxcount={maxcount};on_error={on_error}"
-        task_ids = [task_id_for(identity.digest, [s], options) for s in inputs]
+        options = f"maxcount={maxcount};on_error={on_error};keys={KEY_SCHEME}"
+        task_ids = task_ids_for(identity.digest, inputs, options)
         previous = ds_ops.get_entry(target, name, None)
         prior = _lineage_of(previous)
         plan = make_plan(
