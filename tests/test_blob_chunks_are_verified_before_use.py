@@ -10,6 +10,7 @@ with, or strip, the chunk digests of the published entry record.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import json
 import os
@@ -114,6 +115,17 @@ def test_closing_a_stream_early_ends_its_download(http_server: FileServer) -> No
     assert stream.read(10) == DATA[:10]
     thread = stream._thread  # type: ignore[attr-defined]
     stream.close()
+    wait_until(lambda: not thread.is_alive(), what="the download thread ends")
+
+
+def test_a_stream_dropped_without_closing_ends_its_download(http_server: FileServer) -> None:
+    _serve(http_server, DATA * 40)  # more than the queue holds: the download must be stopped
+    whole = DATA * 40
+    stream = _source(http_server, ChunkDigests.of(whole, CHUNK), whole=whole).open()
+    assert stream.read(10) == whole[:10]
+    thread = stream._thread  # type: ignore[attr-defined]
+    del stream
+    gc.collect()
     wait_until(lambda: not thread.is_alive(), what="the download thread ends")
 
 

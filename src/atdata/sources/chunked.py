@@ -129,8 +129,11 @@ class ChunkVerifiedStream(io.RawIOBase):
         self._stop = threading.Event()
         self._current = memoryview(b"")
         self._done = False
+        # the thread holds the producer, not this stream: a stream dropped without close() is
+        # collected, and closing it (IOBase.__del__) stops the download
+        producer = _Producer(chunks, self._whole, url, self._queue, self._stop)
         self._thread = threading.Thread(
-            target=self._run, args=(fetch,), name="atdata-chunk-verify", daemon=True
+            target=producer.run, args=(fetch,), name="atdata-chunk-verify", daemon=True
         )
         self._thread.start()
 
@@ -181,7 +184,24 @@ class ChunkVerifiedStream(io.RawIOBase):
                 pass
             super().close()
 
-    # -- producer (background thread) --------------------------------------------------------
+
+class _Producer:
+    """The download thread's side: verify chunks and queue them (or the error) for the reader."""
+
+    def __init__(
+        self,
+        chunks: ChunkDigests,
+        whole_sha256: str,
+        url: str,
+        out: "queue.Queue[memoryview | BaseException | None]",
+        stop: threading.Event,
+    ) -> None:
+        self._chunks = chunks
+        self._whole = whole_sha256
+        self.url = url
+        self._queue = out
+        self._stop = stop
+
     def _put(
         self, item: memoryview | BaseException | None, idle: Callable[[], object] | None = None
     ) -> None:
@@ -200,7 +220,7 @@ class ChunkVerifiedStream(io.RawIOBase):
                 continue
         raise _Stopped
 
-    def _run(self, fetch: Fetch) -> None:
+    def run(self, fetch: Fetch) -> None:
         chunks = self._chunks
         size = chunks.chunk_size
         whole = hashlib.sha256()
