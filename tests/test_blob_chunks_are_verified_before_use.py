@@ -140,7 +140,11 @@ def test_chunk_digests_round_trip_and_refuse_bad_shapes() -> None:
         ChunkDigests.from_text(CHUNK, "not base64!")
     # the chunk size grows with the dataset so that a record holds a bounded number of digests
     assert chunk_size_for([48 << 20] * 3) == CHUNK_BYTES
-    assert chunk_size_for([48 << 20] * 1000) > CHUNK_BYTES
+    assert chunk_size_for([48 << 20] * 1000) == 16 << 20
+    assert chunk_size_for([48 << 20] * 2000) is None  # too many: blobs verified whole
+    # chunks too large to hold in memory while they are verified are not streamed
+    big = ChunkDigests(32 << 20, bytes(64))
+    assert big.count == 2 and not big.fits(40 << 20)
 
 
 # ------------------------------------------------------------------------------ on a real PDS

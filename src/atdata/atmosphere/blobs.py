@@ -208,7 +208,7 @@ def plan_blobs(
                 Checksum.sha256(digest.hex()),
                 manifest=_ref(found.get(MANIFEST_SUFFIX)),
                 offsets=_ref(found.get(OFFSETS_SUFFIX)),
-                chunks=ChunkDigests.of(piece, chunk_size) if piece else None,
+                chunks=ChunkDigests.of(piece, chunk_size) if piece and chunk_size else None,
             )
         )
         total += len(piece)

@@ -26,6 +26,7 @@ from ..errors import IntegrityError, SourceError
 __all__ = [
     "CHUNK_BYTES",
     "MAX_RECORDED_CHUNKS",
+    "MAX_STREAM_CHUNK",
     "ChunkDigests",
     "ChunkVerifiedStream",
     "chunk_size_for",
@@ -35,6 +36,8 @@ __all__ = [
 CHUNK_BYTES = 1 << 20
 #: Most chunk digests recorded for one dataset; larger datasets get larger chunks.
 MAX_RECORDED_CHUNKS = 4096
+#: Largest chunk streamed (each is held in memory until verified); larger ones are not used.
+MAX_STREAM_CHUNK = 16 << 20
 _MIN_CHUNK = 64 << 10
 _MAX_CHUNK = 1 << 30
 _DIGEST = 32
@@ -66,8 +69,13 @@ class ChunkDigests:
         return self.digests[i * _DIGEST : (i + 1) * _DIGEST]
 
     def fits(self, size: int) -> bool:
-        """Whether these digests cover a blob of ``size`` bytes exactly (one per chunk)."""
-        return size > 0 and self.count == -(-size // self.chunk_size)
+        """Whether these digests cover a blob of ``size`` bytes exactly (one per chunk) in chunks
+        small enough to stream (at most :data:`MAX_STREAM_CHUNK`)."""
+        return (
+            size > 0
+            and self.chunk_size <= MAX_STREAM_CHUNK
+            and self.count == -(-size // self.chunk_size)
+        )
 
     @classmethod
     def of(cls, data: bytes | memoryview, chunk_size: int = CHUNK_BYTES) -> "ChunkDigests":
@@ -93,12 +101,15 @@ class ChunkDigests:
         return cls(chunk_size, raw)
 
 
-def chunk_size_for(sizes: list[int], *, budget: int = MAX_RECORDED_CHUNKS) -> int:
+def chunk_size_for(sizes: list[int], *, budget: int = MAX_RECORDED_CHUNKS) -> int | None:
     """The chunk size for blobs of these sizes: :data:`CHUNK_BYTES`, doubled until all of them
-    together need at most ``budget`` digests (so that a record stays small)."""
+    together need at most ``budget`` digests (so that a record stays small); None when that
+    would pass :data:`MAX_STREAM_CHUNK` (such datasets are verified blob by blob)."""
     size = CHUNK_BYTES
-    while size < _MAX_CHUNK and sum(-(-n // size) for n in sizes) > budget:
+    while sum(-(-n // size) for n in sizes) > budget:
         size *= 2
+        if size > MAX_STREAM_CHUNK:
+            return None
     return size
 
 
