@@ -41,8 +41,8 @@ MAX_STREAM_CHUNK = 16 << 20
 _MIN_CHUNK = 64 << 10
 _MAX_CHUNK = 1 << 30
 _DIGEST = 32
-_QUEUE_DEPTH = 8
-_LAG = 16  # most verified chunks held back from the whole-blob hash
+_QUEUE_BYTES = 8 << 20  # verified bytes queued ahead of the reader (at least 2 chunks)
+_LAG_BYTES = 16 << 20  # most verified bytes held back from the whole-blob hash
 _POLL = 0.1
 
 
@@ -136,7 +136,9 @@ class ChunkVerifiedStream(io.RawIOBase):
         self.url = url
         self._chunks = chunks
         self._whole = whole_sha256.lower()
-        self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(_QUEUE_DEPTH)
+        self._queue: queue.Queue[memoryview | BaseException | None] = queue.Queue(
+            max(2, _QUEUE_BYTES // chunks.chunk_size)
+        )
         self._stop = threading.Event()
         self._current = memoryview(b"")
         self._done = False
@@ -256,9 +258,9 @@ class _Producer:
                 )
             index += 1
             # the whole-blob hash is off the reader's path: it runs while the reader is behind
-            # (the queue is full), or once _LAG chunks wait for it, or at the end
+            # (the queue is full), or once _LAG_BYTES wait for it, or at the end
             unhashed.append(chunk)
-            if len(unhashed) > _LAG:
+            if len(unhashed) * size > _LAG_BYTES:
                 catch_up()
             self._put(chunk, catch_up)
 
