@@ -132,6 +132,7 @@ def atdata07_driver(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     index = atdata.Index(atmosphere=reader)
     ds = atdata.load_dataset(f"@{handle}/vecs", Vec, split="train", index=index)
+    resolve_s = time.perf_counter() - t0
     seen: list[int] = []
     first_batch_s = None
     for batch in ds.ordered(batch_size=spec["batch"]):
@@ -142,6 +143,7 @@ def atdata07_driver(spec: dict[str, Any]) -> dict[str, Any]:
     check_labels(seen, spec["n"])
     return {
         "publish_s": publish_s,
+        "resolve_s": resolve_s,
         "first_batch_s": first_batch_s,
         "read_all_s": read_all_s,
         "samples": len(seen),
@@ -244,7 +246,7 @@ def create_account(pds: str, prefix: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- ours
-def write_dataset(home: Path, n: int) -> Any:
+def write_dataset(home: Path, n: int, shard_bytes: int | None = None) -> Any:
     """``n`` samples of float32[DIM] + label into the index at ``home``; the entry."""
     from typing import Annotated
 
@@ -265,7 +267,7 @@ def write_dataset(home: Path, n: int) -> Any:
         return index.write(
             (Vec(rng.random(DIM, dtype=np.float32), i) for i in range(n)),
             "vecs",
-            maxsize=SHARD_BYTES,
+            maxsize=shard_bytes or SHARD_BYTES,
         )
 
 
@@ -289,6 +291,7 @@ def run_ours(info: dict[str, Any], home: Path, n: int, batch: int) -> dict[str, 
     with resolver.activate():
         t0 = time.perf_counter()
         ds = atdata.load_dataset(f"@{handle}/vecs", split="train")
+        resolve_s = time.perf_counter() - t0
         for b in ds.ordered(batch_size=batch):
             if first_batch_s is None:
                 first_batch_s = time.perf_counter() - t0
@@ -298,6 +301,7 @@ def run_ours(info: dict[str, Any], home: Path, n: int, batch: int) -> dict[str, 
     check_labels(labels, n)
     return {
         "publish_s": publish_s,
+        "resolve_s": resolve_s,
         "first_batch_s": first_batch_s,
         "read_all_s": read_all_s,
         "samples": len(labels),
@@ -309,6 +313,7 @@ def run_ours(info: dict[str, Any], home: Path, n: int, batch: int) -> dict[str, 
 # -------------------------------------------------------------------------------------- report
 METRICS = (
     ("publish_s", "publish {mb:.0f} MB as blobs (schema, blobs, entry, label)"),
+    ("resolve_s", 'load_dataset("@handle/name") returns (records resolved)'),
     ("first_batch_s", "time to first batch of {batch}, loading by @handle/name"),
     ("read_all_s", "load and read all {n} samples"),
 )
@@ -364,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=400, help="samples of 256 KiB")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--no-atdata07", action="store_true", help="measure ours only")
+    parser.add_argument(
+        "--shard-mib", type=int, help=f"largest shard (blob) in MiB (default {SHARD_BYTES >> 20})"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--atdata07-driver", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -385,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="atdata-bench-atmo-"))
     try:
         say(f"writing {args.samples} samples of {DIM * 4 // 1024} KiB ...")
-        entry = write_dataset(work / "home", args.samples)
+        shard_bytes = args.shard_mib << 20 if args.shard_mib else None
+        entry = write_dataset(work / "home", args.samples, shard_bytes)
         shard_files = [s.url.removeprefix("file://") for s in entry.shards]
         dataset = {
             "samples": entry.count,

@@ -18,6 +18,7 @@ everything (as root, on Debian).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -327,16 +328,10 @@ def _pds_launcher() -> tuple[str, Path]:
     return node, harness
 
 
-@pytest.fixture(scope="session")
-def pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A local PDS with an in-memory PLC directory, started by tests/pds_harness/launch.mjs.
-
-    Yields the launcher's JSON: ``pds`` (base URL), ``pdsPublicUrl``, ``plc`` (PLC URL for
-    ``atproto.IdResolver(plc_url=...)``), ``adminPassword``, ``handleDomains``, ... plus
-    ``startup_s``. guard.mjs keeps every socket of the harness on loopback.
-    """
+@contextlib.contextmanager
+def launch_pds(data: Path) -> Iterator[dict[str, Any]]:
+    """Run one local PDS (+ its in-memory PLC) with its data in ``data``; its launcher's JSON."""
     node, harness = _pds_launcher()
-    data = tmp_path_factory.mktemp("pds")
     env = {**os.environ, "PDS_DATA_DIR": str(data), "LOG_ENABLED": "false"}
     started = time.monotonic()
     with open(data / "stderr.log", "wb") as stderr:
@@ -366,6 +361,18 @@ def pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         _stop(proc)
         stdout.close()
+
+
+@pytest.fixture(scope="session")
+def pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A local PDS with an in-memory PLC directory, started by tests/pds_harness/launch.mjs.
+
+    Yields the launcher's JSON: ``pds`` (base URL), ``pdsPublicUrl``, ``plc`` (PLC URL for
+    ``atproto.IdResolver(plc_url=...)``), ``adminPassword``, ``handleDomains``, ... plus
+    ``startup_s``. guard.mjs keeps every socket of the harness on loopback.
+    """
+    with launch_pds(tmp_path_factory.mktemp("pds")) as info:
+        yield info
 
 
 @pytest.fixture

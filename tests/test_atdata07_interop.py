@@ -23,6 +23,7 @@ import pytest
 from numpy.typing import NDArray
 
 import atdata
+from fixtures.atdata07.interop_values import values_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "atdata07"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
@@ -40,19 +41,6 @@ class InteropSample:
     mask: Annotated[NDArray[np.uint8], atdata.Shape(3, 5)]
     note: str | None = None
     extra: NDArray[np.int64] | None = None
-
-
-def values_for(i: int) -> dict:
-    """Same as ``values_for`` in make_fixture.py: the fixture's values are a function of i."""
-    return {
-        "name": f"sample-{i:02d}-ünï",
-        "idx": i,
-        "score": i * 0.25 - 1.0,
-        "emb": (np.arange(32, dtype=np.float32).reshape(4, 8) * (i + 1) + 0.5).astype(np.float32),
-        "mask": ((np.arange(15).reshape(3, 5) * 17 + i) % 256).astype(np.uint8),
-        "note": None if i % 3 == 0 else f"note {i}",
-        "extra": np.array([i, -i], dtype=np.int64) if i % 2 == 0 else None,
-    }
 
 
 def _from_json(v):

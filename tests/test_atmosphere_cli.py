@@ -36,6 +36,7 @@ from atdata.index import Index
 from atdata.sample import packable
 from atdata.schema import Shape
 from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
+from fresh_env import fresh_env
 from services import PDS_TEST_PASSWORD
 
 pytestmark = pytest.mark.services
@@ -303,8 +304,7 @@ def test_a_wrong_password_exits_1_without_echoing_it_or_saving_anything(
 
     # the installed script, too
     script = Path(sys.executable).with_name("atdata")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
-    env.update(ATDATA_HOME=str(tmp_path / "script"), **{PASSWORD_ENV: secret})
+    env = fresh_env(tmp_path / "script", **{PASSWORD_ENV: secret})
     done = subprocess.run(
         [str(script), "login", pds["pds"], handle],
         env=env,

@@ -12,7 +12,7 @@ import os
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -85,13 +85,6 @@ def new_account(pds: dict[str, Any]) -> Callable[[], Account]:
         return Account(handle, out.did, PDS_TEST_PASSWORD, pds["pds"])
 
     return make
-
-
-@pytest.fixture
-def resolver(pds: dict[str, Any]) -> Iterator[Resolver]:
-    r = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
-    yield r
-    r.close()
 
 
 @pytest.fixture

@@ -79,13 +79,6 @@ def session(make_session: Callable[[], AtmosphereSession]) -> AtmosphereSession:
 
 
 @pytest.fixture
-def resolver(pds: dict[str, Any]) -> Iterator[Resolver]:
-    r = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def index(tmp_path: Path) -> Iterator[Index]:
     with Index(home=tmp_path / "home") as ix:
         yield ix

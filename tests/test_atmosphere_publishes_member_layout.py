@@ -5,7 +5,6 @@ index with ``Index.insert(..., sample_type=..., copy=True)``. (An untyped index 
 schema and is refused by publish.)"""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from atmosphere_helpers import (
     loopback_only,  # noqa: F401 - autouse guard
     new_account_session,
 )
+from fresh_env import fresh_env
 
 pytestmark = pytest.mark.services
 
@@ -58,8 +58,7 @@ def _load_fresh(ref: str, pds: dict[str, Any], home: Path, fields: str) -> list[
         "get = (lambda s, n: s[n]) if isinstance(ds[0], atdata.DictSample) else getattr\n"
         "print(json.dumps([[get(s, n) for n in names] for s in ds]))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
-    env.update(ATDATA_HOME=str(home), ATDATA_PLC_URL=pds["plc"], ATDATA_HANDLE_RESOLVER=pds["pds"])
+    env = fresh_env(home, ATDATA_PLC_URL=pds["plc"], ATDATA_HANDLE_RESOLVER=pds["pds"])
     done = subprocess.run(
         [sys.executable, "-c", code, ref, fields],
         env=env,

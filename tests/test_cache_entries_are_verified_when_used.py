@@ -19,19 +19,13 @@ from atdata.sources.cache import ShardCache
 from atdata.sources.memo import Fingerprint, default_memo
 from http_server import FileServer
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.usefixtures("private_verify_memo")]
 
 
 @packable
 class Row:
     i: int
     v: np.ndarray
-
-
-@pytest.fixture(autouse=True)
-def _private_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("ATDATA_CACHE_DIR", raising=False)
-    monkeypatch.setenv("ATDATA_VERIFY_MEMO", str(tmp_path / "memo.sqlite"))
 
 
 def _serve(server: FileServer, first: int = 0) -> tuple[str, ShardInfo]:

@@ -29,14 +29,6 @@ def clips(n: int) -> list[Clip]:
     return [Clip(b"RIFF" + bytes([i]) * 40, f"said {i}", i % 3, {"i": i}) for i in range(n)]
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
 def test_inspect_preview_and_verify_member_shards(home: Path, tmp_path: Path) -> None:
     written = atdata.write_samples(clips(12), str(tmp_path / "c-%06d.tar"), maxcount=5)
     pattern = str(tmp_path / "c-*.tar")

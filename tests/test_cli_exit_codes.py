@@ -3,13 +3,14 @@
 2 for usage errors; ``--json`` writes nothing but JSON to stdout."""
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from fresh_env import fresh_env
 
 SCRIPT = Path(sys.executable).with_name("atdata")
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -18,9 +19,7 @@ Run = Callable[..., "subprocess.CompletedProcess[str]"]
 @pytest.fixture
 def atdata_cmd(tmp_path: Path) -> Run:
     assert SCRIPT.is_file(), f"the atdata script is not installed at {SCRIPT}; run uv sync"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
-    env["ATDATA_HOME"] = str(tmp_path / "home")
-    env["NO_COLOR"] = "1"
+    env = fresh_env(tmp_path / "home", NO_COLOR="1")
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

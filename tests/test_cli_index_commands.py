@@ -21,15 +21,6 @@ class Row(atdata.PackableSample):
     i: int
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
 def write(name: str, n: int) -> atdata.ShardInfo | object:
     with Index() as index:
         return index.write([Row(i) for i in range(n)], name=name, maxcount=4)

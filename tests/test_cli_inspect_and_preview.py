@@ -37,14 +37,6 @@ def frames(n: int) -> list[Frame]:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
-@pytest.fixture
 def shards(tmp_path: Path) -> list[atdata.ShardInfo]:
     out = tmp_path / "shards"
     out.mkdir()

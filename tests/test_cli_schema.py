@@ -52,14 +52,6 @@ class Other(atdata.PackableSample):
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
-@pytest.fixture
 def refs(home: Path) -> list[str]:
     with Index() as index:
         return [

@@ -33,13 +33,6 @@ class Shot:
     label: int
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "home"
-
-
 def test_preview_shows_image_facts_and_writes_thumbnails(home: Path, tmp_path: Path) -> None:
     ds = atdata.write_samples(
         [Shot(image=Image.encode(smooth(i)), label=i) for i in range(3)], tmp_path / "s.tar"

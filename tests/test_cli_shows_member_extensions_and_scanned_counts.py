@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import webdataset as wds
 from typer.testing import CliRunner
 
@@ -22,15 +21,6 @@ class Pic:
     image: bytes = atdata.member("jpg", "png")
     caption: str = atdata.member("txt")
     meta: dict[str, Any] | None = atdata.member("json", default=None)
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return home
 
 
 def test_schema_show_lists_member_extensions(home: Path) -> None:

@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import atdata
@@ -22,14 +21,6 @@ class Row(atdata.PackableSample):
 
 def rows(n: int) -> list[Row]:
     return [Row(i, "x" * (i % 50)) for i in range(n)]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
 
 
 def flip_byte(path: str, offset: int = 700) -> None:

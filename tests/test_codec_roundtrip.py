@@ -1,7 +1,6 @@
 """The codec: property-based round trips, and SchemaErrors that name the offending field path."""
 
 import io
-import math
 import struct
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 import atdata
 from atdata import NDArray, SchemaError, Shape
 from atdata.codec import codec_for, decode_array, encode_array
+from exact import same
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
@@ -116,39 +116,14 @@ nested = st.builds(
 )
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Exact equality: arrays by dtype/shape/bytes, NaN equal to NaN, samples field by field."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.dtype.str == b.dtype.str
-            and a.shape == b.shape
-            and a.tobytes() == b.tobytes()
-        )
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
-        return math.isnan(b)
-    if isinstance(a, list):
-        return (
-            isinstance(b, list)
-            and len(a) == len(b)
-            and all(_same(x, y) for x, y in zip(a, b, strict=True))
-        )
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if hasattr(a, "__atdata_schema__"):
-        return type(a) is type(b) and _same(a.__dict__, b.__dict__)
-    return type(a) is type(b) and a == b
-
-
 # ------------------------------------------------------------------------------ round trips
 @SETTINGS
 @given(arr=_arrays())
 def test_arrays_of_any_dtype_and_shape_round_trip(arr: np.ndarray) -> None:
     body = AnyArray(arr).to_bytes()
     back = AnyArray.from_bytes(body)
-    assert _same(back.arr, arr)
-    assert _same(AnyArray.from_bytes(memoryview(body)).arr, arr)
+    assert same(back.arr, arr)
+    assert same(AnyArray.from_bytes(memoryview(body)).arr, arr)
 
 
 @SETTINGS
@@ -164,7 +139,7 @@ def test_compact_layout_is_exactly_the_documented_bytes(arr: np.ndarray) -> None
         + np.ascontiguousarray(arr).tobytes()
     )
     assert encoded == expected
-    assert _same(decode_array(encoded), arr)
+    assert same(decode_array(encoded), arr)
 
 
 @SETTINGS
@@ -172,7 +147,7 @@ def test_compact_layout_is_exactly_the_documented_bytes(arr: np.ndarray) -> None
 def test_scalars_strings_big_ints_and_optionals_round_trip(sample: Scalars) -> None:
     body = sample.to_bytes()
     back = Scalars.from_bytes(body)
-    assert _same(back, sample)
+    assert same(back, sample)
     assert body == sample.to_bytes()  # deterministic bytes
 
 
@@ -180,7 +155,7 @@ def test_scalars_strings_big_ints_and_optionals_round_trip(sample: Scalars) -> N
 @given(sample=nested)
 def test_nested_samples_round_trip(sample: Nested) -> None:
     back = Nested.from_bytes(sample.to_bytes())
-    assert _same(back, sample)
+    assert same(back, sample)
     assert type(back.inner) is Inner
     assert all(type(i) is Inner for i in back.inners)
 
@@ -192,9 +167,9 @@ def test_large_bodies_decode_like_small_ones(arr: np.ndarray, pad: int) -> None:
     big = np.zeros(16_384 + pad, np.float32)
     sample = Scalars("t", 1, 0.5, False, b"x" * 70_000, None, None, big, ["w"], {"k": 2})
     back = Scalars.from_bytes(sample.to_bytes())
-    assert _same(back, sample)
+    assert same(back, sample)
     small = AnyArray(arr)
-    assert _same(AnyArray.from_bytes(small.to_bytes()), small)
+    assert same(AnyArray.from_bytes(small.to_bytes()), small)
 
 
 def test_zero_d_and_empty_arrays_round_trip() -> None:
@@ -205,7 +180,7 @@ def test_zero_d_and_empty_arrays_round_trip() -> None:
         np.array("x", dtype="<U1"),
     ):
         back = AnyArray.from_bytes(AnyArray(arr).to_bytes()).arr
-        assert _same(back, arr)
+        assert same(back, arr)
 
 
 def test_integers_beyond_msgpack_range_are_refused() -> None:
@@ -225,7 +200,7 @@ def _npy(arr: np.ndarray, *, allow_pickle: bool = False) -> bytes:
 @given(arr=_arrays(st.sampled_from(["<f4", "<i8", "|u1", ">f8", "<c8"])))
 def test_npy_payloads_decode(arr: np.ndarray) -> None:
     body = msgpack.packb({"arr": _npy(arr)}, use_bin_type=True)
-    assert _same(AnyArray.from_bytes(body).arr, arr)
+    assert same(AnyArray.from_bytes(body).arr, arr)
 
 
 def test_fortran_order_npy_decodes_to_the_same_values() -> None:

@@ -1,5 +1,6 @@
 """``Index.derive``: lineage, incremental recompute, recorded failures, executors that agree
-byte for byte, and a derive killed with SIGKILL that commits nothing and loses no finished work."""
+byte for byte, derived keys unique across the dataset and stable, and a derive killed with
+SIGKILL that commits nothing and loses no finished work."""
 
 import os
 import signal
@@ -14,7 +15,9 @@ import pytest
 import atdata
 from atdata.derive import InProcessExecutor, ProcessPoolExecutor
 from atdata.derive.executors import DeriveTask, TaskResult
+from atdata.errors import InvalidArgumentError
 from atdata.index import Index, _facade_derive
+from atdata.shards.writer import ShardWriter
 from derive_transforms import (
     CALLS,
     Count,
@@ -211,3 +214,51 @@ def test_kill_9_mid_derive_commits_nothing_and_the_rerun_reuses_finished_shards(
     assert [s.i for s in index.load(out.ref)] == list(range(40))
     assert out.version == 2  # version 1 was reserved by the killed run and never committed
     assert [e.ref for e in index.history("counts")] == ["counts@2"]
+
+
+def keys(index: Index, ref: str) -> list[str]:
+    return [str(k) for k in index.load(ref).select(["__key__"])["__key__"]]
+
+
+def test_keys_are_unique_across_shards_and_equal_on_both_executors(index: Index) -> None:
+    index.write(frames(0, 50), "frames", maxcount=10)  # 5 input shards, 5 tasks
+    local = index.derive("frames", count_words, "local", executor=InProcessExecutor(), maxcount=4)
+    pooled = index.derive(
+        "frames", count_words, "pooled", executor=ProcessPoolExecutor(2), maxcount=4
+    )
+    assert len(local.shards) == 15  # each task rolled over within itself: 4 + 4 + 2
+    local_keys = keys(index, local.ref)
+    assert len(local_keys) == 50 and len(set(local_keys)) == 50
+    assert keys(index, pooled.ref) == local_keys
+    again = index.derive("frames", count_words, "again", maxcount=4)  # a rerun, same keys
+    assert keys(index, again.ref) == local_keys
+
+
+def test_incremental_derives_keep_keys_stable_and_unique(index: Index, tmp_path: Path) -> None:
+    # "a2" has the bytes of "a": two tasks with equal inputs still get keys of their own
+    groups = {"a": frames(0, 10), "a2": frames(0, 10), "b": frames(10, 10)}
+    index.insert(shard_files(tmp_path / "v1", groups), "frames")
+    first = index.derive("frames@1", count_words, "counts")
+    first_keys = keys(index, first.ref)
+    assert len(first_keys) == 30 and len(set(first_keys)) == 30
+    groups = {"a": frames(0, 10), "a2": frames(0, 10), "b": frames(10, 10, word="x y")}
+    groups["d"] = frames(20, 10)
+    index.insert(shard_files(tmp_path / "v2", groups), "frames")
+    plan = index.derive("frames@2", count_words, "counts", dry_run=True)
+    assert plan.summary()["reused"]["shards"] == 2  # a and a2, each from its own task
+    second = index.derive("frames@2", count_words, "counts")
+    second_keys = keys(index, second.ref)
+    assert len(second_keys) == 40 and len(set(second_keys)) == 40
+    assert second_keys[:20] == first_keys[:20]  # the carried-over outputs kept their keys
+    fresh = index.derive("frames@2", count_words, "fresh")  # nothing to reuse: all computed
+    assert keys(index, fresh.ref) == second_keys
+
+
+def test_a_key_prefix_is_checked(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "x-%06d.tar")
+    with pytest.raises(InvalidArgumentError, match="key_prefix"):
+        ShardWriter(pattern, key_prefix="a.b")
+    with pytest.raises(InvalidArgumentError, match="key_prefix"):
+        ShardWriter(pattern, key_prefix="a-", key_field="i")
+    with pytest.raises(InvalidArgumentError, match="too long"):
+        ShardWriter(pattern, key_prefix="k" * 90)

@@ -40,6 +40,17 @@ def invoke(*args: str) -> Any:
     return result
 
 
+#: ``atdata derive`` of counts from frames, recording failures
+DERIVE_RECORDING = (
+    "derive",
+    "frames",
+    "derive_transforms:count_words",
+    "counts",
+    "--on-error",
+    "record",
+)
+
+
 def test_derive_dry_run_then_derive_then_lineage_and_errors(home: Path) -> None:
     plan = json.loads(
         invoke(
@@ -51,12 +62,7 @@ def test_derive_dry_run_then_derive_then_lineage_and_errors(home: Path) -> None:
         assert [e.name for e in index.datasets] == ["frames"]  # a dry run writes nothing
     made = json.loads(
         invoke(
-            "derive",
-            "frames",
-            "derive_transforms:count_words",
-            "counts",
-            "--on-error",
-            "record",
+            *DERIVE_RECORDING,
             "--executor",
             "process",
             "--workers",
@@ -65,15 +71,7 @@ def test_derive_dry_run_then_derive_then_lineage_and_errors(home: Path) -> None:
         ).stdout
     )
     assert made == {**made, "ref": "counts@1", "count": 19, "shards": 2, "failures": 1}
-    again = invoke(
-        "derive",
-        "frames",
-        "derive_transforms:count_words",
-        "counts",
-        "--on-error",
-        "record",
-        "--dry-run",
-    )
+    again = invoke(*DERIVE_RECORDING, "--dry-run")
     assert "reused        2 shards" in again.stdout
     lineage = json.loads(invoke("lineage", "counts", "--json").stdout)
     assert [(a["ref"], a["transform"]) for a in lineage["ancestors"]] == [

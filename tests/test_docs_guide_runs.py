@@ -2,7 +2,6 @@
 directory with its own ``ATDATA_HOME``; then each ``atdata`` line of its shell blocks, which must
 exit 0."""
 
-import os
 import re
 import shlex
 import subprocess
@@ -10,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from fresh_env import fresh_env
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide.md"
 _BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -26,8 +27,7 @@ def test_the_guide_has_code_to_run() -> None:
 
 def test_the_guide_runs_as_written(tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="the guide's torch section needs atdata[torch]")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
-    env["ATDATA_HOME"] = str(tmp_path / "home")
+    env = fresh_env(tmp_path / "home")
     code = "\n\n".join(_blocks("python")) + "\nprint('GUIDE DONE')\n"
     (tmp_path / "guide.py").write_text(code, encoding="utf-8")
     ran = subprocess.run(

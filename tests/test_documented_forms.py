@@ -1,7 +1,6 @@
 """The documented forms run as written: the README quickstart, ``write_samples`` to one path,
 ``LocalDiskStore()``, ``S3DataStore(credentials, bucket=...)`` and ``load_dataset(streaming=)``."""
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +10,9 @@ import atdata
 from atdata.errors import SchemaError, StoreError
 from atdata.stores.credentials import read_env_file
 from atdata.stores.s3 import S3DataStore
+from readme_blocks import README, python_blocks
 
 pytest_plugins = ["s3_backends"]  # the `s3` fixture: moto and rclone on loopback
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ATDATA_INDEX_URL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "home"
 
 
 @atdata.packable
@@ -36,11 +26,9 @@ def rows(n: int) -> list[Row]:
 
 
 def test_the_readme_quickstart_runs_as_written(home: Path, tmp_path: Path) -> None:
-    text = README.read_text()
-    block = re.search(r"## 60-second quickstart\n\n```python\n(.*?)```", text, re.S)
-    assert block is not None
+    block = python_blocks("## 60-second quickstart")[0]
     scope: dict[str, object] = {"__name__": "quickstart"}
-    exec(compile(block.group(1), str(README), "exec"), scope)
+    exec(compile(block, str(README), "exec"), scope)
     assert sorted(p.name for p in (tmp_path / "out").glob("*.tar")) == [
         f"frames-00000{i}.tar" for i in range(4)
     ]

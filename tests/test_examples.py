@@ -4,12 +4,13 @@ Each runs as a subprocess of the test interpreter, with ``ATDATA_HOME`` in a tem
 directory (so nothing touches ``~/.atdata``). A new example needs a line in ``EXPECTED``.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from fresh_env import fresh_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -35,8 +36,7 @@ def test_every_example_has_an_expected_line() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs(name: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATDATA_")}
-    env["ATDATA_HOME"] = str(tmp_path / "home")
+    env = fresh_env(tmp_path / "home")
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         cwd=tmp_path,

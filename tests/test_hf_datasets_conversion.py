@@ -11,6 +11,7 @@ import pytest
 
 import atdata
 from atdata import NDArray, Shape
+from waiting import wait_until
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("PIL")
@@ -154,7 +155,10 @@ def test_from_hf_writes_shards_while_the_source_is_still_producing(tmp_path: Pat
 
     def rows() -> Any:
         for i in range(4000):
-            if i == 3500:  # earlier shards are on disk already: nothing waits for the end
+            if i == 3500:  # earlier shards reach the disk: nothing waits for the end
+                # (datasets may read the generator ahead by a batch, and shards are committed on
+                # the writer's background thread: wait for them rather than race them)
+                wait_until(lambda: len(list(out.glob("data-*.tar"))) >= 2, "two shards on disk")
                 shards_seen_midway.append(len(list(out.glob("data-*.tar"))))
             yield {"x": np.full(8, i, np.int16), "label": f"r{i}"}
 
@@ -163,7 +167,6 @@ def test_from_hf_writes_shards_while_the_source_is_still_producing(tmp_path: Pat
     )
     stream = datasets.IterableDataset.from_generator(rows, features=features)
     written = atdata.from_hf(stream, str(out) + "/", maxcount=500, progress=False)
-    # (datasets may read the generator ahead by a batch, and shard commits trail a little)
     assert shards_seen_midway and shards_seen_midway[0] >= 2
     assert len(written.shard_infos) == 8 and len(written) == 4000
     last = written[3999]

@@ -7,7 +7,6 @@ Images are encoded by Pillow from smooth random content (real JPEG/PNG/WebP file
 import io
 import os
 import pickle
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -234,14 +233,12 @@ def test_schema_stubs_and_generated_samples_know_image_fields(tmp_path) -> None:
 
 
 def test_the_readme_images_section_runs_as_written(tmp_path, monkeypatch) -> None:
-    import re
+    from readme_blocks import python_blocks
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"## Encoded images\n.*?```python\n(.*?)```", readme, re.S)
-    assert block is not None
+    block = python_blocks("## Encoded images")[0]
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {"__name__": "readme_images"}
-    exec(compile(block.group(1), "README.md", "exec"), scope)
+    exec(compile(block, "README.md", "exec"), scope)
     ds = scope["ds"]
     assert np.asarray(ds[0].image).shape == (64, 64, 3)
     assert next(iter(ds.ordered(batch_size=32))).image.shape == (32, 64, 64, 3)

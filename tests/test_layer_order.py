@@ -13,6 +13,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["atdata.lexicons", "atdata._redact", "atdata._clock", "atdata._fs", "atdata._home"]),
     ("errors", ["atdata.errors", "atdata._optional"]),
     ("net", ["atdata.net"]),
+    ("localdev", ["atdata.localdev"]),
     (
         "schema",
         [
@@ -54,6 +55,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("stores", ["atdata.stores"]),
     ("atmosphere", ["atdata.atmosphere"]),
+    ("discovery", ["atdata.discovery"]),
     ("hub", ["atdata.hub"]),
     ("derive", ["atdata.derive"]),
     ("index", ["atdata.index"]),

@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 import atdata
 from atdata import Dataset, DictSample, Lens, LensError, LensRegistry, NDArray, Shape
 from atdata.codec import codec_for
+from exact import same
 
 LAWS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
@@ -77,24 +78,6 @@ with EXAMPLES.use():
         return Full(v.name, s.x, s.y, v.emb)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.dtype == b.dtype
-            and a.shape == b.shape
-            and a.tobytes() == b.tobytes()
-        )
-    if isinstance(a, DictSample):
-        return isinstance(b, DictSample) and _same(a.to_dict(), b.to_dict())
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if hasattr(a, "__atdata_schema__"):
-        return type(a) is type(b) and _same(a.__dict__, b.__dict__)
-    return type(a) is type(b) and a == b
-
-
 ints = st.integers(-(2**31), 2**31)
 embs = hnp.arrays(np.float32, (3,), elements=st.floats(width=32, allow_nan=False))
 fulls = st.builds(Full, name=st.text(max_size=8), x=ints, y=ints, emb=embs)
@@ -122,7 +105,7 @@ def test_get_put(make: Any, sources: Any, views: Any) -> None:
     @LAWS
     @given(s=sources)
     def law(s: Any) -> None:
-        assert _same(lens.put(lens.get(s), s), s)
+        assert same(lens.put(lens.get(s), s), s)
 
     law()
 
@@ -134,7 +117,7 @@ def test_put_get(make: Any, sources: Any, views: Any) -> None:
     @LAWS
     @given(s=sources, v=views)
     def law(s: Any, v: Any) -> None:
-        assert _same(lens.get(lens.put(v, s)), v)
+        assert same(lens.get(lens.put(v, s)), v)
 
     law()
 
@@ -146,7 +129,7 @@ def test_put_put(make: Any, sources: Any, views: Any) -> None:
     @LAWS
     @given(s=sources, v1=views, v2=views)
     def law(s: Any, v1: Any, v2: Any) -> None:
-        assert _same(lens.put(v2, lens.put(v1, s)), lens.put(v2, s))
+        assert same(lens.put(v2, lens.put(v1, s)), lens.put(v2, s))
 
     law()
 
@@ -163,10 +146,10 @@ def _stored(sample: Any, **extra: Any) -> DictSample:
 def test_the_automatic_dict_lens_is_lawful(full: Full, v1: Full, v2: Full, caption: bytes) -> None:
     lens = LensRegistry().find(DictSample, Full)
     d = _stored(full, txt=caption)  # other members of the same key ride along
-    assert _same(lens.get(d), full)
-    assert _same(lens.put(lens.get(d), d), d)  # GetPut
-    assert _same(lens.get(lens.put(v1, d)), v1)  # PutGet
-    assert _same(lens.put(v2, lens.put(v1, d)), lens.put(v2, d))  # PutPut
+    assert same(lens.get(d), full)
+    assert same(lens.put(lens.get(d), d), d)  # GetPut
+    assert same(lens.get(lens.put(v1, d)), v1)  # PutGet
+    assert same(lens.put(v2, lens.put(v1, d)), lens.put(v2, d))  # PutPut
 
 
 # ------------------------------------------------------------------------------ Lens objects

@@ -11,6 +11,7 @@ import atdata
 from atdata import DictSample, NDArray, PackableSample, SchemaError, Shape
 from atdata.codec import codec_for
 from atdata.schema import FieldType, Schema
+from exact import same
 
 
 @atdata.packable
@@ -88,31 +89,6 @@ def _everything(seed: int = 0) -> Everything:
     )
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Deep equality that compares arrays by dtype, shape and bytes."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.dtype == b.dtype
-            and a.shape == b.shape
-            and a.tobytes() == b.tobytes()
-        )
-    if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        return type(a) is type(b) and all(
-            _same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
-        )
-    if isinstance(a, list | tuple):
-        return (
-            isinstance(b, list | tuple)
-            and len(a) == len(b)
-            and all(_same(x, y) for x, y in zip(a, b, strict=True))
-        )
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
-
-
 # ------------------------------------------------------------------------------ @packable
 def test_packable_makes_a_dataclass_subclass_of_packable_sample() -> None:
     assert dataclasses.is_dataclass(Point)
@@ -137,7 +113,7 @@ def test_packable_sample_base_class_makes_subclasses_dataclasses() -> None:
     assert v.name is None
     back = Vector.from_bytes(v.to_bytes())
     assert type(back) is Vector
-    assert _same(back.values, v.values)
+    assert same(back.values, v.values)
     assert back.name is None
 
 
@@ -187,7 +163,7 @@ def test_schema_describes_every_field_kind() -> None:
 def test_every_field_type_round_trips() -> None:
     sample = _everything()
     back = Everything.from_bytes(sample.to_bytes())
-    assert _same(back, sample)
+    assert same(back, sample)
     assert type(back.inner) is Inner
     assert all(type(i) is Inner for i in back.inners)
     assert type(back.by_name["k"]) is Inner
@@ -196,7 +172,7 @@ def test_every_field_type_round_trips() -> None:
 def test_optional_array_holds_an_array_too() -> None:
     sample = dataclasses.replace(_everything(), maybe_array=np.linspace(0, 1, 3))
     back = Everything.from_bytes(sample.to_bytes())
-    assert _same(back.maybe_array, sample.maybe_array)
+    assert same(back.maybe_array, sample.maybe_array)
 
 
 def test_codec_is_built_once_per_type() -> None:
@@ -212,7 +188,7 @@ def test_schema_record_rebuilds_a_working_type() -> None:
     sample = _everything(1)
     back = codec_for(Rebuilt).decode(sample.to_bytes())
     assert type(back).__name__ == "Everything"
-    assert _same(back.image, sample.image)
+    assert same(back.image, sample.image)
     assert back.text == sample.text
     assert back.inner.tag == "one"
     # and it encodes to the same bytes as the original type
@@ -269,7 +245,7 @@ def test_packable_instances_pickle() -> None:
     sample = dataclasses.replace(_everything(2), any_array=np.arange(6).reshape(3, 2))
     back = pickle.loads(pickle.dumps(sample))
     assert type(back) is Everything
-    assert _same(back, sample)
+    assert same(back, sample)
 
 
 def test_packable_types_pickle_by_reference() -> None:

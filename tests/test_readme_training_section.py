@@ -1,17 +1,11 @@
 """The README's "Training with PyTorch" code is the examples' code (which the suite runs)."""
 
-import re
 from pathlib import Path
+
+from readme_blocks import python_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [ROOT / "examples" / "train_torch.py", ROOT / "examples" / "train_ddp.py"]
-
-
-def _section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("## Training with PyTorch")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
 
 
 def _is_excerpt(block: list[str], source: list[str]) -> bool:
@@ -27,7 +21,7 @@ def _is_excerpt(block: list[str], source: list[str]) -> bool:
 
 
 def test_every_code_block_of_the_section_is_taken_from_an_example() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", _section(), flags=re.S)
+    blocks = python_blocks("## Training with PyTorch")
     assert len(blocks) >= 3
     sources = [p.read_text().splitlines() for p in EXAMPLES]
     for block in blocks:

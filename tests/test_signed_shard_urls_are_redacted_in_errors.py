@@ -23,16 +23,13 @@ from http_server import FileServer
 SECRETS = ("tok3nSECRET", "s1gnatureSECRET", "passw0rdSECRET")
 
 
+pytestmark = pytest.mark.usefixtures("private_verify_memo")
+
+
 @packable
 class Row:
     i: int
     v: np.ndarray
-
-
-@pytest.fixture(autouse=True)
-def _private_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("ATDATA_CACHE_DIR", raising=False)
-    monkeypatch.setenv("ATDATA_VERIFY_MEMO", str(tmp_path / "memo.sqlite"))
 
 
 def _signed(server: FileServer, name: str) -> str:

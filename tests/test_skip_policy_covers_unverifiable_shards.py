@@ -22,16 +22,13 @@ BAD = set(range(5, 12))
 GOOD = [i for i in range(sum(SIZES)) if i not in BAD]
 
 
+pytestmark = pytest.mark.usefixtures("private_verify_memo")
+
+
 @packable
 class Row:
     i: int
     v: np.ndarray
-
-
-@pytest.fixture(autouse=True)
-def _private_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("ATDATA_CACHE_DIR", raising=False)
-    monkeypatch.setenv("ATDATA_VERIFY_MEMO", str(tmp_path / "memo.sqlite"))
 
 
 def _write(root: Path) -> list[tuple[Path, str]]:

@@ -149,14 +149,6 @@ def test_swapped_offsets_over_http_range_reads(shard: Path) -> None:
     assert _sidecar_warnings(caught)
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("ATDATA_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
 def test_the_index_records_each_sidecar_s_sha256(home: Path) -> None:
     with Index() as index:
         entry = index.write(_items(), name="items", maxcount=16)

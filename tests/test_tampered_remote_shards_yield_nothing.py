@@ -34,7 +34,7 @@ from http_server import FileServer
 if TYPE_CHECKING:
     from s3_backends import S3Backend
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.usefixtures("private_verify_memo")]
 pytest_plugins = ["s3_backends"]
 
 
@@ -42,12 +42,6 @@ pytest_plugins = ["s3_backends"]
 class Vec:
     i: int
     v: np.ndarray
-
-
-@pytest.fixture(autouse=True)
-def _private_memo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("ATDATA_CACHE_DIR", raising=False)
-    monkeypatch.setenv("ATDATA_VERIFY_MEMO", str(tmp_path / "memo.sqlite"))
 
 
 def _shard(root: Path, name: str, first: int, count: int, width: int) -> ShardInfo:

@@ -188,13 +188,20 @@ def test_shards_are_byte_identical_to_a_synchronous_write(tmp_path: Path) -> Non
 
 
 _KILLED_WRITER = """
-import sys, numpy as np, atdata
+import os, sys, numpy as np, atdata
 from atdata.sample import DictSample
+sys.path.insert(0, sys.argv[2])
+from waiting import wait_until
+first = sys.argv[1] % 0
 def samples():
     rng = np.random.default_rng(0)
     for i in range(10**9):
-        if i == 40:
-            print("ready", flush=True)
+        if i == 40:  # two shards handed to the background thread: wait for the first's commit
+            wait_until(
+                lambda: os.path.exists(first) and os.path.exists(first + '.idx'),
+                'the first shard and its sidecar committed',
+            )
+            print('committed', flush=True)
         yield DictSample(i=i, blob=rng.integers(0, 255, 1 << 16, dtype=np.uint8))
 atdata.write_samples(samples(), sys.argv[1], maxcount=16)
 """
@@ -202,15 +209,23 @@ atdata.write_samples(samples(), sys.argv[1], maxcount=16)
 
 def test_a_killed_writer_leaves_no_partial_shard_under_a_final_name(tmp_path: Path) -> None:
     pattern = str(tmp_path / "k-%06d.tar")
+    tests_dir = str(Path(__file__).resolve().parent)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, pattern], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _KILLED_WRITER, pattern, tests_dir],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
+    assert proc.stdout.readline().strip() == "committed"  # the child saw shard 0 committed
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(60)
     proc.stdout.close()
     finals = sorted(p for p in tmp_path.iterdir() if p.name.endswith(".tar"))
+    assert tmp_path / "k-000000.tar" in finals  # the committed shard survived the kill
+    whole = tmp_path / "k-000000.tar"
+    index = OffsetIndex.from_bytes(Path(str(whole) + ".idx").read_bytes(), str(whole))
+    assert index.sha256 == hashlib.sha256(whole.read_bytes()).hexdigest()
+    assert [s["i"] for s in atdata.Dataset[DictSample](str(whole))] == list(range(16))
     for path in finals:  # every shard under its final name is whole: 16 samples, hash = sidecar's
         if Path(str(path) + ".idx").exists():
             index = OffsetIndex.from_bytes(Path(str(path) + ".idx").read_bytes(), str(path))

@@ -10,10 +10,7 @@ _IMPORT_S = time.perf_counter() - _t0
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated, Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ..scenarios import Scenario, iter_samples  # noqa: E402
 from .common import (  # noqa: E402
@@ -25,19 +22,7 @@ from .common import (  # noqa: E402
     shards_bytes,
     timed_pass,
 )
-
-
-def sample_type(sc: Scenario) -> type:
-    """The scenario's sample type, with dtypes and shapes declared."""
-    kinds: dict[str, Any] = {"int": int, "str": str, "float": float}
-    ann: dict[str, Any] = {}
-    for f in sc.fields:
-        if f.kind in kinds:
-            ann[f.name] = kinds[f.kind]
-        else:
-            ann[f.name] = Annotated[NDArray[np.dtype(f.kind).type], atdata.Shape(*f.shape)]
-    cls = type(f"{sc.id}Sample", (), {"__annotations__": ann, "__module__": __name__})
-    return atdata.packable(cls)
+from .typed import sample_type  # noqa: E402
 
 
 def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:

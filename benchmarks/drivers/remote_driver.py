@@ -23,29 +23,14 @@ _IMPORT_S = time.perf_counter() - _t0
 
 import contextlib  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
-from typing import Annotated, Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ..scenarios import Scenario  # noqa: E402
 from .common import batch_ids, main, shard_files, shards_bytes  # noqa: E402
 from .remote import http_url, loopback_guard, s3_url, shard_names, timed_epoch  # noqa: E402
+from .typed import sample_type  # noqa: E402
 
 _BYTES_CHUNK = 1 << 20
-
-
-def sample_type(sc: Scenario) -> type:
-    """The scenario's sample type, dtypes and shapes declared (as in ``ours_driver``)."""
-    kinds: dict[str, Any] = {"int": int, "str": str, "float": float}
-    ann: dict[str, Any] = {}
-    for f in sc.fields:
-        if f.kind in kinds:
-            ann[f.name] = kinds[f.kind]
-        else:
-            ann[f.name] = Annotated[NDArray[np.dtype(f.kind).type], atdata.Shape(*f.shape)]
-    cls = type(f"{sc.id}Sample", (), {"__annotations__": ann, "__module__": __name__})
-    return atdata.packable(cls)
 
 
 @contextlib.contextmanager

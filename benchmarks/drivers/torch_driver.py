@@ -11,29 +11,16 @@ from atdata.torch.feed import feed  # noqa: E402
 
 _IMPORT_S = time.perf_counter() - _t0
 
-from typing import Annotated, Any  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
 
 from ..scenarios import Scenario  # noqa: E402
 from .common import batch_ids, brace_url, main, shard_files, shards_bytes, timed_pass  # noqa: E402
 from .torch_common import TreeMemory, clock, median_ms  # noqa: E402
+from .typed import sample_type  # noqa: E402
 
 _RESUME_REPS = 5
-
-
-def sample_type(sc: Scenario) -> type:
-    """The scenario's sample type (as ``ours_driver``'s; that module runs its ops on import)."""
-    kinds: dict[str, Any] = {"int": int, "str": str, "float": float}
-    ann: dict[str, Any] = {}
-    for f in sc.fields:
-        if f.kind in kinds:
-            ann[f.name] = kinds[f.kind]
-        else:
-            ann[f.name] = Annotated[NDArray[np.dtype(f.kind).type], atdata.Shape(*f.shape)]
-    cls = type(f"{sc.id}Sample", (), {"__annotations__": ann, "__module__": __name__})
-    return atdata.packable(cls)
 
 
 def _dataset(sc: Scenario, spec: dict[str, Any]) -> Any:

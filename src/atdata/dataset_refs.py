@@ -134,7 +134,7 @@ def load_dataset(
     if text.startswith("@local/"):
         splits = _from_index(text[len("@local/") :], sample_type, index)
     elif is_atmosphere_reference(text):
-        splits = _from_atmosphere(text, sample_type)
+        splits = _from_atmosphere(text, sample_type, index)
     elif scheme_of(text) == "hf" and data_files is None:
         from .hub.reading import load_hub
 
@@ -203,7 +203,10 @@ def is_atmosphere_reference(text: str) -> bool:
     return text.startswith("@") and text != "@local" and not text.startswith("@local/")
 
 
-def _from_atmosphere(ref: str, sample_type: type[T] | None) -> DatasetDict[Any]:
+def _from_atmosphere(ref: str, sample_type: type[T] | None, index: Any) -> DatasetDict[Any]:
+    if index is not None and getattr(index, "atmosphere", None) is not None:
+        # Index(atmosphere=...): resolve with the index's session and resolver
+        return DatasetDict({_DEFAULT_SPLIT: index.load(ref, sample_type)})
     from .atmosphere.open_dataset import load_reference
 
     return DatasetDict({_DEFAULT_SPLIT: load_reference(ref, sample_type)})

@@ -25,6 +25,7 @@ from ..shards.offsets import OFFSETS_SUFFIX
 from ..shards.reader import iter_members
 from ..shards.tar import BLOCK
 from ..sources import open_source
+from ..sources.chunked import ChunkDigests, chunk_size_for
 from .client import AtmosphereClient
 from .storage import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 
@@ -194,6 +195,9 @@ def plan_blobs(
     kept: list[bytes] | None = []
     sidecars: list[dict[str, bytes]] = []
     total = 0
+    # per-chunk digests let readers stream each blob verified (sources.chunked); the chunk
+    # size grows with the dataset so that the record stays small
+    chunk_size = chunk_size_for([max(s.size, 0) for s in shards])
     for piece, digest, whole in _pieces(shards, limit, split):
         found = _sidecars(whole) if whole is not None else {}
         found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
@@ -204,6 +208,7 @@ def plan_blobs(
                 Checksum.sha256(digest.hex()),
                 manifest=_ref(found.get(MANIFEST_SUFFIX)),
                 offsets=_ref(found.get(OFFSETS_SUFFIX)),
+                chunks=ChunkDigests.of(piece, chunk_size) if piece and chunk_size else None,
             )
         )
         total += len(piece)
@@ -262,7 +267,11 @@ def upload_blobs(
         side = plan.sidecars[i] if i < len(plan.sidecars) else {}
         manifest = _upload_sidecar(client, planned.manifest, side.get(MANIFEST_SUFFIX))
         offsets = _upload_sidecar(client, planned.offsets, side.get(OFFSETS_SUFFIX))
-        uploaded.append(BlobShard(ref, planned.checksum, manifest=manifest, offsets=offsets))
+        uploaded.append(
+            BlobShard(
+                ref, planned.checksum, manifest=manifest, offsets=offsets, chunks=planned.chunks
+            )
+        )
     if len(uploaded) != len(plan.storage.blobs) or next(pieces, None) is not None:
         raise AtmosphereError("the shards changed between planning and upload; publish again")
     return BlobStorage(tuple(uploaded))

@@ -8,18 +8,22 @@ blobs are checked against their CIDs, and http(s)/S3 shards against the sha256 i
 (as they stream, or when they enter the shard cache).
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..dataset import Dataset
 from ..net.ids import cid_digest
 from ..shards.shardset import CheckedOpener, ShardExpectation, ShardSet
 from ..sources import at as _at  # registers at://
-from ..sources.cache import ShardCache
+from ..sources.at import AtBlobSource
+from ..sources.base import ShardSource
+from ..sources.cache import ShardCache, wrap_source
+from ..sources.chunked import ChunkDigests
 from .publish import ResolvedDataset, resolve_dataset
 from .resolve import Resolver, current_resolver
 from .storage import BlobStorage
 
-__all__ = ["load_reference"]
+__all__ = ["dataset_of", "load_reference"]
 
 del _at
 
@@ -60,11 +64,40 @@ def dataset_of(
     # fetched as blobs beside it must describe exactly that shard
     storage = resolved.entry.storage
     blobs: dict[str, ShardExpectation] = {}
+    chunks: dict[str, ChunkDigests] = {}
     if isinstance(storage, BlobStorage):
         for url, b in zip(resolved.urls, storage.blobs, strict=True):
             digest = cid_digest(b.blob.cid, url).hex()
             blobs[url] = ShardExpectation(size=b.blob.size, sha256=digest)
+            # digests that do not cover the blob exactly are not used (the CID still is)
+            if b.chunks is not None and b.chunks.fits(b.blob.size):
+                chunks[url] = b.chunks
 
     # a ShardSet, not URL strings: "?pds=" in blob URLs is not a glob
-    shards = ShardSet(list(resolved.urls), CheckedOpener(cache, expected, blobs))
+    shards = ShardSet(list(resolved.urls), BlobOpener(cache, expected, blobs, chunks))
     return Dataset(shards, sample_type or resolved.sample_type())
+
+
+class BlobOpener(CheckedOpener):
+    """A :class:`CheckedOpener` that also gives blob sources the chunk digests their record
+    holds, so that their streams hand out verified chunks as they arrive."""
+
+    def __init__(
+        self,
+        cache: ShardCache | None,
+        digests: Mapping[str, str],
+        expectations: Mapping[str, ShardExpectation] | None = None,
+        chunks: Mapping[str, ChunkDigests] | None = None,
+    ) -> None:
+        super().__init__(cache, digests, expectations)
+        self.chunks = dict(chunks or {})
+
+    def __call__(self, url: str) -> ShardSource:
+        chunks = self.chunks.get(url)
+        if chunks is None:
+            return super().__call__(url)
+        return wrap_source(
+            AtBlobSource(url, chunks=chunks),
+            cache=self.cache,
+            expected_sha256=self.digests.get(url),
+        )

@@ -64,7 +64,7 @@ _VERSION_PART = re.compile(r"(\d+)|(\D+)")
 class _IndexLike(Protocol):
     """What publishing needs from :class:`atdata.index.Index`."""
 
-    def get(self, ref: str) -> Any: ...
+    def entry(self, ref: str) -> Any: ...
     def get_schema(self, ref: str) -> Any: ...
     def get_lens(self, name: str) -> Any: ...
 
@@ -95,6 +95,8 @@ class ResolvedDataset:
     urls: list[str]
     checksums: list[Checksum | None]
     label: StoredRecord[LabelRecord] | None = None
+    #: the CID of the entry record (as its PDS answered it)
+    entry_cid: str = ""
 
     def sample_type(self) -> type:
         """A working sample type rebuilt from the schema (no code is generated)."""
@@ -131,7 +133,7 @@ def publish_dataset(
     ``replace_label``.
     """
     client = _client(to)
-    entry = index.get(ref)
+    entry = index.entry(ref)
     if entry.schema_ref is None:
         raise AtmosphereError(
             f"dataset {entry.name}@{entry.version} has no schema; only datasets written with a "
@@ -413,6 +415,7 @@ def _resolved(
         urls=storage.shard_urls(did, pds),
         checksums=storage.checksums(),
         label=label,
+        entry_cid=entry.cid,
     )
 
 

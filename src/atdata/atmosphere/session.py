@@ -19,11 +19,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ..errors import AtmosphereError, AuthenticationError
 from ._http import HttpReader, XrpcError, check_service_url
 from .uri import is_did, is_handle
+
+if TYPE_CHECKING:
+    from .resolve import Resolver
 
 __all__ = ["AtmosphereSession"]
 
@@ -82,6 +85,13 @@ def _tokens(answer: object, what: str) -> _Tokens:
     return _Tokens(str(did), str(handle), str(access), str(refresh))
 
 
+def _identifier(handle_or_did: str) -> str:
+    ident = handle_or_did[1:] if handle_or_did.startswith("@") else handle_or_did
+    if not (is_handle(ident) or is_did(ident)):
+        raise AuthenticationError(f"{handle_or_did!r:.100} is neither a handle nor a DID")
+    return ident
+
+
 class AtmosphereSession:
     """An authenticated connection to one account on one PDS.
 
@@ -107,21 +117,70 @@ class AtmosphereSession:
         self._blob_limit: int | None = None
 
     # -- construction ---------------------------------------------------------------------
+    @overload
+    @classmethod
+    def login(
+        cls,
+        handle_or_did: str,
+        app_password: str,
+        /,
+        *,
+        resolver: "Resolver | None" = None,
+        timeout: float = 120.0,
+        on_refresh: Callable[[str], None] | None = None,
+    ) -> "AtmosphereSession": ...
+
+    @overload
     @classmethod
     def login(
         cls,
         pds_url: str,
         handle_or_did: str,
         app_password: str,
+        /,
         *,
         timeout: float = 120.0,
         on_refresh: Callable[[str], None] | None = None,
+    ) -> "AtmosphereSession": ...
+
+    @classmethod
+    def login(
+        cls,
+        first: str,
+        second: str,
+        third: str | None = None,
+        /,
+        *,
+        resolver: "Resolver | None" = None,
+        timeout: float = 120.0,
+        on_refresh: Callable[[str], None] | None = None,
     ) -> "AtmosphereSession":
-        """Log in to the PDS at ``pds_url`` as a handle or DID with an app password."""
+        """Log in with an app password: ``login(handle_or_did, password)`` finds the PDS from
+        the account's DID document (handle -> DID -> ``#atproto_pds`` service, with ``resolver``,
+        else the current one, else :meth:`Resolver.default` — ``$ATDATA_HANDLE_RESOLVER`` and
+        ``$ATDATA_PLC_URL``, else the public services); ``login(pds_url, handle_or_did,
+        password)`` names the PDS. Either way the PDS must answer for the account asked for."""
+        if third is None:
+            handle_or_did, app_password = first, second
+            ident = _identifier(handle_or_did)
+            from .resolve import Resolver, current_resolver
+
+            found = resolver or current_resolver() or Resolver.default(timeout=timeout)
+            try:
+                identity = found.resolve(ident)
+            except AtmosphereError as exc:
+                raise AuthenticationError(
+                    f"login as {ident}: cannot find the account's PDS ({exc})"
+                ) from None
+            pds_url: str = identity.pds
+            want_did: str | None = identity.did
+        else:
+            if resolver is not None:
+                raise AuthenticationError("pass either a PDS URL or resolver=, not both")
+            pds_url, handle_or_did, app_password = first, second, third
+            ident = _identifier(handle_or_did)
+            want_did = ident if is_did(ident) else None
         pds_url = check_service_url(pds_url, "pds_url")
-        ident = handle_or_did[1:] if handle_or_did.startswith("@") else handle_or_did
-        if not (is_handle(ident) or is_did(ident)):
-            raise AuthenticationError(f"{handle_or_did!r:.100} is neither a handle nor a DID")
         what = f"login as {ident} on {pds_url}"
         http = HttpReader(timeout=timeout)
         try:
@@ -136,7 +195,12 @@ class AtmosphereSession:
             raise AuthenticationError(str(exc)) from None
         except AtmosphereError as exc:
             raise AuthenticationError(f"{what}: cannot reach the server ({exc})") from None
-        return cls(_tokens(answer, what), pds_url=pds_url, timeout=timeout, on_refresh=on_refresh)
+        tokens = _tokens(answer, what)
+        if want_did is not None and tokens.did != want_did:
+            raise AuthenticationError(
+                f"{what}: the PDS answered for {tokens.did}, not the account's DID {want_did}"
+            )
+        return cls(tokens, pds_url=pds_url, timeout=timeout, on_refresh=on_refresh)
 
     @classmethod
     def restore(

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from ..shards.info import Checksum
 from ..sources.at import blob_url
+from ..sources.chunked import ChunkDigests
 from ._fields import JsonObject, each, fail, json_field
 from .lexicon import NAMESPACE
 
@@ -131,6 +132,22 @@ def _blob_dict(blob: "BlobRef") -> dict[str, Any]:
     return blob.to_dict()
 
 
+def _chunks(data: Any, path: str, where: str | None) -> ChunkDigests:
+    if not isinstance(data, Mapping) or data.get("algorithm") != "sha256":
+        raise fail("chunk digests must be {algorithm: 'sha256', size, digests}", path, where)
+    size, text = data.get("size"), data.get("digests")
+    if not isinstance(size, int) or isinstance(size, bool) or not isinstance(text, str):
+        raise fail("chunk digests need an integer size and base64 digests", path, where)
+    try:
+        return ChunkDigests.from_text(size, text)
+    except ValueError as exc:
+        raise fail(str(exc), path, where) from None
+
+
+def _chunks_dict(chunks: ChunkDigests) -> dict[str, Any]:
+    return {"algorithm": "sha256", "size": chunks.chunk_size, "digests": chunks.to_text()}
+
+
 # ---------------------------------------------------------------------------------- shapes
 @dataclass(frozen=True)
 class BlobRef(JsonObject):
@@ -205,6 +222,11 @@ class BlobShard(JsonObject):
     #: shard by its manifest need not download it to count its samples
     offsets: BlobRef | None = json_field(
         "offsets", parse=BlobRef.parser(), dump=_blob_dict, default=None
+    )
+    #: the sha256 of each chunk of the blob, so readers can use verified chunks as they arrive
+    #: (readers that do not know the field, atdata 0.7 included, ignore it)
+    chunks: ChunkDigests | None = json_field(
+        "chunks", parse=_chunks, dump=_chunks_dict, default=None
     )
 
     def sidecars(self) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """``atdata login``, ``logout`` and ``whoami``: the ATProto account the CLI acts as.
 
-``atdata login PDS_URL HANDLE`` logs in with an app password (``--password``, else
+``atdata login [PDS_URL] HANDLE`` logs in with an app password (``--password``, else
 ``$ATDATA_APP_PASSWORD``, else a hidden prompt) and keeps the session's tokens (never the
 password) in ``$ATDATA_HOME/session.json``, readable only by you; refreshed tokens are written
 back. The file is handled by :mod:`atdata.atmosphere.credentials`.
@@ -28,14 +28,11 @@ def login_command(
     pds_url: Annotated[
         str,
         typer.Argument(
-            metavar="PDS_URL",
-            help="Your PDS, like https://bsky.social or http://localhost:2583.",
+            metavar="[PDS_URL]",
+            help="Your PDS, like https://bsky.social or http://localhost:2583; leave it out "
+            "to find it from your handle's DID document.",
             show_default=False,
         ),
-    ],
-    handle: Annotated[
-        str,
-        typer.Argument(metavar="HANDLE", help="Your handle (or DID).", show_default=False),
     ],
     password: Annotated[
         str,
@@ -49,6 +46,10 @@ def login_command(
             "lines end up in shell history).",
         ),
     ],
+    handle: Annotated[
+        str | None,
+        typer.Argument(metavar="HANDLE", help="Your handle (or DID).", show_default=False),
+    ] = None,
     plc_url: Annotated[
         str | None,
         typer.Option(
@@ -78,7 +79,14 @@ def login_command(
 
     plc = check_service_url(plc_url, "--plc-url") if plc_url else None
     resolver = check_service_url(handle_resolver, "--handle-resolver") if handle_resolver else None
-    session = AtmosphereSession.login(pds_url, handle, password)
+    if handle is None:  # `atdata login HANDLE`: the PDS comes from the DID document
+        from ..atmosphere.resolve import Resolver, resolution_settings
+
+        plc_s, handles_s = resolution_settings(plc, resolver)
+        found = Resolver(plc_url=plc_s, handle_resolver_pds=handles_s)
+        session = AtmosphereSession.login(pds_url, password, resolver=found)
+    else:
+        session = AtmosphereSession.login(pds_url, handle, password)
     login = StoredLogin(
         session.export(), session.pds_url, session.did, session.handle, plc, resolver
     )

@@ -43,7 +43,9 @@ from . import (
     datasets,
     demo,
     derive,
+    discovery,
     inspection,
+    local,
     logs,
     publishing,
     query,
@@ -67,6 +69,8 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
     account,
     publishing,
+    local,
+    discovery,
 )
 
 _DEBUG_ENV = "ATDATA_DEBUG"

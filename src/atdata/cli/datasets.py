@@ -145,7 +145,7 @@ def rm_command(
                 raise typer.BadParameter("--all takes a name without a version")
             targets = index.history(text)
         else:
-            targets = [index.get(text)]
+            targets = [index.entry(text)]
         console = out_console()
         for e in targets:
             shards = (

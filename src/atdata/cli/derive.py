@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["derive_command", "derive_errors_command", "lineage_command", "register"]
 
+_RefArgument = Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)]
+
 
 def derive_command(
     source: Annotated[str, typer.Argument(help="The source dataset: NAME[@VERSION].")],
@@ -112,13 +114,13 @@ def derive_command(
 
 
 def lineage_command(
-    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)],
+    ref: _RefArgument,
     as_json: JsonOption = False,
 ) -> None:
     """Show where a dataset version came from (ancestors) and what was derived from it."""
     dataset_ref(ref)
     with open_index() as index:
-        entry = index.get(ref)
+        entry = index.entry(ref)
         ancestors = _ancestors(index, entry)
         descendants = [e.ref for e in index.derived_from(entry.name)]
     if as_json:
@@ -138,7 +140,7 @@ def lineage_command(
 
 
 def derive_errors_command(
-    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]", show_default=False)],
+    ref: _RefArgument,
     as_json: JsonOption = False,
 ) -> None:
     """List the samples the transform failed on (derives run with --on-error record)."""
@@ -175,7 +177,7 @@ def _ancestors(index: "Index", entry: "DatasetEntry", depth: int = 1) -> list[di
     for parent in lineage.parents:
         out.append({"ref": parent.ref, "cid": parent.cid, "transform": made_by, "depth": depth})
         try:
-            above = index.get(parent.ref)
+            above = index.entry(parent.ref)
         except AtdataError:
             continue  # a parent outside the index (a plain Dataset), or removed since
         out += _ancestors(index, above, depth + 1)

@@ -93,7 +93,7 @@ def resolve_schema(text: str) -> SchemaInfo:
     target = classify_target(text, bare_names=False)
     if target.kind == "index":
         with open_index() as index:
-            entry = index.get(target.ref)
+            entry = index.entry(target.ref)
             if entry.schema_ref is None:
                 raise CliError(f"dataset {entry.ref} has no recorded schema")
             record = index.get_schema(entry.schema_ref)

@@ -131,7 +131,7 @@ def open_target(text: str, command: str, *, datasets_only: bool = True) -> Itera
             )
     elif found.kind == "index":
         with open_index() as index:
-            entry = index.get(found.ref)
+            entry = index.entry(found.ref)
             record = index.get_schema(entry.schema_ref) if entry.schema_ref else None
             yield Resolved(
                 "index",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .executors import InputShard
 from .lineage import Lineage, TaskLineage
 
-__all__ = ["DerivePlan", "PlannedInput", "make_plan", "task_id_for"]
+__all__ = ["DerivePlan", "PlannedInput", "make_plan", "task_id_for", "task_ids_for"]
 
 
 def task_id_for(identity_digest: str, inputs: Sequence[InputShard], options: str) -> str:
@@ -27,6 +27,24 @@ def task_id_for(identity_digest: str, inputs: Sequence[InputShard], options: str
     for shard in inputs:
         h.update(shard.sha256.encode() + b"\0")
     return h.hexdigest()
+
+
+def task_ids_for(identity_digest: str, inputs: Sequence[InputShard], options: str) -> list[str]:
+    """The task id of each input shard (one task a shard), all distinct: a shard whose bytes
+    equal an earlier input's gets its occurrence number in its options (``;copy=1``, ...).
+
+    A task's output sample keys start with its task id (see :mod:`atdata.derive.work`), so
+    distinct ids keep keys unique across the derived dataset, and an id that depends only on
+    the transform, the options and the input's bytes (and occurrence) keeps them the same
+    on every executor and in reused outputs."""
+    seen: dict[str, int] = {}
+    ids = []
+    for shard in inputs:
+        copy = seen.get(shard.sha256, 0)
+        seen[shard.sha256] = copy + 1
+        own = f"{options};copy={copy}" if copy else options
+        ids.append(task_id_for(identity_digest, [shard], own))
+    return ids
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,13 @@
 
 :func:`run_task` is module-level so process pools and Ray ship it by reference. It reads the
 task's input shard in storage order, applies the transform, and writes what comes out to the
-task's private output pattern in the store with the ordinary :class:`ShardWriter` (keys are the
-writer's running index, restarted per task, so a task's bytes depend only on its input bytes
-and the transform: the same on every executor, and reusable by later derives).
+task's private output pattern in the store with the ordinary :class:`ShardWriter`.
+
+Output sample keys are ``<first 32 hex digits of the task id>-<running number in the task>``
+(:data:`KEY_SCHEME`): unique across the derived dataset (task ids are distinct, see
+:func:`~atdata.derive.plan.task_ids_for`), and a task's bytes still depend only on its input
+bytes, its occurrence among equal inputs, the transform and the options: the same on every
+executor, and reusable by later derives.
 """
 
 from collections.abc import Iterator
@@ -15,7 +19,11 @@ from ..manifest.build import ManifestBuilder
 from ..shards.writer import ShardWriter
 from .executors import DeriveTask, SampleFailure, TaskResult
 
-__all__ = ["run_task"]
+__all__ = ["KEY_SCHEME", "run_task"]
+
+#: The name of the output key scheme; part of every task's options (so of its id): outputs
+#: written under another scheme are never reused into a version written under this one.
+KEY_SCHEME = "task32"
 
 
 def run_task(task: DeriveTask) -> TaskResult:
@@ -26,6 +34,7 @@ def run_task(task: DeriveTask) -> TaskResult:
     writer: ShardWriter[Any] = ShardWriter(
         task.output_pattern,
         maxcount=task.maxcount,
+        key_prefix=f"{task.task_id[:32]}-",
         sink_factory=task.open_sink,
         sidecar_builder=ManifestBuilder,
     )

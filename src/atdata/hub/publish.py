@@ -38,7 +38,7 @@ Progress = Callable[[str, int, int], None]
 
 
 class _IndexLike(Protocol):
-    def get(self, ref: str) -> Any: ...
+    def entry(self, ref: str) -> Any: ...
     def get_schema(self, ref: str) -> Any: ...
 
 
@@ -88,7 +88,7 @@ def publish_to_hub(
     where = parse_hub_url(to)
     if where.path or where.revision:
         raise InvalidArgumentError(f"publish to a repository, hf://datasets/org/name; not {to!r}")
-    entry = index.get(ref)
+    entry = index.entry(ref)
     schema = index.get_schema(entry.schema_ref).schema if entry.schema_ref else None
     files, shards = _plan_shards(entry.shards, split)
     facts = CardFacts(

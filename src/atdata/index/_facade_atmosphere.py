@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     )
     from ..hub import HubPublished
     from .entries import DatasetEntry, LensEntry, SchemaEntry
+    from .remote import RemoteDataset
 
 __all__ = ["AtmosphereMethods"]
 
@@ -24,13 +25,19 @@ class AtmosphereMethods(IndexBase):
 
     if TYPE_CHECKING:  # provided by DatasetMethods and CatalogMethods in the assembled Index
 
-        def get(self, ref: str) -> DatasetEntry: ...
+        def entry(self, ref: str) -> DatasetEntry: ...
 
         def get_schema(self, ref: str) -> SchemaEntry: ...
 
         def get_lens(self, name: str) -> LensEntry: ...
 
     # -- the atmosphere ----------------------------------------------------------------------------
+    def search(self, q: str | None = None, *, limit: int = 25) -> "list[RemoteDataset]":
+        """Datasets anyone published that the discovery service of
+        ``Index(atmosphere=..., discovery=...)`` finds for ``q``, each read again from its
+        publisher's PDS; load one with :meth:`load`."""
+        return self._view("search").search(q, limit=limit)
+
     @overload
     def publish(self, name: str, *, to: str, **options: Any) -> "HubPublished": ...
 

@@ -2,12 +2,15 @@
 lookup of a name across them in order (the mixins in ``_facade_*.py`` build on it)."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import NotFoundError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..sample import DictSample
 from ..schema import Schema
 from .repository import Repository
+
+if TYPE_CHECKING:
+    from .remote import AtmosphereView
 
 __all__ = ["IndexBase", "SchemaSpec", "schema_of"]
 
@@ -22,6 +25,20 @@ class IndexBase:
     _repos: dict[str, Repository]
     _default: Repository
     _types: dict[str, type]
+    _atmosphere: "AtmosphereView | None" = None
+
+    @property
+    def atmosphere(self) -> "AtmosphereView | None":
+        """The user's ATProto repository as part of this index (``Index(atmosphere=...)``)."""
+        return self._atmosphere
+
+    def _view(self, ref: object) -> "AtmosphereView":
+        if self._atmosphere is None:
+            raise InvalidArgumentError(
+                f"{ref!r:.200} names a record in the atmosphere: build the index with "
+                "Index(atmosphere=session), or load it with atdata.load_dataset"
+            )
+        return self._atmosphere
 
     @property
     def repositories(self) -> list[Repository]:

@@ -16,6 +16,7 @@ from .schemas import add_schema_tx, classify_change, schema_versions_tx
 
 if TYPE_CHECKING:
     from .entries import DatasetEntry
+    from .remote import RemoteLens
 
 __all__ = ["CatalogMethods"]
 
@@ -25,7 +26,7 @@ class CatalogMethods(IndexBase):
 
     if TYPE_CHECKING:  # provided by DatasetMethods in the assembled Index
 
-        def get(self, ref: str) -> DatasetEntry: ...
+        def entry(self, ref: str) -> DatasetEntry: ...
 
     # -- schemas -----------------------------------------------------------------------------------
     def add_schema(
@@ -84,7 +85,7 @@ class CatalogMethods(IndexBase):
 
         Moving an existing label to a different version needs ``replace=True``.
         """
-        entry = self.get(target)
+        entry = self.entry(target)
         parsed = parse_ref(target, "dataset")
         return label_ops.set_label(
             self._repos[entry.repo],
@@ -172,17 +173,33 @@ class CatalogMethods(IndexBase):
 
     def find_lenses(
         self, source: SchemaSpec | None = None, view: SchemaSpec | None = None
-    ) -> list[LensEntry]:
+    ) -> "list[LensEntry | RemoteLens]":
         """Recorded lenses from ``source`` to ``view``; each is a type (matching any stored
         version with the same fields), ``"Name"`` (any version), ``"Name@1.0.0"`` or None (any).
+        With ``Index(atmosphere=...)`` the lenses published in the user's repository follow
+        the local ones (their schemas read from their records and compared the same way).
         """
         match_source = self._schema_matcher(source)
         match_view = self._schema_matcher(view)
-        return [
+        found: list[LensEntry | RemoteLens] = [
             rec
             for rec in self.lenses
             if match_source(rec.repo, rec.source_schema) and match_view(rec.repo, rec.target_schema)
         ]
+        if self._atmosphere is not None:
+            remote = self._atmosphere
+            want = [
+                None if s is None else s if isinstance(s, str | Schema) else Schema.from_type(s)
+                for s in (source, view)
+            ]
+            for lens in remote.lenses():
+                ends = (lens.source_schema, lens.target_schema)
+                if all(
+                    w is None or remote.schema_matches(uri, w)
+                    for w, uri in zip(want, ends, strict=True)
+                ):
+                    found.append(lens)
+        return found
 
     def remove_lens(self, name: str) -> LensEntry:
         found = self.get_lens(name)

@@ -28,11 +28,12 @@ from .ingest import (
     normalize_url,
     shard_expectation,
 )
-from .refs import name_prefix, parse_ref
+from .refs import is_remote_ref, local_ref, name_prefix, parse_ref
 from .repository import Repository
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
+    from .remote import RemoteDataset
 
 __all__ = ["DatasetMethods"]
 
@@ -165,9 +166,19 @@ class DatasetMethods(IndexBase):
             raise
 
     # -- datasets: reading -----------------------------------------------------------------------
-    def get(self, ref: str) -> DatasetEntry:
-        """The dataset version named by ``"name"``, ``"name@3"``, ``"name@latest"`` or
-        ``"atdata://<repo>/dataset/name@3"`` (no version: the latest)."""
+    def get(self, ref: str) -> "DatasetEntry | RemoteDataset":
+        """The dataset version named by ``"name"``, ``"name@3"``, ``"name@latest"``,
+        ``"@local/name@3"`` or ``"atdata://<repo>/dataset/name@3"`` (no version: the latest);
+        with ``Index(atmosphere=...)`` also ``"@handle/name[@version]"`` or an entry's
+        ``at://`` URI (a :class:`~atdata.index.remote.RemoteDataset`)."""
+        if is_remote_ref(ref):
+            return self._view(ref).get(ref)
+        return self.entry(ref)
+
+    def entry(self, ref: str) -> DatasetEntry:
+        """The dataset version ``ref`` names in this index's own repositories (as :meth:`get`
+        without the atmosphere)."""
+        ref = local_ref(ref)
         parsed = parse_ref(ref, "dataset")
         return self._first_found(
             parsed.repo,
@@ -181,8 +192,13 @@ class DatasetMethods(IndexBase):
         """The latest version of every dataset, by repository then name, read lazily."""
         return chain.from_iterable(ds_ops.iter_latest(r) for r in self._repos.values())
 
-    def list_datasets(self) -> list[DatasetEntry]:
-        return list(self.datasets)
+    def list_datasets(self) -> "list[DatasetEntry | RemoteDataset]":
+        """The latest version of every local dataset, then (with ``Index(atmosphere=...)``)
+        every dataset entry published in the user's ATProto repository."""
+        found: list[DatasetEntry | RemoteDataset] = list(self.datasets)
+        if self._atmosphere is not None:
+            found.extend(self._atmosphere.datasets())
+        return found
 
     def history(self, name: str, *, repo: str | None = None) -> list[DatasetEntry]:
         """Every version of ``name``, oldest first (from the first repository that has it)."""
@@ -198,12 +214,17 @@ class DatasetMethods(IndexBase):
             lambda r: list(ds_ops.iter_entries(r, name_prefix(parsed.name))) or None,
         )
 
-    def load(self, ref: "str | DatasetEntry", sample_type: type | None = None) -> "Dataset[Any]":
-        """An :class:`atdata.Dataset` of a dataset version (a reference or an entry); without
-        ``sample_type``, samples have the type rebuilt from the recorded schema."""
+    def load(
+        self, ref: "str | DatasetEntry | RemoteDataset", sample_type: type | None = None
+    ) -> "Dataset[Any]":
+        """An :class:`atdata.Dataset` of a dataset version (a reference or an entry, local or
+        published); without ``sample_type``, samples have the type rebuilt from the recorded
+        schema. Published shards are verified against their records as they are read."""
         from ..dataset import Dataset
 
-        entry = ref if isinstance(ref, DatasetEntry) else self.get(ref)
+        if not isinstance(ref, DatasetEntry) and (not isinstance(ref, str) or is_remote_ref(ref)):
+            return self._view(ref).load(ref, sample_type)
+        entry = ref if isinstance(ref, DatasetEntry) else self.entry(ref)
         if sample_type is None and entry.schema_ref is not None:
             sample_type = self.get_schema_type(entry.schema_ref)
         repo = self._repos.get(entry.repo)
@@ -217,7 +238,7 @@ class DatasetMethods(IndexBase):
 
         ``on_shard`` is called after each shard is checked (for progress reporting).
         """
-        entry = self.get(ref)
+        entry = self.entry(ref)
         store = self._repos[entry.repo].store
         problems: list[ShardProblem] = []
         for shard in entry.shards:
@@ -244,7 +265,7 @@ class DatasetMethods(IndexBase):
                 )
             targets = self.history(ref)
         else:
-            targets = [self.get(ref)]
+            targets = [self.entry(ref)]
         return [
             ds_ops.remove_version(self._repos[e.repo], e.name, e.version, force=force)
             for e in targets

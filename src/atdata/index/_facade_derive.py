@@ -23,9 +23,9 @@ from ..derive.executors import (
 )
 from ..derive.journal import Journal
 from ..derive.lineage import Lineage, ParentRef, TaskLineage
-from ..derive.plan import DerivePlan, PlannedInput, make_plan, task_id_for
+from ..derive.plan import DerivePlan, PlannedInput, make_plan, task_ids_for
 from ..derive.transform import Transform, as_transform
-from ..derive.work import run_task
+from ..derive.work import KEY_SCHEME, run_task
 from ..errors import AtdataError, InvalidArgumentError, SchemaError
 from ..manifest.format import MANIFEST_SUFFIX
 from ..shards.info import ShardInfo
@@ -53,7 +53,7 @@ class DeriveMethods(IndexBase):
 
     if TYPE_CHECKING:  # provided by the other mixins in the assembled Index
 
-        def get(self, ref: str) -> DatasetEntry: ...
+        def entry(self, ref: str) -> DatasetEntry: ...
         def get_schema_type(self, ref: str) -> type: ...
         def history(self, name: str, *, repo: str | None = None) -> list[DatasetEntry]: ...
         @property
@@ -143,8 +143,8 @@ class DeriveMethods(IndexBase):
         identity = spec.identity()
         target = self.repository(repo)
         parents, inputs, readers = self._derive_source(source)
-        options = f"maxcount={maxcount};on_error={on_error}"
-        task_ids = [task_id_for(identity.digest, [s], options) for s in inputs]
+        options = f"maxcount={maxcount};on_error={on_error};keys={KEY_SCHEME}"
+        task_ids = task_ids_for(identity.digest, inputs, options)
         previous = ds_ops.get_entry(target, name, None)
         prior = _lineage_of(previous)
         plan = make_plan(
@@ -214,7 +214,7 @@ class DeriveMethods(IndexBase):
 
     def lineage(self, ref: str) -> Lineage | None:
         """The lineage recorded in a dataset version (None: it was not derived)."""
-        return _lineage_of(self.get(ref))
+        return _lineage_of(self.entry(ref))
 
     def derived_from(self, name: str) -> list[DatasetEntry]:
         """Every dataset version (in any repository) whose lineage names a version of ``name``
@@ -232,7 +232,7 @@ class DeriveMethods(IndexBase):
         from ..dataset import Dataset
 
         if isinstance(source, str):
-            entry = self.get(source)
+            entry = self.entry(source)
             sample_type = (
                 self.get_schema_type(entry.schema_ref) if entry.schema_ref is not None else None
             )

@@ -8,6 +8,7 @@ looked up in the repositories in order (the first one is the default, where writ
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
 from ..stores.base import DataStore
@@ -19,6 +20,10 @@ from .providers.base import Provider
 from .providers.sqlite import SQLiteProvider
 from .providers.url import INDEX_URL_ENV, open_provider, provider_from_url
 from .repository import Repository, atdata_home
+
+if TYPE_CHECKING:
+    from ..atmosphere import AtmosphereClient, AtmosphereSession
+    from .remote import DatasetDiscovery
 
 __all__ = ["Index"]
 
@@ -32,6 +37,14 @@ class Index(DatasetMethods, DeriveMethods, CatalogMethods, AtmosphereMethods):
     ``Index(provider="redis", url=...)`` / ``Index(provider="postgres", dsn=...)`` pick one by
     name; ``Index(provider, data_store)`` uses your own pair as the repository ``local`` (a missing
     half gets its default); ``Index(repositories=[...])`` holds several, the first the default.
+
+    ``Index(..., atmosphere=session)`` (a logged-in
+    :class:`~atdata.atmosphere.AtmosphereSession` or an
+    :class:`~atdata.atmosphere.AtmosphereClient`) adds the user's ATProto repository to the
+    view: ``get``, ``list_datasets``, ``load`` and ``find_lenses`` answer from it too, and
+    ``"@handle/name[@version]"`` / ``at://`` names reach any account's published datasets
+    (see :mod:`atdata.index.remote`); ``discovery=`` plugs in a network-wide search
+    (:meth:`search`). ``publish(name, to=session)`` promotes a local version.
     """
 
     def __init__(
@@ -43,6 +56,8 @@ class Index(DatasetMethods, DeriveMethods, CatalogMethods, AtmosphereMethods):
         dsn: str | None = None,
         repositories: Sequence[Repository] | None = None,
         home: str | os.PathLike[str] | None = None,
+        atmosphere: "AtmosphereSession | AtmosphereClient | None" = None,
+        discovery: "DatasetDiscovery | None" = None,
     ) -> None:
         if isinstance(provider, str) or url is not None or dsn is not None:
             provider = open_provider(
@@ -75,9 +90,16 @@ class Index(DatasetMethods, DeriveMethods, CatalogMethods, AtmosphereMethods):
         self._repos = {r.name: r for r in repos}
         self._default = repos[0]
         self._types = {}
+        if atmosphere is not None:
+            from .remote import AtmosphereView
+
+            self._atmosphere = AtmosphereView(atmosphere, discovery=discovery)
+        elif discovery is not None:
+            raise InvalidArgumentError("discovery= needs atmosphere= (a logged-in session)")
 
     def __repr__(self) -> str:
-        return f"Index(repositories={list(self._repos)})"
+        where = f", atmosphere=@{self._atmosphere.session.handle}" if self._atmosphere else ""
+        return f"Index(repositories={list(self._repos)}{where})"
 
     # -- lifetime (the repository lookups are in _facade_base.IndexBase) ------------------------
     def close(self) -> None:

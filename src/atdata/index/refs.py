@@ -21,6 +21,8 @@ __all__ = [
     "dataset_key",
     "KEY_SEP",
     "format_ref",
+    "is_remote_ref",
+    "local_ref",
     "name_prefix",
     "schema_key",
     "parse_ref",
@@ -167,3 +169,24 @@ def validate_lens_name(name: str) -> str:
 def _validate_schema_name(name: str, text: str) -> None:
     if not _SCHEMA_NAME.fullmatch(name):
         raise InvalidArgumentError(f"{text!r}: a schema name is a plain identifier such as 'Image'")
+
+
+def is_remote_ref(ref: object) -> bool:
+    """True for ``at://...`` and ``@handle/...``: names of records in ATProto repositories
+    (``@local/...`` names the local index).
+
+    >>> [is_remote_ref(r) for r in ("at://did:plc:x/c/r", "@a.test/m", "@local/m", "mnist")]
+    [True, True, False, False]
+    """
+    if not isinstance(ref, str):
+        return False
+    return ref.startswith("at://") or (ref.startswith("@") and not ref.startswith("@local/"))
+
+
+def local_ref(ref: str) -> str:
+    """``ref`` without the ``@local/`` that says it names the local index.
+
+    >>> local_ref("@local/mnist@2"), local_ref("mnist")
+    ('mnist@2', 'mnist')
+    """
+    return ref[len("@local/") :] if ref.startswith("@local/") else ref

@@ -8,7 +8,9 @@ thread starts filling a bounded queue with chunks (at most ``depth`` of them wai
 sources' :class:`~atdata.sources._retry.ResumableStream`) is queued in the chunks the transport
 received, each at most one socket read of 1 MiB, without a copy on this side, so memory stays
 at ``1 MiB * (depth + 1)`` per stream; any other stream is read ``chunk`` bytes at a time
-(``chunk * (depth + 1)``).
+(``chunk * (depth + 1)``). A stream that already reads ahead on a thread of its own
+(``reads_ahead = True``, e.g. :class:`~atdata.sources.chunked.ChunkVerifiedStream`) is not
+wrapped again.
 
 The wrapped stream is used by the thread alone: its deadlines, resumes and retries (a
 :class:`~atdata.sources._retry.ResumableStream`) and any hashing wrapped around it run there,
@@ -57,9 +59,10 @@ def _chunk_from_env() -> int:
 def read_ahead(
     stream: BinaryIO, *, chunk: int | None = None, depth: int = DEFAULT_DEPTH
 ) -> BinaryIO:
-    """``stream`` read ahead in the background (or ``stream`` itself when turned off)."""
+    """``stream`` read ahead in the background (or ``stream`` itself when turned off, or when
+    it reads ahead on its own thread already: its ``reads_ahead`` attribute is true)."""
     size = _chunk_from_env() if chunk is None else chunk
-    if size <= 0:
+    if size <= 0 or getattr(stream, "reads_ahead", False) is True:
         return stream
     return cast(BinaryIO, ReadAhead(stream, chunk=size, depth=depth))
 

@@ -176,6 +176,7 @@ def iter_sample_chunks(
             yield chunk
         return
     chunk = SampleChunk([], [], [])
+    held = 0  # body bytes in chunk: large samples are handed on before 256 of them arrive
     try:
         for m, body in iter_members(source, start_offset=start_offset, max_size=max_size):
             key, suffix = split_name(m.name)
@@ -183,9 +184,11 @@ def iter_sample_chunks(
                 chunk.keys.append(key)
                 chunk.bodies.append(body)
                 chunk.offsets.append(m.header_offset)
-                if len(chunk.keys) >= _STREAM_SAMPLE_CHUNK:
+                held += m.size
+                if len(chunk.keys) >= _STREAM_SAMPLE_CHUNK or held >= _STREAM_CHUNK:
                     yield chunk
                     chunk = SampleChunk([], [], [])
+                    held = 0
     except ShardError:
         if chunk.keys:
             yield chunk  # the good samples before the damage first

@@ -75,6 +75,10 @@ class ShardWriter(Generic[T]):
     ...) that WebDataset tools read with their own decoders. ``layout="members"`` writes dicts
     and DictSamples that way too, each key of the sample being a member's extension.
 
+    Keys are the value of ``key_field`` or else the writer's running sample number (eight
+    digits), after ``key_prefix`` when one is given (derives use it to keep keys unique across
+    the tasks of a dataset).
+
     Sinks are opened, written, hashed and committed (fsync and rename, or an upload) on a
     background thread, fed by a queue that holds at most ``max_queued_bytes``: ``write`` blocks
     while it is full. A failure there (a full disk, a refused upload) is raised by the next
@@ -90,6 +94,7 @@ class ShardWriter(Generic[T]):
         maxcount: int = 10_000,
         maxsize: int | None = None,
         key_field: str | None = None,
+        key_prefix: str = "",
         sink_factory: SinkFactory | None = None,
         start_shard: int = 0,
         sidecar_builder: "Callable[[], SidecarBuilder | None] | None" = None,
@@ -110,12 +115,20 @@ class ShardWriter(Generic[T]):
             raise InvalidArgumentError(
                 f"shard pattern {pattern!r} needs one %d-style placeholder, e.g. 'x-%06d.tar'"
             ) from None
+        if key_prefix and (key_field is not None or not _KEY_CHARS.match(key_prefix)):
+            raise InvalidArgumentError(
+                f"key_prefix {key_prefix!r} needs no key_field and only the key characters "
+                "letters, digits and _-:@+=,~"
+            )
+        if len(key_prefix) + 8 + len(_SUFFIX) > MAX_NAME:
+            raise InvalidArgumentError(f"key_prefix {key_prefix!r} is too long")
         if "\x00" in pattern:
             raise InvalidArgumentError(f"shard pattern {pattern!r} contains a NUL character")
         self.pattern = pattern
         self.maxcount = maxcount
         self.maxsize = maxsize
         self.key_field = key_field
+        self.key_prefix = key_prefix
         self.layout = layout
         self._members: MemberLayout | None = None
         self._starts: list[int] = []
@@ -237,7 +250,7 @@ class ShardWriter(Generic[T]):
 
     def _key_for(self, sample: Any) -> str:
         if self.key_field is None:
-            key = f"{self._sample_number:08d}"
+            key = f"{self.key_prefix}{self._sample_number:08d}"
         else:
             value = (
                 sample[self.key_field]

@@ -31,7 +31,7 @@ import contextvars
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, quote
 
 from ..errors import IntegrityError, ShardError, SourceError
@@ -47,6 +47,7 @@ from ..net.ids import (
     verify_blob,
 )
 from .base import ShardSource, register_scheme, sidecar_builder
+from .chunked import ChunkDigests, ChunkVerifiedStream
 from .spool import STREAM_IN_MEMORY_BYTES, KeepsSpool, Spool, SpoolWriter
 
 __all__ = [
@@ -182,9 +183,13 @@ class AtBlobSource(KeepsSpool):
         max_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         timeout: float | None = None,
         total_timeout: float | None = None,
+        chunks: ChunkDigests | None = None,
     ) -> None:
         self.url = url
         self.did, self.cid, self._pds, self._sidecars = _parse(url)
+        #: the sha256 of each chunk, as the record says: a stream hands out verified chunks
+        #: as they arrive instead of waiting for the whole blob (see :mod:`.chunked`)
+        self.chunks = chunks
         self._locator = pds_locator or _CURRENT_LOCATOR.get()
         self.max_bytes = max_bytes
         self.deadlines = Deadlines.resolve(timeout, total_timeout)
@@ -228,20 +233,36 @@ class AtBlobSource(KeepsSpool):
         with self._reader() as stream:
             return stream.read()
 
+    def _fetch(self, pds: str, on_chunk: Callable[[bytes], object]) -> int:
+        return fetch_body(
+            f"{pds}/xrpc/com.atproto.sync.getBlob",
+            params={"did": self.did, "cid": self.cid},
+            max_bytes=self.max_bytes,
+            deadlines=self.deadlines,
+            where=self.url,
+            on_chunk=on_chunk,
+        )
+
+    def stream(self) -> BinaryIO:
+        """A new download of the blob, handed out chunk by chunk as each is verified against
+        :attr:`chunks` (the whole blob against the CID at its end); needs :attr:`chunks`."""
+        if self.chunks is None:
+            raise SourceError(f"{self.url}: no chunk digests are known to stream it verified")
+        pds = self._pds_url()
+        want = cid_digest(self.cid, self.url).hex()
+
+        def fetch(on_chunk: Callable[[bytes], object]) -> int:
+            return self._fetch(pds, on_chunk)
+
+        return cast(BinaryIO, ChunkVerifiedStream(fetch, self.chunks, want, self.url))
+
     def download(self, *, in_memory: int = 0) -> Spool:
         """The blob, verified against its CID, in a new spool (the caller closes it)."""
         pds = self._pds_url()
         want = cid_digest(self.cid, self.url)
         writer = SpoolWriter(self.url, max_bytes=self.max_bytes, in_memory=in_memory)
         try:
-            fetch_body(
-                f"{pds}/xrpc/com.atproto.sync.getBlob",
-                params={"did": self.did, "cid": self.cid},
-                max_bytes=self.max_bytes,
-                deadlines=self.deadlines,
-                where=self.url,
-                on_chunk=writer.write,
-            )
+            self._fetch(pds, writer.write)
         except BaseException:
             writer.abort()
             raise
@@ -268,6 +289,8 @@ class AtBlobSource(KeepsSpool):
                     self._kept, self._hand_off = None, False
                     return kept.reader(owns=True)
                 return kept.reader()
+        if self.chunks is not None:
+            return self.stream()
         return self.download(in_memory=STREAM_IN_MEMORY_BYTES).reader(owns=True)
 
     # -- ShardSource ----------------------------------------------------------------------
