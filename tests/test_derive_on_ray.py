@@ -178,3 +178,29 @@ def test_to_ray_reads_one_block_per_shard_and_write_ray_types_it_back(
 
 def _double(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "image": row["image"] * 2}
+
+
+def test_task_payloads_leave_s3_keys_out_where_plain_pickle_keeps_them(tmp_path: Path) -> None:
+    """No cluster needed: the payload of a task over an S3 store (its sink and its reader's
+    opener both hold the store's config) has the endpoint but not the keys."""
+    from atdata.derive.executors import InputShard
+    from atdata.derive.transform import as_transform
+    from atdata.index._facade_datasets import _EntryShardOpener
+    from atdata.sources.s3 import S3Config
+
+    config = S3Config(
+        endpoint_url="http://127.0.0.1:9", access_key_id="AKIDKEEP", secret_access_key=SECRET
+    )
+    store = S3DataStore(bucket="b", prefix="p", config=config)
+    reader = atdata.Dataset(["s3://b/p/x.tar"], source_factory=_EntryShardOpener(store, []))
+    task = DeriveTask(
+        0, "t0", (InputShard("s3://b/p/x.tar", "0" * 64, 1),), reader,
+        "s3://b/p/out-%03d.tar", store.open_sink, as_transform(count_words),
+    )  # fmt: skip
+    assert SECRET.encode() in pickle.dumps(task)  # what a plain pickle would ship
+    payload = task_payload([task])
+    assert SECRET.encode() not in payload and b"AKIDKEEP" not in payload
+    (shipped,) = pickle.loads(payload)
+    for held in (shipped.open_sink.__self__.config, shipped.reader.shards.factory.store.config):
+        assert held.endpoint_url == "http://127.0.0.1:9"
+        assert (held.access_key_id, held.secret_access_key, held.session_token) == (None,) * 3
