@@ -97,7 +97,8 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Terminate the process group of ``proc`` (a ``ray start --block`` and what it started)."""
-    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+    # a throwaway cluster: a short grace (Ray drains for up to 30 s on SIGTERM), then SIGKILL
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
