@@ -49,6 +49,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "atdata.writing",
             "atdata.torch",
             "atdata.hf_datasets",
+            "atdata.ray_data",
+            "atdata.ray_ingest",
         ],
     ),
     ("stores", ["atdata.stores"]),

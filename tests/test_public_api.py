@@ -49,6 +49,7 @@ PUBLIC_API = sorted(
         "current_registry",
         "default_registry",
         "from_hf",
+        "from_ray",
         "lens",
         "load_dataset",
         "member",
@@ -68,6 +69,7 @@ HEAVY = [
     "typer",
     "rich",
     "torch",
+    "ray",
     "PIL",
 ]
 

@@ -36,6 +36,7 @@ from .lens import Lens, LensRegistry, current_registry, default_registry, lens
 from .manifest.fields import Indexed
 from .media import Image, ImageSpec
 from .members import MemberCodec, member, register_member_codec
+from .ray_ingest import from_ray
 from .sample import DictSample, PackableSample, packable
 from .schema import Schema, Shape
 from .shards.info import ShardInfo
@@ -90,6 +91,7 @@ __all__ = [
     "current_registry",
     "default_registry",
     "from_hf",
+    "from_ray",
     "lens",
     "load_dataset",
     "member",

@@ -322,6 +322,27 @@ class Dataset(Generic[ST]):
 
         return to_hf(self, streaming=streaming, cache_dir=cache_dir)
 
+    def to_ray(self) -> Any:
+        """This dataset as a ``ray.data.Dataset`` (needs ``atdata[ray]``): one read task per
+        shard, each reading its shard with this dataset's reader (its integrity checks, maps
+        and filters) in storage order. Rows are dicts of the sample fields; arrays stay numpy
+        arrays, images are their encoded bytes. See :func:`atdata.from_ray` for the way back.
+        """
+        from .ray_data import to_ray
+
+        return to_ray(self, [self._one_shard(i) for i in range(len(self._shards))])
+
+    def _one_shard(self, i: int) -> "Dataset[ST]":
+        """This dataset (same reader, stages and types) over its shard ``i`` alone."""
+        out: Dataset[ST] = Dataset(
+            ShardSet([self._shards.urls[i]], self._shards.factory),
+            self._explicit_type,
+            on_error=self.on_error,
+        )
+        out._stages = self._stages
+        out._decode_type = self._decode_type
+        return out
+
     def __iter__(self) -> Iterator[ST]:
         return iter(self.ordered())
 

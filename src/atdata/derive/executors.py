@@ -191,6 +191,6 @@ def executor_named(name: str, workers: int | None = None) -> Executor:
         import importlib
 
         module = importlib.import_module(".ray_executor", __package__)
-        made: Executor = module.RayExecutor(workers)
+        made: Executor = module.RayExecutor(num_cpus=workers)
         return made
     raise InvalidArgumentError(f"unknown executor {name!r}: use 'inprocess', 'process' or 'ray'")
