@@ -16,7 +16,7 @@ import pytest
 
 from atdata.index import Index
 from atdata.localdev import Service, local_root
-from atdata.localdev.services import find_pg_bindir, find_rclone
+from atdata.localdev.services import LocalDevError, find_pg_bindir, find_rclone, start_s3
 from atdata.sample import packable
 
 pytestmark = pytest.mark.services
@@ -195,3 +195,18 @@ def test_as_root_an_unreachable_home_is_reported_and_down_cleans_up(home: Path) 
     assert pids
     _cli(home, "down")  # ...and stopped
     assert not any(_alive(p) for p in pids)
+
+
+def test_an_rclone_older_than_1_70_is_refused_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rclone before 1.70 reads the key pair given by environment differently: its server would
+    # refuse every request, so `atdata local up` says which rclone it needs instead
+    old = tmp_path / "bin" / "rclone"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'rclone v1.68.1'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old.parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(LocalDevError, match=r"rclone 1\.68; atdata local needs rclone >= 1\.70"):
+        start_s3(tmp_path / "local")
+    assert not (tmp_path / "local" / "s3" / "rclone.log").exists()  # nothing was started

