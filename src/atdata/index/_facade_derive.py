@@ -120,8 +120,8 @@ class DeriveMethods(IndexBase):
         repo: str | None = None,
         on_task: Callable[[TaskResult], None] | None = None,
     ) -> "DatasetEntry | DerivePlan":
-        """Compute a new version of ``name`` from ``source`` with ``transform``; see
-        docs/derive.md and the README section "Derived datasets and lineage".
+        """Compute a new version of ``name`` from ``source`` with ``transform``; see the
+        README section "Derived datasets and lineage" and docs/format.md (lineage, derived keys).
 
         ``source``: an index reference (``"frames@3"``) or a :class:`~atdata.Dataset`.
         ``transform``: a lens, or a module-level function of one sample returning a sample, a
