@@ -10,7 +10,6 @@
 
 import json
 import struct
-import subprocess
 import tarfile
 import textwrap
 import warnings
@@ -23,13 +22,13 @@ import pytest
 from numpy.typing import NDArray
 
 import atdata
+from atdata07 import VENV07_PYTHON, run_under_07
 from fixtures.atdata07.interop_values import values_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "atdata07"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 SHARDS = [str(FIXTURES / name) for name in EXPECTED["shards"]]
 BRACE = str(FIXTURES / "atdata07-{000000..000001}.tar")
-VENV07_PYTHON = Path(__file__).resolve().parent.parent / "benchmarks" / ".venv07" / "bin" / "python"
 
 
 @atdata.packable
@@ -248,13 +247,7 @@ def test_atdata07_reads_our_shards(tmp_path):
         """
     )
     url = str(tmp_path / "ours-{000000..000001}.tar")
-    proc = subprocess.run(
-        [str(VENV07_PYTHON), "-c", script, url],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_under_07(script, url)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(got) == 8

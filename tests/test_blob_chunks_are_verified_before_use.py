@@ -14,7 +14,6 @@ import gc
 import hashlib
 import json
 import os
-import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from atdata.shards.reader import iter_members
 from atdata.sources import open_source
 from atdata.sources.at import AtBlobSource, blob_url, cid_of_sha256
 from atdata.sources.chunked import CHUNK_BYTES, ChunkDigests, chunk_size_for
+from atdata07 import VENV07_PYTHON, run_under_07
 from atmosphere_helpers import (
     loopback_only,  # noqa: F401 - autouse guard
     new_account_session,
@@ -45,7 +45,6 @@ from waiting import wait_until
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 CHUNK = 64 << 10
 DATA = os.urandom(5 * CHUNK + 1234)
-VENV07_PYTHON = Path(__file__).resolve().parent.parent / "benchmarks" / ".venv07" / "bin" / "python"
 
 
 def _serve(server: FileServer, body: bytes) -> None:
@@ -261,14 +260,7 @@ def test_atdata07_reads_an_entry_with_chunk_digests(
         print(entry.name, len(entry.storage.blobs), entry.storage.blobs[0].blob["ref"]["$link"])
         """
     )
-    ran = subprocess.run(
-        [str(VENV07_PYTHON), "-c", script],
-        input=json.dumps(value),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    ran = run_under_07(script, stdin=json.dumps(value))
     assert ran.returncode == 0, ran.stderr
     storage = done.entry.value.storage
     assert isinstance(storage, BlobStorage)

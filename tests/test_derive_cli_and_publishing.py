@@ -2,7 +2,6 @@
 dataset record carries (readable by atdata 0.7, which ignores keys it does not know)."""
 
 import json
-import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ from atdata.atmosphere import DatasetRecord, HttpShard, HttpStorage
 from atdata.atmosphere.publish import MAX_PUBLISHED_LINEAGE_SHARDS, published_lineage
 from atdata.cli.app import app
 from atdata.index import Index
+from atdata07 import VENV07_PYTHON, run_under_07
 from derive_transforms import Frame, frames
 
 runner = CliRunner()
-VENV07_PYTHON = Path(__file__).resolve().parent.parent / "benchmarks" / ".venv07" / "bin" / "python"
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 
 
@@ -140,13 +139,6 @@ def test_published_lineage_keeps_digests_and_drops_local_paths(home: Path) -> No
         print(entry.name)
         """
     )
-    done = subprocess.run(
-        [str(VENV07_PYTHON), "-c", script],
-        input=json.dumps(value),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_under_07(script, stdin=json.dumps(value))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "counts"
