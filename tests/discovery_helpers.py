@@ -1,13 +1,14 @@
 """Running the discovery indexer as a real subprocess (``atdata indexer``) for the tests."""
 
 import os
-import queue
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from waiting import first_line
 
 
 @contextmanager
@@ -23,13 +24,8 @@ def indexer_process(hosts: list[str], plcs: list[str], db: str) -> Iterator[tupl
     )
     stdout = proc.stdout
     assert stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
     try:
-        try:
-            line = lines.get(timeout=60)
-        except queue.Empty:
-            line = ""
+        line = first_line(stdout, timeout=60)
         if not line.startswith("indexer listening on "):
             proc.kill()
             raise RuntimeError(f"indexer did not start: {line!r} {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]

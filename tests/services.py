@@ -22,13 +22,11 @@ import contextlib
 import json
 import os
 import pwd
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import pytest
 
 from http_server import FileServer
+from waiting import first_line
 
 if TYPE_CHECKING:
     from atproto import Client
@@ -345,13 +344,8 @@ def launch_pds(data: Path) -> Iterator[dict[str, Any]]:
         )
     stdout = proc.stdout
     assert stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
     try:
-        try:
-            line = lines.get(timeout=90)  # the launcher prints one JSON line when ready
-        except queue.Empty:
-            line = ""
+        line = first_line(stdout, timeout=90)  # the launcher prints one JSON line when ready
         if not line:
             tail = (data / "stderr.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"PDS launcher did not start (exit {proc.poll()}):\n{tail}")
