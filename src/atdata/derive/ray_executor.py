@@ -22,7 +22,6 @@ module-level function or lens, as for the process pool): install your package (o
 ``PYTHONPATH``) where the nodes run.
 """
 
-import dataclasses
 import io
 import pickle
 from collections.abc import Iterator, Sequence
@@ -34,21 +33,13 @@ from .executors import DeriveTask, TaskResult, WorkFunction
 
 __all__ = ["RayExecutor", "task_payload"]
 
-_SECRET_FIELDS = ("access_key_id", "secret_access_key", "session_token")
-
-
-def _config_without_secrets(config: S3Config) -> S3Config:
-    return dataclasses.replace(
-        config, access_key_id=None, secret_access_key=None, session_token=None
-    )
-
 
 class _NoSecretsPickler(pickle.Pickler):
     """Pickles like :mod:`pickle`, with every ``S3Config`` stripped of its credentials."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is S3Config and any(getattr(obj, f) is not None for f in _SECRET_FIELDS):
-            return _config_without_secrets, (_config_without_secrets(obj),)
+        if type(obj) is S3Config and obj.carries_credentials:
+            return S3Config.without_credentials, (obj.without_credentials(),)
         return NotImplemented
 
 

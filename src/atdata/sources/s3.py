@@ -97,6 +97,18 @@ class S3Config:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
 
+    @property
+    def carries_credentials(self) -> bool:
+        """Whether keys are set on this config (rather than found in the environment)."""
+        return any(
+            v is not None for v in (self.access_key_id, self.secret_access_key, self.session_token)
+        )
+
+    def without_credentials(self) -> "S3Config":
+        """A copy with no keys: whoever uses it finds credentials in its own environment,
+        profile or instance role (for configs sent to other processes or machines)."""
+        return replace(self, access_key_id=None, secret_access_key=None, session_token=None)
+
     def client(self) -> Any:
         """The boto3 S3 client for this config (made once per config and process, then shared)."""
         pid = os.getpid()
