@@ -66,7 +66,9 @@ class RayCluster:
         return sorted(n["NodeManagerAddress"] for n in self.ray.nodes() if n["Alive"])
 
 
-def _env(workdir: str) -> dict[str, str]:
+def cluster_env() -> dict[str, str]:
+    """The environment of this cluster's nodes, which also suits a driver process joining it
+    (``RAY_ADDRESS`` left out)."""
     env = dict(os.environ)
     env.update(
         RAY_USAGE_STATS_ENABLED="0",
@@ -143,7 +145,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     except ImportError:
         unavailable("ray is not installed: uv sync --all-extras (the 'ray' extra)")
     workdir = tempfile.mkdtemp(prefix="atdata-ray-")
-    env = _env(workdir)
+    env = cluster_env()
     groups: list[subprocess.Popen[bytes]] = []
 
     def start_head(port: int) -> subprocess.Popen[bytes]:
