@@ -408,14 +408,19 @@ class IndexStore:
         p = self.p
         c = ' COLLATE "C"' if self.postgres else ""  # byte order, as SQLite's default
         limit = max(1, min(int(limit), MAX_LIMIT))
-        term = f"SELECT 1 FROM {p}terms t WHERE t.uri = {p}records.uri AND t.kind = "
-        every_word = " AND ".join(f"EXISTS ({term}'n' AND t.term = ?)" for _ in key.split())
+        # Uncorrelated IN subqueries: each is evaluated once per query (not per candidate).
+        terms = f"SELECT uri FROM {p}terms WHERE kind = "
+        if self.postgres:  # one pass over the name keys (its index is not in byte order)
+            prefix, prefix_args = f"left(term, ?){c} = ?", [len(key), key]
+        else:  # a range of the (kind, term, uri) index; U+10FFFF is never part of a word
+            prefix, prefix_args = "term >= ? AND term < ?", [key, key + "\U0010ffff"]
+        every_word = " AND ".join(f"uri IN ({terms}'n' AND term = ?)" for _ in key.split())
         rank = (
-            f"CASE WHEN EXISTS ({term}'x' AND t.term = ?) THEN 0 "
-            f"WHEN EXISTS ({term}'x' AND substr(t.term, 1, ?) = ?) OR ({every_word}) THEN 1 "
+            f"CASE WHEN uri IN ({terms}'x' AND term = ?) THEN 0 "
+            f"WHEN uri IN ({terms}'x' AND {prefix}) OR ({every_word}) THEN 1 "
             "ELSE 2 END"
         )
-        rank_args: list[Any] = [key, len(key), key, *key.split()]
+        rank_args: list[Any] = [key, *prefix_args, *key.split()]
         keyset, keyset_args = "", []
         if cursor:
             r, created, uri = _decode_cursor(cursor)
