@@ -1,6 +1,7 @@
 """Shards anywhere (issue 5): B3 read from loopback HTTP and S3 against local disk and atdata 0.7.
 
     uv run python -m benchmarks.remote_bench [--quick] [--repeat N] [--no-atdata07] [--no-s3]
+                                             [--servers python,rclone]
                                              [--no-cache] [--readahead-sweep]
                                              [--profile] [--keep-data] [--out PATH]
 
@@ -14,7 +15,10 @@ What happens, in one run on one set of shards:
    the test suite
    (``tests/http_server.py``: Range, ETag, a request log) serving the shard directory, and a moto
    S3 server (moto's own WSGI app, wrapped by a counting middleware) holding the shards and their
-   ``.idx`` sidecars in bucket ``bench``.
+   ``.idx`` sidecars in bucket ``bench``; and (``--servers`` with ``rclone``, the default) the
+   same files from ``rclone serve http`` and ``rclone serve s3`` (Go: the server does not share
+   the GIL-bound Python costs of the reader, so the rows against it measure the client; no
+   request log, so these rows count no requests and have no cache or atdata 0.7 rows).
 3. Each round (interleaved, so drift hits every reader alike; the shard files are read once first
    so the page cache is warm) runs, each in its own child process (``measure.run_driver``):
 
@@ -504,9 +508,7 @@ class Bench:
         out = {}
         for t, where in transports.items():
             path = DATA / f"remote-profile-{t}.txt"
-            spec = dict(
-                self.spec, **where, transport=t.split("-")[0], op="read", profile=str(path)
-            )
+            spec = dict(self.spec, **where, transport=t.split("-")[0], op="read", profile=str(path))
             run_driver(self.runners["remote"], spec, self.logfile)
             out[t] = str(path.relative_to(ROOT))
         return out
@@ -608,7 +610,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{sc['samples']:,} samples in {sc['shards']} shards ({sc['bytes'] / 1e6:,.0f} MB), ordered "
         f"batches of {sc['batch']}, median of {meta.get('repeat')} interleaved rounds. Servers on "
         "127.0.0.1, in a process of their own: the test suite's HTTP file server (Python, "
-        "`tests/http_server.py`) and moto S3 (Python); shard files warm in the page cache. Every "
+        "`tests/http_server.py`) and moto S3 (Python), and rclone serve http / s3 (Go) where "
+        "the rows say rclone; shard files warm in the page cache. Every "
         "reader runs in a fresh child process, except epoch 2, which re-iterates epoch 1's dataset "
         "in the same (warm) process. Ours is timed from its `ordered()` call to the last batch "
         "(the lazy import of httpx/boto3 and the client's set-up inside it, bytecode cached; "
