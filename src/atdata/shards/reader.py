@@ -52,6 +52,9 @@ _STREAM_SAMPLE_CHUNK = 256
 # stream buffers kept for reuse: a batch of _STREAM_SAMPLE_CHUNK samples can hold views into
 # ~10 buffers of _STREAM_CHUNK (B3: 150 KB samples), released together when the batch is done
 _SPENT_BUFFERS = 16
+# room a fresh stream buffer is allocated with beyond its size: a reused buffer grows by the
+# bytes kept from the previous one (a partial member) without a reallocation, which would copy it
+_HEADROOM = 512 << 10
 _SAMPLE_SUFFIX = "msgpack"
 
 Body = memoryview | bytes
@@ -406,7 +409,8 @@ def _refill(
     size = held + min(count, _STREAM_CHUNK)
     buf = _unused(spent, size) if spent else None
     if buf is None:
-        buf = bytearray(size)
+        buf = bytearray(size + _HEADROOM)
+        del buf[size:]  # the allocation stays (a shrink by less than half never reallocates)
     buf[:held] = kept
     filled = held
     end = held + count
@@ -445,8 +449,12 @@ def _unused(spent: list[bytearray], size: int) -> bytearray | None:
     no new view of it can appear once it has none.
     """
     for i, buf in enumerate(spent):
+        if not buf:
+            continue  # (never the case: an empty buffer is not worth a check)
         try:
-            buf.append(0)  # raises BufferError while any view of it exists
+            # raises BufferError while any view of it exists; shrinking by a byte never moves
+            # the buffer (an append to an exactly-sized one reallocates: a copy of megabytes)
+            del buf[-1:]
         except BufferError:
             continue
         del spent[i]
