@@ -22,6 +22,7 @@ to the validated entry, its :class:`~atdata.schema.Schema` and the shard URLs to
 
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -362,9 +363,9 @@ def resolve_dataset(
     else:
         handle, name, version = parse_dataset_ref(ref)
         did = client.account_did(handle)
-        label = _pick_label(client, did, name, version)
-        if label is not None:
-            entry = client.get_entry(label.value.dataset_uri)
+        labelled = _labelled_entry(client, did, name, version)
+        if labelled is not None:
+            label, entry = labelled
         elif version is None:
             entries = [e for e in client.entries(did, on_invalid="skip") if e.value.name == name]
             if not entries:
@@ -384,17 +385,33 @@ def _version_key(version: str | None, created_at: str) -> tuple[Any, ...]:
     return (1, parts, created_at)
 
 
-def _pick_label(
+def _labelled_entry(
     client: AtmosphereClient, did: str, name: str, version: str | None
-) -> StoredRecord[LabelRecord] | None:
-    matches = [
-        lab
-        for lab in client.labels(did, on_invalid="skip")
-        if lab.value.name == name and (version is None or lab.value.version == version)
-    ]
-    if not matches:
-        return None
-    return max(matches, key=lambda lab: _version_key(lab.value.version, lab.value.created_at))
+) -> tuple[StoredRecord[LabelRecord], StoredRecord[DatasetRecord]] | None:
+    """The highest-versioned label of ``name`` (of ``version``, if given) and its entry.
+
+    Every label page is read (the cursor is followed to its end, so no label is missed), but
+    the entry of the best label so far is fetched beside the next page: when later pages change
+    nothing (the usual case: the last page is empty) the entry costs no extra round trip.
+    """
+
+    def key(lab: StoredRecord[LabelRecord]) -> tuple[Any, ...]:
+        return _version_key(lab.value.version, lab.value.created_at)
+
+    best: StoredRecord[LabelRecord] | None = None
+    fetching: tuple[StoredRecord[LabelRecord], Future[StoredRecord[DatasetRecord]]] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="atdata-resolve") as pool:
+        for page in client.label_pages(did, on_invalid="skip"):
+            for lab in page:
+                if lab.value.name != name or (version is not None and lab.value.version != version):
+                    continue
+                if best is None or key(lab) > key(best):  # ties: the first, as max() picks
+                    best = lab
+            if best is not None and (fetching is None or fetching[0] is not best):
+                fetching = (best, pool.submit(client.get_entry, best.value.dataset_uri))
+        if best is None or fetching is None:
+            return None
+        return best, fetching[1].result()
 
 
 def _resolved(
