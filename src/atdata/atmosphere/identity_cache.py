@@ -135,9 +135,9 @@ class IdentityCache:
         parts = entry.get("document")
         if entry.get("service") != service or entry.get("did") != did or not _well_formed(parts):
             return None
-        if parts["id"] != did:
+        if not isinstance(parts, dict) or parts["id"] != did:
             return None
-        return dict(parts)
+        return parts
 
     def put(self, service: str, did: str, doc: Mapping[str, Any]) -> None:
         """Keep the identity parts of ``doc`` (a document ``service`` served for ``did``)."""
