@@ -55,7 +55,10 @@ __all__ = [
     "publish_dataset",
     "published_lineage",
     "publish_lens",
+    "entry_shards",
     "resolve_dataset",
+    "resolve_entry",
+    "resolved_dataset",
 ]
 
 StorageMode = Literal["auto", "urls", "blobs"]
@@ -351,6 +354,14 @@ def resolve_dataset(
         if resolver is None:
             raise AtmosphereError("resolve_dataset needs resolver=Resolver(...) or client=...")
         client = AtmosphereClient(resolver=resolver)
+    return resolved_dataset(client, *resolve_entry(ref, client))
+
+
+def resolve_entry(
+    ref: str | AtUri, client: AtmosphereClient
+) -> tuple[StoredRecord[DatasetRecord], StoredRecord[LabelRecord] | None]:
+    """The entry record ``ref`` names (see :func:`resolve_dataset`) and the label that led to
+    it, if any; :func:`resolved_dataset` completes it (the schema)."""
     label: StoredRecord[LabelRecord] | None = None
     if isinstance(ref, AtUri) or ref.startswith("at://"):
         at = AtUri.parse(ref) if isinstance(ref, str) else ref
@@ -373,7 +384,7 @@ def resolve_dataset(
             entry = max(entries, key=lambda e: e.value.created_at)
         else:
             raise NotFoundError(f"@{handle} has no label {name}@{version}")
-    return _resolved(client, entry, label)
+    return entry, label
 
 
 def _version_key(version: str | None, created_at: str) -> tuple[Any, ...]:
@@ -414,23 +425,32 @@ def _labelled_entry(
         return best, fetching[1].result()
 
 
-def _resolved(
-    client: AtmosphereClient,
-    entry: StoredRecord[DatasetRecord],
-    label: StoredRecord[LabelRecord] | None,
-) -> ResolvedDataset:
-    schema_stored = client.get_schema(entry.value.schema_ref)
-    schema = schema_stored.value.to_schema(where=str(schema_stored.uri))
+def entry_shards(
+    client: AtmosphereClient, entry: StoredRecord[DatasetRecord]
+) -> tuple[list[str], list[Checksum | None]]:
+    """The URLs to open an entry's shards by (blobs: with their PDS) and their checksums."""
     did = entry.uri.did
     storage = entry.value.storage
     pds = client.pds_for(did) if isinstance(storage, BlobStorage) else None
+    return storage.shard_urls(did, pds), storage.checksums()
+
+
+def resolved_dataset(
+    client: AtmosphereClient,
+    entry: StoredRecord[DatasetRecord],
+    label: StoredRecord[LabelRecord] | None = None,
+) -> ResolvedDataset:
+    """The entry (from :func:`resolve_entry`) with its schema fetched and its shard URLs."""
+    schema_stored = client.get_schema(entry.value.schema_ref)
+    schema = schema_stored.value.to_schema(where=str(schema_stored.uri))
+    urls, checksums = entry_shards(client, entry)
     return ResolvedDataset(
         uri=entry.uri,
         entry=entry.value,
         schema_uri=schema_stored.uri,
         schema=schema,
-        urls=storage.shard_urls(did, pds),
-        checksums=storage.checksums(),
+        urls=urls,
+        checksums=checksums,
         label=label,
         entry_cid=entry.cid,
     )
