@@ -12,12 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from atdata import write_samples
 from atdata.atmosphere.open_dataset import BlobOpener
 from atdata.errors import IntegrityError
+from atdata.sample import PackableSample
+from atdata.shards.reader import iter_members
 from atdata.sources.at import AtBlobSource, blob_url, cid_of_sha256
 from atdata.sources.cache import ShardCache
 from atdata.sources.chunked import ChunkDigests
@@ -126,3 +131,29 @@ def test_no_prefetch_without_chunk_digests_or_through_a_shard_cache(
         ShardCache(tmp_path / "cache"), {}, None, {url: ChunkDigests.of(SMALL, CHUNK)}
     ).prefetch(url)
     assert _downloads(http_server) == 0
+
+
+class Frame(PackableSample):
+    pixels: np.ndarray
+    label: int
+
+
+def test_the_first_samples_are_parsed_before_a_whole_read_buffer_arrives(
+    http_server: FileServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the server sends 5 chunks (320 KiB) and then nothing: the reader must hand out the
+    # samples in them (verified) rather than wait for its 4 MiB read buffer to fill
+    monkeypatch.setenv("ATDATA_IDLE_TIMEOUT", "5")
+    rng = np.random.default_rng(0)
+    frames = (Frame(pixels=rng.integers(0, 255, (100, 1000), np.uint8), label=i) for i in range(50))
+    (info,) = write_samples(frames, str(tmp_path / "f-%06d.tar"), maxcount=50).shard_infos
+    shard = Path(info.url).read_bytes()
+    _serve(http_server, shard)
+    source = AtBlobSource(_url(http_server, shard), chunks=ChunkDigests.of(shard, CHUNK))
+    expected = [(m.name, bytes(body)) for m, body in iter_members(info.url)]
+    http_server.stall_next(1, after_bytes=5 * CHUNK)
+    members = iter_members(source)
+    got = [next(members) for _ in range(2)]  # ~200 KB of samples, well inside 5 chunks
+    assert [(m.name, bytes(body)) for m, body in got] == expected[:2]
+    http_server.reset()  # the stalled answer ends; the rest is not needed
+    members.close()

@@ -200,6 +200,10 @@ class ChunkVerifiedStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def ready(self) -> bool:
+        """Whether a read would return (bytes, the end or an error) without waiting."""
+        return bool(len(self._current)) or self._done or not self._queue.empty()
+
     def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
         with memoryview(buffer) as view, view.cast("B") as out:
             if not len(out):
