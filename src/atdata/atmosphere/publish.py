@@ -31,7 +31,7 @@ from ..errors import AtmosphereError, ConflictError, NotFoundError
 from ..schema import Schema
 from ..shards.info import Checksum, ShardInfo
 from .blobs import BlobPlan, plan_blobs, sha256_of, upload_blobs
-from .client import AtmosphereClient, StoredRecord
+from .client import MAX_PAGE_SIZE, AtmosphereClient, StoredRecord
 from .records import (
     ENTRY,
     LABEL,
@@ -397,7 +397,12 @@ def _version_key(version: str | None, created_at: str) -> tuple[Any, ...]:
 
 
 def _labelled_entry(
-    client: AtmosphereClient, did: str, name: str, version: str | None
+    client: AtmosphereClient,
+    did: str,
+    name: str,
+    version: str | None,
+    *,
+    page_size: int = MAX_PAGE_SIZE,
 ) -> tuple[StoredRecord[LabelRecord], StoredRecord[DatasetRecord]] | None:
     """The highest-versioned label of ``name`` (of ``version``, if given) and its entry.
 
@@ -412,7 +417,7 @@ def _labelled_entry(
     best: StoredRecord[LabelRecord] | None = None
     fetching: tuple[StoredRecord[LabelRecord], Future[StoredRecord[DatasetRecord]]] | None = None
     with ThreadPoolExecutor(1, thread_name_prefix="atdata-resolve") as pool:
-        for page in client.label_pages(did, on_invalid="skip"):
+        for page in client.label_pages(did, on_invalid="skip", page_size=page_size):
             for lab in page:
                 if lab.value.name != name or (version is not None and lab.value.version != version):
                     continue
