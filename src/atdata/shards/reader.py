@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 _STREAM_CHUNK = 4 << 20
+_READY_STEP = 1 << 20  # first buffer size for streams that can say what is ready (see _refill)
+_READY_UNTIL = 16 << 20  # how far into a stream it is parsed as its bytes arrive
 _FIRST_CHUNK = 64  # members parsed before the first samples are handed on
 _MAX_CHUNK = 4096
 _STREAM_SAMPLE_CHUNK = 256
@@ -333,9 +335,11 @@ def _iter_stream(
         if not eof and len(buf) - pos < need:
             # another buffer each time: the views handed out below keep pointing into the old one
             short = need - (len(buf) - pos)
+            # the first bytes are parsed as they come (the first batch); then in big buffers
+            early = short if base + pos < _READY_UNTIL else None
             with memoryview(buf) as old:
                 fresh, eof = _refill(
-                    stream, old[pos:], max(_STREAM_CHUNK, short), url, spent, least=short
+                    stream, old[pos:], max(_STREAM_CHUNK, short), url, spent, least=early
                 )
             if isinstance(buf, bytearray):
                 spent.append(buf)
@@ -416,7 +420,9 @@ def _refill(
     readinto = getattr(stream, "readinto", None)
     ready = getattr(stream, "ready", None) if least is not None else None
     held = len(kept)
-    size = held + min(count, _STREAM_CHUNK)
+    # a stream that may hand over less starts in a smaller buffer, grown while more is ready
+    step = _STREAM_CHUNK if ready is None else max(least or 0, _READY_STEP)
+    size = held + min(count, step)
     buf = _unused(spent, size) if spent else None
     if buf is None:
         buf = bytearray(size)
