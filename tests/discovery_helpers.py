@@ -12,9 +12,13 @@ from waiting import first_line
 
 
 @contextmanager
-def indexer_process(hosts: list[str], plcs: list[str], db: str) -> Iterator[tuple[Any, str]]:
-    """``atdata indexer`` following ``hosts``, on port 0; (process, its base URL)."""
+def indexer_process(
+    hosts: list[str], plcs: list[str], db: str, *extra: str
+) -> Iterator[tuple[Any, str]]:
+    """``atdata indexer`` following ``hosts``, on port 0 (``extra``: more of its options);
+    (process, its base URL)."""
     argv = [sys.executable, "-m", "atdata.cli", "indexer", "--db", db, "--listen", "127.0.0.1:0"]
+    argv += extra
     for host in hosts:
         argv += ["--follow", host]
     for plc in plcs:

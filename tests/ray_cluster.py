@@ -41,8 +41,12 @@ from waiting import wait_until
 
 __all__ = ["RayCluster", "ray_cluster"]
 
-HEAD_IP = "127.0.0.2"
-NODE_IP = "127.0.0.3"
+# A loopback /16 of this run's own (from the pid): a cluster left behind by another test run
+# on the same machine (another checkout, a killed run) holds its addresses, and a node started
+# on an address where another cluster's node runs never comes up.
+_NET = 2 + os.getpid() % 250
+HEAD_IP = f"127.{_NET}.0.2"
+NODE_IP = f"127.{_NET}.0.3"
 TESTS = Path(__file__).resolve().parent
 OBJECT_STORE_BYTES = 80 * 1024 * 1024
 
@@ -66,7 +70,9 @@ class RayCluster:
         return sorted(n["NodeManagerAddress"] for n in self.ray.nodes() if n["Alive"])
 
 
-def _env(workdir: str) -> dict[str, str]:
+def cluster_env() -> dict[str, str]:
+    """The environment of this cluster's nodes, which also suits a driver process joining it
+    (``RAY_ADDRESS`` left out)."""
     env = dict(os.environ)
     env.update(
         RAY_USAGE_STATS_ENABLED="0",
@@ -143,7 +149,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     except ImportError:
         unavailable("ray is not installed: uv sync --all-extras (the 'ray' extra)")
     workdir = tempfile.mkdtemp(prefix="atdata-ray-")
-    env = _env(workdir)
+    env = cluster_env()
     groups: list[subprocess.Popen[bytes]] = []
 
     def start_head(port: int) -> subprocess.Popen[bytes]:

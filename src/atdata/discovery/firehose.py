@@ -8,9 +8,18 @@ index has not seen, or whose ``since`` is not the revision the index holds (a ga
 with the whole repository (``com.atproto.sync.getRepo``) instead; ``#sync`` and a ``tooBig`` commit (blocks left out) likewise.
 ``#identity`` drops the account's cached signing key; ``#account`` with status ``deleted``
 removes its records.
+
+Where to start: the stored cursor, whenever there is one. With no stored cursor a follower starts
+at the beginning of the host's stream (cursor 0: every event the host still keeps), or, with
+``from_now``, at its live head (``subscribeRepos`` without a cursor); either way the first event
+applied stores a cursor, and from then on a restart resumes after it and skips nothing. A
+repository first seen in the live stream is still read whole (the index never holds part of a
+repository), so a repository that commits after the start shows its earlier records too; one that
+stays quiet is absent until it commits or is backfilled on request (:meth:`Follower.request_backfill`).
 """
 
 import logging
+import queue
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -37,11 +46,15 @@ def _ws_url(host: str) -> str:
 class Follower:
     """Follows ``host`` (a PDS or relay base URL) into ``store`` until :meth:`stop`."""
 
-    def __init__(self, host: str, store: IndexStore, ingestor: Ingestor) -> None:
+    def __init__(
+        self, host: str, store: IndexStore, ingestor: Ingestor, *, from_now: bool = False
+    ) -> None:
         self.host = host.rstrip("/")
         self.ws = _ws_url(self.host)
         self.store = store
         self.ingestor = ingestor
+        self.from_now = from_now
+        self._backfills: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -67,15 +80,30 @@ class Follower:
             self._stop.wait(delay)
             delay = min(delay * 2, 10.0)
 
+    def request_backfill(self, did: str) -> None:
+        """Read ``did``'s whole repository into the index once this follower is connected (so
+        that no commit made meanwhile is missed: one that arrives during the read is applied
+        after it, or skipped when the read already holds it)."""
+        self._backfills.put(did)
+
+    def subscribe_url(self) -> str:
+        """The stream's URL: after the stored cursor; with none, from the start of the host's
+        stream, or at its live head with ``from_now``."""
+        base = f"{self.ws}/xrpc/com.atproto.sync.subscribeRepos"
+        cursor = self.store.cursor(self.host)
+        if cursor is None and self.from_now:
+            log.info("no stored cursor for %s: starting at its live head", self.host)
+            return base
+        return f"{base}?cursor={cursor or 0}"
+
     def _session(self) -> None:
         from websockets.exceptions import ConnectionClosedOK
         from websockets.sync.client import connect
 
-        cursor = self.store.cursor(self.host)
-        url = f"{self.ws}/xrpc/com.atproto.sync.subscribeRepos?cursor={cursor or 0}"
-        with connect(url, max_size=MAX_FRAME_BYTES, open_timeout=10) as ws:
+        with connect(self.subscribe_url(), max_size=MAX_FRAME_BYTES, open_timeout=10) as ws:
             self.connected.set()
             while not self._stop.is_set():
+                self._run_backfills()
                 try:
                     frame = ws.recv(timeout=0.5)
                 except TimeoutError:
@@ -84,6 +112,20 @@ class Follower:
                     return
                 if isinstance(frame, bytes):
                     self.handle(frame)
+
+    def _run_backfills(self) -> None:
+        while True:
+            try:
+                did = self._backfills.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                mutation = self.backfill(did)
+            except Rejected as exc:
+                log.warning("backfill of %s failed: %s", did, exc)
+                mutation = Mutation(counters={f"rejected.{exc.reason}": 1})
+            mutation.count("repos.backfill_requested")
+            self.store.apply(mutation)
 
     def handle(self, frame: bytes) -> None:
         """Apply one frame (with the cursor), or count it as rejected."""

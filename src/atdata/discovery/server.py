@@ -1,7 +1,8 @@
 """The indexer's XRPC queries over HTTP (GET only, JSON answers):
 
 * ``science.alt.dataset.searchDatasets``: ``q`` (words of name and description), ``tags``
-  (repeated; all must match), ``schemaRef`` or ``schema`` (a schema record's at:// URI, CID or
+  (repeated; all must match; with ``q`` results come by relevance, see
+  :meth:`~atdata.discovery.store.IndexStore.search_datasets`), ``schemaRef`` or ``schema`` (a schema record's at:// URI, CID or
   name), ``license``, ``repo`` (DID), ``minBytes``/``maxBytes``, ``limit`` (1-100), ``cursor``;
   answers ``{"entries": [...], "cursor"?}``, each entry the record's fields plus ``uri``,
   ``cid`` and ``did`` (the shape atdata 0.7's client reads).
@@ -18,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .store import IndexStore
+from .store import BadCursor, IndexStore
 
 __all__ = ["SEARCH_DATASETS", "SEARCH_LENSES", "DESCRIBE", "make_server"]
 
@@ -113,7 +114,7 @@ def make_server(store: IndexStore, host: str = "127.0.0.1", port: int = 0) -> Th
                 return self._send(404, {"error": "NotFound", "message": "not an XRPC path"})
             try:
                 body = answer(store, parts.path[len("/xrpc/") :], parts.query)
-            except _BadRequest as exc:
+            except (_BadRequest, BadCursor) as exc:
                 return self._send(400, {"error": "InvalidRequest", "message": str(exc)})
             except KeyError:
                 return self._send(501, {"error": "MethodNotImplemented", "message": parts.path})

@@ -3,10 +3,13 @@
 ``sqlite:///path`` (the default, one machine) or ``postgresql://...`` (psycopg). Both take the
 same SQL (``?`` placeholders are rewritten for psycopg). Text and tags are searched through a
 ``terms`` table (one row per lower-cased word of a record's name and description, and per tag),
-so a search is an index lookup, not a scan. Every change an event makes and the host's cursor are
+so a search is an index lookup, not a scan. Text searches are ordered by relevance
+(:meth:`IndexStore.search_datasets`), the same on both databases. Every change an event makes and the host's cursor are
 written in one transaction (:meth:`IndexStore.apply`): a crash leaves either both or neither.
 """
 
+import base64
+import binascii
 import contextlib
 import json
 import queue
@@ -17,7 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["IndexStore", "IndexedRecord", "Mutation", "open_store", "words"]
+__all__ = [
+    "BadCursor",
+    "IndexStore",
+    "IndexedRecord",
+    "Mutation",
+    "name_key",
+    "open_store",
+    "words",
+]
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_LIMIT = 100
@@ -27,6 +38,41 @@ _TABLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,30}\Z")
 def words(text: str | None) -> set[str]:
     """The lower-cased words of ``text`` (at most 64 characters each)."""
     return {w[:64] for w in _WORD.findall((text or "").lower())}
+
+
+def name_key(text: str | None) -> str:
+    """``text`` as compared for ranking: its lower-cased words, in order, joined by one space
+    (at most 128 characters): "MNIST-Digits v2" -> "mnist digits v2"."""
+    return " ".join(w[:64] for w in _WORD.findall((text or "").lower()))[:128]
+
+
+class BadCursor(ValueError):
+    """A page cursor this index did not hand out."""
+
+
+_RANK_KEY_CHARS = 40  # of createdAt, in a ranked page's cursor
+
+
+def _encode_cursor(rank: int, created: str, uri: str) -> str:
+    raw = json.dumps([rank, created, uri], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        rank, created, uri = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise BadCursor("cursor is not one this index handed out") from None
+    if (
+        type(rank) is not int
+        or not 0 <= rank <= 2
+        or not isinstance(created, str)
+        or not isinstance(uri, str)
+        or len(created) > _RANK_KEY_CHARS
+    ):
+        raise BadCursor("cursor is not one this index handed out")
+    return rank, created, uri
 
 
 @dataclass(frozen=True)
@@ -55,6 +101,14 @@ class Mutation:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+
+def _name_terms(name: Any) -> set[tuple[str, str]]:
+    """The ranking terms of a record's name: ``n`` per word, ``x`` for its :func:`name_key`."""
+    if not isinstance(name, str):
+        return set()
+    key = name_key(name)
+    return {("n", w) for w in words(name)} | ({("x", key)} if key else set())
 
 
 def _schema_clause(param: str, column: str, p: str) -> tuple[str, list[Any]]:
@@ -166,6 +220,26 @@ class IndexStore:
         with self._tx() as cur:
             for stmt in stmts:
                 self._run(cur, stmt)
+        self._add_name_terms()
+
+    def _add_name_terms(self) -> None:
+        """Give records indexed before name ranking existed their ``n``/``x`` terms (once: a
+        database with any ``x`` term, or with no named record, is left alone)."""
+        p = self.p
+        if self._query(f"SELECT 1 FROM {p}terms WHERE kind = 'x' LIMIT 1"):
+            return
+        with self._tx() as cur:
+            rows = self._run(
+                cur, f"SELECT uri, name FROM {p}records WHERE name IS NOT NULL"
+            ).fetchall()
+            for uri, name in rows:
+                for kind, term in sorted(_name_terms(name)):
+                    self._run(
+                        cur,
+                        f"INSERT INTO {p}terms (kind, term, uri) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        [kind, term, uri],
+                    )
 
     def drop(self) -> None:
         """Remove this store's tables (tests, and ``--reset``)."""
@@ -244,6 +318,7 @@ class IndexStore:
         )
         terms = {("w", w) for w in words(v.get("name")) | words(v.get("description"))}
         terms |= {("g", str(t).lower()[:128]) for t in v.get("tags") or ()}
+        terms |= _name_terms(v.get("name"))
         for kind, term in sorted(terms):
             self._run(
                 cur,
@@ -290,7 +365,15 @@ class IndexStore:
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Dataset entries matching every filter given, by URI, and the next page's cursor."""
+        """Dataset entries matching every filter given, and the next page's cursor.
+
+        Without words (``q``) entries come by URI. With words, every word must be a word of the
+        name or description, and entries come by relevance: rank 0, the name is the query
+        (compared as :func:`name_key`: case, punctuation and spacing aside); rank 1, the name
+        starts with the query or holds every word of it; rank 2, the rest (words found in the
+        description). Within a rank the newest ``createdAt`` first (as the publisher states
+        it; compared as text, 40 characters), then by URI. The same on SQLite and PostgreSQL.
+        """
         p = self.p
         where = ["collection = 'science.alt.dataset.entry'"]
         args: list[Any] = []
@@ -314,7 +397,53 @@ class IndexStore:
         if max_bytes is not None:
             where.append("size_bytes <= ?")
             args.append(max_bytes)
+        key = name_key(q)
+        if key:
+            return self._ranked_page(key, where, args, limit, cursor)
         return self._page(where, args, limit, cursor)
+
+    def _ranked_page(
+        self, key: str, where: list[str], args: list[Any], limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        p = self.p
+        c = ' COLLATE "C"' if self.postgres else ""  # byte order, as SQLite's default
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        # Uncorrelated IN subqueries: each is evaluated once per query (not per candidate).
+        terms = f"SELECT uri FROM {p}terms WHERE kind = "
+        if self.postgres:  # one pass over the name keys (its index is not in byte order)
+            prefix, prefix_args = f"left(term, ?){c} = ?", [len(key), key]
+        else:  # a range of the (kind, term, uri) index; U+10FFFF is never part of a word
+            prefix, prefix_args = "term >= ? AND term < ?", [key, key + "\U0010ffff"]
+        every_word = " AND ".join(f"uri IN ({terms}'n' AND term = ?)" for _ in key.split())
+        rank = (
+            f"CASE WHEN uri IN ({terms}'x' AND term = ?) THEN 0 "
+            f"WHEN uri IN ({terms}'x' AND {prefix}) OR ({every_word}) THEN 1 "
+            "ELSE 2 END"
+        )
+        rank_args: list[Any] = [key, *prefix_args, *key.split()]
+        keyset, keyset_args = "", []
+        if cursor:
+            r, created, uri = _decode_cursor(cursor)
+            keyset = (
+                f" WHERE (rnk > ? OR (rnk = ? AND ckey{c} < ?)"
+                f" OR (rnk = ? AND ckey = ? AND uri{c} > ?))"
+            )
+            keyset_args = [r, r, created, r, created, uri]
+        sql = (
+            f"SELECT uri, cid, did, record, rnk, ckey FROM (SELECT uri, cid, did, record, "
+            f"{rank} AS rnk, substr(COALESCE(created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
+            f"FROM {p}records WHERE " + " AND ".join(where) + f") ranked{keyset} "
+            f"ORDER BY rnk, ckey{c} DESC, uri{c} LIMIT {limit + 1}"
+        )
+        rows = self._query(sql, rank_args + args + keyset_args)
+        out = [
+            {**json.loads(record), "uri": uri, "cid": cid, "did": did}
+            for uri, cid, did, record, _, _ in rows[:limit]
+        ]
+        if len(rows) <= limit:
+            return out, None
+        uri, _, _, _, rnk, ckey = rows[limit - 1]
+        return out, _encode_cursor(int(rnk), str(ckey), str(uri))
 
     def search_lenses(
         self,

@@ -15,7 +15,10 @@ checksum and retry settings). It reaches a source in one of two ways, and no oth
   is ``S3Config()``: boto3's standard chain (environment, ``~/.aws``, instance roles).
 
 A source captures the config current when it is constructed. Clients are made once per
-(config, process) and shared: boto3 clients are thread-safe, and forked workers make their own.
+(config, AWS settings, process) and shared: boto3 clients are thread-safe, forked workers make
+their own, and a later change of what boto3 reads from the environment (``AWS_ENDPOINT_URL_S3``,
+``AWS_PROFILE``, keys, the AWS config files...) gets a new client on the next request, also for
+sources made before the change (see :meth:`S3Config.client`).
 
 Reads: ``open()`` streams a GET body and, when the transfer breaks, resumes with a ranged GET
 from the first byte not yet returned, pinned to the first answer's ETag with ``If-Match`` so a
@@ -31,6 +34,7 @@ the total deadline and raises :class:`~atdata.sources._retry.DeadlineExceeded` n
 """
 
 import contextlib
+import hashlib
 import os
 import re
 import threading
@@ -110,18 +114,25 @@ class S3Config:
         return replace(self, access_key_id=None, secret_access_key=None, session_token=None)
 
     def client(self) -> Any:
-        """The boto3 S3 client for this config (made once per config and process, then shared)."""
+        """The boto3 S3 client for this config and the environment boto3 reads now.
+
+        Clients are made once per (config, AWS settings, process) and shared. The AWS settings
+        are every ``AWS_*`` environment variable and the stat of the AWS config and credentials
+        files, folded into a SHA-256 digest (so no key is held in the cache in clear): a
+        changed ``AWS_ENDPOINT_URL_S3``, region, profile or key gets a new client, not the one
+        made before the change."""
         pid = os.getpid()
+        settings = _aws_settings_digest()
         with _CLIENTS_LOCK:
             cached = _CLIENTS.get(self)
-            if cached is not None and cached[0] == pid:
-                return cached[1]
+            if cached is not None and cached[:2] == (pid, settings):
+                return cached[2]
         client = self._make_client()
         with _CLIENTS_LOCK:
             cached = _CLIENTS.get(self)
-            if cached is not None and cached[0] == pid:
-                return cached[1]
-            _CLIENTS[self] = (pid, client)
+            if cached is not None and cached[:2] == (pid, settings):
+                return cached[2]
+            _CLIENTS[self] = (pid, settings, client)  # replaces a client of older settings
         return client
 
     def _make_client(self) -> Any:
@@ -158,8 +169,37 @@ class S3Config:
             raise SourceError(f"cannot make an S3 client for {self!r}: {exc}") from exc
 
 
-_CLIENTS: "weakref.WeakKeyDictionary[S3Config, tuple[int, Any]]" = weakref.WeakKeyDictionary()
+_CLIENTS: "weakref.WeakKeyDictionary[S3Config, tuple[int, bytes, Any]]" = (
+    weakref.WeakKeyDictionary()
+)
 _CLIENTS_LOCK = threading.Lock()
+
+
+def _aws_settings_digest() -> bytes:
+    """A SHA-256 digest of what boto3 reads from outside a config when it makes a client: the
+    ``AWS_*`` environment variables (names and values) and the size and mtime of the AWS config
+    and credentials files. Only the digest is kept, so no secret is held or shown in clear."""
+    digest = hashlib.sha256()
+    # Keys first, then only the few AWS_ values (a mapping's items() looks every value up).
+    env: Any = os.environb if os.supports_bytes_environ else os.environ
+    prefix = b"AWS_" if os.supports_bytes_environ else "AWS_"
+    for name in sorted(k for k in env if k.startswith(prefix)):
+        value = env.get(name)
+        if value is not None:
+            pair = (name, value) if isinstance(name, bytes) else (name.encode(), value.encode())
+            digest.update(b"%d:%s=%d:%s\n" % (len(pair[0]), pair[0], len(pair[1]), pair[1]))
+    home = os.path.expanduser("~")
+    for var, default in (
+        ("AWS_CONFIG_FILE", os.path.join(home, ".aws", "config")),
+        ("AWS_SHARED_CREDENTIALS_FILE", os.path.join(home, ".aws", "credentials")),
+    ):
+        try:
+            st = os.stat(os.path.expanduser(os.environ.get(var) or default))
+            digest.update(f"{var}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}\n".encode())
+        except OSError:
+            digest.update(f"{var}:-\n".encode())
+    return digest.digest()
+
 
 _DEFAULT = S3Config()
 
