@@ -19,13 +19,18 @@ READERS = {
     "raw": "page cache (bytes)",
 }
 OPS = {
-    "write": "write (ours: durable, fsync per file)",
+    "write": "write",
     "write-fsync": "write, then fsync of each file (timed)",
     "write-nofsync": "write, durable=False (no fsync)",
     "ordered": "ordered, batched",
     "shuffled": "shuffled, batched (seed 0)",
     "unbatched": "ordered, unbatched",
     "read": "read bytes",
+}
+# operation labels that depend on the reader too
+LABELS = {
+    "write/ours": "write, durable (default: fsync per file)",
+    "write/atdata07": "write (0.7 never fsyncs)",
 }
 # (key, reference ours key) pairs in table order; the ratio is ours' speed / this row's speed
 ROWS = [
@@ -119,7 +124,7 @@ def render_scenario(sc: dict[str, Any]) -> str:
         r = ratio(ms, ref, key) if ref else None
         cache = "-" if op.startswith("write") else ("cold" if cold else "warm")
         lines.append(
-            f"| {OPS[op]} | {READERS[reader]} | {cache} | {m['reps']} | {_fmt(m.get('samples_per_s'), ',.0f')} | "
+            f"| {LABELS.get(key, OPS[op])} | {READERS[reader]} | {cache} | {m['reps']} | {_fmt(m.get('samples_per_s'), ',.0f')} | "
             f"{_fmt(m.get('mb_per_s'), ',.0f')} | {_fmt(r, '.2f')}{'x' if r else ''} | {_fmt(m.get('ttfb'), '.1f', 1e3)} | "
             f"{_fmt(m.get('cpu_us_per_sample'), '.2f')} | {_fmt(m.get('rss_mib'), ',.0f')} | {_check(m, sc['expected_ids'])} |"
         )
