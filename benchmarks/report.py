@@ -20,15 +20,25 @@ READERS = {
 }
 OPS = {
     "write": "write",
+    "write-fsync": "write, then fsync of each file (timed)",
+    "write-nofsync": "write, durable=False (no fsync)",
     "ordered": "ordered, batched",
     "shuffled": "shuffled, batched (seed 0)",
     "unbatched": "ordered, unbatched",
     "read": "read bytes",
 }
+# operation labels that depend on the reader too
+LABELS = {
+    "write/ours": "write, durable (default: fsync per file)",
+    "write/atdata07": "write (0.7 never fsyncs)",
+}
 # (key, reference ours key) pairs in table order; the ratio is ours' speed / this row's speed
 ROWS = [
     ("write/ours", None),
+    ("write-fsync/atdata07", "write/ours"),
     ("write/atdata07", "write/ours"),
+    ("write-nofsync/ours", None),
+    ("write/atdata07", "write-nofsync/ours"),
     ("ordered/ours", None),
     ("ordered/atdata07", "ordered/ours"),
     ("ordered/wds", "ordered/ours"),
@@ -51,6 +61,10 @@ TARGETS = [
         10.0,
     ),
     ("B1", "write >= 5x atdata 0.7", "write/ours", "write/atdata07", 5.0),
+    ("B3", "durable write >= 1.5x atdata 0.7 + fsync", "write/ours", "write-fsync/atdata07", 1.5),
+    ("B3", "write without fsync >= 1.5x atdata 0.7", "write-nofsync/ours", "write/atdata07", 1.5),
+    ("B4", "durable write >= 1.5x atdata 0.7 + fsync", "write/ours", "write-fsync/atdata07", 1.5),
+    ("B4", "write without fsync >= 1.5x atdata 0.7", "write-nofsync/ours", "write/atdata07", 1.5),
     ("B3", "read >= 3x atdata 0.7", "ordered/ours", "ordered/atdata07", 3.0),
     ("B3", "read within 2x of the page-cache read", "ordered/ours", "read/raw", 0.5),
     ("B4", "read within 1.5x of the page-cache read", "ordered/ours", "read/raw", 1 / 1.5),
@@ -91,7 +105,9 @@ def render_scenario(sc: dict[str, Any]) -> str:
         "",
         f"{sc['samples']:,} samples in {sc['shards']} shards, batch {sc['batch']} ({sc.get('elapsed_s', 0):.0f} s). "
         f"Reads are of the shards "
-        f"written by ours (same bytes for every reader); writes are timed without data generation. "
+        f"written by ours (same bytes for every reader); writes are timed without data generation; "
+        f"each write row's ratio compares it with the ours row above it (durable with durable, "
+        f"no fsync with no fsync). "
         f"Warm = files read once just before (page-cache residency {_residency(sc)}); cold = evicted with "
         f"`posix_fadvise(DONTNEED)`. Median of `reps`; ratio = ours' speed / this row's speed.",
         "",
@@ -106,9 +122,9 @@ def render_scenario(sc: dict[str, Any]) -> str:
         cold = op.endswith("-cold")
         op = op.removesuffix("-cold")
         r = ratio(ms, ref, key) if ref else None
-        cache = "-" if op == "write" else ("cold" if cold else "warm")
+        cache = "-" if op.startswith("write") else ("cold" if cold else "warm")
         lines.append(
-            f"| {OPS[op]} | {READERS[reader]} | {cache} | {m['reps']} | {_fmt(m.get('samples_per_s'), ',.0f')} | "
+            f"| {LABELS.get(key, OPS[op])} | {READERS[reader]} | {cache} | {m['reps']} | {_fmt(m.get('samples_per_s'), ',.0f')} | "
             f"{_fmt(m.get('mb_per_s'), ',.0f')} | {_fmt(r, '.2f')}{'x' if r else ''} | {_fmt(m.get('ttfb'), '.1f', 1e3)} | "
             f"{_fmt(m.get('cpu_us_per_sample'), '.2f')} | {_fmt(m.get('rss_mib'), ',.0f')} | {_check(m, sc['expected_ids'])} |"
         )

@@ -7,6 +7,7 @@ import atdata  # noqa: E402  (atdata 0.7 here)
 
 _IMPORT_S = time.perf_counter() - _t0
 
+import os  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -34,7 +35,8 @@ def sample_type(sc: Scenario) -> type:
     return atdata.packable(cls)
 
 
-def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
+def write(sc: Scenario, spec: dict[str, Any], durable: bool = False) -> dict[str, Any]:
+    """atdata 0.7's ``write_samples`` (it never fsyncs); ``durable``: then fsync what it wrote."""
     out = Path(spec["dir"])
     if out.exists():
         shutil.rmtree(out)
@@ -46,8 +48,20 @@ def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     atdata.write_samples(
         iter_samples(sc, spec["n"], T, gen), str(out / spec["pattern"]), maxcount=spec["per_shard"]
     )
-    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     files = sorted(str(p) for p in out.glob("*.tar"))
+    if durable:  # what ours does by default: every file on disk, and the directory
+        for name in files:
+            fd = os.open(name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "seconds": total - gen[0],
         "gen_s": gen[0],
@@ -109,6 +123,7 @@ def _read_remote(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
 main(
     {
         "write": write,
+        "write-fsync": lambda sc, spec: write(sc, spec, durable=True),
         "ordered": lambda sc, spec: _read(sc, spec, shuffled=False, batched=True),
         "shuffled": lambda sc, spec: _read(sc, spec, shuffled=True, batched=True),
         "unbatched": lambda sc, spec: _read(sc, spec, shuffled=False, batched=False),

@@ -25,7 +25,7 @@ from .common import (  # noqa: E402
 from .typed import sample_type  # noqa: E402
 
 
-def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
+def write(sc: Scenario, spec: dict[str, Any], durable: bool = True) -> dict[str, Any]:
     out = Path(spec["dir"])
     if out.exists():
         shutil.rmtree(out)
@@ -34,7 +34,10 @@ def write(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     gen = [0.0]
     t0, c0 = time.perf_counter(), time.process_time()
     infos = atdata.write_samples(
-        iter_samples(sc, spec["n"], T, gen), str(out / spec["pattern"]), maxcount=spec["per_shard"]
+        iter_samples(sc, spec["n"], T, gen),
+        str(out / spec["pattern"]),
+        maxcount=spec["per_shard"],
+        durable=durable,
     ).shard_infos
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     files = [str(i.url) for i in infos]
@@ -74,6 +77,7 @@ def _read(sc: Scenario, spec: dict[str, Any], shuffled: bool, batched: bool) -> 
 main(
     {
         "write": write,
+        "write-nofsync": lambda sc, spec: write(sc, spec, durable=False),
         "ordered": lambda sc, spec: _read(sc, spec, shuffled=False, batched=True),
         "shuffled": lambda sc, spec: _read(sc, spec, shuffled=True, batched=True),
         "unbatched": lambda sc, spec: _read(sc, spec, shuffled=False, batched=False),

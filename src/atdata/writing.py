@@ -68,6 +68,7 @@ def write_samples(
     key_field: str | None = ...,
     manifests: bool = ...,
     layout: Layout | None = ...,
+    durable: bool = ...,
 ) -> WrittenDataset[DictSample]: ...
 
 
@@ -81,6 +82,7 @@ def write_samples(
     key_field: str | None = ...,
     manifests: bool = ...,
     layout: Layout | None = ...,
+    durable: bool = ...,
 ) -> WrittenDataset[T]: ...
 
 
@@ -93,6 +95,7 @@ def write_samples(
     key_field: str | None = None,
     manifests: bool = True,
     layout: Layout | None = None,
+    durable: bool = True,
 ) -> WrittenDataset[Any]:
     """Write ``samples`` to ``path`` (one file, or a ``%06d`` pattern); returns a Dataset over them.
 
@@ -105,6 +108,11 @@ def write_samples(
     per field for types declared with :func:`atdata.member`); ``"members"`` also writes dicts
     and DictSamples as one member per key (``{"jpg": b"...", "cls": 3}``), readable by
     WebDataset's own decoders.
+
+    ``durable``: by default every shard and sidecar is fsynced before it is renamed into place
+    (what ``Index.write`` always does: an index never points at data that a
+    power loss could take). ``durable=False`` skips the fsyncs for scratch output; files still
+    appear whole or not at all to running processes, and the bytes are the same.
 
     >>> import tempfile, os, atdata
     >>> d = tempfile.mkdtemp()
@@ -129,13 +137,13 @@ def write_samples(
         """A single-file path: shard 0 is written as the file itself and renamed to the derived
         pattern only if a second shard starts (after shard 0 and its sidecar were committed)."""
         if single and location == first:
-            return LocalFileSink(text)
+            return LocalFileSink(text, durable=durable)
         if single and location == second:
             os.replace(text, first)
             os.replace(text + OFFSETS_SUFFIX, first + OFFSETS_SUFFIX)
             if os.path.exists(text + MANIFEST_SUFFIX):
                 os.replace(text + MANIFEST_SUFFIX, first + MANIFEST_SUFFIX)
-        return LocalFileSink(location)
+        return LocalFileSink(location, durable=durable)
 
     writer: ShardWriter[Any]
     with ShardWriter(

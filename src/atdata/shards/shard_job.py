@@ -4,13 +4,16 @@ A :class:`~atdata.shards.writer.ShardWriter` makes one :class:`ShardJob` per sha
 steps on the writer's background thread, in order: :meth:`open` (the sink factory is called
 there, after the previous shard was committed), :meth:`write` (bytes to the sink and the hash),
 :meth:`finish` (end of archive, commit: fsync and rename, or the upload's completion; then the
-offset index and the extra sidecar, each committed whole). A shard's :class:`ShardInfo` exists
+offset index and the extra sidecar, each committed whole). Given a ``hasher`` (one worker
+thread), each write's sha256 runs there while the same bytes go to the sink on this thread: both
+release the GIL, so hashing and writing use two cores. A shard's :class:`ShardInfo` exists
 only once the shard and its sidecars are durable and hashed. :meth:`abort` drops the sink: no
 partial shard appears under its final name.
 """
 
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +49,16 @@ class ShardJob:
     """The sink, hash and commit of the shard at ``location`` (see the module docstring)."""
 
     def __init__(
-        self, open_sink: SinkFactory, location: str, done: Callable[[ShardInfo], None]
+        self,
+        open_sink: SinkFactory,
+        location: str,
+        done: Callable[[ShardInfo], None],
+        hasher: Executor | None = None,
     ) -> None:
         self.open_sink = open_sink
         self.location = location
         self.done = done
+        self.hasher = hasher
         self._sink: ShardSink | None = None
         self._hash = hashlib.sha256()
 
@@ -58,10 +66,25 @@ class ShardJob:
         self._sink = self.open_sink(self.location)
 
     def write(self, pieces: Sequence[Buffer]) -> None:
-        sink, update = self._sink, self._hash.update
+        """Write ``pieces`` to the sink and the hash; returns once both have all of them (the
+        writer counts the pieces against its queue bound until then)."""
+        sink = self._sink
         assert sink is not None
+        if self.hasher is None:
+            for piece in pieces:
+                sink.write(piece)
+                self._hash.update(piece)
+            return
+        hashed = self.hasher.submit(self._update, pieces)
+        try:
+            for piece in pieces:
+                sink.write(piece)
+        finally:
+            hashed.result()  # the hash is done with the pieces before they can be reused
+
+    def _update(self, pieces: Sequence[Buffer]) -> None:
+        update = self._hash.update
         for piece in pieces:
-            sink.write(piece)
             update(piece)
 
     def abort(self) -> None:

@@ -37,6 +37,7 @@ class LocalFileSink(AtomicFile):
     ``exclusive=True``: ``commit()`` never replaces a file already at ``path`` (it raises
     FileExistsError, drops the temporary file and leaves that file untouched); see
     :class:`atdata._fs.AtomicFile`, which this is, with the parent directories created.
+    ``durable=False``: still renamed into place whole, but never fsynced (scratch output).
     """
 
     def __init__(
@@ -45,9 +46,10 @@ class LocalFileSink(AtomicFile):
         *,
         buffer_size: int = 1 << 20,
         exclusive: bool = False,
+        durable: bool = True,
     ) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(path, buffer_size=buffer_size, exclusive=exclusive)
+        super().__init__(path, buffer_size=buffer_size, exclusive=exclusive, durable=durable)
         self.location = str(self.path)
 
 

@@ -8,6 +8,7 @@ whole or not at all), hashed with sha256 as it is written, and gets an offset-in
 
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
@@ -79,12 +80,17 @@ class ShardWriter(Generic[T]):
     digits), after ``key_prefix`` when one is given (derives use it to keep keys unique across
     the tasks of a dataset).
 
-    Sinks are opened, written, hashed and committed (fsync and rename, or an upload) on a
-    background thread, fed by a queue that holds at most ``max_queued_bytes``: ``write`` blocks
-    while it is full. A failure there (a full disk, a refused upload) is raised by the next
+    Sinks are opened, written and committed (fsync and rename, or an upload) on a background
+    thread, and hashed on a second one as the bytes are written, fed by a queue that holds at
+    most ``max_queued_bytes``: ``write`` blocks while it is full. A failure there (a full disk, a refused upload) is raised by the next
     ``write`` or by ``close``, with a note naming the shard; that shard never appears under its
     final name, and :attr:`shards` lists only shards that are committed with their sidecars
     (all of them once ``close`` returned).
+
+    ``durable=False`` (local files only, so not with ``sink_factory``): shards and sidecars are
+    still renamed into place whole, but never fsynced, for scratch output that may be lost in a
+    power loss. By default each shard is fsynced before its rename, its writeback started while
+    it is written.
     """
 
     def __init__(
@@ -100,11 +106,16 @@ class ShardWriter(Generic[T]):
         sidecar_builder: "Callable[[], SidecarBuilder | None] | None" = None,
         layout: Layout | None = None,
         max_queued_bytes: int = 64 << 20,
+        durable: bool = True,
     ) -> None:
         if layout not in (None, "msgpack", "members"):
             raise InvalidArgumentError(f"layout must be 'msgpack' or 'members', not {layout!r}")
         if maxcount < 1:
             raise InvalidArgumentError("maxcount must be at least 1")
+        if not durable and sink_factory is not None:
+            raise InvalidArgumentError(
+                "durable=False applies to local files: a sink_factory's sinks decide for themselves"
+            )
         if max_queued_bytes < 1:
             raise InvalidArgumentError("max_queued_bytes must be at least 1")
         if maxsize is not None and maxsize < BLOCK * 4:
@@ -134,7 +145,7 @@ class ShardWriter(Generic[T]):
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._grouped = False
-        self._sink_factory: SinkFactory = sink_factory or LocalFileSink
+        self._sink_factory: SinkFactory = sink_factory or partial(LocalFileSink, durable=durable)
         self._shard_number = start_shard
         self._sample_number = 0
         self._codec: Codec[Any] | None = None
@@ -142,6 +153,7 @@ class ShardWriter(Generic[T]):
         self._packer = msgpack.Packer(use_bin_type=True, default=_default_hook)
         self._job: ShardJob | None = None
         self._background = Background(max_bytes=max_queued_bytes)
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="atdata-shard-hash")
         self._small = bytearray()
         self._pieces: list[Buffer] = []
         self._staged = 0
@@ -183,8 +195,12 @@ class ShardWriter(Generic[T]):
                 self._finish_shard()
             except BaseException:
                 self._background.cancel()
+                self._hasher.shutdown()
                 raise
-        self._background.drain()
+        try:
+            self._background.drain()
+        finally:
+            self._hasher.shutdown()
         return self.shards
 
     def abort(self) -> None:
@@ -193,6 +209,7 @@ class ShardWriter(Generic[T]):
         job, self._job = self._job, None
         open_job = job.location if job is not None else None
         self._background.cancel(keep=lambda task: task.where != open_job)
+        self._hasher.shutdown()
         if job is not None:
             job.abort()
 
@@ -339,7 +356,7 @@ class ShardWriter(Generic[T]):
             )
 
     def _open_shard(self) -> None:
-        job = ShardJob(self._sink_factory, self._shard_location(), self.shards.append)
+        job = ShardJob(self._sink_factory, self._shard_location(), self.shards.append, self._hasher)
         self._background.submit(Task(job.open, job.location, 0, job.abort))
         self._job = job
         self._pos = 0

@@ -1,0 +1,154 @@
+"""``durable=False`` writes the same bytes, still renames each file into place whole, and never
+fsyncs; durable writes fsync every file and start its writeback while it is being written."""
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import atdata
+import atdata._fs as fs
+from atdata._fs import AtomicFile, sha256_file
+from atdata.errors import AtdataWarning, InvalidArgumentError
+from atdata.sample import DictSample
+from atdata.shards.sink import LocalFileSink
+from atdata.shards.writer import ShardWriter
+
+
+def _samples(n: int) -> list[DictSample]:
+    rng = np.random.default_rng(3)
+    return [DictSample(i=i, x=rng.random((64, 64), dtype=np.float32)) for i in range(n)]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def test_scratch_and_durable_writes_give_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "durable").mkdir()
+    (tmp_path / "scratch").mkdir()
+    synced = _record_fsyncs(monkeypatch)
+    a = atdata.write_samples(_samples(30), str(tmp_path / "durable" / "x-%06d.tar"), maxcount=8)
+    durable_syncs = len(synced)
+    b = atdata.write_samples(
+        _samples(30), str(tmp_path / "scratch" / "x-%06d.tar"), maxcount=8, durable=False
+    )
+    monkeypatch.undo()
+    assert len(synced) == durable_syncs  # the scratch write fsynced nothing
+    assert durable_syncs == 4 * 3 * 2  # 4 shards x (shard, .idx, .manifest) x (file, directory)
+    assert _files(tmp_path / "durable") == _files(tmp_path / "scratch")
+    assert [i.checksum for i in a.shard_infos] == [i.checksum for i in b.shard_infos]
+    for info in b.shard_infos:
+        assert sha256_file(info.url) == (info.checksum.digest, info.size)
+    assert [s["i"] for s in b] == list(range(30))
+
+
+def test_a_scratch_file_appears_only_when_committed(tmp_path: Path) -> None:
+    target = tmp_path / "state.bin"
+    target.write_bytes(b"old")
+    out = AtomicFile(target, durable=False)
+    out.write(b"new " * 1000)
+    assert target.read_bytes() == b"old"
+    out.abort()
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.bin"]
+    out = AtomicFile(target, durable=False)
+    out.write(b"new")
+    out.commit()
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.bin"]
+
+
+def test_a_durable_file_starts_writeback_of_what_it_has_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[int, int]] = []
+    real = fs._start_writeback
+
+    def recording(fd: int, offset: int, length: int) -> None:
+        assert os.fstat(fd).st_size >= offset + length  # only bytes already in the file
+        started.append((offset, length))
+        real(fd, offset, length)
+
+    monkeypatch.setattr(fs, "_start_writeback", recording)
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    for durable in (True, False):
+        out = LocalFileSink(tmp_path / f"f-{durable}.bin", durable=durable)
+        for _ in range(20):
+            out.write(chunk)
+        out.commit()
+        assert (tmp_path / f"f-{durable}.bin").read_bytes() == chunk * 20
+    assert started == [(0, 8 << 20), (8 << 20, 8 << 20)]  # none for the scratch file
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_writeback_is_started_through_the_kernel_on_linux(tmp_path: Path) -> None:
+    assert fs._sync_file_range() is not None
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"x" * 4096)
+        f.flush()
+        fs._start_writeback(f.fileno(), 0, 4096)  # a hint: returns without waiting or raising
+
+
+def test_durable_false_is_refused_with_a_sink_factory(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="durable=False"):
+        ShardWriter(str(tmp_path / "x-%06d.tar"), sink_factory=LocalFileSink, durable=False)
+
+
+_KILLED_SCRATCH_WRITER = """
+import os, sys, numpy as np, atdata
+from atdata.sample import DictSample
+sys.path.insert(0, sys.argv[2])
+from waiting import wait_until
+first = sys.argv[1] % 0
+def samples():
+    rng = np.random.default_rng(0)
+    for i in range(10**9):
+        if i == 40:  # two shards handed to the background thread: wait for the first's commit
+            wait_until(
+                lambda: os.path.exists(first) and os.path.exists(first + '.idx'),
+                'the first shard and its sidecar committed',
+            )
+            print('committed', flush=True)
+        yield DictSample(i=i, blob=rng.integers(0, 255, 1 << 16, dtype=np.uint8))
+atdata.write_samples(samples(), sys.argv[1], maxcount=16, durable=False)
+"""
+
+
+def test_a_killed_scratch_writer_leaves_only_whole_shards(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "k-%06d.tar")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SCRATCH_WRITER, pattern, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "committed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    proc.stdout.close()
+    finals = sorted(tmp_path.glob("*.tar"))
+    assert tmp_path / "k-000000.tar" in finals
+    for path in finals:  # whatever has its final name is whole (a sidecar may be missing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AtdataWarning)
+            assert len(list(atdata.Dataset[DictSample](str(path)))) == 16
