@@ -50,13 +50,15 @@ def load_reference(
     Once the entry is known, the first shard's download (when it is a blob with chunk digests
     and no shard cache is used) starts beside the schema fetch: the first ``open()`` of that
     shard within :data:`PREFETCH_CLAIM_S` seconds takes it (see :meth:`BlobOpener.prefetch`).
+    A first shard with a published manifest is not prefetched: a query may prune it, and a
+    query by manifest downloads only the shards it keeps.
     """
     resolver = resolver or current_resolver() or Resolver.default()
     client = AtmosphereClient(resolver=resolver)
     entry, label = resolve_entry(ref, client)
     urls, checksums = entry_shards(client, entry)
     opener = blob_opener(urls, checksums, entry.value.storage, ShardCache.from_setting(cache))
-    if urls:
+    if urls and not _has_manifest(entry.value.storage, 0):
         opener.prefetch(urls[0])
     try:
         resolved = resolved_dataset(client, entry, label)
@@ -64,6 +66,11 @@ def load_reference(
     except BaseException:
         opener.stop_prefetch()
         raise
+
+
+def _has_manifest(storage: Storage, shard: int) -> bool:
+    """Whether the record publishes a manifest for its ``shard``-th blob."""
+    return isinstance(storage, BlobStorage) and storage.blobs[shard].manifest is not None
 
 
 def dataset_of(
