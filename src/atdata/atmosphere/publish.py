@@ -22,6 +22,7 @@ to the validated entry, its :class:`~atdata.schema.Schema` and the shard URLs to
 
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -30,7 +31,7 @@ from ..errors import AtmosphereError, ConflictError, NotFoundError
 from ..schema import Schema
 from ..shards.info import Checksum, ShardInfo
 from .blobs import BlobPlan, plan_blobs, sha256_of, upload_blobs
-from .client import AtmosphereClient, StoredRecord
+from .client import MAX_PAGE_SIZE, AtmosphereClient, StoredRecord
 from .records import (
     ENTRY,
     LABEL,
@@ -54,7 +55,10 @@ __all__ = [
     "publish_dataset",
     "published_lineage",
     "publish_lens",
+    "entry_shards",
     "resolve_dataset",
+    "resolve_entry",
+    "resolved_dataset",
 ]
 
 StorageMode = Literal["auto", "urls", "blobs"]
@@ -350,6 +354,14 @@ def resolve_dataset(
         if resolver is None:
             raise AtmosphereError("resolve_dataset needs resolver=Resolver(...) or client=...")
         client = AtmosphereClient(resolver=resolver)
+    return resolved_dataset(client, *resolve_entry(ref, client))
+
+
+def resolve_entry(
+    ref: str | AtUri, client: AtmosphereClient
+) -> tuple[StoredRecord[DatasetRecord], StoredRecord[LabelRecord] | None]:
+    """The entry record ``ref`` names (see :func:`resolve_dataset`) and the label that led to
+    it, if any; :func:`resolved_dataset` completes it (the schema)."""
     label: StoredRecord[LabelRecord] | None = None
     if isinstance(ref, AtUri) or ref.startswith("at://"):
         at = AtUri.parse(ref) if isinstance(ref, str) else ref
@@ -362,9 +374,9 @@ def resolve_dataset(
     else:
         handle, name, version = parse_dataset_ref(ref)
         did = client.account_did(handle)
-        label = _pick_label(client, did, name, version)
-        if label is not None:
-            entry = client.get_entry(label.value.dataset_uri)
+        labelled = _labelled_entry(client, did, name, version)
+        if labelled is not None:
+            label, entry = labelled
         elif version is None:
             entries = [e for e in client.entries(did, on_invalid="skip") if e.value.name == name]
             if not entries:
@@ -372,7 +384,7 @@ def resolve_dataset(
             entry = max(entries, key=lambda e: e.value.created_at)
         else:
             raise NotFoundError(f"@{handle} has no label {name}@{version}")
-    return _resolved(client, entry, label)
+    return entry, label
 
 
 def _version_key(version: str | None, created_at: str) -> tuple[Any, ...]:
@@ -384,36 +396,66 @@ def _version_key(version: str | None, created_at: str) -> tuple[Any, ...]:
     return (1, parts, created_at)
 
 
-def _pick_label(
-    client: AtmosphereClient, did: str, name: str, version: str | None
-) -> StoredRecord[LabelRecord] | None:
-    matches = [
-        lab
-        for lab in client.labels(did, on_invalid="skip")
-        if lab.value.name == name and (version is None or lab.value.version == version)
-    ]
-    if not matches:
-        return None
-    return max(matches, key=lambda lab: _version_key(lab.value.version, lab.value.created_at))
-
-
-def _resolved(
+def _labelled_entry(
     client: AtmosphereClient,
-    entry: StoredRecord[DatasetRecord],
-    label: StoredRecord[LabelRecord] | None,
-) -> ResolvedDataset:
-    schema_stored = client.get_schema(entry.value.schema_ref)
-    schema = schema_stored.value.to_schema(where=str(schema_stored.uri))
+    did: str,
+    name: str,
+    version: str | None,
+    *,
+    page_size: int = MAX_PAGE_SIZE,
+) -> tuple[StoredRecord[LabelRecord], StoredRecord[DatasetRecord]] | None:
+    """The highest-versioned label of ``name`` (of ``version``, if given) and its entry.
+
+    Every label page is read (the cursor is followed to its end, so no label is missed), but
+    the entry of the best label so far is fetched beside the next page: when later pages change
+    nothing (the usual case: the last page is empty) the entry costs no extra round trip.
+    """
+
+    def key(lab: StoredRecord[LabelRecord]) -> tuple[Any, ...]:
+        return _version_key(lab.value.version, lab.value.created_at)
+
+    best: StoredRecord[LabelRecord] | None = None
+    fetching: tuple[StoredRecord[LabelRecord], Future[StoredRecord[DatasetRecord]]] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="atdata-resolve") as pool:
+        for page in client.label_pages(did, on_invalid="skip", page_size=page_size):
+            for lab in page:
+                if lab.value.name != name or (version is not None and lab.value.version != version):
+                    continue
+                if best is None or key(lab) > key(best):  # ties: the first, as max() picks
+                    best = lab
+            if best is not None and (fetching is None or fetching[0] is not best):
+                fetching = (best, pool.submit(client.get_entry, best.value.dataset_uri))
+        if best is None or fetching is None:
+            return None
+        return best, fetching[1].result()
+
+
+def entry_shards(
+    client: AtmosphereClient, entry: StoredRecord[DatasetRecord]
+) -> tuple[list[str], list[Checksum | None]]:
+    """The URLs to open an entry's shards by (blobs: with their PDS) and their checksums."""
     did = entry.uri.did
     storage = entry.value.storage
     pds = client.pds_for(did) if isinstance(storage, BlobStorage) else None
+    return storage.shard_urls(did, pds), storage.checksums()
+
+
+def resolved_dataset(
+    client: AtmosphereClient,
+    entry: StoredRecord[DatasetRecord],
+    label: StoredRecord[LabelRecord] | None = None,
+) -> ResolvedDataset:
+    """The entry (from :func:`resolve_entry`) with its schema fetched and its shard URLs."""
+    schema_stored = client.get_schema(entry.value.schema_ref)
+    schema = schema_stored.value.to_schema(where=str(schema_stored.uri))
+    urls, checksums = entry_shards(client, entry)
     return ResolvedDataset(
         uri=entry.uri,
         entry=entry.value,
         schema_uri=schema_stored.uri,
         schema=schema,
-        urls=storage.shard_urls(did, pds),
-        checksums=storage.checksums(),
+        urls=urls,
+        checksums=checksums,
         label=label,
         entry_cid=entry.cid,
     )

@@ -16,7 +16,9 @@ counts as resolved when the DID document it leads to claims it back (``alsoKnown
 ``at://<handle>``), so a lying resolver cannot redirect a handle to someone else's data.
 ``did:plc`` documents come from the PLC directory; ``did:web`` documents from
 ``https://<host>/.well-known/did.json`` (``http://`` for ``localhost`` / ``127.0.0.1`` only).
-Documents are cached for ``cache_ttl`` seconds.
+Documents are cached for ``cache_ttl`` seconds; the handles and PDS they name are also kept on
+disk for that long (``$ATDATA_HOME/cache/identity``, see :mod:`.identity_cache`; off with
+``disk_cache=False``), so that a new process loading ``@handle/name`` skips the document fetch.
 """
 
 import contextlib
@@ -32,6 +34,7 @@ from urllib.parse import unquote
 from ..errors import AtmosphereError
 from ..sources.at import use_pds_locator
 from ._http import HttpReader, XrpcError, check_service_url, printable
+from .identity_cache import IdentityCache
 from .uri import is_did, normalize_handle
 
 __all__ = [
@@ -109,6 +112,7 @@ class Resolver:
         well_known_handles: bool = False,
         timeout: float | None = None,
         cache_ttl: float = 300.0,
+        disk_cache: bool = True,
     ) -> None:
         self.plc_url = check_service_url(plc_url, "plc_url")
         self.handle_resolver_pds = (
@@ -121,6 +125,8 @@ class Resolver:
         self._http = HttpReader(timeout=timeout)
         self._docs: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        #: where the identity parts of documents are kept between processes (None: nowhere)
+        self.disk_cache = IdentityCache.default(ttl=cache_ttl) if disk_cache else None
 
     @classmethod
     def public(cls, **kwargs: Any) -> "Resolver":
@@ -158,13 +164,10 @@ class Resolver:
         """The DID of ``handle`` (``@`` prefix allowed), verified against its DID document."""
         handle = normalize_handle(handle)
         did = self._handle_to_did(handle)
-        doc = self.did_document(did)
-        claimed = {
-            aka[len("at://") :].lower()
-            for aka in doc.get("alsoKnownAs", [])
-            if isinstance(aka, str) and aka.startswith("at://")
-        }
-        if handle not in claimed:
+        doc = self._identity(did)
+        if handle not in _claimed(doc) and doc is not self._memory(did):
+            doc = self.did_document(did)  # a kept document is only a hint: ask again
+        if handle not in _claimed(doc):
             raise AtmosphereError(
                 f"handle {handle} resolved to {did}, but that DID's document does not claim the "
                 "handle (alsoKnownAs); refusing to trust the mapping"
@@ -216,18 +219,42 @@ class Resolver:
 
     # -- DIDs --------------------------------------------------------------------------------
     def did_document(self, did: str) -> dict[str, Any]:
-        """The DID document of ``did`` (cached), checked to be for that DID."""
+        """The DID document of ``did`` (cached in memory), checked to be for that DID."""
         if not is_did(did):
             raise AtmosphereError(f"{did!r:.200} is not a DID")
+        cached = self._memory(did)
+        if cached is not None:
+            return cached
         now = time.monotonic()
-        with self._lock:
-            cached = self._docs.get(did)
-            if cached is not None and cached[0] > now:
-                return cached[1]
         doc = self._fetch_document(did)
         with self._lock:
             self._docs[did] = (now + self.cache_ttl, doc)
+        if self.disk_cache is not None:
+            self.disk_cache.put(self._service_of(did), did, doc)
         return doc
+
+    def _memory(self, did: str) -> dict[str, Any] | None:
+        with self._lock:
+            cached = self._docs.get(did)
+        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
+    def _identity(self, did: str) -> dict[str, Any]:
+        """The handles and PDS of ``did``'s document: in memory, else kept on disk (see
+        :mod:`.identity_cache`; never keys), else the document fetched."""
+        if not is_did(did):
+            raise AtmosphereError(f"{did!r:.200} is not a DID")
+        cached = self._memory(did)
+        if cached is not None:
+            return cached
+        if self.disk_cache is not None and self.cache_ttl > 0:
+            kept = self.disk_cache.get(self._service_of(did), did)
+            if kept is not None:
+                return kept
+        return self.did_document(did)
+
+    def _service_of(self, did: str) -> str:
+        """Where ``did``'s document comes from (the disk cache's key beside the DID)."""
+        return self.plc_url if did.startswith("did:plc:") else "did:web"
 
     def _fetch_document(self, did: str) -> dict[str, Any]:
         if did.startswith("did:plc:"):
@@ -250,7 +277,7 @@ class Resolver:
 
     def pds_endpoint(self, did: str) -> str:
         """The base URL of the PDS hosting ``did``'s repository (from its DID document)."""
-        doc = self.did_document(did)
+        doc = self._identity(did)
         services = doc.get("service")
         if isinstance(services, list):
             for svc in services:
@@ -270,7 +297,7 @@ class Resolver:
         given a DID, ``handle`` is the one its document claims (not checked against DNS)."""
         if is_did(identifier):
             did = identifier
-            doc = self.did_document(did)
+            doc = self._identity(did)
             handle = next(
                 (
                     aka[len("at://") :]
@@ -285,12 +312,14 @@ class Resolver:
         return Identity(did=did, handle=handle, pds=self.pds_endpoint(did))
 
     def forget(self, did: str | None = None) -> None:
-        """Drop cached DID documents (one, or all)."""
+        """Drop cached DID documents (one, or all; on disk, the one)."""
         with self._lock:
             if did is None:
                 self._docs.clear()
             else:
                 self._docs.pop(did, None)
+        if did is not None and self.disk_cache is not None and is_did(did):
+            self.disk_cache.forget(self._service_of(did), did)
 
     # -- making it current --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -303,6 +332,16 @@ class Resolver:
                 yield self
         finally:
             _CURRENT.reset(token)
+
+
+def _claimed(doc: Mapping[str, Any]) -> set[str]:
+    """The handles a DID document claims (``alsoKnownAs`` ``at://<handle>``), lowercased."""
+    aka = doc.get("alsoKnownAs")
+    return {
+        a[len("at://") :].lower()
+        for a in (aka if isinstance(aka, list) else ())
+        if isinstance(a, str) and a.startswith("at://")
+    }
 
 
 def _did_web_url(did: str) -> str:

@@ -88,7 +88,7 @@ class KeyResolver:
     def __init__(self, plc_urls: list[str]) -> None:
         if not plc_urls:
             raise ValueError("at least one PLC directory URL is needed")
-        self._resolvers = [Resolver(plc_url=u) for u in plc_urls]
+        self._resolvers = [Resolver(plc_url=u, disk_cache=False) for u in plc_urls]
         self._keys: dict[str, Any] = {}
         self._lock = threading.Lock()
 

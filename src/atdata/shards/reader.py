@@ -46,12 +46,17 @@ __all__ = [
 ]
 
 _STREAM_CHUNK = 4 << 20
+_READY_STEP = 1 << 20  # first buffer size for streams that can say what is ready (see _refill)
+_READY_UNTIL = 16 << 20  # how far into a stream it is parsed as its bytes arrive
 _FIRST_CHUNK = 64  # members parsed before the first samples are handed on
 _MAX_CHUNK = 4096
 _STREAM_SAMPLE_CHUNK = 256
 # stream buffers kept for reuse: a batch of _STREAM_SAMPLE_CHUNK samples can hold views into
 # ~10 buffers of _STREAM_CHUNK (B3: 150 KB samples), released together when the batch is done
 _SPENT_BUFFERS = 16
+# room a fresh stream buffer is allocated with beyond its size: a reused buffer grows by the
+# bytes kept from the previous one (a partial member) without a reallocation, which would copy it
+_HEADROOM = 512 << 10
 _SAMPLE_SUFFIX = "msgpack"
 
 Body = memoryview | bytes
@@ -326,15 +331,18 @@ def _iter_stream(
     buf: bytes | bytearray = b""
     pos = 0  # position in buf
     eof = False
-    need = _STREAM_CHUNK
+    need = BLOCK
     member_cap = max_stream_member()
     spent: list[bytearray] = []  # buffers parsed already, reused once nothing points into them
     while True:
         if not eof and len(buf) - pos < need:
             # another buffer each time: the views handed out below keep pointing into the old one
+            short = need - (len(buf) - pos)
+            # the first bytes are parsed as they come (the first batch); then in big buffers
+            early = short if base + pos < _READY_UNTIL else None
             with memoryview(buf) as old:
                 fresh, eof = _refill(
-                    stream, old[pos:], max(_STREAM_CHUNK, need - (len(buf) - pos)), url, spent
+                    stream, old[pos:], max(_STREAM_CHUNK, short), url, spent, least=early
                 )
             if isinstance(buf, bytearray):
                 spent.append(buf)
@@ -391,9 +399,20 @@ def _check_extent(extent: int, offset: int, max_size: int | None, cap: int, url:
 
 
 def _refill(
-    stream: BinaryIO, kept: memoryview, count: int, url: str, spent: list[bytearray] | None = None
+    stream: BinaryIO,
+    kept: memoryview,
+    count: int,
+    url: str,
+    spent: list[bytearray] | None = None,
+    *,
+    least: int | None = None,
 ) -> tuple[bytearray, bool]:
     """A buffer of ``kept`` plus up to ``count`` more bytes of ``stream``, and whether it ended.
+
+    A stream that can tell whether more bytes are there without waiting (``ready()``: a
+    download running ahead on its own thread) is only waited on for ``least`` bytes: once that
+    many arrived and it has nothing ready, what arrived is parsed (the first samples of a slow
+    download are not held back until ``count`` bytes are in).
 
     The bytes are read straight into the buffer (``readinto``, when the stream has it), so
     each byte is copied once on its way from the stream. The buffer grows one chunk at a time,
@@ -402,11 +421,15 @@ def _refill(
     only when no view of it (a member body, an array decoded from one) is left, else new.
     """
     readinto = getattr(stream, "readinto", None)
+    ready = getattr(stream, "ready", None) if least is not None else None
     held = len(kept)
-    size = held + min(count, _STREAM_CHUNK)
+    # a stream that may hand over less starts in a smaller buffer, grown while more is ready
+    step = _STREAM_CHUNK if ready is None else max(least or 0, _READY_STEP)
+    size = held + min(count, step)
     buf = _unused(spent, size) if spent else None
     if buf is None:
-        buf = bytearray(size)
+        buf = bytearray(size + _HEADROOM)
+        del buf[size:]  # the allocation stays (a shrink by less than half never reallocates)
     buf[:held] = kept
     filled = held
     end = held + count
@@ -431,6 +454,8 @@ def _refill(
             eof = True
             break
         filled += n
+        if ready is not None and filled - held >= (least or 0) and not ready():
+            break
     if filled < len(buf):
         del buf[filled:]
     return buf, eof
@@ -445,8 +470,12 @@ def _unused(spent: list[bytearray], size: int) -> bytearray | None:
     no new view of it can appear once it has none.
     """
     for i, buf in enumerate(spent):
+        if not buf:
+            continue  # (never the case: an empty buffer is not worth a check)
         try:
-            buf.append(0)  # raises BufferError while any view of it exists
+            # raises BufferError while any view of it exists; shrinking by a byte never moves
+            # the buffer (an append to an exactly-sized one reallocates: a copy of megabytes)
+            del buf[-1:]
         except BufferError:
             continue
         del spent[i]

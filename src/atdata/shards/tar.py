@@ -6,6 +6,7 @@ Reading parses headers straight out of a buffer (an mmap of a local file or a ch
 and verifies their checksums in bulk with numpy.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,8 +347,31 @@ def verify_indexed_headers(
     return first
 
 
+_OCTAL_RUN = re.compile(rb"[0-7]+")
+_FEW_ROWS = 32  # below this many rows a loop of regex matches beats the vectorised parse
+
+
 def _parse_octal_rows(field: "np.ndarray[Any, np.dtype[np.int64]]") -> "np.ndarray[Any, Any]":
-    """Vectorised octal parse of checksum fields: leading spaces, digits, then NUL/space."""
+    """Vectorised octal parse of checksum fields: leading spaces, digits, then NUL/space.
+
+    Each row's value is its first run of octal digits (anything before it is skipped, anything
+    after it ignored), -1 for a row without a digit. A few rows (a streamed buffer's headers)
+    are parsed one by one with a regex; many with array operations: the same rule either way.
+    """
+    rows, width = field.shape
+    if rows <= _FEW_ROWS:
+        raw = field.astype(np.uint8).tobytes()  # header bytes: every value is 0..255
+        out = np.empty(rows, dtype=np.int64)
+        for i in range(rows):
+            run = _OCTAL_RUN.search(raw, i * width, (i + 1) * width)
+            out[i] = int(run.group(), 8) if run else -1
+        return out
+    return _parse_octal_rows_vectorised(field)
+
+
+def _parse_octal_rows_vectorised(
+    field: "np.ndarray[Any, np.dtype[np.int64]]",
+) -> "np.ndarray[Any, Any]":
     is_digit = (field >= 48) & (field <= 55)
     value = np.zeros(field.shape[0], dtype=np.int64)
     started = np.zeros(field.shape[0], dtype=bool)

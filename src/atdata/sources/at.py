@@ -196,11 +196,12 @@ class AtBlobSource(KeepsSpool):
         self.timeout = self.deadlines.idle
         self._kept: Spool | None = None
         self._hand_off = False  # the kept download was made for a scan: the next open() takes it
+        self._started: ChunkVerifiedStream | None = None  # see start_stream()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_kept"], state["_hand_off"] = None, False
+        state["_kept"], state["_hand_off"], state["_started"] = None, False, None
         del state["_lock"]
         return state
 
@@ -246,6 +247,9 @@ class AtBlobSource(KeepsSpool):
     def stream(self) -> BinaryIO:
         """A new download of the blob, handed out chunk by chunk as each is verified against
         :attr:`chunks` (the whole blob against the CID at its end); needs :attr:`chunks`."""
+        return cast(BinaryIO, self._chunk_stream())
+
+    def _chunk_stream(self, claim_within: float | None = None) -> ChunkVerifiedStream:
         if self.chunks is None:
             raise SourceError(f"{self.url}: no chunk digests are known to stream it verified")
         pds = self._pds_url()
@@ -254,7 +258,24 @@ class AtBlobSource(KeepsSpool):
         def fetch(on_chunk: Callable[[bytes], object]) -> int:
             return self._fetch(pds, on_chunk)
 
-        return cast(BinaryIO, ChunkVerifiedStream(fetch, self.chunks, want, self.url))
+        return ChunkVerifiedStream(fetch, self.chunks, want, self.url, claim_within=claim_within)
+
+    def start_stream(self, *, claim_within: float) -> None:
+        """Start the download the next :meth:`open` hands out, now (a prefetch; needs
+        :attr:`chunks`). Not opened within ``claim_within`` seconds, it stops and lets its
+        chunks go, and ``open()`` downloads afresh."""
+        stream = self._chunk_stream(claim_within)
+        with self._lock:
+            old, self._started = self._started, stream
+        if old is not None:
+            old.close()
+
+    def stop_stream(self) -> None:
+        """Stop a download started by :meth:`start_stream` that was not opened yet."""
+        with self._lock:
+            old, self._started = self._started, None
+        if old is not None:
+            old.close()
 
     def download(self, *, in_memory: int = 0) -> Spool:
         """The blob, verified against its CID, in a new spool (the caller closes it)."""
@@ -282,6 +303,10 @@ class AtBlobSource(KeepsSpool):
             self._kept, self._hand_off = None, False
 
     def _reader(self) -> BinaryIO:
+        with self._lock:
+            started, self._started = self._started, None
+        if started is not None and started.claim():
+            return cast(BinaryIO, started)
         with self._lock:
             kept = self._kept
             if kept is not None and not kept.closed:

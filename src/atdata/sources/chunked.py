@@ -18,6 +18,7 @@ import hashlib
 import io
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -121,17 +122,55 @@ Fetch = Callable[[Callable[[bytes], object]], object]
 """Runs a download, handing each piece of the body to the callback it is given."""
 
 
+class _Claim:
+    """Whether a stream started before anyone asked for it (a prefetch) was taken in time."""
+
+    def __init__(self, within: float | None) -> None:
+        self._deadline = None if within is None else time.monotonic() + within
+        self._state = "open" if within is not None else "taken"
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Take the stream: False when its time ran out (it stopped; open another)."""
+        with self._lock:
+            self._check()
+            if self._state == "expired":
+                return False
+            self._state = "taken"
+            return True
+
+    def expired(self) -> bool:
+        with self._lock:
+            self._check()
+            return self._state == "expired"
+
+    def _check(self) -> None:
+        late = self._deadline is not None and time.monotonic() > self._deadline
+        if self._state == "open" and late:
+            self._state = "expired"
+
+
 class ChunkVerifiedStream(io.RawIOBase):
     """The body ``fetch`` downloads, handed out only in chunks verified against ``chunks``.
 
     ``whole_sha256`` (hex) is the digest the whole body must have (checked after the last
-    chunk, before end-of-stream is returned).
+    chunk, before end-of-stream is returned). With ``claim_within`` the stream is a prefetch:
+    it must be taken with :meth:`claim` within that many seconds, else its download stops (and
+    its queued chunks are let go) when it next waits for the reader.
     """
 
     #: the download runs ahead of the reader on its own thread (read_ahead adds no other)
     reads_ahead = True
 
-    def __init__(self, fetch: Fetch, chunks: ChunkDigests, whole_sha256: str, url: str) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        chunks: ChunkDigests,
+        whole_sha256: str,
+        url: str,
+        *,
+        claim_within: float | None = None,
+    ) -> None:
         super().__init__()
         self.url = url
         self._chunks = chunks
@@ -144,14 +183,26 @@ class ChunkVerifiedStream(io.RawIOBase):
         self._done = False
         # the thread holds the producer, not this stream: a stream dropped without close() is
         # collected, and closing it (IOBase.__del__) stops the download
-        producer = _Producer(chunks, self._whole, url, self._queue, self._stop)
+        self._claim = _Claim(claim_within)
+        producer = _Producer(chunks, self._whole, url, self._queue, self._stop, claim=self._claim)
         self._thread = threading.Thread(
             target=producer.run, args=(fetch,), name="atdata-chunk-verify", daemon=True
         )
         self._thread.start()
 
+    def claim(self) -> bool:
+        """Take a prefetched stream for reading: False (and closed) when it waited too long."""
+        if self._claim.take():
+            return True
+        self.close()
+        return False
+
     def readable(self) -> bool:
         return True
+
+    def ready(self) -> bool:
+        """Whether a read would return (bytes, the end or an error) without waiting."""
+        return bool(len(self._current)) or self._done or not self._queue.empty()
 
     def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
         with memoryview(buffer) as view, view.cast("B") as out:
@@ -208,12 +259,15 @@ class _Producer:
         url: str,
         out: "queue.Queue[memoryview | BaseException | None]",
         stop: threading.Event,
+        *,
+        claim: _Claim,
     ) -> None:
         self._chunks = chunks
         self._whole = whole_sha256
         self.url = url
         self._queue = out
         self._stop = stop
+        self._claim = claim
 
     def _put(
         self, item: memoryview | BaseException | None, idle: Callable[[], object] | None = None
@@ -225,7 +279,7 @@ class _Producer:
                 return
             except queue.Full:
                 idle()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._claim.expired():
             try:
                 self._queue.put(item, timeout=_POLL)
                 return
@@ -303,6 +357,12 @@ class _Producer:
                 )
             self._put(None)
         except _Stopped:
+            if self._claim.expired():  # nobody took the prefetch: let its chunks go
+                try:
+                    while True:
+                        self._queue.get_nowait()
+                except queue.Empty:
+                    pass
             return
         except (SourceError, IntegrityError, OSError) as exc:
             try:
