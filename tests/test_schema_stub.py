@@ -52,6 +52,25 @@ def _import(path: Path) -> ModuleType:
     return module
 
 
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for this module's runs: the first run analyses numpy, typing and atdata
+    (most of its time), the later ones reuse that and check only the new files. mypy's cache is
+    keyed by each file's path and hash, so nothing a run checks comes from a stale entry."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+def _mypy(cache: Path, cwd: Path, *files: str) -> subprocess.CompletedProcess[str]:
+    """``mypy --strict`` (no config file) over ``files`` in ``cwd``, with the module's cache."""
+    # fmt: off
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--config-file=", f"--cache-dir={cache}",
+         *files],
+        cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+    )
+    # fmt: on
+
+
 @pytest.fixture
 def stub_file(tmp_index: atdata.Index, tmp_path: Path) -> Path:
     tmp_index.write(make_samples(Scan, 3, seed=1), name="scans")
@@ -61,7 +80,9 @@ def stub_file(tmp_index: atdata.Index, tmp_path: Path) -> Path:
     return out
 
 
-def test_stub_declares_the_stored_fields_and_passes_mypy_strict(stub_file: Path) -> None:
+def test_stub_declares_the_stored_fields_and_passes_mypy_strict(
+    stub_file: Path, mypy_cache: Path
+) -> None:
     text = stub_file.read_text()
     assert "image: Annotated[NDArray[np.uint8], atdata.Shape(8, 8, 3)]" in text
     assert "embedding: Annotated[NDArray[np.float32], atdata.Shape(None)]" in text
@@ -77,18 +98,11 @@ def test_stub_declares_the_stored_fields_and_passes_mypy_strict(stub_file: Path)
         "    return s.where.x + len(s.path)\n\n"
         "p = Point(x=1.0, tags=['a'])\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--config-file=", "--no-incremental",
-         stub_file.name, user.name],
-        cwd=stub_file.parent, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    proc = _mypy(mypy_cache, stub_file.parent, stub_file.name, user.name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     bad = stub_file.with_name("bad_code.py")
     bad.write_text("from scan_stub import Scan\n\ndef f(s: Scan) -> str:\n    return s.label\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--config-file=", "--no-incremental", bad.name],
-        cwd=stub_file.parent, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    proc = _mypy(mypy_cache, stub_file.parent, bad.name)
     assert proc.returncode == 1 and "Incompatible return value" in proc.stdout
 
 
@@ -143,15 +157,14 @@ def test_stub_to_stdout_of_a_stored_schema_ref(tmp_index: atdata.Index) -> None:
     compile(result.stdout, "<stub>", "exec")  # parses; never imported by atdata
 
 
-def test_stub_of_a_schema_inferred_from_shards_type_checks(tmp_path: Path) -> None:
+def test_stub_of_a_schema_inferred_from_shards_type_checks(
+    tmp_path: Path, mypy_cache: Path
+) -> None:
     atdata.write_samples([atdata.DictSample(n=None, x=1)], tmp_path / "n.tar")
     out = tmp_path / "inferred_stub.py"
     result = runner.invoke(app, ["schema", "stub", str(tmp_path / "n.tar"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "n: Any | None" in text and "from typing import Any" in text
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--config-file=", out.name],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    proc = _mypy(mypy_cache, tmp_path, out.name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
