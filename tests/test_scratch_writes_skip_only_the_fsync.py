@@ -2,10 +2,7 @@
 fsyncs; durable writes fsync every file and start its writeback while it is being written."""
 
 import os
-import signal
-import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +11,7 @@ import pytest
 import atdata
 import atdata._fs as fs
 from atdata._fs import AtomicFile, sha256_file
-from atdata.errors import AtdataWarning, InvalidArgumentError
+from atdata.errors import InvalidArgumentError
 from atdata.sample import DictSample
 from atdata.shards.sink import LocalFileSink
 from atdata.shards.writer import ShardWriter
@@ -112,43 +109,3 @@ def test_writeback_is_started_through_the_kernel_on_linux(tmp_path: Path) -> Non
 def test_durable_false_is_refused_with_a_sink_factory(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="durable=False"):
         ShardWriter(str(tmp_path / "x-%06d.tar"), sink_factory=LocalFileSink, durable=False)
-
-
-_KILLED_SCRATCH_WRITER = """
-import os, sys, numpy as np, atdata
-from atdata.sample import DictSample
-sys.path.insert(0, sys.argv[2])
-from waiting import wait_until
-first = sys.argv[1] % 0
-def samples():
-    rng = np.random.default_rng(0)
-    for i in range(10**9):
-        if i == 40:  # two shards handed to the background thread: wait for the first's commit
-            wait_until(
-                lambda: os.path.exists(first) and os.path.exists(first + '.idx'),
-                'the first shard and its sidecar committed',
-            )
-            print('committed', flush=True)
-        yield DictSample(i=i, blob=rng.integers(0, 255, 1 << 16, dtype=np.uint8))
-atdata.write_samples(samples(), sys.argv[1], maxcount=16, durable=False)
-"""
-
-
-def test_a_killed_scratch_writer_leaves_only_whole_shards(tmp_path: Path) -> None:
-    pattern = str(tmp_path / "k-%06d.tar")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_SCRATCH_WRITER, pattern, str(Path(__file__).parent)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "committed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(60)
-    proc.stdout.close()
-    finals = sorted(tmp_path.glob("*.tar"))
-    assert tmp_path / "k-000000.tar" in finals
-    for path in finals:  # whatever has its final name is whole (a sidecar may be missing)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AtdataWarning)
-            assert len(list(atdata.Dataset[DictSample](str(path)))) == 16

@@ -203,15 +203,18 @@ def samples():
             )
             print('committed', flush=True)
         yield DictSample(i=i, blob=rng.integers(0, 255, 1 << 16, dtype=np.uint8))
-atdata.write_samples(samples(), sys.argv[1], maxcount=16)
+atdata.write_samples(samples(), sys.argv[1], maxcount=16, durable=sys.argv[3] == "durable")
 """
 
 
-def test_a_killed_writer_leaves_no_partial_shard_under_a_final_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["durable", "scratch"])  # scratch: durable=False
+def test_a_killed_writer_leaves_no_partial_shard_under_a_final_name(
+    tmp_path: Path, durability: str
+) -> None:
     pattern = str(tmp_path / "k-%06d.tar")
     tests_dir = str(Path(__file__).resolve().parent)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, pattern, tests_dir],
+        [sys.executable, "-c", _KILLED_WRITER, pattern, tests_dir, durability],
         stdout=subprocess.PIPE,
         text=True,
     )
