@@ -31,7 +31,7 @@ from .session import AtmosphereSession
 from .storage import BLOB_MIME_TYPE, BlobRef
 from .uri import AtUri, is_cid, is_did
 
-__all__ = ["AtmosphereClient", "OnInvalid", "StoredRecord"]
+__all__ = ["MAX_PAGE_SIZE", "AtmosphereClient", "OnInvalid", "StoredRecord"]
 
 R = TypeVar("R")
 AnyRecord = TypeVar("AnyRecord", SchemaRecord, DatasetRecord, LensRecord, LabelRecord)
