@@ -9,7 +9,8 @@ While a durable file is written, the kernel is asked to start writing each finis
 disk (Linux ``sync_file_range``), so that the final fsync has little left to wait for and the disk
 works while the writer computes. ``durable=False`` keeps the atomic rename but skips the fsyncs
 (scratch output: running processes still see the old file or the whole new one, but after a
-power loss or kernel crash the file may be missing, empty or incomplete). :func:`atomic_write_bytes` is the one-call form for small files.
+power loss or kernel crash the file may be missing, empty or incomplete).
+:func:`atomic_write_bytes` is the one-call form for small files.
 
 :func:`sha256_file` hashes a file with :func:`hashlib.file_digest`; :func:`hash_stream` hashes
 an open binary stream (a shard source's) and counts its bytes, optionally passing each chunk on.

@@ -471,7 +471,7 @@ def _unused(spent: list[bytearray], size: int) -> bytearray | None:
     """
     for i, buf in enumerate(spent):
         if not buf:
-            continue  # (never the case: an empty buffer is not worth a check)
+            continue  # deleting from an empty buffer deletes nothing, so it cannot probe views
         try:
             # raises BufferError while any view of it exists; shrinking by a byte never moves
             # the buffer (an append to an exactly-sized one reallocates: a copy of megabytes)
