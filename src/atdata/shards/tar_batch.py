@@ -7,15 +7,15 @@ distinct body size, and the header is put together from constant slices of the t
 a template copy patched in place.
 """
 
-from .tar import _TEMPLATE, _TEMPLATE_SUM, BLOCK, MAX_NAME, ZERO_BLOCK, encode_header
+from .tar import BLOCK, HEADER_TEMPLATE, HEADER_TEMPLATE_SUM, MAX_NAME, ZERO_BLOCK, encode_header
 
 __all__ = ["MemberAppender"]
 
 _MAX_SIZES = 4096  # distinct body sizes remembered
 # name (<= 100 bytes) | zero fill, mode, uid, gid | size | mtime | checksum | the rest
-_AFTER_NAME = [bytes(MAX_NAME - n) + _TEMPLATE[100:124] for n in range(MAX_NAME + 1)]
-_MTIME = _TEMPLATE[136:148]
-_REST = _TEMPLATE[156:BLOCK]
+_AFTER_NAME = [bytes(MAX_NAME - n) + HEADER_TEMPLATE[100:124] for n in range(MAX_NAME + 1)]
+_MTIME = HEADER_TEMPLATE[136:148]
+_REST = HEADER_TEMPLATE[156:BLOCK]
 _PADS = [ZERO_BLOCK[: (-n) % BLOCK] for n in range(BLOCK)]
 
 
@@ -29,7 +29,7 @@ class MemberAppender:
         field = b"%011o\x00" % size
         if len(field) != 12 or size < 0:
             encode_header(b"", size)  # raises the usual error
-        entry = (field + _MTIME, _TEMPLATE_SUM + sum(field))
+        entry = (field + _MTIME, HEADER_TEMPLATE_SUM + sum(field))
         if len(self._sizes) >= _MAX_SIZES:
             self._sizes.clear()
         self._sizes[size] = entry

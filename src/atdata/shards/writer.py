@@ -37,7 +37,9 @@ _SUFFIX = b".msgpack"
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9_\-:@+=,~]+$")
 _LARGE_BODY = 1 << 16  # bodies from this size on are handed to the sink as they are, not copied
 _BATCH = 1 << 20  # bytes staged before they go to the background thread
-_CHUNK = 256  # samples ``write_all`` encodes together on its fast path
+_CHUNK = 256  # samples ``write_all`` encodes together on its fast path, at most ...
+_CHUNK_BYTES = 256 << 10  # ... and about this many bytes of them (it reads this far ahead)
+_MISSES = 4  # chunks that needed the per-sample path before the fast path is given up
 Layout = Literal["msgpack", "members"]
 Members = list[tuple[str, bytes]]
 
@@ -154,6 +156,8 @@ class ShardWriter(Generic[T]):
         self._sample_number = 0
         self._codec: Codec[Any] | None = None
         self._batch: BatchEncoder | None = None
+        self._chunk = 1
+        self._misses = 0
         self._appender = MemberAppender()
         self._sample_type: type | None = None
         self._packer = msgpack.Packer(use_bin_type=True, default=_default_hook)
@@ -194,7 +198,8 @@ class ShardWriter(Generic[T]):
         it = iter(samples)
         for sample in it:
             self.write(sample)  # the first one fixes the sample type (and the fast path)
-            if self._batch is not None and self.maxsize is None:
+            if self._batch is not None and self.maxsize is None and self._sizes:
+                self._chunk = _chunk_for(self._sizes[-1])
                 self._write_chunks(it)
                 return
 
@@ -206,7 +211,7 @@ class ShardWriter(Generic[T]):
                 room = self.maxcount - len(self._keys)
             chunk: list[T] = []
             try:
-                chunk.extend(islice(it, min(room, _CHUNK)))
+                chunk.extend(islice(it, min(room, self._chunk)))
             finally:  # the samples taken before the input failed are still written
                 if chunk and not self._write_chunk(chunk):
                     for sample in chunk:
@@ -226,8 +231,13 @@ class ShardWriter(Generic[T]):
         if any(type(sample) is not self._sample_type for sample in chunk):
             return False
         bodies = batch.encode(chunk)
-        if bodies is None or max(map(len, bodies)) >= _LARGE_BODY:
+        biggest = -1 if bodies is None else max(map(len, bodies))
+        if bodies is None or biggest >= _LARGE_BODY:
+            self._misses += 1
+            if self._misses >= _MISSES or biggest >= _LARGE_BODY:
+                self._batch = None  # not a stream of small flat samples: read no more ahead
             return False
+        self._chunk = _chunk_for(biggest)
         first = self._sample_number
         keys = [f"{self.key_prefix}{n:08d}" for n in range(first, first + len(chunk))]
         names = [f"{key}.msgpack".encode() for key in keys]
@@ -466,3 +476,8 @@ class ShardWriter(Generic[T]):
         self._builder = None
         self._background.submit(Task(partial(job.finish, contents), job.location, 0, job.abort))
         self._shard_number += 1
+
+
+def _chunk_for(body_size: int) -> int:
+    """Samples per fast-path chunk after bodies of up to ``body_size`` bytes."""
+    return max(1, min(_CHUNK, _CHUNK_BYTES // (body_size + BLOCK)))
