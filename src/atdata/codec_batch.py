@@ -13,11 +13,13 @@ bytes. For anything else :meth:`BatchEncoder.encode` returns None, having change
 the caller encodes sample by sample (where conversions happen and errors name their sample).
 """
 
+from operator import attrgetter
 from typing import Any
 
 import msgpack
 import numpy as np
 
+from ._msgpack_parts import bin_header
 from .codec import LARGE_ARRAY, SCALAR_TYPES, Codec, array_header, check_dtype_shape, check_storable
 from .errors import SchemaError
 from .schema import FieldType
@@ -26,6 +28,8 @@ __all__ = ["BatchEncoder", "batch_encoder"]
 
 _NONE = type(None)
 _MAX_HEADERS = 64  # distinct (dtype, shape) pairs remembered per array field
+_NIL = msgpack.packb(None)
+_LAYOUT = attrgetter("dtype", "shape")
 
 
 class _ArrayColumn:
@@ -40,85 +44,104 @@ class _ArrayColumn:
         self.headers: dict[tuple[np.dtype[Any], tuple[int, ...]], bytes] = {}
 
     def header(self, value: np.ndarray[Any, Any]) -> bytes | None:
-        """The compact header of ``value`` if it passes the codec's checks, else None."""
-        key = (value.dtype, value.shape)
-        found = self.headers.get(key)
+        """The compact header of arrays of ``value``'s dtype and shape if they pass the codec's
+        checks, else None."""
+        layout = (value.dtype, value.shape)
+        found = self.headers.get(layout)
         if found is not None:
             return found
+        dtype, shape = layout
         try:
-            check_dtype_shape(self.ftype, value.dtype, value.shape, self.path)
+            check_dtype_shape(self.ftype, dtype, shape, self.path)
             check_storable(value)
         except SchemaError:
             return None  # the per-sample path raises it, naming the sample
-        found = array_header(value.dtype, value.shape)
+        found = array_header(dtype, shape)
         if len(self.headers) >= _MAX_HEADERS:
             self.headers.clear()
-        self.headers[key] = found
+        self.headers[layout] = found
         return found
 
-    def encode(self, column: list[Any]) -> list[Any] | None:
-        out: list[Any] = []
-        append = out.append
-        header = self.header
+    def pack(self, key: bytes, column: list[Any]) -> list[bytes] | None:
+        """``key`` + the msgpack ``bin`` of each array's compact form (None: a value the
+        per-sample path must take)."""
+        if set(map(type, column)) == {np.ndarray}:
+            layouts = set(map(_LAYOUT, column))
+            if len(layouts) == 1:  # one header, one size: one prefix for them all
+                head = self.header(column[0])
+                size = column[0].nbytes
+                if head is None or size >= LARGE_ARRAY:
+                    return None
+                prefix = key + bin_header(len(head) + size) + head
+                return list(map(prefix.__add__, map(np.ndarray.tobytes, column)))
+        out: list[bytes] = []
         for value in column:
             if type(value) is np.ndarray:
-                if value.nbytes >= LARGE_ARRAY:
-                    return None  # written in pieces by the per-sample path
-                head = header(value)
-                if head is None:
+                head = self.header(value)
+                if head is None or value.nbytes >= LARGE_ARRAY:
                     return None
-                append(head + value.tobytes())  # C order, as encode_array writes it
+                out.append(key + bin_header(len(head) + value.nbytes) + head + value.tobytes())
             elif value is None and self.optional:
-                append(None)
+                out.append(key + _NIL)
             else:
                 return None
         return out
 
 
 class BatchEncoder:
-    """Msgpack bodies of many samples of one flat type (see the module docstring)."""
+    """Msgpack bodies of many samples of one flat type (see the module docstring).
+
+    A map packs as its header and then each key and value packed in turn, so each field's
+    values are packed as one column (with the field's packed key, and the map header on the
+    first field) and each body is the join of its row.
+    """
 
     def __init__(self, codec: Codec[Any]) -> None:
         self.names = codec.names
-        self._columns: list[frozenset[type] | _ArrayColumn | None] = []
-        for f in codec.schema.fields:
+        packer = msgpack.Packer(use_bin_type=True)
+        self._pack = packer.pack
+        self._columns: list[tuple[bytes, frozenset[type] | _ArrayColumn | None]] = []
+        for i, f in enumerate(codec.schema.fields):
+            key = (packer.pack_map_header(len(self.names)) if i == 0 else b"") + packer.pack(f.name)
             kind = f.type.kind
+            rule: frozenset[type] | _ArrayColumn | None
             if kind == "array":
-                self._columns.append(_ArrayColumn(f.type, f"$.{f.name}"))
+                rule = _ArrayColumn(f.type, f"$.{f.name}")
             elif kind in SCALAR_TYPES:
                 accepted = set(SCALAR_TYPES[kind])
                 if f.type.optional:
                     accepted.add(_NONE)
-                self._columns.append(frozenset(accepted))
+                rule = frozenset(accepted)
             else:  # "any": passed through as it is
-                self._columns.append(None)
-        self._pack = msgpack.Packer(use_bin_type=True).pack
+                rule = None
+            self._columns.append((key, rule))
 
     def encode(self, samples: list[Any]) -> list[bytes] | None:
         """The bodies of ``samples`` (each exactly ``codec.encode(sample)``), or None when any
         of them needs the per-sample path."""
-        if not self.names:
+        if not self.names or not samples:
             return None
         try:
             values = [sample.__dict__ for sample in samples]
             columns = [[v[name] for v in values] for name in self.names]
         except (AttributeError, KeyError):
             return None
-        for i, rule in enumerate(self._columns):
-            if rule is None:
-                continue
-            if isinstance(rule, _ArrayColumn):
-                encoded = rule.encode(columns[i])
-                if encoded is None:
-                    return None
-                columns[i] = encoded
-            elif not set(map(type, columns[i])) <= rule:
-                return None
-        names, pack = self.names, self._pack
+        pack = self._pack
+        packed: list[list[bytes]] = []
         try:
-            return [pack(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
+            for (key, rule), column in zip(self._columns, columns, strict=True):
+                if isinstance(rule, _ArrayColumn):
+                    done = rule.pack(key, column)
+                    if done is None:
+                        return None
+                    packed.append(done)
+                    continue
+                if rule is not None and not set(map(type, column)) <= rule:
+                    return None
+                packed.append(list(map(key.__add__, map(pack, column))))
         except (TypeError, ValueError, OverflowError):
             return None
+        return list(map(b"".join, zip(*packed, strict=True)))
 
 
 _FLAT_KINDS = frozenset((*SCALAR_TYPES, "array", "any"))
