@@ -103,10 +103,13 @@ def test_samples_the_fast_path_declines_give_the_same_bytes(tmp_path: Path) -> N
     rng = np.random.default_rng(5)
     samples = [_loose(i, rng) for i in range(1200)]
     samples[300].idx = np.int64(5)  # type: ignore[assignment]
+    fast, slow = _write_both(tmp_path / "one", samples, maxcount=500)  # one chunk declined
+    assert fast == slow
+    samples[300].idx = np.int64(5)  # type: ignore[assignment]
     samples[301].score = True  # type: ignore[assignment]
     samples[600].arr = np.zeros(1 << 15, np.float32)  # a 128 KiB array: written in pieces
     samples[900].name = "y" * (1 << 17)
-    fast, slow = _write_both(tmp_path, samples, maxcount=500, fast_path=False)
+    fast, slow = _write_both(tmp_path / "all", samples, maxcount=500, fast_path=False)
     assert fast == slow
 
 

@@ -198,15 +198,24 @@ class ShardWriter(Generic[T]):
         it = iter(samples)
         for sample in it:
             self.write(sample)  # the first one fixes the sample type (and the fast path)
-            if self._batch is not None and self.maxsize is None and self._sizes:
+            if (
+                self._batch is not None
+                and self.maxsize is None
+                and self.key_field is None
+                and self._sizes
+            ):
                 self._chunk = _chunk_for(self._sizes[-1])
                 self._write_chunks(it)
                 return
 
     def _write_chunks(self, it: Iterator[T]) -> None:
         while True:
-            if self._job is not None and len(self._keys) >= self.maxcount:
-                room = self.maxcount  # a new shard: rolled over once the chunk is in hand
+            if self._batch is None:  # given up: one sample at a time, no reading ahead
+                for sample in it:
+                    self.write(sample)
+                return
+            if self._job is None or len(self._keys) >= self.maxcount:
+                room = self.maxcount  # a new shard: opened once the chunk is in hand
             else:
                 room = self.maxcount - len(self._keys)
             chunk: list[T] = []
