@@ -249,7 +249,7 @@ class ShardWriter(Generic[T]):
         self._chunk = _chunk_for(biggest)
         first = self._sample_number
         keys = [f"{self.key_prefix}{n:08d}" for n in range(first, first + len(chunk))]
-        names = [f"{key}.msgpack".encode() for key in keys]
+        names = [key.encode() + _SUFFIX for key in keys]
         if any(len(name) > MAX_NAME for name in names):
             return False
         if self._job is not None and len(self._keys) >= self.maxcount:
