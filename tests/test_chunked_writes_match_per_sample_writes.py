@@ -177,6 +177,13 @@ def test_member_headers_match_the_single_header_encoder() -> None:
         encode_header(n, len(b)) + b + padding(len(b)) for n, b in zip(names, bodies, strict=True)
     )
     assert bytes(out) == want
+    same_width = [b"%08d.msgpack" % i for i in (0, 9, 99999999)]  # one length: summed in bulk
+    out = bytearray()
+    MemberAppender().append(out, same_width, bodies[:3])
+    assert bytes(out) == b"".join(
+        encode_header(n, len(b)) + b + padding(len(b))
+        for n, b in zip(same_width, bodies[:3], strict=True)
+    )
     with pytest.raises(ValueError):
         MemberAppender().append(bytearray(), [b"k" * 101], [b""])
 
