@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 walls[name] = time.perf_counter() - t0
                 ran += 1
                 runs[name].append(res)
-                meta.setdefault("device_name", res.get("device_name"))
+                if res.get("device_name") and not meta.get("device_name"):
+                    meta["device_name"] = res["device_name"]
                 if "error" in res:
                     print(f"  round {rnd + 1} {name:<46} ERROR {res['error'][:300]}", flush=True)
                     continue
