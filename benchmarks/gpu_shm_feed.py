@@ -151,6 +151,8 @@ class ShmFeed:
             for s in range(slots):
                 self.free[w].put(s)
         self.host = torch.frombuffer(self.mm, dtype=torch.uint8)
+        # the labels of each slot's batch, page-locked too: both copies are asynchronous
+        self.labels = torch.zeros((workers * slots, batch), dtype=torch.int64, pin_memory=self.cuda)
         self.registered = False
         if self.cuda:  # page-lock the whole buffer once: copies from it need no staging
             err = int(torch.cuda.cudart().cudaHostRegister(self.host.data_ptr(), total, 0))
@@ -194,14 +196,17 @@ class ShmFeed:
                 src = self.host[start : start + count * self.row].view(count, *self.shape)
                 img = torch.empty(src.shape, dtype=src.dtype, device=self.device)
                 img.copy_(src, non_blocking=self.cuda)
-                if self.cuda:
+                host_lab = self.labels[w * self.slots + s, :count]
+                host_lab.copy_(torch.as_tensor(labels, dtype=torch.int64))
+                lab = torch.empty(count, dtype=torch.int64, device=self.device)
+                lab.copy_(host_lab, non_blocking=self.cuda)
+                if self.cuda:  # the slot (images and labels) is free once both copies are done
                     event = torch.cuda.Event()
                     event.record()
                     pending.append((event, w, s))
                     self._release(pending, self.slots - 1)
                 else:
                     self.free[w].put(s)
-                lab = torch.tensor(labels, dtype=torch.int64).to(self.device, non_blocking=True)
                 yield {"image": img, "label": lab}
         finally:
             self._release(pending, 0)
