@@ -41,7 +41,7 @@ echo "== machine"
 nvidia-smi 2>&1 | head -20 || echo "no nvidia-smi"
 echo "cpus: $(nproc) ($("$PY" -c 'import os; print(os.cpu_count())'))"
 free -g 2>/dev/null | head -2
-df -h /tmp 2>/dev/null | tail -1
+df -h /tmp /dev/shm 2>/dev/null
 "$PY" - <<'EOF'
 import sys
 import torch

@@ -26,6 +26,7 @@ recorded with its error and the others go on. Prints a markdown table, writes JS
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -48,6 +49,15 @@ BATCH = 64
 SHARDS = 16
 ROW = 224 * 224 * 3
 _FIRST_GUESS_S = 20.0  # a configuration's wall time before it has run once
+_RUNNING: list[int] = []  # the child running now (its own process group)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (an outer ``timeout``): take the running child's whole group down with us."""
+    for pid in _RUNNING:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    raise SystemExit(128 + signum)
 
 
 def _write_shard(args: tuple[str, int, int, int]) -> int:
@@ -113,12 +123,15 @@ def run_child(spec: dict[str, Any], timeout: float, log: Path) -> dict[str, Any]
             proc = subprocess.Popen(
                 cmd, cwd=ROOT, env=env, stdout=own, stderr=own, start_new_session=True
             )
+            _RUNNING[:] = [proc.pid]
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:  # the child and its workers, all of them
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 own.write(f"\nkilled after {timeout:.0f} s (timeout)\n".encode())
+            finally:
+                _RUNNING.clear()
             own.seek(0)
             text = own.read().decode(errors="replace")
         with open(log, "a") as logf:
@@ -200,6 +213,7 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, _terminated)
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_feed", description=__doc__)
     p.add_argument("--samples", type=int, default=16_000)
     p.add_argument("--shards", type=int, default=SHARDS)
@@ -243,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [str(base / f"data-{i:06d}.tar") for i in range(args.shards)]
         meta["shard_bytes"] = sum(Path(f).stat().st_size for f in files)
         print(f"written in {meta['write_s']:.1f} s ({meta['shard_bytes'] / 1e9:.2f} GB)")
+        args.out.write_text(json.dumps(results, indent=1))  # something there even if killed
         expected = expected_digest(args.samples)
         only = {k for k in args.only.split(",") if k}
         rows = [r for r in plan(args) if not only or r[1] in only]
@@ -274,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                 walls[name] = time.perf_counter() - t0
                 ran += 1
                 runs[name].append(res)
+                results["rows"][name] = summarise(name, kind, runs[name], expected)
+                args.out.write_text(json.dumps(results, indent=1))
                 if res.get("device_name") and not meta.get("device_name"):
                     meta["device_name"] = res["device_name"]
                 if "error" in res:
