@@ -31,7 +31,7 @@ import signal
 import warnings
 import weakref
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def _wait_slot(conn: Any, parent: int) -> int | None:
         return None
 
 
-def _reader_main(k: int, owner: "ProcessReaders", free: Any, done: Any, parent: int) -> None:
+def _reader_main(k: int, owner: "_Pass", free: Any, done: Any, parent: int) -> None:
     """A forked reader: this rank's batches ``k, k + count, ...``, each in a free slot."""
     _die_with_parent(parent)
     buf = owner.buffer
@@ -194,7 +194,7 @@ def _reader_main(k: int, owner: "ProcessReaders", free: Any, done: Any, parent: 
     arena = _Arena(np.frombuffer(mm, dtype=np.uint8), buf.slot_bytes)
     builder = _Builder(owner.dataset.dataset, arena)
     order, layout, rank = owner.order, owner.layout, owner.dataset.rank
-    for b in range(k, owner.n, owner.count):
+    for b in range(k, owner.n, owner.readers):
         s = _wait_slot(free, parent)
         if s is None:
             return
@@ -258,6 +258,17 @@ def slot_bytes_for(dataset: Any, order: Any, layout: Any) -> int:
     return -(-need // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
+class _Pass(NamedTuple):
+    """What a reader needs of its pass (handed over by fork, not pickled)."""
+
+    buffer: SharedBuffer
+    dataset: Any
+    order: Any
+    layout: Any
+    n: int
+    readers: int
+
+
 class ProcessReaders:
     """The reader processes of one pass, handing this rank's batches out in plan order."""
 
@@ -278,12 +289,13 @@ class ProcessReaders:
         self.done: list[Any] = []
         self.procs: list[Any] = []
         parent = os.getpid()
+        spec = _Pass(buffer, self.dataset, order, layout, n, self.count)
         for k in range(min(self.count, n)):
             free_r, free_w = ctx.Pipe(duplex=False)
             done_r, done_w = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=_reader_main,
-                args=(k, self, free_r, done_w, parent),
+                args=(k, spec, free_r, done_w, parent),
                 daemon=True,
                 name=f"atdata-feed-reader-{k}",
             )
@@ -300,7 +312,7 @@ class ProcessReaders:
             self.procs.append(proc)
         for k in range(len(self.procs)):
             for s in range(buffer.slots):
-                self.free[k].send(s)
+                self._give(k, s)
         self._finalizer = weakref.finalize(self, _stop_procs, self.procs, self.free + self.done)
 
     @property
@@ -344,7 +356,7 @@ class ProcessReaders:
             self.pending.append((self.mover.last_event, k, s))
             self._release()
             return out  # type: ignore[no-any-return]
-        self.free[k].send(s)  # copied out of the slot already
+        self._give(k, s)  # copied out of the slot already
         return self.mover.send(host)  # type: ignore[no-any-return]
 
     def _host(self, k: int, s: int, payload: tuple[Any, ...]) -> dict[str, Any]:
@@ -380,8 +392,11 @@ class ProcessReaders:
         while pending and pending[0][0].query():
             event, k, s = pending.popleft()
             event.synchronize()
-            with contextlib.suppress(OSError):
-                self.free[k].send(s)
+            self._give(k, s)
+
+    def _give(self, k: int, s: int) -> None:
+        with contextlib.suppress(OSError):  # a reader done with its batches has gone
+            self.free[k].send(s)
 
     def stop(self) -> None:
         while self.pending:  # the buffer outlives the pass: no copy may still read a slot
