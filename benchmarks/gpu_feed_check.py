@@ -1,6 +1,6 @@
 """CUDA checks of ``feed(processes=N, device="cuda")`` for the GPU machine (no pytest there).
 
-    python -m benchmarks.gpu_feed_check
+    python -m benchmarks.gpu_feed_check [cpu]     (cpu: a dry run of the same checks here)
 
 Small typed shards in a temp dir: the device batches equal the threaded feed's host batches
 (shuffled, two epochs, batches held while slots are reused), the buffer is registered (or the
@@ -10,6 +10,7 @@ fallback warned), the readers are gone after ``break``, and ``close()`` unregist
 
 import gc
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -34,7 +35,8 @@ def _content(batches: list[dict[str, torch.Tensor]]) -> list[tuple[list[int], in
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    assert torch.cuda.is_available(), "no CUDA here"
+    device = "cpu" if sys.argv[1:] == ["cpu"] else "cuda"
+    assert device == "cpu" or torch.cuda.is_available(), "no CUDA here"
     d = Path(tempfile.mkdtemp(prefix="atdata-feedcheck-"))
     for n in range(4):
         samples = [
@@ -43,14 +45,15 @@ def main() -> None:
         atdata.write_samples(samples, str(d / f"s{n}-%06d.tar"), maxcount=300)
     ds = atdata.Dataset[Img](str(d / "s*.tar"))
     plan = {"shuffle": True, "seed": 7, "drop_last": False}
-    f = feed(ds, 32, device="cuda", processes=3, **plan)
+    f = feed(ds, 32, device=device, processes=3, **plan)
     for epoch in (0, 1):
         ref = feed(ds, 32, threads=1, device="cpu", **plan)
         ref.set_epoch(epoch)
         f.set_epoch(epoch)
         held = list(f)
-        torch.cuda.synchronize()
-        assert all(b["image"].is_cuda and b["label"].is_cuda for b in held)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        assert all(b["image"].device.type == b["label"].device.type == device for b in held)
         assert _content(held) == _content(list(ref)), f"epoch {epoch}: batches differ"
         for b in held:
             assert (b["image"][:, 0, 0, 0].long() == b["label"] % 251).all()
@@ -66,7 +69,6 @@ def main() -> None:
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", pid
     f.close()
-    torch.cuda.synchronize()
     print("CHECK OK")
 
 
