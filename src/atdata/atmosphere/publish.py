@@ -145,13 +145,29 @@ def publish_dataset(
         )
     schema_rec = index.get_schema(entry.schema_ref)
     schema: Schema = schema_rec.schema.with_version(schema_rec.version)
-    schema_stored = client.publish_schema(SchemaRecord.from_schema(schema))
     name = check_name(entry.name)
     shards = list(entry.shards)
+    me = client.session.did if client.session else ""
 
-    record_storage, plan = _choose_storage(
-        shards, storage, split=split, client=client, s3_endpoint=s3_endpoint, s3_region=s3_region
-    )
+    # Independent steps overlap: the shards are read and hashed (CPU, GIL released) while the
+    # schema record is checked or written and the account's entries and labels are listed.
+    with ThreadPoolExecutor(3, thread_name_prefix="atdata-publish") as pool:
+        planning = pool.submit(
+            _choose_storage,
+            shards,
+            storage,
+            split=split,
+            client=client,
+            s3_endpoint=s3_endpoint,
+            s3_region=s3_region,
+        )
+        listing = pool.submit(lambda: list(client.entries(me, on_invalid="skip")))
+        labelling = pool.submit(lambda: list(client.labels(me, on_invalid="skip")) if label else [])
+        schema_stored = client.publish_schema(SchemaRecord.from_schema(schema))
+        record_storage, plan = planning.result()
+        existing = listing.result()
+        existing_labels = labelling.result()
+
     metadata = dict(entry.metadata) if entry.metadata else None
     candidate = DatasetRecord(
         name=name,
@@ -169,11 +185,8 @@ def publish_dataset(
         lineage=published_lineage(getattr(entry, "lineage", None)),
     )
     candidate.to_record()  # validate before anything is uploaded
-    me = client.session.did if client.session else ""
     created = False
-    stored_entry = next(
-        (e for e in client.entries(me, on_invalid="skip") if e.value.same_content(candidate)), None
-    )
+    stored_entry = next((e for e in existing if e.value.same_content(candidate)), None)
     if stored_entry is None:
         if plan is not None:
             uploaded = upload_blobs(
@@ -192,6 +205,7 @@ def publish_dataset(
             stored_entry.uri,
             description=entry.description,
             replace=replace_label,
+            existing=existing_labels,
         )
         created = created or made
     return PublishedDataset(stored_entry, schema_stored, stored_label, created)
@@ -248,9 +262,14 @@ def _ensure_label(
     *,
     description: str | None,
     replace: bool,
+    existing: list[StoredRecord[LabelRecord]] | None = None,
 ) -> tuple[StoredRecord[LabelRecord], bool]:
+    """The label ``name``@``version`` pointing at ``entry_uri``, found among ``existing`` (the
+    account's labels, listed now if not given) or written; and whether it was written."""
     me = client.session.did if client.session else ""
-    for found in client.labels(me, on_invalid="skip"):
+    if existing is None:
+        existing = list(client.labels(me, on_invalid="skip"))
+    for found in existing:
         if found.value.name != name or found.value.version != version:
             continue
         if found.value.dataset_uri == str(entry_uri):

@@ -408,19 +408,24 @@ class IndexStore:
         p = self.p
         c = ' COLLATE "C"' if self.postgres else ""  # byte order, as SQLite's default
         limit = max(1, min(int(limit), MAX_LIMIT))
-        # Uncorrelated IN subqueries: each is evaluated once per query (not per candidate).
+        # The rank sets are built once each (joined, not probed per candidate), and only the
+        # narrow (uri, rank, date) rows are ordered: the records' JSON is read for the page only.
         terms = f"SELECT uri FROM {p}terms WHERE kind = "
         if self.postgres:  # one pass over the name keys (its index is not in byte order)
             prefix, prefix_args = f"left(term, ?){c} = ?", [len(key), key]
         else:  # a range of the (kind, term, uri) index; U+10FFFF is never part of a word
             prefix, prefix_args = "term >= ? AND term < ?", [key, key + "\U0010ffff"]
-        every_word = " AND ".join(f"uri IN ({terms}'n' AND term = ?)" for _ in key.split())
-        rank = (
-            f"CASE WHEN uri IN ({terms}'x' AND term = ?) THEN 0 "
-            f"WHEN uri IN ({terms}'x' AND {prefix}) OR ({every_word}) THEN 1 "
-            "ELSE 2 END"
+        every_word = " INTERSECT ".join(f"{terms}'n' AND term = ?" for _ in key.split())
+        named = f"{terms}'x' AND {prefix} UNION SELECT uri FROM ({every_word}) every_word"
+        ranked = (
+            "SELECT m.uri AS uri, CASE WHEN e.uri IS NOT NULL THEN 0 "
+            "WHEN n.uri IS NOT NULL THEN 1 ELSE 2 END AS rnk, "
+            f"substr(COALESCE(m.created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
+            f"FROM (SELECT uri, created_at FROM {p}records WHERE " + " AND ".join(where) + ") m "
+            f"LEFT JOIN ({terms}'x' AND term = ?) e ON e.uri = m.uri "
+            f"LEFT JOIN ({named}) n ON n.uri = m.uri"
         )
-        rank_args: list[Any] = [key, *prefix_args, *key.split()]
+        rank_args: list[Any] = [*args, key, *prefix_args, *key.split()]
         keyset, keyset_args = "", []
         if cursor:
             r, created, uri = _decode_cursor(cursor)
@@ -429,13 +434,13 @@ class IndexStore:
                 f" OR (rnk = ? AND ckey = ? AND uri{c} > ?))"
             )
             keyset_args = [r, r, created, r, created, uri]
+        order = f"rnk, ckey{c} DESC, uri{c}"
         sql = (
-            f"SELECT uri, cid, did, record, rnk, ckey FROM (SELECT uri, cid, did, record, "
-            f"{rank} AS rnk, substr(COALESCE(created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
-            f"FROM {p}records WHERE " + " AND ".join(where) + f") ranked{keyset} "
-            f"ORDER BY rnk, ckey{c} DESC, uri{c} LIMIT {limit + 1}"
+            f"SELECT r.uri, r.cid, r.did, r.record, k.rnk, k.ckey FROM (SELECT uri, rnk, ckey "
+            f"FROM ({ranked}) ranked{keyset} ORDER BY {order} LIMIT {limit + 1}) k "
+            f"JOIN {p}records r ON r.uri = k.uri ORDER BY k.rnk, k.ckey{c} DESC, k.uri{c}"
         )
-        rows = self._query(sql, rank_args + args + keyset_args)
+        rows = self._query(sql, rank_args + keyset_args)
         out = [
             {**json.loads(record), "uri": uri, "cid": cid, "did": did}
             for uri, cid, did, record, _, _ in rows[:limit]
