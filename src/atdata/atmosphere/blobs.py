@@ -32,7 +32,15 @@ from ..sources.chunked import ChunkDigests, chunk_size_for
 from .client import AtmosphereClient
 from .storage import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 
-__all__ = ["BlobPlan", "plan_blobs", "sha256_of", "split_shard", "upload_blobs"]
+__all__ = [
+    "BlobPlan",
+    "plan_and_upload",
+    "plan_blobs",
+    "recorded_blobs",
+    "sha256_of",
+    "split_shard",
+    "upload_blobs",
+]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -221,6 +229,90 @@ class BlobPlan:
     sidecars: list[dict[str, bytes]] = field(default_factory=list)
 
 
+_Planned = tuple[bytes, bytes, dict[str, bytes], BlobShard]
+
+
+def _plan_shard(
+    shard: ShardInfo, limit: int, split: bool, chunk_size: int | None
+) -> list[_Planned]:
+    """(bytes, sha256, sidecars, planned BlobShard) of each blob ``shard`` becomes: the shard
+    read, checked against the index's digest, and hashed (CID, per-chunk digests, sidecars).
+    Run in workers: hashing releases the GIL, so shards overlap."""
+    out = []
+    for piece, digest, whole in _shard_pieces(shard, limit, split):
+        found = _sidecars(whole) if whole is not None else {}
+        found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
+        entry = BlobShard(
+            BlobRef(cid=cid_of_sha256(digest), size=len(piece), mime_type=BLOB_MIME_TYPE),
+            Checksum.sha256(digest.hex()),
+            manifest=_ref(found.get(MANIFEST_SUFFIX)),
+            offsets=_ref(found.get(OFFSETS_SUFFIX)),
+            chunks=ChunkDigests.of(piece, chunk_size) if piece and chunk_size else None,
+        )
+        out.append((piece, digest, found, entry))
+    return out
+
+
+def recorded_blobs(shards: Sequence[ShardInfo], *, limit: int) -> BlobStorage | None:
+    """The blobs the shards would become, from the sha256 digests the index recorded (nothing
+    read): to tell whether an entry with these blobs may exist already. None when a shard has
+    no recorded sha256 or is over ``limit`` (it would be split)."""
+    blobs = []
+    for shard in shards:
+        digest = sha256_of(shard)
+        if digest is None or shard.size > limit or shard.size < 0 or len(digest) != 64:
+            return None
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            return None
+        blobs.append(
+            BlobShard(
+                BlobRef(cid=cid_of_sha256(raw), size=shard.size, mime_type=BLOB_MIME_TYPE),
+                Checksum.sha256(digest),
+            )
+        )
+    return BlobStorage(tuple(blobs)) if blobs else None
+
+
+def plan_and_upload(
+    client: AtmosphereClient, shards: Sequence[ShardInfo], *, limit: int
+) -> BlobStorage:
+    """Read, check, hash and upload each shard in turn, the next shard's reading and hashing
+    overlapping this one's upload (for a dataset known to be new: nothing is compared first).
+    Every check of :func:`plan_blobs` + :func:`upload_blobs` is made: each shard's bytes against
+    the index's digest before it is sent, and the PDS's CID against the bytes' CID."""
+    check_sizes(shards, limit, False)
+    chunk_size = chunk_size_for([max(s.size, 0) for s in shards])
+
+    def one(shard: ShardInfo) -> list[BlobShard]:
+        return [
+            _upload_planned(client, entry, piece, found)
+            for piece, _digest, found, entry in _plan_shard(shard, limit, False, chunk_size)
+        ]
+
+    with ThreadPoolExecutor(_UPLOAD_WORKERS, thread_name_prefix="atdata-upload") as pool:
+        uploaded = [
+            b for blobs in _in_order(pool, one, shards, ahead=_UPLOAD_WORKERS) for b in blobs
+        ]
+    if not uploaded:
+        raise AtmosphereError("a dataset needs at least one shard to publish")
+    return BlobStorage(tuple(uploaded))
+
+
+def _upload_planned(
+    client: AtmosphereClient, planned: BlobShard, piece: bytes, side: dict[str, bytes]
+) -> BlobShard:
+    """Upload one planned blob and its sidecars; the BlobShard as stored."""
+    # the PDS computes the CID of what it received; upload_blob checks it is the planned one
+    ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
+    manifest = _upload_sidecar(client, planned.manifest, side.get(MANIFEST_SUFFIX))
+    offsets = _upload_sidecar(client, planned.offsets, side.get(OFFSETS_SUFFIX))
+    return BlobShard(
+        ref, planned.checksum, manifest=manifest, offsets=offsets, chunks=planned.chunks
+    )
+
+
 def plan_blobs(
     shards: Sequence[ShardInfo], *, limit: int, split: bool = False, keep_bytes: int = 512 << 20
 ) -> BlobPlan:
@@ -234,22 +326,8 @@ def plan_blobs(
     # size grows with the dataset so that the record stays small
     chunk_size = chunk_size_for([max(s.size, 0) for s in shards])
 
-    def planned(shard: ShardInfo) -> list[tuple[bytes, bytes, dict[str, bytes], BlobShard]]:
-        # each shard read, checked against the index's digest, and hashed (CIDs, per-chunk
-        # digests, sidecars) in a worker: hashing releases the GIL, so shards overlap
-        out = []
-        for piece, digest, whole in _shard_pieces(shard, limit, split):
-            found = _sidecars(whole) if whole is not None else {}
-            found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
-            entry = BlobShard(
-                BlobRef(cid=cid_of_sha256(digest), size=len(piece), mime_type=BLOB_MIME_TYPE),
-                Checksum.sha256(digest.hex()),
-                manifest=_ref(found.get(MANIFEST_SUFFIX)),
-                offsets=_ref(found.get(OFFSETS_SUFFIX)),
-                chunks=ChunkDigests.of(piece, chunk_size) if piece and chunk_size else None,
-            )
-            out.append((piece, digest, found, entry))
-        return out
+    def planned(shard: ShardInfo) -> list[_Planned]:
+        return _plan_shard(shard, limit, split, chunk_size)
 
     with ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="atdata-plan") as pool:
         for results in _in_order(pool, planned, shards, ahead=_HASH_WORKERS):
@@ -308,14 +386,8 @@ def upload_blobs(
                 f"shard bytes changed between planning and upload (now {cid_of_sha256(digest)})",
                 shard=planned.blob.cid,
             )
-        # the PDS computes the CID of what it received; upload_blob checks it is the planned one
-        ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
         side = plan.sidecars[i] if i < len(plan.sidecars) else {}
-        manifest = _upload_sidecar(client, planned.manifest, side.get(MANIFEST_SUFFIX))
-        offsets = _upload_sidecar(client, planned.offsets, side.get(OFFSETS_SUFFIX))
-        return BlobShard(
-            ref, planned.checksum, manifest=manifest, offsets=offsets, chunks=planned.chunks
-        )
+        return _upload_planned(client, planned, piece, side)
 
     jobs = (
         (i, planned, piece)
