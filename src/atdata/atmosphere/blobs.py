@@ -304,13 +304,19 @@ def _upload_planned(
     client: AtmosphereClient, planned: BlobShard, piece: bytes, side: dict[str, bytes]
 ) -> BlobShard:
     """Upload one planned blob and its sidecars; the BlobShard as stored."""
-    # the PDS computes the CID of what it received; upload_blob checks it is the planned one
-    ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
-    manifest = _upload_sidecar(client, planned.manifest, side.get(MANIFEST_SUFFIX))
-    offsets = _upload_sidecar(client, planned.offsets, side.get(OFFSETS_SUFFIX))
-    return BlobShard(
-        ref, planned.checksum, manifest=manifest, offsets=offsets, chunks=planned.chunks
-    )
+    # the small sidecars go beside the shard's blob, not after it
+    with ThreadPoolExecutor(2, thread_name_prefix="atdata-sidecar") as pool:
+        manifest = pool.submit(_upload_sidecar, client, planned.manifest, side.get(MANIFEST_SUFFIX))
+        offsets = pool.submit(_upload_sidecar, client, planned.offsets, side.get(OFFSETS_SUFFIX))
+        # the PDS computes the CID of what it received; upload_blob checks it is the planned one
+        ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
+        return BlobShard(
+            ref,
+            planned.checksum,
+            manifest=manifest.result(),
+            offsets=offsets.result(),
+            chunks=planned.chunks,
+        )
 
 
 def plan_blobs(
