@@ -408,24 +408,37 @@ class IndexStore:
         p = self.p
         c = ' COLLATE "C"' if self.postgres else ""  # byte order, as SQLite's default
         limit = max(1, min(int(limit), MAX_LIMIT))
-        # The rank sets are built once each (joined, not probed per candidate), and only the
-        # narrow (uri, rank, date) rows are ordered: the records' JSON is read for the page only.
+        # Only narrow (uri, rank, date) rows are ordered: the records' JSON is read for the
+        # returned page alone (it was carried through the sort of every match before).
         terms = f"SELECT uri FROM {p}terms WHERE kind = "
         if self.postgres:  # one pass over the name keys (its index is not in byte order)
             prefix, prefix_args = f"left(term, ?){c} = ?", [len(key), key]
         else:  # a range of the (kind, term, uri) index; U+10FFFF is never part of a word
             prefix, prefix_args = "term >= ? AND term < ?", [key, key + "\U0010ffff"]
-        every_word = " INTERSECT ".join(f"{terms}'n' AND term = ?" for _ in key.split())
-        named = f"{terms}'x' AND {prefix} UNION SELECT uri FROM ({every_word}) every_word"
-        ranked = (
-            "SELECT m.uri AS uri, CASE WHEN e.uri IS NOT NULL THEN 0 "
-            "WHEN n.uri IS NOT NULL THEN 1 ELSE 2 END AS rnk, "
-            f"substr(COALESCE(m.created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
-            f"FROM (SELECT uri, created_at FROM {p}records WHERE " + " AND ".join(where) + ") m "
-            f"LEFT JOIN ({terms}'x' AND term = ?) e ON e.uri = m.uri "
-            f"LEFT JOIN ({named}) n ON n.uri = m.uri"
-        )
-        rank_args: list[Any] = [*args, key, *prefix_args, *key.split()]
+        matches = f"SELECT uri, created_at FROM {p}records WHERE " + " AND ".join(where) + ") m "
+        ckey = f"substr(COALESCE(m.created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
+        if self.postgres:
+            # rank sets joined (hashed once), not probed per candidate: with stale statistics
+            # PostgreSQL planned the probes as per-row subplans (minutes at 100k records)
+            every_word = " INTERSECT ".join(f"{terms}'n' AND term = ?" for _ in key.split())
+            named = f"{terms}'x' AND {prefix} UNION SELECT uri FROM ({every_word}) every_word"
+            ranked = (
+                "SELECT m.uri AS uri, CASE WHEN e.uri IS NOT NULL THEN 0 "
+                f"WHEN n.uri IS NOT NULL THEN 1 ELSE 2 END AS rnk, {ckey}FROM ({matches}"
+                f"LEFT JOIN ({terms}'x' AND term = ?) e ON e.uri = m.uri "
+                f"LEFT JOIN ({named}) n ON n.uri = m.uri"
+            )
+            rank_args: list[Any] = [*args, key, *prefix_args, *key.split()]
+        else:
+            # uncorrelated IN subqueries: each is built once (an ephemeral index) and probed;
+            # a LEFT JOIN to the UNION is not indexed by SQLite (quadratic)
+            every_word = " AND ".join(f"m.uri IN ({terms}'n' AND term = ?)" for _ in key.split())
+            ranked = (
+                f"SELECT m.uri AS uri, CASE WHEN m.uri IN ({terms}'x' AND term = ?) THEN 0 "
+                f"WHEN m.uri IN ({terms}'x' AND {prefix}) OR ({every_word}) THEN 1 "
+                f"ELSE 2 END AS rnk, {ckey}FROM ({matches}"
+            )
+            rank_args = [key, *prefix_args, *key.split(), *args]
         keyset, keyset_args = "", []
         if cursor:
             r, created, uri = _decode_cursor(cursor)
