@@ -67,7 +67,7 @@ class Stub(io.RawIOBase):
 def one_pass(shards: list[list[bytes]], ahead: bool) -> int:
     n = 0
     for chunks in shards:
-        stream = read_ahead(Stub(chunks), chunk=CHUNK) if ahead else Stub(chunks)
+        stream = read_ahead(Stub(chunks), chunk=CHUNK, mode="on") if ahead else Stub(chunks)
         try:
             for _member, _body in _iter_stream(stream, "stub", 0):  # type: ignore[arg-type]
                 n += 1
