@@ -61,6 +61,8 @@ def read(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     loopback_guard()
     if spec.get("readahead_chunk") is not None:  # read-ahead chunk in bytes; 0 turns it off
         os.environ["ATDATA_READAHEAD_CHUNK"] = str(spec["readahead_chunk"])
+    if spec.get("readahead"):  # auto (the default), on or off
+        os.environ["ATDATA_READAHEAD"] = spec["readahead"]
     T = sample_type(sc)
     key = sc.id_field
     cache = spec.get("cache_dir") or False

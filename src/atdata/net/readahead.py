@@ -335,8 +335,9 @@ class ReadAhead(io.RawIOBase):
                 break
             if isinstance(item, BaseException):
                 raise item
-            if item and self._gauge is not None and not self._handback.is_set():
-                if self._gauge.engaged_window(began, time.perf_counter(), len(item)):
+            gauge = self._gauge
+            if item and gauge is not None and not self._handback.is_set():  # noqa: SIM102
+                if gauge.engaged_window(began, time.perf_counter(), len(item)):
                     self._handback.set()  # the thread stops after what it has queued
             return item
         began, cpu = time.perf_counter(), time.thread_time()
