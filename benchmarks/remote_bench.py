@@ -516,6 +516,8 @@ class Bench:
             self.series.setdefault(k, Series()).runs.append(run)
             secs = run["seconds"]
             reqs = f"{run['requests']:>4} requests" if "requests" in run else ""
+            if run.get("readahead"):
+                reqs += " read-ahead " + ", ".join(f"{k} x{n}" for k, n in run["readahead"].items())
             print(
                 f"   {k:<22} {secs:8.3f} s {self.spec['n'] / secs:>9,.0f} samples/s "
                 f"{run['bytes'] / secs / 1e6:>8,.0f} MB/s  first batch {1e3 * (run.get('ttfb') or 0):7.1f} ms {reqs}",
