@@ -158,3 +158,46 @@ def test_the_environment_picks_the_mode(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(READAHEAD_ENV, "sometimes")
     with pytest.raises(SourceError, match=READAHEAD_ENV):
         read_ahead(inner)
+
+
+def test_the_gauge_tries_the_thread_keeps_it_only_if_it_pays_and_remembers_per_server() -> None:
+    """The decision rule on given pull timings (no clock): 1 MiB windows of 256 KiB pulls."""
+    from atdata.net.readahead import _Gauge
+
+    origin = "http://127.0.0.1:1"  # a port nothing listens on: this test's own memory entry
+    gauge = _Gauge(1 << 20, origin)
+    gauge.one_core = False
+    piece = 256 << 10
+
+    clock = [0.0]
+
+    def window(pull: float, parse: float, *, engaged: bool = False) -> bool:
+        decision = False
+        for _ in range(4):
+            t = clock[0]
+            if engaged:
+                decision = gauge.engaged_window(t, t + pull, piece)
+            else:
+                decision = gauge.inline_window(t, t + pull, pull, piece)  # all CPU, no waiting
+            clock[0] = t + pull + parse
+        return decision
+
+    assert not gauge.inline_window(0.0, 1.0, 0.0, piece)  # the answer's head: not counted
+    assert not window(0.001, 0.01)  # pulls ~10 % of the time: nothing worth overlapping
+    assert window(0.01, 0.01)  # half and half: try the thread
+    assert not window(0.005, 0.015, engaged=True)  # faster engaged: kept
+    assert window(0.02, 0.02, engaged=True)  # slower engaged: hand back, wait 2 windows
+    assert gauge.backoff == 2
+    assert not window(0.01, 0.01) and not window(0.01, 0.01)  # waiting out the backoff
+    assert window(0.01, 0.01)
+    assert window(0.05, 0.05, engaged=True) and gauge.backoff == 4  # failed again: longer
+    # the next stream from the same server starts with that wait
+    assert _Gauge(1 << 20, origin).backoff == 4
+    assert _Gauge(1 << 20, "http://127.0.0.1:2").backoff == 0
+    one_core = _Gauge(1 << 20)
+    one_core.one_core, one_core.first = True, False
+    t = 0.0
+    for _ in range(4):  # pulls that are all CPU cannot overlap on one core
+        engage = one_core.inline_window(t, t + 0.01, 0.01, piece)
+        t += 0.02
+    assert not engage

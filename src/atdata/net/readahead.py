@@ -17,14 +17,15 @@ wrap the stream; ``auto`` (the default) pays for the thread only while it can he
 costs CPU (queue hand-offs, GIL switches): on a machine whose cores the server, the client and
 that thread share, the hand-offs can cost more than the overlap gains. ``auto`` starts reading
 inline (the consumer pulls the same chunks itself) and measures, per window of
-``WINDOW`` bytes, how long the consumer was *blocked* in its pulls (wall minus the thread's
-CPU: waiting for the network or a slow server) and how long it spent between pulls (parsing).
-Read-ahead can save at most the smaller of the two, so it engages when both are at least
-``ENGAGE_SHARE`` of the window. Engaged, it compares each window's consumer rate (bytes per
+``WINDOW`` bytes, how long the consumer spent in its pulls (on one core: only the time it was
+*blocked* there, wall minus the thread's CPU, since CPU work cannot overlap on one core) and
+how long it spent between pulls (parsing). Read-ahead can save at most the smaller of the two,
+so it tries the thread when both are at least ``ENGAGE_SHARE`` of the window. Engaged, it compares each window's consumer rate (bytes per
 second, parsing included) with the inline window's; when it is not faster it hands the stream
 back to the consumer (the thread stops between two chunks, nothing is lost or re-read) and waits
-2, 4, 8 ... (at most 64) windows before it may engage again. :attr:`ReadAhead.engagements`
-counts the times it engaged.
+2, 4, 8 ... (at most 64) windows before it may engage again; the next stream from the same
+server (scheme, host, port) starts with that wait, so a dataset's shards do not each pay for
+the same trial. :attr:`ReadAhead.engagements` counts the times it engaged.
 
 The wrapped stream is used by one thread at a time: its deadlines, resumes and retries (a
 :class:`~atdata.sources._retry.ResumableStream`) and any hashing wrapped around it run there,
@@ -46,6 +47,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import BinaryIO, Literal, cast
+from urllib.parse import urlsplit
 
 from ..errors import InvalidArgumentError, SourceError
 
@@ -60,8 +62,9 @@ DEFAULT_DEPTH = 4
 WINDOW = 4 << 20
 """Bytes per measuring window of ``auto`` (one reader buffer: ~30 B3 samples)."""
 ENGAGE_SHARE = 0.2
-"""``auto`` engages when the consumer was blocked in its pulls for at least this share of a
-window *and* parsed between pulls for at least this share (the most read-ahead can save)."""
+"""``auto`` tries the thread when the consumer spent at least this share of a window in its
+pulls *and* at least this share parsing between them (the most read-ahead can save is the
+smaller of the two)."""
 MAX_BACKOFF = 64
 Mode = Literal["auto", "on", "off"]
 _MODES: tuple[Mode, ...] = ("auto", "on", "off")
@@ -182,15 +185,57 @@ def _put(out: "queue.Queue[Item]", item: Item, stop: threading.Event) -> bool:
     return False
 
 
+_MEMORY: dict[str, tuple[int, int]] = {}
+"""Per origin (scheme://host:port), the (failed, backoff) of the last stream read from it: the
+next stream from the same server starts where the last one left off (a shard after a shard)."""
+_MEMORY_LOCK = threading.Lock()
+_MEMORY_MAX = 64
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _origin(stream: BinaryIO) -> str | None:
+    url = getattr(stream, "url", None)
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port}"  # never the userinfo
+    except ValueError:
+        return None
+
+
 class _Gauge:
     """``auto``'s measurements, one window of ``window`` bytes at a time (see the module)."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, origin: str | None = None) -> None:
         self.window = window
+        # with one core only waiting can overlap with parsing; with more, the pulls' own CPU
+        # (socket reads, TLS, HTTP framing) can run beside the parser too
+        self.one_core = _cores() == 1
+        self.first = True  # the first pull waits for the answer's head: not a window's sample
+        self.origin = origin
         self.inline_rate = 0.0  # bytes/s of the last inline window (parsing included)
         self.backoff = 0  # inline windows to wait before engaging may be considered
-        self.failed = 0  # engagements that did not pay
+        self.failed = 0  # engagements in a row that did not pay
+        if origin is not None:
+            with _MEMORY_LOCK:
+                self.failed, self.backoff = _MEMORY.get(origin, (0, 0))
         self._reset(None)
+
+    def _remember(self) -> None:
+        if self.origin is None:
+            return
+        with _MEMORY_LOCK:
+            _MEMORY.pop(self.origin, None)
+            _MEMORY[self.origin] = (self.failed, self.backoff)
+            while len(_MEMORY) > _MEMORY_MAX:
+                del _MEMORY[next(iter(_MEMORY))]
 
     def _reset(self, start: float | None) -> None:
         self.start = start
@@ -211,18 +256,21 @@ class _Gauge:
 
     def inline_window(self, began: float, ended: float, cpu: float, n: int) -> bool:
         """Note an inline pull; whether to engage now."""
+        if self.first:
+            self.first = False
+            return False
         span = self.pulled(began, ended, cpu, n)
         if span is None:
             return False
         self.inline_rate = self.bytes / span
         parsing = span - self.pulling
+        overlap = self.blocked if self.one_core else self.pulling
         engage = (
-            self.backoff == 0
-            and self.blocked >= ENGAGE_SHARE * span
-            and parsing >= ENGAGE_SHARE * span
+            self.backoff == 0 and overlap >= ENGAGE_SHARE * span and parsing >= ENGAGE_SHARE * span
         )
         self.backoff = max(0, self.backoff - 1)
         self._reset(None)
+        self._remember()
         return engage
 
     def engaged_window(self, began: float, ended: float, n: int) -> bool:
@@ -232,12 +280,11 @@ class _Gauge:
             return False
         rate = self.bytes / span
         self._reset(None)
-        if rate > self.inline_rate:
-            self.failed = 0
-            return False
-        self.failed += 1
-        self.backoff = min(MAX_BACKOFF, 1 << self.failed)
-        return True
+        paid = rate > self.inline_rate
+        self.failed = 0 if paid else self.failed + 1
+        self.backoff = 0 if paid else min(MAX_BACKOFF, 1 << self.failed)
+        self._remember()
+        return not paid
 
 
 class ReadAhead(io.RawIOBase):
@@ -265,7 +312,7 @@ class ReadAhead(io.RawIOBase):
         self._handback = threading.Event()
         self._thread: threading.Thread | None = None
         self._source: Iterator[memoryview | bytes] | None = None
-        self._gauge = _Gauge(window) if mode == "auto" else None
+        self._gauge = _Gauge(window, _origin(inner)) if mode == "auto" else None
         self._current = memoryview(b"")
         self._done = False
         self.mode: Mode = mode
