@@ -166,7 +166,7 @@ def test_the_gauge_tries_the_thread_keeps_it_only_if_it_pays_and_remembers_per_s
 
     origin = "http://127.0.0.1:1"  # a port nothing listens on: this test's own memory entry
     gauge = _Gauge(1 << 20, origin)
-    gauge.one_core = False
+    gauge.spare_core = True
     piece = 256 << 10
 
     clock = [0.0]
@@ -185,19 +185,24 @@ def test_the_gauge_tries_the_thread_keeps_it_only_if_it_pays_and_remembers_per_s
     assert not gauge.inline_window(0.0, 1.0, 0.0, piece)  # the answer's head: not counted
     assert not window(0.001, 0.01)  # pulls ~10 % of the time: nothing worth overlapping
     assert window(0.01, 0.01)  # half and half: try the thread
-    assert not window(0.005, 0.015, engaged=True)  # faster engaged: kept
-    assert window(0.02, 0.02, engaged=True)  # slower engaged: hand back, wait 2 windows
-    assert gauge.backoff == 2
-    assert not window(0.01, 0.01) and not window(0.01, 0.01)  # waiting out the backoff
+    assert not window(0.004, 0.01, engaged=True)  # 1.4x faster engaged: kept
+    assert window(0.0095, 0.0095, engaged=True)  # 5 % faster is not enough: hand back
+    assert gauge.backoff == 4  # and wait 4 windows
+    for _ in range(4):
+        assert not window(0.01, 0.01)  # waiting out the backoff
     assert window(0.01, 0.01)
-    assert window(0.05, 0.05, engaged=True) and gauge.backoff == 4  # failed again: longer
+    assert window(0.05, 0.05, engaged=True) and gauge.backoff == 8  # failed again: longer
     # the next stream from the same server starts with that wait
-    assert _Gauge(1 << 20, origin).backoff == 4
+    assert _Gauge(1 << 20, origin).backoff == 8
     assert _Gauge(1 << 20, "http://127.0.0.1:2").backoff == 0
-    one_core = _Gauge(1 << 20)
-    one_core.one_core, one_core.first = True, False
+    few_cores = _Gauge(1 << 20)
+    few_cores.spare_core, few_cores.first = False, False
     t = 0.0
-    for _ in range(4):  # pulls that are all CPU cannot overlap on one core
-        engage = one_core.inline_window(t, t + 0.01, 0.01, piece)
+    for _ in range(4):  # pulls that are all CPU: no core to overlap them on
+        engage = few_cores.inline_window(t, t + 0.01, 0.01, piece)
         t += 0.02
     assert not engage
+    for _ in range(4):  # pulls that wait half their time: that can overlap
+        engage = few_cores.inline_window(t, t + 0.01, 0.005, piece)
+        t += 0.02
+    assert engage

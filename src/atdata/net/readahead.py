@@ -17,13 +17,14 @@ wrap the stream; ``auto`` (the default) pays for the thread only while it can he
 costs CPU (queue hand-offs, GIL switches): on a machine whose cores the server, the client and
 that thread share, the hand-offs can cost more than the overlap gains. ``auto`` starts reading
 inline (the consumer pulls the same chunks itself) and measures, per window of
-``WINDOW`` bytes, how long the consumer spent in its pulls (on one core: only the time it was
-*blocked* there, wall minus the thread's CPU, since CPU work cannot overlap on one core) and
+``WINDOW`` bytes, how long the consumer spent in its pulls (with fewer than 3 cores: only the
+time it was *blocked* there, wall minus the thread's CPU, since the pulls' CPU work has no core
+of its own to run on) and
 how long it spent between pulls (parsing). Read-ahead can save at most the smaller of the two,
 so it tries the thread when both are at least ``ENGAGE_SHARE`` of the window. Engaged, it compares each window's consumer rate (bytes per
-second, parsing included) with the inline window's; when it is not faster it hands the stream
-back to the consumer (the thread stops between two chunks, nothing is lost or re-read) and waits
-2, 4, 8 ... (at most 64) windows before it may engage again; the next stream from the same
+second, parsing included) with the inline window's; unless it is ``KEEP_GAIN`` (10 %) faster it
+hands the stream back to the consumer (the thread stops between two chunks, nothing is lost or
+re-read) and waits 4, 8, 16 ... (at most 64) windows before it may engage again; the next stream from the same
 server (scheme, host, port) starts with that wait, so a dataset's shards do not each pay for
 the same trial. :attr:`ReadAhead.engagements` counts the times it engaged.
 
@@ -65,7 +66,9 @@ ENGAGE_SHARE = 0.2
 """``auto`` tries the thread when the consumer spent at least this share of a window in its
 pulls *and* at least this share parsing between them (the most read-ahead can save is the
 smaller of the two)."""
-MAX_BACKOFF = 64
+KEEP_GAIN = 1.1
+"""Engaged, a window must be this much faster than the inline one for the thread to stay."""
+MIN_BACKOFF, MAX_BACKOFF = 4, 64
 Mode = Literal["auto", "on", "off"]
 _MODES: tuple[Mode, ...] = ("auto", "on", "off")
 _EOF = b""
@@ -215,9 +218,10 @@ class _Gauge:
 
     def __init__(self, window: int, origin: str | None = None) -> None:
         self.window = window
-        # with one core only waiting can overlap with parsing; with more, the pulls' own CPU
-        # (socket reads, TLS, HTTP framing) can run beside the parser too
-        self.one_core = _cores() == 1
+        # the pulls' own CPU (socket reads, TLS, HTTP framing) can run beside the parser only
+        # with a core to spare for it beyond the parser's and (often, on loopback) a server's;
+        # on fewer cores only the time a pull waits can overlap
+        self.spare_core = _cores() >= 3
         self.first = True  # the first pull waits for the answer's head: not a window's sample
         self.origin = origin
         self.inline_rate = 0.0  # bytes/s of the last inline window (parsing included)
@@ -264,7 +268,7 @@ class _Gauge:
             return False
         self.inline_rate = self.bytes / span
         parsing = span - self.pulling
-        overlap = self.blocked if self.one_core else self.pulling
+        overlap = self.pulling if self.spare_core else self.blocked
         engage = (
             self.backoff == 0 and overlap >= ENGAGE_SHARE * span and parsing >= ENGAGE_SHARE * span
         )
@@ -280,9 +284,9 @@ class _Gauge:
             return False
         rate = self.bytes / span
         self._reset(None)
-        paid = rate > self.inline_rate
-        self.failed = 0 if paid else self.failed + 1
-        self.backoff = 0 if paid else min(MAX_BACKOFF, 1 << self.failed)
+        paid = rate >= KEEP_GAIN * self.inline_rate
+        self.failed = max(0, self.failed - 1) if paid else self.failed + 1
+        self.backoff = 0 if paid else min(MAX_BACKOFF, MIN_BACKOFF << (self.failed - 1))
         self._remember()
         return not paid
 
