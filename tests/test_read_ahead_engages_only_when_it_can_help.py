@@ -161,28 +161,38 @@ def test_the_environment_picks_the_mode(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_gauge_tries_the_thread_keeps_it_only_if_it_pays_and_remembers_per_server() -> None:
-    """The decision rule on given pull timings (no clock): 1 MiB windows of 256 KiB pulls."""
+    """The decision rule on given timings (no clock): 1 MiB windows of 256 KiB pulls."""
     from atdata.net.readahead import _Gauge
 
+    now = {"wall": 0.0, "cpu": 0.0, "queued": 0.0}
+
+    def clocks() -> tuple[float, float]:
+        return now["cpu"], now["queued"]
+
     origin = "http://127.0.0.1:1"  # a port nothing listens on: this test's own memory entry
-    gauge = _Gauge(1 << 20, origin)
+    gauge = _Gauge(1 << 20, origin, clocks)
     gauge.spare_core = True
     piece = 256 << 10
 
-    clock = [0.0]
-
-    def window(pull: float, parse: float, *, engaged: bool = False) -> bool:
+    def window(
+        pull: float, parse: float, *, engaged: bool = False, wait: float = 0.0, queued: float = 0.0
+    ) -> bool:
+        """Four pulls of ``pull`` s (of which ``wait`` s waiting, ``queued`` s queued for a
+        core, the rest on CPU), each followed by ``parse`` s of CPU."""
         decision = False
         for _ in range(4):
-            t = clock[0]
+            t = now["wall"]
+            now["cpu"] += pull - wait - queued
+            now["queued"] += queued
             if engaged:
                 decision = gauge.engaged_window(t, t + pull, piece)
             else:
-                decision = gauge.inline_window(t, t + pull, pull, piece)  # all CPU, no waiting
-            clock[0] = t + pull + parse
+                decision = gauge.inline_window(t, t + pull, piece)
+            now["wall"] = t + pull + parse
+            now["cpu"] += parse
         return decision
 
-    assert not gauge.inline_window(0.0, 1.0, 0.0, piece)  # the answer's head: not counted
+    assert not gauge.inline_window(0.0, 0.0, piece)  # the answer's head: not counted
     assert not window(0.001, 0.01)  # pulls ~10 % of the time: nothing worth overlapping
     assert window(0.01, 0.01)  # half and half: try the thread
     assert not window(0.004, 0.01, engaged=True)  # 1.4x faster engaged: kept
@@ -193,16 +203,13 @@ def test_the_gauge_tries_the_thread_keeps_it_only_if_it_pays_and_remembers_per_s
     assert window(0.01, 0.01)
     assert window(0.05, 0.05, engaged=True) and gauge.backoff == 8  # failed again: longer
     # the next stream from the same server starts with that wait
-    assert _Gauge(1 << 20, origin).backoff == 8
-    assert _Gauge(1 << 20, "http://127.0.0.1:2").backoff == 0
-    few_cores = _Gauge(1 << 20)
-    few_cores.spare_core, few_cores.first = False, False
-    t = 0.0
-    for _ in range(4):  # pulls that are all CPU: no core to overlap them on
-        engage = few_cores.inline_window(t, t + 0.01, 0.01, piece)
-        t += 0.02
-    assert not engage
-    for _ in range(4):  # pulls that wait half their time: that can overlap
-        engage = few_cores.inline_window(t, t + 0.01, 0.005, piece)
-        t += 0.02
-    assert engage
+    assert _Gauge(1 << 20, origin, clocks).backoff == 8
+    assert _Gauge(1 << 20, "http://127.0.0.1:2", clocks).backoff == 0
+
+    # fewer than 3 cores: only waiting counts, not the pulls' CPU nor time queued for a core
+    gauge = _Gauge(1 << 20, None, clocks)
+    gauge.spare_core = False
+    assert not gauge.inline_window(now["wall"], now["wall"], piece)
+    assert not window(0.01, 0.01)  # pulls all CPU: no core to overlap them on
+    assert not window(0.01, 0.01, queued=0.008)  # a loaded machine, not a slow server
+    assert window(0.01, 0.01, wait=0.005)  # pulls that wait half their time: that overlaps

@@ -46,7 +46,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, Literal, cast
 from urllib.parse import urlsplit
 
@@ -213,11 +213,35 @@ def _origin(stream: BinaryIO) -> str | None:
         return None
 
 
-class _Gauge:
-    """``auto``'s measurements, one window of ``window`` bytes at a time (see the module)."""
+def _thread_clocks() -> tuple[float, float]:
+    """This thread's CPU time and (Linux) the time it spent runnable but waiting for a core.
 
-    def __init__(self, window: int, origin: str | None = None) -> None:
+    Wall time a thread spends neither running nor waiting for a core is time it waited for
+    something (the socket, the server): that is what read-ahead can overlap. A loaded machine
+    keeps runnable threads waiting for a core, which no thread of ours can hide, so that time is
+    not counted as waiting. Read twice per window, never per pull.
+    """
+    queued = 0.0
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open("/proc/thread-self/schedstat", "rb") as f,
+    ):
+        queued = int(f.read().split()[1]) / 1e9
+    return time.thread_time(), queued
+
+
+class _Gauge:
+    """``auto``'s measurements, one window of ``window`` bytes at a time (see the module).
+    Windows are contiguous: each starts where the last pull of the previous one ended."""
+
+    def __init__(
+        self,
+        window: int,
+        origin: str | None = None,
+        clocks: Callable[[], tuple[float, float]] = _thread_clocks,
+    ) -> None:
         self.window = window
+        self.clocks = clocks
         # the pulls' own CPU (socket reads, TLS, HTTP framing) can run beside the parser only
         # with a core to spare for it beyond the parser's and (often, on loopback) a server's;
         # on fewer cores only the time a pull waits can overlap
@@ -241,50 +265,54 @@ class _Gauge:
             while len(_MEMORY) > _MEMORY_MAX:
                 del _MEMORY[next(iter(_MEMORY))]
 
-    def _reset(self, start: float | None) -> None:
+    def _reset(self, start: float | None, *, inline: bool = False) -> None:
         self.start = start
         self.bytes = 0
         self.pulling = 0.0  # wall time inside pulls
-        self.blocked = 0.0  # of which off-CPU (waiting)
+        self.clock0 = self.clocks() if inline else (0.0, 0.0)
 
-    def pulled(self, began: float, ended: float, cpu: float, n: int) -> float | None:
+    def pulled(self, began: float, ended: float, n: int) -> float | None:
         """Note one pull; at a window's end, its length in seconds (else None)."""
         if self.start is None:
             self.start = began
         self.bytes += n
         self.pulling += ended - began
-        self.blocked += max(0.0, ended - began - cpu)
         if self.bytes < self.window:
             return None
         return max(ended - self.start, 1e-9)
 
-    def inline_window(self, began: float, ended: float, cpu: float, n: int) -> bool:
+    def inline_window(self, began: float, ended: float, n: int) -> bool:
         """Note an inline pull; whether to engage now."""
         if self.first:
             self.first = False
+            self._reset(ended, inline=True)
             return False
-        span = self.pulled(began, ended, cpu, n)
+        span = self.pulled(began, ended, n)
         if span is None:
             return False
+        cpu, queued = (b - a for a, b in zip(self.clock0, self.clocks(), strict=True))
+        # off-CPU and not queued for a core: waiting, and (parsing does not wait) in the pulls
+        blocked = min(self.pulling, max(0.0, span - cpu - queued))
         self.inline_rate = self.bytes / span
-        parsing = span - self.pulling
-        overlap = self.pulling if self.spare_core else self.blocked
+        # between pulls, less any time queued for a core (a loaded machine, not parsing)
+        parsing = max(0.0, span - self.pulling - queued)
+        overlap = self.pulling if self.spare_core else blocked
         engage = (
             self.backoff == 0 and overlap >= ENGAGE_SHARE * span and parsing >= ENGAGE_SHARE * span
         )
         self.backoff = max(0, self.backoff - 1)
-        self._reset(None)
+        self._reset(ended, inline=not engage)
         self._remember()
         return engage
 
     def engaged_window(self, began: float, ended: float, n: int) -> bool:
         """Note a pull from the queue; whether to hand the stream back now (it did not pay)."""
-        span = self.pulled(began, ended, 0.0, n)
+        span = self.pulled(began, ended, n)
         if span is None:
             return False
         rate = self.bytes / span
-        self._reset(None)
         paid = rate >= KEEP_GAIN * self.inline_rate
+        self._reset(ended, inline=not paid)
         self.failed = max(0, self.failed - 1) if paid else self.failed + 1
         self.backoff = 0 if paid else min(MAX_BACKOFF, MIN_BACKOFF << (self.failed - 1))
         self._remember()
@@ -382,6 +410,8 @@ class ReadAhead(io.RawIOBase):
                 self._thread.join()
                 self._thread = None
                 self._handback.clear()
+                if self._gauge is not None:  # the next inline window starts here
+                    self._gauge._reset(time.perf_counter(), inline=True)
                 _log.debug("read-ahead disengaged (backoff %d windows)", self._gauge_backoff())
                 break
             if isinstance(item, BaseException):
@@ -391,7 +421,7 @@ class ReadAhead(io.RawIOBase):
                 if gauge.engaged_window(began, time.perf_counter(), len(item)):
                     self._handback.set()  # the thread stops after what it has queued
             return item
-        began, cpu = time.perf_counter(), time.thread_time()
+        began = time.perf_counter()
         try:
             item = next(self._source, _EOF)
         except BaseException:
@@ -401,10 +431,10 @@ class ReadAhead(io.RawIOBase):
         if not item:
             with contextlib.suppress(Exception):
                 self._inner.close()
-        elif self._gauge is not None:
-            cpu = time.thread_time() - cpu
-            if self._gauge.inline_window(began, time.perf_counter(), cpu, len(item)):
-                self._engage()
+        elif self._gauge is not None and self._gauge.inline_window(
+            began, time.perf_counter(), len(item)
+        ):
+            self._engage()
         return item
 
     def _gauge_backoff(self) -> int:
