@@ -16,17 +16,19 @@ Modes (``$ATDATA_READAHEAD``): ``on`` engages the thread on the first read; ``of
 wrap the stream; ``auto`` (the default) pays for the thread only while it can help. The thread
 costs CPU (queue hand-offs, GIL switches): on a machine whose cores the server, the client and
 that thread share, the hand-offs can cost more than the overlap gains. ``auto`` starts reading
-inline (the consumer pulls the same chunks itself) and measures, per window of
-``WINDOW`` bytes, how long the consumer spent in its pulls (with fewer than 3 cores: only the
-time it was *blocked* there, wall minus the thread's CPU, since the pulls' CPU work has no core
-of its own to run on) and
-how long it spent between pulls (parsing). Read-ahead can save at most the smaller of the two,
-so it tries the thread when both are at least ``ENGAGE_SHARE`` of the window. Engaged, it compares each window's consumer rate (bytes per
-second, parsing included) with the inline window's; unless it is ``KEEP_GAIN`` (10 %) faster it
-hands the stream back to the consumer (the thread stops between two chunks, nothing is lost or
-re-read) and waits 4, 8, 16 ... (at most 64) windows before it may engage again; the next stream from the same
-server (scheme, host, port) starts with that wait, so a dataset's shards do not each pay for
-the same trial. :attr:`ReadAhead.engagements` counts the times it engaged.
+inline (the consumer pulls the same chunks itself) and measures, per window of ``WINDOW``
+bytes, how long the consumer spent in its pulls and how long between them (parsing). With fewer
+than 3 cores only the time it was *blocked* in its pulls counts (the pulls' own CPU work has no
+core to run on beside the parser): off-CPU and not queued for a core, from the thread's CPU
+time and, on Linux, its run-queue wait (``/proc/thread-self/schedstat``), read twice per
+window; time queued for a core counts as neither waiting nor parsing. Read-ahead can save at
+most the smaller of the two, so it tries the thread when both are at least ``ENGAGE_SHARE`` of
+the window. Engaged, it compares each window's consumer rate (bytes per second, parsing
+included) with the inline window's; unless it is ``KEEP_GAIN`` (10 %) faster it hands the
+stream back to the consumer (the thread stops between two chunks, nothing is lost or re-read)
+and waits 4, 8, 16 ... (at most 64) windows before it may engage again; the next stream from
+the same server (scheme, host, port) starts with that wait, so a dataset's shards do not each
+pay for the same trial. :attr:`ReadAhead.engagements` counts the times it engaged.
 
 The wrapped stream is used by one thread at a time: its deadlines, resumes and retries (a
 :class:`~atdata.sources._retry.ResumableStream`) and any hashing wrapped around it run there,
