@@ -195,12 +195,14 @@ def test_the_gauge_tries_the_thread_keeps_it_only_if_it_pays_and_remembers_per_s
     assert not gauge.inline_window(0.0, 0.0, piece)  # the answer's head: not counted
     assert not window(0.001, 0.01)  # pulls ~10 % of the time: nothing worth overlapping
     assert window(0.01, 0.01)  # half and half: try the thread
+    assert not window(0.004, 0.01, engaged=True)  # the thread's first window: a warm-up
     assert not window(0.004, 0.01, engaged=True)  # 1.4x faster engaged: kept
     assert window(0.0095, 0.0095, engaged=True)  # 5 % faster is not enough: hand back
     assert gauge.backoff == 4  # and wait 4 windows
     for _ in range(4):
         assert not window(0.01, 0.01)  # waiting out the backoff
     assert window(0.01, 0.01)
+    assert not window(0.01, 0.01, engaged=True)  # warm-up
     assert window(0.05, 0.05, engaged=True) and gauge.backoff == 8  # failed again: longer
     # the next stream from the same server starts with that wait
     assert _Gauge(1 << 20, origin, clocks).backoff == 8

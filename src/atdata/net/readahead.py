@@ -24,7 +24,7 @@ time and, on Linux, its run-queue wait (``/proc/thread-self/schedstat``), read t
 window; time queued for a core counts as neither waiting nor parsing. Read-ahead can save at
 most the smaller of the two, so it tries the thread when both are at least ``ENGAGE_SHARE`` of
 the window. Engaged, it compares each window's consumer rate (bytes per second, parsing
-included) with the inline window's; unless it is ``KEEP_GAIN`` (10 %) faster it hands the
+included; the first window after engaging is a warm-up, not judged) with the inline window's; unless it is ``KEEP_GAIN`` (10 %) faster it hands the
 stream back to the consumer (the thread stops between two chunks, nothing is lost or re-read)
 and waits 4, 8, 16 ... (at most 64) windows before it may engage again; the next stream from
 the same server (scheme, host, port) starts with that wait, so a dataset's shards do not each
@@ -253,6 +253,7 @@ class _Gauge:
         self.inline_rate = 0.0  # bytes/s of the last inline window (parsing included)
         self.backoff = 0  # inline windows to wait before engaging may be considered
         self.failed = 0  # engagements in a row that did not pay
+        self.warming = False  # engaged, the first window is not judged
         if origin is not None:
             with _MEMORY_LOCK:
                 self.failed, self.backoff = _MEMORY.get(origin, (0, 0))
@@ -303,14 +304,21 @@ class _Gauge:
             self.backoff == 0 and overlap >= ENGAGE_SHARE * span and parsing >= ENGAGE_SHARE * span
         )
         self.backoff = max(0, self.backoff - 1)
+        self.warming = engage
         self._reset(ended, inline=not engage)
         self._remember()
         return engage
 
     def engaged_window(self, began: float, ended: float, n: int) -> bool:
-        """Note a pull from the queue; whether to hand the stream back now (it did not pay)."""
+        """Note a pull from the queue; whether to hand the stream back now (it did not pay).
+        The first window after engaging is not judged: the thread has to be scheduled and
+        fill the queue first (on a loaded machine that alone can take a window's time)."""
         span = self.pulled(began, ended, n)
         if span is None:
+            return False
+        if self.warming:
+            self.warming = False
+            self._reset(ended)
             return False
         rate = self.bytes / span
         paid = rate >= KEEP_GAIN * self.inline_rate
