@@ -12,6 +12,11 @@ time from publish to searchable.
    p50/p99 of ``--queries`` requests; and a rare word (one record's number) over HTTP.
    Comparator, same database, same rare words: a naive ``LIKE '%word%'`` scan over name and
    description, run in-process with no HTTP (what an index without a term table does).
+   Ranked text search of common words, in-process on the store (no HTTP): ``collection`` (in
+   every record's description), ``galaxy`` (in about a quarter), and the second page of each
+   (its cursor); p50 of ``--queries // 10`` (at least 10) each. With ``--postgres DSN`` the
+   same records are also written into PostgreSQL (tables ``bench_idx_*``, dropped after; the
+   tables are ANALYZEd as autovacuum would) and the same queries timed there.
 3. **Publish to searchable**: a local PDS + PLC (the test harness), an in-process indexer
    following it; each round publishes one dataset entry with a fresh name and polls search (5 ms)
    until it is found. Median and max of ``--rounds``. Then, with the indexer stopped,
@@ -135,7 +140,9 @@ def bench_ingest_and_search(sizes: list[int], queries: int, work: Path) -> dict[
                 scan.append((time.perf_counter() - t0) * 1000)
                 assert rows
             conn.close()
+            common = _common_word_latency(store, max(10, queries // 10))
             results[str(size)] = {
+                **common,
                 "search_p50_ms": round(_pct(lat, 0.5), 2),
                 "search_p99_ms": round(_pct(lat, 0.99), 2),
                 "rare_word_p50_ms": round(_pct(rare, 0.5), 2),
@@ -149,6 +156,57 @@ def bench_ingest_and_search(sizes: list[int], queries: int, work: Path) -> dict[
         server.server_close()
         store.close()
         keys.close()
+    return results
+
+
+COMMON_WORDS = ("collection", "galaxy")
+
+
+def _common_word_latency(store: IndexStore, reps: int, tag: str = "") -> dict[str, float]:
+    """p50 ms of the first and second page of ranked search for words many records hold."""
+    out: dict[str, float] = {}
+    for word in COMMON_WORDS:
+        page, cursor = store.search_datasets(q=word)
+        assert len(page) == 25 and cursor, word
+        for which, cur in (("page1", None), ("page2", cursor)):
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                store.search_datasets(q=word, cursor=cur)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[f"{tag}ranked_{word}_{which}_p50_ms"] = round(_pct(times, 0.5), 2)
+    return out
+
+
+def bench_postgres_search(dsn: str, sizes: list[int], queries: int) -> dict[str, Any]:
+    """The common-word search of :func:`_common_word_latency` on PostgreSQL at each size."""
+    from atdata.discovery.store import IndexedRecord
+
+    did = "did:web:bench.test"
+    store = IndexStore(dsn, prefix="bench_idx_")
+    store.drop()
+    store = IndexStore(dsn, prefix="bench_idx_")
+    results: dict[str, Any] = {}
+    done = 0
+    try:
+        for size in sizes:
+            while done < size:
+                ups = []
+                for key, value in _records(did, done).items():
+                    collection, rkey = key.split("/")
+                    uri = f"at://{did}/{key}"
+                    ups.append(
+                        IndexedRecord(uri, did, collection, rkey, "bafyrei" + "a" * 52, value)
+                    )
+                store.apply(Mutation(upserts=ups))
+                done += PER_COMMIT
+            with store._tx() as cur:  # what autovacuum does after a bulk load
+                for table in ("records", "terms"):
+                    store._run(cur, f"ANALYZE bench_idx_{table}")
+            results[f"pg_{size}"] = _common_word_latency(store, max(10, queries // 10))
+    finally:
+        store.drop()
+        store.close()
     return results
 
 
@@ -213,12 +271,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--catchup", type=int, default=300)
+    parser.add_argument("--postgres", metavar="DSN", help="also time ranked search on PostgreSQL")
+    parser.add_argument("--search-only", action="store_true", help="skip publish-to-searchable")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         out = bench_ingest_and_search(sizes, args.queries, work)
-        out.update(bench_publish_to_searchable(args.rounds, args.catchup, work))
+        if args.postgres:
+            out.update(bench_postgres_search(args.postgres, sizes, args.queries))
+        if not args.search_only:
+            out.update(bench_publish_to_searchable(args.rounds, args.catchup, work))
     dest = ROOT / "benchmarks" / ".data" / "indexer.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))

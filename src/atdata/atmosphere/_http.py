@@ -26,7 +26,14 @@ from ..net.transport import TransportError, retrying, send, shared_client
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpReader", "ReadDeadlineExceeded", "XrpcError", "check_service_url", "printable"]
+__all__ = [
+    "HttpReader",
+    "ReadDeadlineExceeded",
+    "ServiceUnreachable",
+    "XrpcError",
+    "check_service_url",
+    "printable",
+]
 
 USER_AGENT = "atdata-atmosphere"
 
@@ -40,6 +47,11 @@ class XrpcError(AtmosphereError):
         super().__init__(message)
         self.status = status
         self.error = error
+
+
+class ServiceUnreachable(AtmosphereError):
+    """A request to an atmosphere service got no complete answer: the connection was refused,
+    reset or broke (not a deadline, not an HTTP status)."""
 
 
 class ReadDeadlineExceeded(AtmosphereError, DeadlineExceeded):
@@ -171,7 +183,7 @@ class HttpReader:
                 f"{what}: {request} sent no byte within the idle deadline of "
                 f"{self.deadlines.idle:g}s; raise it with $ATDATA_IDLE_TIMEOUT"
             )
-        return AtmosphereError(f"{what} failed: {printable(str(exc))}")
+        return ServiceUnreachable(f"{what} failed: {printable(str(exc))}")
 
     def post(
         self,

@@ -13,9 +13,12 @@ hashes the shards and returns the blob storage they would become (CIDs computed 
 
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from ..errors import AtmosphereError, IntegrityError, ShardError, SourceError
 from ..manifest.format import MANIFEST_SUFFIX
@@ -29,9 +32,23 @@ from ..sources.chunked import ChunkDigests, chunk_size_for
 from .client import AtmosphereClient
 from .storage import BLOB_MIME_TYPE, BlobRef, BlobShard, BlobStorage
 
-__all__ = ["BlobPlan", "plan_blobs", "sha256_of", "split_shard", "upload_blobs"]
+__all__ = [
+    "BlobPlan",
+    "plan_and_upload",
+    "plan_blobs",
+    "recorded_blobs",
+    "sha256_of",
+    "split_shard",
+    "upload_blobs",
+]
 
+T = TypeVar("T")
+U = TypeVar("U")
 _END_OF_ARCHIVE = bytes(2 * BLOCK)
+#: shards read and hashed at once while planning (hashlib releases the GIL on large inputs)
+_HASH_WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: blobs (and sidecars) sent to the PDS at once
+_UPLOAD_WORKERS = 3
 #: MIME type of the manifest and offset-index blobs uploaded beside a shard
 SIDECAR_MIME_TYPE = "application/octet-stream"
 
@@ -138,24 +155,50 @@ def _sidecars(shard: ShardInfo) -> dict[str, bytes]:
     return found
 
 
+def _shard_pieces(
+    shard: ShardInfo, limit: int, split: bool
+) -> list[tuple[bytes, bytes, ShardInfo | None]]:
+    """(bytes, sha256 digest, the shard when the blob is all of it) of each blob ``shard``
+    becomes."""
+    data, digest = _read(shard)
+    if len(data) <= limit:
+        return [(data, digest, shard)]
+    if not split:
+        raise AtmosphereError(
+            f"{shard.url} is {len(data)} bytes, over the {limit}-byte blob limit of this PDS "
+            "and lexicon; pass split=True to cut it at sample boundaries, or publish it by "
+            "http(s)/S3 URL instead (nothing was uploaded)"
+        )
+    return [
+        (piece, hashlib.sha256(piece).digest(), None)
+        for piece in split_shard(data, limit, where=shard.url)
+    ]
+
+
 def _pieces(
     shards: Sequence[ShardInfo], limit: int, split: bool
 ) -> Iterator[tuple[bytes, bytes, ShardInfo | None]]:
-    """(bytes, sha256 digest, the shard when the blob is all of it) of each blob the shards
-    become, in order."""
+    """:func:`_shard_pieces` of every shard, in order."""
     for shard in shards:
-        data, digest = _read(shard)
-        if len(data) <= limit:
-            yield data, digest, shard
-            continue
-        if not split:
-            raise AtmosphereError(
-                f"{shard.url} is {len(data)} bytes, over the {limit}-byte blob limit of this PDS "
-                "and lexicon; pass split=True to cut it at sample boundaries, or publish it by "
-                "http(s)/S3 URL instead (nothing was uploaded)"
-            )
-        for piece in split_shard(data, limit, where=shard.url):
-            yield piece, hashlib.sha256(piece).digest(), None
+        yield from _shard_pieces(shard, limit, split)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, fn: Callable[[T], U], items: Iterable[T], *, ahead: int
+) -> Iterator[U]:
+    """``fn`` of each item, in order, with at most ``ahead`` running or done but not yet taken
+    (so that memory stays bounded by ``ahead`` results)."""
+    pending: deque[Future[U]] = deque()
+    for item in items:
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+        pending.append(pool.submit(fn, item))
+    try:
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 def check_sizes(shards: Sequence[ShardInfo], limit: int, split: bool) -> None:
@@ -186,6 +229,96 @@ class BlobPlan:
     sidecars: list[dict[str, bytes]] = field(default_factory=list)
 
 
+_Planned = tuple[bytes, bytes, dict[str, bytes], BlobShard]
+
+
+def _plan_shard(
+    shard: ShardInfo, limit: int, split: bool, chunk_size: int | None
+) -> list[_Planned]:
+    """(bytes, sha256, sidecars, planned BlobShard) of each blob ``shard`` becomes: the shard
+    read, checked against the index's digest, and hashed (CID, per-chunk digests, sidecars).
+    Run in workers: hashing releases the GIL, so shards overlap."""
+    out = []
+    for piece, digest, whole in _shard_pieces(shard, limit, split):
+        found = _sidecars(whole) if whole is not None else {}
+        found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
+        entry = BlobShard(
+            BlobRef(cid=cid_of_sha256(digest), size=len(piece), mime_type=BLOB_MIME_TYPE),
+            Checksum.sha256(digest.hex()),
+            manifest=_ref(found.get(MANIFEST_SUFFIX)),
+            offsets=_ref(found.get(OFFSETS_SUFFIX)),
+            chunks=ChunkDigests.of(piece, chunk_size) if piece and chunk_size else None,
+        )
+        out.append((piece, digest, found, entry))
+    return out
+
+
+def recorded_blobs(shards: Sequence[ShardInfo], *, limit: int) -> BlobStorage | None:
+    """The blobs the shards would become, from the sha256 digests the index recorded (nothing
+    read): to tell whether an entry with these blobs may exist already. None when a shard has
+    no recorded sha256 or is over ``limit`` (it would be split)."""
+    blobs = []
+    for shard in shards:
+        digest = sha256_of(shard)
+        if digest is None or shard.size > limit or shard.size < 0 or len(digest) != 64:
+            return None
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            return None
+        blobs.append(
+            BlobShard(
+                BlobRef(cid=cid_of_sha256(raw), size=shard.size, mime_type=BLOB_MIME_TYPE),
+                Checksum.sha256(digest),
+            )
+        )
+    return BlobStorage(tuple(blobs)) if blobs else None
+
+
+def plan_and_upload(
+    client: AtmosphereClient, shards: Sequence[ShardInfo], *, limit: int
+) -> BlobStorage:
+    """Read, check, hash and upload each shard in turn, the next shard's reading and hashing
+    overlapping this one's upload (for a dataset known to be new: nothing is compared first).
+    Every check of :func:`plan_blobs` + :func:`upload_blobs` is made: each shard's bytes against
+    the index's digest before it is sent, and the PDS's CID against the bytes' CID."""
+    check_sizes(shards, limit, False)
+    chunk_size = chunk_size_for([max(s.size, 0) for s in shards])
+
+    def one(shard: ShardInfo) -> list[BlobShard]:
+        return [
+            _upload_planned(client, entry, piece, found)
+            for piece, _digest, found, entry in _plan_shard(shard, limit, False, chunk_size)
+        ]
+
+    with ThreadPoolExecutor(_UPLOAD_WORKERS, thread_name_prefix="atdata-upload") as pool:
+        uploaded = [
+            b for blobs in _in_order(pool, one, shards, ahead=_UPLOAD_WORKERS) for b in blobs
+        ]
+    if not uploaded:
+        raise AtmosphereError("a dataset needs at least one shard to publish")
+    return BlobStorage(tuple(uploaded))
+
+
+def _upload_planned(
+    client: AtmosphereClient, planned: BlobShard, piece: bytes, side: dict[str, bytes]
+) -> BlobShard:
+    """Upload one planned blob and its sidecars; the BlobShard as stored."""
+    # the small sidecars go beside the shard's blob, not after it
+    with ThreadPoolExecutor(2, thread_name_prefix="atdata-sidecar") as pool:
+        manifest = pool.submit(_upload_sidecar, client, planned.manifest, side.get(MANIFEST_SUFFIX))
+        offsets = pool.submit(_upload_sidecar, client, planned.offsets, side.get(OFFSETS_SUFFIX))
+        # the PDS computes the CID of what it received; upload_blob checks it is the planned one
+        ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
+        return BlobShard(
+            ref,
+            planned.checksum,
+            manifest=manifest.result(),
+            offsets=offsets.result(),
+            chunks=planned.chunks,
+        )
+
+
 def plan_blobs(
     shards: Sequence[ShardInfo], *, limit: int, split: bool = False, keep_bytes: int = 512 << 20
 ) -> BlobPlan:
@@ -198,24 +331,20 @@ def plan_blobs(
     # per-chunk digests let readers stream each blob verified (sources.chunked); the chunk
     # size grows with the dataset so that the record stays small
     chunk_size = chunk_size_for([max(s.size, 0) for s in shards])
-    for piece, digest, whole in _pieces(shards, limit, split):
-        found = _sidecars(whole) if whole is not None else {}
-        found = {k: v for k, v in found.items() if len(v) <= limit}  # optional: never refused
-        sidecars.append(found)
-        entries.append(
-            BlobShard(
-                BlobRef(cid=cid_of_sha256(digest), size=len(piece), mime_type=BLOB_MIME_TYPE),
-                Checksum.sha256(digest.hex()),
-                manifest=_ref(found.get(MANIFEST_SUFFIX)),
-                offsets=_ref(found.get(OFFSETS_SUFFIX)),
-                chunks=ChunkDigests.of(piece, chunk_size) if piece and chunk_size else None,
-            )
-        )
-        total += len(piece)
-        if kept is not None and total <= keep_bytes:
-            kept.append(piece)
-        else:
-            kept = None
+
+    def planned(shard: ShardInfo) -> list[_Planned]:
+        return _plan_shard(shard, limit, split, chunk_size)
+
+    with ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="atdata-plan") as pool:
+        for results in _in_order(pool, planned, shards, ahead=_HASH_WORKERS):
+            for piece, _digest, found, entry in results:
+                sidecars.append(found)
+                entries.append(entry)
+                total += len(piece)
+                if kept is not None and total <= keep_bytes:
+                    kept.append(piece)
+                else:
+                    kept = None
     if not entries:
         raise AtmosphereError("a dataset needs at least one shard to publish")
     return BlobPlan(BlobStorage(tuple(entries)), kept, sidecars)
@@ -248,30 +377,33 @@ def upload_blobs(
 
     Bytes the plan did not keep are read again and must hash to the planned CIDs.
     """
-    uploaded = []
     pieces: Iterator[tuple[bytes, bytes | None, ShardInfo | None]] = (
         ((p, None, None) for p in plan.pieces)
         if plan.pieces is not None
         else _pieces(shards, limit, split)
     )
-    for i, (planned, (piece, digest, _)) in enumerate(
-        zip(plan.storage.blobs, pieces, strict=False)
-    ):
+
+    def upload(
+        job: tuple[int, BlobShard, tuple[bytes, bytes | None, ShardInfo | None]],
+    ) -> BlobShard:
+        i, planned, (piece, digest, _) = job
         if digest is not None and cid_of_sha256(digest) != planned.blob.cid:
             raise IntegrityError(
                 f"shard bytes changed between planning and upload (now {cid_of_sha256(digest)})",
                 shard=planned.blob.cid,
             )
-        # the PDS computes the CID of what it received; upload_blob checks it is the planned one
-        ref = client.upload_blob(piece, mime_type=planned.blob.mime_type, cid=planned.blob.cid)
         side = plan.sidecars[i] if i < len(plan.sidecars) else {}
-        manifest = _upload_sidecar(client, planned.manifest, side.get(MANIFEST_SUFFIX))
-        offsets = _upload_sidecar(client, planned.offsets, side.get(OFFSETS_SUFFIX))
-        uploaded.append(
-            BlobShard(
-                ref, planned.checksum, manifest=manifest, offsets=offsets, chunks=planned.chunks
-            )
-        )
+        return _upload_planned(client, planned, piece, side)
+
+    jobs = (
+        (i, planned, piece)
+        for i, (planned, piece) in enumerate(zip(plan.storage.blobs, pieces, strict=False))
+    )
+    # several blobs in flight: the PDS hashes and stores one while the next is being sent.
+    # Bytes the plan kept are all in memory already; bytes read again are read one at a time.
+    workers = _UPLOAD_WORKERS if plan.pieces is not None else 1
+    with ThreadPoolExecutor(workers, thread_name_prefix="atdata-upload") as pool:
+        uploaded = list(_in_order(pool, upload, jobs, ahead=workers))
     if len(uploaded) != len(plan.storage.blobs) or next(pieces, None) is not None:
         raise AtmosphereError("the shards changed between planning and upload; publish again")
     return BlobStorage(tuple(uploaded))

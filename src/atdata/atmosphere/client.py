@@ -10,7 +10,7 @@ warn and go on.
 """
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,7 +23,7 @@ from ..errors import (
 )
 from ..net.ids import blob_cid
 from ..sources.at import AtBlobSource, blob_url
-from ._http import HttpReader, XrpcError
+from ._http import HttpReader, ServiceUnreachable, XrpcError
 from .lexicon import NAMESPACE, RecordValidationError, lexicon, validate_object, validate_record
 from .records import SCHEMA, DatasetRecord, LabelRecord, LensRecord, SchemaRecord
 from .resolve import Resolver
@@ -40,6 +40,10 @@ OnInvalid = Literal["raise", "skip"]
 MAX_RECORD_BYTES = 4 << 20
 MAX_PAGE_BYTES = 64 << 20
 MAX_PAGE_SIZE = 100
+#: XRPC errors of a PDS that no longer (or never did) hold the repository asked for
+_MOVED_ERRORS = frozenset(
+    {"RepoNotFound", "AccountNotFound", "RepoDeactivated", "AccountDeactivated", "RepoTakendown"}
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,27 @@ class AtmosphereClient:
             return self.session.pds_url
         return self._need_resolver(f"finding the PDS of {did}").pds_endpoint(did)
 
+    def _at_pds(self, did: str, call: Callable[[str], R]) -> R:
+        """``call(pds)`` on ``did``'s PDS. When that PDS came from a (possibly kept) DID document
+        and cannot be reached or says it does not hold the repository, the document is fetched
+        afresh and, if it names another PDS, ``call`` runs once more there (the account moved)."""
+        pds = self.pds_for(did)
+        try:
+            return call(pds)
+        except (XrpcError, ServiceUnreachable, SourceError) as exc:
+            if self.resolver is None or (self.session is not None and did == self.session.did):
+                raise
+            if isinstance(exc, XrpcError) and exc.error not in _MOVED_ERRORS:
+                raise
+            self.resolver.forget(did)
+            try:
+                fresh = self.resolver.pds_endpoint(did)
+            except AtmosphereError:
+                raise exc from None
+            if fresh == pds:
+                raise
+        return call(fresh)
+
     def _me(self) -> AtmosphereSession:
         if self.session is None:
             raise AtmosphereError(
@@ -119,14 +144,16 @@ class AtmosphereClient:
         if at.rkey is None or at.collection is None:
             raise AtmosphereError(f"{at} does not name a record (at://<did>/<collection>/<rkey>)")
         did = self.account_did(at.authority)
-        pds = self.pds_for(did)
         want = AtUri(did, at.collection, at.rkey)
-        data = self._http.xrpc(
-            pds,
-            "com.atproto.repo.getRecord",
-            {"repo": did, "collection": at.collection, "rkey": at.rkey},
-            max_bytes=MAX_RECORD_BYTES,
-            what=f"reading {want} from {pds}",
+        data = self._at_pds(
+            did,
+            lambda pds: self._http.xrpc(
+                pds,
+                "com.atproto.repo.getRecord",
+                {"repo": did, "collection": at.collection or "", "rkey": at.rkey or ""},
+                max_bytes=MAX_RECORD_BYTES,
+                what=f"reading {want} from {pds}",
+            ),
         )
         return self._stored(data, want.collection or "", did, str(want))
 
@@ -161,10 +188,13 @@ class AtmosphereClient:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidArgumentError(f"page_size must be 1..{MAX_PAGE_SIZE}")
         did = self.account_did(account)
-        pds = self.pds_for(did)
         cursor: str | None = None
         seen: set[str] = set()
-        while True:
+        pds = ""
+
+        def list_page(at: str) -> dict[str, Any]:
+            nonlocal pds
+            pds = at
             params: dict[str, str | int] = {
                 "repo": did,
                 "collection": collection,
@@ -172,10 +202,18 @@ class AtmosphereClient:
             }
             if cursor is not None:
                 params["cursor"] = cursor
-            where = f"listing {collection} of {did} on {pds}"
-            page = self._http.xrpc(
-                pds, "com.atproto.repo.listRecords", params, max_bytes=MAX_PAGE_BYTES, what=where
+            return self._http.xrpc(
+                at,
+                "com.atproto.repo.listRecords",
+                params,
+                max_bytes=MAX_PAGE_BYTES,
+                what=f"listing {collection} of {did} on {at}",
             )
+
+        while True:
+            # the first page finds the PDS (again, if the account moved); the rest stay there
+            page = self._at_pds(did, list_page) if cursor is None else list_page(pds)
+            where = f"listing {collection} of {did} on {pds}"
             items = page.get("records")
             if not isinstance(items, list) or len(items) > page_size:
                 raise AtmosphereError(f"{where}: malformed page (records missing or too many)")
@@ -436,9 +474,13 @@ class AtmosphereClient:
 
     def get_blob(self, did: str, cid: str, *, max_bytes: int | None = None) -> bytes:
         """The bytes of blob ``cid`` in ``did``'s repository, verified against the CID."""
-        url = self.blob_url(did, cid)
-        src = AtBlobSource(url, max_bytes=max_bytes) if max_bytes else AtBlobSource(url)
-        try:
+
+        def fetch(pds: str) -> bytes:
+            url = blob_url(did, cid, pds)
+            src = AtBlobSource(url, max_bytes=max_bytes) if max_bytes else AtBlobSource(url)
             return src.fetch()
+
+        try:
+            return self._at_pds(did, fetch)
         except SourceError as exc:
             raise AtmosphereError(str(exc)) from exc

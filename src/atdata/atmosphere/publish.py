@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import AtmosphereError, ConflictError, NotFoundError
 from ..schema import Schema
 from ..shards.info import Checksum, ShardInfo
-from .blobs import BlobPlan, plan_blobs, sha256_of, upload_blobs
+from .blobs import BlobPlan, plan_and_upload, plan_blobs, recorded_blobs, sha256_of, upload_blobs
 from .client import MAX_PAGE_SIZE, AtmosphereClient, StoredRecord
 from .records import (
     ENTRY,
@@ -145,13 +145,43 @@ def publish_dataset(
         )
     schema_rec = index.get_schema(entry.schema_ref)
     schema: Schema = schema_rec.schema.with_version(schema_rec.version)
-    schema_stored = client.publish_schema(SchemaRecord.from_schema(schema))
     name = check_name(entry.name)
     shards = list(entry.shards)
+    me = client.session.did if client.session else ""
 
-    record_storage, plan = _choose_storage(
-        shards, storage, split=split, client=client, s3_endpoint=s3_endpoint, s3_region=s3_region
-    )
+    # Independent steps overlap: the shards are read and hashed (CPU, GIL released) while the
+    # schema record is checked or written and the account's entries and labels are listed.
+    with ThreadPoolExecutor(3, thread_name_prefix="atdata-publish") as pool:
+        planning = pool.submit(
+            _choose_storage,
+            shards,
+            storage,
+            split=split,
+            client=client,
+            s3_endpoint=s3_endpoint,
+            s3_region=s3_region,
+            recorded=True,
+        )
+        listing = pool.submit(lambda: list(client.entries(me, on_invalid="skip")))
+        labelling = pool.submit(lambda: list(client.labels(me, on_invalid="skip")) if label else [])
+        schema_stored = client.publish_schema(SchemaRecord.from_schema(schema))
+        record_storage, plan = planning.result()
+        existing = listing.result()
+        existing_labels = labelling.result()
+    # blobs named by the index's recorded digests (nothing read yet): when no entry of this
+    # name has those blobs, the dataset is new, and each shard is read, checked, hashed and
+    # uploaded in turn (overlapping); otherwise everything is planned first and compared
+    fresh = plan is None and isinstance(record_storage, BlobStorage)
+    if (
+        fresh
+        and isinstance(record_storage, BlobStorage)
+        and any(_same_blobs(e.value, name, record_storage) for e in existing)
+    ):
+        record_storage, plan = _choose_storage(
+            shards, "blobs", split=split, client=client, s3_endpoint=None, s3_region=None
+        )
+        fresh = False
+
     metadata = dict(entry.metadata) if entry.metadata else None
     candidate = DatasetRecord(
         name=name,
@@ -169,13 +199,15 @@ def publish_dataset(
         lineage=published_lineage(getattr(entry, "lineage", None)),
     )
     candidate.to_record()  # validate before anything is uploaded
-    me = client.session.did if client.session else ""
     created = False
-    stored_entry = next(
-        (e for e in client.entries(me, on_invalid="skip") if e.value.same_content(candidate)), None
-    )
+    stored_entry = None
+    if not fresh:
+        stored_entry = next((e for e in existing if e.value.same_content(candidate)), None)
     if stored_entry is None:
-        if plan is not None:
+        if fresh:
+            uploaded = plan_and_upload(client, shards, limit=client.max_blob_bytes())
+            candidate = replace(candidate, storage=uploaded)
+        elif plan is not None:
             uploaded = upload_blobs(
                 client, shards, plan, limit=client.max_blob_bytes(), split=split
             )
@@ -192,6 +224,7 @@ def publish_dataset(
             stored_entry.uri,
             description=entry.description,
             replace=replace_label,
+            existing=existing_labels,
         )
         created = created or made
     return PublishedDataset(stored_entry, schema_stored, stored_label, created)
@@ -205,8 +238,12 @@ def _choose_storage(
     client: AtmosphereClient,
     s3_endpoint: str | None,
     s3_region: str | None,
+    recorded: bool = False,
 ) -> tuple[Storage, BlobPlan | None]:
-    """(storage for the record, the blob plan when its blobs still have to be uploaded)."""
+    """(storage for the record, the blob plan when its blobs still have to be uploaded).
+
+    With ``recorded``, blob storage may come from the index's recorded digests alone (see
+    :func:`~atdata.atmosphere.blobs.recorded_blobs`; no plan: nothing was read)."""
     schemes = {urlsplit(s.url).scheme.lower() for s in shards}
     if mode != "blobs" and schemes <= {"http", "https"} and shards:
         return HttpStorage(tuple(HttpShard(s.url, _checksum(s)) for s in shards)), None
@@ -229,8 +266,21 @@ def _choose_storage(
             "storage='urls' needs every shard at an http(s) URL or in one s3 bucket; got "
             + ", ".join(sorted(schemes))
         )
-    plan = plan_blobs(shards, limit=client.max_blob_bytes(), split=split)
+    limit = client.max_blob_bytes()
+    quick = recorded_blobs(shards, limit=limit) if recorded and not split else None
+    if quick is not None:
+        return quick, None
+    plan = plan_blobs(shards, limit=limit, split=split)
     return plan.storage, plan
+
+
+def _same_blobs(entry: DatasetRecord, name: str, storage: BlobStorage) -> bool:
+    """Whether ``entry`` is named ``name`` and stores exactly ``storage``'s blobs."""
+    return (
+        entry.name == name
+        and isinstance(entry.storage, BlobStorage)
+        and [b.blob.cid for b in entry.storage.blobs] == [b.blob.cid for b in storage.blobs]
+    )
 
 
 def _checksum(shard: ShardInfo) -> Checksum:
@@ -248,9 +298,14 @@ def _ensure_label(
     *,
     description: str | None,
     replace: bool,
+    existing: list[StoredRecord[LabelRecord]] | None = None,
 ) -> tuple[StoredRecord[LabelRecord], bool]:
+    """The label ``name``@``version`` pointing at ``entry_uri``, found among ``existing`` (the
+    account's labels, listed now if not given) or written; and whether it was written."""
     me = client.session.did if client.session else ""
-    for found in client.labels(me, on_invalid="skip"):
+    if existing is None:
+        existing = list(client.labels(me, on_invalid="skip"))
+    for found in existing:
         if found.value.name != name or found.value.version != version:
             continue
         if found.value.dataset_uri == str(entry_uri):

@@ -18,15 +18,15 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, overload
 
 from ..errors import AtmosphereError, AuthenticationError
-from ._http import HttpReader, XrpcError, check_service_url
+from ._http import HttpReader, ServiceUnreachable, XrpcError, check_service_url
 from .uri import is_did, is_handle
 
 if TYPE_CHECKING:
-    from .resolve import Resolver
+    from .resolve import Identity, Resolver
 
 __all__ = ["AtmosphereSession"]
 
@@ -90,6 +90,61 @@ def _identifier(handle_or_did: str) -> str:
     if not (is_handle(ident) or is_did(ident)):
         raise AuthenticationError(f"{handle_or_did!r:.100} is neither a handle nor a DID")
     return ident
+
+
+class _MaybeMoved(Exception):
+    """A login failed in a way an account that moved to another PDS would cause (the PDS is
+    unreachable, answered 4xx, or answered for another DID); ``error`` is what to raise."""
+
+    def __init__(self, error: AuthenticationError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _find_account(resolver: "Resolver", ident: str) -> "Identity":
+    """The account's DID and PDS from its (verified) DID document; AuthenticationError if not."""
+    try:
+        identity = resolver.resolve(ident)
+        identity_pds = check_service_url(identity.pds, "the account's PDS")
+    except AtmosphereError as exc:
+        raise AuthenticationError(
+            f"login as {ident}: cannot find the account's PDS ({exc})"
+        ) from None
+    return replace(identity, pds=identity_pds)
+
+
+def _create_session(
+    pds_url: str, ident: str, want_did: str | None, app_password: str, timeout: float
+) -> _Tokens:
+    """``createSession`` on ``pds_url``: its tokens, checked to be for ``want_did`` (if given).
+
+    _MaybeMoved when the failure could mean the account lives elsewhere now."""
+    what = f"login as {ident} on {pds_url}"
+    http = HttpReader(timeout=timeout)
+    try:
+        answer = http.post(
+            f"{pds_url}/xrpc/com.atproto.server.createSession",
+            content=json.dumps({"identifier": ident, "password": app_password}).encode(),
+            headers={"Content-Type": "application/json"},
+            max_bytes=_MAX_ANSWER,
+            what=what,
+        )
+    except XrpcError as exc:
+        if exc.status is not None and 400 <= exc.status < 500:
+            raise _MaybeMoved(AuthenticationError(str(exc))) from None
+        raise AuthenticationError(str(exc)) from None
+    except ServiceUnreachable as exc:
+        raise _MaybeMoved(AuthenticationError(f"{what}: cannot reach the server ({exc})")) from None
+    except AtmosphereError as exc:
+        raise AuthenticationError(f"{what}: cannot reach the server ({exc})") from None
+    tokens = _tokens(answer, what)
+    if want_did is not None and tokens.did != want_did:
+        raise _MaybeMoved(
+            AuthenticationError(
+                f"{what}: the PDS answered for {tokens.did}, not the account's DID {want_did}"
+            )
+        )
+    return tokens
 
 
 class AtmosphereSession:
@@ -166,40 +221,37 @@ class AtmosphereSession:
             from .resolve import Resolver, current_resolver
 
             found = resolver or current_resolver() or Resolver.default(timeout=timeout)
+            identity = _find_account(found, ident)
             try:
-                identity = found.resolve(ident)
-            except AtmosphereError as exc:
-                raise AuthenticationError(
-                    f"login as {ident}: cannot find the account's PDS ({exc})"
-                ) from None
-            pds_url: str = identity.pds
-            want_did: str | None = identity.did
+                tokens = _create_session(identity.pds, ident, identity.did, app_password, timeout)
+            except _MaybeMoved as moved:
+                # The PDS came from a DID document kept for up to cache_ttl (memory and
+                # $ATDATA_HOME/cache/identity): the account may have moved since. Resolve afresh
+                # (verified as the first time) and log in once more, only where that document
+                # points somewhere else; the password never goes to a PDS no document names.
+                found.forget(identity.did)
+                fresh = _find_account(found, ident)
+                if (fresh.did, fresh.pds) == (identity.did, identity.pds):
+                    raise moved.error from None
+                identity = fresh
+                try:
+                    tokens = _create_session(
+                        identity.pds, ident, identity.did, app_password, timeout
+                    )
+                except _MaybeMoved as again:
+                    raise again.error from None
+            pds_url = identity.pds
         else:
             if resolver is not None:
                 raise AuthenticationError("pass either a PDS URL or resolver=, not both")
             pds_url, handle_or_did, app_password = first, second, third
             ident = _identifier(handle_or_did)
             want_did = ident if is_did(ident) else None
-        pds_url = check_service_url(pds_url, "pds_url")
-        what = f"login as {ident} on {pds_url}"
-        http = HttpReader(timeout=timeout)
-        try:
-            answer = http.post(
-                f"{pds_url}/xrpc/com.atproto.server.createSession",
-                content=json.dumps({"identifier": ident, "password": app_password}).encode(),
-                headers={"Content-Type": "application/json"},
-                max_bytes=_MAX_ANSWER,
-                what=what,
-            )
-        except XrpcError as exc:
-            raise AuthenticationError(str(exc)) from None
-        except AtmosphereError as exc:
-            raise AuthenticationError(f"{what}: cannot reach the server ({exc})") from None
-        tokens = _tokens(answer, what)
-        if want_did is not None and tokens.did != want_did:
-            raise AuthenticationError(
-                f"{what}: the PDS answered for {tokens.did}, not the account's DID {want_did}"
-            )
+            pds_url = check_service_url(pds_url, "pds_url")
+            try:
+                tokens = _create_session(pds_url, ident, want_did, app_password, timeout)
+            except _MaybeMoved as failed:
+                raise failed.error from None
         return cls(tokens, pds_url=pds_url, timeout=timeout, on_refresh=on_refresh)
 
     @classmethod

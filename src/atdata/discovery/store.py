@@ -408,19 +408,37 @@ class IndexStore:
         p = self.p
         c = ' COLLATE "C"' if self.postgres else ""  # byte order, as SQLite's default
         limit = max(1, min(int(limit), MAX_LIMIT))
-        # Uncorrelated IN subqueries: each is evaluated once per query (not per candidate).
+        # Only narrow (uri, rank, date) rows are ordered: the records' JSON is read for the
+        # returned page alone (it was carried through the sort of every match before).
         terms = f"SELECT uri FROM {p}terms WHERE kind = "
         if self.postgres:  # one pass over the name keys (its index is not in byte order)
             prefix, prefix_args = f"left(term, ?){c} = ?", [len(key), key]
         else:  # a range of the (kind, term, uri) index; U+10FFFF is never part of a word
             prefix, prefix_args = "term >= ? AND term < ?", [key, key + "\U0010ffff"]
-        every_word = " AND ".join(f"uri IN ({terms}'n' AND term = ?)" for _ in key.split())
-        rank = (
-            f"CASE WHEN uri IN ({terms}'x' AND term = ?) THEN 0 "
-            f"WHEN uri IN ({terms}'x' AND {prefix}) OR ({every_word}) THEN 1 "
-            "ELSE 2 END"
-        )
-        rank_args: list[Any] = [key, *prefix_args, *key.split()]
+        matches = f"SELECT uri, created_at FROM {p}records WHERE " + " AND ".join(where) + ") m "
+        ckey = f"substr(COALESCE(m.created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
+        if self.postgres:
+            # rank sets joined (hashed once), not probed per candidate: with stale statistics
+            # PostgreSQL planned the probes as per-row subplans (minutes at 100k records)
+            every_word = " INTERSECT ".join(f"{terms}'n' AND term = ?" for _ in key.split())
+            named = f"{terms}'x' AND {prefix} UNION SELECT uri FROM ({every_word}) every_word"
+            ranked = (
+                "SELECT m.uri AS uri, CASE WHEN e.uri IS NOT NULL THEN 0 "
+                f"WHEN n.uri IS NOT NULL THEN 1 ELSE 2 END AS rnk, {ckey}FROM ({matches}"
+                f"LEFT JOIN ({terms}'x' AND term = ?) e ON e.uri = m.uri "
+                f"LEFT JOIN ({named}) n ON n.uri = m.uri"
+            )
+            rank_args: list[Any] = [*args, key, *prefix_args, *key.split()]
+        else:
+            # uncorrelated IN subqueries: each is built once (an ephemeral index) and probed;
+            # a LEFT JOIN to the UNION is not indexed by SQLite (quadratic)
+            every_word = " AND ".join(f"m.uri IN ({terms}'n' AND term = ?)" for _ in key.split())
+            ranked = (
+                f"SELECT m.uri AS uri, CASE WHEN m.uri IN ({terms}'x' AND term = ?) THEN 0 "
+                f"WHEN m.uri IN ({terms}'x' AND {prefix}) OR ({every_word}) THEN 1 "
+                f"ELSE 2 END AS rnk, {ckey}FROM ({matches}"
+            )
+            rank_args = [key, *prefix_args, *key.split(), *args]
         keyset, keyset_args = "", []
         if cursor:
             r, created, uri = _decode_cursor(cursor)
@@ -429,13 +447,13 @@ class IndexStore:
                 f" OR (rnk = ? AND ckey = ? AND uri{c} > ?))"
             )
             keyset_args = [r, r, created, r, created, uri]
+        order = f"rnk, ckey{c} DESC, uri{c}"
         sql = (
-            f"SELECT uri, cid, did, record, rnk, ckey FROM (SELECT uri, cid, did, record, "
-            f"{rank} AS rnk, substr(COALESCE(created_at, ''), 1, {_RANK_KEY_CHARS}) AS ckey "
-            f"FROM {p}records WHERE " + " AND ".join(where) + f") ranked{keyset} "
-            f"ORDER BY rnk, ckey{c} DESC, uri{c} LIMIT {limit + 1}"
+            f"SELECT r.uri, r.cid, r.did, r.record, k.rnk, k.ckey FROM (SELECT uri, rnk, ckey "
+            f"FROM ({ranked}) ranked{keyset} ORDER BY {order} LIMIT {limit + 1}) k "
+            f"JOIN {p}records r ON r.uri = k.uri ORDER BY k.rnk, k.ckey{c} DESC, k.uri{c}"
         )
-        rows = self._query(sql, rank_args + args + keyset_args)
+        rows = self._query(sql, rank_args + keyset_args)
         out = [
             {**json.loads(record), "uri": uri, "cid": cid, "did": did}
             for uri, cid, did, record, _, _ in rows[:limit]
