@@ -3,6 +3,7 @@
 training process."""
 
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -10,11 +11,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from atdata.errors import InvalidArgumentError, SchemaError  # noqa: E402
+from atdata.errors import AtdataError, InvalidArgumentError, SchemaError  # noqa: E402
 from atdata.torch.feed import feed  # noqa: E402
 from test_torch_feed import Pic, check_batch, write  # noqa: E402
 from waiting import wait_until  # noqa: E402
@@ -153,3 +155,31 @@ def test_threads_and_processes_are_exclusive(tmp_path: Path) -> None:
     ds = write(tmp_path, [10])
     with pytest.raises(InvalidArgumentError, match="not both"):
         feed(ds, 4, threads=2, processes=2)
+
+
+def test_arrays_larger_than_a_slot_travel_by_value(tmp_path: Path) -> None:
+    """Slots are sized by the first batch; a later batch of larger arrays still arrives whole."""
+    import atdata
+    from torch_helpers import Item
+
+    sizes = [2] * 8 + [4000] * 8 + [3] * 8  # one array shape per batch of 8
+    samples = [Item(i, np.full(n, i, dtype=np.float32), f"item-{i}") for i, n in enumerate(sizes)]
+    atdata.write_samples(samples, str(tmp_path / "v-%06d.tar"), maxcount=24)
+    ds = atdata.Dataset[Item](str(tmp_path / "v-*.tar"))
+    got = list(feed(ds, 8, processes=2))
+    assert [tuple(b["vec"].shape) for b in got] == [(8, 2), (8, 4000), (8, 3)]
+    for b in got:
+        assert (b["vec"] == b["idx"][:, None].float()).all()
+
+
+def test_a_reader_killed_mid_pass_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    ds = write(tmp_path, [100])
+    f = feed(ds, 2, processes=2, prefetch=2)
+    it = iter(f)
+    next(it)
+    victim = f.reader_pids[1]
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(AtdataError, match="reader process 1 exited"):
+        for _ in it:
+            pass
+    assert gone(victim)
