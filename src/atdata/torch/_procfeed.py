@@ -47,6 +47,7 @@ __all__ = ["ProcessReaders", "SharedBuffer", "fork_available", "slot_bytes_for"]
 log = logging.getLogger(__name__)
 _ALIGN = 64
 _POLL_S = 0.005
+_SMALL = 1 << 20  # a column below this that is not in a slot is pinned before its copy
 
 
 def fork_available() -> bool:
@@ -360,6 +361,8 @@ class ProcessReaders:
         return self.mover.send(host)  # type: ignore[no-any-return]
 
     def _host(self, k: int, s: int, payload: tuple[Any, ...]) -> dict[str, Any]:
+        import torch
+
         if payload[0] == "raw":
             return to_tensors(payload[1], self.names)
         _, cols, keys = payload
@@ -374,7 +377,13 @@ class ProcessReaders:
             nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
             view = self.buffer.array[base + off : base + off + nbytes].view(dt).reshape(shape)
             columns[name] = view if self.zero_copy else self._copy(view)
-        return to_tensors(SampleBatch(self.codec, columns, keys), self.names)
+        out = to_tensors(SampleBatch(self.codec, columns, keys), self.names)
+        if self.mover.cuda:  # the small columns (labels) page-locked too: no synchronous copy
+            for name, value in out.items():
+                small = isinstance(value, torch.Tensor) and value.nbytes < _SMALL
+                if small and not value.is_pinned():
+                    out[name] = value.pin_memory()
+        return out
 
     def _copy(self, view: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
         if not self.mover.cuda:
