@@ -50,11 +50,15 @@ def test_processes_deliver_the_threaded_feeds_batches(tmp_path: Path, rank: int)
     assert content(held) == expected and len(held) == len(f)
     for b in held:
         check_batch(b)
-    f.set_epoch(1)  # a second pass forks fresh readers over the same (kept) buffer
+    pids = f.reader_pids
+    assert len(pids) == 2 and not any(gone(p) for p in pids)  # kept after a complete pass
+    f.set_epoch(1)  # the same readers read the next epoch's plan
     again = feed(ds, 16, threads=1, **plan)
     again.set_epoch(1)
     assert content(f) == content(again) != expected
+    assert f.reader_pids == pids
     f.close()
+    assert f.reader_pids == [] and all(gone(p) for p in pids)
 
 
 def test_state_dict_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
@@ -72,6 +76,12 @@ def test_state_dict_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     g = feed(ds, 10, processes=2, **plan)
     g.load_state_dict(state)
     assert content(head) + content(g) == expected
+    # readers kept from a complete pass follow a state loaded afterwards
+    pids = g.reader_pids
+    g.load_state_dict(state)
+    assert content(g) == expected[7:] and g.reader_pids == pids
+    assert content(g) == expected  # that epoch was read to its end: the next pass starts afresh
+    g.close()
 
 
 def test_a_corrupt_shard_is_named_and_the_readers_are_gone(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Reader processes for ``feed(..., processes=N)``: batches collated into one shared buffer.
 
-At the start of a pass the training process forks ``N`` reader processes (before it starts any
-thread of its own for the pass). Reader ``k`` builds this rank's batches ``k, k + N, ...`` exactly
+The first pass forks ``N`` reader processes (before it starts anything else); they are kept while
+passes read to their end, and each pass's ``"pass"`` message makes every reader compute the
+current plan (the epoch state is shared memory). Reader ``k`` builds batches ``k, k + N, ...``
 as the threaded feed does (offset indexes -> msgpack maps -> every array field copied once), but
 allocates the batch arrays in a slot of one anonymous shared buffer (``memfd``), then sends the
 slot's layout and the small columns (labels, keys, strings) on a pipe. The training process takes
@@ -15,8 +16,8 @@ batches in plan order:
   caller keeps never changes.
 
 Readers never touch CUDA (they map the buffer themselves and only read files, decode and copy).
-They exit when the pass ends, when the feed stops them (early ``break``, ``close()``, garbage
-collection) and when the training process dies (``PR_SET_PDEATHSIG`` on Linux, and a parent
+They exit when the feed stops them (a pass that ends early: ``break``, an error; ``close()``;
+garbage collection) and when the training process dies (``PR_SET_PDEATHSIG`` on Linux, and a parent
 check whenever they wait).
 """
 
@@ -177,40 +178,50 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _wait_slot(conn: Any, parent: int) -> int | None:
+def _recv(conn: Any, parent: int) -> Any:
+    """The next message (a free slot or ``"pass"``); None once the feed closed the pipe."""
     while not conn.poll(0.5):
         if os.getppid() != parent:
             os._exit(1)
     try:
-        return int(conn.recv())
+        return conn.recv()
     except (EOFError, OSError):
         return None
 
 
-def _reader_main(k: int, owner: "_Pass", free: Any, done: Any, parent: int) -> None:
-    """A forked reader: this rank's batches ``k, k + count, ...``, each in a free slot."""
+def _reader_main(k: int, spec: "_Spec", free: Any, done: Any, parent: int) -> None:
+    """A forked reader: for every ``"pass"``, this rank's batches ``k, k + count, ...`` of the
+    current plan, each in a free slot of its own."""
     _die_with_parent(parent)
-    buf = owner.buffer
+    buf = spec.buffer
     mm = mmap.mmap(buf.fd, buf.total)  # its own mapping (a registered range may not be inherited)
     arena = _Arena(np.frombuffer(mm, dtype=np.uint8), buf.slot_bytes)
-    builder = _Builder(owner.dataset.dataset, arena)
-    order, layout, rank = owner.order, owner.layout, owner.dataset.rank
-    for b in range(k, owner.n, owner.readers):
-        s = _wait_slot(free, parent)
-        if s is None:
+    builder = _Builder(spec.dataset.dataset, arena)
+    rank = spec.dataset.rank
+    stash: list[int] = []  # slots given back between passes
+    while True:
+        msg = _recv(free, parent)
+        if msg is None:
             return
-        arena.begin(buf.start(k, s))
-        try:
-            positions = layout.positions(rank, b)
-            msg: tuple[Any, ...] = ("ok", b, s, builder.build(order, positions))
-        except BaseException as exc:
-            msg = ("error", b, s, _portable(exc))
-        try:
-            done.send(msg)
-        except (BrokenPipeError, OSError):
-            return
-        if msg[0] == "error":
-            return
+        if msg != "pass":
+            stash.append(int(msg))
+            continue
+        order, layout = spec.dataset.plan()  # the training process's plan (shared epoch state)
+        for b in range(k, layout.rank_batches, spec.readers):
+            s = stash.pop() if stash else _recv(free, parent)
+            if s is None:
+                return
+            arena.begin(buf.start(k, s))
+            try:
+                out: tuple[Any, ...] = ("ok", b, s, builder.build(order, layout.positions(rank, b)))
+            except BaseException as exc:
+                out = ("error", b, s, _portable(exc))
+            try:
+                done.send(out)
+            except (BrokenPipeError, OSError):
+                return
+            if out[0] == "error":
+                return
 
 
 class _Builder:
@@ -259,39 +270,34 @@ def slot_bytes_for(dataset: Any, order: Any, layout: Any) -> int:
     return -(-need // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
-class _Pass(NamedTuple):
-    """What a reader needs of its pass (handed over by fork, not pickled)."""
+class _Spec(NamedTuple):
+    """What a reader needs (handed over by fork, not pickled)."""
 
     buffer: SharedBuffer
     dataset: Any
-    order: Any
-    layout: Any
-    n: int
     readers: int
 
 
 class ProcessReaders:
-    """The reader processes of one pass, handing this rank's batches out in plan order."""
+    """The reader processes, forked once and kept while passes read to their end; each pass
+    (:meth:`begin`) hands this rank's batches out in plan order."""
 
-    def __init__(
-        self, owner: Any, buffer: SharedBuffer, order: Any, layout: Any, mover: Any
-    ) -> None:
+    def __init__(self, owner: Any, buffer: SharedBuffer) -> None:
         self.dataset = owner.dataset
-        self.buffer, self.order, self.layout = buffer, order, layout
-        self.n = n = layout.rank_batches
+        self.buffer = buffer
         self.count = buffer.readers
-        self.mover = mover
+        self.mover: Any = None
+        self.zero_copy = False
         self.codec = PlanReader(self.dataset.dataset).codec
         self.names = tuple(PlanReader(self.dataset.dataset).output_names)
-        self.zero_copy = mover.cuda and buffer.registered
         self.pending: deque[tuple[Any, int, int]] = deque()  # (copy event, reader, slot)
         ctx = multiprocessing.get_context("fork")
         self.free: list[Any] = []
         self.done: list[Any] = []
         self.procs: list[Any] = []
         parent = os.getpid()
-        spec = _Pass(buffer, self.dataset, order, layout, n, self.count)
-        for k in range(min(self.count, n)):
+        spec = _Spec(buffer, self.dataset, self.count)
+        for k in range(self.count):
             free_r, free_w = ctx.Pipe(duplex=False)
             done_r, done_w = ctx.Pipe(duplex=False)
             proc = ctx.Process(
@@ -315,6 +321,20 @@ class ProcessReaders:
             for s in range(buffer.slots):
                 self._give(k, s)
         self._finalizer = weakref.finalize(self, _stop_procs, self.procs, self.free + self.done)
+
+    def begin(self, mover: Any) -> None:
+        """Start a pass over the dataset's current plan (every reader computes it the same)."""
+        self.mover = mover
+        self.zero_copy = mover.cuda and self.buffer.registered
+        for conn in self.free:
+            conn.send("pass")
+
+    def finish(self) -> None:
+        """The pass was read to its end: every slot back to its reader, the readers kept."""
+        while self.pending:
+            event, k, s = self.pending.popleft()
+            event.synchronize()
+            self._give(k, s)
 
     @property
     def pids(self) -> list[int]:

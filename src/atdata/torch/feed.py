@@ -83,9 +83,11 @@ class Feed(ConsumedPosition):
     (iterating again without it reads the same epoch again).
 
     With ``processes``, host batches (``device`` None or ``"cpu"``) are copies out of the shared
-    buffer, so a batch the caller keeps never changes; CUDA batches are device copies. The readers
-    are stopped when a pass ends, on ``break`` (the iterator closed or collected), by
-    :meth:`close` and when this process dies. :meth:`close` also releases the shared buffer.
+    buffer, so a batch the caller keeps never changes; CUDA batches are device copies. The reader
+    processes are forked by the first pass and kept while passes read to their end; they are
+    stopped by a pass that ends early (``break``, the iterator closed or collected, an error), by
+    :meth:`close` (which also releases the shared buffer), when the feed is collected and when
+    this process dies.
     """
 
     def __init__(
@@ -132,32 +134,38 @@ class Feed(ConsumedPosition):
         n = layout.rank_batches
         mover = _DeviceMover(self.device)
         readers: _Readers | ProcessReaders
+        send: Any = mover.send
         if self.processes:
-            readers = self._active = ProcessReaders(
-                self, self._shared(order, layout), order, layout, mover
-            )
+            if self._active is None:  # forked once, kept while passes read to their end
+                self._active = ProcessReaders(self, self._shared(order, layout))
+            readers = self._active
+            readers.begin(mover)
+            send = _sent  # the readers' batches are on their way to the device already
         else:
             readers = _Readers(self, order, layout, n)
         try:
             ahead: dict[int, dict[str, Any]] = {}  # batches already on their way to the device
             for b in range(n):
-                current = ahead.pop(b) if b in ahead else mover.send(readers.get(b))
+                current = ahead.pop(b) if b in ahead else send(readers.get(b))
                 if mover.cuda and b + 1 < n:  # start the next copy now if that batch is ready
                     ready = readers.poll(b + 1)
                     if ready is not None:
-                        ahead[b + 1] = mover.send(ready)
+                        ahead[b + 1] = send(ready)
                 self._consumed = b + 1
                 yield mover.receive(current)
             self._finished = True
         finally:
-            readers.stop()
-            if self._active is readers:
-                self._active = None
+            if isinstance(readers, ProcessReaders) and self._finished:
+                readers.finish()
+            else:  # threads; or a pass that ended early: its readers are stopped
+                readers.stop()
+                if self._active is readers:
+                    self._active = None
 
     def _shared(self, order: Any, layout: Any) -> SharedBuffer:
         """The reader processes' buffer: made once (sized by this pass's first batch), kept."""
         if self._buffer is None:
-            slots = max(2, -(-self.prefetch // self.processes) + 1)
+            slots = max(4, -(-self.prefetch // self.processes) + 1)
             size = slot_bytes_for(self.dataset, order, layout)
             cuda = self.device.type == "cuda"
             self._buffer = SharedBuffer(self.processes, slots, size, cuda)
@@ -165,11 +173,11 @@ class Feed(ConsumedPosition):
 
     @property
     def reader_pids(self) -> list[int]:
-        """The process ids of the running pass's reader processes (none with threads)."""
+        """The process ids of the reader processes (none with threads, or when none run)."""
         return self._active.pids if self._active is not None else []
 
     def close(self) -> None:
-        """Stop a running pass's readers and release the shared buffer (processes only)."""
+        """Stop the reader processes and release the shared buffer (processes only)."""
         if self._active is not None:
             self._active.stop()
             self._active = None
@@ -180,6 +188,10 @@ class Feed(ConsumedPosition):
     def __repr__(self) -> str:
         workers = f"processes={self.processes}" if self.processes else f"threads={self.threads}"
         return f"Feed({self.dataset!r}, {workers}, device={self.device})"
+
+
+def _sent(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
 
 
 class _Readers:
