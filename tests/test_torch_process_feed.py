@@ -193,3 +193,14 @@ def test_a_reader_killed_mid_pass_is_an_error_not_a_hang(tmp_path: Path) -> None
         for _ in it:
             pass
     assert gone(victim)
+
+
+def test_readers_kept_after_a_pass_go_with_the_feed(tmp_path: Path) -> None:
+    ds = write(tmp_path, [40])
+    f = feed(ds, 8, processes=2)
+    assert len(list(f)) == 5
+    pids = f.reader_pids
+    assert len(pids) == 2 and not any(gone(p) for p in pids)
+    del f
+    gc.collect()
+    assert all(gone(p) for p in pids)
