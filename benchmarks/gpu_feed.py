@@ -9,12 +9,14 @@ tar files, which webdataset reads as they are (``<key>.msgpack`` members), so th
 reads the same bytes. Page cache warm, then every round runs each configuration once, each in
 its own child process (``benchmarks.gpu_feed_child``), rounds interleaved:
 
+- ours ``atdata.torch.feed(ds, device=dev, processes=k)`` (reader processes collating into one
+  shared buffer, registered with CUDA once; one feed for all of the child's passes);
 - ours ``atdata.torch.feed(ds, device=dev, threads=k)``;
 - ours ``atdata.torch.loader(ds.to_torch(64), num_workers=w, pin_memory=True)`` then
   ``.to(dev, non_blocking=True)``;
 - webdataset + ``DataLoader(num_workers=w, pin_memory=True)`` (B7's comparator);
-- EXPERIMENTAL ``shm``: reader processes collating into one shared, ``cudaHostRegister``-ed
-  buffer (see ``benchmarks/gpu_shm_feed.py``; bench only);
+- EXPERIMENTAL ``shm``: the bench-only prototype of the processes feed (see
+  ``benchmarks/gpu_shm_feed.py``), kept at one size for an A/B against the library path;
 - ceilings: page-cache read of the shard bytes by 1 and 8 processes; pinned and pageable
   host-to-device copies of one 9.6 MB batch.
 
@@ -103,6 +105,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
     """(row name, kind, parameter), most important first (the budget trims from the end)."""
     rows = [("ceiling: H2D copy of a 9.6 MB batch, pinned", "h2d", 1)]
     rows += [("ceiling: H2D copy of a 9.6 MB batch, pageable", "h2d", 0)]
+    rows += [(f"ours feed processes={k}", "procs", k) for k in args.processes]
     rows += [(f"ours feed threads={k}", "feed", k) for k in args.threads]
     rows += [(f"ours loader w={w} + pin_memory", "loader", w) for w in args.workers]
     rows += [(f"EXPERIMENTAL shm+registered w={w}", "shm", w) for w in args.shm_workers]
@@ -221,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passes", type=int, default=3, help="passes per child; the first apart")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     p.add_argument("--budget", type=float, default=270.0, help="wall seconds for everything")
-    p.add_argument("--threads", type=_ints, default=[1, 2, 4, 8], help="feed threads")
-    p.add_argument("--workers", type=_ints, default=[2, 4, 8, 14], help="DataLoader workers")
-    p.add_argument("--shm-workers", type=_ints, default=[4, 8, 14], help="experimental readers")
+    p.add_argument("--threads", type=_ints, default=[2], help="feed threads")
+    p.add_argument("--workers", type=_ints, default=[8], help="DataLoader workers")
+    p.add_argument("--processes", type=_ints, default=[4, 8, 14], help="feed reader processes")
+    p.add_argument("--shm-workers", type=_ints, default=[14], help="experimental readers")
     p.add_argument("--read-procs", type=_ints, default=[1, 8], help="page-cache read procs")
     p.add_argument("--prefetch", type=int, default=4, help="DataLoader prefetch_factor")
     p.add_argument("--h2d-reps", type=int, default=200, help="copies per H2D pass")

@@ -91,6 +91,21 @@ def run_feed(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
     return _passes(make, dev, spec["passes"])
 
 
+def run_procs(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
+    """The library's reader processes: one feed (one registered buffer), one pass per iter."""
+    import atdata
+    from atdata.torch.feed import feed
+
+    ds = atdata.Dataset[_sample_type()](_url(spec))  # type: ignore[misc]
+    f = feed(ds, batch_size=spec["batch"], device=dev, processes=spec["param"], drop_last=False)
+    try:
+        res = _passes(lambda: f, dev, spec["passes"])
+        res["registered"] = bool(f._buffer is not None and f._buffer.registered)
+        return res
+    finally:
+        f.close()
+
+
 def run_loader(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
     import atdata
     import atdata.torch
@@ -198,6 +213,7 @@ def run_h2d(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
 
 HANDLERS = {
     "feed": run_feed,
+    "procs": run_procs,
     "loader": run_loader,
     "wds": run_wds,
     "shm": run_shm,

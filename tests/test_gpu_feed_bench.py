@@ -27,13 +27,14 @@ def _bench(tmp_path: Path, *args: str) -> dict:
 def test_every_configuration_delivers_exactly_once_on_cpu(tmp_path: Path) -> None:
     res = _bench(
         tmp_path, "--device", "cpu", "--threads", "2", "--workers", "1", "--shm-workers", "2",
+        "--processes", "2",
         "--read-procs", "2", "--h2d-reps", "3",
     )  # fmt: skip
     meta, rows = res["meta"], res["rows"]
     assert meta["samples"] == 200 and meta["rounds"] == 1 and meta["device_name"] == "cpu"
     assert meta["data_bytes"] == 200 * 224 * 224 * 3 and meta["shard_bytes"] > meta["data_bytes"]
     kinds = {r["kind"] for r in rows.values()}
-    assert kinds == {"h2d", "feed", "loader", "shm", "wds", "read"}
+    assert kinds == {"h2d", "procs", "feed", "loader", "shm", "wds", "read"}
     for name, r in rows.items():
         assert not r["errors"] and not r["skipped"], (name, r)
         assert r["runs"] == 1 and len(r["steady_s_all"]) == 1 and r["gb_per_s"] > 0

@@ -118,3 +118,21 @@ def test_import_atdata_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_torch_feed_surface_is_pinned() -> None:
+    """``atdata.torch.feed.feed``'s options and the ``Feed``'s public members (torch extra)."""
+    import inspect
+
+    import pytest
+
+    pytest.importorskip("torch")
+    from atdata.torch.feed import Feed, feed
+
+    assert list(inspect.signature(feed).parameters) == [
+        "source", "batch_size", "device", "threads", "processes", "prefetch", "pin_memory", "plan",
+    ]  # fmt: skip
+    assert sorted(n for n in dir(Feed) if not n.startswith("_")) == [
+        "batch_size", "close", "epoch", "load_state_dict", "reader_pids", "set_epoch",
+        "state_dict",
+    ]  # fmt: skip

@@ -12,6 +12,10 @@ pinned memory) while the previous one is in use.
 
 There is no worker-to-trainer copy: the batch the model gets is the buffer the readers filled (or
 its device copy). A buffer is reused only once nothing refers to it any more.
+
+With ``processes=N`` the readers are ``N`` processes forked at the start of each pass instead
+(no GIL between them), collating into one shared buffer that is page-locked for the GPU once;
+see :mod:`atdata.torch._procfeed`.
 """
 
 import queue
@@ -25,6 +29,7 @@ from ..planreader import PlanReader
 from ..slots import SlotReader
 from ._feed_collate import BufferCollator, BufferPool, decode_bodies
 from ._position import ConsumedPosition
+from ._procfeed import ProcessReaders, SharedBuffer, fork_available, slot_bytes_for
 from .dataset import TorchDataset, to_tensors
 
 __all__ = ["Feed", "feed"]
@@ -35,7 +40,8 @@ def feed(
     batch_size: int | None = None,
     *,
     device: Any = None,
-    threads: int = 2,
+    threads: int | None = None,
+    processes: int = 0,
     prefetch: int = 4,
     pin_memory: bool | None = None,
     **plan: Any,
@@ -46,7 +52,9 @@ def feed(
     :meth:`~atdata.Dataset.to_torch`'s: ``shuffle``, ``seed``, ``drop_last``, ``uneven``,
     ``rank``, ``world_size``, ...) or a :class:`~atdata.torch.TorchDataset`. ``device``: where
     batches go (``None``/``"cpu"``: host tensors; ``"cuda"``: copied there on a side stream).
-    ``pin_memory`` defaults to "when CUDA is available". See :class:`Feed`.
+    ``pin_memory`` defaults to "when CUDA is available". ``threads`` (default 2) reader threads
+    in this process, or ``processes`` reader processes (forked at the start of each pass; give
+    one or the other). See :class:`Feed`.
     """
     if isinstance(source, TorchDataset):
         if plan or (batch_size is not None and batch_size != source.batch_size):
@@ -56,7 +64,14 @@ def feed(
         tds = source
     else:
         tds = source.to_torch(64 if batch_size is None else batch_size, **plan)
-    return Feed(tds, device=device, threads=threads, prefetch=prefetch, pin_memory=pin_memory)
+    return Feed(
+        tds,
+        device=device,
+        threads=threads,
+        processes=processes,
+        prefetch=prefetch,
+        pin_memory=pin_memory,
+    )
 
 
 class Feed(ConsumedPosition):
@@ -66,6 +81,13 @@ class Feed(ConsumedPosition):
     dataset's: a state saved from a feed resumes a DataLoader and vice versa, in any world size.
     As with the torch dataset, a finished epoch does not advance by itself: call ``set_epoch``
     (iterating again without it reads the same epoch again).
+
+    With ``processes``, host batches (``device`` None or ``"cpu"``) are copies out of the shared
+    buffer, so a batch the caller keeps never changes; CUDA batches are device copies. The reader
+    processes are forked by the first pass and kept while passes read to their end; they are
+    stopped by a pass that ends early (``break``, the iterator closed or collected, an error), by
+    :meth:`close` (which also releases the shared buffer), when the feed is collected and when
+    this process dies.
     """
 
     def __init__(
@@ -73,17 +95,26 @@ class Feed(ConsumedPosition):
         dataset: TorchDataset,
         *,
         device: Any = None,
-        threads: int = 2,
+        threads: int | None = None,
+        processes: int = 0,
         prefetch: int = 4,
         pin_memory: bool | None = None,
     ) -> None:
         import torch
 
-        if threads < 1 or prefetch < 1:
-            raise InvalidArgumentError("threads and prefetch must be at least 1")
+        if processes and threads is not None:
+            raise InvalidArgumentError("give threads or processes, not both")
+        threads = 2 if threads is None else threads
+        if threads < 1 or prefetch < 1 or processes < 0:
+            raise InvalidArgumentError("threads and prefetch must be at least 1, processes >= 0")
+        if processes and not fork_available():
+            raise InvalidArgumentError("feed(processes=...) needs the fork start method")
         self.dataset = dataset
         self.threads = threads
+        self.processes = processes
         self.prefetch = prefetch
+        self._buffer: SharedBuffer | None = None
+        self._active: ProcessReaders | None = None
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         cuda = torch.cuda.is_available()
         self.pin_memory = cuda if pin_memory is None else (pin_memory and cuda)
@@ -101,24 +132,66 @@ class Feed(ConsumedPosition):
         self._begin_pass()
         order, layout = self.dataset.plan()
         n = layout.rank_batches
-        readers = _Readers(self, order, layout, n)
         mover = _DeviceMover(self.device)
+        readers: _Readers | ProcessReaders
+        send: Any = mover.send
+        if self.processes:
+            if self._active is None:  # forked once, kept while passes read to their end
+                self._active = ProcessReaders(self, self._shared(order, layout))
+            readers = self._active
+            readers.begin(mover)
+            send = _sent  # the readers' batches are on their way to the device already
+        else:
+            readers = _Readers(self, order, layout, n)
         try:
             ahead: dict[int, dict[str, Any]] = {}  # batches already on their way to the device
             for b in range(n):
-                current = ahead.pop(b) if b in ahead else mover.send(readers.get(b))
+                current = ahead.pop(b) if b in ahead else send(readers.get(b))
                 if mover.cuda and b + 1 < n:  # start the next copy now if that batch is ready
                     ready = readers.poll(b + 1)
                     if ready is not None:
-                        ahead[b + 1] = mover.send(ready)
+                        ahead[b + 1] = send(ready)
                 self._consumed = b + 1
                 yield mover.receive(current)
             self._finished = True
         finally:
-            readers.stop()
+            if isinstance(readers, ProcessReaders) and self._finished:
+                readers.finish()
+            else:  # threads; or a pass that ended early: its readers are stopped
+                readers.stop()
+                if self._active is readers:
+                    self._active = None
+
+    def _shared(self, order: Any, layout: Any) -> SharedBuffer:
+        """The reader processes' buffer: made once (sized by this pass's first batch), kept."""
+        if self._buffer is None:
+            slots = max(4, -(-self.prefetch // self.processes) + 1)
+            size = slot_bytes_for(self.dataset, order, layout)
+            cuda = self.device.type == "cuda"
+            self._buffer = SharedBuffer(self.processes, slots, size, cuda)
+        return self._buffer
+
+    @property
+    def reader_pids(self) -> list[int]:
+        """The process ids of the reader processes (none with threads, or when none run)."""
+        return self._active.pids if self._active is not None else []
+
+    def close(self) -> None:
+        """Stop the reader processes and release the shared buffer (processes only)."""
+        if self._active is not None:
+            self._active.stop()
+            self._active = None
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
 
     def __repr__(self) -> str:
-        return f"Feed({self.dataset!r}, threads={self.threads}, device={self.device})"
+        workers = f"processes={self.processes}" if self.processes else f"threads={self.threads}"
+        return f"Feed({self.dataset!r}, {workers}, device={self.device})"
+
+
+def _sent(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
 
 
 class _Readers:
@@ -217,6 +290,7 @@ class _DeviceMover:
         self.cuda = device.type == "cuda"
         self.stream: Any = torch.cuda.Stream(device) if self.cuda else None  # type: ignore[no-untyped-call]
         self.in_flight: list[tuple[Any, Any]] = []  # (event, host batch) until the copy is done
+        self.last_event: Any = None  # recorded after the last send's copies
 
     def send(self, host: dict[str, Any]) -> dict[str, Any]:
         torch = self.torch
@@ -235,6 +309,7 @@ class _DeviceMover:
                     out[name] = value.to(self.device, non_blocking=True)
             event = torch.cuda.Event()
             event.record(self.stream)
+        self.last_event = event
         self.in_flight.append((event, host))  # the pinned buffers stay ours until copied
         return out
 
