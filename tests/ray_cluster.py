@@ -41,10 +41,11 @@ from waiting import wait_until
 
 __all__ = ["RayCluster", "ray_cluster"]
 
-# A loopback /16 of this run's own (from the pid): a cluster left behind by another test run
-# on the same machine (another checkout, a killed run) holds its addresses, and a node started
-# on an address where another cluster's node runs never comes up.
-_NET = 2 + os.getpid() % 250
+# A loopback /16 of this run's own (from the pid, or ATDATA_TEST_RAY_NET, which `.ci/run` sets
+# apart for the jobs it runs side by side): a cluster left behind by another test run on the
+# same machine (another checkout, a killed run) holds its addresses, and a node started on an
+# address where another cluster's node runs never comes up.
+_NET = int(os.environ.get("ATDATA_TEST_RAY_NET") or 2 + os.getpid() % 250)
 HEAD_IP = f"127.{_NET}.0.2"
 NODE_IP = f"127.{_NET}.0.3"
 TESTS = Path(__file__).resolve().parent
