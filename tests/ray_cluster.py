@@ -149,7 +149,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         import ray
     except ImportError:
         unavailable("ray is not installed: uv sync --all-extras (the 'ray' extra)")
-    workdir = tempfile.mkdtemp(prefix="atdata-ray-")
+    workdir = _short_tempdir()
     env = cluster_env()
     groups: list[subprocess.Popen[bytes]] = []
 
@@ -196,6 +196,17 @@ def ray_cluster() -> Iterator[RayCluster]:
             for proc in reversed(groups):
                 _stop_group(proc)
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _short_tempdir() -> str:
+    """A new directory for the cluster's files, on a short path: Ray's unix sockets live under
+    it (``session_<time>_<pid>/sockets/plasma_store``) and an AF_UNIX path holds at most 107
+    bytes, which a long ``$TMPDIR`` (like the per-job ones of ``CI_PARALLEL=1 bash .ci/run``)
+    exceeds: the nodes then never start."""
+    base = tempfile.gettempdir()
+    if len(base) > 16 and os.path.isdir("/tmp"):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="atdata-ray-", dir=base)
 
 
 def _started(log: Path) -> bool:
