@@ -3,6 +3,7 @@
     uv run python -m benchmarks.remote_bench [--quick] [--repeat N] [--no-atdata07] [--no-s3]
                                              [--servers python,rclone]
                                              [--no-cache] [--readahead-sweep]
+                                             [--delay-ms MS] [--rclone PATH]
                                              [--profile] [--keep-data] [--out PATH]
 
 What happens, in one run on one set of shards:
@@ -28,6 +29,11 @@ What happens, in one run on one set of shards:
      the same dataset), ours in a new process on the filled cache, and atdata 0.7 reading the same
      objects (HTTP: the brace URL, which it opens with ``curl``; S3: its ``S3Source`` with the
      endpoint and credentials).
+
+   With ``--readahead-sweep`` ours also runs with read-ahead off and forced on
+   (``ATDATA_READAHEAD=off|on``; the plain row is the default, ``auto``). With ``--delay-ms``
+   every server is reached through ``benchmarks.latency_proxy`` (a loopback proxy delaying each
+   byte that many ms each way), bare rows included.
 
    All reads are ordered batches of 64. Every reader's labels are checked for exactly-once
    delivery (sorted ids are exactly 0..n-1: count, contiguity, digest). Requests per epoch are the
@@ -59,7 +65,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from atdata.localdev.services import find_rclone
+from atdata.localdev.services import RCLONE_ENV, find_rclone
 
 from . import venv07
 from .atmosphere_bench import loopback_only
@@ -92,6 +98,7 @@ for _t, _name, _lib, _07 in (
         (f"{_t}/bytes", _name, f"{_lib} alone (bytes only)", "-", f"{_t}/ours", "local/raw"),
         (f"{_t}/ours", _name, "ours", "off", None, "local/ours"),
         (f"{_t}/ours-ra0", _name, "ours, read-ahead off", "off", f"{_t}/ours", "local/ours"),
+        (f"{_t}/ours-ra1", _name, "ours, read-ahead on", "off", f"{_t}/ours", "local/ours"),
         (f"{_t}/ours-cache1", _name, "ours", "on: epoch 1 (fills)", None, "local/ours"),
         (f"{_t}/ours-cache2", _name, "ours", "on: epoch 2", None, "local/ours"),
         (f"{_t}/ours-cache-new", _name, "ours", "on: new process", None, "local/ours"),
@@ -299,16 +306,24 @@ def serve(spec: dict[str, Any]) -> None:
         if spec["rclone"]:
             shard_dir = Path(spec["shard_dir"])
             info["http-rclone"] = stack.enter_context(rclone_server("http", shard_dir, logdir))
-            tree = logdir / "rclone-s3"
-            rclone_tree(shard_dir, spec["names"], tree)
-            info["s3-rclone"] = stack.enter_context(rclone_server("s3", tree, logdir))
+            if spec.get("rclone_s3", True):
+                tree = logdir / "rclone-s3"
+                rclone_tree(shard_dir, spec["names"], tree)
+                info["s3-rclone"] = stack.enter_context(rclone_server("s3", tree, logdir))
         print(json.dumps(info), flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin
 
 
 @contextmanager
 def servers(
-    shard_dir: Path, names: list[str], with_s3: bool, with_rclone: bool, logfile: Path
+    shard_dir: Path,
+    names: list[str],
+    with_s3: bool,
+    with_rclone: bool,
+    logfile: Path,
+    *,
+    rclone_s3: bool = True,
+    delay_ms: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
     """Run :func:`serve` in a child process; yields its addresses and its request logs."""
     logdir = Path(tempfile.mkdtemp(prefix="remote-logs-", dir=DATA))
@@ -319,9 +334,11 @@ def servers(
         "names": names,
         "s3": with_s3,
         "rclone": with_rclone,
+        "rclone_s3": rclone_s3,
         "logdir": str(logdir),
     }
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proxies: list[subprocess.Popen[bytes]] = []
     with open(logfile, "ab") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.remote_bench", "--serve", json.dumps(spec)],
@@ -337,17 +354,51 @@ def servers(
         if not line:
             raise RuntimeError(f"the server process failed:\n{logfile.read_text()[-3000:]}")
         info = json.loads(line)
-        info["logs"] = {t: RequestLog(logdir / f"{t}.log") for t in ("http", "s3") if t in info}
+        logs = {t: RequestLog(logdir / f"{t}.log") for t in ("http", "s3") if t in info}
+        if delay_ms:
+            info = stack_proxy(info, delay_ms, logfile, proxies)
+        info["logs"] = logs
         yield info
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proxy in proxies:
+            _stop(proxy)
+        _stop(proc)
         shutil.rmtree(logdir, ignore_errors=True)
+
+
+def _stop(proc: "subprocess.Popen[bytes]") -> None:
+    """Close a helper process's stdin (it exits then); kill it if it does not."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def stack_proxy(
+    info: dict[str, Any], delay_ms: float, logfile: Path, proxies: list["subprocess.Popen[bytes]"]
+) -> dict[str, Any]:
+    """``info`` with every server URL replaced by a ``benchmarks.latency_proxy`` in front of it
+    (one process for all; appended to ``proxies``)."""
+    urls = [u for u in info.values() if isinstance(u, str)]
+    with open(logfile, "ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.latency_proxy", "--delay-ms", str(delay_ms), *urls],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    proxies.append(proc)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError("the latency proxy failed to start")
+    mapping = json.loads(line)
+    return {k: mapping.get(v, v) if isinstance(v, str) else v for k, v in info.items()}
 
 
 def child_environment() -> None:
@@ -377,15 +428,22 @@ def child_environment() -> None:
 
 
 WARM_IMPORTS = {
-    "ours": "import atdata, atdata.sources.s3, httpx, boto3, numpy, msgpack",
-    "atdata07": "import atdata, boto3, webdataset, numpy",
+    "ours": ("atdata", "atdata.sources.s3", "httpx", "boto3", "numpy", "msgpack"),
+    "atdata07": ("atdata", "boto3", "webdataset", "numpy"),
 }
 
 
 def warm_imports(runners: dict[str, Runner]) -> None:
-    """Import what the children import once, untimed, so that their bytecode is cached."""
-    for name, code in WARM_IMPORTS.items():
+    """Import what the children import once, untimed, so that their bytecode is cached
+    (modules that are not installed, e.g. boto3 for an HTTP-only run, are skipped)."""
+    for name, modules in WARM_IMPORTS.items():
         if name in runners:
+            code = (
+                "import importlib\n"
+                f"for m in {modules!r}:\n"
+                "    try:\n        importlib.import_module(m)\n"
+                "    except ImportError:\n        pass\n"
+            )
             subprocess.run([runners[name].python, "-c", code], cwd=ROOT, check=True)
 
 
@@ -458,6 +516,8 @@ class Bench:
             self.series.setdefault(k, Series()).runs.append(run)
             secs = run["seconds"]
             reqs = f"{run['requests']:>4} requests" if "requests" in run else ""
+            if run.get("readahead"):
+                reqs += " read-ahead " + ", ".join(f"{k} x{n}" for k, n in run["readahead"].items())
             print(
                 f"   {k:<22} {secs:8.3f} s {self.spec['n'] / secs:>9,.0f} samples/s "
                 f"{run['bytes'] / secs / 1e6:>8,.0f} MB/s  first batch {1e3 * (run.get('ttfb') or 0):7.1f} ms {reqs}",
@@ -477,11 +537,11 @@ class Bench:
             self.measure(f"{t}/bytes", "remote", t, dict(common, op="bytes"))
             self.measure(f"{t}/ours", "remote", t, dict(common, op="read"))
             if self.readahead_sweep:
-                # read-ahead queues the transport's own chunks (ATDATA_READAHEAD_CHUNK sizes
-                # only streams without iter_chunks, which the remote sources do not have), so
-                # the sweep is on against off
-                spec = dict(common, op="read", readahead_chunk=0)
-                self.measure(f"{t}/ours-ra0", "remote", t, spec)
+                # the default is ATDATA_READAHEAD=auto; the sweep adds off and on (the chunk
+                # size only sizes streams without iter_chunks, which remote sources have)
+                for row, mode in (("ra0", "off"), ("ra1", "on")):
+                    spec = dict(common, op="read", readahead=mode)
+                    self.measure(f"{t}/ours-{row}", "remote", t, spec)
             if not self.cache_rows or t not in self.logs:
                 continue  # the cache rows count requests: Python servers only
             shutil.rmtree(self.cache_dir, ignore_errors=True)
@@ -556,6 +616,15 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str]]:
     ):
         if f"{t}/ours" not in ms:
             continue
+        lib = "httpx" if t.startswith("http") else "boto3"
+        for row, what in (("ours-ra0", "read-ahead off"), ("ours-ra1", "read-ahead on")):
+            if f"{t}/{row}" in ms:
+                out.append(
+                    (
+                        f"{name}: ours ({what}) / {lib} alone moving the bytes",
+                        _ratio(_speed(ms.get(f"{t}/{row}")), _speed(ms.get(f"{t}/bytes"))),
+                    )
+                )
         if t.endswith("rclone"):
             out.append(
                 (
@@ -684,7 +753,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--readahead-sweep",
         action="store_true",
-        help="add ours with read-ahead off (default: on)",
+        help="add ours with read-ahead off and on (default: auto)",
+    )
+    p.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="reach every server through a loopback proxy adding this one-way delay (ms)",
+    )
+    p.add_argument(
+        "--rclone",
+        help=f"the rclone binary (default: ${RCLONE_ENV}, PATH, beside this Python)",
     )
     p.add_argument(
         "--profile", action="store_true", help="cProfile one extra epoch of ours per transport"
@@ -700,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         print(render_markdown(json.loads(args.render.read_text())))
         return 0
+    if args.rclone:
+        os.environ[RCLONE_ENV] = args.rclone  # the server process inherits it
     default_n, default_per = SIZES[args.quick]
     args.samples = args.samples or default_n
     args.per_shard = args.per_shard or default_per
@@ -747,7 +828,15 @@ def main(argv: list[str] | None = None) -> int:
         "webdataset 1.0's `gopen` has no handler for `s3://` strings.",
     ]
     try:
-        with servers(bench.shard_dir, names, with_s3, with_rclone, logfile) as info:
+        with servers(
+            bench.shard_dir,
+            names,
+            with_s3,
+            with_rclone,
+            logfile,
+            rclone_s3=not args.no_s3,
+            delay_ms=args.delay_ms,
+        ) as info:
             bench.logs = info["logs"]
             transports: dict[str, dict[str, Any]] = {}
             if "python" in kinds:
@@ -791,6 +880,7 @@ def main(argv: list[str] | None = None) -> int:
         | {
             "quick": args.quick,
             "repeat": args.repeat,
+            "delay_ms": args.delay_ms,
             "started": started,
             "elapsed_s": time.perf_counter() - t0,
             "log": str(logfile),

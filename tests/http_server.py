@@ -13,6 +13,8 @@ unsatisfiable), and records every request it sees. Knobs let a test make the ser
                                          # then the connection is closed mid-body
     server.trickle_next(1, interval=1.0) # the next GET sends its body one byte per interval
     server.trickle_next(1, interval=1.0, headers=True)  # ... its headers too
+    server.set_pace(65536, 0.02)         # every GET body goes out in 64 KiB pieces, 20 ms
+                                         # apart (a slow server or link; 0 turns it off)
     server.stall_next(1, after_bytes=10) # the next GET sends headers and 10 body bytes, then
                                          # nothing (until reset/stop, at most 120 s)
     server.requests                      # [LoggedRequest(method, path, range), ...]
@@ -160,13 +162,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         budget = length if drop_after is None else min(length, drop_after)
+        piece, pause = owner._pace
         with target.open("rb") as f:
             f.seek(start)
             sent = 0
             while sent < budget:
-                chunk = f.read(min(_CHUNK, budget - sent))
+                chunk = f.read(min(piece or _CHUNK, budget - sent))
                 if not chunk:
                     break
+                if pause and sent:
+                    self.wfile.flush()
+                    if owner._released.wait(pause):
+                        break
                 self.wfile.write(chunk)
                 sent += len(chunk)
         if drop_after is not None and budget < length:
@@ -239,6 +246,7 @@ class FileServer:
         self._lock = threading.Lock()
         self._requests: list[LoggedRequest] = []
         self._latency = 0.0
+        self._pace: tuple[int, float] = (0, 0.0)
         self._fail_left = 0
         self._fail_status = 503
         self._drop_left = 0
@@ -286,6 +294,11 @@ class FileServer:
         with self._lock:
             self._latency = float(seconds)
 
+    def set_pace(self, piece: int, pause: float) -> None:
+        """Send every GET body in pieces of ``piece`` bytes, ``pause`` seconds apart (0 off)."""
+        with self._lock:
+            self._pace = (int(piece), float(pause))
+
     def fail_next(self, n: int = 1, status: int = 503) -> None:
         """Answer the next ``n`` requests with ``status`` instead of the file."""
         with self._lock:
@@ -318,6 +331,7 @@ class FileServer:
         with self._lock:
             self._requests.clear()
             self._latency = 0.0
+            self._pace = (0, 0.0)
             self._fail_left = self._drop_left = 0
             self._slow = []
             self._endless.clear()

@@ -20,7 +20,18 @@ def test_the_filter_sets_the_bits_lookups_test() -> None:
     rng = random.Random(7)
     for n in (0, 1, 3, 250, 5000):
         values: list[object] = [
-            rng.choice([rng.randrange(10**15), f"id-{rng.random()}", rng.random(), False])
+            rng.choice(
+                [
+                    rng.randrange(10**15),
+                    rng.randrange(-(10**30), 10**30),  # past 64 bits
+                    f"id-{rng.random()}",
+                    rng.random(),
+                    float(rng.randrange(100)),  # 3.0 hashes as 3 does
+                    False,
+                    True,
+                    "",
+                ]
+            )
             for _ in range(n)
         ]
         bloom = Bloom.of(values)

@@ -1,5 +1,6 @@
 """``durable=False`` writes the same bytes, still renames each file into place whole, and never
-fsyncs; durable writes fsync every file and start its writeback while it is being written."""
+fsyncs; durable writes fsync every file (and the directory once per shard, after the renames of the
+shard and its sidecars) and start its writeback while it is being written."""
 
 import os
 import sys
@@ -51,7 +52,14 @@ def test_scratch_and_durable_writes_give_the_same_files(
     )
     monkeypatch.undo()
     assert len(synced) == durable_syncs  # the scratch write fsynced nothing
-    assert durable_syncs == 4 * 3 * 2  # 4 shards x (shard, .idx, .manifest) x (file, directory)
+    # each shard, its .idx and its .manifest are fsynced, then renamed; their directory is
+    # fsynced once, after the last of the three renames, before the shard is reported
+    directory = (tmp_path / "durable").stat().st_ino
+    assert durable_syncs == 4 * (3 + 1)
+    for n, info in enumerate(a.shard_infos):
+        group = synced[4 * n : 4 * n + 4]
+        files = [os.stat(info.url + ext).st_ino for ext in ("", ".idx", ".manifest")]
+        assert group == [*files, directory]
     assert _files(tmp_path / "durable") == _files(tmp_path / "scratch")
     assert [i.checksum for i in a.shard_infos] == [i.checksum for i in b.shard_infos]
     for info in b.shard_infos:

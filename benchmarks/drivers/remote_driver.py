@@ -21,6 +21,7 @@ import atdata  # noqa: E402
 
 _IMPORT_S = time.perf_counter() - _t0
 
+import collections  # noqa: E402
 import contextlib  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
@@ -61,6 +62,9 @@ def read(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     loopback_guard()
     if spec.get("readahead_chunk") is not None:  # read-ahead chunk in bytes; 0 turns it off
         os.environ["ATDATA_READAHEAD_CHUNK"] = str(spec["readahead_chunk"])
+    if spec.get("readahead"):  # auto (the default), on or off
+        os.environ["ATDATA_READAHEAD"] = spec["readahead"]
+    switches = _count_readahead_switches()
     T = sample_type(sc)
     key = sc.id_field
     cache = spec.get("cache_dir") or False
@@ -84,7 +88,24 @@ def read(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     total = shards_bytes(shard_files(spec))
     for res in epochs:
         res["bytes"] = total
+    epochs[0]["readahead"] = dict(switches)
     return dict(epochs[0], epochs=epochs)
+
+
+def _count_readahead_switches() -> "collections.Counter[str]":
+    """How often read-ahead engaged and disengaged (its debug log), for the bench's report."""
+    import logging
+
+    counts: collections.Counter[str] = collections.Counter()
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            counts[record.getMessage().split(" (")[0].removeprefix("read-ahead ")] += 1
+
+    log = logging.getLogger("atdata.net.readahead")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Count())
+    return counts
 
 
 def _dump_profile(profiler: Any, path: str, seconds: float) -> None:

@@ -84,4 +84,5 @@ def loader(sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-main({"loader": loader}, _IMPORT_S)
+if __name__ == "__main__":  # benchmarks.gpu_feed_child imports the steps above
+    main({"loader": loader}, _IMPORT_S)

@@ -89,9 +89,18 @@ class AtomicFile:
             _start_writeback(self._file.fileno(), self._flushed, self._written - self._flushed)
             self._flushed = self._written
 
-    def commit(self) -> None:
+    def start_writeback(self) -> None:
+        """Ask the kernel to start writing what is not yet on its way to disk (durable files;
+        a hint, so that a later :meth:`commit` waits less)."""
+        if self.durable and self._written > self._flushed:
+            self._file.flush()
+            _start_writeback(self._file.fileno(), self._flushed, self._written - self._flushed)
+            self._flushed = self._written
+
+    def commit(self, *, sync_dir: bool = True) -> None:
         """Make the bytes written so far ``path``'s content (durably unless ``durable=False``);
-        on failure nothing changed."""
+        on failure nothing changed. ``sync_dir=False``: the caller fsyncs the directory itself
+        (:func:`fsync_dir`, once for several files) before it counts the rename as durable."""
         try:
             self._file.flush()
             if self.durable:
@@ -104,7 +113,7 @@ class AtomicFile:
         except BaseException:
             self.abort()
             raise
-        if self.durable:
+        if self.durable and sync_dir:
             fsync_dir(self.path.parent)
 
     def abort(self) -> None:

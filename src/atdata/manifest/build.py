@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .bloom import Bloom
-from .fields import FieldKind, indexed_fields, kind_of_value
+from .fields import FieldKind, indexed_fields
 from .format import MANIFEST_SUFFIX, FieldStats, Manifest
 
 __all__ = ["VALUE_BOUND", "ManifestBuilder", "summarise"]
@@ -42,6 +42,20 @@ class ManifestBuilder:
         for name, column in self._columns.items():
             column.append(get(name))
         self._rows += 1
+
+    def add_many(self, samples: list[Any]) -> None:
+        """``add`` each of ``samples``, all of one type (a writer's chunk)."""
+        if not samples:
+            return
+        first = samples[0]
+        if isinstance(first, dict) or type(first).__name__ == "DictSample":
+            for sample in samples:
+                self.add(sample)
+            return
+        self.add(first)
+        for name, column in self._columns.items():
+            column.extend([getattr(sample, name, None) for sample in samples[1:]])
+        self._rows += len(samples) - 1
 
     def add_values(self, row: dict[str, Any]) -> None:
         """One sample given as a mapping of field values (read back from a shard)."""
@@ -88,17 +102,27 @@ def summarise(
     )
 
 
+_KIND_TYPES: dict[str, frozenset[type]] = {
+    "int": frozenset((int, type(None))),
+    "float": frozenset((float, int, type(None))),
+    "bool": frozenset((bool, type(None))),
+    "str": frozenset((str, type(None))),
+}
+
+_NONE_ONLY: frozenset[type] = frozenset((type(None),))
+
+
 def _summary(kind: FieldKind, column: list[Any]) -> FieldStats | None:
-    present = []
-    for v in column:
-        if v is None:
-            continue
-        found = kind_of_value(v)
-        if found != kind and not (kind == "float" and found == "int"):
-            return None
-        present.append(v)
+    types = set(map(type, column))  # kind_of_value goes by exact type
+    if not types <= _KIND_TYPES.get(kind, _NONE_ONLY):
+        return None
+    present = [v for v in column if v is not None] if type(None) in types else list(column)
     nulls = len(column) - len(present)
-    ordered = [v for v in present if not (isinstance(v, float) and math.isnan(v))]
+    ordered = (
+        [v for v in present if not (isinstance(v, float) and math.isnan(v))]
+        if float in types
+        else present
+    )
     lo = min(ordered) if ordered else None
     hi = max(ordered) if ordered else None
     counts = Counter(present)

@@ -15,10 +15,12 @@ import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._fs import AtomicFile, fsync_dir
 from .info import Checksum, ShardInfo
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
 from .sink import ShardSink, SinkFactory, write_whole
@@ -97,8 +99,9 @@ class ShardJob:
         assert sink is not None
         self.write((END_OF_ARCHIVE,))
         digest = self._hash.hexdigest()
-        sink.commit()  # a failing commit aborts itself
-        self._sink = None
+        local = isinstance(sink, AtomicFile) and sink.durable
+        if isinstance(sink, AtomicFile):
+            sink.start_writeback()  # the disk works while the sidecars are built
         index = OffsetIndex(
             contents.keys,
             np.asarray(contents.offsets, dtype=np.int64),
@@ -108,14 +111,31 @@ class ShardJob:
             # member layout: version 2, with each key group's span
             starts=np.asarray(contents.starts, dtype=np.int64) if contents.grouped else None,
             ends=np.asarray(contents.ends, dtype=np.int64) if contents.grouped else None,
-        )
-        sidecar = write_whole(self.open_sink, sink.location + OFFSETS_SUFFIX, index.to_bytes())
-        extra = None
+        ).to_bytes()
         builder = contents.builder
+        data = None
         if builder is not None:
             data = builder.finish(size=contents.size, sha256=digest, count=len(contents.keys))
-            if data is not None:
-                extra = write_whole(self.open_sink, sink.location + builder.suffix, data)
+        # a durable local shard and its sidecars are fsynced and renamed one by one, and their
+        # directory fsynced once after the last rename, before the shard is reported
+        dirs: set[Path] | None = set() if local else None
+        if isinstance(sink, AtomicFile) and local:
+            sink.commit(sync_dir=False)  # a failing commit aborts itself
+            assert dirs is not None
+            dirs.add(sink.path.parent)
+        else:
+            sink.commit()
+        self._sink = None
+        sidecar = write_whole(
+            self.open_sink, sink.location + OFFSETS_SUFFIX, index, dirs_to_sync=dirs
+        )
+        extra = None
+        if builder is not None and data is not None:
+            extra = write_whole(
+                self.open_sink, sink.location + builder.suffix, data, dirs_to_sync=dirs
+            )
+        for directory in dirs or ():
+            fsync_dir(directory)
         self.done(
             ShardInfo(
                 sink.location,

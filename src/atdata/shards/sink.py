@@ -53,13 +53,23 @@ class LocalFileSink(AtomicFile):
         self.location = str(self.path)
 
 
-def write_whole(open_sink: SinkFactory, location: str, data: bytes) -> str:
+def write_whole(
+    open_sink: SinkFactory, location: str, data: bytes, *, dirs_to_sync: set[Path] | None = None
+) -> str:
     """Write ``data`` to ``location`` through a sink from ``open_sink``: committed whole, or
-    aborted (nothing appears) on any failure. The sha256 hex digest of ``data``."""
+    aborted (nothing appears) on any failure. The sha256 hex digest of ``data``.
+
+    ``dirs_to_sync``: a durable local file is renamed into place without fsyncing its directory,
+    which is added to the set instead; the caller fsyncs each directory in it
+    (:func:`atdata._fs.fsync_dir`) before it counts the file as durable."""
     sink = open_sink(location)
     try:
         sink.write(data)
-        sink.commit()
+        if dirs_to_sync is not None and isinstance(sink, AtomicFile) and sink.durable:
+            sink.commit(sync_dir=False)
+            dirs_to_sync.add(sink.path.parent)
+        else:
+            sink.commit()
     except BaseException:
         sink.abort()
         raise

@@ -16,6 +16,8 @@ from ..errors import InvalidArgumentError, ShardError
 
 __all__ = [
     "BLOCK",
+    "HEADER_TEMPLATE",
+    "HEADER_TEMPLATE_SUM",
     "MAX_NAME",
     "Member",
     "ParsedChunk",
@@ -51,8 +53,9 @@ def _template() -> bytearray:
     return h
 
 
-_TEMPLATE = bytes(_template())
-_TEMPLATE_SUM = sum(_TEMPLATE)
+HEADER_TEMPLATE = bytes(_template())
+"""A member header with name and size zero and the checksum field blank (eight spaces)."""
+HEADER_TEMPLATE_SUM = sum(HEADER_TEMPLATE)
 
 
 def encode_header(name: bytes, size: int) -> bytes:
@@ -63,9 +66,9 @@ def encode_header(name: bytes, size: int) -> bytes:
     if len(size_field) != 12:
         raise InvalidArgumentError(f"member of {size} bytes is too large for a ustar header")
     checksum = (
-        _TEMPLATE_SUM + sum(name) + sum(size_field)
+        HEADER_TEMPLATE_SUM + sum(name) + sum(size_field)
     )  # name and size are zeros in the template
-    h = bytearray(_TEMPLATE)
+    h = bytearray(HEADER_TEMPLATE)
     h[0 : len(name)] = name
     h[124:136] = size_field
     h[148:156] = b"%06o\x00 " % checksum

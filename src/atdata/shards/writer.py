@@ -7,9 +7,10 @@ whole or not at all), hashed with sha256 as it is written, and gets an offset-in
 """
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
@@ -17,6 +18,7 @@ import msgpack
 import numpy as np
 
 from ..codec import Codec, codec_for, encode_array
+from ..codec_batch import BatchEncoder, batch_encoder
 from ..errors import InvalidArgumentError, SchemaError
 from ..media.image import Image
 from ..members import MemberLayout, encode_members, member_layout
@@ -26,6 +28,7 @@ from .info import ShardInfo
 from .shard_job import END_OF_ARCHIVE, Buffer, ShardContents, ShardJob
 from .sink import LocalFileSink, SinkFactory
 from .tar import BLOCK, MAX_NAME, encode_header, padding
+from .tar_batch import MemberAppender
 
 __all__ = ["Layout", "ShardWriter", "SidecarBuilder"]
 
@@ -34,6 +37,9 @@ _SUFFIX = b".msgpack"
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9_\-:@+=,~]+$")
 _LARGE_BODY = 1 << 16  # bodies from this size on are handed to the sink as they are, not copied
 _BATCH = 1 << 20  # bytes staged before they go to the background thread
+_CHUNK = 256  # samples ``write_all`` encodes together on its fast path, at most ...
+_CHUNK_BYTES = 256 << 10  # ... and about this many bytes of them (it reads this far ahead)
+_MISSES = 4  # chunks that needed the per-sample path before the fast path is given up
 Layout = Literal["msgpack", "members"]
 Members = list[tuple[str, bytes]]
 
@@ -149,6 +155,10 @@ class ShardWriter(Generic[T]):
         self._shard_number = start_shard
         self._sample_number = 0
         self._codec: Codec[Any] | None = None
+        self._batch: BatchEncoder | None = None
+        self._chunk = 1
+        self._misses = 0
+        self._appender = MemberAppender()
         self._sample_type: type | None = None
         self._packer = msgpack.Packer(use_bin_type=True, default=_default_hook)
         self._job: ShardJob | None = None
@@ -182,8 +192,97 @@ class ShardWriter(Generic[T]):
         return key
 
     def write_all(self, samples: Iterable[T]) -> None:
-        for sample in samples:
-            self.write(sample)
+        """``write`` each sample, in order. Runs of small flat samples (scalars and small arrays,
+        one ``.msgpack`` member each) are encoded a chunk at a time: the same bytes, less Python
+        per sample."""
+        it = iter(samples)
+        for sample in it:
+            self.write(sample)  # the first one fixes the sample type (and the fast path)
+            if (
+                self._batch is not None
+                and self.maxsize is None
+                and self.key_field is None
+                and self._sizes
+            ):
+                self._chunk = _chunk_for(self._sizes[-1])
+                self._write_chunks(it)
+                return
+
+    def _write_chunks(self, it: Iterator[T]) -> None:
+        while True:
+            if self._batch is None:  # given up: one sample at a time, no reading ahead
+                for sample in it:
+                    self.write(sample)
+                return
+            if self._job is None or len(self._keys) >= self.maxcount:
+                room = self.maxcount  # a new shard: opened once the chunk is in hand
+            else:
+                room = self.maxcount - len(self._keys)
+            chunk: list[T] = []
+            try:
+                chunk.extend(islice(it, min(room, self._chunk)))
+            finally:  # the samples taken before the input failed are still written
+                if chunk and not self._write_chunk(chunk):
+                    for sample in chunk:
+                        self.write(sample)
+            if not chunk:
+                return
+
+    def _write_chunk(self, chunk: list[T]) -> bool:
+        """Append ``chunk`` (no more samples than the open shard has room for, or than a new
+        shard holds) on the fast path; False, having changed nothing, where a sample needs
+        :meth:`write` (another type, a conversion, an error to raise at its own sample)."""
+        if self._closed or self._background.error is not None:
+            return False
+        batch = self._batch
+        if batch is None or self.key_field is not None or self._sample_type is None:
+            return False
+        if any(type(sample) is not self._sample_type for sample in chunk):
+            return False
+        bodies = batch.encode(chunk)
+        biggest = -1 if bodies is None else max(map(len, bodies))
+        if bodies is None or biggest >= _LARGE_BODY:
+            self._misses += 1
+            if self._misses >= _MISSES or biggest >= _LARGE_BODY:
+                self._batch = None  # not a stream of small flat samples: read no more ahead
+            return False
+        self._chunk = _chunk_for(biggest)
+        first = self._sample_number
+        keys = [f"{self.key_prefix}{n:08d}" for n in range(first, first + len(chunk))]
+        names = [key.encode() + _SUFFIX for key in keys]
+        if any(len(name) > MAX_NAME for name in names):
+            return False
+        if self._job is not None and len(self._keys) >= self.maxcount:
+            self._finish_shard()
+        if self._job is None:
+            self._open_shard()
+        small = self._small
+        start = len(small)
+        sizes = self._appender.append(small, names, bodies)
+        pos = self._pos
+        offsets = self._offsets
+        ends = self._ends
+        for n in sizes:
+            offsets.append(pos)
+            pos += BLOCK + n + (-n) % BLOCK
+            ends.append(pos)
+        self._starts.extend(offsets[len(offsets) - len(sizes) :])
+        self._keys.extend(keys)
+        self._sizes.extend(sizes)
+        self._sample_number = first + len(chunk)
+        self._pos = pos
+        self._staged += len(small) - start
+        if self._staged >= _BATCH:
+            self._submit_pieces()
+        builder = self._builder
+        if builder is not None:
+            add_many = getattr(builder, "add_many", None)
+            if add_many is not None:
+                add_many(chunk)
+            else:
+                for sample in chunk:
+                    builder.add(sample)
+        return True
 
     def close(self) -> list[ShardInfo]:
         """Finish the open shard and wait until every shard is committed; returns them all.
@@ -241,6 +340,8 @@ class ShardWriter(Generic[T]):
             else:
                 self._codec = codec_for(cls)
                 self._members = member_layout(cls)
+                if self._members is None and self.layout != "members":
+                    self._batch = batch_encoder(self._codec)
                 if self.layout == "msgpack" and self._members is not None:
                     raise InvalidArgumentError(
                         f"{cls.__name__} declares member fields (atdata.member): it is written "
@@ -384,3 +485,8 @@ class ShardWriter(Generic[T]):
         self._builder = None
         self._background.submit(Task(partial(job.finish, contents), job.location, 0, job.abort))
         self._shard_number += 1
+
+
+def _chunk_for(body_size: int) -> int:
+    """Samples per fast-path chunk after bodies of up to ``body_size`` bytes."""
+    return max(1, min(_CHUNK, _CHUNK_BYTES // (body_size + BLOCK)))

@@ -206,9 +206,9 @@ class _ExclusiveSink(LocalFileSink):
     def __init__(self, path: Path) -> None:
         super().__init__(path, exclusive=True)
 
-    def commit(self) -> None:
+    def commit(self, *, sync_dir: bool = True) -> None:
         try:
-            super().commit()
+            super().commit(sync_dir=sync_dir)
         except FileExistsError:
             raise StoreError(
                 f"{self.location!r} already exists and was not overwritten: another writer "
