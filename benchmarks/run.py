@@ -88,7 +88,7 @@ def run_scenario(
         n = args.samples
         per_shard = max(1, -(-n // shards))
         shards = -(-n // per_shard)
-    base = DATA / f"{sc.id}-{n}"
+    base = args.data_dir / f"{sc.id}-{n}"
     spec = {
         "scenario": sc.id,
         "n": n,
@@ -216,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--writes-only", action="store_true", help="time the writes only, no reads")
     p.add_argument(
-        "--keep-data", action="store_true", help="keep the generated shards in benchmarks/.data"
+        "--keep-data", action="store_true", help="keep the generated shards (in --data-dir)"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA,
+        help="where the shards are generated (default benchmarks/.data; the tests give their own)",
     )
     p.add_argument(
         "--out", type=Path, help="results JSON (default benchmarks/.data/results-<time>.json)"
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in ids if s not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-    DATA.mkdir(parents=True, exist_ok=True)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or DATA / f"results-{stamp}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

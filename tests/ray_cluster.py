@@ -41,10 +41,11 @@ from waiting import wait_until
 
 __all__ = ["RayCluster", "ray_cluster"]
 
-# A loopback /16 of this run's own (from the pid): a cluster left behind by another test run
-# on the same machine (another checkout, a killed run) holds its addresses, and a node started
-# on an address where another cluster's node runs never comes up.
-_NET = 2 + os.getpid() % 250
+# A loopback /16 of this run's own (from the pid, or ATDATA_TEST_RAY_NET, which `.ci/run` sets
+# apart for the jobs it runs side by side): a cluster left behind by another test run on the
+# same machine (another checkout, a killed run) holds its addresses, and a node started on an
+# address where another cluster's node runs never comes up.
+_NET = int(os.environ.get("ATDATA_TEST_RAY_NET") or 2 + os.getpid() % 250)
 HEAD_IP = f"127.{_NET}.0.2"
 NODE_IP = f"127.{_NET}.0.3"
 TESTS = Path(__file__).resolve().parent
@@ -148,7 +149,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         import ray
     except ImportError:
         unavailable("ray is not installed: uv sync --all-extras (the 'ray' extra)")
-    workdir = tempfile.mkdtemp(prefix="atdata-ray-")
+    workdir = _short_tempdir()
     env = cluster_env()
     groups: list[subprocess.Popen[bytes]] = []
 
@@ -195,6 +196,17 @@ def ray_cluster() -> Iterator[RayCluster]:
             for proc in reversed(groups):
                 _stop_group(proc)
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _short_tempdir() -> str:
+    """A new directory for the cluster's files, on a short path: Ray's unix sockets live under
+    it (``session_<time>_<pid>/sockets/plasma_store``) and an AF_UNIX path holds at most 107
+    bytes, which a long ``$TMPDIR`` (like the per-job ones of ``CI_PARALLEL=1 bash .ci/run``)
+    exceeds: the nodes then never start."""
+    base = tempfile.gettempdir()
+    if len(base) > 16 and os.path.isdir("/tmp"):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="atdata-ray-", dir=base)
 
 
 def _started(log: Path) -> bool:

@@ -42,12 +42,15 @@ def _run(*args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two runs of the quick suite (B1 only, 200 samples, one repetition), saved as A and B."""
+    """Two runs of the quick suite (B1 only, 200 samples, one repetition), saved as A and B.
+    The shards go to this test's directory: not benchmarks/.data, which another run of the
+    suite in the same checkout (`CI_PARALLEL=1 bash .ci/run`) would share."""
     d = tmp_path_factory.mktemp("bench")
     for name in ("A", "B"):
         out = d / f"results-{name}.json"
         _run("benchmarks.run", "--quick", "--scenarios", "B1", "--no-atdata07", "--repeat", "1",
-             "--write-repeat", "1", "--samples", "200", "--budget", "1", "--out", str(out))  # fmt: skip
+             "--write-repeat", "1", "--samples", "200", "--budget", "1", "--out", str(out),
+             "--data-dir", str(d / "data"))  # fmt: skip
         _run("benchmarks.saved", "--saved-dir", str(d / "saved"), "save", name, "--from", str(out))
     return d / "saved"
 

@@ -40,7 +40,10 @@ def url(tmp_path: Path) -> Iterator[str]:
         )
     )
     server = make_server(store)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll: shutdown() waits for the next one (0.5 s by default)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

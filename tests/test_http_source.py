@@ -223,7 +223,9 @@ def test_redirects_to_other_schemes_are_refused(tmp_path: Path) -> None:
             self.end_headers()
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/start.tar"

@@ -1,9 +1,10 @@
 """A password or token in an index URL or DSN never shows: not in errors, reprs, reports or CLI.
 
 Each case runs a real operation against a real (throwaway) Redis or PostgreSQL, or a port where
-nothing listens, through the Python API and through the installed ``atdata`` script, and greps
-everything that came out (exception text and traceback, repr, diagnose report, warnings, logs,
-stdout and stderr) for the secret.
+nothing listens, through the Python API and through the installed ``atdata`` command (its entry
+point, each command line in a process of its own: tests/cli_in_forks.py), and greps everything
+that came out (exception text and traceback, repr, diagnose report, warnings, logs, stdout and
+stderr) for the secret.
 """
 
 import json
@@ -25,6 +26,7 @@ from atdata.index.providers.url import provider_from_url
 from services import refused_port
 
 SECRET = "Sekr1tPw0rd"
+CLI_IN_FORKS = Path(__file__).resolve().parent / "cli_in_forks.py"
 
 
 def _dead_port() -> int:
@@ -68,16 +70,19 @@ def _assert_hidden(text: str) -> None:
     assert SECRET not in text, text
 
 
-def _cli(*args: str, env: dict[str, str]) -> str:
-    exe = Path(sys.executable).with_name("atdata")
+def _cli(*commands: tuple[list[str], dict[str, str]]) -> str:
+    """What ``atdata ARGV`` printed (stdout and stderr) for each ``(ARGV, env)`` in turn: each
+    command in a process of its own, forked from one interpreter that imported atdata once."""
     proc = subprocess.run(
-        [str(exe), *args],
+        [sys.executable, str(CLI_IN_FORKS)],
+        input=json.dumps(commands),
         capture_output=True,
         check=False,
         text=True,
-        timeout=120,
-        env={**os.environ, **env},
+        timeout=240,
+        env={**os.environ, **commands[0][1]},
     )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
 
@@ -150,17 +155,21 @@ def test_unreachable_index_hides_the_secret_from_the_cli(url: str, tmp_path: Pat
     env = {"ATDATA_HOME": str(tmp_path), "ATDATA_INDEX_URL": url}
     if "://" not in url:  # a keyword DSN is not an index URL: give it to diagnose only
         env.pop("ATDATA_INDEX_URL")
-        text = _cli("diagnose", "--index-url", url, env=env)
-        text += _cli("diagnose", "--json", "--index-url", url, env=env)
+        text = _cli(
+            (["diagnose", "--index-url", url], env),
+            (["diagnose", "--json", "--index-url", url], env),
+        )
         assert "fail" in text, text
         _assert_hidden(text)
         return
-    text = _cli("ls", env=env)
-    text += _cli("ls", "--json", env=env)
-    text += _cli("diagnose", env=env)
-    text += _cli("diagnose", "--json", "--index-url", url, env=env)
-    text += _cli("diagnose", url, env=env)  # a usage error quoting the argument
-    text += _cli("--debug", "ls", env=env)
+    text = _cli(
+        (["ls"], env),
+        (["ls", "--json"], env),
+        (["diagnose"], env),
+        (["diagnose", "--json", "--index-url", url], env),
+        (["diagnose", url], env),  # a usage error quoting the argument
+        (["--debug", "ls"], env),
+    )
     assert "127.0.0.1" in text and "error" in text, text
     _assert_hidden(text)
 
@@ -186,7 +195,7 @@ def test_wrong_redis_password_against_a_real_server(
             assert report["index"].status == "fail", report.to_text()
         _assert_hidden(report.to_text() + json.dumps(report.to_dict()))
         env = {"ATDATA_HOME": str(tmp_path), "ATDATA_INDEX_URL": url}
-        cli = _cli("ls", env=env) + _cli("diagnose", env=env) + _cli("--debug", "ls", env=env)
+        cli = _cli((["ls"], env), (["diagnose"], env), (["--debug", "ls"], env))
         if fails:
             assert "refused the credentials" in cli, cli
         _assert_hidden(cli)
@@ -226,12 +235,14 @@ def test_postgres_credentials_never_show_when_it_works_or_fails(
         assert not report.ok
         _assert_hidden(report.to_text() + json.dumps(report.to_dict()))
     env = {"ATDATA_HOME": str(tmp_path), "ATDATA_INDEX_URL": good[1]}
-    cli = (
-        _cli("ls", env=env)
-        + _cli("diagnose", env=env)
-        + _cli("diagnose", "--index-url", good[2], env=env)
+    bad_env = {**env, "ATDATA_INDEX_URL": bad[1]}
+    cli = _cli(
+        (["ls"], env),
+        (["diagnose"], env),
+        (["diagnose", "--index-url", good[2]], env),
+        (["ls"], bad_env),
+        (["--debug", "ls"], bad_env),
+        (["diagnose"], bad_env),
     )
-    env["ATDATA_INDEX_URL"] = bad[1]
-    cli += _cli("ls", env=env) + _cli("--debug", "ls", env=env) + _cli("diagnose", env=env)
     assert "nobody" in cli, cli
     _assert_hidden(cli)
