@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "atdata.dict_sample",
             "atdata.codec",
+            "atdata.codec_batch",
             "atdata.members",
             "atdata.sample",
             "atdata.samplegen",
