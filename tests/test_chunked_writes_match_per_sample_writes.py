@@ -243,3 +243,24 @@ def test_manifest_summaries_match_a_value_by_value_summary() -> None:
     kept = {n: list(c) for n, (_, c) in columns.items() if n in stats}
     want = Manifest("0", 1, 3, stats, columns=kept, positions=np.arange(3, dtype=np.int64))
     assert got.to_bytes() == want.to_bytes()
+
+
+def test_a_shard_is_committed_as_soon_as_the_next_one_starts(tmp_path: Path) -> None:
+    """The chunked path reads ahead only inside a shard: the first sample of the next shard is
+    written on its own, so the shard before it is committed then. A producer that waits for a
+    shard to appear before it yields more (a pipeline handing shards on) does not deadlock."""
+    from waiting import wait_until
+
+    out = tmp_path / "out"
+
+    def samples() -> Iterator[Tiny]:
+        for i in range(23):
+            yield Tiny(idx=i, name=f"n{i}", vec=np.full(4, i, dtype=np.float32))
+        # samples 20..22 opened the third shard: the first two are whole on disk by now
+        wait_until(lambda: len(list(out.glob("s-*.tar"))) == 2, "two shards committed")
+        yield Tiny(idx=23, name="last", vec=np.zeros(4, dtype=np.float32))
+
+    with ShardWriter(str(out / "s-%06d.tar"), maxcount=10, durable=False) as w:
+        w.write_all(samples())
+    assert w._batch is not None  # the chunked path did the writing
+    assert sorted(p.name for p in out.glob("s-*.tar")) == [f"s-{i:06d}.tar" for i in range(3)]

@@ -40,6 +40,7 @@ _BATCH = 1 << 20  # bytes staged before they go to the background thread
 _CHUNK = 256  # samples ``write_all`` encodes together on its fast path, at most ...
 _CHUNK_BYTES = 256 << 10  # ... and about this many bytes of them (it reads this far ahead)
 _MISSES = 4  # chunks that needed the per-sample path before the fast path is given up
+_END = object()  # what ``next`` gives at the end of the input
 Layout = Literal["msgpack", "members"]
 Members = list[tuple[str, bytes]]
 
@@ -215,9 +216,15 @@ class ShardWriter(Generic[T]):
                     self.write(sample)
                 return
             if self._job is None or len(self._keys) >= self.maxcount:
-                room = self.maxcount  # a new shard: opened once the chunk is in hand
-            else:
-                room = self.maxcount - len(self._keys)
+                # A new shard: its first sample is written alone, as soon as it arrives, so the
+                # shard before it is committed then, not once a whole chunk has been read (a
+                # producer may wait for that shard before it yields more).
+                first = next(it, _END)
+                if first is _END:
+                    return
+                self.write(cast(T, first))
+                continue
+            room = self.maxcount - len(self._keys)
             chunk: list[T] = []
             try:
                 chunk.extend(islice(it, min(room, self._chunk)))
