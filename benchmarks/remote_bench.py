@@ -31,7 +31,7 @@ What happens, in one run on one set of shards:
      endpoint and credentials).
 
    With ``--readahead-sweep`` ours also runs with read-ahead off and forced on
-   (``ATDATA_READAHEAD=off|on``; the plain row is the default, ``auto``). With ``--delay-ms``
+   (``ATDATA_READAHEAD=auto|on``; the plain row is the default, ``off``). With ``--delay-ms``
    every server is reached through ``benchmarks.latency_proxy`` (a loopback proxy delaying each
    byte that many ms each way), bare rows included.
 
@@ -97,7 +97,7 @@ for _t, _name, _lib, _07 in (
     ROWS += [
         (f"{_t}/bytes", _name, f"{_lib} alone (bytes only)", "-", f"{_t}/ours", "local/raw"),
         (f"{_t}/ours", _name, "ours", "off", None, "local/ours"),
-        (f"{_t}/ours-ra0", _name, "ours, read-ahead off", "off", f"{_t}/ours", "local/ours"),
+        (f"{_t}/ours-raauto", _name, "ours, read-ahead auto", "off", f"{_t}/ours", "local/ours"),
         (f"{_t}/ours-ra1", _name, "ours, read-ahead on", "off", f"{_t}/ours", "local/ours"),
         (f"{_t}/ours-cache1", _name, "ours", "on: epoch 1 (fills)", None, "local/ours"),
         (f"{_t}/ours-cache2", _name, "ours", "on: epoch 2", None, "local/ours"),
@@ -537,9 +537,9 @@ class Bench:
             self.measure(f"{t}/bytes", "remote", t, dict(common, op="bytes"))
             self.measure(f"{t}/ours", "remote", t, dict(common, op="read"))
             if self.readahead_sweep:
-                # the default is ATDATA_READAHEAD=auto; the sweep adds off and on (the chunk
+                # the default is ATDATA_READAHEAD=off; the sweep adds auto and on (the chunk
                 # size only sizes streams without iter_chunks, which remote sources have)
-                for row, mode in (("ra0", "off"), ("ra1", "on")):
+                for row, mode in (("raauto", "auto"), ("ra1", "on")):
                     spec = dict(common, op="read", readahead=mode)
                     self.measure(f"{t}/ours-{row}", "remote", t, spec)
             if not self.cache_rows or t not in self.logs:
@@ -617,7 +617,7 @@ def headline(results: dict[str, Any]) -> list[tuple[str, str]]:
         if f"{t}/ours" not in ms:
             continue
         lib = "httpx" if t.startswith("http") else "boto3"
-        for row, what in (("ours-ra0", "read-ahead off"), ("ours-ra1", "read-ahead on")):
+        for row, what in (("ours-raauto", "read-ahead auto"), ("ours-ra1", "read-ahead on")):
             if f"{t}/{row}" in ms:
                 out.append(
                     (
@@ -753,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--readahead-sweep",
         action="store_true",
-        help="add ours with read-ahead off and on (default: auto)",
+        help="add ours with read-ahead auto and on (default: off)",
     )
     p.add_argument(
         "--delay-ms",

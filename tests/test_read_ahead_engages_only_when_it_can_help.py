@@ -152,7 +152,9 @@ def test_the_environment_picks_the_mode(monkeypatch: pytest.MonkeyPatch) -> None
         assert isinstance(wrapped, ReadAhead) and wrapped.mode == mode
         wrapped.close()
     monkeypatch.delenv(READAHEAD_ENV)
-    wrapped = read_ahead(io.BytesIO(b"abc"))
+    plain = io.BytesIO(b"abc")
+    assert read_ahead(plain) is plain  # off unless asked for: it did not pay where measured
+    wrapped = read_ahead(io.BytesIO(b"abc"), mode="auto")
     assert isinstance(wrapped, ReadAhead) and wrapped.mode == "auto"
     assert wrapped.read() == b"abc" and wrapped.engagements == 0
     monkeypatch.setenv(READAHEAD_ENV, "sometimes")

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from atdata.errors import SourceError
-from atdata.net.readahead import READAHEAD_CHUNK_ENV, ReadAhead, read_ahead
+from atdata.net.readahead import READAHEAD_CHUNK_ENV, READAHEAD_ENV, ReadAhead, read_ahead
 
 
 class Recording(io.RawIOBase):
@@ -82,8 +82,9 @@ def test_a_stream_never_read_is_closed_directly() -> None:
 
 def test_the_environment_turns_it_off_or_sizes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     inner = io.BytesIO(b"abc")
+    monkeypatch.setenv(READAHEAD_ENV, "on")
     monkeypatch.setenv(READAHEAD_CHUNK_ENV, "0")
-    assert read_ahead(inner) is inner
+    assert read_ahead(inner) is inner  # a chunk of 0 turns it off whatever the mode
     monkeypatch.setenv(READAHEAD_CHUNK_ENV, "2")
     wrapped = read_ahead(inner)
     assert isinstance(wrapped, ReadAhead) and wrapped._chunk == 2

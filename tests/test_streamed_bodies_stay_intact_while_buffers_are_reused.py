@@ -44,6 +44,7 @@ def test_bodies_held_across_refills_keep_their_bytes(
     shard_url: tuple[str, Path], readahead: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ATDATA_READAHEAD_CHUNK", readahead)
+    monkeypatch.setenv("ATDATA_READAHEAD", "off" if readahead == "0" else "on")
     url, path = shard_url
     expected = {m.name: bytes(body) for m, body in iter_members(str(path))}
     held = []

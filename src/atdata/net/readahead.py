@@ -12,8 +12,13 @@ each at most one socket read, without a copy on this side, so memory stays at
 (``reads_ahead = True``, e.g. :class:`~atdata.sources.chunked.ChunkVerifiedStream`) is not
 wrapped again.
 
-Modes (``$ATDATA_READAHEAD``): ``on`` engages the thread on the first read; ``off`` does not
-wrap the stream; ``auto`` (the default) pays for the thread only while it can help. The thread
+Modes (``$ATDATA_READAHEAD``): ``off`` (the default) does not wrap the stream; ``on`` engages the
+thread on the first read; ``auto`` pays for the thread only while it measures that it helps.
+``off`` is the default because nowhere we measured did the thread pay on loopback: with 2
+cores ``off`` and ``auto`` were level and ``on`` slower, with 16 cores against a Python server
+``off`` moved 0.80x of the bare client, ``auto`` 0.64x and ``on`` 0.61x, and against rclone all
+three were level; with added latency the kernel's socket buffer already keeps the link busy
+while the reader parses (``benchmarks/RESULTS.md``, ``.planning/netperf2.md``). The thread
 costs CPU (queue hand-offs, GIL switches): on a machine whose cores the server, the client and
 that thread share, the hand-offs can cost more than the overlap gains. ``auto`` starts reading
 inline (the consumer pulls the same chunks itself) and measures, per window of ``WINDOW``
@@ -98,7 +103,7 @@ def _chunk_from_env() -> int:
 
 
 def _mode_from_env() -> Mode:
-    text = os.environ.get(READAHEAD_ENV, "").strip().lower() or "auto"
+    text = os.environ.get(READAHEAD_ENV, "").strip().lower() or "off"
     for mode in _MODES:
         if text == mode:
             return mode
@@ -114,7 +119,7 @@ def read_ahead(
 ) -> BinaryIO:
     """``stream`` read ahead in the background (or ``stream`` itself when turned off, or when
     it reads ahead on its own thread already: its ``reads_ahead`` attribute is true).
-    ``mode`` defaults to ``$ATDATA_READAHEAD`` (``auto``)."""
+    ``mode`` defaults to ``$ATDATA_READAHEAD`` (``off`` when unset)."""
     size = _chunk_from_env() if chunk is None else chunk
     how = _mode_from_env() if mode is None else mode
     if size <= 0 or how == "off" or getattr(stream, "reads_ahead", False) is True:

@@ -95,7 +95,7 @@ def iter_members(
         try:
             if start_offset:
                 _skip_stream(stream, start_offset, src.url)  # a seek where the stream can
-            stream = read_ahead(stream)  # the next bytes arrive while these are parsed
+            stream = read_ahead(stream)  # off unless $ATDATA_READAHEAD asks for it
             yield from _iter_stream(stream, src.url, start_offset, max_size)
         finally:
             stream.close()
