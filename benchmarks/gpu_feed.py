@@ -43,6 +43,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .measure import warm_cache
 from .scenarios import SCENARIOS, _chunk, expected_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,14 +92,6 @@ def write_data(directory: str, n: int, shards: int, procs: int) -> float:
         written = sum(pool.map(_write_shard, jobs))
     assert written == n, (written, n)
     return time.perf_counter() - t0
-
-
-def warm(files: list[str]) -> None:
-    buf = bytearray(8 << 20)
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
@@ -277,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             "reps": args.h2d_reps,
         }
         for rnd in range(args.repeat):
-            warm(files)
+            warm_cache(files)
             ran = 0
             for name, kind, param in rows:
                 left = args.budget - (time.perf_counter() - start)

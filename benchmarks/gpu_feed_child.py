@@ -112,15 +112,19 @@ def run_loader(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
 
     ds = atdata.Dataset[_sample_type()](_url(spec))  # type: ignore[misc]
     tds = ds.to_torch(batch_size=spec["batch"], drop_last=False)
-    w = spec["param"]
-    dl = atdata.torch.loader(
-        tds,
-        num_workers=w,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=w > 0,
-        prefetch_factor=spec["prefetch"] if w > 0 else None,
-    )
+    dl = atdata.torch.loader(tds, **_worker_options(spec, dev))
     return _passes(lambda: dl, dev, spec["passes"])
+
+
+def _worker_options(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
+    """The DataLoader options both DataLoader rows (ours, webdataset) use alike."""
+    w = spec["param"]
+    return {
+        "num_workers": w,
+        "pin_memory": dev.type == "cuda",
+        "persistent_workers": w > 0,
+        "prefetch_factor": spec["prefetch"] if w > 0 else None,
+    }
 
 
 def run_wds(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
@@ -133,15 +137,7 @@ def run_wds(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
         .map(_Decode(SC))
         .batched(spec["batch"], collation_fn=_Collate(SC), partial=True)
     )
-    w = spec["param"]
-    dl = torch.utils.data.DataLoader(
-        ds,
-        batch_size=None,
-        num_workers=w,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=w > 0,
-        prefetch_factor=spec["prefetch"] if w > 0 else None,
-    )
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, **_worker_options(spec, dev))
     return _passes(lambda: dl, dev, spec["passes"])
 
 

@@ -37,19 +37,27 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-def new_account_session(pds: dict[str, Any], prefix: str = "m") -> Any:
-    """A fresh account on the local PDS (``pds`` fixture) and an AtmosphereSession logged in to it."""
+def new_account(pds: dict[str, Any], prefix: str = "m") -> tuple[str, str]:
+    """A fresh account on the local PDS (``pds`` fixture): its handle and DID."""
     import os
 
     from atproto import Client, models
 
-    from atdata.atmosphere import AtmosphereSession
     from services import PDS_TEST_PASSWORD
 
     handle = f"{prefix}{os.urandom(5).hex()}.test"
-    Client(base_url=pds["pds"]).com.atproto.server.create_account(
+    out = Client(base_url=pds["pds"]).com.atproto.server.create_account(
         models.ComAtprotoServerCreateAccount.Data(
             handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
         )
     )
+    return handle, out.did
+
+
+def new_account_session(pds: dict[str, Any], prefix: str = "m") -> Any:
+    """A fresh account on the local PDS (``pds`` fixture) and an AtmosphereSession logged in to it."""
+    from atdata.atmosphere import AtmosphereSession
+    from services import PDS_TEST_PASSWORD
+
+    handle, _ = new_account(pds, prefix)
     return AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD)

@@ -10,7 +10,6 @@ to no PDS that a verified document does not name.
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,9 @@ import pytest
 from atdata.atmosphere import AtmosphereClient, AtmosphereSession, LabelRecord, Resolver
 from atdata.atmosphere.identity_cache import IdentityCache
 from atdata.errors import AuthenticationError
-from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
+from atmosphere_helpers import loopback_only, new_account  # noqa: F401 - autouse guard
 from http_server import FileServer
 from services import PDS_TEST_PASSWORD, refused_port
-
-
-def _account(pds: dict[str, Any]) -> tuple[str, str]:
-    from atproto import Client, models
-
-    handle = f"mv{os.urandom(5).hex()}.test"
-    out = Client(base_url=pds["pds"]).com.atproto.server.create_account(
-        models.ComAtprotoServerCreateAccount.Data(
-            handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
-        )
-    )
-    return handle, out.did
 
 
 def _doc(did: str, handle: str, pds_url: str) -> dict[str, Any]:
@@ -67,7 +54,7 @@ def _kept_pds(cache: IdentityCache, plc_url: str, did: str) -> str | None:
 def test_login_by_handle_follows_an_account_whose_kept_pds_is_gone(
     pds: dict[str, Any], home: Path
 ) -> None:
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "mv")
     gone = f"http://127.0.0.1:{refused_port()}"
     cache = _keep(pds["plc"], did, handle, gone)
 
@@ -83,7 +70,7 @@ def test_login_by_handle_follows_an_account_whose_kept_pds_is_gone(
 def test_login_by_did_follows_an_account_whose_kept_pds_is_gone(
     pds: dict[str, Any], home: Path
 ) -> None:
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "mv")
     _keep(pds["plc"], did, handle, f"http://127.0.0.1:{refused_port()}")
     session = AtmosphereSession.login(did, PDS_TEST_PASSWORD, resolver=Resolver(plc_url=pds["plc"]))
     assert (session.did, session.handle, session.pds_url) == (did, handle, _real(pds, did))
@@ -92,7 +79,7 @@ def test_login_by_did_follows_an_account_whose_kept_pds_is_gone(
 def test_a_wrong_password_is_not_sent_twice(pds: dict[str, Any], home: Path) -> None:
     """The account is where its document says: a refusal there is final (one fresh lookup,
     no second login attempt to the same PDS), and the error is the PDS's."""
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "mv")
     resolver = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
     with pytest.raises(AuthenticationError, match="login as"):
         AtmosphereSession.login(handle, "not-the-password", resolver=resolver)
@@ -105,7 +92,7 @@ def test_the_fresh_document_is_verified_before_the_password_goes_anywhere(
 ) -> None:
     """A directory that now serves a document naming the account's real PDS but not claiming
     the handle: the kept entry's PDS is gone, and login refuses instead of following."""
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "mv")
     directory = http_server  # plays both the PLC directory and the handle resolver
     (directory.root / "xrpc").mkdir()
     (directory.root / "xrpc" / "com.atproto.identity.resolveHandle").write_text(
@@ -121,7 +108,7 @@ def test_the_fresh_document_is_verified_before_the_password_goes_anywhere(
 
 
 def test_reads_follow_an_account_whose_kept_pds_is_gone(pds: dict[str, Any], home: Path) -> None:
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "mv")
     writer = AtmosphereClient(AtmosphereSession.login(pds["pds"], handle, PDS_TEST_PASSWORD))
     label = writer.publish(LabelRecord("moved", f"at://{did}/science.alt.dataset.entry/x", "1"))
 

@@ -4,34 +4,21 @@ PLC directory) names the PDS, and the PDS must answer for that DID. Against the 
 harness and its in-memory PLC directory."""
 
 import json
-import os
 from typing import Any
 
 import pytest
 
 from atdata.atmosphere import AtmosphereSession, Resolver
 from atdata.errors import AuthenticationError
-from atmosphere_helpers import loopback_only  # noqa: F401 - autouse guard
+from atmosphere_helpers import loopback_only, new_account  # noqa: F401 - autouse guard
 from http_server import FileServer
 from services import PDS_TEST_PASSWORD
-
-
-def _account(pds: dict[str, Any]) -> tuple[str, str]:
-    from atproto import Client, models
-
-    handle = f"h{os.urandom(5).hex()}.test"
-    out = Client(base_url=pds["pds"]).com.atproto.server.create_account(
-        models.ComAtprotoServerCreateAccount.Data(
-            handle=handle, email=f"{handle}@example.test", password=PDS_TEST_PASSWORD
-        )
-    )
-    return handle, out.did
 
 
 def test_login_with_a_handle_alone_finds_the_pds_through_the_environment(
     pds: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "h")
     monkeypatch.setenv("ATDATA_PLC_URL", pds["plc"])
     monkeypatch.setenv("ATDATA_HANDLE_RESOLVER", pds["pds"])
     session = AtmosphereSession.login(f"@{handle}", PDS_TEST_PASSWORD)
@@ -42,7 +29,7 @@ def test_login_with_a_handle_alone_finds_the_pds_through_the_environment(
 
 
 def test_login_with_a_did_and_an_explicit_resolver(pds: dict[str, Any]) -> None:
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "h")
     session = AtmosphereSession.login(did, PDS_TEST_PASSWORD, resolver=Resolver(plc_url=pds["plc"]))
     assert (session.did, session.handle) == (did, handle)
     with Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"]).activate():
@@ -53,7 +40,7 @@ def test_login_with_a_did_and_an_explicit_resolver(pds: dict[str, Any]) -> None:
 def test_a_resolver_that_lies_about_the_handle_is_refused(
     pds: dict[str, Any], http_server: FileServer
 ) -> None:
-    _, victim_did = _account(pds)
+    _, victim_did = new_account(pds, "h")
     (http_server.root / "xrpc").mkdir()
     (http_server.root / "xrpc" / "com.atproto.identity.resolveHandle").write_text(
         json.dumps({"did": victim_did})
@@ -66,7 +53,7 @@ def test_a_resolver_that_lies_about_the_handle_is_refused(
 def test_a_wrong_password_and_an_unknown_handle_are_authentication_errors(
     pds: dict[str, Any],
 ) -> None:
-    handle, _ = _account(pds)
+    handle, _ = new_account(pds, "h")
     resolver = Resolver(plc_url=pds["plc"], handle_resolver_pds=pds["pds"])
     with pytest.raises(AuthenticationError):
         AtmosphereSession.login(handle, "not-the-password", resolver=resolver)
@@ -83,7 +70,7 @@ def test_the_cli_logs_in_with_a_handle_alone(
 
     from atdata.cli.app import app
 
-    handle, did = _account(pds)
+    handle, did = new_account(pds, "h")
     monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
     env = {
         "ATDATA_APP_PASSWORD": PDS_TEST_PASSWORD,
