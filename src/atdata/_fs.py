@@ -84,10 +84,8 @@ class AtomicFile:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._file.write(data)
         self._written += memoryview(data).nbytes
-        if self.durable and self._written - self._flushed >= _WRITEBACK_CHUNK:
-            self._file.flush()
-            _start_writeback(self._file.fileno(), self._flushed, self._written - self._flushed)
-            self._flushed = self._written
+        if self._written - self._flushed >= _WRITEBACK_CHUNK:
+            self.start_writeback()
 
     def start_writeback(self) -> None:
         """Ask the kernel to start writing what is not yet on its way to disk (durable files;

@@ -23,7 +23,7 @@ import numpy as np
 from .._fs import AtomicFile, fsync_dir
 from .info import Checksum, ShardInfo
 from .offsets import OFFSETS_SUFFIX, OffsetIndex
-from .sink import ShardSink, SinkFactory, write_whole
+from .sink import ShardSink, SinkFactory, commit_sink, write_whole
 from .tar import BLOCK
 
 __all__ = ["END_OF_ARCHIVE", "Buffer", "ShardContents", "ShardJob"]
@@ -99,7 +99,6 @@ class ShardJob:
         assert sink is not None
         self.write((END_OF_ARCHIVE,))
         digest = self._hash.hexdigest()
-        local = isinstance(sink, AtomicFile) and sink.durable
         if isinstance(sink, AtomicFile):
             sink.start_writeback()  # the disk works while the sidecars are built
         index = OffsetIndex(
@@ -118,13 +117,8 @@ class ShardJob:
             data = builder.finish(size=contents.size, sha256=digest, count=len(contents.keys))
         # a durable local shard and its sidecars are fsynced and renamed one by one, and their
         # directory fsynced once after the last rename, before the shard is reported
-        dirs: set[Path] | None = set() if local else None
-        if isinstance(sink, AtomicFile) and local:
-            sink.commit(sync_dir=False)  # a failing commit aborts itself
-            assert dirs is not None
-            dirs.add(sink.path.parent)
-        else:
-            sink.commit()
+        dirs: set[Path] = set()
+        commit_sink(sink, dirs)  # a failing commit aborts itself
         self._sink = None
         sidecar = write_whole(
             self.open_sink, sink.location + OFFSETS_SUFFIX, index, dirs_to_sync=dirs
@@ -134,7 +128,7 @@ class ShardJob:
             extra = write_whole(
                 self.open_sink, sink.location + builder.suffix, data, dirs_to_sync=dirs
             )
-        for directory in dirs or ():
+        for directory in dirs:
             fsync_dir(directory)
         self.done(
             ShardInfo(

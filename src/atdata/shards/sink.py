@@ -15,7 +15,7 @@ from typing import Protocol
 
 from .._fs import AtomicFile
 
-__all__ = ["LocalFileSink", "ShardSink", "SinkFactory", "write_whole"]
+__all__ = ["LocalFileSink", "ShardSink", "SinkFactory", "commit_sink", "write_whole"]
 
 
 class ShardSink(Protocol):
@@ -65,12 +65,19 @@ def write_whole(
     sink = open_sink(location)
     try:
         sink.write(data)
-        if dirs_to_sync is not None and isinstance(sink, AtomicFile) and sink.durable:
-            sink.commit(sync_dir=False)
-            dirs_to_sync.add(sink.path.parent)
-        else:
-            sink.commit()
+        commit_sink(sink, dirs_to_sync)
     except BaseException:
         sink.abort()
         raise
     return hashlib.sha256(data).hexdigest()
+
+
+def commit_sink(sink: "ShardSink", dirs_to_sync: set[Path] | None = None) -> None:
+    """``sink.commit()``; with ``dirs_to_sync``, a durable local file is renamed into place
+    without fsyncing its directory, which is added to the set for the caller to fsync (once for
+    several files) before it counts the file as durable. A failing commit aborts itself."""
+    if dirs_to_sync is not None and isinstance(sink, AtomicFile) and sink.durable:
+        sink.commit(sync_dir=False)
+        dirs_to_sync.add(sink.path.parent)
+    else:
+        sink.commit()
