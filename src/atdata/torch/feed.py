@@ -13,7 +13,7 @@ pinned memory) while the previous one is in use.
 There is no worker-to-trainer copy: the batch the model gets is the buffer the readers filled (or
 its device copy). A buffer is reused only once nothing refers to it any more.
 
-With ``processes=N`` the readers are ``N`` processes forked at the start of each pass instead
+With ``processes=N`` the readers are ``N`` processes instead, forked by the first pass and kept
 (no GIL between them), collating into one shared buffer that is page-locked for the GPU once;
 see :mod:`atdata.torch._procfeed`.
 """
@@ -53,8 +53,8 @@ def feed(
     ``rank``, ``world_size``, ...) or a :class:`~atdata.torch.TorchDataset`. ``device``: where
     batches go (``None``/``"cpu"``: host tensors; ``"cuda"``: copied there on a side stream).
     ``pin_memory`` defaults to "when CUDA is available". ``threads`` (default 2) reader threads
-    in this process, or ``processes`` reader processes (forked at the start of each pass; give
-    one or the other). See :class:`Feed`.
+    in this process, or ``processes`` reader processes (forked by the first pass and kept while
+    passes read to their end; give one or the other). See :class:`Feed`.
     """
     if isinstance(source, TorchDataset):
         if plan or (batch_size is not None and batch_size != source.batch_size):
